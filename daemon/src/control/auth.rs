@@ -1,0 +1,1 @@
+//! Who may use the control socket: peer credentials against the configured groups.

@@ -1,0 +1,29 @@
+//! The control socket: protocol, server, client, and who may do what.
+//!
+//! Contract:
+//! - [`server::serve`] accepts connections on a Unix socket until shutdown; each connection is
+//!   a hello exchange, then requests answered in order by a [`Backend`]. A peer is admitted by
+//!   its kernel-reported credentials ([`auth`]): root and `admin_group` get admin access,
+//!   `read_group` read access, anyone else is refused in the hello reply with a sentence that
+//!   names the groups to join.
+//! - Bad lines get an `error` response, never a dropped connection without a word; a line longer
+//!   than [`MAX_LINE`] closes the connection.
+//! - [`client::Client`] is what the CLI uses; it turns a version mismatch into a readable error.
+
+pub mod auth;
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+use std::future::Future;
+
+use protocol::{Request, Response};
+
+/// Longest request or response line accepted, in bytes.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// What answers requests: the running daemon (and test doubles).
+pub trait Backend: Send + Sync + 'static {
+    /// Answers one request. Authorisation has already been checked.
+    fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+}

@@ -1,0 +1,222 @@
+//! The control socket protocol: one JSON object per line, in both directions.
+//!
+//! A connection starts with a [`Hello`] from the client and a [`HelloReply`] from the daemon.
+//! Both are deliberately loose (unknown fields ignored, nothing but numbers and strings) so
+//! that any two versions of certvakt can read each other's hello and say clearly that they do
+//! not fit, instead of failing on a parse error. After a successful hello the client sends
+//! [`Request`]s and reads one [`Response`] for each, in order.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problem;
+use crate::inventory::{CertState, Entry, SourceKind, SourceProblem};
+
+/// Bumped whenever a request or response changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub hello: HelloBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloBody {
+    pub protocol: u32,
+    pub version: String,
+    #[serde(default)]
+    pub program: String,
+}
+
+/// The daemon's answer to a hello. `error` is set (and `access` is `none`) when the protocol
+/// does not fit or the peer is not allowed in; the daemon closes the connection after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub hello: HelloReplyBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReplyBody {
+    pub protocol: u32,
+    pub version: String,
+    #[serde(default)]
+    pub access: Access,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a peer may do, decided from its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Not allowed in.
+    #[default]
+    None,
+    /// Member of `read_group`: may look.
+    Read,
+    /// root or member of `admin_group`: may change things.
+    Admin,
+}
+
+/// A request after the hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Daemon health and a summary of every certificate; read access.
+    Status,
+    /// One line per certificate found; read access.
+    List,
+    /// Everything about one certificate id (or watched path); read access.
+    Show { id: String },
+    /// Re-read the configuration (validated first) and rescan; admin access.
+    Reload,
+}
+
+impl Request {
+    /// The access a request needs.
+    pub fn needs(&self) -> Access {
+        match self {
+            Request::Status | Request::List | Request::Show { .. } => Access::Read,
+            Request::Reload => Access::Admin,
+        }
+    }
+
+    /// Its name, as in the `request` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::List => "list",
+            Request::Show { .. } => "show",
+            Request::Reload => "reload",
+        }
+    }
+}
+
+/// The answer to one [`Request`]; each variant is named after its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Status(StatusReport),
+    List { items: Vec<ListItem> },
+    Show(ShowReport),
+    Reload(ReloadReport),
+    /// The request failed; `code` is for scripts, `message` for people.
+    Error { code: ErrorCode, message: String },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line was not a request this daemon understands.
+    BadRequest,
+    /// The peer's access is not enough for this request.
+    Forbidden,
+    /// No certificate or source with that id.
+    NotFound,
+    /// A reload found the new configuration invalid; the running one stays.
+    InvalidConfig,
+    /// Something went wrong inside the daemon.
+    Internal,
+}
+
+/// Overall health, worst first wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// Counts of certificates by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub expiring: usize,
+    pub expired: usize,
+    pub not_yet_valid: usize,
+    /// Sources (files, patterns) with a problem.
+    pub problems: usize,
+}
+
+/// `status`: the daemon and the certificates at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub now: i64,
+    pub config_files: Vec<PathBuf>,
+    /// Unix seconds when the running configuration was loaded.
+    pub config_loaded_at: i64,
+    /// Set when the last reload was refused; the running configuration is older.
+    pub last_reload_error: Option<String>,
+    pub scanned_at: i64,
+    pub socket: PathBuf,
+    pub metrics_listen: Option<String>,
+    pub warn_before_secs: u64,
+    pub health: Health,
+    pub counts: Counts,
+    /// Certificates that are not `ok`, soonest expiry first.
+    pub attention: Vec<ListItem>,
+    pub problems: Vec<SourceProblem>,
+}
+
+/// One certificate in `list` (and in `status.attention`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListItem {
+    pub id: String,
+    pub source: SourceKind,
+    pub path: PathBuf,
+    /// The subject's CN, or the whole subject when it has none.
+    pub name: String,
+    /// The Nordic identity, short: `DK CVR 12345678 UUID …`, `SE HSA SE…`, `NO org 123456789`.
+    pub identity: Option<String>,
+    pub not_after: i64,
+    /// Negative once expired.
+    pub seconds_left: i64,
+    pub state: CertState,
+}
+
+/// `show ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowReport {
+    pub id: String,
+    /// The certificate(s) under this id: the one asked for, followed by the rest of its file.
+    pub entries: Vec<ShownEntry>,
+    /// Problems of the source behind this id.
+    pub problems: Vec<SourceProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShownEntry {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub state: CertState,
+    pub seconds_left: i64,
+}
+
+/// `reload`: what the new configuration and scan found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub summary: String,
+    pub certificates: usize,
+    pub problems: usize,
+}
+
+/// The problems of a refused reload travel inside the error message; this renders them.
+pub fn problems_message(problems: &[Problem]) -> String {
+    let mut out = format!(
+        "the new configuration has {} problem(s); the running configuration stays in force:",
+        problems.len()
+    );
+    for p in problems {
+        out.push('\n');
+        out.push_str(&p.to_string());
+    }
+    out
+}

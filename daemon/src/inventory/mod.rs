@@ -1,0 +1,287 @@
+//! Inventory: which certificates exist, what they say, and which files are broken.
+//!
+//! Contract:
+//! - [`Source`]s come from the configuration (managed certificates and watch patterns);
+//!   [`Scanner::scan`] turns them into an [`Inventory`]: one [`Entry`] per certificate found
+//!   (a file can hold a chain, a PKCS#12 bundle several) and one [`SourceProblem`] per file or
+//!   pattern that could not be read. A bad file never stops the others.
+//! - Files are read with a size limit, symlinks are followed with loop detection by the OS
+//!   (`ELOOP` is reported, not followed forever), directories are reported, and parsing is done
+//!   by x509-parser / p12-keystore, never by hand.
+//! - The scanner keeps a cache keyed by (device, inode, size, mtime, password file): unchanged
+//!   files are not read or parsed again, so a rescan of 10,000 files costs about one `stat` each.
+//! - Private keys are read only to check that they belong to the certificate, and are never
+//!   logged, stored or returned.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What a configured source is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SourceKind {
+    /// A `[[certificate]]`: managed (renewed from the renewal engine on).
+    Managed {
+        id: String,
+        plugin: String,
+        key: Option<PathBuf>,
+    },
+    /// A `[[watch]]` path or glob pattern: only monitored.
+    Watched { pattern: String },
+}
+
+/// One configured place to look for certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    /// The file (managed) or the pattern (watched; may contain glob characters).
+    pub path: String,
+    pub pkcs12_password_file: Option<PathBuf>,
+}
+
+/// The key inside a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// `RSA`, `EC`, `Ed25519`, `Ed448`, or the algorithm OID when unknown.
+    pub algorithm: String,
+    /// Key size in bits (RSA modulus bits, curve size for EC).
+    pub bits: u32,
+    /// Named curve for EC keys, e.g. `P-256`.
+    pub curve: Option<String>,
+}
+
+/// A national identity a certificate carries, named the way the authorities name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "scheme")]
+pub enum NordicIdentity {
+    /// Danish OCES3: `organizationIdentifier=NTRDK-<CVR>`, `serialNumber=UI:DK-O:G:<uuid>`
+    /// (also `UI:DK-E:`, `UI:DK-P:` for employee and person certificates).
+    DkOces3 { cvr: String, uuid: Option<String> },
+    /// Danish OCES2: `serialNumber=CVR:<cvr>-FID:<fid>` (function/system) or `-UID:<uid>`
+    /// (employee) or `-RID:<rid>`.
+    DkOces2 {
+        cvr: String,
+        fid: Option<String>,
+        uid: Option<String>,
+        rid: Option<String>,
+    },
+    /// Swedish HSA-ID in `serialNumber`, e.g. `SE2321000016-39KJ`.
+    SeHsaId { hsa_id: String },
+    /// Norwegian organisation number: `organizationIdentifier=NTRNO-<orgnr>` (SEID 2) or a
+    /// 9-digit `serialNumber` (SEID 1).
+    NoOrgNumber { orgnr: String, seid: u8 },
+    /// Finnish identifiers: business ID (Y-tunnus) `NTRFI-<id>` or `serialNumber` with a
+    /// Y-tunnus / OID of the organisation, as DVV certificates carry them.
+    FiOrganisation { business_id: Option<String>, identifier: String },
+}
+
+/// Everything the inventory knows about one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    /// Subject DN in RFC 4514-like form (as x509-parser prints it).
+    pub subject: String,
+    pub issuer: String,
+    /// Serial number, lower-case hex with colons.
+    pub serial: String,
+    /// Validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub key: KeyInfo,
+    /// Fingerprints of the DER encoding, lower-case hex with colons.
+    pub sha1: String,
+    pub sha256: String,
+    /// Subject alternative names, as `DNS:...`, `IP:...`, `email:...`, `URI:...`.
+    pub sans: Vec<String>,
+    /// Nordic identities found in the subject (usually zero or one).
+    pub identities: Vec<NordicIdentity>,
+    /// Basic constraints say CA.
+    pub is_ca: bool,
+    /// Subject equals issuer.
+    pub self_signed: bool,
+    /// The signature algorithm, e.g. `sha256WithRSAEncryption` or `RSASSA-PSS`.
+    pub signature_algorithm: String,
+}
+
+/// Whether a configured private key belongs to the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyCheck {
+    /// No key path configured.
+    NotConfigured,
+    /// The key's public half equals the certificate's.
+    Matches,
+    /// They do not belong together (a [`SourceProblem`] says more).
+    Mismatch,
+    /// The key file could not be read or parsed (a [`SourceProblem`] says more).
+    Unreadable,
+}
+
+/// One certificate found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Stable id: the managed id, or the file path for watched files; certificates after the
+    /// first in a file get `#<index>` appended (`fmk-prod#1`, `/etc/ssl/chain.pem#2`).
+    pub id: String,
+    pub source: SourceKind,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Position in the file (0 = first, the leaf in a well-formed chain).
+    pub index: usize,
+    /// `pem`, `der` or `pkcs12`.
+    pub format: String,
+    pub cert: CertInfo,
+    /// Only meaningful for the first certificate of a managed source.
+    pub key_check: KeyCheck,
+}
+
+/// What kind of trouble a source had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The file does not exist.
+    Missing,
+    /// A glob pattern matched no file.
+    NoMatch,
+    /// Permission denied or another I/O error.
+    Unreadable,
+    /// The path is a directory.
+    IsDirectory,
+    /// Too many levels of symbolic links.
+    SymlinkLoop,
+    /// Larger than `max_file_size`.
+    TooLarge,
+    /// The file holds no certificate.
+    NotCertificate,
+    /// A certificate that is cut off or otherwise malformed.
+    Malformed,
+    /// PKCS#12 without a password file, or the password is wrong.
+    Pkcs12Password,
+    /// The configured key does not belong to the certificate.
+    KeyMismatch,
+    /// The configured key could not be read or parsed.
+    KeyUnreadable,
+}
+
+impl ProblemKind {
+    /// The label value used in metrics (bounded set).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::NoMatch => "no_match",
+            ProblemKind::Unreadable => "unreadable",
+            ProblemKind::IsDirectory => "is_directory",
+            ProblemKind::SymlinkLoop => "symlink_loop",
+            ProblemKind::TooLarge => "too_large",
+            ProblemKind::NotCertificate => "not_certificate",
+            ProblemKind::Malformed => "malformed",
+            ProblemKind::Pkcs12Password => "pkcs12_password",
+            ProblemKind::KeyMismatch => "key_mismatch",
+            ProblemKind::KeyUnreadable => "key_unreadable",
+        }
+    }
+
+    /// Every kind, for metrics that must show zero as well.
+    pub const ALL: [ProblemKind; 11] = [
+        ProblemKind::Missing,
+        ProblemKind::NoMatch,
+        ProblemKind::Unreadable,
+        ProblemKind::IsDirectory,
+        ProblemKind::SymlinkLoop,
+        ProblemKind::TooLarge,
+        ProblemKind::NotCertificate,
+        ProblemKind::Malformed,
+        ProblemKind::Pkcs12Password,
+        ProblemKind::KeyMismatch,
+        ProblemKind::KeyUnreadable,
+    ];
+}
+
+/// A file or pattern that could not be turned into certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceProblem {
+    /// The managed id, or the path / pattern for watched sources (same ids as [`Entry::id`]
+    /// without the `#index`).
+    pub id: String,
+    pub source: SourceKind,
+    /// The file (or pattern) concerned.
+    pub path: String,
+    pub kind: ProblemKind,
+    /// A sentence: what is wrong and what to do. Never contains key material.
+    pub message: String,
+}
+
+/// The result of one scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<SourceProblem>,
+    /// When the scan finished, seconds since the Unix epoch.
+    pub scanned_at: i64,
+    /// Files looked at in this scan, and how many of them were read and parsed (not cached).
+    pub files_seen: usize,
+    pub files_parsed: usize,
+}
+
+/// Scans sources; holds the per-file cache between scans.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    // filled in by the implementation
+}
+
+impl Scanner {
+    pub fn new(max_file_size: u64) -> Scanner {
+        let _ = max_file_size;
+        Scanner {}
+    }
+
+    /// Scans every source. Never fails as a whole: what goes wrong is in `problems`.
+    pub fn scan(&mut self, sources: &[Source]) -> Inventory {
+        let _ = sources;
+        unimplemented!("inventory::Scanner::scan")
+    }
+}
+
+/// Parses every certificate in `bytes` (PEM with any number of certificates and other blocks,
+/// DER, or PKCS#12 when `password` is given or the content is PKCS#12).
+pub fn parse_certificates(bytes: &[u8], password: Option<&str>) -> Result<(String, Vec<CertInfo>), (ProblemKind, String)> {
+    let _ = (bytes, password);
+    unimplemented!("inventory::parse_certificates")
+}
+
+/// Where a certificate stands in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    Ok,
+    /// Valid, but expires within `warn_before`.
+    Expiring,
+    NotYetValid,
+    Expired,
+}
+
+impl CertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Ok => "ok",
+            CertState::Expiring => "expiring",
+            CertState::NotYetValid => "not_yet_valid",
+            CertState::Expired => "expired",
+        }
+    }
+}
+
+impl CertInfo {
+    /// The state at `now` (Unix seconds), given the warning window in seconds.
+    pub fn state_at(&self, now: i64, warn_before: u64) -> CertState {
+        if now >= self.not_after {
+            CertState::Expired
+        } else if now < self.not_before {
+            CertState::NotYetValid
+        } else if self.not_after - now <= warn_before as i64 {
+            CertState::Expiring
+        } else {
+            CertState::Ok
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! certvakt: keeps the organisation certificates of Nordic health IT alive.
+//!
+//! The library does the work; the binaries `certvaktd` (the service) and `certvakt` (the
+//! operator's CLI) only parse arguments and call into it. One module per concept:
+//!
+//! - [`config`]: loading the TOML files (main file plus `conf.d/` drop-ins) and validating them,
+//!   every problem at once, with file, line and key.
+//! - [`inventory`]: finding and parsing certificates (PEM, DER, PKCS#12), the Nordic identities
+//!   they carry, and what is wrong with the files that are not certificates.
+//! - [`schedule`]: when the daemon must next wake up.
+//! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
+//! - [`control`]: the control socket protocol, its server, and the client the CLI uses.
+//! - [`service`]: the daemon itself: config, inventory, metrics, control, signals, in one loop.
+//! - [`signal`]: operating system signals as a small domain enum.
+//! - [`systemd`]: journal logging and `sd_notify`.
+//! - [`cli`]: the operator's command line.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon_cli;
+pub mod duration;
+pub mod inventory;
+pub mod metrics;
+pub mod schedule;
+pub mod service;
+pub mod signal;
+pub mod systemd;
+pub mod watcher;
+
+/// The version of this build, as shown in `Hello`, `--version` and the build-info metric.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Current time as seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
