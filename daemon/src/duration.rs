@@ -14,7 +14,9 @@ pub struct HumanDuration(pub Duration);
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a duration: {reason} (write e.g. \"30d\", \"12h\", \"1d12h\", \"90m\", \"45s\"; units: w d h m s)")]
+#[error(
+    "`{input}` is not a duration: {reason} (write e.g. \"30d\", \"12h\", \"1d12h\", \"90m\", \"45s\"; units: w d h m s)"
+)]
 pub struct ParseDurationError {
     input: String,
     reason: &'static str,
@@ -105,9 +107,18 @@ mod tests {
 
     #[test]
     fn parses_units_and_sums() {
-        assert_eq!("30d".parse::<HumanDuration>().map(|d| d.as_secs()), Ok(30 * 86_400));
-        assert_eq!("1d12h".parse::<HumanDuration>().map(|d| d.as_secs()), Ok(86_400 + 12 * 3_600));
-        assert_eq!("2w".parse::<HumanDuration>().map(|d| d.as_secs()), Ok(14 * 86_400));
+        assert_eq!(
+            "30d".parse::<HumanDuration>().map(|d| d.as_secs()),
+            Ok(30 * 86_400)
+        );
+        assert_eq!(
+            "1d12h".parse::<HumanDuration>().map(|d| d.as_secs()),
+            Ok(86_400 + 12 * 3_600)
+        );
+        assert_eq!(
+            "2w".parse::<HumanDuration>().map(|d| d.as_secs()),
+            Ok(14 * 86_400)
+        );
         assert_eq!("45s".parse::<HumanDuration>().map(|d| d.as_secs()), Ok(45));
     }
 
@@ -123,7 +134,10 @@ mod tests {
     fn displays_round_trip() {
         for s in ["30d", "1d12h", "90m", "45s", "1d1h1m1s"] {
             let d: HumanDuration = s.parse().unwrap_or(HumanDuration(Duration::ZERO));
-            let again: HumanDuration = d.to_string().parse().unwrap_or(HumanDuration(Duration::ZERO));
+            let again: HumanDuration = d
+                .to_string()
+                .parse()
+                .unwrap_or(HumanDuration(Duration::ZERO));
             assert_eq!(d, again, "{s}");
         }
     }

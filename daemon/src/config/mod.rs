@@ -1,16 +1,26 @@
 //! Configuration: loading the TOML files and validating what they say.
 //!
 //! Contract:
-//! - [`load`] reads the main file and then every `*.toml` in the `conf.d/` folder beside it, in
-//!   name order. Tables merge key by key (a later file wins); `[[watch]]` and `[[certificate]]`
-//!   entries append. Every value remembers the file and line it came from.
+//! - [`load`] reads the main file and then every regular `*.toml` file (hidden ones excepted) in
+//!   the `conf.d/` folder beside it, in byte order of the names; a missing `conf.d/` is fine.
+//!   Tables merge key by key (a later file wins); `[[watch]]` and `[[certificate]]` entries
+//!   append, and their indices (`certificate[2]`) count across all files in that order. Every
+//!   entry and every key written in a file remembers the file and line it came from
+//!   ([`Origin`], [`Config::key_origins`]); keys not written anywhere take
+//!   [`Config::defaults`].
 //! - Loading never stops at the first problem: syntax errors, unknown keys, wrong types and
 //!   semantic problems (duplicate ids, relative paths, a bad listen address, ...) are all
 //!   collected and returned together as [`Problem`]s, each naming file, line, key, what is wrong
-//!   and what to do.
+//!   and what to do. An `Ok` configuration has no problems at all.
 //! - [`validate`] is a pure function over an already loaded [`Config`]; `check-config`,
 //!   `ExecStartPre` and SIGHUP all go through [`load`], which calls it.
 
+mod load;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +89,11 @@ pub struct Config {
     pub certificates: Vec<ManagedCertificate>,
     /// Every file that was read, main file first, in the order merged.
     pub files: Vec<PathBuf>,
+    /// Where each key that was written in a file came from, keyed by the same dotted path as
+    /// [`Problem::key`] (`metrics.listen`, `certificate[2].cert`, `watch[0].paths[1]`). Keys
+    /// left at their default have no entry. Lets [`validate`] point at lines.
+    #[serde(skip)]
+    pub key_origins: BTreeMap<String, Origin>,
 }
 
 /// `[daemon]`
@@ -111,7 +126,8 @@ pub struct ControlSection {
 /// `[metrics]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MetricsSection {
-    /// `listen`, default `127.0.0.1:9617`; `""` disables the endpoint (then `None`).
+    /// `listen`, default `127.0.0.1:9617`; `""` disables the endpoint (then `None`). Port 0
+    /// lets the kernel pick a free port, which `certvakt status` shows (for tests and demos).
     pub listen: Option<SocketAddr>,
 }
 
@@ -166,6 +182,7 @@ impl Config {
             watch: Vec::new(),
             certificates: Vec::new(),
             files: Vec::new(),
+            key_origins: BTreeMap::new(),
         }
     }
 
@@ -187,13 +204,17 @@ impl Config {
 }
 
 /// Reads `path` and the `conf.d/*.toml` drop-ins beside it, merges and validates them.
+///
+/// `Err` holds every problem of every file, ordered by file (main first) and line.
 pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
-    let _ = path;
-    unimplemented!("config::load")
+    load::load(path)
 }
 
 /// Semantic checks of a loaded configuration; returns every problem found.
+///
+/// Pure: no file system, no user or group lookups. Problems point at the lines recorded in
+/// [`Config::key_origins`] and the entries' origins; a key without a recorded line is reported
+/// against the main file without a line.
 pub fn validate(config: &Config) -> Vec<Problem> {
-    let _ = config;
-    unimplemented!("config::validate")
+    validate::validate(config)
 }

@@ -1,0 +1,598 @@
+//! [`super::load`] end to end, on real files in a temporary folder.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// A temporary `/etc/certvakt`: the main file and its `conf.d`.
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        match tempfile::tempdir() {
+            Ok(dir) => Dir { dir },
+            Err(e) => panic!("tempdir: {e}"),
+        }
+    }
+
+    fn main(&self) -> PathBuf {
+        self.dir.path().join("certvakt.toml")
+    }
+
+    fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(relative);
+        let parent = path.parent().unwrap_or(self.dir.path());
+        if let Err(e) = fs::create_dir_all(parent) {
+            panic!("mkdir {}: {e}", parent.display());
+        }
+        if let Err(e) = fs::write(&path, text) {
+            panic!("write {}: {e}", path.display());
+        }
+        path
+    }
+
+    fn load_ok(&self) -> Config {
+        match load(&self.main()) {
+            Ok(config) => config,
+            Err(problems) => panic!("unexpected problems:\n{}", render(&problems)),
+        }
+    }
+
+    fn load_err(&self) -> Vec<Problem> {
+        match load(&self.main()) {
+            Ok(config) => panic!("expected problems, got {config:?}"),
+            Err(problems) => problems,
+        }
+    }
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `(key, line)` of every problem, to compare in one assertion.
+fn places(problems: &[Problem]) -> Vec<(&str, Option<usize>)> {
+    problems.iter().map(|p| (p.key.as_str(), p.line)).collect()
+}
+
+fn find<'p>(problems: &'p [Problem], key: &str) -> &'p Problem {
+    match problems.iter().find(|p| p.key == key) {
+        Some(p) => p,
+        None => panic!("no problem for {key} in:\n{}", render(problems)),
+    }
+}
+
+const FULL: &str = r#"# every key certvakt knows
+[daemon]
+state_dir = "/srv/certvakt/state"
+plugin_dir = "/opt/certvakt/plugins"
+warn_before = "1d12h"
+log_level = "debug"
+max_file_size = 2097152
+
+[control]
+socket = "/run/cv/control.sock"
+admin_group = "pki-admin"
+read_group = "pki"
+
+[metrics]
+listen = "[::1]:9700"
+
+[[watch]]
+paths = [
+    "/etc/ssl/private/*.pem",
+    "/srv/fmk/keystore.p12",
+]
+pkcs12_password_file = "/etc/certvakt/secrets/keystore.pass"
+
+[[certificate]]
+id = "fmk-prod"
+cert = "/etc/certvakt/fmk/cert.pem"
+key = "/etc/certvakt/fmk/key.pem"
+plugin = "dk-fmk"
+
+[[certificate]]
+id = "kanta.server"
+cert = "/etc/certvakt/kanta/server.p12"
+plugin = "fi-kanta"
+pkcs12_password_file = "/etc/certvakt/secrets/kanta.pass"
+"#;
+
+#[test]
+fn full_file_loads_every_value() {
+    let dir = Dir::new();
+    let main = dir.write("certvakt.toml", FULL);
+    let config = dir.load_ok();
+
+    assert_eq!(config.files, vec![main.clone()]);
+    assert_eq!(config.daemon.state_dir, Path::new("/srv/certvakt/state"));
+    assert_eq!(config.daemon.plugin_dir, Path::new("/opt/certvakt/plugins"));
+    assert_eq!(config.daemon.warn_before.as_secs(), 36 * 3600);
+    assert_eq!(config.daemon.log_level, log::LevelFilter::Debug);
+    assert_eq!(config.daemon.max_file_size, 2 * 1024 * 1024);
+    assert_eq!(config.control.socket, Path::new("/run/cv/control.sock"));
+    assert_eq!(config.control.admin_group, "pki-admin");
+    assert_eq!(config.control.read_group, "pki");
+    assert_eq!(
+        config.metrics.listen,
+        "[::1]:9700".parse::<SocketAddr>().ok()
+    );
+
+    assert_eq!(
+        config.watch,
+        vec![Watch {
+            paths: vec![
+                "/etc/ssl/private/*.pem".into(),
+                "/srv/fmk/keystore.p12".into()
+            ],
+            pkcs12_password_file: Some("/etc/certvakt/secrets/keystore.pass".into()),
+            origin: Origin {
+                file: main.clone(),
+                line: 17
+            },
+        }]
+    );
+    assert_eq!(
+        config.certificates,
+        vec![
+            ManagedCertificate {
+                id: "fmk-prod".into(),
+                cert: "/etc/certvakt/fmk/cert.pem".into(),
+                key: Some("/etc/certvakt/fmk/key.pem".into()),
+                plugin: "dk-fmk".into(),
+                pkcs12_password_file: None,
+                origin: Origin {
+                    file: main.clone(),
+                    line: 24
+                },
+            },
+            ManagedCertificate {
+                id: "kanta.server".into(),
+                cert: "/etc/certvakt/kanta/server.p12".into(),
+                key: None,
+                plugin: "fi-kanta".into(),
+                pkcs12_password_file: Some("/etc/certvakt/secrets/kanta.pass".into()),
+                origin: Origin {
+                    file: main.clone(),
+                    line: 30
+                },
+            },
+        ]
+    );
+
+    let line = |key: &str| config.key_origins.get(key).map(|o| o.line);
+    assert_eq!(line("daemon.state_dir"), Some(3));
+    assert_eq!(line("metrics.listen"), Some(15));
+    assert_eq!(line("watch[0].paths[1]"), Some(20));
+    assert_eq!(line("certificate[1].plugin"), Some(33));
+    assert_eq!(
+        config.summary(),
+        "1 file(s) read; 2 managed certificate(s), 2 watch pattern(s); \
+         socket /run/cv/control.sock; metrics [::1]:9700"
+    );
+}
+
+#[test]
+fn missing_sections_take_the_defaults() {
+    let dir = Dir::new();
+    let main = dir.write("certvakt.toml", "# nothing configured yet\n");
+    let config = dir.load_ok();
+    let mut expected = Config::defaults();
+    expected.files = vec![main];
+    assert_eq!(config, expected);
+
+    // A section with some keys keeps the defaults of the others.
+    dir.write(
+        "certvakt.toml",
+        "[daemon]\nlog_level = \"warn\"\n[control]\n",
+    );
+    let config = dir.load_ok();
+    assert_eq!(config.daemon.log_level, log::LevelFilter::Warn);
+    assert_eq!(config.daemon.state_dir, Path::new("/var/lib/certvakt"));
+    assert_eq!(
+        config.daemon.warn_before.0,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(config.daemon.max_file_size, 1024 * 1024);
+    assert_eq!(
+        config.control.socket,
+        Path::new("/run/certvakt/control.sock")
+    );
+    assert_eq!(
+        config.metrics.listen,
+        "127.0.0.1:9617".parse::<SocketAddr>().ok()
+    );
+}
+
+#[test]
+fn every_problem_of_one_file_is_reported_with_its_line() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+state_dir = "var/lib/certvakt"
+
+[control]
+read_grop = "certvakt"
+
+[[watch]]
+paths = "/etc/ssl/private/*.pem"
+
+[[certificate]]
+id = "fmk-prod"
+cert = "/etc/certvakt/fmk/cert.pem"
+plugin = "dk-fmk"
+
+[[certificate]]
+id = "fmk-prod"
+cert = "/etc/certvakt/fmk/other.pem"
+plugin = "dk-fmk"
+"#,
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("daemon.state_dir", Some(2)),
+            ("control.read_grop", Some(5)),
+            ("watch[0].paths", Some(8)),
+            ("certificate[1].id", Some(16)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert!(problems.iter().all(|p| p.file == main));
+
+    let relative = find(&problems, "daemon.state_dir");
+    assert_eq!(
+        relative.message,
+        "\"var/lib/certvakt\" is not an absolute path"
+    );
+    assert!(
+        relative
+            .hint
+            .starts_with("write an absolute path, e.g. \"/var/lib/certvakt\"")
+    );
+
+    let unknown = find(&problems, "control.read_grop");
+    assert_eq!(unknown.message, "unknown key \"read_grop\" in [control]");
+
+    let wrong_type = find(&problems, "watch[0].paths");
+    assert_eq!(
+        wrong_type.message,
+        "must be a list of strings, not a string"
+    );
+    assert_eq!(
+        wrong_type.hint,
+        "write a list, even for one entry: paths = [\"/etc/ssl/private/*.pem\"]"
+    );
+
+    let duplicate = find(&problems, "certificate[1].id");
+    assert_eq!(
+        duplicate.message,
+        format!(
+            "duplicate id \"fmk-prod\": also defined at {}:11 (certificate[0])",
+            main.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest_valid_key() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        "[control]\nread_grop = \"certvakt\"\n\n[deamon]\n\n[metrics]\nport = 9617\n\n\
+         [[certificate]]\nid = \"a\"\ncert = \"/a.pem\"\nplugin = \"acme\"\nplugn = \"x\"\n",
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("control.read_grop", Some(2)),
+            ("deamon", Some(4)),
+            ("metrics.port", Some(7)),
+            ("certificate[0].plugn", Some(13)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert_eq!(
+        find(&problems, "control.read_grop").hint,
+        "did you mean \"read_group\"? Valid keys in [control]: socket, admin_group, read_group"
+    );
+    assert_eq!(
+        find(&problems, "deamon").hint,
+        "did you mean \"daemon\"? Valid sections: daemon, control, metrics, watch, certificate"
+    );
+    assert_eq!(
+        find(&problems, "metrics.port").hint,
+        "remove it or fix its name; valid keys in [metrics]: listen"
+    );
+    assert!(
+        find(&problems, "certificate[0].plugn")
+            .hint
+            .starts_with("did you mean \"plugin\"?")
+    );
+}
+
+#[test]
+fn a_syntax_error_reports_its_line() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "certvakt.toml",
+        "[daemon]\nstate_dir = \"/var/lib/certvakt\"\nlog_level = info\n",
+    );
+    let problems = dir.load_err();
+    assert_eq!(places(&problems), [("", Some(3))], "{}", render(&problems));
+    assert_eq!(problems[0].file, main);
+    assert!(
+        problems[0]
+            .message
+            .starts_with("TOML syntax error at column 13: "),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn dropins_merge_in_name_order() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "certvakt.toml",
+        "[metrics]\nlisten = \"127.0.0.1:9001\"\n\n[[certificate]]\nid = \"a\"\n\
+         cert = \"/etc/certvakt/a.pem\"\nplugin = \"acme\"\n",
+    );
+    // Written out of order: the name decides, not the creation time.
+    let second = dir.write(
+        "conf.d/20-second.toml",
+        "[metrics]\nlisten = \"127.0.0.1:9003\"\n",
+    );
+    let first = dir.write(
+        "conf.d/10-first.toml",
+        "[metrics]\nlisten = \"127.0.0.1:9002\"\n\n[[certificate]]\nid = \"b\"\n\
+         cert = \"/etc/certvakt/b.pem\"\nplugin = \"acme\"\n",
+    );
+    dir.write("conf.d/README", "not toml at all = = =");
+    dir.write("conf.d/.10-editor-backup.toml", "broken = = =");
+    dir.write("conf.d/30-old.toml.bak", "broken = = =");
+    let config = dir.load_ok();
+
+    assert_eq!(
+        config.files,
+        vec![main.clone(), first.clone(), second.clone()]
+    );
+    assert_eq!(
+        config.metrics.listen,
+        "127.0.0.1:9003".parse::<SocketAddr>().ok()
+    );
+    assert_eq!(
+        config.key_origins["metrics.listen"],
+        Origin {
+            file: second,
+            line: 2
+        }
+    );
+    let ids: Vec<&str> = config.certificates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(
+        config.certificates[1].origin,
+        Origin {
+            file: first,
+            line: 4
+        }
+    );
+}
+
+#[test]
+fn a_problem_in_a_dropin_names_the_dropin_and_its_line() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "certvakt.toml",
+        "[[certificate]]\nid = \"a\"\ncert = \"/etc/certvakt/a.pem\"\nplugin = \"acme\"\n",
+    );
+    let dropin = dir.write(
+        "conf.d/50-fmk.toml",
+        "# FMK\n\n[[certificate]]\nid = \"a\"\ncert = \"/etc/certvakt/fmk.pem\"\n\
+         plugin = \"DK-FMK\"\n\n[[certificate]]\nid = \"c\"\n",
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("certificate[1].id", Some(4)),
+            ("certificate[1].plugin", Some(6)),
+            ("certificate[2].cert", Some(8)),
+            ("certificate[2].plugin", Some(8)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert!(problems.iter().all(|p| p.file == dropin));
+    assert_eq!(
+        find(&problems, "certificate[1].id").message,
+        format!(
+            "duplicate id \"a\": also defined at {}:2 (certificate[0])",
+            main.display()
+        )
+    );
+    assert_eq!(
+        find(&problems, "certificate[2].cert").message,
+        "this [[certificate]] has no cert"
+    );
+}
+
+#[test]
+fn empty_listen_disables_metrics() {
+    let dir = Dir::new();
+    dir.write("certvakt.toml", "[metrics]\nlisten = \"\"\n");
+    let config = dir.load_ok();
+    assert_eq!(config.metrics.listen, None);
+    assert!(
+        config.summary().ends_with("metrics off"),
+        "{}",
+        config.summary()
+    );
+}
+
+#[test]
+fn a_host_name_is_refused_as_listen_address() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        "\n[metrics]\nlisten = \"localhost:9617\"\n",
+    );
+    let problems = dir.load_err();
+    assert_eq!(places(&problems), [("metrics.listen", Some(3))]);
+    assert!(
+        problems[0]
+            .hint
+            .starts_with("write an IP address, e.g. \"127.0.0.1:9617\"")
+    );
+}
+
+#[test]
+fn a_missing_main_file_is_one_clear_problem() {
+    let dir = Dir::new();
+    let problems = dir.load_err();
+    assert_eq!(
+        problems,
+        vec![Problem {
+            file: dir.main(),
+            line: None,
+            key: String::new(),
+            message: "the configuration file does not exist".into(),
+            hint: "create it (an empty file means all defaults), or pass --config with the path \
+                   of the configuration file"
+                .into(),
+        }]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        format!(
+            "{}: the configuration file does not exist\n    hint: create it (an empty file \
+             means all defaults), or pass --config with the path of the configuration file",
+            dir.main().display()
+        )
+    );
+}
+
+#[test]
+fn wrong_types_and_missing_keys_do_not_hide_each_other() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+max_file_size = "1M"
+warn_before = 30
+log_level = "loud"
+
+[[watch]]
+paths = ["/etc/ssl/*.pem", 7, "relative/*.pem"]
+
+[[watch]]
+pkcs12_password_file = "/etc/certvakt/p"
+
+[[certificate]]
+cert = "/etc/certvakt/x.pem"
+key = "/etc/certvakt/x.pem"
+
+[certificate2]
+"#,
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("daemon.max_file_size", Some(2)),
+            ("daemon.warn_before", Some(3)),
+            ("daemon.log_level", Some(4)),
+            ("watch[0].paths[1]", Some(7)),
+            ("watch[0].paths[2]", Some(7)),
+            ("watch[1].paths", Some(9)),
+            ("certificate[0].id", Some(12)),
+            ("certificate[0].plugin", Some(12)),
+            ("certificate[0].key", Some(14)),
+            ("certificate2", Some(16)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert_eq!(
+        find(&problems, "daemon.log_level").hint,
+        "write one of: error, warn, info, debug, trace"
+    );
+    assert_eq!(
+        find(&problems, "watch[0].paths[1]").message,
+        "must be a string, not an integer"
+    );
+    assert_eq!(
+        find(&problems, "certificate[0].key").message,
+        "key is the same file as cert"
+    );
+}
+
+#[test]
+fn every_file_is_read_even_after_broken_ones() {
+    let dir = Dir::new();
+    let main = dir.write("certvakt.toml", "[daemon]\nlog_level = \"loud\"\n");
+    let broken = dir.write(
+        "conf.d/10-broken.toml",
+        "[metrics]\nlisten = 127.0.0.1:9617\n",
+    );
+    let gone = dir.dir.path().join("conf.d/20-gone.toml");
+    if let Err(e) = std::os::unix::fs::symlink("/nonexistent/certvakt.toml", &gone) {
+        panic!("symlink: {e}");
+    }
+    let latin1 = dir.dir.path().join("conf.d/30-latin1.toml");
+    if let Err(e) = fs::write(&latin1, b"[control]\n# K\xf8benhavn\n") {
+        panic!("write: {e}");
+    }
+    let last = dir.write(
+        "conf.d/40-last.toml",
+        "[control]\nsocket = \"control.sock\"\n",
+    );
+
+    let problems = dir.load_err();
+    let seen: Vec<(&Path, Option<usize>)> = problems
+        .iter()
+        .map(|p| (p.file.as_path(), p.line))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (main.as_path(), Some(2)),
+            (broken.as_path(), Some(2)),
+            (gone.as_path(), None),
+            (latin1.as_path(), Some(2)),
+            (last.as_path(), Some(2)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert!(
+        problems[1]
+            .message
+            .starts_with("TOML syntax error at column 15: "),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[2]
+            .message
+            .starts_with("cannot read this drop-in file: "),
+        "{}",
+        problems[2]
+    );
+    assert_eq!(problems[3].message, "the file is not valid UTF-8");
+    assert_eq!(problems[4].key, "control.socket");
+}

@@ -1,0 +1,587 @@
+//! Semantic checks: what a well-typed configuration may still get wrong.
+//!
+//! Everything here is pure (no file system, no user or group lookups) so `check-config`, the
+//! daemon and the tests see the same verdicts. Besides [`validate`] over a whole [`Config`], it
+//! owns the parsing of the few values whose type cannot hold a bad value ([`listen_address`],
+//! [`log_level`]); the loader calls those so the rules live in one place.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::{Config, Origin, Problem};
+
+/// Largest accepted `max_file_size`: 64 MiB.
+pub(super) const MAX_FILE_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The accepted `log_level` values, in order of verbosity.
+pub(super) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// Why a value was refused: one sentence of what is wrong, one of what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub message: String,
+    pub hint: String,
+}
+
+/// `metrics.listen`: `""` turns the endpoint off, otherwise an IP socket address.
+pub(super) fn listen_address(text: &str) -> Result<Option<SocketAddr>, Refusal> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    let example = "write an IP address and port, e.g. \"127.0.0.1:9617\" or \"[::1]:9617\", \
+                   or \"\" to turn the metrics endpoint off";
+    let refuse = |message: String| {
+        Err(Refusal {
+            message,
+            hint: example.to_owned(),
+        })
+    };
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return refuse(match ip {
+            IpAddr::V4(_) => format!("\"{text}\" has no port"),
+            IpAddr::V6(_) => format!(
+                "\"{text}\" reads as an IPv6 address without a port: with a port, an IPv6 \
+                 address needs brackets, e.g. \"[::1]:9617\""
+            ),
+        });
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return refuse(format!("\"{text}\" has no port"));
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        return refuse(format!(
+            "\"{text}\" is not an address: an IPv6 address needs brackets, e.g. \"[::1]:9617\""
+        ));
+    }
+    if port.parse::<u16>().is_err() {
+        return refuse(format!("\"{port}\" in \"{text}\" is not a port (1-65535)"));
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return refuse(format!("\"{text}\" is not a valid socket address"));
+    }
+    Err(Refusal {
+        message: format!("\"{host}\" is a host name; the metrics endpoint needs an IP address"),
+        hint: format!(
+            "write an IP address, e.g. \"127.0.0.1:{port}\" for loopback (host names are not \
+             resolved, so the address cannot change behind the daemon's back)"
+        ),
+    })
+}
+
+/// `daemon.log_level`: one of [`LOG_LEVELS`] (ASCII case ignored).
+pub(super) fn log_level(text: &str) -> Result<log::LevelFilter, Refusal> {
+    let level = match text.to_ascii_lowercase().as_str() {
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        _ => {
+            return Err(Refusal {
+                message: format!("\"{text}\" is not a log level"),
+                hint: format!("write one of: {}", LOG_LEVELS.join(", ")),
+            });
+        }
+    };
+    Ok(level)
+}
+
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`
+pub(super) fn is_valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    id.len() <= 64
+        && first.is_ascii_alphanumeric()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// `[a-z0-9][a-z0-9-]{0,63}`
+pub(super) fn is_valid_plugin_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    name.len() <= 64 && allowed(first) && chars.all(|c| allowed(c) || c == '-')
+}
+
+/// A group name that `getgrnam` could plausibly know: not empty, at most 256 bytes, no
+/// whitespace or control characters, none of `: , / \` (separators in `/etc/group` and paths),
+/// not starting with `-`, and not all digits (that would read as a gid).
+pub(super) fn is_valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with('-')
+        && !name.chars().all(|c| c.is_ascii_digit())
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | ',' | '/' | '\\'))
+}
+
+/// See [`super::validate`].
+pub(super) fn validate(config: &Config) -> Vec<Problem> {
+    let mut v = Validator {
+        config,
+        problems: Vec::new(),
+    };
+    v.daemon();
+    v.control();
+    v.watches();
+    v.certificates();
+    v.problems
+}
+
+struct Validator<'a> {
+    config: &'a Config,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    /// Where `key` was written; else where its entry starts; else the main file, no line.
+    fn place(&self, key: &str, entry: Option<&Origin>) -> (PathBuf, Option<usize>) {
+        if let Some(origin) = self.config.key_origins.get(key).or(entry) {
+            return (origin.file.clone(), Some(origin.line));
+        }
+        let main = self.config.files.first().cloned().unwrap_or_default();
+        (main, None)
+    }
+
+    /// `FILE:LINE` of `key` (or of its entry) for messages that name a second place.
+    fn describe_place(&self, key: &str, entry: &Origin) -> String {
+        self.config
+            .key_origins
+            .get(key)
+            .unwrap_or(entry)
+            .to_string()
+    }
+
+    fn report(&mut self, key: &str, entry: Option<&Origin>, message: String, hint: String) {
+        let (file, line) = self.place(key, entry);
+        self.problems.push(Problem {
+            file,
+            line,
+            key: key.to_owned(),
+            message,
+            hint,
+        });
+    }
+
+    fn absolute(&mut self, key: &str, entry: Option<&Origin>, path: &Path, example: &str) {
+        if path.as_os_str().is_empty() {
+            let hint = format!("write an absolute path, e.g. \"{example}\"");
+            self.report(key, entry, "the path is empty".into(), hint);
+        } else if !path.is_absolute() {
+            self.report(
+                key,
+                entry,
+                format!("\"{}\" is not an absolute path", path.display()),
+                format!(
+                    "write an absolute path, e.g. \"{example}\" (relative paths are not resolved \
+                     against the configuration folder)"
+                ),
+            );
+        }
+    }
+
+    fn group(&mut self, key: &str, name: &str, example: &str) {
+        if is_valid_group_name(name) {
+            return;
+        }
+        let message = if name.is_empty() {
+            "the group name is empty".to_owned()
+        } else {
+            format!("\"{name}\" does not look like a group name")
+        };
+        let hint = format!(
+            "write the name of an existing system group, e.g. \"{example}\" (no spaces, ':', ',', \
+             '/', not only digits)"
+        );
+        self.report(key, None, message, hint);
+    }
+
+    fn daemon(&mut self) {
+        let d = &self.config.daemon;
+        self.absolute("daemon.state_dir", None, &d.state_dir, "/var/lib/certvakt");
+        self.absolute(
+            "daemon.plugin_dir",
+            None,
+            &d.plugin_dir,
+            "/usr/lib/certvakt/plugins",
+        );
+        if d.warn_before.as_secs() == 0 {
+            self.report(
+                "daemon.warn_before",
+                None,
+                "warn_before must be longer than zero".into(),
+                "write how long before expiry to warn, e.g. \"30d\"".into(),
+            );
+        }
+        if d.log_level == log::LevelFilter::Off {
+            self.report(
+                "daemon.log_level",
+                None,
+                "\"off\" is not a log level certvakt accepts".into(),
+                format!("write one of: {}", LOG_LEVELS.join(", ")),
+            );
+        }
+        if !(1..=MAX_FILE_SIZE_LIMIT).contains(&d.max_file_size) {
+            self.report(
+                "daemon.max_file_size",
+                None,
+                format!(
+                    "{} is outside 1..={MAX_FILE_SIZE_LIMIT} bytes",
+                    d.max_file_size
+                ),
+                "write a size in bytes between 1 and 67108864 (64 MiB), e.g. 1048576".into(),
+            );
+        }
+    }
+
+    fn control(&mut self) {
+        let c = &self.config.control;
+        self.absolute(
+            "control.socket",
+            None,
+            &c.socket,
+            "/run/certvakt/control.sock",
+        );
+        self.group("control.admin_group", &c.admin_group, "certvakt-admin");
+        self.group("control.read_group", &c.read_group, "certvakt");
+    }
+
+    fn watches(&mut self) {
+        let config = self.config;
+        for (i, watch) in config.watch.iter().enumerate() {
+            let origin = Some(&watch.origin);
+            if watch.paths.is_empty() {
+                self.report(
+                    &format!("watch[{i}].paths"),
+                    origin,
+                    "the list of paths is empty, so this [[watch]] watches nothing".into(),
+                    "add paths, e.g. paths = [\"/etc/ssl/private/*.pem\"], or remove the entry"
+                        .into(),
+                );
+            }
+            for (j, pattern) in watch.paths.iter().enumerate() {
+                let key = format!("watch[{i}].paths[{j}]");
+                self.absolute(&key, origin, Path::new(pattern), "/etc/ssl/private/*.pem");
+                if let Err(e) = glob::Pattern::new(pattern) {
+                    self.report(
+                        &key,
+                        origin,
+                        format!("\"{pattern}\" is not a valid pattern: {}", e.msg),
+                        "use * and ? as wildcards and close every [...] class; write [[] for a \
+                         literal ["
+                            .into(),
+                    );
+                }
+            }
+            if let Some(file) = &watch.pkcs12_password_file {
+                let key = format!("watch[{i}].pkcs12_password_file");
+                self.absolute(&key, origin, file, "/etc/certvakt/secrets/keystore.pass");
+            }
+        }
+    }
+
+    fn certificates(&mut self) {
+        let config = self.config;
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut certs: HashMap<&Path, usize> = HashMap::new();
+        for (i, cert) in config.certificates.iter().enumerate() {
+            let origin = Some(&cert.origin);
+            let id_key = format!("certificate[{i}].id");
+            if !is_valid_id(&cert.id) {
+                let message = if cert.id.is_empty() {
+                    "the id is empty".to_owned()
+                } else {
+                    format!("\"{}\" is not a valid id", cert.id)
+                };
+                self.report(
+                    &id_key,
+                    origin,
+                    message,
+                    "start with a letter or digit, then up to 63 letters, digits, '.', '_' or \
+                     '-', e.g. \"fmk-prod\""
+                        .into(),
+                );
+            } else if let Some(&first) = ids.get(cert.id.as_str()) {
+                let there = &config.certificates[first];
+                let place = self.describe_place(&format!("certificate[{first}].id"), &there.origin);
+                self.report(
+                    &id_key,
+                    origin,
+                    format!(
+                        "duplicate id \"{}\": also defined at {place} (certificate[{first}])",
+                        cert.id
+                    ),
+                    "give every [[certificate]] its own id".into(),
+                );
+            } else {
+                ids.insert(&cert.id, i);
+            }
+
+            if !is_valid_plugin_name(&cert.plugin) {
+                let lower = cert.plugin.to_ascii_lowercase();
+                let hint = if is_valid_plugin_name(&lower) {
+                    format!("plugin names are lower case: write \"{lower}\"")
+                } else {
+                    "write the plugin's name: lower-case letters, digits and '-', e.g. \"dk-fmk\" \
+                     (`certvakt plugins` lists the installed ones)"
+                        .to_owned()
+                };
+                let message = if cert.plugin.is_empty() {
+                    "the plugin name is empty".to_owned()
+                } else {
+                    format!("\"{}\" is not a valid plugin name", cert.plugin)
+                };
+                self.report(&format!("certificate[{i}].plugin"), origin, message, hint);
+            }
+
+            let cert_key = format!("certificate[{i}].cert");
+            self.absolute(&cert_key, origin, &cert.cert, "/etc/certvakt/fmk/cert.pem");
+            if !cert.cert.as_os_str().is_empty() {
+                if let Some(&first) = certs.get(cert.cert.as_path()) {
+                    let there = &config.certificates[first];
+                    let place =
+                        self.describe_place(&format!("certificate[{first}].cert"), &there.origin);
+                    self.report(
+                        &cert_key,
+                        origin,
+                        format!(
+                            "\"{}\" is also the cert of certificate[{first}] \"{}\" at {place}",
+                            cert.cert.display(),
+                            there.id
+                        ),
+                        "each managed certificate needs its own file; remove one of the two \
+                         entries or point it at its own file"
+                            .into(),
+                    );
+                } else {
+                    certs.insert(&cert.cert, i);
+                }
+            }
+
+            if let Some(key) = &cert.key {
+                let key_key = format!("certificate[{i}].key");
+                self.absolute(&key_key, origin, key, "/etc/certvakt/fmk/key.pem");
+                if *key == cert.cert && !key.as_os_str().is_empty() {
+                    self.report(
+                        &key_key,
+                        origin,
+                        "key is the same file as cert".into(),
+                        "point key at the private key file; if the key is inside the cert file \
+                         (a PKCS#12 bundle), leave key out"
+                            .into(),
+                    );
+                }
+            }
+            if let Some(file) = &cert.pkcs12_password_file {
+                let key = format!("certificate[{i}].pkcs12_password_file");
+                self.absolute(&key, origin, file, "/etc/certvakt/secrets/fmk.pass");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ManagedCertificate, Watch};
+
+    fn origin(line: usize) -> Origin {
+        Origin {
+            file: PathBuf::from("/etc/certvakt/certvakt.toml"),
+            line,
+        }
+    }
+
+    fn cert(id: &str, cert: &str, plugin: &str, line: usize) -> ManagedCertificate {
+        ManagedCertificate {
+            id: id.into(),
+            cert: cert.into(),
+            key: None,
+            plugin: plugin.into(),
+            pkcs12_password_file: None,
+            origin: origin(line),
+        }
+    }
+
+    fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&Config::defaults()), Vec::<Problem>::new());
+    }
+
+    #[test]
+    fn reports_every_certificate_problem_at_its_entry() {
+        let mut config = Config::defaults();
+        config.files = vec![PathBuf::from("/etc/certvakt/certvakt.toml")];
+        config.certificates = vec![
+            cert("fmk-prod", "/etc/a.pem", "dk-fmk", 3),
+            cert("fmk-prod", "/etc/a.pem", "DK-FMK", 9),
+            cert("-bad", "rel/c.pem", "dk fmk", 15),
+        ];
+        config.certificates[2].key = Some("rel/c.pem".into());
+        let problems = validate(&config);
+        assert_eq!(
+            keys(&problems),
+            [
+                "certificate[1].id",
+                "certificate[1].plugin",
+                "certificate[1].cert",
+                "certificate[2].id",
+                "certificate[2].plugin",
+                "certificate[2].cert",
+                "certificate[2].key",
+                "certificate[2].key",
+            ]
+        );
+        assert_eq!(problems[0].line, Some(9));
+        assert!(
+            problems[0]
+                .message
+                .contains("also defined at /etc/certvakt/certvakt.toml:3"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(
+            problems[1].hint,
+            "plugin names are lower case: write \"dk-fmk\""
+        );
+        assert!(
+            problems[2].message.contains("certificate[0] \"fmk-prod\""),
+            "{}",
+            problems[2]
+        );
+        assert_eq!(problems[6].message, "\"rel/c.pem\" is not an absolute path");
+        assert_eq!(problems[7].message, "key is the same file as cert");
+    }
+
+    #[test]
+    fn key_origins_beat_entry_origins() {
+        let mut config = Config::defaults();
+        config.certificates = vec![cert("a", "relative.pem", "acme", 3)];
+        config
+            .key_origins
+            .insert("certificate[0].cert".into(), origin(5));
+        let problems = validate(&config);
+        assert_eq!(keys(&problems), ["certificate[0].cert"]);
+        assert_eq!(problems[0].line, Some(5));
+    }
+
+    #[test]
+    fn section_problems_without_origin_have_no_line() {
+        let mut config = Config::defaults();
+        config.files = vec![PathBuf::from("/etc/certvakt/certvakt.toml")];
+        config.daemon.state_dir = "state".into();
+        config.daemon.max_file_size = 0;
+        config.daemon.warn_before = crate::duration::HumanDuration(std::time::Duration::ZERO);
+        config.control.admin_group = String::new();
+        config.control.read_group = "certvakt readers".into();
+        let problems = validate(&config);
+        assert_eq!(
+            keys(&problems),
+            [
+                "daemon.state_dir",
+                "daemon.warn_before",
+                "daemon.max_file_size",
+                "control.admin_group",
+                "control.read_group",
+            ]
+        );
+        assert!(problems.iter().all(|p| p.line.is_none()));
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.file == Path::new("/etc/certvakt/certvakt.toml"))
+        );
+    }
+
+    #[test]
+    fn watch_patterns_must_be_absolute_globs() {
+        let mut config = Config::defaults();
+        config.watch = vec![
+            Watch {
+                paths: vec![
+                    "/etc/ssl/*.pem".into(),
+                    "/etc/ssl/[ab.pem".into(),
+                    "x/*.pem".into(),
+                ],
+                pkcs12_password_file: Some("pass".into()),
+                origin: origin(7),
+            },
+            Watch {
+                paths: Vec::new(),
+                pkcs12_password_file: None,
+                origin: origin(12),
+            },
+        ];
+        let problems = validate(&config);
+        assert_eq!(
+            keys(&problems),
+            [
+                "watch[0].paths[1]",
+                "watch[0].paths[2]",
+                "watch[0].pkcs12_password_file",
+                "watch[1].paths",
+            ]
+        );
+        assert_eq!(problems[3].line, Some(12));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(listen_address(""), Ok(None));
+        assert_eq!(
+            listen_address("127.0.0.1:9617"),
+            Ok("127.0.0.1:9617".parse::<SocketAddr>().ok())
+        );
+        assert_eq!(listen_address("[::1]:9617"), Ok("[::1]:9617".parse().ok()));
+        let refused = |s: &str| {
+            listen_address(s)
+                .err()
+                .map(|r| r.message)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            refused("localhost:9617"),
+            "\"localhost\" is a host name; the metrics endpoint needs an IP address"
+        );
+        assert_eq!(refused("127.0.0.1"), "\"127.0.0.1\" has no port");
+        assert_eq!(
+            refused("127.0.0.1:http"),
+            "\"http\" in \"127.0.0.1:http\" is not a port (1-65535)"
+        );
+        assert!(refused("::1:9617").contains("needs brackets"));
+        assert!(refused("fe80::1%eth0:9617").contains("needs brackets"));
+        assert_eq!(refused("localhost"), "\"localhost\" has no port");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_id("fmk-prod"));
+        assert!(is_valid_id("A.b_c-1"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id(".hidden"));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(is_valid_id(&"a".repeat(64)));
+        assert!(is_valid_plugin_name("dk-fmk"));
+        assert!(!is_valid_plugin_name("dk_fmk"));
+        assert!(!is_valid_plugin_name("-x"));
+        assert!(is_valid_group_name("certvakt-admin"));
+        assert!(!is_valid_group_name("1000"));
+        assert!(!is_valid_group_name("a:b"));
+        assert_eq!(log_level("DEBUG"), Ok(log::LevelFilter::Debug));
+        assert!(log_level("off").is_err());
+    }
+}
