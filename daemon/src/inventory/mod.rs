@@ -17,6 +17,17 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod identity;
+mod keycheck;
+mod parse;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+pub use identity::{SubjectIds, identities, identities_in_name};
+pub use keycheck::{KeyVerdict, check_key};
+pub use scan::{DEFAULT_MAX_FILE_SIZE, Scanner};
+
 /// What a configured source is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -73,7 +84,10 @@ pub enum NordicIdentity {
     NoOrgNumber { orgnr: String, seid: u8 },
     /// Finnish identifiers: business ID (Y-tunnus) `NTRFI-<id>` or `serialNumber` with a
     /// Y-tunnus / OID of the organisation, as DVV certificates carry them.
-    FiOrganisation { business_id: Option<String>, identifier: String },
+    FiOrganisation {
+        business_id: Option<String>,
+        identifier: String,
+    },
 }
 
 /// Everything the inventory knows about one certificate.
@@ -223,30 +237,38 @@ pub struct Inventory {
     pub files_parsed: usize,
 }
 
-/// Scans sources; holds the per-file cache between scans.
-#[derive(Debug, Default)]
-pub struct Scanner {
-    // filled in by the implementation
-}
-
-impl Scanner {
-    pub fn new(max_file_size: u64) -> Scanner {
-        let _ = max_file_size;
-        Scanner {}
-    }
-
-    /// Scans every source. Never fails as a whole: what goes wrong is in `problems`.
-    pub fn scan(&mut self, sources: &[Source]) -> Inventory {
-        let _ = sources;
-        unimplemented!("inventory::Scanner::scan")
-    }
-}
-
 /// Parses every certificate in `bytes` (PEM with any number of certificates and other blocks,
 /// DER, or PKCS#12 when `password` is given or the content is PKCS#12).
-pub fn parse_certificates(bytes: &[u8], password: Option<&str>) -> Result<(String, Vec<CertInfo>), (ProblemKind, String)> {
-    let _ = (bytes, password);
-    unimplemented!("inventory::parse_certificates")
+///
+/// On failure the message is the tail of a sentence whose subject is the file (`"is empty"`,
+/// `"holds a private key but no certificate; …"`): the caller prepends the file name.
+pub fn parse_certificates(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> Result<(String, Vec<CertInfo>), (ProblemKind, String)> {
+    parse::parse_certificates(bytes, password)
+}
+
+/// The sources a configuration names: each `[[certificate]]` (managed, in order), then each
+/// path or pattern of each `[[watch]]`.
+pub fn sources_from_config(config: &crate::config::Config) -> Vec<Source> {
+    let managed = config.certificates.iter().map(|c| Source {
+        kind: SourceKind::Managed {
+            id: c.id.clone(),
+            plugin: c.plugin.clone(),
+            key: c.key.clone(),
+        },
+        path: c.cert.display().to_string(),
+        pkcs12_password_file: c.pkcs12_password_file.clone(),
+    });
+    let watched = config.watch.iter().flat_map(|w| {
+        w.paths.iter().map(|p| Source {
+            kind: SourceKind::Watched { pattern: p.clone() },
+            path: p.clone(),
+            pkcs12_password_file: w.pkcs12_password_file.clone(),
+        })
+    });
+    managed.chain(watched).collect()
 }
 
 /// Where a certificate stands in time.
