@@ -1,1 +1,650 @@
-//! cli
+//! The operator's command line, `certvakt`: a client of the control socket.
+//!
+//! Contract:
+//! - One request per invocation, synchronous, no async runtime: the CLI must start fast.
+//! - stdout carries the answer (a human text, or with `--json` the daemon's response as pretty
+//!   JSON, error responses included); stderr carries `certvakt: <message>` lines.
+//! - The exit code is a promise scripts and monitoring rely on; it is [`Exit`], documented in
+//!   `--help` ([`EXIT_CODES_HELP`]) and nowhere else decided than in [`run`] and
+//!   [`render::exit_for_status`] / [`render::exit_for_show`].
+//! - The socket is `--socket`, else `$CERTVAKT_SOCKET`, else `control.socket` of the
+//!   configuration if it can be loaded, else [`DEFAULT_SOCKET`].
+
+pub mod render;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config;
+use crate::control::client::{Client, ClientError};
+use crate::control::protocol::{ErrorCode, Request, Response};
+
+/// The socket used when nothing else names one.
+pub const DEFAULT_SOCKET: &str = "/run/certvakt/control.sock";
+/// Environment variable naming the socket.
+pub const SOCKET_ENV: &str = "CERTVAKT_SOCKET";
+
+/// The exit codes, as `--help` shows them.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   OK
+  1   WARNING: status: a certificate expires within warn_before; show: this certificate does
+  2   CRITICAL: status: a certificate has expired or is not yet valid, or a source has a
+      problem; show: this certificate has expired or is not yet valid, or its source has a
+      problem
+  3   UNKNOWN: certvaktd cannot be reached, or does not speak this certvakt's protocol
+  4   forbidden: the request needs more access (root or group certvakt-admin may change
+      things, group certvakt may look)
+  5   not found: show of an id certvaktd does not know
+  6   configuration invalid: check-config found problems, or reload was refused
+  64  usage error
+
+The control socket is --socket, else $CERTVAKT_SOCKET, else control.socket of the
+configuration file (--config, default /etc/certvakt/certvakt.toml), else
+/run/certvakt/control.sock.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "certvakt",
+    version = crate::VERSION,
+    about = "Ask certvaktd what it guards: status, certificates, reload; check the configuration",
+    after_long_help = EXIT_CODES_HELP
+)]
+pub struct Args {
+    /// The daemon's control socket.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// The main configuration file (for check-config, and to find the socket).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print the daemon's answer as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// The daemon's health and every certificate that needs attention.
+    Status,
+    /// Every certificate found, one per line.
+    List,
+    /// Everything about one certificate (its id, or the path of a watched file).
+    Show {
+        /// Certificate id as `list` shows it.
+        id: String,
+    },
+    /// Re-read the configuration (applied only if valid) and rescan; needs admin access.
+    Reload,
+    /// Check the configuration here, without the daemon: every problem, exit 6 if any.
+    CheckConfig,
+}
+
+/// What the process exits with; see [`EXIT_CODES_HELP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+    Forbidden,
+    NotFound,
+    ConfigInvalid,
+    Usage,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Warning => 1,
+            Exit::Critical => 2,
+            Exit::Unknown => 3,
+            Exit::Forbidden => 4,
+            Exit::NotFound => 5,
+            Exit::ConfigInvalid => 6,
+            Exit::Usage => 64,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit.code())
+    }
+}
+
+/// `certvakt`'s main.
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // clap prints help and version on stdout and real errors on stderr.
+            let exit = if err.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = err.print();
+            return exit.into();
+        }
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run(&args, &mut stdout.lock(), &mut stderr.lock()).into()
+}
+
+/// Runs one command, writing to `out` and `err`. Write failures (a closed pipe) are ignored:
+/// the exit code still tells the truth.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let request = match &args.command {
+        Command::CheckConfig => return check_config(args, out, err),
+        Command::Status => Request::Status,
+        Command::List => Request::List,
+        Command::Show { id } => Request::Show { id: id.clone() },
+        Command::Reload => Request::Reload,
+    };
+    let socket = socket_path(args.socket.as_deref(), std::env::var_os(SOCKET_ENV), || {
+        configured_socket(args.config.as_deref())
+    });
+    let response = match Client::connect(&socket).and_then(|mut client| client.request(&request)) {
+        Ok(response) => response,
+        Err(e) => {
+            let _ = writeln!(err, "certvakt: {e}");
+            return exit_for_client_error(&e);
+        }
+    };
+    if args.json {
+        print_json(out, err, &response);
+    }
+    match response {
+        Response::Error { code, message } => {
+            let _ = writeln!(err, "certvakt: {message}");
+            exit_for_error_code(code)
+        }
+        Response::Status(report) if request == Request::Status => {
+            if !args.json {
+                let _ = out.write_all(render::render_status(&report).as_bytes());
+            }
+            render::exit_for_status(&report)
+        }
+        Response::List { items } if request == Request::List => {
+            if !args.json {
+                let _ = out.write_all(render::render_list(&items).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::Show(report) if matches!(request, Request::Show { .. }) => {
+            if !args.json {
+                let _ = out.write_all(render::render_show(&report).as_bytes());
+            }
+            render::exit_for_show(&report)
+        }
+        Response::Reload(report) if request == Request::Reload => {
+            if !args.json {
+                let _ = writeln!(out, "{}", report.summary);
+            }
+            Exit::Ok
+        }
+        other => {
+            let _ = writeln!(
+                err,
+                "certvakt: certvaktd answered a {} request with a {} response; use the certvakt CLI of the same package version",
+                request.name(),
+                response_name(&other)
+            );
+            Exit::Unknown
+        }
+    }
+}
+
+/// Which socket to use: the flag, else the environment, else the configuration, else the
+/// default. `from_config` is only called when needed, because loading the configuration costs.
+pub fn socket_path(
+    flag: Option<&Path>,
+    env: Option<OsString>,
+    from_config: impl FnOnce() -> Option<PathBuf>,
+) -> PathBuf {
+    if let Some(path) = flag {
+        return path.to_owned();
+    }
+    if let Some(env) = env.filter(|v| !v.is_empty()) {
+        return PathBuf::from(env);
+    }
+    from_config().unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// `control.socket` of the configuration, if it loads; any failure means "not from here" and is
+/// not reported, because the configuration is only a hint for finding the socket.
+fn configured_socket(config: Option<&Path>) -> Option<PathBuf> {
+    let path = config.unwrap_or(Path::new(config::DEFAULT_PATH));
+    if !path.is_file() {
+        return None;
+    }
+    config::load(path).ok().map(|c| c.control.socket)
+}
+
+/// Client failures: an unreachable or incompatible daemon is UNKNOWN, a refusal is forbidden.
+pub fn exit_for_client_error(e: &ClientError) -> Exit {
+    match e {
+        ClientError::PermissionDenied { .. } | ClientError::Refused(_) => Exit::Forbidden,
+        ClientError::NotRunning { .. }
+        | ClientError::VersionMismatch { .. }
+        | ClientError::Unavailable(_)
+        | ClientError::Timeout { .. }
+        | ClientError::Io { .. }
+        | ClientError::Protocol(_) => Exit::Unknown,
+    }
+}
+
+/// Error responses. `bad_request` means the daemon did not understand us: another protocol in
+/// all but name, so UNKNOWN like a mismatch.
+pub fn exit_for_error_code(code: ErrorCode) -> Exit {
+    match code {
+        ErrorCode::Forbidden => Exit::Forbidden,
+        ErrorCode::NotFound => Exit::NotFound,
+        ErrorCode::InvalidConfig => Exit::ConfigInvalid,
+        ErrorCode::BadRequest | ErrorCode::Internal => Exit::Unknown,
+    }
+}
+
+fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Status(_) => "status",
+        Response::List { .. } => "list",
+        Response::Show(_) => "show",
+        Response::Reload(_) => "reload",
+        Response::Error { .. } => "error",
+    }
+}
+
+fn print_json<T: Serialize>(out: &mut dyn Write, err: &mut dyn Write, value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            let _ = writeln!(out, "{text}");
+        }
+        Err(e) => {
+            let _ = writeln!(err, "certvakt: cannot print the answer as JSON: {e}");
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CheckConfigJson<'a> {
+    ok: bool,
+    problems: &'a [config::Problem],
+    summary: Option<String>,
+}
+
+fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let loaded = config::load(&path);
+    if args.json {
+        let (ok, problems, summary) = match &loaded {
+            Ok(config) => (true, &[][..], Some(config.summary())),
+            Err(problems) => (false, problems.as_slice(), None),
+        };
+        print_json(
+            out,
+            err,
+            &CheckConfigJson {
+                ok,
+                problems,
+                summary,
+            },
+        );
+    }
+    match loaded {
+        Ok(config) => {
+            if !args.json {
+                let _ = writeln!(out, "{}: ok: {}", path.display(), config.summary());
+            }
+            Exit::Ok
+        }
+        Err(problems) => {
+            if !args.json {
+                for problem in &problems {
+                    let _ = writeln!(err, "{problem}");
+                }
+                let _ = writeln!(
+                    err,
+                    "certvakt: {}: {} problem(s); the configuration is not valid",
+                    path.display(),
+                    problems.len()
+                );
+            }
+            Exit::ConfigInvalid
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "in a test, a failed expectation is the failure report"
+)]
+mod tests {
+    use super::*;
+    use crate::control::Backend;
+    use crate::control::auth::{AccessPolicy, GroupRef, current_gid};
+    use crate::control::protocol::{Counts, Health, ReloadReport, StatusReport};
+    use clap::CommandFactory;
+    use std::sync::{Arc, RwLock};
+    use std::time::Duration;
+
+    #[test]
+    fn exit_codes_are_the_documented_numbers() {
+        let all = [
+            (Exit::Ok, 0),
+            (Exit::Warning, 1),
+            (Exit::Critical, 2),
+            (Exit::Unknown, 3),
+            (Exit::Forbidden, 4),
+            (Exit::NotFound, 5),
+            (Exit::ConfigInvalid, 6),
+            (Exit::Usage, 64),
+        ];
+        for (exit, code) in all {
+            assert_eq!(exit.code(), code, "{exit:?}");
+            let line = format!("  {code:<4}");
+            assert!(EXIT_CODES_HELP.contains(&line), "help lacks {line:?}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent_and_parses_global_flags_anywhere() {
+        Args::command().debug_assert();
+        let args = Args::try_parse_from([
+            "certvakt", "show", "fmk-prod", "--json", "--socket", "/tmp/s",
+        ])
+        .expect("parse");
+        assert_eq!(
+            args.command,
+            Command::Show {
+                id: "fmk-prod".into()
+            }
+        );
+        assert!(args.json);
+        assert_eq!(args.socket.as_deref(), Some(Path::new("/tmp/s")));
+        let args = Args::try_parse_from(["certvakt", "--config", "/etc/x.toml", "check-config"])
+            .expect("parse");
+        assert_eq!(args.command, Command::CheckConfig);
+
+        let help = Args::try_parse_from(["certvakt", "--help"]).expect_err("help is an early exit");
+        assert!(!help.use_stderr(), "help goes to stdout, exit 0");
+        let version =
+            Args::try_parse_from(["certvakt", "--version"]).expect_err("version is an early exit");
+        assert!(!version.use_stderr());
+        assert!(version.to_string().contains(crate::VERSION));
+        let bad = Args::try_parse_from(["certvakt", "frobnicate"]).expect_err("unknown command");
+        assert!(bad.use_stderr(), "usage errors go to stderr, exit 64");
+        let none = Args::try_parse_from(["certvakt"]).expect_err("a command is required");
+        assert!(none.use_stderr());
+
+        let long_help = Args::command().render_long_help().to_string();
+        assert!(long_help.contains("64  usage error"), "{long_help}");
+    }
+
+    #[test]
+    fn socket_path_precedence() {
+        let from_config = || Some(PathBuf::from("/etc-configured.sock"));
+        assert_eq!(
+            socket_path(
+                Some(Path::new("/flag.sock")),
+                Some("/env.sock".into()),
+                from_config
+            ),
+            PathBuf::from("/flag.sock")
+        );
+        assert_eq!(
+            socket_path(None, Some("/env.sock".into()), from_config),
+            PathBuf::from("/env.sock")
+        );
+        assert_eq!(
+            socket_path(None, Some("".into()), from_config),
+            PathBuf::from("/etc-configured.sock")
+        );
+        assert_eq!(
+            socket_path(None, None, from_config),
+            PathBuf::from("/etc-configured.sock")
+        );
+        assert_eq!(
+            socket_path(None, None, || None),
+            PathBuf::from(DEFAULT_SOCKET)
+        );
+        // The configuration is not even looked at when a flag or the environment decides.
+        let mut asked = false;
+        let _ = socket_path(None, Some("/env.sock".into()), || {
+            asked = true;
+            None
+        });
+        assert!(!asked);
+    }
+
+    #[test]
+    fn client_errors_and_error_codes_map_to_exit_codes() {
+        assert_eq!(
+            exit_for_client_error(&ClientError::NotRunning {
+                path: PathBuf::from("/x")
+            }),
+            Exit::Unknown
+        );
+        assert_eq!(
+            exit_for_client_error(&ClientError::VersionMismatch {
+                daemon_protocol: 2,
+                daemon_version: "0.2.0".into()
+            }),
+            Exit::Unknown
+        );
+        assert_eq!(
+            exit_for_client_error(&ClientError::Refused("no".into())),
+            Exit::Forbidden
+        );
+        assert_eq!(exit_for_error_code(ErrorCode::Forbidden), Exit::Forbidden);
+        assert_eq!(exit_for_error_code(ErrorCode::NotFound), Exit::NotFound);
+        assert_eq!(
+            exit_for_error_code(ErrorCode::InvalidConfig),
+            Exit::ConfigInvalid
+        );
+        assert_eq!(exit_for_error_code(ErrorCode::BadRequest), Exit::Unknown);
+    }
+
+    #[test]
+    fn unreachable_daemon_is_unknown_with_a_sentence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("none.sock");
+        let args = Args::try_parse_from([
+            "certvakt",
+            "--socket",
+            socket.to_str().expect("utf-8"),
+            "status",
+        ])
+        .expect("parse");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(&args, &mut out, &mut err), Exit::Unknown);
+        assert!(out.is_empty());
+        assert_eq!(
+            String::from_utf8_lossy(&err),
+            format!(
+                "certvakt: certvaktd is not running: no control socket at {} (start it with `systemctl start certvakt`, or pass --socket)\n",
+                socket.display()
+            )
+        );
+    }
+
+    struct Fake;
+
+    impl Backend for Fake {
+        async fn handle(&self, request: Request) -> Response {
+            match request {
+                Request::Status => Response::Status(StatusReport {
+                    version: crate::VERSION.into(),
+                    pid: 7,
+                    started_at: 1_800_000_000,
+                    now: 1_800_000_060,
+                    config_files: vec![],
+                    config_loaded_at: 1_800_000_000,
+                    last_reload_error: None,
+                    scanned_at: 1_800_000_000,
+                    socket: PathBuf::from("/run/certvakt/control.sock"),
+                    metrics_listen: None,
+                    warn_before_secs: 86_400,
+                    health: Health::Warning,
+                    counts: Counts {
+                        expiring: 1,
+                        ..Counts::default()
+                    },
+                    attention: vec![],
+                    problems: vec![],
+                }),
+                Request::List => Response::List { items: vec![] },
+                Request::Show { id } => Response::Error {
+                    code: ErrorCode::NotFound,
+                    message: format!("no certificate or source with id {id}"),
+                },
+                Request::Reload => Response::Reload(ReloadReport {
+                    summary: "1 file(s) read; 0 managed certificate(s)".into(),
+                    certificates: 0,
+                    problems: 0,
+                }),
+            }
+        }
+    }
+
+    /// Runs CLI invocations against a real server with a fake backend.
+    async fn against_fake(
+        policy: AccessPolicy,
+        argv: Vec<Vec<String>>,
+    ) -> Vec<(Exit, String, String)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("control.sock");
+        let guard = crate::control::server::bind(&socket).expect("bind");
+        let listener = guard.tokio_listener().expect("listener");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::control::server::serve(
+            listener,
+            Arc::new(Fake),
+            Arc::new(RwLock::new(policy)),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let socket_arg = socket.display().to_string();
+        let results = tokio::task::spawn_blocking(move || {
+            argv.into_iter()
+                .map(|mut a| {
+                    a.splice(
+                        0..0,
+                        [
+                            "certvakt".to_owned(),
+                            "--socket".to_owned(),
+                            socket_arg.clone(),
+                        ],
+                    );
+                    let args = Args::try_parse_from(a).expect("parse");
+                    let (mut out, mut err) = (Vec::new(), Vec::new());
+                    let exit = run(&args, &mut out, &mut err);
+                    (
+                        exit,
+                        String::from_utf8_lossy(&out).into_owned(),
+                        String::from_utf8_lossy(&err).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let results = tokio::time::timeout(Duration::from_secs(30), results)
+            .await
+            .expect("in time")
+            .expect("no panic");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        drop(guard);
+        results
+    }
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn commands_against_a_running_server() {
+        let admin = AccessPolicy::from_groups(
+            Some(GroupRef {
+                name: "test-admin".into(),
+                gid: current_gid(),
+                members: vec![],
+            }),
+            None,
+        )
+        .without_root_rule();
+        let results = against_fake(
+            admin,
+            vec![
+                argv(&["status"]),
+                argv(&["--json", "list"]),
+                argv(&["show", "nope"]),
+                argv(&["reload"]),
+            ],
+        )
+        .await;
+
+        let (exit, out, err) = &results[0];
+        assert_eq!(*exit, Exit::Warning);
+        assert!(
+            out.contains("health:       WARNING: 0 ok, 1 expiring"),
+            "{out}"
+        );
+        assert!(err.is_empty(), "{err}");
+
+        let (exit, out, _) = &results[1];
+        assert_eq!(*exit, Exit::Ok);
+        let json: serde_json::Value = serde_json::from_str(out).expect("json");
+        assert_eq!(json, serde_json::json!({"response": "list", "items": []}));
+
+        let (exit, out, err) = &results[2];
+        assert_eq!(*exit, Exit::NotFound);
+        assert!(out.is_empty());
+        assert_eq!(err, "certvakt: no certificate or source with id nope\n");
+
+        let (exit, out, _) = &results[3];
+        assert_eq!(*exit, Exit::Ok);
+        assert_eq!(out, "1 file(s) read; 0 managed certificate(s)\n");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reload_with_read_access_is_forbidden() {
+        let reader = AccessPolicy::from_groups(
+            Some(GroupRef {
+                name: "test-admin".into(),
+                gid: 3_999_999_999,
+                members: vec![],
+            }),
+            Some(GroupRef {
+                name: "test-read".into(),
+                gid: current_gid(),
+                members: vec![],
+            }),
+        )
+        .without_root_rule();
+        let results = against_fake(reader, vec![argv(&["reload"])]).await;
+        let (exit, out, err) = &results[0];
+        assert_eq!(*exit, Exit::Forbidden);
+        assert!(out.is_empty());
+        assert_eq!(
+            err,
+            "certvakt: reload needs admin access (root or group test-admin); you have read access\n"
+        );
+    }
+}

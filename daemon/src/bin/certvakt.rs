@@ -1,1 +1,5 @@
-fn main() {}
+//! `certvakt`: the operator's command line; everything happens in [`certvakt::cli`].
+
+fn main() -> std::process::ExitCode {
+    certvakt::cli::main()
+}

@@ -99,11 +99,16 @@ impl Request {
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     Status(StatusReport),
-    List { items: Vec<ListItem> },
+    List {
+        items: Vec<ListItem>,
+    },
     Show(ShowReport),
     Reload(ReloadReport),
     /// The request failed; `code` is for scripts, `message` for people.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Why a request failed.

@@ -1,1 +1,1296 @@
 //! The control socket server.
+//!
+//! Contract:
+//! - [`bind`] makes the socket file: parent directory created when missing, a live daemon
+//!   already listening is an error, a stale socket left by a killed daemon is replaced, and
+//!   anything that is not a socket is never deleted. The returned [`SocketGuard`] removes the
+//!   socket file again when dropped (a clean exit), unless another daemon has replaced it.
+//! - [`serve`] accepts connections until `shutdown` completes, at most [`MAX_CONNECTIONS`] at
+//!   once (more are turned away with one line). Each connection: the peer's kernel credentials,
+//!   a [`Hello`](super::protocol::Hello) exchange (protocol mismatch and refusal are answered in
+//!   the hello reply, then the connection closes), then one [`Response`] per request line, in
+//!   order. Requests are checked against the peer's [`Access`] before the [`Backend`] sees them.
+//! - A line longer than [`MAX_LINE`] closes the connection; a connection idle for
+//!   [`IDLE_TIMEOUT`] is closed. Before the hello the peer is not yet known to be allowed in
+//!   (the socket is open to every local user), so the hello line gets a far smaller budget:
+//!   [`HELLO_MAX_LINE`] bytes within [`HELLO_TIMEOUT`]. On shutdown no new connection is accepted, idle connections
+//!   close at once, and requests already being handled finish within [`DRAIN_DEADLINE`].
+//! - Logs name peers and request names, never request or response payloads.
+
+use std::fmt;
+use std::fs;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::auth::{AccessPolicy, PeerCredentials};
+use super::protocol::{
+    Access, ErrorCode, HelloReply, HelloReplyBody, PROTOCOL_VERSION, Request, Response,
+};
+use super::{Backend, MAX_LINE};
+
+/// Connections served at once; more are turned away with one error line.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The hello must arrive within this time after connecting.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest hello line: a hello is under 200 bytes, and 64 idle strangers must not be able to make
+/// the daemon hold 64 × [`MAX_LINE`] bytes.
+pub const HELLO_MAX_LINE: usize = 64 * 1024;
+/// How long requests in flight may take to finish once shutdown has begun.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a connection we end waits for the client to hang up; see [`hang_up`].
+const HANG_UP_LINGER: Duration = Duration::from_secs(1);
+/// Longest part of a bad line quoted back in a `bad_request` error.
+const QUOTE_LIMIT: usize = 200;
+
+/// The socket file and its listener; removes the file when dropped.
+#[derive(Debug)]
+pub struct SocketGuard {
+    listener: StdUnixListener,
+    path: PathBuf,
+    /// Device and inode of the socket file we made, so that drop never removes a socket that a
+    /// newer daemon bound at the same path after us.
+    identity: (u64, u64),
+}
+
+impl SocketGuard {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The bound, non-blocking std listener.
+    pub fn listener(&self) -> &StdUnixListener {
+        &self.listener
+    }
+
+    /// A tokio listener on the same socket (a duplicated descriptor, so the guard stays
+    /// responsible for the file). Must be called inside a tokio runtime with I/O enabled.
+    pub fn tokio_listener(&self) -> io::Result<UnixListener> {
+        UnixListener::from_std(self.listener.try_clone()?)
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .map(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity)
+            .unwrap_or(false);
+        if ours {
+            if let Err(e) = fs::remove_file(&self.path) {
+                warn!(
+                    "control: could not remove the socket {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Creates the control socket at `path`; see the module contract.
+pub fn bind(path: &Path) -> io::Result<SocketGuard> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| with_path(e, "cannot create the socket directory", parent))?;
+        }
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another certvaktd is already listening on {}: stop it first (`systemctl stop certvakt`) or set another [control] socket",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // Nobody listens: the socket of a daemon that was killed before it could clean up.
+                fs::remove_file(path)
+                    .map_err(|e| with_path(e, "cannot remove the stale socket", path))?;
+            }
+            Err(e) => {
+                return Err(with_path(
+                    e,
+                    "cannot tell whether another certvaktd listens on",
+                    path,
+                ));
+            }
+        },
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; certvaktd will not delete it: move it away or set another [control] socket",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(with_path(e, "cannot inspect", path)),
+    }
+    let listener = StdUnixListener::bind(path)
+        .map_err(|e| with_path(e, "cannot bind the control socket", path))?;
+    listener.set_nonblocking(true)?;
+    // Everyone may connect: who may do what is decided per connection from the peer's
+    // credentials (as snapd and libvirt do), because two tiers — read and admin — cannot be
+    // expressed with the one group a socket file has.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .map_err(|e| with_path(e, "cannot set the mode of", path))?;
+    let meta = fs::symlink_metadata(path).map_err(|e| with_path(e, "cannot inspect", path))?;
+    Ok(SocketGuard {
+        listener,
+        path: path.to_owned(),
+        identity: (meta.dev(), meta.ino()),
+    })
+}
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Limits of one server; [`serve`] uses the documented constants, tests make them small.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_connections: usize,
+    pub max_line: usize,
+    pub idle_timeout: Duration,
+    pub hello_max_line: usize,
+    pub hello_timeout: Duration,
+    pub drain_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_line: MAX_LINE,
+            idle_timeout: IDLE_TIMEOUT,
+            hello_max_line: HELLO_MAX_LINE,
+            hello_timeout: HELLO_TIMEOUT,
+            drain_deadline: DRAIN_DEADLINE,
+        }
+    }
+}
+
+/// Serves the control protocol on `listener` until `shutdown` completes, then drains.
+///
+/// `policy` is read once per connection, so a policy replaced on reload applies to the next
+/// connection.
+pub async fn serve<B: Backend>(
+    listener: UnixListener,
+    backend: Arc<B>,
+    policy: Arc<RwLock<AccessPolicy>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, backend, policy, shutdown, Limits::default()).await;
+}
+
+pub(crate) async fn serve_with<B: Backend>(
+    listener: UnixListener,
+    backend: Arc<B>,
+    policy: Arc<RwLock<AccessPolicy>>,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Turning a client away costs a task for up to two seconds; under a flood of connections
+    // those are bounded too, and beyond them a connection is simply closed.
+    let refusals = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => report_join(joined),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            tasks.spawn(turn_away(stream, limits.max_connections, permit));
+                        }
+                        continue;
+                    };
+                    let conn = Connection {
+                        backend: backend.clone(),
+                        policy: policy.clone(),
+                        stop: stop_rx.clone(),
+                        limits,
+                    };
+                    tasks.spawn(conn.run(stream, permit));
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning on the error.
+                    warn!("control: accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    // Stop accepting. (The socket itself stays bound until the SocketGuard drops; clients that
+    // connect in between are closed then.)
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.drain_deadline, async {
+        while let Some(joined) = tasks.join_next().await {
+            report_join(joined);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            "control: {} connection(s) still busy {} s after shutdown began; closing them",
+            tasks.len(),
+            limits.drain_deadline.as_secs()
+        );
+        tasks.abort_all();
+    }
+}
+
+fn report_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        if e.is_panic() {
+            warn!("control: a connection handler panicked; that connection was closed");
+        }
+    }
+}
+
+/// Tells a client over the connection limit why it is turned away. This is an error response
+/// rather than a hello reply so that the client can tell "busy" from "refused".
+async fn turn_away(mut stream: UnixStream, max: usize, permit: OwnedSemaphorePermit) {
+    let _permit = permit;
+    warn!("control: {max} connections are open; turning a new one away");
+    let response = Response::Error {
+        code: ErrorCode::Internal,
+        message: format!(
+            "certvaktd is busy: {max} control connections are open; try again in a moment"
+        ),
+    };
+    let (mut reader, mut writer) = stream.split();
+    if send(&mut writer, &response, Duration::from_secs(1))
+        .await
+        .is_ok()
+    {
+        hang_up(&mut reader, &mut writer).await;
+    }
+}
+
+/// Ends a connection after its last line. The write side is shut first, so the client reads
+/// end-of-file at once; then whatever the client already sent is swallowed until it hangs up,
+/// for at most [`HANG_UP_LINGER`]: a Unix socket closed with unread data makes the kernel report
+/// "connection reset" to the client, which may then never read our last line.
+async fn hang_up<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(reader: &mut R, writer: &mut W) {
+    let _ = writer.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(HANG_UP_LINGER, async {
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// What waiting for the next line produced.
+#[derive(Debug)]
+enum Incoming {
+    Line,
+    Closed,
+    TooLong,
+    Idle,
+    Shutdown,
+    Failed(io::Error),
+}
+
+/// The result of [`read_line_limited`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// A line is in the buffer (without its `\n` or `\r\n`).
+    Line,
+    /// The peer closed the connection before sending anything more.
+    Eof,
+    /// More than the limit arrived without a newline.
+    TooLong,
+}
+
+/// Reads one line of at most `max` bytes into `buf`, without buffering more than that.
+pub(crate) async fn read_line_limited<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            // A last line without its newline still counts as a line.
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        let newline = available.iter().position(|&b| b == b'\n');
+        let chunk = match newline {
+            Some(i) => &available[..i],
+            None => available,
+        };
+        if buf.len() + chunk.len() > max {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// How a connection ends when no further line is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Closed, silent, failed or shutting down: just drop it.
+    Quietly,
+    /// We refuse what the peer is sending (a line too long): hang up gracefully.
+    Refused,
+}
+
+/// How long a line may be and how long the peer may take to send it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    max_line: usize,
+    timeout: Duration,
+}
+
+struct Connection<B> {
+    backend: Arc<B>,
+    policy: Arc<RwLock<AccessPolicy>>,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+}
+
+impl<B: Backend> Connection<B> {
+    async fn run(mut self, stream: UnixStream, permit: OwnedSemaphorePermit) {
+        let _permit = permit;
+        let peer = match stream.peer_cred() {
+            Ok(cred) => PeerCredentials {
+                uid: cred.uid(),
+                gid: cred.gid(),
+                pid: cred.pid(),
+            },
+            Err(e) => {
+                warn!("control: cannot read the credentials of a new connection, closing it: {e}");
+                return;
+            }
+        };
+        let (read_half, mut writer) = stream.into_split();
+        let mut reader = BufReader::new(read_half);
+        let mut line = Vec::new();
+
+        let hello_budget = Budget {
+            max_line: self.limits.hello_max_line,
+            timeout: self.limits.hello_timeout,
+        };
+        if let Err(ended) = self
+            .next_line(&mut reader, &mut line, &peer, hello_budget)
+            .await
+        {
+            if ended == Ended::Refused {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        }
+        let Some(hello) = ClientHello::parse(&line) else {
+            info!("control: {peer}: first line is not a hello; closing");
+            let reply = hello_error(format!(
+                "expected a hello first, like {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"version\":\"{}\",\"program\":\"certvakt\"}}}}",
+                crate::VERSION
+            ));
+            if send(&mut writer, &reply, self.limits.idle_timeout)
+                .await
+                .is_ok()
+            {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        };
+        if hello.protocol != u64::from(PROTOCOL_VERSION) {
+            info!("control: {peer}: {hello} speaks another control protocol; closing");
+            let reply = hello_error(mismatch_message(&hello));
+            if send(&mut writer, &reply, self.limits.idle_timeout)
+                .await
+                .is_ok()
+            {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        }
+
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // Group and user lookups may block (NSS, LDAP): keep them off the async threads.
+        let decided = tokio::task::spawn_blocking(move || {
+            let access = policy.access_for(&peer);
+            let refusal = (access == Access::None).then(|| policy.refusal(&peer));
+            (access, refusal, policy)
+        })
+        .await;
+        let (access, refusal, policy) = match decided {
+            Ok(decided) => decided,
+            Err(e) => {
+                warn!("control: {peer}: deciding access failed, closing: {e}");
+                return;
+            }
+        };
+        if let Some(refusal) = refusal {
+            info!(
+                "control: {peer} ({hello}) refused: in neither group {} nor {}",
+                policy.read_name(),
+                policy.admin_name()
+            );
+            if send(&mut writer, &hello_error(refusal), self.limits.idle_timeout)
+                .await
+                .is_ok()
+            {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        }
+        // Debug, not info: monitoring scripts run `certvakt status` every minute.
+        debug!(
+            "control: {peer} ({hello}) connected with {} access",
+            access_word(access)
+        );
+        let reply = HelloReply {
+            hello: HelloReplyBody {
+                protocol: PROTOCOL_VERSION,
+                version: crate::VERSION.to_owned(),
+                access,
+                error: None,
+            },
+        };
+        if let Err(e) = send(&mut writer, &reply, self.limits.idle_timeout).await {
+            warn!("control: {peer}: sending the hello reply failed: {e}");
+            return;
+        }
+
+        let request_budget = Budget {
+            max_line: self.limits.max_line,
+            timeout: self.limits.idle_timeout,
+        };
+        loop {
+            if let Err(ended) = self
+                .next_line(&mut reader, &mut line, &peer, request_budget)
+                .await
+            {
+                if ended == Ended::Refused {
+                    hang_up(&mut reader, &mut writer).await;
+                }
+                return;
+            }
+            let response = match parse_request(&line) {
+                Err(message) => {
+                    debug!("control: {peer}: bad request");
+                    Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message,
+                    }
+                }
+                Ok(request) if request.needs() > access => {
+                    info!(
+                        "control: {peer}: {} refused, it needs {} access",
+                        request.name(),
+                        access_word(request.needs())
+                    );
+                    Response::Error {
+                        code: ErrorCode::Forbidden,
+                        message: format!(
+                            "{} needs {} access ({}); you have {} access",
+                            request.name(),
+                            access_word(request.needs()),
+                            policy.who_may(request.needs()),
+                            access_word(access)
+                        ),
+                    }
+                }
+                Ok(request) => {
+                    let name = request.name();
+                    debug!("control: {peer}: {name}");
+                    // Not raced against shutdown: a request that has started is allowed to finish
+                    // (the drain deadline bounds it).
+                    let response = self.backend.handle(request).await;
+                    encodable(response, name)
+                }
+            };
+            if let Err(e) = send(&mut writer, &response, self.limits.idle_timeout).await {
+                warn!("control: {peer}: sending a response failed, closing: {e}");
+                return;
+            }
+        }
+    }
+
+    /// Waits for the next line; `Err` when the connection should end (already logged).
+    async fn next_line<R: AsyncBufRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        line: &mut Vec<u8>,
+        peer: &PeerCredentials,
+        budget: Budget,
+    ) -> Result<(), Ended> {
+        match self.wait_line(reader, line, budget).await {
+            Incoming::Line => Ok(()),
+            Incoming::Closed => {
+                debug!("control: {peer}: closed");
+                Err(Ended::Quietly)
+            }
+            Incoming::TooLong => {
+                info!(
+                    "control: {peer}: line longer than {} bytes; closing",
+                    budget.max_line
+                );
+                Err(Ended::Refused)
+            }
+            Incoming::Idle => {
+                info!(
+                    "control: {peer}: silent for {} s; closing",
+                    budget.timeout.as_secs()
+                );
+                Err(Ended::Quietly)
+            }
+            Incoming::Shutdown => Err(Ended::Quietly),
+            Incoming::Failed(e) => {
+                warn!("control: {peer}: reading failed, closing: {e}");
+                Err(Ended::Quietly)
+            }
+        }
+    }
+
+    async fn wait_line<R: AsyncBufRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        line: &mut Vec<u8>,
+        budget: Budget,
+    ) -> Incoming {
+        if *self.stop.borrow() {
+            return Incoming::Shutdown;
+        }
+        let read = tokio::time::timeout(
+            budget.timeout,
+            read_line_limited(reader, line, budget.max_line),
+        );
+        tokio::select! {
+            read = read => match read {
+                Err(_) => Incoming::Idle,
+                Ok(Err(e)) => Incoming::Failed(e),
+                Ok(Ok(LineRead::Line)) => Incoming::Line,
+                Ok(Ok(LineRead::Eof)) => Incoming::Closed,
+                Ok(Ok(LineRead::TooLong)) => Incoming::TooLong,
+            },
+            // Also when the sender is gone: the server is no longer there to serve.
+            _ = self.stop.changed() => Incoming::Shutdown,
+        }
+    }
+}
+
+/// The interesting part of a client's hello, read loosely so that any version's hello can be
+/// answered with a sentence instead of a parse error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientHello {
+    protocol: u64,
+    version: String,
+    program: String,
+}
+
+impl ClientHello {
+    fn parse(line: &[u8]) -> Option<ClientHello> {
+        let value: Value = serde_json::from_slice(line).ok()?;
+        let hello = value.get("hello")?;
+        // These strings come from any local user and end up in log lines and in the mismatch
+        // message: short, and without control characters that could forge a log line.
+        let text = |key: &str| {
+            hello
+                .get(key)
+                .and_then(Value::as_str)
+                .map(|s| truncate(&s.replace(char::is_control, "?"), 64))
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        Some(ClientHello {
+            protocol: hello.get("protocol")?.as_u64()?,
+            version: text("version"),
+            program: text("program"),
+        })
+    }
+}
+
+impl fmt::Display for ClientHello {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} protocol {}",
+            self.program, self.version, self.protocol
+        )
+    }
+}
+
+fn mismatch_message(hello: &ClientHello) -> String {
+    format!(
+        "this certvaktd speaks control protocol {PROTOCOL_VERSION} (version {}); the client speaks {} (version {}): use the certvakt CLI of the same package version, or restart the daemon after an upgrade",
+        crate::VERSION,
+        hello.protocol,
+        hello.version
+    )
+}
+
+fn hello_error(message: String) -> HelloReply {
+    HelloReply {
+        hello: HelloReplyBody {
+            protocol: PROTOCOL_VERSION,
+            version: crate::VERSION.to_owned(),
+            access: Access::None,
+            error: Some(message),
+        },
+    }
+}
+
+fn access_word(access: Access) -> &'static str {
+    match access {
+        Access::None => "no",
+        Access::Read => "read",
+        Access::Admin => "admin",
+    }
+}
+
+/// Parses a request line; the error is the message of a `bad_request` response.
+fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let text = String::from_utf8_lossy(line);
+    if text.trim().is_empty() {
+        return Err(
+            "received an empty line; send one JSON request per line, like {\"request\":\"status\"}"
+                .to_owned(),
+        );
+    }
+    serde_json::from_str::<Request>(&text).map_err(|e| {
+        format!(
+            "not a request this certvaktd understands ({}); received: {}",
+            truncate(&e.to_string(), QUOTE_LIMIT),
+            truncate(&text, QUOTE_LIMIT)
+        )
+    })
+}
+
+/// At most `max` characters of `text`, with `…` when something was cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// A backend response that cannot be encoded (a non-UTF-8 path, say) becomes an internal
+/// error, so that the client still gets exactly one line for its request.
+fn encodable(response: Response, request: &str) -> Response {
+    match serde_json::to_string(&response) {
+        Ok(_) => response,
+        Err(e) => {
+            warn!("control: the {request} response could not be encoded: {e}");
+            Response::Error {
+                code: ErrorCode::Internal,
+                message: format!("the {request} response could not be encoded: {e}"),
+            }
+        }
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    value: &T,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut text = serde_json::to_string(value).map_err(io::Error::other)?;
+    text.push('\n');
+    // A peer that never reads must not hold a connection slot forever.
+    match tokio::time::timeout(timeout, writer.write_all(text.as_bytes())).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer did not read its answer",
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "in a test, a failed expectation is the failure report"
+)]
+mod tests {
+    use super::*;
+    use crate::control::auth::{GroupRef, current_gid};
+    use crate::control::client::{Client, ClientError};
+    use crate::control::protocol::{Counts, Health, ReloadReport, StatusReport};
+
+    const NOT_OUR_GID: u32 = 3_999_999_999;
+
+    struct FakeBackend;
+
+    fn status_report() -> StatusReport {
+        StatusReport {
+            version: crate::VERSION.into(),
+            pid: 4242,
+            started_at: 1_700_000_000,
+            now: 1_700_000_600,
+            config_files: vec![PathBuf::from("/etc/certvakt/certvakt.toml")],
+            config_loaded_at: 1_700_000_000,
+            last_reload_error: None,
+            scanned_at: 1_700_000_500,
+            socket: PathBuf::from("/run/certvakt/control.sock"),
+            metrics_listen: Some("127.0.0.1:9617".into()),
+            warn_before_secs: 30 * 86_400,
+            health: Health::Ok,
+            counts: Counts {
+                ok: 3,
+                ..Counts::default()
+            },
+            attention: vec![],
+            problems: vec![],
+        }
+    }
+
+    impl Backend for FakeBackend {
+        async fn handle(&self, request: Request) -> Response {
+            match request {
+                Request::Status => Response::Status(status_report()),
+                Request::List => Response::List { items: vec![] },
+                Request::Show { id } => Response::Error {
+                    code: ErrorCode::NotFound,
+                    message: format!("no certificate {id}"),
+                },
+                Request::Reload => Response::Reload(ReloadReport {
+                    summary: "reloaded".into(),
+                    certificates: 3,
+                    problems: 0,
+                }),
+            }
+        }
+    }
+
+    fn group(name: &str, gid: u32) -> GroupRef {
+        GroupRef {
+            name: name.into(),
+            gid,
+            members: vec![],
+        }
+    }
+
+    /// The test process is admin through its own gid.
+    fn admin_policy() -> AccessPolicy {
+        AccessPolicy::from_groups(Some(group("test-admin", current_gid())), None)
+            .without_root_rule()
+    }
+
+    /// The test process is only a reader, even when the tests run as root.
+    fn read_policy() -> AccessPolicy {
+        AccessPolicy::from_groups(
+            Some(group("test-admin", NOT_OUR_GID)),
+            Some(group("test-read", current_gid())),
+        )
+        .without_root_rule()
+    }
+
+    fn stranger_policy() -> AccessPolicy {
+        AccessPolicy::from_groups(
+            Some(group("test-admin", NOT_OUR_GID)),
+            Some(group("test-read", NOT_OUR_GID - 1)),
+        )
+        .without_root_rule()
+    }
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+        _guard: SocketGuard,
+    }
+
+    impl Server {
+        async fn shutdown(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            let joined = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+            assert!(
+                matches!(joined, Ok(Ok(()))),
+                "serve did not return after shutdown"
+            );
+        }
+    }
+
+    fn start(policy: AccessPolicy, limits: Limits) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run").join("control.sock");
+        let guard = bind(&path).expect("bind");
+        let listener = guard.tokio_listener().expect("tokio listener");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_with(
+            listener,
+            Arc::new(FakeBackend),
+            Arc::new(RwLock::new(policy)),
+            async move {
+                let _ = stopped.await;
+            },
+            limits,
+        ));
+        Server {
+            _dir: dir,
+            path,
+            stop: Some(stop),
+            task,
+            _guard: guard,
+        }
+    }
+
+    /// The blocking client runs on the blocking pool so that the server keeps running on the
+    /// current-thread runtime.
+    async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(f))
+            .await
+            .expect("client finished in time")
+            .expect("client did not panic")
+    }
+
+    /// Sends raw lines and returns every line the server sends until it closes.
+    async fn raw_exchange(path: &Path, lines: &[&str]) -> Vec<String> {
+        let mut stream = UnixStream::connect(path).await.expect("connect");
+        for line in lines {
+            stream.write_all(line.as_bytes()).await.expect("write");
+            stream.write_all(b"\n").await.expect("write");
+        }
+        stream.shutdown().await.expect("shutdown write");
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut text))
+            .await
+            .expect("server answered and closed in time")
+            .expect("read");
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn hello_line() -> String {
+        format!(
+            "{{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"version\":\"{}\",\"program\":\"test\"}}}}",
+            crate::VERSION
+        )
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hello_and_status_through_the_client() {
+        let server = start(admin_policy(), Limits::default());
+        let path = server.path.clone();
+        let (access, version, response) = blocking(move || {
+            let mut client = Client::connect(&path).expect("connect");
+            let response = client.request(&Request::Status).expect("status");
+            (
+                client.access(),
+                client.daemon_version().to_owned(),
+                response,
+            )
+        })
+        .await;
+        assert_eq!(access, Access::Admin);
+        assert_eq!(version, crate::VERSION);
+        assert_eq!(response, Response::Status(status_report()));
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn protocol_mismatch_is_explained_in_the_hello_reply() {
+        let server = start(admin_policy(), Limits::default());
+        let lines = raw_exchange(
+            &server.path,
+            &[r#"{"hello":{"protocol":999,"version":"9.9.9","program":"certvakt","future":true}}"#, r#"{"request":"status"}"#],
+        )
+        .await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let reply: HelloReply = serde_json::from_str(&lines[0]).expect("hello reply");
+        assert_eq!(reply.hello.protocol, PROTOCOL_VERSION);
+        assert_eq!(reply.hello.access, Access::None);
+        assert_eq!(
+            reply.hello.error.as_deref(),
+            Some(
+                format!(
+                    "this certvaktd speaks control protocol {PROTOCOL_VERSION} (version {}); the client speaks 999 (version 9.9.9): use the certvakt CLI of the same package version, or restart the daemon after an upgrade",
+                    crate::VERSION
+                )
+                .as_str()
+            )
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn garbage_first_line_gets_a_hello_error_and_close() {
+        let server = start(admin_policy(), Limits::default());
+        let lines = raw_exchange(&server.path, &["status please", r#"{"request":"status"}"#]).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let reply: HelloReply = serde_json::from_str(&lines[0]).expect("hello reply");
+        let error = reply.hello.error.expect("an error");
+        assert!(
+            error.starts_with("expected a hello first, like {\"hello\":{\"protocol\":1,"),
+            "{error}"
+        );
+        assert_eq!(reply.hello.access, Access::None);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bad_requests_after_hello_are_answered_and_the_connection_stays() {
+        let server = start(admin_policy(), Limits::default());
+        let long = format!("{{\"request\":\"{}\"}}", "x".repeat(1000));
+        let hello = hello_line();
+        let lines = raw_exchange(
+            &server.path,
+            &[
+                &hello,
+                r#"{"request":"frobnicate"}"#,
+                "not json",
+                &long,
+                r#"{"request":"list"}"#,
+            ],
+        )
+        .await;
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        let reply: HelloReply = serde_json::from_str(&lines[0]).expect("hello reply");
+        assert_eq!(reply.hello.access, Access::Admin);
+        assert_eq!(reply.hello.error, None);
+
+        let responses: Vec<Response> = lines[1..]
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("response"))
+            .collect();
+        let Response::Error { code, message } = &responses[0] else {
+            panic!("expected an error, got {:?}", responses[0]);
+        };
+        assert_eq!(*code, ErrorCode::BadRequest);
+        assert!(
+            message.contains("unknown variant `frobnicate`"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(r#"received: {"request":"frobnicate"}"#),
+            "{message}"
+        );
+
+        let Response::Error { code, message } = &responses[1] else {
+            panic!("expected an error, got {:?}", responses[1]);
+        };
+        assert_eq!(*code, ErrorCode::BadRequest);
+        assert!(message.ends_with("received: not json"), "{message}");
+
+        let Response::Error { code, message } = &responses[2] else {
+            panic!("expected an error, got {:?}", responses[2]);
+        };
+        assert_eq!(*code, ErrorCode::BadRequest);
+        let quoted = message.split("received: ").nth(1).expect("quote");
+        assert_eq!(
+            quoted.chars().count(),
+            QUOTE_LIMIT + 1,
+            "200 characters and the ellipsis"
+        );
+        assert!(quoted.ends_with("xxx…"));
+
+        assert_eq!(responses[3], Response::List { items: vec![] });
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reader_may_look_but_not_reload() {
+        let server = start(read_policy(), Limits::default());
+        let path = server.path.clone();
+        let (access, status, reload) = blocking(move || {
+            let mut client = Client::connect(&path).expect("connect");
+            let status = client.request(&Request::Status).expect("status");
+            let reload = client.request(&Request::Reload).expect("reload");
+            (client.access(), status, reload)
+        })
+        .await;
+        assert_eq!(access, Access::Read);
+        assert_eq!(status, Response::Status(status_report()));
+        assert_eq!(
+            reload,
+            Response::Error {
+                code: ErrorCode::Forbidden,
+                message:
+                    "reload needs admin access (root or group test-admin); you have read access"
+                        .into(),
+            }
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn strangers_are_refused_with_the_groups_to_join() {
+        let server = start(stranger_policy(), Limits::default());
+        let path = server.path.clone();
+        let result = blocking(move || Client::connect(&path).map(|_| ())).await;
+        let Err(ClientError::Refused(message)) = result else {
+            panic!("expected a refusal, got {result:?}");
+        };
+        assert!(
+            message.starts_with(&format!("uid {} ", nix::unistd::getuid())),
+            "{message}"
+        );
+        assert!(
+            message.contains("may not use certvakt: ask for membership of group test-read (read) or test-admin (change)"),
+            "{message}"
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn too_long_lines_close_the_connection() {
+        let limits = Limits {
+            max_line: 64,
+            ..Limits::default()
+        };
+        let server = start(admin_policy(), limits);
+        let hello = hello_line();
+        let long = "y".repeat(65);
+        let lines = raw_exchange(&server.path, &[&hello, &long, r#"{"request":"list"}"#]).await;
+        assert_eq!(lines.len(), 1, "only the hello reply: {lines:?}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hello_lines_have_a_small_budget() {
+        let limits = Limits {
+            hello_max_line: 32,
+            hello_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let server = start(admin_policy(), limits);
+        // Longer than the hello budget: closed without a word, like any too-long line.
+        let hello = hello_line();
+        assert!(hello.len() > 32);
+        let lines = raw_exchange(&server.path, &[&hello]).await;
+        assert_eq!(lines, Vec::<String>::new());
+        // Silent after connecting: closed once the hello timeout passes.
+        let mut silent = UnixStream::connect(&server.path).await.expect("connect");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+            .await
+            .expect("closed by the hello timeout")
+            .expect("read");
+        assert_eq!(n, 0);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_over_the_limit_are_turned_away() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let server = start(admin_policy(), limits);
+        let path = server.path.clone();
+        let first = blocking(move || Client::connect(&path))
+            .await
+            .expect("first connection");
+        let path = server.path.clone();
+        let second = blocking(move || Client::connect(&path).map(|_| ())).await;
+        let Err(ClientError::Unavailable(message)) = second else {
+            panic!("expected the second connection to be turned away, got {second:?}");
+        };
+        assert_eq!(
+            message,
+            "certvaktd is busy: 1 control connections are open; try again in a moment"
+        );
+        drop(first);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn shutdown_closes_idle_connections_and_stops_accepting() {
+        let server = start(admin_policy(), Limits::default());
+        let mut stream = UnixStream::connect(&server.path).await.expect("connect");
+        stream
+            .write_all(format!("{}\n", hello_line()).as_bytes())
+            .await
+            .expect("hello");
+        let mut reader = BufReader::new(&mut stream);
+        let mut reply = String::new();
+        reader.read_line(&mut reply).await.expect("hello reply");
+        assert!(reply.contains("\"access\":\"admin\""), "{reply}");
+        let path = server.path.clone();
+        server.shutdown().await;
+        // The idle connection was closed by the drain, not left open.
+        let mut rest = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert_eq!(n, 0, "{rest}");
+        // The socket file is gone with the guard.
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn guard_removes_the_socket_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested").join("control.sock");
+        let guard = bind(&path).expect("bind");
+        let meta = fs::symlink_metadata(&path).expect("socket exists");
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+        drop(guard);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn bind_refuses_while_another_daemon_listens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("control.sock");
+        let first = bind(&path).expect("first bind");
+        let second = bind(&path);
+        let Err(e) = second else {
+            panic!("second bind succeeded");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "another certvaktd is already listening on {}: stop it first (`systemctl stop certvakt`) or set another [control] socket",
+                path.display()
+            )
+        );
+        // The refused bind must not have removed the live socket.
+        assert!(StdUnixStream::connect(&path).is_ok());
+        drop(first);
+    }
+
+    #[test]
+    fn bind_replaces_a_stale_socket_but_never_a_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("control.sock");
+        // A std listener leaves its file behind when dropped, like a killed daemon.
+        drop(StdUnixListener::bind(&path).expect("stale listener"));
+        assert!(path.exists());
+        let guard = bind(&path).expect("bind over a stale socket");
+        assert!(StdUnixStream::connect(&path).is_ok());
+        drop(guard);
+
+        fs::write(&path, "precious").expect("write file");
+        let e = bind(&path).expect_err("must refuse a regular file");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("exists and is not a socket"), "{e}");
+        assert_eq!(fs::read_to_string(&path).expect("still there"), "precious");
+    }
+
+    #[test]
+    fn guard_leaves_a_socket_bound_by_someone_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("control.sock");
+        let guard = bind(&path).expect("bind");
+        // Someone removed our socket and a newer daemon bound the path.
+        fs::remove_file(&path).expect("remove");
+        let newer = StdUnixListener::bind(&path).expect("newer");
+        drop(guard);
+        assert!(path.exists(), "the newer daemon's socket must stay");
+        drop(newer);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn lines_are_limited_and_crlf_tolerated() {
+        let mut input: &[u8] = b"short\r\nexactly8\n123456789\n";
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 8)
+                .await
+                .expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"short");
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 8)
+                .await
+                .expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"exactly8");
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 8)
+                .await
+                .expect("read"),
+            LineRead::TooLong
+        );
+
+        let mut tail: &[u8] = b"last";
+        assert_eq!(
+            read_line_limited(&mut tail, &mut buf, 8)
+                .await
+                .expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"last");
+        assert_eq!(
+            read_line_limited(&mut tail, &mut buf, 8)
+                .await
+                .expect("read"),
+            LineRead::Eof
+        );
+    }
+
+    #[test]
+    fn client_hello_is_read_loosely_and_sanitised() {
+        let hello = ClientHello::parse(
+            br#"{"hello":{"protocol":3,"version":"1.0\n<3>forged","extra":[1]},"more":{}}"#,
+        );
+        assert_eq!(
+            hello,
+            Some(ClientHello {
+                protocol: 3,
+                version: "1.0?<3>forged".into(),
+                program: "unknown".into(),
+            })
+        );
+        assert_eq!(ClientHello::parse(br#"{"hello":{"protocol":"1"}}"#), None);
+        assert_eq!(ClientHello::parse(br#"{"request":"status"}"#), None);
+        assert_eq!(ClientHello::parse(b"hello"), None);
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "abc…");
+        assert_eq!(truncate("æøåæ", 2), "æø…");
+    }
+}

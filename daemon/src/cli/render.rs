@@ -1,0 +1,820 @@
+//! How the CLI shows the daemon's answers to people, and which exit code they mean.
+//!
+//! Contract: every function here is pure (no I/O, no clock: "now" comes from the report or the
+//! caller), so the text and the exit codes can be tested with fixed numbers. Dates are UTC.
+//! Long fields are shortened only inside tables; key/value blocks show everything.
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::control::protocol::{Health, ListItem, ShowReport, ShownEntry, StatusReport};
+use crate::inventory::{CertState, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
+
+use super::Exit;
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// A span of time, short: `412d` (a week or more), `3d 4h`, `5h 12m`, `7m`, `42s`.
+pub fn format_span(secs: u64) -> String {
+    let (days, hours, minutes) = (secs / DAY, secs % DAY / HOUR, secs % HOUR / MINUTE);
+    match secs {
+        s if s >= 7 * DAY => format!("{days}d"),
+        s if s >= DAY && hours == 0 => format!("{days}d"),
+        s if s >= DAY => format!("{days}d {hours}h"),
+        s if s >= HOUR && minutes == 0 => format!("{hours}h"),
+        s if s >= HOUR => format!("{hours}h {minutes}m"),
+        s if s >= MINUTE => format!("{minutes}m"),
+        s => format!("{s}s"),
+    }
+}
+
+/// Time left before expiry: `412d`, `3d 4h`, or `expired 2d ago` once it is negative.
+pub fn format_left(seconds_left: i64) -> String {
+    match seconds_left {
+        0 => "expired just now".to_owned(),
+        s if s > 0 => format_span(s.unsigned_abs()),
+        s => format!("expired {} ago", format_span(s.unsigned_abs())),
+    }
+}
+
+/// `2027-03-01` (UTC); the raw number if it is outside the calendar.
+pub fn format_date(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `2027-03-01 12:00:00 UTC`; the raw number if it is outside the calendar.
+pub fn format_time(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `2027-03-01 12:00:00 UTC (3m ago)`, relative to `now`.
+fn format_time_ago(unix: i64, now: i64) -> String {
+    let delta = now.saturating_sub(unix);
+    if delta >= 0 {
+        format!(
+            "{} ({} ago)",
+            format_time(unix),
+            format_span(delta.unsigned_abs())
+        )
+    } else {
+        format!(
+            "{} (in {})",
+            format_time(unix),
+            format_span(delta.unsigned_abs())
+        )
+    }
+}
+
+/// A Nordic identity the way the authorities write it, short.
+pub fn format_identity(identity: &NordicIdentity) -> String {
+    match identity {
+        NordicIdentity::DkOces3 { cvr, uuid } => match uuid {
+            Some(uuid) => format!("DK CVR {cvr} UUID {uuid}"),
+            None => format!("DK CVR {cvr}"),
+        },
+        NordicIdentity::DkOces2 { cvr, fid, uid, rid } => {
+            let mut out = format!("DK CVR {cvr}");
+            for (label, value) in [("FID", fid), ("UID", uid), ("RID", rid)] {
+                if let Some(value) = value {
+                    out.push_str(&format!(" {label} {value}"));
+                }
+            }
+            out.push_str(" (OCES2)");
+            out
+        }
+        NordicIdentity::SeHsaId { hsa_id } => format!("SE HSA {hsa_id}"),
+        NordicIdentity::NoOrgNumber { orgnr, seid } => format!("NO org {orgnr} (SEID {seid})"),
+        NordicIdentity::FiOrganisation {
+            business_id,
+            identifier,
+        } => match business_id {
+            Some(id) if id != identifier => format!("FI Y-tunnus {id} ({identifier})"),
+            Some(id) => format!("FI Y-tunnus {id}"),
+            None => format!("FI {identifier}"),
+        },
+    }
+}
+
+fn kind_word(source: &SourceKind) -> &'static str {
+    match source {
+        SourceKind::Managed { .. } => "managed",
+        SourceKind::Watched { .. } => "watched",
+    }
+}
+
+/// Cuts `text` to `max` characters, keeping the start and marking the cut with `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let keep: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{keep}…")
+}
+
+/// Like [`shorten`], but keeps the end: for paths, whose file name says the most.
+pub fn shorten_start(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let keep: String = text.chars().skip(count - max.saturating_sub(1)).collect();
+    format!("…{keep}")
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+const ID_WIDTH: usize = 40;
+const IDENTITY_WIDTH: usize = 44;
+const NAME_WIDTH: usize = 48;
+
+/// The certificate table of `list` and of `status`'s attention section.
+pub fn list_table(items: &[ListItem]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            // Watched ids are paths: keep their file name visible.
+            let id = if item.id.starts_with('/') {
+                shorten_start(&item.id, ID_WIDTH)
+            } else {
+                shorten(&item.id, ID_WIDTH)
+            };
+            vec![
+                id,
+                kind_word(&item.source).to_owned(),
+                item.state.as_str().to_owned(),
+                format_date(item.not_after),
+                format_left(item.seconds_left),
+                shorten(item.identity.as_deref().unwrap_or("-"), IDENTITY_WIDTH),
+                shorten(&item.name, NAME_WIDTH),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "KIND", "STATE", "EXPIRES", "LEFT", "IDENTITY", "NAME"],
+        &rows,
+    )
+}
+
+/// `list`.
+pub fn render_list(items: &[ListItem]) -> String {
+    if items.is_empty() {
+        return "no certificates found\n".to_owned();
+    }
+    list_table(items)
+}
+
+fn push_field(out: &mut String, key: &str, value: &str) {
+    let label = format!("{key}:");
+    let mut lines = value.lines();
+    out.push_str(&format!("  {label:<14}{}\n", lines.next().unwrap_or("")));
+    // Continuation lines (a refused reload lists its problems) line up under the value.
+    for line in lines {
+        out.push_str(&format!("  {:<14}{line}\n", ""));
+    }
+}
+
+fn health_word(health: Health) -> &'static str {
+    match health {
+        Health::Ok => "OK",
+        Health::Warning => "WARNING",
+        Health::Critical => "CRITICAL",
+    }
+}
+
+fn render_problems(out: &mut String, problems: &[SourceProblem]) {
+    for p in problems {
+        out.push_str(&format!(
+            "  {}  {}  {}\n      {}\n",
+            p.id,
+            p.kind.as_str(),
+            p.path,
+            p.message
+        ));
+    }
+}
+
+/// `status`.
+pub fn render_status(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let uptime = format_span(
+        report
+            .now
+            .saturating_sub(report.started_at)
+            .max(0)
+            .unsigned_abs(),
+    );
+    push_field(
+        &mut out,
+        "daemon",
+        &format!(
+            "certvaktd {}, pid {}, up {uptime}",
+            report.version, report.pid
+        ),
+    );
+    let files = if report.config_files.is_empty() {
+        "defaults (no file)".to_owned()
+    } else {
+        report
+            .config_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    push_field(&mut out, "config", &files);
+    push_field(
+        &mut out,
+        "loaded",
+        &format_time_ago(report.config_loaded_at, report.now),
+    );
+    if let Some(error) = &report.last_reload_error {
+        push_field(&mut out, "reload error", error);
+    }
+    push_field(
+        &mut out,
+        "last scan",
+        &format_time_ago(report.scanned_at, report.now),
+    );
+    push_field(&mut out, "socket", &report.socket.display().to_string());
+    push_field(
+        &mut out,
+        "metrics",
+        report.metrics_listen.as_deref().unwrap_or("off"),
+    );
+    push_field(
+        &mut out,
+        "warn before",
+        &format_span(report.warn_before_secs),
+    );
+    let c = &report.counts;
+    push_field(
+        &mut out,
+        "health",
+        &format!(
+            "{}: {} ok, {} expiring, {} expired, {} not yet valid; {} source problem(s)",
+            health_word(report.health),
+            c.ok,
+            c.expiring,
+            c.expired,
+            c.not_yet_valid,
+            c.problems
+        ),
+    );
+    if report.attention.is_empty() && report.problems.is_empty() {
+        out.push_str("\nNothing needs attention.\n");
+        return out;
+    }
+    if !report.attention.is_empty() {
+        out.push_str("\nNeeds attention:\n");
+        out.push_str(&list_table(&report.attention));
+    }
+    if !report.problems.is_empty() {
+        out.push_str("\nSource problems:\n");
+        render_problems(&mut out, &report.problems);
+    }
+    out
+}
+
+fn key_check_word(check: KeyCheck) -> &'static str {
+    match check {
+        KeyCheck::NotConfigured => "no key configured",
+        KeyCheck::Matches => "the key matches the certificate",
+        KeyCheck::Mismatch => "MISMATCH: the configured key does not belong to this certificate",
+        KeyCheck::Unreadable => "the configured key could not be read",
+    }
+}
+
+fn render_entry(out: &mut String, shown: &ShownEntry) {
+    let entry = &shown.entry;
+    let cert = &entry.cert;
+    out.push_str(&format!("{}\n", entry.id));
+    push_field(
+        out,
+        "file",
+        &format!(
+            "{} ({}, certificate {} in the file)",
+            entry.path.display(),
+            entry.format,
+            entry.index + 1
+        ),
+    );
+    let source = match &entry.source {
+        SourceKind::Managed { plugin, .. } => format!("managed, renewed by plugin {plugin}"),
+        SourceKind::Watched { pattern } => format!("watched, pattern {pattern}"),
+    };
+    push_field(out, "source", &source);
+    push_field(out, "subject", &cert.subject);
+    push_field(out, "issuer", &cert.issuer);
+    push_field(out, "serial", &cert.serial);
+    push_field(
+        out,
+        "valid",
+        &format!(
+            "{} to {}",
+            format_time(cert.not_before),
+            format_time(cert.not_after)
+        ),
+    );
+    let state = match shown.state {
+        CertState::Expired => format!("expired ({})", format_left(shown.seconds_left)),
+        CertState::NotYetValid => format!("not yet valid (from {})", format_time(cert.not_before)),
+        CertState::Expiring => format!("expiring, {} left", format_left(shown.seconds_left)),
+        CertState::Ok => format!("ok, {} left", format_left(shown.seconds_left)),
+    };
+    push_field(out, "state", &state);
+    let key = match &cert.key.curve {
+        Some(curve) => format!("{} {curve} ({} bits)", cert.key.algorithm, cert.key.bits),
+        None => format!("{} {} bits", cert.key.algorithm, cert.key.bits),
+    };
+    push_field(out, "key", &key);
+    push_field(out, "signature", &cert.signature_algorithm);
+    push_field(out, "sha256", &cert.sha256);
+    push_field(out, "sha1", &cert.sha1);
+    let sans = if cert.sans.is_empty() {
+        "none".to_owned()
+    } else {
+        cert.sans.join(", ")
+    };
+    push_field(out, "SANs", &sans);
+    let identities = if cert.identities.is_empty() {
+        "none".to_owned()
+    } else {
+        cert.identities
+            .iter()
+            .map(format_identity)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    push_field(out, "identities", &identities);
+    // The key check only means something for the leaf of a managed certificate.
+    if entry.index == 0 && matches!(entry.source, SourceKind::Managed { .. }) {
+        push_field(out, "key check", key_check_word(entry.key_check));
+    }
+    let mut flags = Vec::new();
+    if cert.is_ca {
+        flags.push("CA");
+    }
+    if cert.self_signed {
+        flags.push("self-signed");
+    }
+    if !flags.is_empty() {
+        push_field(out, "flags", &flags.join(", "));
+    }
+}
+
+/// `show ID`.
+pub fn render_show(report: &ShowReport) -> String {
+    let mut out = String::new();
+    for (i, shown) in report.entries.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render_entry(&mut out, shown);
+    }
+    if report.entries.is_empty() {
+        out.push_str(&format!("{}: no certificate could be read\n", report.id));
+    }
+    if !report.problems.is_empty() {
+        out.push_str("\nProblems:\n");
+        render_problems(&mut out, &report.problems);
+    }
+    out
+}
+
+fn exit_for_health(health: Health) -> Exit {
+    match health {
+        Health::Ok => Exit::Ok,
+        Health::Warning => Exit::Warning,
+        Health::Critical => Exit::Critical,
+    }
+}
+
+/// `status`'s exit code: the worse of the daemon's own verdict and what the counts say.
+pub fn exit_for_status(report: &StatusReport) -> Exit {
+    let c = &report.counts;
+    let counted = if c.expired > 0 || c.not_yet_valid > 0 || c.problems > 0 {
+        Health::Critical
+    } else if c.expiring > 0 {
+        Health::Warning
+    } else {
+        Health::Ok
+    };
+    exit_for_health(counted.max(report.health))
+}
+
+/// `show`'s exit code: the certificate asked for (the first entry) and its source's problems;
+/// the rest of its chain does not count.
+pub fn exit_for_show(report: &ShowReport) -> Exit {
+    if !report.problems.is_empty() {
+        return Exit::Critical;
+    }
+    match report.entries.first().map(|e| e.state) {
+        Some(CertState::Expired | CertState::NotYetValid) => Exit::Critical,
+        Some(CertState::Expiring) => Exit::Warning,
+        Some(CertState::Ok) => Exit::Ok,
+        // Nothing readable under the id and no problem to say why: not a healthy certificate.
+        None => Exit::Critical,
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "in a test, a failed expectation is the failure report"
+)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::Counts;
+    use crate::inventory::{CertInfo, Entry, KeyInfo, ProblemKind};
+    use std::path::PathBuf;
+
+    #[test]
+    fn spans_are_short_and_floor() {
+        assert_eq!(format_span(0), "0s");
+        assert_eq!(format_span(59), "59s");
+        assert_eq!(format_span(60), "1m");
+        assert_eq!(format_span(3_599), "59m");
+        assert_eq!(format_span(3_600), "1h");
+        assert_eq!(format_span(5 * 3_600 + 12 * 60 + 30), "5h 12m");
+        assert_eq!(format_span(86_400), "1d");
+        assert_eq!(format_span(3 * 86_400 + 4 * 3_600 + 59 * 60), "3d 4h");
+        assert_eq!(format_span(7 * 86_400 - 1), "6d 23h");
+        assert_eq!(format_span(7 * 86_400), "7d");
+        assert_eq!(format_span(412 * 86_400 + 23 * 3_600), "412d");
+    }
+
+    #[test]
+    fn left_says_expired_once_negative() {
+        assert_eq!(format_left(412 * 86_400 + 100), "412d");
+        assert_eq!(format_left(3 * 86_400 + 4 * 3_600), "3d 4h");
+        assert_eq!(format_left(0), "expired just now");
+        assert_eq!(format_left(-2 * 86_400 - 5), "expired 2d ago");
+        assert_eq!(format_left(-90), "expired 1m ago");
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(format_date(1_803_859_200), "2027-03-01");
+        assert_eq!(format_date(1_803_945_599), "2027-03-01");
+        assert_eq!(
+            format_time(1_803_859_200 + 3_661),
+            "2027-03-01 01:01:01 UTC"
+        );
+        assert_eq!(format_date(0), "1970-01-01");
+        assert_eq!(format_date(i64::MAX), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn identities_read_like_the_authorities_write_them() {
+        let dk = NordicIdentity::DkOces3 {
+            cvr: "12345678".into(),
+            uuid: Some("0b6a1c8e".into()),
+        };
+        assert_eq!(format_identity(&dk), "DK CVR 12345678 UUID 0b6a1c8e");
+        let dk2 = NordicIdentity::DkOces2 {
+            cvr: "12345678".into(),
+            fid: Some("1234".into()),
+            uid: None,
+            rid: None,
+        };
+        assert_eq!(format_identity(&dk2), "DK CVR 12345678 FID 1234 (OCES2)");
+        let se = NordicIdentity::SeHsaId {
+            hsa_id: "SE2321000016-39KJ".into(),
+        };
+        assert_eq!(format_identity(&se), "SE HSA SE2321000016-39KJ");
+        let no = NordicIdentity::NoOrgNumber {
+            orgnr: "123456789".into(),
+            seid: 2,
+        };
+        assert_eq!(format_identity(&no), "NO org 123456789 (SEID 2)");
+        let fi = NordicIdentity::FiOrganisation {
+            business_id: Some("1234567-8".into()),
+            identifier: "1234567-8".into(),
+        };
+        assert_eq!(format_identity(&fi), "FI Y-tunnus 1234567-8");
+    }
+
+    #[test]
+    fn tables_align_and_shorten_only_long_fields() {
+        let text = table(
+            &["A", "BB", "C"],
+            &[vec!["xxx".into(), "y".into(), "z".into()]],
+        );
+        assert_eq!(text, "A    BB  C\nxxx  y   z\n");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abcd", 4), "abcd");
+        assert_eq!(
+            shorten_start("/etc/ssl/certs/server.pem", 12),
+            "…/server.pem"
+        );
+    }
+
+    fn item(id: &str, state: CertState, seconds_left: i64) -> ListItem {
+        ListItem {
+            id: id.into(),
+            source: SourceKind::Watched {
+                pattern: "/etc/ssl/*.pem".into(),
+            },
+            path: PathBuf::from(id),
+            name: "apotek.example".into(),
+            identity: Some("DK CVR 12345678".into()),
+            not_after: 1_803_859_200,
+            seconds_left,
+            state,
+        }
+    }
+
+    #[test]
+    fn list_table_has_every_column() {
+        let long = format!("/etc/ssl/{}server.pem", "deep/".repeat(20));
+        let text = render_list(&[
+            item("fmk-prod", CertState::Ok, 412 * 86_400),
+            item(&long, CertState::Expired, -2 * 86_400),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            format!(
+                "{:<40}  KIND     STATE    EXPIRES     LEFT            IDENTITY         NAME",
+                "ID"
+            )
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "{:<40}  watched  ok       2027-03-01  412d            DK CVR 12345678  apotek.example",
+                "fmk-prod"
+            )
+        );
+        // A long path keeps its end, cut to exactly the column width.
+        let cut = shorten_start(&long, 40);
+        assert_eq!(cut.chars().count(), 40);
+        assert!(
+            cut.starts_with('…') && cut.ends_with("/deep/server.pem"),
+            "{cut}"
+        );
+        assert_eq!(
+            lines[2],
+            format!(
+                "{cut}  watched  expired  2027-03-01  expired 2d ago  DK CVR 12345678  apotek.example"
+            )
+        );
+        assert_eq!(render_list(&[]), "no certificates found\n");
+    }
+
+    fn status(counts: Counts, health: Health) -> StatusReport {
+        StatusReport {
+            version: "0.1.0".into(),
+            pid: 4242,
+            started_at: 1_800_000_000,
+            now: 1_800_000_000 + 3 * 86_400 + 4 * 3_600,
+            config_files: vec![
+                PathBuf::from("/etc/certvakt/certvakt.toml"),
+                PathBuf::from("/etc/certvakt/conf.d/10-fmk.toml"),
+            ],
+            config_loaded_at: 1_800_000_000,
+            last_reload_error: None,
+            scanned_at: 1_800_000_000 + 3 * 86_400 + 4 * 3_600 - 120,
+            socket: PathBuf::from("/run/certvakt/control.sock"),
+            metrics_listen: Some("127.0.0.1:9617".into()),
+            warn_before_secs: 30 * 86_400,
+            health,
+            counts,
+            attention: vec![],
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn status_exit_codes_follow_the_counts_and_health() {
+        let ok = Counts {
+            ok: 5,
+            ..Counts::default()
+        };
+        assert_eq!(exit_for_status(&status(ok.clone(), Health::Ok)), Exit::Ok);
+        let expiring = Counts {
+            expiring: 1,
+            ..ok.clone()
+        };
+        assert_eq!(
+            exit_for_status(&status(expiring.clone(), Health::Warning)),
+            Exit::Warning
+        );
+        let expired = Counts {
+            expired: 1,
+            ..expiring.clone()
+        };
+        assert_eq!(
+            exit_for_status(&status(expired, Health::Critical)),
+            Exit::Critical
+        );
+        let not_yet = Counts {
+            not_yet_valid: 1,
+            ..ok.clone()
+        };
+        assert_eq!(
+            exit_for_status(&status(not_yet, Health::Ok)),
+            Exit::Critical
+        );
+        let problem = Counts {
+            problems: 2,
+            ..ok.clone()
+        };
+        assert_eq!(
+            exit_for_status(&status(problem, Health::Ok)),
+            Exit::Critical
+        );
+        // The daemon's own verdict counts even when the counts look fine.
+        assert_eq!(exit_for_status(&status(ok, Health::Warning)), Exit::Warning);
+        assert_eq!(Exit::Critical.code(), 2);
+    }
+
+    #[test]
+    fn status_text_has_header_counts_and_attention() {
+        let mut report = status(
+            Counts {
+                ok: 1,
+                expired: 1,
+                problems: 1,
+                ..Counts::default()
+            },
+            Health::Critical,
+        );
+        report.last_reload_error =
+            Some("the new configuration has 1 problem(s):\n/etc/x.toml:3: bad".into());
+        report.attention = vec![item("fmk-prod", CertState::Expired, -3_600)];
+        report.problems = vec![SourceProblem {
+            id: "/etc/ssl/*.pem".into(),
+            source: SourceKind::Watched {
+                pattern: "/etc/ssl/*.pem".into(),
+            },
+            path: "/etc/ssl/*.pem".into(),
+            kind: ProblemKind::NoMatch,
+            message: "no file matches /etc/ssl/*.pem".into(),
+        }];
+        let text = render_status(&report);
+        let expected_head = "  daemon:       certvaktd 0.1.0, pid 4242, up 3d 4h\n\
+                             \x20 config:       /etc/certvakt/certvakt.toml\n\
+                             \x20               /etc/certvakt/conf.d/10-fmk.toml\n\
+                             \x20 loaded:       2027-01-15 08:00:00 UTC (3d 4h ago)\n\
+                             \x20 reload error: the new configuration has 1 problem(s):\n\
+                             \x20               /etc/x.toml:3: bad\n\
+                             \x20 last scan:    2027-01-18 11:58:00 UTC (2m ago)\n\
+                             \x20 socket:       /run/certvakt/control.sock\n\
+                             \x20 metrics:      127.0.0.1:9617\n\
+                             \x20 warn before:  30d\n\
+                             \x20 health:       CRITICAL: 1 ok, 0 expiring, 1 expired, 0 not yet valid; 1 source problem(s)\n\
+                             \nNeeds attention:\n";
+        assert_eq!(&text[..expected_head.len().min(text.len())], expected_head);
+        assert!(text.contains("fmk-prod  watched  expired  2027-03-01  expired 1h ago  DK CVR 12345678  apotek.example\n"), "{text}");
+        assert!(
+            text.ends_with("\nSource problems:\n  /etc/ssl/*.pem  no_match  /etc/ssl/*.pem\n      no file matches /etc/ssl/*.pem\n"),
+            "{text}"
+        );
+    }
+
+    fn shown(state: CertState, seconds_left: i64) -> ShownEntry {
+        ShownEntry {
+            entry: Entry {
+                id: "fmk-prod".into(),
+                source: SourceKind::Managed {
+                    id: "fmk-prod".into(),
+                    plugin: "dk-fmk".into(),
+                    key: Some(PathBuf::from("/etc/certvakt/fmk.key")),
+                },
+                path: PathBuf::from("/etc/certvakt/fmk.pem"),
+                index: 0,
+                format: "pem".into(),
+                cert: CertInfo {
+                    subject: "CN=Apotek, organizationIdentifier=NTRDK-12345678".into(),
+                    issuer: "CN=Den Danske Stat OCES udstedende-CA 1".into(),
+                    serial: "01:02:03".into(),
+                    not_before: 1_740_787_200,
+                    not_after: 1_803_859_200,
+                    key: KeyInfo {
+                        algorithm: "RSA".into(),
+                        bits: 3072,
+                        curve: None,
+                    },
+                    sha1: "aa:bb".into(),
+                    sha256: "cc:dd".into(),
+                    sans: vec![],
+                    identities: vec![NordicIdentity::DkOces3 {
+                        cvr: "12345678".into(),
+                        uuid: None,
+                    }],
+                    is_ca: false,
+                    self_signed: false,
+                    signature_algorithm: "sha256WithRSAEncryption".into(),
+                },
+                key_check: KeyCheck::Matches,
+            },
+            state,
+            seconds_left,
+        }
+    }
+
+    #[test]
+    fn show_text_and_exit_codes() {
+        let report = ShowReport {
+            id: "fmk-prod".into(),
+            entries: vec![shown(CertState::Ok, 412 * 86_400)],
+            problems: vec![],
+        };
+        let text = render_show(&report);
+        assert_eq!(
+            text,
+            "fmk-prod\n\
+             \x20 file:         /etc/certvakt/fmk.pem (pem, certificate 1 in the file)\n\
+             \x20 source:       managed, renewed by plugin dk-fmk\n\
+             \x20 subject:      CN=Apotek, organizationIdentifier=NTRDK-12345678\n\
+             \x20 issuer:       CN=Den Danske Stat OCES udstedende-CA 1\n\
+             \x20 serial:       01:02:03\n\
+             \x20 valid:        2025-03-01 00:00:00 UTC to 2027-03-01 00:00:00 UTC\n\
+             \x20 state:        ok, 412d left\n\
+             \x20 key:          RSA 3072 bits\n\
+             \x20 signature:    sha256WithRSAEncryption\n\
+             \x20 sha256:       cc:dd\n\
+             \x20 sha1:         aa:bb\n\
+             \x20 SANs:         none\n\
+             \x20 identities:   DK CVR 12345678\n\
+             \x20 key check:    the key matches the certificate\n"
+        );
+        assert_eq!(exit_for_show(&report), Exit::Ok);
+
+        let expiring = ShowReport {
+            entries: vec![shown(CertState::Expiring, 3 * 86_400)],
+            ..report.clone()
+        };
+        assert_eq!(exit_for_show(&expiring), Exit::Warning);
+        // Only the certificate asked for counts, not the rest of its file.
+        let chain = ShowReport {
+            entries: vec![
+                shown(CertState::Ok, 86_400 * 100),
+                shown(CertState::Expired, -5),
+            ],
+            ..report.clone()
+        };
+        assert_eq!(exit_for_show(&chain), Exit::Ok);
+        let expired = ShowReport {
+            entries: vec![shown(CertState::Expired, -5)],
+            ..report.clone()
+        };
+        assert_eq!(exit_for_show(&expired), Exit::Critical);
+        let with_problem = ShowReport {
+            problems: vec![SourceProblem {
+                id: "fmk-prod".into(),
+                source: report.entries[0].entry.source.clone(),
+                path: "/etc/certvakt/fmk.key".into(),
+                kind: ProblemKind::KeyMismatch,
+                message: "the key does not belong".into(),
+            }],
+            ..report
+        };
+        assert_eq!(exit_for_show(&with_problem), Exit::Critical);
+    }
+}
