@@ -1,1 +1,758 @@
-//! service
+//! The daemon: configuration, inventory, metrics and control socket in one loop.
+//!
+//! Contract:
+//! - [`run`] binds the control socket and the metrics listener first (so a second daemon or a
+//!   taken port fails at once and clearly), scans, then tells systemd `READY=1`.
+//! - One task owns the mutable state (the scanner, the watcher, the running configuration).
+//!   It wakes for: shutdown (the future passed in, SIGTERM, SIGINT), reload (SIGHUP or the
+//!   control socket), a change on disk (inotify, debounced), the next moment a certificate
+//!   changes state ([`crate::schedule`]), and the watchdog. Between those it sleeps.
+//! - Readers (control requests, `/metrics`) see an immutable snapshot ([`View`]) that the
+//!   loop swaps after each scan or reload; they never wait for a scan.
+//! - A reload validates the new configuration completely before anything changes; an
+//!   invalid one is refused with every problem logged and reported, and the running
+//!   configuration stays in force.
+//! - Every change of a certificate's state or a source's problems is one log line with
+//!   structured fields (`CERT_ID`, `PATH`, `STATE`/`PROBLEM`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{self, Config, Problem};
+use crate::control::auth::AccessPolicy;
+use crate::control::protocol::{
+    Counts, ErrorCode, Health, ListItem, ReloadReport, Request, Response, ShowReport, ShownEntry,
+    StatusReport, problems_message,
+};
+use crate::control::{self, Backend};
+use crate::inventory::{self, CertState, Entry, Inventory, NordicIdentity, ProblemKind, Scanner};
+use crate::metrics::{self, Metrics, MetricsError};
+use crate::signal::{Signal, Signals};
+use crate::systemd::Notifier;
+use crate::watcher::Watcher;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How long a burst of file changes must be quiet before the rescan.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// What readers see: replaced as a whole, never mutated.
+#[derive(Debug)]
+pub struct View {
+    pub config: Arc<Config>,
+    pub inventory: Arc<Inventory>,
+    pub config_loaded_at: i64,
+    pub last_reload_error: Option<String>,
+    pub metrics_listen: Option<String>,
+}
+
+enum Command {
+    Reload(oneshot::Sender<Result<ReloadReport, Vec<Problem>>>),
+}
+
+/// The part of the daemon the control socket talks to.
+struct Shared {
+    started_at: i64,
+    view: RwLock<Arc<View>>,
+    metrics: Arc<Metrics>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Shared {
+    fn view(&self) -> Arc<View> {
+        match self.view.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, view: View) {
+        let view = Arc::new(view);
+        match self.view.write() {
+            Ok(mut v) => *v = view,
+            Err(poisoned) => *poisoned.into_inner() = view,
+        }
+    }
+}
+
+impl Backend for Shared {
+    async fn handle(&self, request: Request) -> Response {
+        let name = request.name();
+        let response = match request {
+            Request::Status => Response::Status(status_report(&self.view(), self.started_at)),
+            Request::List => Response::List {
+                items: list_items(&self.view(), crate::now_unix()),
+            },
+            Request::Show { id } => match show_report(&self.view(), &id, crate::now_unix()) {
+                Some(report) => Response::Show(report),
+                None => Response::Error {
+                    code: ErrorCode::NotFound,
+                    message: format!(
+                        "no certificate or source with id `{id}` (see `certvakt list`; watched files are named by path)"
+                    ),
+                },
+            },
+            Request::Reload => self.reload().await,
+        };
+        let outcome = match response {
+            Response::Error { .. } => "error",
+            _ => "ok",
+        };
+        self.metrics.observe_control_request(name, outcome);
+        response
+    }
+}
+
+impl Shared {
+    async fn reload(&self) -> Response {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Reload(tx)).await.is_err() {
+            return internal("the daemon is shutting down");
+        }
+        match rx.await {
+            Ok(Ok(report)) => Response::Reload(report),
+            Ok(Err(problems)) => Response::Error {
+                code: ErrorCode::InvalidConfig,
+                message: problems_message(&problems),
+            },
+            Err(_) => internal("the reload was interrupted by shutdown"),
+        }
+    }
+}
+
+fn internal(message: &str) -> Response {
+    Response::Error {
+        code: ErrorCode::Internal,
+        message: message.to_owned(),
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves or SIGTERM/SIGINT arrives.
+///
+/// `config_path` is re-read on reload; `config` is its already validated content.
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let started_at = crate::now_unix();
+    let notifier = Notifier::from_env();
+    let mut signals = Signals::install().map_err(ServiceError::Signals)?;
+    let metrics = Arc::new(Metrics::new(started_at)?);
+
+    let socket_path = config.control.socket.clone();
+    let socket = control::server::bind(&socket_path).map_err(|source| ServiceError::Socket {
+        path: socket_path.clone(),
+        source,
+    })?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    let metrics_listen = metrics_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
+
+    let policy = Arc::new(RwLock::new(access_policy(&config)));
+    let (commands_tx, mut commands) = mpsc::channel(8);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut scanner = Scanner::new(config.daemon.max_file_size);
+    let mut watcher = Watcher::new();
+    let config = Arc::new(config);
+    let (inventory, took) = scan(&mut scanner, &config).await;
+    metrics.observe_inventory(&inventory, took);
+    watcher.set_paths(
+        watched_paths(&config, &inventory)
+            .iter()
+            .map(PathBuf::as_path),
+    );
+    let mut tracker = Tracker::default();
+    tracker.observe(&inventory, crate::now_unix(), warn_before(&config), true);
+
+    let shared = Arc::new(Shared {
+        started_at,
+        view: RwLock::new(Arc::new(View {
+            config: config.clone(),
+            inventory: Arc::new(inventory),
+            config_loaded_at: started_at,
+            last_reload_error: None,
+            metrics_listen: metrics_listen.clone(),
+        })),
+        metrics: metrics.clone(),
+        commands: commands_tx,
+    });
+
+    let control_task = {
+        let listener = socket
+            .tokio_listener()
+            .map_err(|source| ServiceError::Socket {
+                path: socket_path.clone(),
+                source,
+            })?;
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(control::server::serve(
+            listener,
+            shared.clone(),
+            policy.clone(),
+            stop,
+        ))
+    };
+    let metrics_task = metrics_listener.map(|listener| {
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+
+    let view = shared.view();
+    log::info!(
+        socket = socket_path.display().to_string(),
+        metrics = metrics_listen.clone().unwrap_or_else(|| "off".into());
+        "certvaktd {} started: {}", crate::VERSION, config.summary()
+    );
+    notifier.ready(&status_line(&view));
+
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+    tokio::pin!(shutdown);
+    loop {
+        let view = shared.view();
+        let now = crate::now_unix();
+        let wake_at = crate::schedule::next_wakeup(&view.inventory, now, warn_before(&view.config));
+        let sleep = Duration::from_secs(u64::try_from(wake_at - now).unwrap_or(0).max(1));
+
+        let rescan = tokio::select! {
+            _ = &mut shutdown => {
+                log::info!("shutdown requested");
+                break;
+            }
+            signal = signals.recv() => match signal {
+                Signal::Shutdown(name) => {
+                    log::info!(signal = name; "received {name}, shutting down");
+                    break;
+                }
+                Signal::Reload => {
+                    log::info!(signal = "SIGHUP"; "received SIGHUP, reloading the configuration");
+                    notifier.reloading();
+                    let _ = reload(&config_path, &shared, &policy, &mut scanner, &mut watcher, &mut tracker).await;
+                    notifier.ready(&status_line(&shared.view()));
+                    false
+                }
+            },
+            Some(command) = commands.recv() => match command {
+                Command::Reload(reply) => {
+                    log::info!("reload requested over the control socket");
+                    notifier.reloading();
+                    let result = reload(&config_path, &shared, &policy, &mut scanner, &mut watcher, &mut tracker).await;
+                    notifier.ready(&status_line(&shared.view()));
+                    let _ = reply.send(result);
+                    false
+                }
+            },
+            _ = watcher.changed() => {
+                watcher.drain_for(DEBOUNCE).await;
+                log::debug!("change on disk noticed, rescanning");
+                true
+            }
+            _ = tokio::time::sleep(sleep) => true,
+            _ = tick(&mut watchdog) => {
+                notifier.watchdog();
+                false
+            }
+        };
+        if rescan {
+            let view = shared.view();
+            let config = view.config.clone();
+            let (inventory, took) = scan(&mut scanner, &config).await;
+            metrics.observe_inventory(&inventory, took);
+            watcher.set_paths(
+                watched_paths(&config, &inventory)
+                    .iter()
+                    .map(PathBuf::as_path),
+            );
+            tracker.observe(&inventory, crate::now_unix(), warn_before(&config), false);
+            shared.publish(View {
+                config,
+                inventory: Arc::new(inventory),
+                config_loaded_at: view.config_loaded_at,
+                last_reload_error: view.last_reload_error.clone(),
+                metrics_listen: view.metrics_listen.clone(),
+            });
+            notifier.status(&status_line(&shared.view()));
+        }
+    }
+
+    notifier.stopping();
+    let _ = stop_tx.send(true);
+    let drain = async {
+        let _ = control_task.await;
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        log::warn!("connections still open after 5 s; closing them");
+    }
+    drop(socket);
+    log::info!("certvaktd stopped");
+    Ok(())
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn warn_before(config: &Config) -> u64 {
+    config.daemon.warn_before.as_secs()
+}
+
+fn access_policy(config: &Config) -> AccessPolicy {
+    let policy = AccessPolicy::from_names(&config.control.admin_group, &config.control.read_group);
+    for warning in policy.warnings() {
+        log::warn!("{warning}");
+    }
+    policy
+}
+
+/// Scans on a blocking thread; the scanner (and its cache) travels there and back.
+async fn scan(scanner: &mut Scanner, config: &Config) -> (Inventory, Duration) {
+    let sources = inventory::sources_from_config(config);
+    let mut owned = std::mem::take(scanner);
+    let started = Instant::now();
+    let joined = tokio::task::spawn_blocking(move || {
+        let inventory = owned.scan(&sources);
+        (owned, inventory)
+    })
+    .await;
+    match joined {
+        Ok((back, inventory)) => {
+            *scanner = back;
+            (inventory, started.elapsed())
+        }
+        Err(err) => {
+            log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping the daemon up, the next change or reload scans again");
+            *scanner = Scanner::new(config.daemon.max_file_size);
+            (Inventory::default(), started.elapsed())
+        }
+    }
+}
+
+/// Applies a new configuration if, and only if, it is valid.
+async fn reload(
+    config_path: &Path,
+    shared: &Shared,
+    policy: &RwLock<AccessPolicy>,
+    scanner: &mut Scanner,
+    watcher: &mut Watcher,
+    tracker: &mut Tracker,
+) -> Result<ReloadReport, Vec<Problem>> {
+    let path = config_path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+        .await
+        .unwrap_or_else(|err| {
+            Err(vec![Problem {
+                file: config_path.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("loading the configuration failed unexpectedly: {err}"),
+                hint: "see the journal; the running configuration stays in force".into(),
+            }])
+        });
+    let old = shared.view();
+    let new = match loaded {
+        Ok(config) => config,
+        Err(problems) => {
+            for problem in &problems {
+                log::error!(
+                    file = problem.file.display().to_string(),
+                    line = problem.line.unwrap_or(0),
+                    key = problem.key.as_str();
+                    "configuration reload refused: {}", problem.message
+                );
+            }
+            log::error!(
+                "configuration reload refused: {} problem(s); the running configuration stays in force",
+                problems.len()
+            );
+            shared.metrics.observe_reload(false);
+            shared.publish(View {
+                config: old.config.clone(),
+                inventory: old.inventory.clone(),
+                config_loaded_at: old.config_loaded_at,
+                last_reload_error: Some(problems_message(&problems)),
+                metrics_listen: old.metrics_listen.clone(),
+            });
+            return Err(problems);
+        }
+    };
+    if new.control.socket != old.config.control.socket {
+        log::warn!(key = "control.socket"; "changing the control socket takes a restart; {} stays in use until then", old.config.control.socket.display());
+    }
+    if new.metrics.listen != old.config.metrics.listen {
+        log::warn!(key = "metrics.listen"; "changing the metrics address takes a restart; the current listener stays until then");
+    }
+    log::set_max_level(new.daemon.log_level);
+    let new_policy = access_policy(&new);
+    match policy.write() {
+        Ok(mut p) => *p = new_policy,
+        Err(poisoned) => *poisoned.into_inner() = new_policy,
+    }
+    if new.daemon.max_file_size != old.config.daemon.max_file_size {
+        *scanner = Scanner::new(new.daemon.max_file_size);
+    }
+    let config = Arc::new(new);
+    let (inventory, took) = scan(scanner, &config).await;
+    shared.metrics.observe_inventory(&inventory, took);
+    shared.metrics.observe_reload(true);
+    watcher.set_paths(
+        watched_paths(&config, &inventory)
+            .iter()
+            .map(PathBuf::as_path),
+    );
+    tracker.observe(&inventory, crate::now_unix(), warn_before(&config), false);
+    let report = ReloadReport {
+        summary: config.summary(),
+        certificates: inventory.entries.len(),
+        problems: inventory.problems.len(),
+    };
+    log::info!("configuration reloaded: {}", report.summary);
+    shared.publish(View {
+        config,
+        inventory: Arc::new(inventory),
+        config_loaded_at: crate::now_unix(),
+        last_reload_error: None,
+        metrics_listen: old.metrics_listen.clone(),
+    });
+    Ok(report)
+}
+
+/// Everything the inventory depends on, for the watcher.
+fn watched_paths(config: &Config, inventory: &Inventory) -> Vec<PathBuf> {
+    let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
+    for cert in &config.certificates {
+        paths.insert(cert.cert.clone());
+        paths.extend(cert.key.clone());
+        paths.extend(cert.pkcs12_password_file.clone());
+    }
+    for watch in &config.watch {
+        paths.extend(watch.paths.iter().map(PathBuf::from));
+        paths.extend(watch.pkcs12_password_file.clone());
+    }
+    paths.extend(inventory.entries.iter().map(|e| e.path.clone()));
+    paths.into_iter().collect()
+}
+
+/// Remembers states and problems between scans so that each change is logged once.
+#[derive(Debug, Default)]
+struct Tracker {
+    states: BTreeMap<String, CertState>,
+    problems: BTreeMap<(String, ProblemKind), String>,
+}
+
+impl Tracker {
+    fn observe(&mut self, inventory: &Inventory, now: i64, warn_before: u64, first: bool) {
+        let mut states = BTreeMap::new();
+        for entry in &inventory.entries {
+            let state = entry.cert.state_at(now, warn_before);
+            let before = self.states.get(&entry.id).copied();
+            if before != Some(state) && !(first && state == CertState::Ok) {
+                log_state(entry, state, before, now);
+            }
+            states.insert(entry.id.clone(), state);
+        }
+        for id in self.states.keys().filter(|id| !states.contains_key(*id)) {
+            log::info!(cert_id = id.as_str(); "certificate is no longer found (its file or configuration changed)");
+        }
+        let mut problems = BTreeMap::new();
+        for p in &inventory.problems {
+            let key = (p.id.clone(), p.kind);
+            if !self.problems.contains_key(&key) {
+                let path = if p.path == p.id { "" } else { p.path.as_str() };
+                log::warn!(
+                    cert_id = p.id.as_str(),
+                    path = path,
+                    problem = p.kind.as_str();
+                    "{}", p.message
+                );
+            }
+            problems.insert(key, p.path.clone());
+        }
+        for ((id, kind), path) in &self.problems {
+            if !problems.contains_key(&(id.clone(), *kind)) {
+                let path = if path == id { "" } else { path.as_str() };
+                log::info!(cert_id = id.as_str(), path = path, problem = kind.as_str(); "problem resolved");
+            }
+        }
+        self.states = states;
+        self.problems = problems;
+    }
+}
+
+fn log_state(entry: &Entry, state: CertState, before: Option<CertState>, now: i64) {
+    let left = human_left(entry.cert.not_after - now);
+    let id = entry.id.as_str();
+    // Watched files are named by their path already; a second field would only repeat it.
+    let path = entry.path.display().to_string();
+    let path = if path == id { "" } else { path.as_str() };
+    let was = before.map_or("new", CertState::as_str);
+    let state_name = state.as_str();
+    match state {
+        CertState::Expired => log::error!(
+            cert_id = id, path = path, state = state_name, was = was;
+            "certificate has expired ({left} ago)"
+        ),
+        CertState::NotYetValid => log::error!(
+            cert_id = id, path = path, state = state_name, was = was;
+            "certificate is not valid yet"
+        ),
+        CertState::Expiring => log::warn!(
+            cert_id = id, path = path, state = state_name, was = was;
+            "certificate expires in {left}"
+        ),
+        CertState::Ok => log::info!(
+            cert_id = id, path = path, state = state_name, was = was;
+            "certificate is valid for {left}"
+        ),
+    }
+}
+
+/// `412d`, `3d 4h`, `5h 12m`, `40s`, for logs; absolute value.
+pub fn human_left(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
+    match (d, h, m) {
+        (d, _, _) if d >= 30 => format!("{d}d"),
+        (d, h, _) if d > 0 => format!("{d}d {h}h"),
+        (_, h, m) if h > 0 => format!("{h}h {m}m"),
+        (_, _, m) if m > 0 => format!("{m}m"),
+        _ => format!("{s}s"),
+    }
+}
+
+fn status_line(view: &View) -> String {
+    let counts = counts(view, crate::now_unix());
+    format!(
+        "watching {} certificate(s): {} ok, {} expiring, {} expired, {} not yet valid; {} source problem(s)",
+        view.inventory.entries.len(),
+        counts.ok,
+        counts.expiring,
+        counts.expired,
+        counts.not_yet_valid,
+        counts.problems
+    )
+}
+
+fn counts(view: &View, now: i64) -> Counts {
+    let warn = warn_before(&view.config);
+    let mut counts = Counts {
+        problems: view.inventory.problems.len(),
+        ..Counts::default()
+    };
+    for entry in &view.inventory.entries {
+        match entry.cert.state_at(now, warn) {
+            CertState::Ok => counts.ok += 1,
+            CertState::Expiring => counts.expiring += 1,
+            CertState::Expired => counts.expired += 1,
+            CertState::NotYetValid => counts.not_yet_valid += 1,
+        }
+    }
+    counts
+}
+
+fn status_report(view: &View, started_at: i64) -> StatusReport {
+    let now = crate::now_unix();
+    let counts = counts(view, now);
+    let health = if counts.expired + counts.not_yet_valid + counts.problems > 0 {
+        Health::Critical
+    } else if counts.expiring > 0 {
+        Health::Warning
+    } else {
+        Health::Ok
+    };
+    let mut attention: Vec<ListItem> = list_items(view, now)
+        .into_iter()
+        .filter(|item| item.state != CertState::Ok)
+        .collect();
+    attention.sort_by_key(|item| item.not_after);
+    StatusReport {
+        version: crate::VERSION.to_owned(),
+        pid: std::process::id(),
+        started_at,
+        now,
+        config_files: view.config.files.clone(),
+        config_loaded_at: view.config_loaded_at,
+        last_reload_error: view.last_reload_error.clone(),
+        scanned_at: view.inventory.scanned_at,
+        socket: view.config.control.socket.clone(),
+        metrics_listen: view.metrics_listen.clone(),
+        warn_before_secs: warn_before(&view.config),
+        health,
+        counts,
+        attention,
+        problems: view.inventory.problems.clone(),
+    }
+}
+
+fn list_items(view: &View, now: i64) -> Vec<ListItem> {
+    let warn = warn_before(&view.config);
+    view.inventory
+        .entries
+        .iter()
+        .map(|entry| ListItem {
+            id: entry.id.clone(),
+            source: entry.source.clone(),
+            path: entry.path.clone(),
+            name: display_name(&entry.cert.subject),
+            identity: entry.cert.identities.first().map(identity_label),
+            not_after: entry.cert.not_after,
+            seconds_left: entry.cert.not_after - now,
+            state: entry.cert.state_at(now, warn),
+        })
+        .collect()
+}
+
+fn show_report(view: &View, id: &str, now: i64) -> Option<ShowReport> {
+    let warn = warn_before(&view.config);
+    let inv = &view.inventory;
+    // The base id of a source: an entry id without its `#index`, or a path.
+    let base = inv
+        .entries
+        .iter()
+        .find(|e| e.id == id || e.path.as_os_str() == id)
+        .map(|e| source_id(&e.id).to_owned())
+        .or_else(|| {
+            inv.problems
+                .iter()
+                .find(|p| p.id == id || p.path == id)
+                .map(|p| p.id.clone())
+        })?;
+    let mut entries: Vec<&Entry> = inv
+        .entries
+        .iter()
+        .filter(|e| source_id(&e.id) == base)
+        .collect();
+    // The one asked for first, then the rest of its file in order.
+    entries.sort_by_key(|e| (e.id != id, e.index));
+    Some(ShowReport {
+        id: id.to_owned(),
+        entries: entries
+            .into_iter()
+            .map(|e| ShownEntry {
+                entry: e.clone(),
+                state: e.cert.state_at(now, warn),
+                seconds_left: e.cert.not_after - now,
+            })
+            .collect(),
+        problems: inv
+            .problems
+            .iter()
+            .filter(|p| p.id == base)
+            .cloned()
+            .collect(),
+    })
+}
+
+fn source_id(entry_id: &str) -> &str {
+    match entry_id.rsplit_once('#') {
+        Some((base, index)) if index.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => entry_id,
+    }
+}
+
+/// The subject's CN, or the whole subject when it has none.
+fn display_name(subject: &str) -> String {
+    subject
+        .split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .unwrap_or(subject)
+        .to_owned()
+}
+
+/// A short label for a Nordic identity, for tables.
+pub fn identity_label(identity: &NordicIdentity) -> String {
+    match identity {
+        NordicIdentity::DkOces3 { cvr, uuid } => match uuid {
+            Some(uuid) => format!("DK CVR {cvr} UUID {uuid}"),
+            None => format!("DK CVR {cvr}"),
+        },
+        NordicIdentity::DkOces2 { cvr, fid, uid, rid } => {
+            let extra = fid
+                .as_ref()
+                .map(|f| format!(" FID {f}"))
+                .or_else(|| uid.as_ref().map(|u| format!(" UID {u}")))
+                .or_else(|| rid.as_ref().map(|r| format!(" RID {r}")))
+                .unwrap_or_default();
+            format!("DK CVR {cvr}{extra} (OCES2)")
+        }
+        NordicIdentity::SeHsaId { hsa_id } => format!("SE HSA-ID {hsa_id}"),
+        NordicIdentity::NoOrgNumber { orgnr, seid } => format!("NO org {orgnr} (SEID {seid})"),
+        NordicIdentity::FiOrganisation {
+            business_id,
+            identifier,
+        } => match business_id {
+            Some(id) => format!("FI Y-tunnus {id}"),
+            None => format!("FI {identifier}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_ids_strip_only_numeric_suffixes() {
+        assert_eq!(source_id("fmk-prod#1"), "fmk-prod");
+        assert_eq!(source_id("/etc/ssl/a.pem#12"), "/etc/ssl/a.pem");
+        assert_eq!(source_id("/etc/ssl/odd#name.pem"), "/etc/ssl/odd#name.pem");
+        assert_eq!(source_id("fmk-prod"), "fmk-prod");
+    }
+
+    #[test]
+    fn display_name_takes_the_cn() {
+        assert_eq!(
+            display_name("C=DK, O=Apotek // CVR:12345678, CN=Apotek system"),
+            "Apotek system"
+        );
+        assert_eq!(display_name("O=No CN here"), "O=No CN here");
+    }
+
+    #[test]
+    fn human_left_is_short() {
+        assert_eq!(human_left(412 * 86_400 + 5), "412d");
+        assert_eq!(human_left(3 * 86_400 + 4 * 3_600), "3d 4h");
+        assert_eq!(human_left(-(2 * 3_600 + 60)), "2h 1m");
+        assert_eq!(human_left(40), "40s");
+    }
+}
