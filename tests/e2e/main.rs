@@ -1,1 +1,10 @@
-//! e2e
+//! End-to-end tests: the real `certvaktd` on temporary folders, driven by the real `certvakt`
+//! CLI, over certificates minted by the test CA. Nothing is mocked; asynchronous outcomes are
+//! awaited with a bounded `eventually`, never with a bare sleep.
+
+mod access;
+mod changes;
+mod common;
+mod config;
+mod monitor;
+mod service;

@@ -1,0 +1,93 @@
+//! Shared set-up for the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use certvakt_testkit::Manifest;
+use certvakt_testkit::harness::{self, Bins, Daemon};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A daemon over the sample set, in its own temporary folder.
+pub struct Sample {
+    pub dir: TempDir,
+    pub manifest: Manifest,
+    pub daemon: Daemon,
+}
+
+impl Sample {
+    pub fn start() -> Result<Sample> {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> Result<Sample> {
+        let dir = tempfile::Builder::new().prefix("certvakt-e2e.").tempdir()?;
+        let (config, manifest) = harness::write_sample_daemon_dir(dir.path(), "127.0.0.1:0")?;
+        let daemon = Daemon::start(&bins()?, &config, env)?;
+        Ok(Sample {
+            dir,
+            manifest,
+            daemon,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn watched(&self) -> PathBuf {
+        self.manifest.dir.join("watched")
+    }
+}
+
+pub fn bins() -> Result<Bins> {
+    harness::bins()
+}
+
+/// The ids in `certvakt --json list`.
+pub fn list_ids(daemon: &Daemon) -> Result<Vec<String>> {
+    let (code, list) = daemon.cli_json(&["list"])?;
+    anyhow::ensure!(code == 0, "list exited {code}");
+    Ok(list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The problems in `certvakt --json status`, as (id, kind).
+pub fn problems(daemon: &Daemon) -> Result<Vec<(String, String)>> {
+    let (_, status) = daemon.cli_json(&["status"])?;
+    Ok(status["problems"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["id"].as_str().unwrap_or_default().to_owned(),
+                        p["kind"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn field<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(value, |v, k| &v[*k])
+}

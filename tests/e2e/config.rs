@@ -1,0 +1,146 @@
+//! Configuration end to end: check-config, refusing to start, reload with a bad file.
+
+use std::process::Command;
+
+use anyhow::Result;
+use certvakt_testkit::harness::{self, eventually};
+use certvakt_testkit::{CaShape, LeafSpec, TestCa};
+
+use crate::common::{Sample, WAIT, bins, list_ids, stderr, stdout};
+
+const BAD: &str = r#"[daemon]
+state_dir = "var/lib/certvakt"
+warn_before = "30x"
+
+[control]
+read_grop = "certvakt"
+
+[metrics]
+listen = "localhost:9617"
+
+[[certificate]]
+id = "fmk-prod"
+cert = "/etc/certvakt/fmk/cert.pem"
+"#;
+
+#[test]
+fn check_config_prints_every_problem_with_file_line_and_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("certvakt.toml");
+    std::fs::write(&path, BAD)?;
+    let bins = bins()?;
+    for (bin, args) in [
+        (&bins.certvaktd, vec!["check-config", "--config"]),
+        (&bins.certvakt, vec!["--config", "PATH", "check-config"]),
+    ] {
+        let mut cmd = Command::new(bin);
+        for a in &args {
+            if *a == "PATH" {
+                cmd.arg(&path);
+            } else {
+                cmd.arg(a);
+            }
+        }
+        if args.last() == Some(&"--config") {
+            cmd.arg(&path);
+        }
+        let out = cmd.output()?;
+        assert_eq!(out.status.code(), Some(6), "{}", bin.display());
+        let err = stderr(&out);
+        let file = path.display().to_string();
+        for expected in [
+            format!("{file}:2: daemon.state_dir:"),
+            format!("{file}:3: daemon.warn_before:"),
+            format!("{file}:6: control.read_grop: unknown key"),
+            format!("{file}:9: metrics.listen:"),
+            format!("{file}:11: certificate[0].plugin:"),
+        ] {
+            assert!(
+                err.contains(&expected),
+                "{} lacks {expected:?}:\n{err}",
+                bin.display()
+            );
+        }
+        assert!(err.contains("did you mean \"read_group\"?"), "{err}");
+        assert!(err.matches("hint:").count() >= 5, "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_an_invalid_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("certvakt.toml");
+    std::fs::write(&path, BAD)?;
+    let out = Command::new(bins()?.certvaktd)
+        .arg("--config")
+        .arg(&path)
+        .output()?;
+    assert_eq!(out.status.code(), Some(6));
+    let err = stderr(&out);
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(err.contains("daemon.state_dir"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() -> Result<()> {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/certvakt.toml");
+    let out = Command::new(bins()?.certvaktd)
+        .args(["check-config", "--config", shipped])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok:"), "{}", stdout(&out));
+    Ok(())
+}
+
+#[test]
+fn an_invalid_reload_keeps_the_running_configuration_and_a_valid_one_applies() -> Result<()> {
+    let s = Sample::start()?;
+    let before = list_ids(&s.daemon)?;
+
+    // SIGHUP with a broken drop-in: refused, reported, nothing changes.
+    let conf_d = s.path().join("conf.d");
+    std::fs::create_dir_all(&conf_d)?;
+    let drop_in = conf_d.join("90-metrics.toml");
+    std::fs::write(&drop_in, "[metrics]\nlisten = \"nonsense\"\n")?;
+    s.daemon.signal("HUP")?;
+    let error = eventually(WAIT, "status to report the refused reload", || {
+        let (_, status) = s.daemon.cli_json(&["status"]).ok()?;
+        status["last_reload_error"].as_str().map(str::to_owned)
+    })?;
+    assert!(error.contains("running configuration stays"), "{error}");
+    assert_eq!(list_ids(&s.daemon)?, before);
+    let (_, text) = harness::http_get(&s.daemon.metrics_addr()?, "/metrics")?;
+    assert!(
+        text.contains("certvakt_config_last_reload_successful 0"),
+        "{text}"
+    );
+
+    // The same over the control socket: exit 6 with the problem, file and line.
+    let out = s.daemon.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(6));
+    let err = stderr(&out);
+    let place = format!("{}:2: metrics.listen", drop_in.display());
+    assert!(err.contains(&place), "{err}");
+    std::fs::remove_file(&drop_in)?;
+
+    // A valid drop-in that watches one more certificate: applied, and the new file is found.
+    let extra_dir = s.path().join("extra");
+    std::fs::create_dir_all(&extra_dir)?;
+    let ca = TestCa::root_only(CaShape::Tls)?;
+    let leaf = ca.issue(&LeafSpec::tls_server(&["extra.apotek-test.example"]))?;
+    let extra = extra_dir.join("extra.pem");
+    std::fs::write(&extra, &leaf.cert_pem)?;
+    std::fs::write(
+        conf_d.join("50-extra.toml"),
+        format!("[[watch]]\npaths = [{:?}]\n", extra.display().to_string()),
+    )?;
+    let out = s.daemon.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ids = list_ids(&s.daemon)?;
+    assert!(ids.contains(&extra.display().to_string()), "{ids:?}");
+    let (_, status) = s.daemon.cli_json(&["status"])?;
+    assert!(status["last_reload_error"].is_null(), "{status:#}");
+    Ok(())
+}
