@@ -5,17 +5,20 @@
 //!   written here and nowhere else. Labels are bounded: the certificate id (the configured id,
 //!   or the file path of a watched file), whether it is managed or watched, the plugin, and
 //!   closed enums (problem kind, reload result). Never serial numbers, subjects or DNs.
-//! - [`Metrics::observe_inventory`] replaces every per-certificate series after a scan:
-//!   series of certificates that disappeared are removed, not left stale.
-//! - Values that depend on the clock (`..._expiry_seconds`, `..._expired`) are computed when
-//!   the endpoint is scraped, so they are never older than the scrape.
+//! - Per-certificate and per-problem series are not stored: [`Metrics::observe_inventory`]
+//!   keeps the scan's immutable snapshot, and [`Metrics::render`] writes those families from
+//!   it at scrape time. So a certificate that disappeared has no stale series, values that
+//!   depend on the clock (`..._expiry_seconds`, `..._expired`) are never older than the
+//!   scrape, and memory does not grow with a copy of every label set (a labelled child in a
+//!   registry costs about half a kilobyte; five families over 1,000 certificates is 2.5 MB).
+//!   The rest (counters, histograms, build info) lives in the registry.
 //! - [`serve`] answers `GET /metrics` (text format 0.0.4), `GET /` and `GET /healthz`.
 //!
 //! The `prometheus` crate is used (the design card's choice) without default features: its
 //! protobuf encoder is not needed and carried an advisory.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,11 +27,11 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
-use crate::inventory::{Inventory, KeyCheck, ProblemKind, SourceKind};
+use crate::inventory::{Entry, Inventory, KeyCheck, ProblemKind, SourceKind, SourceProblem};
 
 /// Why the metrics could not be set up or served.
 #[derive(Debug, thiserror::Error)]
@@ -44,41 +47,10 @@ pub enum MetricsError {
     },
 }
 
-const CERT_LABELS: &[&str] = &["id", "source", "plugin"];
-const PROBLEM_LABELS: &[&str] = &["id", "source", "problem"];
-
-/// Per-certificate label values, kept to compute clock-dependent values at scrape time.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct CertLabels {
-    id: String,
-    source: &'static str,
-    plugin: String,
-}
-
-impl CertLabels {
-    fn values(&self) -> [&str; 3] {
-        [&self.id, self.source, &self.plugin]
-    }
-}
-
-#[derive(Debug, Default)]
-struct Series {
-    /// Certificate labels -> not_after.
-    certs: BTreeMap<CertLabels, i64>,
-    /// Problem labels currently set.
-    problems: Vec<[String; 3]>,
-}
-
 /// The daemon's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    not_before: GaugeVec,
-    not_after: GaugeVec,
-    expiry: GaugeVec,
-    expired: IntGaugeVec,
-    key_matches: IntGaugeVec,
-    source_problem: IntGaugeVec,
     certificates: IntGaugeVec,
     scans: IntCounter,
     scan_duration: Histogram,
@@ -87,7 +59,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     config_last_reload_ok: IntGauge,
     control_requests: IntCounterVec,
-    series: Mutex<Series>,
+    /// The last scan, rendered per certificate at scrape time.
+    inventory: Mutex<Arc<Inventory>>,
 }
 
 impl Metrics {
@@ -118,48 +91,6 @@ impl Metrics {
         start.set(started_at as f64);
         reg(Box::new(start))?;
 
-        let not_before = GaugeVec::new(
-            Opts::new(
-                "certvakt_certificate_not_before_timestamp_seconds",
-                "Start of the certificate's validity, seconds since the Unix epoch.",
-            ),
-            CERT_LABELS,
-        )?;
-        let not_after = GaugeVec::new(
-            Opts::new(
-                "certvakt_certificate_not_after_timestamp_seconds",
-                "End of the certificate's validity, seconds since the Unix epoch.",
-            ),
-            CERT_LABELS,
-        )?;
-        let expiry = GaugeVec::new(
-            Opts::new(
-                "certvakt_certificate_expiry_seconds",
-                "Seconds until the certificate expires at scrape time; negative once expired.",
-            ),
-            CERT_LABELS,
-        )?;
-        let expired = IntGaugeVec::new(
-            Opts::new(
-                "certvakt_certificate_expired",
-                "1 if the certificate has expired at scrape time, else 0.",
-            ),
-            CERT_LABELS,
-        )?;
-        let key_matches = IntGaugeVec::new(
-            Opts::new(
-                "certvakt_certificate_key_matches",
-                "For managed certificates with a configured key: 1 if key and certificate belong together, 0 if not or the key is unreadable.",
-            ),
-            CERT_LABELS,
-        )?;
-        let source_problem = IntGaugeVec::new(
-            Opts::new(
-                "certvakt_source_problem",
-                "1 while a configured file or pattern has this problem (missing, unreadable, not a certificate, ...).",
-            ),
-            PROBLEM_LABELS,
-        )?;
         let certificates = IntGaugeVec::new(
             Opts::new(
                 "certvakt_certificates",
@@ -202,12 +133,7 @@ impl Metrics {
             ),
             &["request", "outcome"],
         )?;
-        for c in [&not_before, &not_after, &expiry] {
-            reg(Box::new(c.clone()))?;
-        }
-        for c in [&expired, &key_matches, &source_problem, &certificates] {
-            reg(Box::new(c.clone()))?;
-        }
+        reg(Box::new(certificates.clone()))?;
         reg(Box::new(scans.clone()))?;
         reg(Box::new(scan_duration.clone()))?;
         reg(Box::new(last_scan.clone()))?;
@@ -224,12 +150,6 @@ impl Metrics {
 
         Ok(Metrics {
             registry,
-            not_before,
-            not_after,
-            expiry,
-            expired,
-            key_matches,
-            source_problem,
             certificates,
             scans,
             scan_duration,
@@ -238,95 +158,32 @@ impl Metrics {
             reloads,
             config_last_reload_ok,
             control_requests,
-            series: Mutex::new(Series::default()),
+            inventory: Mutex::new(Arc::new(Inventory::default())),
         })
     }
 
-    /// Replaces every per-certificate and per-problem series with what `inventory` found.
-    pub fn observe_inventory(&self, inventory: &Inventory, scan_time: Duration) {
+    /// Takes a scan's result: counters now, per-certificate series at the next scrape.
+    pub fn observe_inventory(&self, inventory: &Arc<Inventory>, scan_time: Duration) {
         self.scans.inc();
         self.scan_duration.observe(scan_time.as_secs_f64());
         self.last_scan.set(inventory.scanned_at as f64);
         self.files_parsed.inc_by(inventory.files_parsed as u64);
-
-        let mut certs = BTreeMap::new();
-        let (mut managed, mut watched) = (0, 0);
-        for entry in &inventory.entries {
-            let (source, plugin) = match &entry.source {
-                SourceKind::Managed { plugin, .. } => {
-                    managed += 1;
-                    ("managed", plugin.clone())
-                }
-                SourceKind::Watched { .. } => {
-                    watched += 1;
-                    ("watched", String::new())
-                }
-            };
-            let labels = CertLabels {
-                id: entry.id.clone(),
-                source,
-                plugin,
-            };
-            let values = labels.values();
-            self.not_before
-                .with_label_values(&values)
-                .set(entry.cert.not_before as f64);
-            self.not_after
-                .with_label_values(&values)
-                .set(entry.cert.not_after as f64);
-            match entry.key_check {
-                KeyCheck::NotConfigured => {
-                    let _ = self.key_matches.remove_label_values(&values);
-                }
-                KeyCheck::Matches => self.key_matches.with_label_values(&values).set(1),
-                KeyCheck::Mismatch | KeyCheck::Unreadable => {
-                    self.key_matches.with_label_values(&values).set(0)
-                }
-            }
-            certs.insert(labels, entry.cert.not_after);
-        }
+        let managed = inventory
+            .entries
+            .iter()
+            .filter(|e| matches!(e.source, SourceKind::Managed { .. }))
+            .count();
+        let watched = inventory.entries.len() - managed;
         self.certificates
             .with_label_values(&["managed"])
-            .set(managed);
+            .set(managed as i64);
         self.certificates
             .with_label_values(&["watched"])
-            .set(watched);
-
-        let problems: Vec<[String; 3]> = inventory
-            .problems
-            .iter()
-            .map(|p| {
-                let source = match p.source {
-                    SourceKind::Managed { .. } => "managed",
-                    SourceKind::Watched { .. } => "watched",
-                };
-                [p.id.clone(), source.to_owned(), p.kind.as_str().to_owned()]
-            })
-            .collect();
-
-        let Ok(mut series) = self.series.lock() else {
-            return;
-        };
-        for gone in series.certs.keys().filter(|l| !certs.contains_key(*l)) {
-            let values = gone.values();
-            for vec in [&self.not_before, &self.not_after, &self.expiry] {
-                let _ = vec.remove_label_values(&values);
-            }
-            let _ = self.expired.remove_label_values(&values);
-            let _ = self.key_matches.remove_label_values(&values);
+            .set(watched as i64);
+        match self.inventory.lock() {
+            Ok(mut current) => *current = inventory.clone(),
+            Err(poisoned) => *poisoned.into_inner() = inventory.clone(),
         }
-        for gone in series.problems.iter().filter(|p| !problems.contains(p)) {
-            let _ = self
-                .source_problem
-                .remove_label_values(&[&gone[0], &gone[1], &gone[2]]);
-        }
-        for p in &problems {
-            self.source_problem
-                .with_label_values(&[&p[0], &p[1], &p[2]])
-                .set(1);
-        }
-        series.certs = certs;
-        series.problems = problems;
     }
 
     /// Counts a configuration reload.
@@ -345,26 +202,126 @@ impl Metrics {
 
     /// The text exposition, with clock-dependent values computed for `now`.
     pub fn render(&self, now: i64) -> String {
-        if let Ok(series) = self.series.lock() {
-            for (labels, not_after) in &series.certs {
-                let values = labels.values();
-                self.expiry
-                    .with_label_values(&values)
-                    .set((not_after - now) as f64);
-                self.expired
-                    .with_label_values(&values)
-                    .set(i64::from(now >= *not_after));
-            }
-        }
-        let mut out = Vec::with_capacity(16 * 1024);
+        let inventory = match self.inventory.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let mut out = Vec::with_capacity(4096 + inventory.entries.len() * 700);
         if TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .is_err()
         {
-            return String::new();
+            out.clear();
         }
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        render_inventory(&mut text, &inventory, now);
+        text
     }
+}
+
+/// One per-certificate family: its name, help, and how each entry contributes a value.
+struct CertFamily {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Entry, i64) -> Option<i64>,
+}
+
+const CERT_FAMILIES: &[CertFamily] = &[
+    CertFamily {
+        name: "certvakt_certificate_not_before_timestamp_seconds",
+        help: "Start of the certificate's validity, seconds since the Unix epoch.",
+        value: |e, _| Some(e.cert.not_before),
+    },
+    CertFamily {
+        name: "certvakt_certificate_not_after_timestamp_seconds",
+        help: "End of the certificate's validity, seconds since the Unix epoch.",
+        value: |e, _| Some(e.cert.not_after),
+    },
+    CertFamily {
+        name: "certvakt_certificate_expiry_seconds",
+        help: "Seconds until the certificate expires at scrape time; negative once expired.",
+        value: |e, now| Some(e.cert.not_after - now),
+    },
+    CertFamily {
+        name: "certvakt_certificate_expired",
+        help: "1 if the certificate has expired at scrape time, else 0.",
+        value: |e, now| Some(i64::from(now >= e.cert.not_after)),
+    },
+    CertFamily {
+        name: "certvakt_certificate_key_matches",
+        help: "For managed certificates with a configured key: 1 if key and certificate belong together, 0 if not or the key is unreadable.",
+        value: |e, _| match e.key_check {
+            KeyCheck::NotConfigured => None,
+            KeyCheck::Matches => Some(1),
+            KeyCheck::Mismatch | KeyCheck::Unreadable => Some(0),
+        },
+    },
+];
+
+const PROBLEM_FAMILY: &str = "certvakt_source_problem";
+const PROBLEM_HELP: &str = "1 while a configured file or pattern has this problem (missing, unreadable, not a certificate, ...).";
+
+/// Writes the per-certificate and per-problem families in the text format.
+fn render_inventory(out: &mut String, inventory: &Inventory, now: i64) {
+    for family in CERT_FAMILIES {
+        let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+        let _ = writeln!(out, "# TYPE {} gauge", family.name);
+        for entry in &inventory.entries {
+            let Some(value) = (family.value)(entry, now) else {
+                continue;
+            };
+            let (source, plugin) = source_labels(&entry.source);
+            out.push_str(family.name);
+            labels(
+                out,
+                &[("id", &entry.id), ("source", source), ("plugin", plugin)],
+            );
+            let _ = writeln!(out, " {value}");
+        }
+    }
+    let _ = writeln!(out, "# HELP {PROBLEM_FAMILY} {PROBLEM_HELP}");
+    let _ = writeln!(out, "# TYPE {PROBLEM_FAMILY} gauge");
+    for problem in &inventory.problems {
+        let SourceProblem {
+            id, source, kind, ..
+        } = problem;
+        out.push_str(PROBLEM_FAMILY);
+        let (source, _) = source_labels(source);
+        labels(
+            out,
+            &[("id", id), ("source", source), ("problem", kind.as_str())],
+        );
+        out.push_str(" 1\n");
+    }
+}
+
+fn source_labels(source: &SourceKind) -> (&'static str, &str) {
+    match source {
+        SourceKind::Managed { plugin, .. } => ("managed", plugin),
+        SourceKind::Watched { .. } => ("watched", ""),
+    }
+}
+
+/// `{a="x",b="y"}` with the text format's escaping of label values.
+fn labels(out: &mut String, pairs: &[(&str, &str)]) {
+    out.push('{');
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
 }
 
 /// Every problem kind as a label value; exposed for documentation tests.
@@ -445,5 +402,88 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             format!("certvakt {}\nmetrics: /metrics\n", crate::VERSION),
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{CertInfo, KeyInfo};
+
+    fn entry(id: &str, not_after: i64, key_check: KeyCheck) -> Entry {
+        Entry {
+            id: id.into(),
+            source: SourceKind::Managed {
+                id: id.into(),
+                plugin: "dk-fmk".into(),
+                key: None,
+            },
+            path: "/x".into(),
+            index: 0,
+            format: "pem".into(),
+            cert: std::sync::Arc::new(CertInfo {
+                subject: "CN=secret subject".into(),
+                issuer: String::new(),
+                serial: "01:02".into(),
+                not_before: 100,
+                not_after,
+                key: KeyInfo {
+                    algorithm: "EC".into(),
+                    bits: 256,
+                    curve: None,
+                },
+                sha1: String::new(),
+                sha256: String::new(),
+                sans: vec![],
+                identities: vec![],
+                is_ca: false,
+                self_signed: false,
+                signature_algorithm: String::new(),
+            }),
+            key_check,
+        }
+    }
+
+    #[test]
+    fn per_certificate_series_follow_the_latest_scan_and_the_clock() {
+        let metrics = Metrics::new(0).unwrap();
+        let first = Arc::new(Inventory {
+            entries: vec![
+                entry("a", 1_000, KeyCheck::Matches),
+                entry("b", 5_000, KeyCheck::NotConfigured),
+            ],
+            ..Inventory::default()
+        });
+        metrics.observe_inventory(&first, Duration::from_millis(1));
+        let text = metrics.render(2_000);
+        let a = r#"{id="a",source="managed",plugin="dk-fmk"}"#;
+        let b = r#"{id="b",source="managed",plugin="dk-fmk"}"#;
+        assert!(
+            text.contains(&format!("certvakt_certificate_expiry_seconds{a} -1000\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("certvakt_certificate_expired{a} 1\n")));
+        assert!(text.contains(&format!("certvakt_certificate_expired{b} 0\n")));
+        assert!(text.contains(&format!("certvakt_certificate_key_matches{a} 1\n")));
+        assert!(!text.contains(&format!("certvakt_certificate_key_matches{b}")));
+        assert!(text.contains("certvakt_certificates{source=\"managed\"} 2\n"));
+        assert!(!text.contains("secret subject") && !text.contains("01:02"));
+
+        // b disappears: no stale series.
+        let second = Arc::new(Inventory {
+            entries: vec![entry("a", 1_000, KeyCheck::Mismatch)],
+            ..Inventory::default()
+        });
+        metrics.observe_inventory(&second, Duration::from_millis(1));
+        let text = metrics.render(2_000);
+        assert!(!text.contains(r#"id="b""#), "{text}");
+        assert!(text.contains(&format!("certvakt_certificate_key_matches{a} 0\n")));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        labels(&mut out, &[("id", "a\"b\\c\nd")]);
+        assert_eq!(out, r#"{id="a\"b\\c\nd"}"#);
     }
 }

@@ -48,7 +48,7 @@ mod tests {
             path: "/x".into(),
             index: 0,
             format: "pem".into(),
-            cert: CertInfo {
+            cert: std::sync::Arc::new(CertInfo {
                 subject: String::new(),
                 issuer: String::new(),
                 serial: String::new(),
@@ -66,7 +66,7 @@ mod tests {
                 is_ca: false,
                 self_signed: false,
                 signature_algorithm: String::new(),
-            },
+            }),
             key_check: KeyCheck::NotConfigured,
         }
     }

@@ -179,6 +179,7 @@ pub async fn run(
     let mut watcher = Watcher::new();
     let config = Arc::new(config);
     let (inventory, took) = scan(&mut scanner, &config).await;
+    let inventory = Arc::new(inventory);
     metrics.observe_inventory(&inventory, took);
     watcher.set_paths(
         watched_paths(&config, &inventory)
@@ -192,7 +193,7 @@ pub async fn run(
         started_at,
         view: RwLock::new(Arc::new(View {
             config: config.clone(),
-            inventory: Arc::new(inventory),
+            inventory,
             config_loaded_at: started_at,
             last_reload_error: None,
             metrics_listen: metrics_listen.clone(),
@@ -283,6 +284,7 @@ pub async fn run(
             let view = shared.view();
             let config = view.config.clone();
             let (inventory, took) = scan(&mut scanner, &config).await;
+            let inventory = Arc::new(inventory);
             metrics.observe_inventory(&inventory, took);
             watcher.set_paths(
                 watched_paths(&config, &inventory)
@@ -292,7 +294,7 @@ pub async fn run(
             tracker.observe(&inventory, crate::now_unix(), warn_before(&config), false);
             shared.publish(View {
                 config,
-                inventory: Arc::new(inventory),
+                inventory,
                 config_loaded_at: view.config_loaded_at,
                 last_reload_error: view.last_reload_error.clone(),
                 metrics_listen: view.metrics_listen.clone(),
@@ -433,6 +435,7 @@ async fn reload(
     }
     let config = Arc::new(new);
     let (inventory, took) = scan(scanner, &config).await;
+    let inventory = Arc::new(inventory);
     shared.metrics.observe_inventory(&inventory, took);
     shared.metrics.observe_reload(true);
     watcher.set_paths(
@@ -449,7 +452,7 @@ async fn reload(
     log::info!("configuration reloaded: {}", report.summary);
     shared.publish(View {
         config,
-        inventory: Arc::new(inventory),
+        inventory,
         config_loaded_at: crate::now_unix(),
         last_reload_error: None,
         metrics_listen: old.metrics_listen.clone(),

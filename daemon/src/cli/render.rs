@@ -729,7 +729,7 @@ mod tests {
                 path: PathBuf::from("/etc/certvakt/fmk.pem"),
                 index: 0,
                 format: "pem".into(),
-                cert: CertInfo {
+                cert: std::sync::Arc::new(CertInfo {
                     subject: "CN=Apotek, organizationIdentifier=NTRDK-12345678".into(),
                     issuer: "CN=Den Danske Stat OCES udstedende-CA 1".into(),
                     serial: "01:02:03".into(),
@@ -750,7 +750,7 @@ mod tests {
                     is_ca: false,
                     self_signed: false,
                     signature_algorithm: "sha256WithRSAEncryption".into(),
-                },
+                }),
                 key_check: KeyCheck::Matches,
             },
             state,

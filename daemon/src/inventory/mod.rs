@@ -14,6 +14,7 @@
 //!   logged, stored or returned.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +145,8 @@ pub struct Entry {
     pub index: usize,
     /// `pem`, `der` or `pkcs12`.
     pub format: String,
-    pub cert: CertInfo,
+    /// Shared with the scanner's cache: one copy per certificate, however many scans.
+    pub cert: Arc<CertInfo>,
     /// Only meaningful for the first certificate of a managed source.
     pub key_check: KeyCheck,
 }

@@ -22,7 +22,7 @@
 //! - Fingerprints are SHA-1 / SHA-256 over the certificate's exact DER bytes.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -40,7 +40,7 @@ use super::{CertInfo, KeyInfo, ProblemKind};
 /// A parsed certificate plus what the inventory keeps for the key check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedCert {
-    pub info: CertInfo,
+    pub info: Arc<CertInfo>,
     /// The raw subjectPublicKey bits (RSAPublicKey DER, EC point, Ed25519 key): what the
     /// configured private key must produce.
     pub public_key: Vec<u8>,
@@ -75,7 +75,10 @@ pub fn parse_certificates(
     let (format, certs) = parse_bytes(bytes, password)?;
     Ok((
         format.to_string(),
-        certs.into_iter().map(|c| c.info).collect(),
+        certs
+            .into_iter()
+            .map(|c| Arc::unwrap_or_clone(c.info))
+            .collect(),
     ))
 }
 
@@ -329,7 +332,7 @@ pub(crate) fn cert_info(der: &[u8], cert: &X509Certificate<'_>) -> ParsedCert {
         ),
     };
     ParsedCert {
-        info,
+        info: Arc::new(info),
         public_key: spki.subject_public_key.data.to_vec(),
     }
 }

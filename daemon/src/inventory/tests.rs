@@ -985,7 +985,7 @@ fn many_files_scan_in_parallel_and_agree_with_one_by_one() {
     let in_order: Vec<PathBuf> = inv.entries.iter().map(|e| e.path.clone()).collect();
     assert_eq!(in_order, paths);
     let single = only(&fs::read(&paths[137]).expect("read"));
-    assert_eq!(inv.entries[137].cert, single);
+    assert_eq!(*inv.entries[137].cert, single);
 }
 
 #[test]
