@@ -501,10 +501,9 @@ impl Tracker {
         for p in &inventory.problems {
             let key = (p.id.clone(), p.kind);
             if !self.problems.contains_key(&key) {
-                let path = if p.path == p.id { "" } else { p.path.as_str() };
                 log::warn!(
                     cert_id = p.id.as_str(),
-                    path = path,
+                    path = p.path.as_str(),
                     problem = p.kind.as_str();
                     "{}", p.message
                 );
@@ -513,8 +512,7 @@ impl Tracker {
         }
         for ((id, kind), path) in &self.problems {
             if !problems.contains_key(&(id.clone(), *kind)) {
-                let path = if path == id { "" } else { path.as_str() };
-                log::info!(cert_id = id.as_str(), path = path, problem = kind.as_str(); "problem resolved");
+                log::info!(cert_id = id.as_str(), path = path.as_str(), problem = kind.as_str(); "problem resolved");
             }
         }
         self.states = states;
@@ -525,9 +523,8 @@ impl Tracker {
 fn log_state(entry: &Entry, state: CertState, before: Option<CertState>, now: i64) {
     let left = human_left(entry.cert.not_after - now);
     let id = entry.id.as_str();
-    // Watched files are named by their path already; a second field would only repeat it.
     let path = entry.path.display().to_string();
-    let path = if path == id { "" } else { path.as_str() };
+    let path = path.as_str();
     let was = before.map_or("new", CertState::as_str);
     let state_name = state.as_str();
     match state {

@@ -78,7 +78,7 @@ impl Log for StderrLog {
         } else {
             let _ = write!(line, "{:<5} ", record.level());
         }
-        let mut fields = FieldWriter(String::new());
+        let mut fields = FieldWriter::default();
         let _ = record.key_values().visit(&mut fields);
         if !fields.0.is_empty() {
             line.push_str(fields.0.trim_start());
@@ -92,13 +92,20 @@ impl Log for StderrLog {
     fn flush(&self) {}
 }
 
-struct FieldWriter(String);
+/// Writes ` key=value` pairs; `path` is left out when it only repeats `cert_id` (a watched
+/// file's id is its path), which keeps stderr lines readable. The journal gets every field.
+#[derive(Default)]
+struct FieldWriter(String, Option<String>);
 
 impl<'kvs> VisitSource<'kvs> for FieldWriter {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
         let value = value.to_string();
+        if key.as_str() == "cert_id" {
+            self.1 = Some(value.clone());
+        } else if key.as_str() == "path" && self.1.as_deref() == Some(value.as_str()) {
+            return Ok(());
+        }
         if value.is_empty() {
-            // An empty field is an absent one (e.g. `path` when the id already is the path).
             return Ok(());
         }
         if value.contains(' ') {

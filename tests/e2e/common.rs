@@ -91,3 +91,11 @@ pub fn stderr(out: &std::process::Output) -> String {
 pub fn field<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
     path.iter().fold(value, |v, k| &v[*k])
 }
+
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -93,10 +93,30 @@ impl Daemon {
     /// Starts `certvaktd --config CONFIG` with stderr to `DIR/certvaktd.log`, and waits until
     /// its control socket answers. `env` is added to the daemon's environment.
     pub fn start(bins: &Bins, config: &Path, env: &[(&str, &str)]) -> Result<Daemon> {
+        Self::start_wrapped(bins, config, env, &[])
+    }
+
+    /// Like [`Daemon::start`], with `wrapper` put in front of the daemon's command line: a
+    /// program that sets something up and then `exec`s the rest (`setpriv --reuid=…`,
+    /// `unshare -m …`), so the daemon keeps the wrapper's pid.
+    pub fn start_wrapped(
+        bins: &Bins,
+        config: &Path,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Result<Daemon> {
         let dir = config.parent().context("config has a folder")?;
         let log = dir.join("certvaktd.log");
         let socket = dir.join("control.sock");
-        let child = Command::new(&bins.certvaktd)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bins.certvaktd);
+                cmd
+            }
+            None => Command::new(&bins.certvaktd),
+        };
+        let child = cmd
             .arg("--config")
             .arg(config)
             .envs(env.iter().copied())
@@ -104,7 +124,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
-            .with_context(|| format!("starting {}", bins.certvaktd.display()))?;
+            .with_context(|| format!("starting {} {wrapper:?}", bins.certvaktd.display()))?;
         let mut daemon = Daemon {
             bins: bins.clone(),
             config: config.to_path_buf(),
