@@ -331,10 +331,6 @@ fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::expect_used,
-    reason = "in a test, a failed expectation is the failure report"
-)]
 mod tests {
     use super::*;
     use crate::control::Backend;

@@ -37,38 +37,14 @@ pub fn next_wakeup(inventory: &Inventory, now: i64, warn_before: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{CertInfo, Entry, KeyCheck, KeyInfo, SourceKind};
+    use crate::inventory::Entry;
 
     fn entry(not_before: i64, not_after: i64) -> Entry {
-        Entry {
-            id: "x".into(),
-            source: SourceKind::Watched {
-                pattern: "/x".into(),
-            },
-            path: "/x".into(),
-            index: 0,
-            format: "pem".into(),
-            cert: std::sync::Arc::new(CertInfo {
-                subject: String::new(),
-                issuer: String::new(),
-                serial: String::new(),
-                not_before,
-                not_after,
-                key: KeyInfo {
-                    algorithm: "EC".into(),
-                    bits: 256,
-                    curve: None,
-                },
-                sha1: String::new(),
-                sha256: String::new(),
-                sans: vec![],
-                identities: vec![],
-                is_ca: false,
-                self_signed: false,
-                signature_algorithm: String::new(),
-            }),
-            key_check: KeyCheck::NotConfigured,
-        }
+        let mut entry = crate::inventory::example_entry();
+        let cert = std::sync::Arc::make_mut(&mut entry.cert);
+        cert.not_before = not_before;
+        cert.not_after = not_after;
+        entry
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! - Every change of a certificate's state or a source's problems is one log line with
 //!   structured fields (`CERT_ID`, `PATH`, `STATE`/`PROBLEM`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -50,11 +50,14 @@ pub enum ServiceError {
     Signals(std::io::Error),
 }
 
+/// At most this many scans in a row while new folders come under watch.
+const MAX_SCAN_ROUNDS: u32 = 8;
+
 /// How long a burst of file changes must be quiet before the rescan.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// What readers see: replaced as a whole, never mutated.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct View {
     pub config: Arc<Config>,
     pub inventory: Arc<Inventory>,
@@ -175,19 +178,9 @@ pub async fn run(
     let (commands_tx, mut commands) = mpsc::channel(8);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut scanner = Scanner::new(config.daemon.max_file_size);
-    let mut watcher = Watcher::new();
     let config = Arc::new(config);
-    let (inventory, took) = scan(&mut scanner, &config).await;
-    let inventory = Arc::new(inventory);
-    metrics.observe_inventory(&inventory, took);
-    watcher.set_paths(
-        watched_paths(&config, &inventory)
-            .iter()
-            .map(PathBuf::as_path),
-    );
-    let mut tracker = Tracker::default();
-    tracker.observe(&inventory, crate::now_unix(), warn_before(&config), true);
+    let mut scanning = Scanning::new(&config);
+    let inventory = scanning.run(&config, &metrics, true).await;
 
     let shared = Arc::new(Shared {
         started_at,
@@ -254,7 +247,7 @@ pub async fn run(
                 Signal::Reload => {
                     log::info!(signal = "SIGHUP"; "received SIGHUP, reloading the configuration");
                     notifier.reloading();
-                    let _ = reload(&config_path, &shared, &policy, &mut scanner, &mut watcher, &mut tracker).await;
+                    let _ = reload(&config_path, &shared, &policy, &mut scanning).await;
                     notifier.ready(&status_line(&shared.view()));
                     false
                 }
@@ -263,14 +256,14 @@ pub async fn run(
                 Command::Reload(reply) => {
                     log::info!("reload requested over the control socket");
                     notifier.reloading();
-                    let result = reload(&config_path, &shared, &policy, &mut scanner, &mut watcher, &mut tracker).await;
+                    let result = reload(&config_path, &shared, &policy, &mut scanning).await;
                     notifier.ready(&status_line(&shared.view()));
                     let _ = reply.send(result);
                     false
                 }
             },
-            _ = watcher.changed() => {
-                watcher.drain_for(DEBOUNCE).await;
+            _ = scanning.watcher.changed() => {
+                scanning.watcher.drain_for(DEBOUNCE).await;
                 log::debug!("change on disk noticed, rescanning");
                 true
             }
@@ -282,22 +275,10 @@ pub async fn run(
         };
         if rescan {
             let view = shared.view();
-            let config = view.config.clone();
-            let (inventory, took) = scan(&mut scanner, &config).await;
-            let inventory = Arc::new(inventory);
-            metrics.observe_inventory(&inventory, took);
-            watcher.set_paths(
-                watched_paths(&config, &inventory)
-                    .iter()
-                    .map(PathBuf::as_path),
-            );
-            tracker.observe(&inventory, crate::now_unix(), warn_before(&config), false);
+            let inventory = scanning.run(&view.config, &metrics, false).await;
             shared.publish(View {
-                config,
                 inventory,
-                config_loaded_at: view.config_loaded_at,
-                last_reload_error: view.last_reload_error.clone(),
-                metrics_listen: view.metrics_listen.clone(),
+                ..(*view).clone()
             });
             notifier.status(&status_line(&shared.view()));
         }
@@ -347,25 +328,89 @@ fn access_policy(config: &Config) -> AccessPolicy {
     policy
 }
 
-/// Scans on a blocking thread; the scanner (and its cache) travels there and back.
-async fn scan(scanner: &mut Scanner, config: &Config) -> (Inventory, Duration) {
-    let sources = inventory::sources_from_config(config);
-    let mut owned = std::mem::take(scanner);
-    let started = Instant::now();
-    let joined = tokio::task::spawn_blocking(move || {
-        let inventory = owned.scan(&sources);
-        (owned, inventory)
-    })
-    .await;
-    match joined {
-        Ok((back, inventory)) => {
-            *scanner = back;
-            (inventory, started.elapsed())
+/// The scanner, the folder watcher and the change log: what one scan feeds.
+#[derive(Debug)]
+struct Scanning {
+    scanner: Scanner,
+    watcher: Watcher,
+    tracker: Tracker,
+}
+
+impl Scanning {
+    fn new(config: &Config) -> Scanning {
+        Scanning {
+            scanner: Scanner::new(config.daemon.max_file_size),
+            watcher: Watcher::new(),
+            tracker: Tracker::default(),
         }
-        Err(err) => {
-            log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping the daemon up, the next change or reload scans again");
-            *scanner = Scanner::new(config.daemon.max_file_size);
-            (Inventory::default(), started.elapsed())
+    }
+
+    /// Scans, then hands the result to the metrics, the watcher (which folders to watch) and
+    /// the change log. `first` logs only what is not ok, not every certificate found.
+    ///
+    /// When the scan makes the watcher take on new folders (a configured folder that was
+    /// just created, say), what happened in them before the watch began is unseen, so it
+    /// scans again; unchanged files cost a `stat`. Bounded: each round watches deeper.
+    async fn run(&mut self, config: &Config, metrics: &Metrics, first: bool) -> Arc<Inventory> {
+        let mut rounds = 0;
+        let (inventory, took) = loop {
+            let (inventory, took) = self.scan(config).await;
+            rounds += 1;
+            if self.watch(config) == 0 || rounds == MAX_SCAN_ROUNDS {
+                break (inventory, took);
+            }
+        };
+        let inventory = Arc::new(inventory);
+        metrics.observe_inventory(&inventory, took);
+        self.tracker
+            .observe(&inventory, crate::now_unix(), warn_before(config), first);
+        inventory
+    }
+
+    /// Points the watcher at every folder the configuration and the last scan depend on.
+    fn watch(&mut self, config: &Config) -> usize {
+        let patterns = config
+            .watch
+            .iter()
+            .flat_map(|w| w.paths.iter().map(Path::new));
+        let in_use = self.scanner.paths_in_use().iter().map(PathBuf::as_path);
+        // Configured files that may not exist yet: their folder (or nearest ancestor) is
+        // watched so that their arrival is noticed.
+        let configured = config.certificates.iter().flat_map(|c| {
+            [
+                Some(&c.cert),
+                c.key.as_ref(),
+                c.pkcs12_password_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+        });
+        self.watcher
+            .set_paths(patterns.chain(in_use).chain(configured))
+    }
+
+    /// Scans on a blocking thread; the scanner (and its cache) travels there and back.
+    async fn scan(&mut self, config: &Config) -> (Inventory, Duration) {
+        let sources = inventory::sources_from_config(config);
+        let mut owned = std::mem::take(&mut self.scanner);
+        owned.set_max_file_size(config.daemon.max_file_size);
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let inventory = owned.scan(&sources);
+            (owned, inventory)
+        })
+        .await;
+        match joined {
+            Ok((back, inventory)) => {
+                self.scanner = back;
+                (inventory, started.elapsed())
+            }
+            Err(err) => {
+                log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping the daemon up, the next change or reload scans again");
+                self.scanner = Scanner::new(config.daemon.max_file_size);
+                (Inventory::default(), started.elapsed())
+            }
         }
     }
 }
@@ -375,9 +420,7 @@ async fn reload(
     config_path: &Path,
     shared: &Shared,
     policy: &RwLock<AccessPolicy>,
-    scanner: &mut Scanner,
-    watcher: &mut Watcher,
-    tracker: &mut Tracker,
+    scanning: &mut Scanning,
 ) -> Result<ReloadReport, Vec<Problem>> {
     let path = config_path.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || config::load(&path))
@@ -409,11 +452,8 @@ async fn reload(
             );
             shared.metrics.observe_reload(false);
             shared.publish(View {
-                config: old.config.clone(),
-                inventory: old.inventory.clone(),
-                config_loaded_at: old.config_loaded_at,
                 last_reload_error: Some(problems_message(&problems)),
-                metrics_listen: old.metrics_listen.clone(),
+                ..(*old).clone()
             });
             return Err(problems);
         }
@@ -430,20 +470,9 @@ async fn reload(
         Ok(mut p) => *p = new_policy,
         Err(poisoned) => *poisoned.into_inner() = new_policy,
     }
-    if new.daemon.max_file_size != old.config.daemon.max_file_size {
-        *scanner = Scanner::new(new.daemon.max_file_size);
-    }
     let config = Arc::new(new);
-    let (inventory, took) = scan(scanner, &config).await;
-    let inventory = Arc::new(inventory);
-    shared.metrics.observe_inventory(&inventory, took);
+    let inventory = scanning.run(&config, &shared.metrics, false).await;
     shared.metrics.observe_reload(true);
-    watcher.set_paths(
-        watched_paths(&config, &inventory)
-            .iter()
-            .map(PathBuf::as_path),
-    );
-    tracker.observe(&inventory, crate::now_unix(), warn_before(&config), false);
     let report = ReloadReport {
         summary: config.summary(),
         certificates: inventory.entries.len(),
@@ -455,25 +484,9 @@ async fn reload(
         inventory,
         config_loaded_at: crate::now_unix(),
         last_reload_error: None,
-        metrics_listen: old.metrics_listen.clone(),
+        ..(*old).clone()
     });
     Ok(report)
-}
-
-/// Everything the inventory depends on, for the watcher.
-fn watched_paths(config: &Config, inventory: &Inventory) -> Vec<PathBuf> {
-    let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
-    for cert in &config.certificates {
-        paths.insert(cert.cert.clone());
-        paths.extend(cert.key.clone());
-        paths.extend(cert.pkcs12_password_file.clone());
-    }
-    for watch in &config.watch {
-        paths.extend(watch.paths.iter().map(PathBuf::from));
-        paths.extend(watch.pkcs12_password_file.clone());
-    }
-    paths.extend(inventory.entries.iter().map(|e| e.path.clone()));
-    paths.into_iter().collect()
 }
 
 /// Remembers states and problems between scans so that each change is logged once.

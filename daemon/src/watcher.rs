@@ -70,10 +70,11 @@ impl Watcher {
     }
 
     /// Watches the folders that `paths` (files or glob patterns) live in; drops watches no
-    /// longer needed.
-    pub fn set_paths<'a>(&mut self, paths: impl IntoIterator<Item = &'a Path>) {
+    /// longer needed. Returns how many folders are newly watched: what changed in them
+    /// before now was not seen, so the caller looks again.
+    pub fn set_paths<'a>(&mut self, paths: impl IntoIterator<Item = &'a Path>) -> usize {
         let Some(stream) = &self.stream else {
-            return;
+            return 0;
         };
         let wanted: BTreeSet<PathBuf> = paths.into_iter().filter_map(folder_to_watch).collect();
         let mut watches = stream.watches();
@@ -84,6 +85,7 @@ impl Watcher {
             }
             keep
         });
+        let mut added = 0;
         for dir in wanted {
             if self.watches.contains_key(&dir) {
                 continue;
@@ -91,12 +93,14 @@ impl Watcher {
             match watches.add(&dir, mask()) {
                 Ok(wd) => {
                     self.watches.insert(dir, wd);
+                    added += 1;
                 }
                 Err(err) => {
                     log::warn!(path = dir.display().to_string(), error = err.to_string(); "cannot watch folder for changes; relying on the periodic rescan for it");
                 }
             }
         }
+        added
     }
 
     /// Resolves when something changed in a watched folder. Never resolves when inert.

@@ -117,3 +117,45 @@ fn a_key_that_does_not_belong_to_its_certificate_is_a_problem() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_managed_certificate_that_arrives_later_in_a_new_folder_is_noticed() -> Result<()> {
+    use certvakt_testkit::harness::{Daemon, bins, config_toml};
+
+    let dir = tempfile::tempdir()?;
+    let folder = dir.path().join("late/deeper");
+    let cert = folder.join("cert.pem");
+    let key = folder.join("key.pem");
+    let body = format!(
+        "[[certificate]]\nid = \"late\"\ncert = {:?}\nkey = {:?}\nplugin = \"acme\"\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir.path(), "", &body))?;
+    let daemon = Daemon::start(&bins()?, &config, &[])?;
+    assert!(
+        problems(&daemon)?
+            .iter()
+            .any(|(id, kind)| id == "late" && kind == "missing"),
+        "{:?}",
+        problems(&daemon)?
+    );
+
+    // As an operator would: create the folders, then put the pair in place.
+    let ca = TestCa::root_only(CaShape::Tls)?;
+    let leaf = ca.issue(&LeafSpec::tls_server(&["late.apotek-test.example"]))?;
+    std::fs::create_dir_all(&folder)?;
+    std::fs::write(&key, &leaf.key_pem)?;
+    std::fs::write(&cert, &leaf.cert_pem)?;
+    eventually(
+        WAIT,
+        "the late certificate to be found with its key",
+        || {
+            let (_, shown) = daemon.cli_json(&["show", "late"]).ok()?;
+            (shown["entries"][0]["key_check"] == "matches").then_some(())
+        },
+    )?;
+    assert!(problems(&daemon)?.is_empty(), "{:?}", problems(&daemon)?);
+    Ok(())
+}

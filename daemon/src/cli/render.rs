@@ -461,14 +461,10 @@ pub fn exit_for_show(report: &ShowReport) -> Exit {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::expect_used,
-    reason = "in a test, a failed expectation is the failure report"
-)]
 mod tests {
     use super::*;
     use crate::control::protocol::Counts;
-    use crate::inventory::{CertInfo, Entry, KeyInfo, ProblemKind};
+    use crate::inventory::ProblemKind;
     use std::path::PathBuf;
 
     #[test]
@@ -719,40 +715,7 @@ mod tests {
 
     fn shown(state: CertState, seconds_left: i64) -> ShownEntry {
         ShownEntry {
-            entry: Entry {
-                id: "fmk-prod".into(),
-                source: SourceKind::Managed {
-                    id: "fmk-prod".into(),
-                    plugin: "dk-fmk".into(),
-                    key: Some(PathBuf::from("/etc/certvakt/fmk.key")),
-                },
-                path: PathBuf::from("/etc/certvakt/fmk.pem"),
-                index: 0,
-                format: "pem".into(),
-                cert: std::sync::Arc::new(CertInfo {
-                    subject: "CN=Apotek, organizationIdentifier=NTRDK-12345678".into(),
-                    issuer: "CN=Den Danske Stat OCES udstedende-CA 1".into(),
-                    serial: "01:02:03".into(),
-                    not_before: 1_740_787_200,
-                    not_after: 1_803_859_200,
-                    key: KeyInfo {
-                        algorithm: "RSA".into(),
-                        bits: 3072,
-                        curve: None,
-                    },
-                    sha1: "aa:bb".into(),
-                    sha256: "cc:dd".into(),
-                    sans: vec![],
-                    identities: vec![NordicIdentity::DkOces3 {
-                        cvr: "12345678".into(),
-                        uuid: None,
-                    }],
-                    is_ca: false,
-                    self_signed: false,
-                    signature_algorithm: "sha256WithRSAEncryption".into(),
-                }),
-                key_check: KeyCheck::Matches,
-            },
+            entry: crate::inventory::example_entry(),
             state,
             seconds_left,
         }

@@ -311,10 +311,6 @@ pub(crate) fn current_gid() -> u32 {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::expect_used,
-    reason = "in a test, a failed expectation is the failure report"
-)]
 mod tests {
     use super::*;
 

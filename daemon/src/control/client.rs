@@ -256,10 +256,6 @@ fn read_hello_reply(line: &str) -> Result<HelloReplyBody, ClientError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::expect_used,
-    reason = "in a test, a failed expectation is the failure report"
-)]
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;

@@ -749,10 +749,6 @@ async fn send<W: AsyncWrite + Unpin, T: Serialize>(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::expect_used,
-    reason = "in a test, a failed expectation is the failure report"
-)]
 mod tests {
     use super::*;
     use crate::control::auth::{GroupRef, current_gid};

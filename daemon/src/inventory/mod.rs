@@ -309,3 +309,43 @@ impl CertInfo {
         }
     }
 }
+
+/// A managed OCES3-shaped entry (`fmk-prod`, plugin `dk-fmk`, key matching) for the unit tests
+/// of the modules that consume entries; tests change the fields they are about.
+#[cfg(test)]
+pub(crate) fn example_entry() -> Entry {
+    Entry {
+        id: "fmk-prod".into(),
+        source: SourceKind::Managed {
+            id: "fmk-prod".into(),
+            plugin: "dk-fmk".into(),
+            key: Some(PathBuf::from("/etc/certvakt/fmk.key")),
+        },
+        path: PathBuf::from("/etc/certvakt/fmk.pem"),
+        index: 0,
+        format: "pem".into(),
+        cert: Arc::new(CertInfo {
+            subject: "CN=Apotek, organizationIdentifier=NTRDK-12345678".into(),
+            issuer: "CN=Den Danske Stat OCES udstedende-CA 1".into(),
+            serial: "01:02:03".into(),
+            not_before: 1_740_787_200,
+            not_after: 1_803_859_200,
+            key: KeyInfo {
+                algorithm: "RSA".into(),
+                bits: 3072,
+                curve: None,
+            },
+            sha1: "aa:bb".into(),
+            sha256: "cc:dd".into(),
+            sans: vec![],
+            identities: vec![NordicIdentity::DkOces3 {
+                cvr: "12345678".into(),
+                uuid: None,
+            }],
+            is_ca: false,
+            self_signed: false,
+            signature_algorithm: "sha256WithRSAEncryption".into(),
+        }),
+        key_check: KeyCheck::Matches,
+    }
+}
