@@ -9,3 +9,5 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Version of this crate, which is the message API version a plugin was built against.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod profile;
