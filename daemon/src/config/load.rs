@@ -22,7 +22,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::validate::{self, MAX_FILE_SIZE_LIMIT, Refusal};
-use super::{Config, ManagedCertificate, Origin, Problem, Watch};
+use super::{Config, KeyPolicy, ManagedCertificate, Origin, Problem, Watch};
 use crate::duration::HumanDuration;
 
 const TOP_KEYS: &[&str] = &["daemon", "control", "metrics", "watch", "certificate"];
@@ -36,7 +36,29 @@ const DAEMON_KEYS: &[&str] = &[
 const CONTROL_KEYS: &[&str] = &["socket", "admin_group", "read_group"];
 const METRICS_KEYS: &[&str] = &["listen"];
 const WATCH_KEYS: &[&str] = &["paths", "pkcs12_password_file"];
-const CERTIFICATE_KEYS: &[&str] = &["id", "cert", "key", "plugin", "pkcs12_password_file"];
+const CERTIFICATE_KEYS: &[&str] = &[
+    "id",
+    "cert",
+    "key",
+    "plugin",
+    "pkcs12_password_file",
+    "chain",
+    "fullchain",
+    "pkcs12",
+    "renew_before",
+    "key_type",
+    "key_policy",
+    "owner",
+    "group",
+    "key_mode",
+    "cert_mode",
+    "overlap",
+    "pre_hook",
+    "deploy_hook",
+    "post_hook",
+    "hook_timeout",
+    "settings",
+];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
@@ -133,6 +155,34 @@ fn describe(value: &DeValue<'_>) -> &'static str {
         DeValue::Datetime(_) => "a date-time",
         DeValue::Array(_) => "a list",
         DeValue::Table(_) => "a table",
+    }
+}
+
+/// A TOML value as JSON, for plugin settings (which plugins read as JSON). Date-times become
+/// their TOML text; integers that do not fit an i64 become strings.
+fn to_json(value: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        DeValue::String(s) => Json::String(s.to_string()),
+        DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::String(n.as_str().to_owned())),
+        DeValue::Float(f) => f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Json::String(f.as_str().to_owned()), Json::Number),
+        DeValue::Boolean(b) => Json::Bool(*b),
+        DeValue::Datetime(d) => Json::String(d.to_string()),
+        DeValue::Array(items) => Json::Array(items.iter().map(|i| to_json(i.get_ref())).collect()),
+        DeValue::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.get_ref().to_string(), to_json(v.get_ref())))
+                .collect(),
+        ),
     }
 }
 
@@ -738,17 +788,180 @@ impl Loader {
         self.config.watch.push(watch);
     }
 
+    /// A string parsed by `parse`; a refusal is reported against the value.
+    fn parsed<T>(
+        &mut self,
+        src: &Source<'_>,
+        key: &str,
+        v: &Value<'_>,
+        example: &str,
+        parse: impl FnOnce(&str) -> Result<T, Refusal>,
+    ) -> Option<T> {
+        let text = self.string(src, key, v, example)?;
+        match parse(&text) {
+            Ok(value) => Some(value),
+            Err(refusal) => {
+                self.refused(src, key, v, refusal);
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        src: &Source<'_>,
+        key: &str,
+        v: &Value<'_>,
+        example: &str,
+    ) -> Option<HumanDuration> {
+        self.parsed(src, key, v, example, |text| {
+            text.parse::<HumanDuration>().map_err(|e| Refusal {
+                message: e.to_string(),
+                hint: format!("write a duration, e.g. {example}"),
+            })
+        })
+    }
+
+    /// A command line: a non-empty list of strings whose first is an absolute program path.
+    fn command(
+        &mut self,
+        src: &Source<'_>,
+        key: &str,
+        v: &Value<'_>,
+        example: &str,
+    ) -> Option<Vec<String>> {
+        let argv = self.strings(src, key, v, example)?;
+        if argv.first().is_some_and(|p| p.starts_with('/')) {
+            return Some(argv);
+        }
+        self.problem(
+            src,
+            v.span().start,
+            key,
+            "must start with the program's absolute path".into(),
+            format!(
+                "write the program and its arguments as a list, e.g. {example} (no shell is \
+                 involved; for shell syntax use [\"/bin/sh\", \"-c\", \"...\"])"
+            ),
+        );
+        None
+    }
+
+    /// The optional renewal keys of a `[[certificate]]`. Returns whether `name` was taken.
+    fn renewal_key(
+        &mut self,
+        src: &Source<'_>,
+        key: &str,
+        name: &str,
+        v: &Value<'_>,
+        cert: &mut ManagedCertificate,
+    ) -> bool {
+        let r = &mut cert.renewal;
+        match name {
+            "chain" | "fullchain" | "pkcs12" => {
+                let example = format!("{name} = \"/etc/certvakt/fmk/{name}.pem\"");
+                let Some(path) = self.path(src, key, v, &example) else {
+                    return false;
+                };
+                match name {
+                    "chain" => r.chain = Some(path),
+                    "fullchain" => r.fullchain = Some(path),
+                    _ => r.pkcs12 = Some(path),
+                }
+            }
+            "renew_before" | "overlap" | "hook_timeout" => {
+                let example = format!("{name} = \"30d\"");
+                let Some(d) = self.duration(src, key, v, &example) else {
+                    return false;
+                };
+                match name {
+                    "renew_before" => r.renew_before = Some(d),
+                    "overlap" => r.overlap = d,
+                    _ => r.hook_timeout = d,
+                }
+            }
+            "key_type" => {
+                let Some(alg) = self.parsed(
+                    src,
+                    key,
+                    v,
+                    "key_type = \"rsa-3072\"",
+                    validate::key_algorithm,
+                ) else {
+                    return false;
+                };
+                r.key_type = Some(alg);
+            }
+            "key_policy" => {
+                let parse = |text: &str| match text {
+                    "new" => Ok(KeyPolicy::New),
+                    "reuse" => Ok(KeyPolicy::Reuse),
+                    _ => Err(Refusal {
+                        message: format!("\"{text}\" is not a key policy"),
+                        hint: "write key_policy = \"new\" (a new key every renewal) or \"reuse\""
+                            .into(),
+                    }),
+                };
+                let Some(policy) = self.parsed(src, key, v, "key_policy = \"new\"", parse) else {
+                    return false;
+                };
+                r.key_policy = policy;
+            }
+            "owner" | "group" => {
+                let example = format!("{name} = \"root\"");
+                let Some(text) = self.string(src, key, v, &example) else {
+                    return false;
+                };
+                match name {
+                    "owner" => r.owner = Some(text),
+                    _ => r.group = Some(text),
+                }
+            }
+            "key_mode" | "cert_mode" => {
+                let example = format!("{name} = \"0640\"");
+                let Some(mode) = self.parsed(src, key, v, &example, validate::file_mode) else {
+                    return false;
+                };
+                match name {
+                    "key_mode" => r.key_mode = mode,
+                    _ => r.cert_mode = mode,
+                }
+            }
+            "pre_hook" | "deploy_hook" | "post_hook" => {
+                let example = format!("{name} = [\"/usr/bin/systemctl\", \"reload\", \"nginx\"]");
+                let Some(argv) = self.command(src, key, v, &example) else {
+                    return false;
+                };
+                match name {
+                    "pre_hook" => r.pre_hook = Some(argv),
+                    "deploy_hook" => r.deploy_hook = Some(argv),
+                    _ => r.post_hook = Some(argv),
+                }
+            }
+            "settings" => {
+                if !matches!(v.get_ref(), DeValue::Table(_)) {
+                    self.problem(
+                        src,
+                        v.span().start,
+                        key,
+                        format!("must be a table, not {}", describe(v.get_ref())),
+                        "write the plugin's settings below a [certificate.settings] header, \
+                         after this [[certificate]]'s other keys"
+                            .into(),
+                    );
+                    return false;
+                }
+                r.settings = to_json(v.get_ref());
+            }
+            _ => return false,
+        }
+        true
+    }
+
     fn certificate(&mut self, src: &Source<'_>, item: &Value<'_>) {
         let prefix = format!("certificate[{}]", self.config.certificates.len());
         let header = item.span().start;
-        let mut cert = ManagedCertificate {
-            id: String::new(),
-            cert: PathBuf::new(),
-            key: None,
-            plugin: String::new(),
-            pkcs12_password_file: None,
-            origin: src.origin(header),
-        };
+        let mut cert = ManagedCertificate::new("", PathBuf::new(), "", src.origin(header));
         if let Some(table) = self.entry_table(src, &prefix, "certificate", item) {
             for (k, v) in table.iter() {
                 let key = format!("{prefix}.{}", k.get_ref());
@@ -784,6 +997,11 @@ impl Loader {
                         let example = "pkcs12_password_file = \"/etc/certvakt/secrets/fmk.pass\"";
                         if let Some(p) = self.path(src, &key, v, example) {
                             cert.pkcs12_password_file = Some(p);
+                            self.remember(src, key, at);
+                        }
+                    }
+                    name if CERTIFICATE_KEYS.contains(&name) => {
+                        if self.renewal_key(src, &key, name, v, &mut cert) {
                             self.remember(src, key, at);
                         }
                     }

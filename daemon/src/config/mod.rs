@@ -155,9 +155,97 @@ pub struct ManagedCertificate {
     pub key: Option<PathBuf>,
     /// The plugin that renews it (e.g. `dk-fmk`).
     pub plugin: String,
-    /// Password file when `cert` is PKCS#12.
+    /// Password file when `cert` is PKCS#12, and for the `pkcs12` output.
     pub pkcs12_password_file: Option<PathBuf>,
+    /// How it is renewed and where the results go.
+    pub renewal: Renewal,
     pub origin: Origin,
+}
+
+impl ManagedCertificate {
+    /// An entry with the required keys and every optional one at its default.
+    pub fn new(id: &str, cert: PathBuf, plugin: &str, origin: Origin) -> ManagedCertificate {
+        ManagedCertificate {
+            id: id.to_owned(),
+            cert,
+            key: None,
+            plugin: plugin.to_owned(),
+            pkcs12_password_file: None,
+            renewal: Renewal::default(),
+            origin,
+        }
+    }
+}
+
+/// Whether a renewal makes a new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPolicy {
+    /// A new key every renewal (the default).
+    #[default]
+    New,
+    /// Keep the current key (for authorities that pin the key, not the certificate).
+    Reuse,
+}
+
+/// The renewal keys of a `[[certificate]]`; every one is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Renewal {
+    /// `chain`: where to write the issuing chain (PEM).
+    pub chain: Option<PathBuf>,
+    /// `fullchain`: where to write certificate + chain (PEM).
+    pub fullchain: Option<PathBuf>,
+    /// `pkcs12`: where to write a PKCS#12 bundle (needs `pkcs12_password_file`).
+    pub pkcs12: Option<PathBuf>,
+    /// `renew_before`: renew this long before expiry at the latest. Renewal starts at 2/3 of
+    /// the lifetime or at this point, whichever is earlier.
+    pub renew_before: Option<HumanDuration>,
+    /// `key_type`: overrides the plugin's choice (`rsa-2048`, `rsa-3072`, `rsa-4096`,
+    /// `ec-p256`, `ec-p384`).
+    pub key_type: Option<certvakt_plugin_api::profile::KeyAlgorithm>,
+    /// `key_policy`: `new` (default) or `reuse`.
+    pub key_policy: KeyPolicy,
+    /// `owner` and `group` of the written files (names); default: the daemon's.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// `key_mode` (default `"0600"`) and `cert_mode` (default `"0644"`), octal strings.
+    pub key_mode: u32,
+    pub cert_mode: u32,
+    /// `overlap`: how long the old certificate stays registered after the new one is in
+    /// place, for authorities that need both (default 0).
+    pub overlap: HumanDuration,
+    /// `pre_hook`, `deploy_hook`, `post_hook`: commands (program with absolute path, then
+    /// arguments) run before installing, after a successful install, and always at the end.
+    pub pre_hook: Option<Vec<String>>,
+    pub deploy_hook: Option<Vec<String>>,
+    pub post_hook: Option<Vec<String>>,
+    /// `hook_timeout` (default `"60s"`).
+    pub hook_timeout: HumanDuration,
+    /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
+    pub settings: serde_json::Value,
+}
+
+impl Default for Renewal {
+    fn default() -> Renewal {
+        Renewal {
+            chain: None,
+            fullchain: None,
+            pkcs12: None,
+            renew_before: None,
+            key_type: None,
+            key_policy: KeyPolicy::New,
+            owner: None,
+            group: None,
+            key_mode: 0o600,
+            cert_mode: 0o644,
+            overlap: HumanDuration(std::time::Duration::ZERO),
+            pre_hook: None,
+            deploy_hook: None,
+            post_hook: None,
+            hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            settings: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
 }
 
 impl Config {

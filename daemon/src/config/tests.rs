@@ -154,6 +154,7 @@ fn full_file_loads_every_value() {
                     file: main.clone(),
                     line: 24
                 },
+                renewal: Default::default(),
             },
             ManagedCertificate {
                 id: "kanta.server".into(),
@@ -165,6 +166,7 @@ fn full_file_loads_every_value() {
                     file: main.clone(),
                     line: 30
                 },
+                renewal: Default::default(),
             },
         ]
     );
@@ -595,4 +597,113 @@ fn every_file_is_read_even_after_broken_ones() {
     );
     assert_eq!(problems[3].message, "the file is not valid UTF-8");
     assert_eq!(problems[4].key, "control.socket");
+}
+
+#[test]
+fn renewal_keys_and_plugin_settings_load() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "fmk-prod"
+cert = "/etc/certvakt/fmk/cert.pem"
+key = "/etc/certvakt/fmk/key.pem"
+chain = "/etc/certvakt/fmk/chain.pem"
+fullchain = "/etc/certvakt/fmk/fullchain.pem"
+pkcs12 = "/etc/certvakt/fmk/keystore.p12"
+pkcs12_password_file = "/etc/certvakt/secrets/fmk.pass"
+plugin = "dk-fmk"
+renew_before = "45d"
+key_type = "rsa-3072"
+key_policy = "reuse"
+owner = "root"
+group = "fmk"
+key_mode = "0640"
+cert_mode = "0644"
+overlap = "14d"
+deploy_hook = ["/usr/bin/systemctl", "reload", "fmk-client"]
+hook_timeout = "2m"
+
+[certificate.settings]
+cvr = "25450442"
+environment = "test"
+pharmacy = { name = "Hjørring Apotek", ean = 5790000123456 }
+"#,
+    );
+    let config = dir.load_ok();
+    let r = &config.certificates[0].renewal;
+    assert_eq!(
+        r.chain.as_deref(),
+        Some(Path::new("/etc/certvakt/fmk/chain.pem"))
+    );
+    assert_eq!(
+        r.pkcs12.as_deref(),
+        Some(Path::new("/etc/certvakt/fmk/keystore.p12"))
+    );
+    assert_eq!(r.renew_before.map(|d| d.as_secs()), Some(45 * 86_400));
+    assert_eq!(
+        r.key_type,
+        Some(certvakt_plugin_api::profile::KeyAlgorithm::Rsa3072)
+    );
+    assert_eq!(r.key_policy, KeyPolicy::Reuse);
+    assert_eq!((r.key_mode, r.cert_mode), (0o640, 0o644));
+    assert_eq!(r.overlap.as_secs(), 14 * 86_400);
+    assert_eq!(r.hook_timeout.as_secs(), 120);
+    assert_eq!(
+        r.deploy_hook.as_deref(),
+        Some(
+            &[
+                "/usr/bin/systemctl".to_string(),
+                "reload".into(),
+                "fmk-client".into()
+            ][..]
+        )
+    );
+    assert_eq!(r.settings["cvr"], "25450442");
+    assert_eq!(r.settings["pharmacy"]["ean"], 5790000123456_i64);
+    assert_eq!(r.settings["pharmacy"]["name"], "Hjørring Apotek");
+}
+
+#[test]
+fn bad_renewal_keys_are_reported_each_at_its_line() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+pkcs12 = "/etc/ssl/web.p12"
+key_type = "rsa-1024"
+key_mode = "0644"
+deploy_hook = ["systemctl", "reload", "nginx"]
+key_policy = "sometimes"
+settings = "none"
+"#,
+    );
+    let problems = dir.load_err();
+    let found: Vec<(String, Option<usize>)> =
+        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    for expected in [
+        ("certificate[0].key_type", Some(6)),
+        ("certificate[0].key_mode", Some(7)),
+        ("certificate[0].deploy_hook", Some(8)),
+        ("certificate[0].key_policy", Some(9)),
+        ("certificate[0].settings", Some(10)),
+        ("certificate[0].pkcs12", Some(5)),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(k, l)| k == expected.0 && *l == expected.1),
+            "{expected:?} not in {found:?}\n{}",
+            render(&problems)
+        );
+    }
+    let text = render(&problems);
+    assert!(
+        text.contains("lets other users read or change the private key"),
+        "{text}"
+    );
+    assert!(text.contains("absolute path"), "{text}");
 }

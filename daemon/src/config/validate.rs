@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use super::{Config, Origin, Problem};
+use super::{Config, ManagedCertificate, Origin, Problem};
 
 /// Largest accepted `max_file_size`: 64 MiB.
 pub(super) const MAX_FILE_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -386,8 +386,110 @@ impl Validator<'_> {
                 let key = format!("certificate[{i}].pkcs12_password_file");
                 self.absolute(&key, origin, file, "/etc/certvakt/secrets/fmk.pass");
             }
+            self.renewal(i, cert);
         }
     }
+
+    /// The renewal keys of one `[[certificate]]`.
+    fn renewal(&mut self, i: usize, cert: &ManagedCertificate) {
+        let origin = Some(&cert.origin);
+        let r = &cert.renewal;
+        let outputs = [
+            ("chain", &r.chain),
+            ("fullchain", &r.fullchain),
+            ("pkcs12", &r.pkcs12),
+        ];
+        for (name, path) in outputs {
+            let Some(path) = path else { continue };
+            let key = format!("certificate[{i}].{name}");
+            self.absolute(&key, origin, path, "/etc/certvakt/fmk/chain.pem");
+            if *path == cert.cert || Some(path) == cert.key.as_ref() {
+                self.report(
+                    &key,
+                    origin,
+                    format!("{name} is the same file as cert or key"),
+                    format!("give {name} its own file"),
+                );
+            }
+        }
+        if r.pkcs12.is_some() && cert.pkcs12_password_file.is_none() {
+            self.report(
+                &format!("certificate[{i}].pkcs12"),
+                origin,
+                "a PKCS#12 output needs a password".into(),
+                "add pkcs12_password_file = \"/etc/certvakt/secrets/<id>.pass\" (a file \
+                 holding the password, readable by certvakt only)"
+                    .into(),
+            );
+        }
+        if r.key_mode & 0o007 != 0 || r.key_mode & 0o020 != 0 {
+            self.report(
+                &format!("certificate[{i}].key_mode"),
+                origin,
+                format!(
+                    "{:04o} lets other users read or change the private key",
+                    r.key_mode
+                ),
+                "write key_mode = \"0600\", or \"0640\" with group = the group of the \
+                 service that reads the key"
+                    .into(),
+            );
+        }
+        if r.renew_before.is_some_and(|d| d.as_secs() == 0) {
+            self.report(
+                &format!("certificate[{i}].renew_before"),
+                origin,
+                "renew_before is zero: the certificate would be renewed only once it expired"
+                    .into(),
+                "write how long before expiry to renew at the latest, e.g. renew_before = \"30d\""
+                    .into(),
+            );
+        }
+        for (name, hook) in [
+            ("pre_hook", &r.pre_hook),
+            ("deploy_hook", &r.deploy_hook),
+            ("post_hook", &r.post_hook),
+        ] {
+            if hook.as_ref().is_some_and(Vec::is_empty) {
+                self.report(
+                    &format!("certificate[{i}].{name}"),
+                    origin,
+                    format!("{name} is an empty command"),
+                    format!("remove {name}, or write the program and its arguments"),
+                );
+            }
+        }
+    }
+}
+
+/// `key_type`: the names of [`KeyAlgorithm`](certvakt_plugin_api::profile::KeyAlgorithm).
+pub(super) fn key_algorithm(
+    text: &str,
+) -> Result<certvakt_plugin_api::profile::KeyAlgorithm, Refusal> {
+    use certvakt_plugin_api::profile::KeyAlgorithm as K;
+    [K::Rsa2048, K::Rsa3072, K::Rsa4096, K::EcP256, K::EcP384]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+        .ok_or_else(|| Refusal {
+            message: format!("\"{text}\" is not a key type"),
+            hint: "write one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384".into(),
+        })
+}
+
+/// `key_mode` / `cert_mode`: an octal string of permission bits, `"0600"` .. `"0777"`.
+pub(super) fn file_mode(text: &str) -> Result<u32, Refusal> {
+    let refusal = || Refusal {
+        message: format!("\"{text}\" is not a file mode"),
+        hint: "write the permission bits in octal, in quotes, e.g. key_mode = \"0600\"".into(),
+    };
+    let digits = text
+        .strip_prefix('0')
+        .filter(|d| !d.is_empty())
+        .unwrap_or(text);
+    if digits.is_empty() || digits.len() > 3 {
+        return Err(refusal());
+    }
+    u32::from_str_radix(digits, 8).map_err(|_| refusal())
 }
 
 #[cfg(test)]
@@ -403,14 +505,7 @@ mod tests {
     }
 
     fn cert(id: &str, cert: &str, plugin: &str, line: usize) -> ManagedCertificate {
-        ManagedCertificate {
-            id: id.into(),
-            cert: cert.into(),
-            key: None,
-            plugin: plugin.into(),
-            pkcs12_password_file: None,
-            origin: origin(line),
-        }
+        ManagedCertificate::new(id, cert.into(), plugin, origin(line))
     }
 
     fn keys(problems: &[Problem]) -> Vec<&str> {

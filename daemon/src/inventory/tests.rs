@@ -1027,6 +1027,7 @@ fn sources_come_from_the_configuration_in_order() {
         plugin: "dk-fmk".into(),
         pkcs12_password_file: None,
         origin,
+        renewal: Default::default(),
     });
     let sources = sources_from_config(&config);
     assert_eq!(
