@@ -4,6 +4,12 @@
 //! happening on disk: it becomes valid (`not_before`), it enters the warning window
 //! (`not_after - warn_before`), and it expires (`not_after`). [`next_wakeup`] returns the
 //! earliest of those still in the future, so between them the daemon sleeps: no polling.
+//!
+//! For managed certificates it also says when a renewal is due ([`renewal_due`]: at two
+//! thirds of the lifetime, or `renew_before` ahead of expiry if that is earlier, moved a
+//! little earlier by a jitter fixed per certificate so that a fleet of servers does not renew
+//! in the same second) and how long to wait after a failure ([`backoff`]: exponential,
+//! capped, with jitter).
 
 use crate::inventory::Inventory;
 
@@ -32,6 +38,52 @@ pub fn next_transition(inventory: &Inventory, now: i64, warn_before: u64) -> Opt
 pub fn next_wakeup(inventory: &Inventory, now: i64, warn_before: u64) -> i64 {
     let safety = now + SAFETY_RESCAN_SECS;
     next_transition(inventory, now, warn_before).map_or(safety, |t| t.min(safety))
+}
+
+/// When a certificate valid from `not_before` to `not_after` is due for renewal.
+///
+/// Two thirds into its lifetime, or `renew_before` seconds before it expires, whichever is
+/// earlier; then moved earlier by up to 1% of the lifetime (at most 6 hours), by an amount
+/// fixed for `id`. Never before `not_before`.
+pub fn renewal_due(id: &str, not_before: i64, not_after: i64, renew_before: Option<u64>) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    let two_thirds = not_before + lifetime * 2 / 3;
+    let due = match renew_before.and_then(|s| i64::try_from(s).ok()) {
+        Some(before) => two_thirds.min(not_after.saturating_sub(before)),
+        None => two_thirds,
+    };
+    let spread = (lifetime / 100).min(6 * 3_600);
+    let jitter = if spread > 0 {
+        (stable_hash(id) % spread as u64) as i64
+    } else {
+        0
+    };
+    (due - jitter).max(not_before)
+}
+
+/// Seconds to wait after the `failures`-th failure in a row (1-based): `initial` doubled per
+/// failure, capped at `max`, then reduced by up to a fifth by a jitter drawn from `seed`, so
+/// retries of many certificates do not arrive together.
+pub fn backoff(failures: u32, initial: u64, max: u64, seed: u64) -> u64 {
+    let exponent = failures.saturating_sub(1).min(32);
+    let base = initial.saturating_mul(1u64 << exponent).min(max).max(1);
+    let jitter = splitmix(seed ^ u64::from(failures)) % (base / 5 + 1);
+    base - jitter
+}
+
+/// FNV-1a: stable across runs and builds (unlike the std hasher), so a certificate's jitter
+/// does not change with every restart.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -69,5 +121,52 @@ mod tests {
             ..Inventory::default()
         };
         assert_eq!(next_wakeup(&far, 1_000, 0), 1_000 + SAFETY_RESCAN_SECS);
+    }
+
+    #[test]
+    fn renewal_is_due_at_two_thirds_or_renew_before_whichever_is_earlier() {
+        let day = 86_400;
+        // 3-year certificate, no renew_before: two thirds in, minus at most 6 h of jitter.
+        let (nb, na) = (0, 3 * 365 * day);
+        let due = renewal_due("fmk-prod", nb, na, None);
+        assert!(
+            due <= 2 * 365 * day && due >= 2 * 365 * day - 6 * 3_600,
+            "{due}"
+        );
+        // renew_before 400 days is earlier than two thirds (365 days before expiry).
+        let due = renewal_due("fmk-prod", nb, na, Some(400 * day as u64));
+        assert!(
+            due <= na - 400 * day && due >= na - 400 * day - 6 * 3_600,
+            "{due}"
+        );
+        // The jitter is fixed per id, and different ids spread.
+        assert_eq!(
+            renewal_due("a", nb, na, None),
+            renewal_due("a", nb, na, None)
+        );
+        assert_ne!(
+            renewal_due("a", nb, na, None),
+            renewal_due("b", nb, na, None)
+        );
+        // A 10-minute certificate: 1% jitter (6 s at most), never before not_before.
+        let due = renewal_due("short", 1_000, 1_600, None);
+        assert!((1_394..=1_400).contains(&due), "{due}");
+        assert_eq!(renewal_due("x", 1_000, 1_000, None), 1_000);
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_downwards() {
+        let waits: Vec<u64> = (1..=12).map(|n| backoff(n, 60, 3_600, 7)).collect();
+        for (n, wait) in waits.iter().enumerate() {
+            let base = (60u64 << n).min(3_600);
+            assert!(
+                *wait <= base && *wait >= base - base / 5,
+                "failure {}: {wait}",
+                n + 1
+            );
+        }
+        assert!(waits[11] <= 3_600);
+        assert_eq!(backoff(3, 60, 3_600, 7), backoff(3, 60, 3_600, 7));
+        assert_eq!(backoff(0, 0, 0, 1), 1);
     }
 }
