@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod service;
 pub mod signal;
+pub mod store;
 pub mod systemd;
 pub mod watcher;
 
