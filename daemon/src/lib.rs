@@ -21,6 +21,7 @@ pub mod control;
 pub mod daemon_cli;
 pub mod duration;
 pub mod inventory;
+pub mod keys;
 pub mod metrics;
 pub mod schedule;
 pub mod service;

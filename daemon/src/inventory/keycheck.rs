@@ -1,20 +1,21 @@
 //! Does the configured private key belong to the certificate?
 //!
-//! Owns reading a private key file (PEM `PRIVATE KEY` / `RSA PRIVATE KEY` / `EC PRIVATE KEY`,
-//! or DER of any of them), deriving its public half and comparing it with the certificate's
-//! subjectPublicKey bits.
+//! Owns deriving a private key's public half and comparing it with the certificate's
+//! subjectPublicKey bits. Reading the key file (PEM `PRIVATE KEY` / `RSA PRIVATE KEY` /
+//! `EC PRIVATE KEY`, or DER of any of them) is [`crate::keys`]' reader, shared so both say the
+//! same about a key file; this check accepts more kinds of key than `keys` uses (P-521,
+//! Ed25519, any RSA size), since it only watches.
 //!
 //! Promises:
 //! - Key material never leaves this module: verdicts are [`KeyVerdict`] values and fixed
 //!   sentences; library error texts (which could quote input) are not passed on.
 //! - The file bytes and the decoded DER are zeroed when dropped. (rcgen/aws-lc hold their own
 //!   copy while the key is parsed; aws-lc clears it when freeing.)
-//! - Encrypted keys (`ENCRYPTED PRIVATE KEY`, `Proc-Type: 4,ENCRYPTED`) are reported as such:
-//!   the service that uses the key needs it unencrypted too, so certvakt does not ask for a
-//!   passphrase.
+//! - Encrypted keys (`ENCRYPTED PRIVATE KEY`, `Proc-Type: 4,ENCRYPTED`, encrypted PKCS#8 DER)
+//!   are reported as such: the service that uses the key needs it unencrypted too, so certvakt
+//!   does not ask for a passphrase.
 
-use x509_parser::pem::Pem;
-use zeroize::Zeroizing;
+use crate::keys::private_key_der;
 
 /// The outcome of a key check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +32,9 @@ pub enum KeyVerdict {
 /// Compares the private key in `key_bytes` with `cert_public_key` (the certificate's raw
 /// subjectPublicKey bits). `key_bytes` is zeroed by the caller's `Zeroizing` buffer.
 pub fn check_key(key_bytes: &[u8], cert_public_key: &[u8]) -> KeyVerdict {
-    let der = match key_der(key_bytes) {
+    let der = match private_key_der(key_bytes) {
         Ok(der) => der,
-        Err(why) => return KeyVerdict::Unreadable(why),
+        Err(problem) => return KeyVerdict::Unreadable(problem.to_string()),
     };
     let key = match rcgen::KeyPair::try_from(der.as_slice()) {
         Ok(key) => key,
@@ -48,41 +49,6 @@ pub fn check_key(key_bytes: &[u8], cert_public_key: &[u8]) -> KeyVerdict {
     } else {
         KeyVerdict::Mismatch
     }
-}
-
-/// The DER of the first private key in `bytes` (PEM or DER).
-fn key_der(bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let is_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");
-    if !is_pem {
-        if bytes.first() == Some(&0x30) {
-            return Ok(Zeroizing::new(bytes.to_vec()));
-        }
-        return Err("holds no private key (expected PEM PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, or DER)".into());
-    }
-    if bytes.windows(22).any(|w| w == b"Proc-Type: 4,ENCRYPTED") {
-        return Err(encrypted());
-    }
-    let mut labels = Vec::new();
-    for block in Pem::iter_from_buffer(bytes) {
-        let Ok(pem) = block else {
-            return Err("is damaged (a PEM block is cut off or not valid base64)".into());
-        };
-        let contents = Zeroizing::new(pem.contents);
-        match pem.label.as_str() {
-            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => return Ok(contents),
-            "ENCRYPTED PRIVATE KEY" => return Err(encrypted()),
-            other => labels.push(other.to_string()),
-        }
-    }
-    if labels.is_empty() {
-        Err("holds no private key".into())
-    } else {
-        Err(format!("holds no private key (only {})", labels.join(", ")))
-    }
-}
-
-fn encrypted() -> String {
-    "is encrypted; the service using it needs it unencrypted too, so give certvakt that file".into()
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //!   half-read. A PEM without certificate blocks is [`ProblemKind::NotCertificate`] and says
 //!   what it holds instead.
 //! - DER: one certificate (several concatenated ones are accepted too).
+//! - The same PEM and DER readers hand `keys` the certificates' exact DER
+//!   ([`certificate_ders`]), so both say the same about a bad file.
 //! - PKCS#12: every certificate of the bundle; those paired with a private key come first, so
 //!   index 0 is the bundle's own certificate. No password: the empty password is tried, then
 //!   [`ProblemKind::Pkcs12Password`]. The bundle's private key is decrypted by p12-keystore
@@ -89,7 +91,39 @@ pub(crate) fn looks_like_pkcs12(bytes: &[u8]) -> bool {
 
 /// Parses whatever `bytes` hold.
 pub(crate) fn parse_bytes(bytes: &[u8], password: Password<'_>) -> Result<Parsed, Problem> {
-    // Windows tools write PEM with a UTF-8 byte order mark, which hides the first BEGIN line.
+    let bytes = not_blank(bytes)?;
+    if is_pem(bytes) {
+        return parse_pem(bytes, cert_info).map(|certs| ("pem", certs));
+    }
+    match sniff_der(bytes) {
+        DerKind::Pkcs12 => parse_pkcs12(bytes, password).map(|certs| ("pkcs12", certs)),
+        DerKind::Certificate => parse_der(bytes, cert_info).map(|certs| ("der", certs)),
+        other => Err(not_certificate(other)),
+    }
+}
+
+/// The exact DER of every certificate in `bytes`, PEM or DER, with the same checks and
+/// messages as [`parse_bytes`]; for `keys::parse_certificate_chain`, which handles
+/// certificates rather than inventories them. PKCS#12 is refused: it needs a password.
+pub(crate) fn certificate_ders(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Problem> {
+    let bytes = not_blank(bytes)?;
+    let keep_der = |der: &[u8], _: &X509Certificate<'_>| der.to_vec();
+    if is_pem(bytes) {
+        return parse_pem(bytes, keep_der);
+    }
+    match sniff_der(bytes) {
+        DerKind::Certificate => parse_der(bytes, keep_der),
+        DerKind::Pkcs12 => Err((
+            ProblemKind::NotCertificate,
+            "is a PKCS#12 bundle, not PEM or DER certificates; it has to be opened with its password".into(),
+        )),
+        other => Err(not_certificate(other)),
+    }
+}
+
+/// `bytes` without a UTF-8 byte order mark (Windows tools write PEM with one, which hides the
+/// first BEGIN line), or the problem if nothing but blank space is left.
+fn not_blank(bytes: &[u8]) -> Result<&[u8], Problem> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
         let what = if bytes.is_empty() {
@@ -102,21 +136,17 @@ pub(crate) fn parse_bytes(bytes: &[u8], password: Password<'_>) -> Result<Parsed
             format!("{what}; put the certificate (PEM, DER or PKCS#12) in it"),
         ));
     }
-    if is_pem(bytes) {
-        return parse_pem(bytes).map(|certs| ("pem", certs));
-    }
-    match sniff_der(bytes) {
-        DerKind::Pkcs12 => parse_pkcs12(bytes, password).map(|certs| ("pkcs12", certs)),
-        DerKind::Certificate => parse_der(bytes).map(|certs| ("der", certs)),
-        DerKind::PrivateKey => Err((
-            ProblemKind::NotCertificate,
-            "holds a DER-encoded private key but no certificate; point this source at the certificate file".into(),
-        )),
-        DerKind::Unknown => Err((
-            ProblemKind::NotCertificate,
-            "is neither a PEM, a DER certificate nor a PKCS#12 bundle".into(),
-        )),
-    }
+    Ok(bytes)
+}
+
+fn not_certificate(kind: DerKind) -> Problem {
+    let message = match kind {
+        DerKind::PrivateKey => {
+            "holds a DER-encoded private key but no certificate; point this source at the certificate file"
+        }
+        _ => "is neither a PEM, a DER certificate nor a PKCS#12 bundle",
+    };
+    (ProblemKind::NotCertificate, message.into())
 }
 
 fn is_pem(bytes: &[u8]) -> bool {
@@ -158,7 +188,11 @@ fn sniff_der(bytes: &[u8]) -> DerKind {
     }
 }
 
-fn parse_pem(bytes: &[u8]) -> Result<Vec<ParsedCert>, Problem> {
+/// `make` turns each certificate (its exact DER and its parse) into what the caller keeps.
+fn parse_pem<T>(
+    bytes: &[u8],
+    make: impl Fn(&[u8], &X509Certificate<'_>) -> T,
+) -> Result<Vec<T>, Problem> {
     let mut certs = Vec::new();
     let mut other_labels: Vec<String> = Vec::new();
     for (n, block) in Pem::iter_from_buffer(bytes).enumerate() {
@@ -178,7 +212,7 @@ fn parse_pem(bytes: &[u8]) -> Result<Vec<ParsedCert>, Problem> {
         })?;
         match pem.label.as_str() {
             "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
-                let cert = parse_one(&pem.contents).map_err(|e| {
+                let cert = parse_one(&pem.contents, &make).map_err(|e| {
                     (
                         ProblemKind::Malformed,
                         format!("has a damaged certificate in PEM block {block_no}: {e}"),
@@ -221,7 +255,10 @@ fn no_certificate_message(bytes: &[u8], labels: &[String]) -> String {
     "has a PEM BEGIN line but no readable block".into()
 }
 
-fn parse_der(bytes: &[u8]) -> Result<Vec<ParsedCert>, Problem> {
+fn parse_der<T>(
+    bytes: &[u8],
+    make: impl Fn(&[u8], &X509Certificate<'_>) -> T,
+) -> Result<Vec<T>, Problem> {
     let mut certs = Vec::new();
     let mut rest = bytes;
     loop {
@@ -237,7 +274,7 @@ fn parse_der(bytes: &[u8]) -> Result<Vec<ParsedCert>, Problem> {
             )
         })?;
         let der = &rest[..rest.len() - after.len()];
-        certs.push(cert_info(der, &cert));
+        certs.push(make(der, &cert));
         rest = after;
         // Editors and mail clients add newlines or NULs after a DER blob; they are not a
         // second certificate. (Only after a parsed certificate: its own last byte may be
@@ -291,7 +328,7 @@ fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>,
     bags.iter()
         .enumerate()
         .map(|(n, bag)| {
-            parse_one(bag.cert.as_der()).map_err(|e| {
+            parse_one(bag.cert.as_der(), cert_info).map_err(|e| {
                 (
                     ProblemKind::Malformed,
                     format!(
@@ -304,11 +341,11 @@ fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>,
         .collect()
 }
 
-fn parse_one(der: &[u8]) -> Result<ParsedCert, String> {
+fn parse_one<T>(der: &[u8], make: impl Fn(&[u8], &X509Certificate<'_>) -> T) -> Result<T, String> {
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
     // TRUSTED CERTIFICATE blocks carry OpenSSL trust settings after the certificate.
     let exact = &der[..der.len() - rest.len()];
-    Ok(cert_info(exact, &cert))
+    Ok(make(exact, &cert))
 }
 
 /// Everything the inventory reports about one certificate; `der` is its exact encoding.
