@@ -23,6 +23,7 @@ pub mod duration;
 pub mod inventory;
 pub mod keys;
 pub mod metrics;
+pub mod plugin_host;
 pub mod schedule;
 pub mod service;
 pub mod signal;

@@ -27,8 +27,8 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::inventory::{Entry, Inventory, KeyCheck, ProblemKind, SourceKind, SourceProblem};
@@ -59,6 +59,9 @@ pub struct Metrics {
     reloads: IntCounterVec,
     config_last_reload_ok: IntGauge,
     control_requests: IntCounterVec,
+    plugin_calls: IntCounterVec,
+    plugin_call_duration: HistogramVec,
+    plugins: IntGaugeVec,
     /// The last scan, rendered per certificate at scrape time.
     inventory: Mutex<Arc<Inventory>>,
 }
@@ -133,6 +136,28 @@ impl Metrics {
             ),
             &["request", "outcome"],
         )?;
+        let plugin_calls = IntCounterVec::new(
+            Opts::new(
+                "certvakt_plugin_calls_total",
+                "Calls into plugins, by plugin, method and outcome (ok, error, timeout, panic, bad_response, failed).",
+            ),
+            &["plugin", "method", "outcome"],
+        )?;
+        let plugin_call_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "certvakt_plugin_call_duration_seconds",
+                "How long plugin calls took, host calls included; a timed-out call counts its deadline.",
+            )
+            .buckets(vec![0.01, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0]),
+            &["plugin"],
+        )?;
+        let plugins = IntGaugeVec::new(
+            Opts::new(
+                "certvakt_plugins",
+                "Plugin files in plugin_dir at the last load, by state (loaded, or refused: see the log).",
+            ),
+            &["state"],
+        )?;
         reg(Box::new(certificates.clone()))?;
         reg(Box::new(scans.clone()))?;
         reg(Box::new(scan_duration.clone()))?;
@@ -141,6 +166,12 @@ impl Metrics {
         reg(Box::new(reloads.clone()))?;
         reg(Box::new(config_last_reload_ok.clone()))?;
         reg(Box::new(control_requests.clone()))?;
+        reg(Box::new(plugin_calls.clone()))?;
+        reg(Box::new(plugin_call_duration.clone()))?;
+        reg(Box::new(plugins.clone()))?;
+        for state in ["loaded", "refused"] {
+            plugins.with_label_values(&[state]);
+        }
         for result in ["applied", "invalid"] {
             reloads.with_label_values(&[result]);
         }
@@ -158,6 +189,9 @@ impl Metrics {
             reloads,
             config_last_reload_ok,
             control_requests,
+            plugin_calls,
+            plugin_call_duration,
+            plugins,
             inventory: Mutex::new(Arc::new(Inventory::default())),
         })
     }
@@ -198,6 +232,33 @@ impl Metrics {
         self.control_requests
             .with_label_values(&[request, outcome])
             .inc();
+    }
+
+    /// Counts one call into a plugin and its duration. `method` is a plugin-api method name
+    /// and `outcome` one of a fixed set (see `plugin_host::CallOutcome`), so labels stay bounded.
+    pub fn observe_plugin_call(
+        &self,
+        plugin: &str,
+        method: &str,
+        outcome: &'static str,
+        duration: Duration,
+    ) {
+        self.plugin_calls
+            .with_label_values(&[plugin, method, outcome])
+            .inc();
+        self.plugin_call_duration
+            .with_label_values(&[plugin])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Records how many plugin files the last load accepted and refused.
+    pub fn observe_plugins(&self, loaded: usize, refused: usize) {
+        self.plugins
+            .with_label_values(&["loaded"])
+            .set(loaded as i64);
+        self.plugins
+            .with_label_values(&["refused"])
+            .set(refused as i64);
     }
 
     /// The text exposition, with clock-dependent values computed for `now`.

@@ -1,0 +1,726 @@
+//! The plugin host: loading authority plugins from `plugin_dir`, calling them, and the
+//! services the daemon offers them while they run.
+//!
+//! Contract:
+//! - [`load_dir`] looks at the regular `*.so` files of one folder, in name order, and returns
+//!   a [`Registry`]: the plugins that loaded, and one [`Refusal`] per file that did not, with a
+//!   one-line reason naming the file and, for version problems, both versions. A bad file
+//!   never stops the others, never panics the daemon, and is logged once as a warning. A
+//!   file is refused *before* it is opened when it, or the folder, is writable by group or
+//!   others, or owned by anyone but root or the service user: opening a library runs its
+//!   code inside certvaktd. Then it is refused if it cannot be loaded, lacks the
+//!   `certvakt_plugin_v1` symbol, has another ABI version or a descriptor too small for this
+//!   one, was built against a plugin-api version that does not fit (see
+//!   [`certvakt_plugin_api::abi::check_api_version`]), has an unusable name, or has the name of
+//!   a plugin already loaded from an earlier file. Libraries are never unloaded (see
+//!   [`loader`]), so a reload that loads a new file keeps the old one mapped.
+//! - [`LoadedPlugin::call`] runs one plugin method on tokio's blocking pool with a deadline.
+//!   On time, it returns the decoded answer; late, [`PluginCallError::Timeout`] — but the
+//!   blocking thread cannot be stopped and keeps running until the plugin returns (its
+//!   answer is then dropped). So a plugin that hangs for ever holds one blocking thread for
+//!   ever; the runtime must be shut down with a timeout, not waited for. A panic inside the
+//!   plugin comes back as a [`PluginError`] (the SDK catches it); a panic on the host's side of
+//!   the call (host services, decoding) as [`PluginCallError::Panicked`]; neither takes the
+//!   daemon down. Every call is counted in `certvakt_plugin_calls_total{plugin,method,outcome}`
+//!   and timed in `certvakt_plugin_call_duration_seconds{plugin}`.
+//! - During a call the plugin reaches the daemon only through [`HostServices`], which the
+//!   caller provides per call (it knows which certificate the call is about).
+//!   [`BasicServices`] is the implementation for today: logging, the clock, plugin state
+//!   files and operator tasks; signing and HTTP answer "not available yet".
+
+mod loader;
+mod services;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certvakt_plugin_api::abi::{HostCallHandler, LocalHostTable, VersionMismatch};
+use certvakt_plugin_api::messages::{
+    CertificateContext, Description, HostRequest, HostResponse, OrderContext, PluginRequest,
+    PluginResponse, SettingProblem, StepContext, ValidateSettings,
+};
+use certvakt_plugin_api::profile::CsrProfile;
+use certvakt_plugin_api::{
+    ABI_VERSION, API_VERSION, HostError, HostErrorKind, IssueOutcome, PluginError, StepOutcome,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::metrics::Metrics;
+
+pub use services::{BasicServices, OpenedTask};
+
+/// The services a plugin may ask for during a call: log, clock, state, tasks, keys, HTTP.
+///
+/// `handle` runs on the blocking thread of the plugin call and may block. It must answer
+/// every request, with [`HostResponse::Error`] for what it cannot or will not do.
+pub trait HostServices: Send + Sync {
+    fn handle(&self, request: HostRequest) -> HostResponse;
+}
+
+/// The plugins found in `plugin_dir`.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub loaded: Vec<LoadedPlugin>,
+    pub refused: Vec<Refusal>,
+}
+
+impl Registry {
+    /// The loaded plugin of that name.
+    pub fn get(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.loaded.iter().find(|p| p.name == name)
+    }
+}
+
+/// A plugin file that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin file {}: {reason}", .file.display())]
+pub struct Refusal {
+    pub file: PathBuf,
+    pub reason: RefusalReason,
+}
+
+/// Why a plugin file was refused. Each reads after "plugin file PATH: ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusalReason {
+    #[error("cannot read the plugin folder: {0}")]
+    UnreadableDir(String),
+    #[error("is a symbolic link: install plugins as regular files")]
+    Symlink,
+    #[error(
+        "is writable by group or others (mode {mode:04o}), and a plugin runs inside certvaktd: chmod go-w it"
+    )]
+    WritableFile { mode: u32 },
+    #[error(
+        "its folder {} is writable by group or others (mode {mode:04o}), and a plugin runs inside certvaktd: chmod go-w the folder",
+        .dir.display()
+    )]
+    WritableDir { dir: PathBuf, mode: u32 },
+    #[error("is owned by uid {uid}, not by root{}: chown root it", service_uid_text(*.service_uid))]
+    FileOwner { uid: u32, service_uid: Option<u32> },
+    #[error(
+        "its folder {} is owned by uid {uid}, not by root{}: chown root the folder",
+        .dir.display(), service_uid_text(*.service_uid)
+    )]
+    DirOwner {
+        dir: PathBuf,
+        uid: u32,
+        service_uid: Option<u32>,
+    },
+    #[error("cannot be loaded: {0}")]
+    NotLoadable(String),
+    #[error("is not a certvakt plugin: it has no certvakt_plugin_v1 symbol")]
+    NotAPlugin,
+    #[error(
+        "was built for plugin ABI version {plugin}, this certvaktd speaks plugin ABI version {host}: install a build of the plugin made for this certvaktd"
+    )]
+    AbiVersion { plugin: u32, host: u32 },
+    #[error(
+        "its descriptor is {size} bytes, plugin ABI version {abi} needs at least {needed}: the plugin's build is broken",
+        abi = ABI_VERSION
+    )]
+    DescriptorSize { size: u32, needed: usize },
+    #[error("has a broken descriptor: {0}")]
+    BadDescriptor(String),
+    #[error("{name} {version}: {mismatch}")]
+    ApiVersion {
+        name: String,
+        version: String,
+        mismatch: VersionMismatch,
+    },
+    #[error(
+        "names itself {name:?}, which is not a usable plugin name (letters, digits, '.', '_' and '-', at most 64)"
+    )]
+    BadName { name: String },
+    #[error("names itself {name:?}, which is already loaded from {}", .first.display())]
+    Duplicate { name: String, first: PathBuf },
+}
+
+fn service_uid_text(service_uid: Option<u32>) -> String {
+    match service_uid {
+        Some(uid) => format!(" or the service user (uid {uid})"),
+        None => String::new(),
+    }
+}
+
+/// Loads every plugin in `plugin_dir`. See the module documentation for what is refused.
+///
+/// `service_uid` is the user certvaktd runs as, which may own plugins besides root. A missing
+/// folder is no plugins, not an error (a monitor-only installation has none).
+pub fn load_dir(plugin_dir: &Path, service_uid: Option<u32>, metrics: Arc<Metrics>) -> Registry {
+    let mut registry = Registry::default();
+    let refuse = |registry: &mut Registry, file: PathBuf, reason: RefusalReason| {
+        let refusal = Refusal { file, reason };
+        log::warn!(path = refusal.file.display().to_string(); "{refusal}");
+        registry.refused.push(refusal);
+    };
+
+    let entries = match std::fs::read_dir(plugin_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!(path = plugin_dir.display().to_string(); "no plugin folder, so no plugins");
+            metrics.observe_plugins(0, 0);
+            return registry;
+        }
+        Err(e) => {
+            refuse(
+                &mut registry,
+                plugin_dir.to_owned(),
+                RefusalReason::UnreadableDir(e.to_string()),
+            );
+            metrics.observe_plugins(0, registry.refused.len());
+            return registry;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "so"))
+        .collect();
+    files.sort();
+
+    let dir_problem = std::fs::metadata(plugin_dir)
+        .map_err(|e| RefusalReason::UnreadableDir(e.to_string()))
+        .and_then(|meta| check_owner_and_mode(plugin_dir, &meta, service_uid, true));
+
+    for file in files {
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(meta) => meta,
+            Err(e) => {
+                refuse(
+                    &mut registry,
+                    file,
+                    RefusalReason::NotLoadable(e.to_string()),
+                );
+                continue;
+            }
+        };
+        if meta.file_type().is_symlink() {
+            refuse(&mut registry, file, RefusalReason::Symlink);
+            continue;
+        }
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        if let Err(reason) = &dir_problem {
+            refuse(&mut registry, file, reason.clone());
+            continue;
+        }
+        if let Err(reason) = check_owner_and_mode(&file, &meta, service_uid, false) {
+            refuse(&mut registry, file, reason);
+            continue;
+        }
+        let opened = match loader::open(&file) {
+            Ok(opened) => opened,
+            Err(reason) => {
+                refuse(&mut registry, file, reason);
+                continue;
+            }
+        };
+        if let Err(reason) = accept(&opened, &registry) {
+            refuse(&mut registry, file, reason);
+            continue;
+        }
+        log::info!(
+            plugin = opened.name.as_str(), version = opened.version.as_str(),
+            api = opened.api_version.as_str(), path = file.display().to_string();
+            "plugin loaded"
+        );
+        registry.loaded.push(LoadedPlugin {
+            name: opened.name,
+            version: opened.version,
+            api_version: opened.api_version,
+            file,
+            raw: opened.raw,
+            metrics: metrics.clone(),
+        });
+    }
+    metrics.observe_plugins(registry.loaded.len(), registry.refused.len());
+    registry
+}
+
+/// Refuses what is writable by group or others, or owned by anyone but root or the service
+/// user: whoever can change the file or the folder could run code inside certvaktd.
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    service_uid: Option<u32>,
+    is_dir: bool,
+) -> Result<(), RefusalReason> {
+    let mode = meta.permissions().mode() & 0o7777;
+    let uid = meta.uid();
+    let owner_ok = uid == 0 || Some(uid) == service_uid;
+    match (is_dir, mode & 0o022 != 0, owner_ok) {
+        (false, true, _) => Err(RefusalReason::WritableFile { mode }),
+        (true, true, _) => Err(RefusalReason::WritableDir {
+            dir: path.to_owned(),
+            mode,
+        }),
+        (false, false, false) => Err(RefusalReason::FileOwner { uid, service_uid }),
+        (true, false, false) => Err(RefusalReason::DirOwner {
+            dir: path.to_owned(),
+            uid,
+            service_uid,
+        }),
+        (_, false, true) => Ok(()),
+    }
+}
+
+/// The checks on a readable descriptor: API version, name, and no second plugin of a name.
+fn accept(opened: &loader::Opened, registry: &Registry) -> Result<(), RefusalReason> {
+    certvakt_plugin_api::abi::check_api_version(API_VERSION, &opened.api_version).map_err(
+        |mismatch| RefusalReason::ApiVersion {
+            name: opened.name.clone(),
+            version: opened.version.clone(),
+            mismatch,
+        },
+    )?;
+    if !valid_name(&opened.name) {
+        return Err(RefusalReason::BadName {
+            name: opened.name.clone(),
+        });
+    }
+    if let Some(first) = registry.get(&opened.name) {
+        return Err(RefusalReason::Duplicate {
+            name: opened.name.clone(),
+            first: first.file.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Plugin names end up in metric labels, log fields and state folder names.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A plugin that passed every check; cheap to clone.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: String,
+    /// The plugin-api version it was built against.
+    pub api_version: String,
+    pub file: PathBuf,
+    raw: loader::RawPlugin,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("api_version", &self.api_version)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a plugin call did not produce the answer asked for. Every message names the plugin
+/// and the method.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginCallError {
+    /// The plugin answered with an error of its own (a caught panic included).
+    #[error("plugin {plugin} could not {method}: {error}")]
+    Plugin {
+        plugin: String,
+        method: String,
+        error: PluginError,
+    },
+    #[error(
+        "plugin {plugin} did not answer {method} within {deadline:?}; the call goes on in the background until the plugin returns"
+    )]
+    Timeout {
+        plugin: String,
+        method: String,
+        deadline: Duration,
+    },
+    #[error("the host side of plugin {plugin}'s {method} call panicked: {message}")]
+    Panicked {
+        plugin: String,
+        method: String,
+        message: String,
+    },
+    #[error(
+        "plugin {plugin}'s answer to {method} does not decode: {source} (answer begins {excerpt:?})"
+    )]
+    BadResponse {
+        plugin: String,
+        method: String,
+        source: serde_json::Error,
+        excerpt: String,
+    },
+    #[error("plugin {plugin} answered {answered} to a {method} request")]
+    WrongAnswer {
+        plugin: String,
+        method: String,
+        answered: String,
+    },
+    #[error("cannot encode the {method} request for plugin {plugin}: {source}")]
+    Encode {
+        plugin: String,
+        method: String,
+        source: serde_json::Error,
+    },
+    #[error("plugin {plugin}'s {method} call did not run: {reason}")]
+    NotRun {
+        plugin: String,
+        method: String,
+        reason: String,
+    },
+}
+
+/// The `outcome` label of `certvakt_plugin_calls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// An answer to the method.
+    Ok,
+    /// The plugin's own error, a caught plugin panic included.
+    Error,
+    Timeout,
+    /// A panic on the host's side of the call.
+    Panic,
+    /// An answer that does not decode.
+    BadResponse,
+    /// The call could not be made (encoding, runtime shutting down).
+    Failed,
+}
+
+impl CallOutcome {
+    pub const ALL: [CallOutcome; 6] = [
+        CallOutcome::Ok,
+        CallOutcome::Error,
+        CallOutcome::Timeout,
+        CallOutcome::Panic,
+        CallOutcome::BadResponse,
+        CallOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Error => "error",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::Panic => "panic",
+            CallOutcome::BadResponse => "bad_response",
+            CallOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// Calls `method` with `request` as its JSON parameters and decodes the answer as `Resp`
+    /// (normally [`PluginResponse`]; the typed methods below unpack it). See the module
+    /// documentation for the deadline and what happens to a call that overruns it.
+    pub async fn call<Req, Resp>(
+        &self,
+        method: &str,
+        request: &Req,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Resp, PluginCallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        match serde_json::to_vec(request) {
+            Ok(params) => self.call_params(method, params, services, deadline).await,
+            Err(source) => {
+                self.observe(method, CallOutcome::Failed, Duration::ZERO);
+                Err(PluginCallError::Encode {
+                    plugin: self.name.clone(),
+                    method: method.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Sends a typed request; the plugin's error variant becomes [`PluginCallError::Plugin`],
+    /// and an answer to another method [`PluginCallError::WrongAnswer`].
+    pub async fn request(
+        &self,
+        request: &PluginRequest,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<PluginResponse, PluginCallError> {
+        let method = request.method();
+        let params = request
+            .encode_params()
+            .map_err(|source| PluginCallError::Encode {
+                plugin: self.name.clone(),
+                method: method.to_owned(),
+                source,
+            })?;
+        let response: PluginResponse = self.call_params(method, params, services, deadline).await?;
+        match response {
+            PluginResponse::Error(error) => Err(PluginCallError::Plugin {
+                plugin: self.name.clone(),
+                method: method.to_owned(),
+                error,
+            }),
+            response if response.method() == method => Ok(response),
+            other => Err(self.wrong_answer(method, &other)),
+        }
+    }
+
+    pub async fn describe(
+        &self,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Description, PluginCallError> {
+        match self
+            .request(&PluginRequest::Describe, services, deadline)
+            .await?
+        {
+            PluginResponse::Describe(description) => Ok(description),
+            other => Err(self.wrong_answer("describe", &other)),
+        }
+    }
+
+    pub async fn validate_settings(
+        &self,
+        settings: serde_json::Value,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Vec<SettingProblem>, PluginCallError> {
+        let request = PluginRequest::ValidateSettings(ValidateSettings { settings });
+        match self.request(&request, services, deadline).await? {
+            PluginResponse::ValidateSettings(problems) => Ok(problems),
+            other => Err(self.wrong_answer("validate_settings", &other)),
+        }
+    }
+
+    pub async fn csr_profile(
+        &self,
+        certificate: CertificateContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<CsrProfile, PluginCallError> {
+        let request = PluginRequest::CsrProfile(certificate);
+        match self.request(&request, services, deadline).await? {
+            PluginResponse::CsrProfile(profile) => Ok(profile),
+            other => Err(self.wrong_answer("csr_profile", &other)),
+        }
+    }
+
+    pub async fn issue(
+        &self,
+        order: OrderContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<IssueOutcome, PluginCallError> {
+        match self
+            .request(&PluginRequest::Issue(order), services, deadline)
+            .await?
+        {
+            PluginResponse::Issue(outcome) => Ok(outcome),
+            other => Err(self.wrong_answer("issue", &other)),
+        }
+    }
+
+    pub async fn poll(
+        &self,
+        order: OrderContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<IssueOutcome, PluginCallError> {
+        match self
+            .request(&PluginRequest::Poll(order), services, deadline)
+            .await?
+        {
+            PluginResponse::Poll(outcome) => Ok(outcome),
+            other => Err(self.wrong_answer("poll", &other)),
+        }
+    }
+
+    pub async fn register(
+        &self,
+        step: StepContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<StepOutcome, PluginCallError> {
+        match self
+            .request(&PluginRequest::Register(step), services, deadline)
+            .await?
+        {
+            PluginResponse::Register(outcome) => Ok(outcome),
+            other => Err(self.wrong_answer("register", &other)),
+        }
+    }
+
+    pub async fn verify(
+        &self,
+        step: StepContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<StepOutcome, PluginCallError> {
+        match self
+            .request(&PluginRequest::Verify(step), services, deadline)
+            .await?
+        {
+            PluginResponse::Verify(outcome) => Ok(outcome),
+            other => Err(self.wrong_answer("verify", &other)),
+        }
+    }
+
+    pub async fn retire(
+        &self,
+        step: StepContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<StepOutcome, PluginCallError> {
+        match self
+            .request(&PluginRequest::Retire(step), services, deadline)
+            .await?
+        {
+            PluginResponse::Retire(outcome) => Ok(outcome),
+            other => Err(self.wrong_answer("retire", &other)),
+        }
+    }
+
+    fn wrong_answer(&self, method: &str, response: &PluginResponse) -> PluginCallError {
+        PluginCallError::WrongAnswer {
+            plugin: self.name.clone(),
+            method: method.to_owned(),
+            answered: response.method().to_owned(),
+        }
+    }
+
+    /// The call itself: blocking pool, deadline, decoding, metrics.
+    async fn call_params<Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Vec<u8>,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Resp, PluginCallError> {
+        let started = Instant::now();
+        let raw = self.raw;
+        let blocking_method = method.to_owned();
+        let call = tokio::task::spawn_blocking(move || {
+            let handler = ServicesHandler { services };
+            let table = LocalHostTable::new(&handler);
+            raw.call(&blocking_method, &params, table.table())
+        });
+        let fail = |outcome: CallOutcome, error: PluginCallError| {
+            self.observe(method, outcome, started.elapsed());
+            Err(error)
+        };
+        let answer = match tokio::time::timeout(deadline, call).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(join)) if join.is_panic() => {
+                let message = certvakt_plugin_api::abi::panic_message(join.into_panic().as_ref());
+                return fail(
+                    CallOutcome::Panic,
+                    PluginCallError::Panicked {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        message,
+                    },
+                );
+            }
+            Ok(Err(join)) => {
+                return fail(
+                    CallOutcome::Failed,
+                    PluginCallError::NotRun {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        reason: join.to_string(),
+                    },
+                );
+            }
+            Err(_elapsed) => {
+                log::warn!(
+                    plugin = self.name.as_str(), method = method, deadline_ms = deadline.as_millis() as u64;
+                    "plugin call overran its deadline; it keeps a blocking thread until it returns"
+                );
+                return fail(
+                    CallOutcome::Timeout,
+                    PluginCallError::Timeout {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        deadline,
+                    },
+                );
+            }
+        };
+        match serde_json::from_slice::<Resp>(&answer) {
+            Ok(response) => {
+                let outcome = if response_tag(&answer).as_deref() == Some("error") {
+                    CallOutcome::Error
+                } else {
+                    CallOutcome::Ok
+                };
+                self.observe(method, outcome, started.elapsed());
+                Ok(response)
+            }
+            Err(source) => {
+                let excerpt: String = String::from_utf8_lossy(&answer).chars().take(120).collect();
+                fail(
+                    CallOutcome::BadResponse,
+                    PluginCallError::BadResponse {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        source,
+                        excerpt,
+                    },
+                )
+            }
+        }
+    }
+
+    fn observe(&self, method: &str, outcome: CallOutcome, duration: Duration) {
+        self.metrics
+            .observe_plugin_call(&self.name, method, outcome.as_str(), duration);
+        log::debug!(
+            plugin = self.name.as_str(), method = method, outcome = outcome.as_str(),
+            duration_ms = duration.as_millis() as u64;
+            "plugin call"
+        );
+    }
+}
+
+/// The `response` tag of an answer, without decoding the rest into types.
+fn response_tag(answer: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow)]
+        response: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Tag<'_>>(answer)
+        .ok()?
+        .response
+        .map(Cow::into_owned)
+}
+
+/// Answers a plugin's host calls with the caller's [`HostServices`], as JSON.
+struct ServicesHandler {
+    services: Arc<dyn HostServices>,
+}
+
+impl HostCallHandler for ServicesHandler {
+    fn host_call(&self, method: &str, params: &[u8]) -> Vec<u8> {
+        let response = match HostRequest::decode(method, params) {
+            Ok(request) => self.services.handle(request),
+            Err(e) => HostResponse::Error(HostError::new(HostErrorKind::Invalid, e.to_string())),
+        };
+        serde_json::to_vec(&response).unwrap_or_else(|e| {
+            let error = HostError::new(
+                HostErrorKind::Failed,
+                format!("the host could not encode its answer to {method}: {e}"),
+            );
+            serde_json::to_vec(&HostResponse::Error(error)).unwrap_or_default()
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! [`Host`]: what a plugin method may ask of the daemon while it runs.
+//!
+//! Contract:
+//! - A `Host` is only valid during the plugin call it was handed to; it cannot be kept.
+//! - Every method is one [`HostRequest`] encoded as JSON, sent through the host table, and
+//!   one [`HostResponse`] decoded back; a host error, an answer that does not decode, or an
+//!   answer to another method becomes a [`HostError`].
+//! - Logging never fails the caller: a log line the host cannot take is dropped.
+//!
+//! A plugin has its own copy of std, tokio and `log` (it is a separate shared library), so
+//! `log::info!` inside a plugin goes nowhere and a tokio `Handle` is not found: log through
+//! [`Host::log`], and reach the network only through [`Host::http`].
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::abi::HostTable;
+use crate::messages::{
+    HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse, KeyRef,
+    LogLevel, LogRecord, SignRequest, SignatureAlgorithm, TaskSpec,
+};
+
+/// The daemon's services, for the duration of one plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct Host<'a> {
+    table: &'a HostTable,
+}
+
+impl<'a> Host<'a> {
+    /// A handle over a host table: one the host passed to this call, or one built by
+    /// [`LocalHostTable::new`](crate::abi::LocalHostTable::new) (as [`crate::testing::FakeHost`] does).
+    pub fn new(table: &'a HostTable) -> Host<'a> {
+        Host { table }
+    }
+
+    /// Sends any host request and returns the host's answer, errors included as `Err`.
+    pub fn request(&self, request: &HostRequest) -> Result<HostResponse, HostError> {
+        let params = request.encode_params().map_err(|e| {
+            HostError::new(
+                HostErrorKind::Invalid,
+                format!("cannot encode {}: {e}", request.method()),
+            )
+        })?;
+        let answer = self.table.call(request.method(), &params);
+        let response: HostResponse = serde_json::from_slice(&answer).map_err(|e| {
+            HostError::new(
+                HostErrorKind::Failed,
+                format!(
+                    "the host's answer to {} does not decode: {e}",
+                    request.method()
+                ),
+            )
+        })?;
+        match response {
+            HostResponse::Error(error) => Err(error),
+            response if response.method() == request.method() => Ok(response),
+            other => Err(HostError::new(
+                HostErrorKind::Failed,
+                format!(
+                    "the host answered {} to a {} request",
+                    other.method(),
+                    request.method()
+                ),
+            )),
+        }
+    }
+
+    /// Writes a log line; the host adds the plugin's name and the certificate id.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.log_with(level, message, &[]);
+    }
+
+    /// Writes a log line with structured fields (keys of `[a-z0-9_]`).
+    pub fn log_with(&self, level: LogLevel, message: impl Into<String>, fields: &[(&str, &str)]) {
+        let fields: BTreeMap<String, String> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let record = LogRecord {
+            level,
+            message: message.into(),
+            fields,
+        };
+        // A log line is not worth failing a renewal over.
+        let _ = self.request(&HostRequest::Log(record));
+    }
+
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogLevel::Info, message);
+    }
+
+    pub fn warn(&self, message: impl Into<String>) {
+        self.log(LogLevel::Warn, message);
+    }
+
+    /// The host's clock, in seconds since the Unix epoch (fakeable in tests, unlike
+    /// `SystemTime::now`).
+    pub fn now(&self) -> Result<i64, HostError> {
+        match self.request(&HostRequest::Now)? {
+            HostResponse::Now { unix_seconds } => Ok(unix_seconds),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A value the plugin stored for this certificate, if any. Keys are `[A-Za-z0-9._-]`.
+    pub fn state_get(&self, key: &str) -> Result<Option<Value>, HostError> {
+        match self.request(&HostRequest::StateGet { key: key.into() })? {
+            HostResponse::StateGet { value } => Ok(value),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stores a value durably for this certificate; `Value::Null` removes it.
+    pub fn state_put(&self, key: &str, value: Value) -> Result<(), HostError> {
+        match self.request(&HostRequest::StatePut {
+            key: key.into(),
+            value,
+        })? {
+            HostResponse::StatePut => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Opens an operator task now and returns its id. (To pause a step until a person acts,
+    /// return the task in a `Pending` outcome instead.)
+    pub fn open_task(&self, task: TaskSpec) -> Result<String, HostError> {
+        match self.request(&HostRequest::OpenTask(task))? {
+            HostResponse::OpenTask { task_id } => Ok(task_id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Signs `data` with one of the certificate's keys; the host hashes it.
+    pub fn sign(
+        &self,
+        key: KeyRef,
+        algorithm: SignatureAlgorithm,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let request = HostRequest::Sign(SignRequest {
+            key,
+            algorithm,
+            data: data.to_vec(),
+        });
+        match self.request(&request)? {
+            HostResponse::Sign { signature } => Ok(signature),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Makes an HTTP(S) request through the host. Any status is `Ok`; `Err` means no answer.
+    pub fn http(&self, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        match self.request(&HostRequest::Http(request))? {
+            HostResponse::Http(response) => Ok(response),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(response: &HostResponse) -> HostError {
+    HostError::new(
+        HostErrorKind::Failed,
+        format!("unexpected host answer {}", response.method()),
+    )
+}

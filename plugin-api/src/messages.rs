@@ -1,0 +1,1031 @@
+//! The messages that cross the plugin boundary, both ways.
+//!
+//! Contract:
+//! - The host calls a plugin with a method name and that method's parameters as JSON: a
+//!   [`PluginRequest`] split by [`PluginRequest::method`] and [`PluginRequest::encode_params`],
+//!   joined again by [`PluginRequest::decode`]. The plugin answers with one [`PluginResponse`],
+//!   whose variant names the request it answers, or [`PluginResponse::Error`].
+//! - During a call the plugin may call the host the same way: a [`HostRequest`] in, a
+//!   [`HostResponse`] (or [`HostResponse::Error`]) out.
+//! - Serialised, a request is `{"method": "<name>", "params": …}` and a response
+//!   `{"response": "<name>", "result": …}`, so the same messages can later travel one per line
+//!   over a pipe to a sandboxed plugin process. Over the C ABI the method name and the
+//!   parameters are passed separately.
+//! - Bytes (signatures, HTTP bodies, binary files) are `Vec<u8>` here and base64 (standard
+//!   alphabet, padded) on the wire.
+//! - Fields may be added (with `#[serde(default)]`) within a minor version of this crate;
+//!   renaming or removing one needs a new minor (while 0.x) or major version, which the host's
+//!   version check then refuses to mix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::profile::CsrProfile;
+
+// ---------------------------------------------------------------------------------------------
+// Host → plugin
+
+/// A call from the host to a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum PluginRequest {
+    /// Who are you, and which settings do you take? Answered by [`PluginResponse::Describe`].
+    Describe,
+    /// Check a certificate's `settings` table. Answered by [`PluginResponse::ValidateSettings`].
+    ValidateSettings(ValidateSettings),
+    /// What must the new key and CSR look like? Answered by [`PluginResponse::CsrProfile`].
+    CsrProfile(CertificateContext),
+    /// Order a certificate for this CSR. Answered by [`PluginResponse::Issue`].
+    Issue(OrderContext),
+    /// Is the pending order issued yet? Answered by [`PluginResponse::Poll`].
+    Poll(OrderContext),
+    /// Tell the authority about the new certificate. Answered by [`PluginResponse::Register`].
+    Register(StepContext),
+    /// Check that the authority accepts the new certificate. Answered by
+    /// [`PluginResponse::Verify`].
+    Verify(StepContext),
+    /// Withdraw the old certificate from the authority. Answered by [`PluginResponse::Retire`].
+    Retire(StepContext),
+}
+
+/// Method names, as passed over the ABI and written in logs and metrics.
+pub mod method {
+    pub const DESCRIBE: &str = "describe";
+    pub const VALIDATE_SETTINGS: &str = "validate_settings";
+    pub const CSR_PROFILE: &str = "csr_profile";
+    pub const ISSUE: &str = "issue";
+    pub const POLL: &str = "poll";
+    pub const REGISTER: &str = "register";
+    pub const VERIFY: &str = "verify";
+    pub const RETIRE: &str = "retire";
+    /// Every plugin method, in lifecycle order.
+    pub const ALL: [&str; 8] = [
+        DESCRIBE,
+        VALIDATE_SETTINGS,
+        CSR_PROFILE,
+        ISSUE,
+        POLL,
+        REGISTER,
+        VERIFY,
+        RETIRE,
+    ];
+}
+
+impl PluginRequest {
+    /// The method name (the serde tag).
+    pub fn method(&self) -> &'static str {
+        match self {
+            PluginRequest::Describe => method::DESCRIBE,
+            PluginRequest::ValidateSettings(_) => method::VALIDATE_SETTINGS,
+            PluginRequest::CsrProfile(_) => method::CSR_PROFILE,
+            PluginRequest::Issue(_) => method::ISSUE,
+            PluginRequest::Poll(_) => method::POLL,
+            PluginRequest::Register(_) => method::REGISTER,
+            PluginRequest::Verify(_) => method::VERIFY,
+            PluginRequest::Retire(_) => method::RETIRE,
+        }
+    }
+
+    /// The parameters as JSON, as passed over the ABI beside [`PluginRequest::method`].
+    pub fn encode_params(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            PluginRequest::Describe => Ok(b"null".to_vec()),
+            PluginRequest::ValidateSettings(params) => serde_json::to_vec(params),
+            PluginRequest::CsrProfile(params) => serde_json::to_vec(params),
+            PluginRequest::Issue(params) | PluginRequest::Poll(params) => {
+                serde_json::to_vec(params)
+            }
+            PluginRequest::Register(params)
+            | PluginRequest::Verify(params)
+            | PluginRequest::Retire(params) => serde_json::to_vec(params),
+        }
+    }
+
+    /// The request from a method name and its JSON parameters.
+    pub fn decode(method: &str, params: &[u8]) -> Result<PluginRequest, DecodeError> {
+        let bad = |source| DecodeError::BadParams {
+            method: method.to_owned(),
+            source,
+        };
+        Ok(match method {
+            method::DESCRIBE => PluginRequest::Describe,
+            method::VALIDATE_SETTINGS => {
+                PluginRequest::ValidateSettings(serde_json::from_slice(params).map_err(bad)?)
+            }
+            method::CSR_PROFILE => {
+                PluginRequest::CsrProfile(serde_json::from_slice(params).map_err(bad)?)
+            }
+            method::ISSUE => PluginRequest::Issue(serde_json::from_slice(params).map_err(bad)?),
+            method::POLL => PluginRequest::Poll(serde_json::from_slice(params).map_err(bad)?),
+            method::REGISTER => {
+                PluginRequest::Register(serde_json::from_slice(params).map_err(bad)?)
+            }
+            method::VERIFY => PluginRequest::Verify(serde_json::from_slice(params).map_err(bad)?),
+            method::RETIRE => PluginRequest::Retire(serde_json::from_slice(params).map_err(bad)?),
+            other => return Err(DecodeError::UnknownMethod(other.to_owned())),
+        })
+    }
+}
+
+/// A plugin's answer to a [`PluginRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", content = "result", rename_all = "snake_case")]
+pub enum PluginResponse {
+    /// Answers [`PluginRequest::Describe`].
+    Describe(Description),
+    /// Answers [`PluginRequest::ValidateSettings`]: every problem found; empty means valid.
+    ValidateSettings(Vec<SettingProblem>),
+    /// Answers [`PluginRequest::CsrProfile`].
+    CsrProfile(CsrProfile),
+    /// Answers [`PluginRequest::Issue`].
+    Issue(IssueOutcome),
+    /// Answers [`PluginRequest::Poll`].
+    Poll(IssueOutcome),
+    /// Answers [`PluginRequest::Register`].
+    Register(StepOutcome),
+    /// Answers [`PluginRequest::Verify`].
+    Verify(StepOutcome),
+    /// Answers [`PluginRequest::Retire`].
+    Retire(StepOutcome),
+    /// Answers any request the plugin could not carry out.
+    Error(PluginError),
+}
+
+impl PluginResponse {
+    /// The method this answers (`"error"` for [`PluginResponse::Error`]).
+    pub fn method(&self) -> &'static str {
+        match self {
+            PluginResponse::Describe(_) => method::DESCRIBE,
+            PluginResponse::ValidateSettings(_) => method::VALIDATE_SETTINGS,
+            PluginResponse::CsrProfile(_) => method::CSR_PROFILE,
+            PluginResponse::Issue(_) => method::ISSUE,
+            PluginResponse::Poll(_) => method::POLL,
+            PluginResponse::Register(_) => method::REGISTER,
+            PluginResponse::Verify(_) => method::VERIFY,
+            PluginResponse::Retire(_) => method::RETIRE,
+            PluginResponse::Error(_) => "error",
+        }
+    }
+}
+
+/// Parameters of [`PluginRequest::ValidateSettings`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidateSettings {
+    /// The certificate's `[certificate.settings]` table, as JSON.
+    pub settings: Value,
+}
+
+/// The answer to [`PluginRequest::Describe`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// The plugin's name, as the descriptor gives it.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// The `certvakt-plugin-api` version it was built against.
+    pub api_version: String,
+    /// The ABI version it was built with.
+    pub abi_version: u32,
+    /// One or two sentences for `certvakt plugins`: which authority, what it automates.
+    pub summary: String,
+    /// Every setting the plugin reads.
+    #[serde(default)]
+    pub settings: Vec<SettingDoc>,
+}
+
+/// One documented setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingDoc {
+    pub key: String,
+    pub required: bool,
+    /// What it means, with its type and default.
+    pub description: String,
+    /// A valid value, as it would be written in TOML.
+    #[serde(default)]
+    pub example: Option<String>,
+}
+
+impl SettingDoc {
+    /// A setting that must be given.
+    pub fn required(key: impl Into<String>, description: impl Into<String>) -> SettingDoc {
+        SettingDoc {
+            key: key.into(),
+            required: true,
+            description: description.into(),
+            example: None,
+        }
+    }
+
+    /// A setting with a default.
+    pub fn optional(key: impl Into<String>, description: impl Into<String>) -> SettingDoc {
+        SettingDoc {
+            required: false,
+            ..SettingDoc::required(key, description)
+        }
+    }
+
+    /// A valid value, as written in TOML (`"\"ec-p256\""`, `100`).
+    pub fn example(mut self, toml_value: impl Into<String>) -> SettingDoc {
+        self.example = Some(toml_value.into());
+        self
+    }
+}
+
+/// One problem in a certificate's plugin settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingProblem {
+    /// The setting's key (`""` for the table as a whole).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead.
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+impl SettingProblem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> SettingProblem {
+        SettingProblem {
+            key: key.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> SettingProblem {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A certificate as the daemon knows it: the PEM and the facts a plugin usually needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// The certificate (leaf only) as PEM.
+    pub pem: String,
+    /// Subject DN, RFC 4514 style (`CN=…,O=…,C=DK`).
+    pub subject: String,
+    /// Serial number, hexadecimal, as the daemon shows it.
+    pub serial: String,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// The Nordic identities the daemon recognised, as it shows them
+    /// (`DK CVR 33257872 UUID 8d3fa047-…`, `SE HSA-ID SE2321000016-39KJ`).
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+/// What every call about one certificate carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertificateContext {
+    /// The configured certificate id.
+    pub certificate_id: String,
+    /// The certificate's plugin settings (`[certificate.settings]`), as JSON.
+    #[serde(default)]
+    pub settings: Value,
+    /// The environment the certificate is for (`production`, `test`, …).
+    pub environment: String,
+    /// The certificate in use now; `None` for a first issuance.
+    #[serde(default)]
+    pub current: Option<CertificateInfo>,
+}
+
+/// Parameters of [`PluginRequest::Issue`] and [`PluginRequest::Poll`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderContext {
+    #[serde(flatten)]
+    pub certificate: CertificateContext,
+    /// The CSR the daemon made from the plugin's [`CsrProfile`], as PEM.
+    pub csr_pem: String,
+    /// The plugin's state for this renewal run, as it last returned it (`null` at first).
+    #[serde(default)]
+    pub state: Value,
+}
+
+/// Parameters of [`PluginRequest::Register`], [`PluginRequest::Verify`] and
+/// [`PluginRequest::Retire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepContext {
+    #[serde(flatten)]
+    pub certificate: CertificateContext,
+    /// The newly issued certificate, once known.
+    #[serde(default)]
+    pub new: Option<CertificateInfo>,
+    /// The plugin's state for this renewal run, as it last returned it.
+    #[serde(default)]
+    pub state: Value,
+}
+
+/// The result of [`PluginRequest::Issue`] or [`PluginRequest::Poll`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IssueOutcome {
+    /// The certificate is issued: leaf first, then the intermediates, as PEM.
+    Issued { chain_pem: String },
+    /// Not yet: ask again after `poll_after_secs`, or when the operator completes `task`.
+    Pending {
+        poll_after_secs: u64,
+        #[serde(default)]
+        task: Option<TaskSpec>,
+        #[serde(default)]
+        state: Value,
+    },
+}
+
+/// The result of [`PluginRequest::Register`], [`PluginRequest::Verify`] or
+/// [`PluginRequest::Retire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// The step is complete.
+    Done {
+        #[serde(default)]
+        state: Value,
+    },
+    /// Not yet: ask again after `poll_after_secs`, or when the operator completes `task`.
+    Pending {
+        poll_after_secs: u64,
+        #[serde(default)]
+        task: Option<TaskSpec>,
+        #[serde(default)]
+        state: Value,
+    },
+}
+
+/// Why a plugin method failed, in terms the daemon can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}{}", fault_code.as_ref().map(|c| format!(" (fault code {c})")).unwrap_or_default())]
+pub struct PluginError {
+    pub kind: ErrorKind,
+    /// What went wrong, for the operator; names the authority's own words where it can.
+    pub message: String,
+    /// The authority's own fault code, when it gave one.
+    #[serde(default)]
+    pub fault_code: Option<String>,
+}
+
+/// What the daemon does about a [`PluginError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Try again later with back-off (network down, authority busy).
+    Temporary,
+    /// Retrying will not help (refused by the authority, plugin bug).
+    Permanent,
+    /// The certificate's settings are wrong; fix the configuration.
+    Configuration,
+    /// A person must act (portal approval, contract); the message says who and what.
+    NeedsPerson,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Temporary => "temporary",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::NeedsPerson => "needs a person",
+        })
+    }
+}
+
+impl PluginError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> PluginError {
+        PluginError {
+            kind,
+            message: message.into(),
+            fault_code: None,
+        }
+    }
+
+    pub fn temporary(message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::Temporary, message)
+    }
+
+    pub fn permanent(message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::Permanent, message)
+    }
+
+    pub fn configuration(message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::Configuration, message)
+    }
+
+    pub fn needs_person(message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::NeedsPerson, message)
+    }
+
+    pub fn with_fault_code(mut self, code: impl Into<String>) -> PluginError {
+        self.fault_code = Some(code.into());
+        self
+    }
+}
+
+/// A host service failing becomes a plugin error: a failed service (I/O, network) is
+/// temporary; a service the host does not offer, or a request it refuses, is permanent
+/// (retrying the same request will not help).
+impl From<HostError> for PluginError {
+    fn from(error: HostError) -> PluginError {
+        let kind = match error.kind {
+            HostErrorKind::Failed => ErrorKind::Temporary,
+            HostErrorKind::NotAvailable | HostErrorKind::Invalid => ErrorKind::Permanent,
+        };
+        PluginError::new(kind, format!("host service: {}", error.message))
+    }
+}
+
+/// Work for a person: shown by `certvakt tasks`, completed by `certvakt task done` or
+/// `certvakt import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// One line: what to do (`Order the renewed FOCES certificate in MitID Erhverv`).
+    pub title: String,
+    /// Plain text, exact steps: which portal, which menu, what to paste, where to put the
+    /// result.
+    pub instructions: String,
+    /// Files the person needs; the daemon writes them beside the task.
+    #[serde(default)]
+    pub files: Vec<TaskFile>,
+    /// How the task is completed.
+    pub completes_by: Completion,
+}
+
+/// One file handed to the person doing a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    /// File name, without folders (`request.csr`).
+    pub name: String,
+    pub content: TaskFileContent,
+}
+
+/// What a task file holds: given by the plugin, or filled in by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum TaskFileContent {
+    /// Text the plugin wrote.
+    Text(String),
+    /// Bytes the plugin made (base64 on the wire).
+    Base64(#[serde(with = "base64_bytes")] Vec<u8>),
+    /// The run's CSR, PEM (the daemon fills it in).
+    Csr,
+    /// The new certificate, PEM.
+    CertificatePem,
+    /// The new certificate, DER.
+    CertificateDer,
+    /// The certificate being replaced, DER.
+    PreviousCertificateDer,
+}
+
+/// How an operator task is completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// By importing the issued certificate (`certvakt import`, or a file in the inbox).
+    Import,
+    /// By `certvakt task done ID`.
+    Confirm,
+    /// By itself: the plugin notices on its next poll.
+    Poll,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plugin → host
+
+/// A call from a plugin to the host's services, during a plugin call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum HostRequest {
+    /// Write a log line. Answered by [`HostResponse::Log`].
+    Log(LogRecord),
+    /// What time is it? Answered by [`HostResponse::Now`].
+    Now,
+    /// Read a value of the plugin's state for this certificate. Answered by
+    /// [`HostResponse::StateGet`].
+    StateGet { key: String },
+    /// Write (or, with `null`, remove) a value of the plugin's state. Answered by
+    /// [`HostResponse::StatePut`].
+    StatePut { key: String, value: Value },
+    /// Open an operator task now (beside any task an outcome returns). Answered by
+    /// [`HostResponse::OpenTask`].
+    OpenTask(TaskSpec),
+    /// Sign bytes with one of the certificate's keys. Answered by [`HostResponse::Sign`].
+    Sign(SignRequest),
+    /// Make an HTTP(S) request, the host holding TLS and the client identity. Answered by
+    /// [`HostResponse::Http`].
+    Http(HttpRequest),
+}
+
+/// Host method names, as passed over the ABI.
+pub mod host_method {
+    pub const LOG: &str = "log";
+    pub const NOW: &str = "now";
+    pub const STATE_GET: &str = "state_get";
+    pub const STATE_PUT: &str = "state_put";
+    pub const OPEN_TASK: &str = "open_task";
+    pub const SIGN: &str = "sign";
+    pub const HTTP: &str = "http";
+}
+
+/// Parameters of [`HostRequest::StateGet`].
+#[derive(Serialize, Deserialize)]
+struct StateGetParams {
+    key: String,
+}
+
+/// Parameters of [`HostRequest::StatePut`].
+#[derive(Serialize, Deserialize)]
+struct StatePutParams {
+    key: String,
+    value: Value,
+}
+
+impl HostRequest {
+    /// The method name (the serde tag).
+    pub fn method(&self) -> &'static str {
+        match self {
+            HostRequest::Log(_) => host_method::LOG,
+            HostRequest::Now => host_method::NOW,
+            HostRequest::StateGet { .. } => host_method::STATE_GET,
+            HostRequest::StatePut { .. } => host_method::STATE_PUT,
+            HostRequest::OpenTask(_) => host_method::OPEN_TASK,
+            HostRequest::Sign(_) => host_method::SIGN,
+            HostRequest::Http(_) => host_method::HTTP,
+        }
+    }
+
+    /// The parameters as JSON, as passed over the ABI beside [`HostRequest::method`].
+    pub fn encode_params(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            HostRequest::Log(record) => serde_json::to_vec(record),
+            HostRequest::Now => Ok(b"null".to_vec()),
+            HostRequest::StateGet { key } => {
+                serde_json::to_vec(&StateGetParams { key: key.clone() })
+            }
+            HostRequest::StatePut { key, value } => serde_json::to_vec(&StatePutParams {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            HostRequest::OpenTask(task) => serde_json::to_vec(task),
+            HostRequest::Sign(sign) => serde_json::to_vec(sign),
+            HostRequest::Http(http) => serde_json::to_vec(http),
+        }
+    }
+
+    /// The request from a method name and its JSON parameters.
+    pub fn decode(method: &str, params: &[u8]) -> Result<HostRequest, DecodeError> {
+        let bad = |source| DecodeError::BadParams {
+            method: method.to_owned(),
+            source,
+        };
+        Ok(match method {
+            host_method::LOG => HostRequest::Log(serde_json::from_slice(params).map_err(bad)?),
+            host_method::NOW => HostRequest::Now,
+            host_method::STATE_GET => {
+                let StateGetParams { key } = serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::StateGet { key }
+            }
+            host_method::STATE_PUT => {
+                let StatePutParams { key, value } = serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::StatePut { key, value }
+            }
+            host_method::OPEN_TASK => {
+                HostRequest::OpenTask(serde_json::from_slice(params).map_err(bad)?)
+            }
+            host_method::SIGN => HostRequest::Sign(serde_json::from_slice(params).map_err(bad)?),
+            host_method::HTTP => HostRequest::Http(serde_json::from_slice(params).map_err(bad)?),
+            other => return Err(DecodeError::UnknownMethod(other.to_owned())),
+        })
+    }
+}
+
+/// The host's answer to a [`HostRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", content = "result", rename_all = "snake_case")]
+pub enum HostResponse {
+    /// Answers [`HostRequest::Log`].
+    Log,
+    /// Answers [`HostRequest::Now`]: seconds since the Unix epoch.
+    Now { unix_seconds: i64 },
+    /// Answers [`HostRequest::StateGet`]: `None` when nothing is stored under the key.
+    StateGet { value: Option<Value> },
+    /// Answers [`HostRequest::StatePut`]: written durably.
+    StatePut,
+    /// Answers [`HostRequest::OpenTask`] with the task's id.
+    OpenTask { task_id: String },
+    /// Answers [`HostRequest::Sign`] with the signature (base64 on the wire; ECDSA as DER).
+    Sign {
+        #[serde(with = "base64_bytes")]
+        signature: Vec<u8>,
+    },
+    /// Answers [`HostRequest::Http`] with whatever status the server gave.
+    Http(HttpResponse),
+    /// Answers any request the host could not or would not carry out.
+    Error(HostError),
+}
+
+impl HostResponse {
+    /// The method this answers (`"error"` for [`HostResponse::Error`]).
+    pub fn method(&self) -> &'static str {
+        match self {
+            HostResponse::Log => host_method::LOG,
+            HostResponse::Now { .. } => host_method::NOW,
+            HostResponse::StateGet { .. } => host_method::STATE_GET,
+            HostResponse::StatePut => host_method::STATE_PUT,
+            HostResponse::OpenTask { .. } => host_method::OPEN_TASK,
+            HostResponse::Sign { .. } => host_method::SIGN,
+            HostResponse::Http(_) => host_method::HTTP,
+            HostResponse::Error(_) => "error",
+        }
+    }
+}
+
+/// One log line from a plugin. The host adds `plugin` and `cert_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    /// A sentence; never a key, a password or a whole certificate.
+    pub message: String,
+    /// Structured fields (`order_id`, `fault_code`): lower-case keys of `[a-z0-9_]`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Severity of a [`LogRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Which of the certificate's keys to use. The plugin never sees a private key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "name", rename_all = "snake_case")]
+pub enum KeyRef {
+    /// The new key of the running renewal.
+    Pending,
+    /// The key of the certificate in use.
+    Current,
+    /// The key of the certificate replaced by the last renewal, until it is retired.
+    Previous,
+    /// A key configured by name for this certificate (e.g. a separate signing key).
+    Named(String),
+}
+
+/// Signature algorithms the host can apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureAlgorithm {
+    RsaPkcs1Sha256,
+    RsaPkcs1Sha384,
+    RsaPssSha256,
+    EcdsaP256Sha256,
+    EcdsaP384Sha384,
+}
+
+/// Parameters of [`HostRequest::Sign`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignRequest {
+    pub key: KeyRef,
+    pub algorithm: SignatureAlgorithm,
+    /// The message to sign (the host hashes it), base64 on the wire.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// The client certificate an HTTP request presents.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(tag = "type", content = "name", rename_all = "snake_case")]
+pub enum ClientIdentity {
+    /// No client certificate.
+    #[default]
+    None,
+    /// The new certificate and key of the running renewal.
+    Pending,
+    /// The certificate in use and its key.
+    Current,
+    /// The certificate replaced by the last renewal, until it is retired.
+    Previous,
+    /// A client identity configured by name.
+    Named(String),
+}
+
+/// Parameters of [`HostRequest::Http`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// An `https://` URL (the host may refuse plain `http://`).
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, with = "base64_bytes")]
+    pub body: Vec<u8>,
+    #[serde(default)]
+    pub identity: ClientIdentity,
+    /// A named set of trust anchors for the server's certificate; `None` for the host's
+    /// default roots.
+    #[serde(default)]
+    pub trust: Option<String>,
+    /// The whole request, connect to last byte; the host caps it.
+    pub timeout_ms: u64,
+}
+
+impl HttpRequest {
+    /// Default timeout of the constructors.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+    /// A request without body or client certificate.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> HttpRequest {
+        HttpRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            identity: ClientIdentity::None,
+            trust: None,
+            timeout_ms: HttpRequest::DEFAULT_TIMEOUT_MS,
+        }
+    }
+
+    pub fn get(url: impl Into<String>) -> HttpRequest {
+        HttpRequest::new("GET", url)
+    }
+
+    pub fn post(url: impl Into<String>, body: impl Into<Vec<u8>>) -> HttpRequest {
+        HttpRequest::new("POST", url).body(body)
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpRequest {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> HttpRequest {
+        self.body = body.into();
+        self
+    }
+
+    pub fn identity(mut self, identity: ClientIdentity) -> HttpRequest {
+        self.identity = identity;
+        self
+    }
+
+    pub fn trust(mut self, anchors: impl Into<String>) -> HttpRequest {
+        self.trust = Some(anchors.into());
+        self
+    }
+
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> HttpRequest {
+        self.timeout_ms = timeout_ms;
+        self
+    }
+}
+
+/// The answer to [`HostRequest::Http`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, with = "base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of that name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a host service did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct HostError {
+    pub kind: HostErrorKind,
+    pub message: String,
+}
+
+/// What kind of [`HostError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostErrorKind {
+    /// The host does not offer this service (here, or yet).
+    NotAvailable,
+    /// The request is malformed or not allowed (bad state key, unknown key name).
+    Invalid,
+    /// The service tried and failed (I/O, network, timeout).
+    Failed,
+}
+
+impl fmt::Display for HostErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostErrorKind::NotAvailable => "not available",
+            HostErrorKind::Invalid => "invalid request",
+            HostErrorKind::Failed => "failed",
+        })
+    }
+}
+
+impl HostError {
+    pub fn new(kind: HostErrorKind, message: impl Into<String>) -> HostError {
+        HostError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A request that could not be decoded from its method name and parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "unknown method {0:?} (this side speaks certvakt-plugin-api {api})",
+        api = crate::API_VERSION
+    )]
+    UnknownMethod(String),
+    #[error("parameters of {method:?} do not decode: {source}")]
+    BadParams {
+        method: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Serde for `Vec<u8>` as a base64 string (standard alphabet, padded).
+pub mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context() -> CertificateContext {
+        CertificateContext {
+            certificate_id: "fmk-prod".into(),
+            settings: json!({"cvr": "25450442"}),
+            environment: "production".into(),
+            current: None,
+        }
+    }
+
+    #[test]
+    fn plugin_requests_split_and_join_like_the_serde_form() {
+        let requests = [
+            PluginRequest::Describe,
+            PluginRequest::ValidateSettings(ValidateSettings {
+                settings: json!({"a": 1}),
+            }),
+            PluginRequest::CsrProfile(context()),
+            PluginRequest::Issue(OrderContext {
+                certificate: context(),
+                csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+                state: Value::Null,
+            }),
+            PluginRequest::Retire(StepContext {
+                certificate: context(),
+                new: None,
+                state: json!({"step": 2}),
+            }),
+        ];
+        for request in requests {
+            let params = request.encode_params().unwrap();
+            let whole = serde_json::to_value(&request).unwrap();
+            assert_eq!(whole["method"], request.method());
+            let params_value: Value = serde_json::from_slice(&params).unwrap();
+            assert_eq!(
+                whole.get("params").cloned().unwrap_or(Value::Null),
+                params_value
+            );
+            assert_eq!(
+                PluginRequest::decode(request.method(), &params).unwrap(),
+                request
+            );
+        }
+    }
+
+    #[test]
+    fn host_requests_split_and_join_like_the_serde_form() {
+        let requests = [
+            HostRequest::Now,
+            HostRequest::StateGet {
+                key: "order".into(),
+            },
+            HostRequest::StatePut {
+                key: "order".into(),
+                value: json!({"id": 7}),
+            },
+            HostRequest::Sign(SignRequest {
+                key: KeyRef::Named("seal".into()),
+                algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+                data: vec![0, 1, 255],
+            }),
+            HostRequest::Http(HttpRequest::post("https://ca.example/orders", "{}")),
+        ];
+        for request in requests {
+            let params = request.encode_params().unwrap();
+            let whole = serde_json::to_value(&request).unwrap();
+            let params_value: Value = serde_json::from_slice(&params).unwrap();
+            assert_eq!(
+                whole.get("params").cloned().unwrap_or(Value::Null),
+                params_value
+            );
+            assert_eq!(
+                HostRequest::decode(request.method(), &params).unwrap(),
+                request
+            );
+        }
+    }
+
+    #[test]
+    fn wire_form_is_the_documented_one() {
+        let response = PluginResponse::Issue(IssueOutcome::Pending {
+            poll_after_secs: 60,
+            task: None,
+            state: json!({"order": "A-1"}),
+        });
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({"response": "issue", "result": {"outcome": "pending", "poll_after_secs": 60, "task": null, "state": {"order": "A-1"}}})
+        );
+        let sign = HostRequest::Sign(SignRequest {
+            key: KeyRef::Pending,
+            algorithm: SignatureAlgorithm::RsaPssSha256,
+            data: b"hi".to_vec(),
+        });
+        assert_eq!(
+            serde_json::to_value(&sign).unwrap(),
+            json!({"method": "sign", "params": {"key": {"type": "pending"}, "algorithm": "rsa_pss_sha256", "data": "aGk="}})
+        );
+        let file = TaskFile {
+            name: "request.csr".into(),
+            content: TaskFileContent::Csr,
+        };
+        assert_eq!(
+            serde_json::to_value(&file).unwrap(),
+            json!({"name": "request.csr", "content": {"type": "csr"}})
+        );
+    }
+
+    #[test]
+    fn unknown_methods_and_bad_params_are_named() {
+        let err = PluginRequest::decode("renew", b"{}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "unknown method \"renew\" (this side speaks certvakt-plugin-api {})",
+                crate::API_VERSION
+            )
+        );
+        let err = PluginRequest::decode("issue", b"{\"certificate_id\": 3}").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("parameters of \"issue\" do not decode: "),
+            "{err}"
+        );
+        let err = serde_json::from_str::<SignRequest>(
+            r#"{"key":{"type":"current"},"algorithm":"rsa_pkcs1_sha256","data":"@@"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid base64"), "{err}");
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        let err = PluginError::permanent("FMK refused the whitelisting").with_fault_code("E123");
+        assert_eq!(
+            err.to_string(),
+            "permanent: FMK refused the whitelisting (fault code E123)"
+        );
+        let from_host: PluginError =
+            HostError::new(HostErrorKind::Failed, "connection refused").into();
+        assert_eq!(from_host.kind, ErrorKind::Temporary);
+        assert_eq!(from_host.message, "host service: connection refused");
+    }
+}

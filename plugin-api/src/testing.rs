@@ -1,0 +1,306 @@
+//! [`FakeHost`]: test a [`Plugin`] without the daemon.
+//!
+//! Contract:
+//! - [`FakeHost::call`] (and the typed helpers [`FakeHost::issue`] etc.) run a plugin method
+//!   the way the daemon does: the request encoded to JSON, [`dispatch`] decoding it, the
+//!   plugin's host calls going through a real [`HostTable`](crate::abi::HostTable) as JSON both ways, the response
+//!   decoded again. So a test exercises the plugin's codec too; only `dlopen` is left out.
+//! - The fake answers host calls from memory: it records log lines, tasks, signing and HTTP
+//!   requests; keeps state in a map; answers `now` from a settable clock (default
+//!   [`FakeHost::DEFAULT_NOW`]); signs with a canned signature (default
+//!   [`FakeHost::DEFAULT_SIGNATURE`]); answers HTTP from canned responses matched by method
+//!   and URL, and with a [`HostErrorKind::Failed`] error for anything not canned.
+//! - Any host service can be made to fail with [`FakeHost::fail`], to test error paths.
+//! - No I/O, no threads, no clock: tests are deterministic.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use crate::abi::{HostCallHandler, LocalHostTable};
+use crate::host::Host;
+use crate::messages::{
+    CertificateContext, Description, HostError, HostErrorKind, HostRequest, HostResponse,
+    HttpRequest, HttpResponse, IssueOutcome, LogRecord, OrderContext, PluginError, PluginRequest,
+    PluginResponse, SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec,
+    ValidateSettings,
+};
+use crate::plugin::{Plugin, dispatch};
+use crate::profile::CsrProfile;
+
+/// An in-memory host for plugin tests.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    inner: Mutex<Fake>,
+}
+
+#[derive(Debug, Default)]
+struct Fake {
+    now: Option<i64>,
+    signature: Option<Vec<u8>>,
+    logs: Vec<LogRecord>,
+    tasks: Vec<(String, TaskSpec)>,
+    state: BTreeMap<String, Value>,
+    http: Vec<(String, String, HttpResponse)>,
+    http_requests: Vec<HttpRequest>,
+    sign_requests: Vec<SignRequest>,
+    failures: BTreeMap<String, HostError>,
+}
+
+impl FakeHost {
+    /// What `now` answers until [`FakeHost::set_now`]: 2026-01-01T00:00:00Z.
+    pub const DEFAULT_NOW: i64 = 1_767_225_600;
+    /// What `sign` answers until [`FakeHost::set_signature`].
+    pub const DEFAULT_SIGNATURE: &'static [u8] = b"fake-signature";
+
+    pub fn new() -> FakeHost {
+        FakeHost::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Fake> {
+        // A test that panicked while holding the lock has failed already; keep answering.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the clock `now` answers with.
+    pub fn set_now(&self, unix_seconds: i64) {
+        self.lock().now = Some(unix_seconds);
+    }
+
+    /// Sets the signature `sign` answers with.
+    pub fn set_signature(&self, signature: impl Into<Vec<u8>>) {
+        self.lock().signature = Some(signature.into());
+    }
+
+    /// Cans the response to an HTTP request with this method and exact URL (a later one for
+    /// the same request replaces it).
+    pub fn respond_http(&self, method: &str, url: &str, response: HttpResponse) {
+        let mut fake = self.lock();
+        fake.http
+            .retain(|(m, u, _)| !(m.eq_ignore_ascii_case(method) && u == url));
+        fake.http
+            .push((method.to_owned(), url.to_owned(), response));
+    }
+
+    /// Makes a host service (by method name, e.g. `"http"`, see
+    /// [`crate::messages::host_method`]) answer with `error`.
+    pub fn fail(&self, host_method: &str, error: HostError) {
+        self.lock().failures.insert(host_method.to_owned(), error);
+    }
+
+    /// Stores a state value, as if a previous call had.
+    pub fn put_state(&self, key: &str, value: Value) {
+        self.lock().state.insert(key.to_owned(), value);
+    }
+
+    /// A stored state value.
+    pub fn state(&self, key: &str) -> Option<Value> {
+        self.lock().state.get(key).cloned()
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        self.lock().logs.clone()
+    }
+
+    /// Every task opened so far, with its id (`task-1`, `task-2`, …).
+    pub fn tasks(&self) -> Vec<(String, TaskSpec)> {
+        self.lock().tasks.clone()
+    }
+
+    /// Every HTTP request so far.
+    pub fn http_requests(&self) -> Vec<HttpRequest> {
+        self.lock().http_requests.clone()
+    }
+
+    /// Every signing request so far.
+    pub fn sign_requests(&self) -> Vec<SignRequest> {
+        self.lock().sign_requests.clone()
+    }
+
+    /// Answers one host request from memory (what the plugin's host calls reach).
+    pub fn handle(&self, request: HostRequest) -> HostResponse {
+        let mut fake = self.lock();
+        if let Some(error) = fake.failures.get(request.method()) {
+            return HostResponse::Error(error.clone());
+        }
+        match request {
+            HostRequest::Log(record) => {
+                fake.logs.push(record);
+                HostResponse::Log
+            }
+            HostRequest::Now => HostResponse::Now {
+                unix_seconds: fake.now.unwrap_or(FakeHost::DEFAULT_NOW),
+            },
+            HostRequest::StateGet { key } => HostResponse::StateGet {
+                value: fake.state.get(&key).cloned(),
+            },
+            HostRequest::StatePut { key, value } => {
+                if value.is_null() {
+                    fake.state.remove(&key);
+                } else {
+                    fake.state.insert(key, value);
+                }
+                HostResponse::StatePut
+            }
+            HostRequest::OpenTask(task) => {
+                let task_id = format!("task-{}", fake.tasks.len() + 1);
+                fake.tasks.push((task_id.clone(), task));
+                HostResponse::OpenTask { task_id }
+            }
+            HostRequest::Sign(sign) => {
+                fake.sign_requests.push(sign);
+                let signature = fake
+                    .signature
+                    .clone()
+                    .unwrap_or_else(|| FakeHost::DEFAULT_SIGNATURE.to_vec());
+                HostResponse::Sign { signature }
+            }
+            HostRequest::Http(http) => {
+                let canned = fake
+                    .http
+                    .iter()
+                    .find(|(m, u, _)| m.eq_ignore_ascii_case(&http.method) && *u == http.url)
+                    .map(|(_, _, response)| response.clone());
+                let answer = match canned {
+                    Some(response) => HostResponse::Http(response),
+                    None => HostResponse::Error(HostError::new(
+                        HostErrorKind::Failed,
+                        format!("FakeHost has no response for {} {}", http.method, http.url),
+                    )),
+                };
+                fake.http_requests.push(http);
+                answer
+            }
+        }
+    }
+
+    /// Runs one plugin method through the real encoding, as the daemon would.
+    pub fn call<P: Plugin>(&self, plugin: &P, request: &PluginRequest) -> PluginResponse {
+        let params = match request.encode_params() {
+            Ok(params) => params,
+            Err(e) => {
+                return PluginResponse::Error(PluginError::permanent(format!(
+                    "cannot encode the {} request: {e}",
+                    request.method()
+                )));
+            }
+        };
+        let table = LocalHostTable::new(self);
+        let host = Host::new(table.table());
+        let answer = dispatch(plugin, request.method(), &params, &host);
+        serde_json::from_slice(&answer).unwrap_or_else(|e| {
+            PluginResponse::Error(PluginError::permanent(format!(
+                "the plugin's answer to {} does not decode: {e}",
+                request.method()
+            )))
+        })
+    }
+
+    pub fn describe<P: Plugin>(&self, plugin: &P) -> Result<Description, PluginError> {
+        match self.call(plugin, &PluginRequest::Describe) {
+            PluginResponse::Describe(description) => Ok(description),
+            other => Err(unexpected("describe", other)),
+        }
+    }
+
+    pub fn validate_settings<P: Plugin>(
+        &self,
+        plugin: &P,
+        settings: Value,
+    ) -> Result<Vec<SettingProblem>, PluginError> {
+        let request = PluginRequest::ValidateSettings(ValidateSettings { settings });
+        match self.call(plugin, &request) {
+            PluginResponse::ValidateSettings(problems) => Ok(problems),
+            other => Err(unexpected("validate_settings", other)),
+        }
+    }
+
+    pub fn csr_profile<P: Plugin>(
+        &self,
+        plugin: &P,
+        certificate: CertificateContext,
+    ) -> Result<CsrProfile, PluginError> {
+        match self.call(plugin, &PluginRequest::CsrProfile(certificate)) {
+            PluginResponse::CsrProfile(profile) => Ok(profile),
+            other => Err(unexpected("csr_profile", other)),
+        }
+    }
+
+    pub fn issue<P: Plugin>(
+        &self,
+        plugin: &P,
+        order: OrderContext,
+    ) -> Result<IssueOutcome, PluginError> {
+        match self.call(plugin, &PluginRequest::Issue(order)) {
+            PluginResponse::Issue(outcome) => Ok(outcome),
+            other => Err(unexpected("issue", other)),
+        }
+    }
+
+    pub fn poll<P: Plugin>(
+        &self,
+        plugin: &P,
+        order: OrderContext,
+    ) -> Result<IssueOutcome, PluginError> {
+        match self.call(plugin, &PluginRequest::Poll(order)) {
+            PluginResponse::Poll(outcome) => Ok(outcome),
+            other => Err(unexpected("poll", other)),
+        }
+    }
+
+    pub fn register<P: Plugin>(
+        &self,
+        plugin: &P,
+        step: StepContext,
+    ) -> Result<StepOutcome, PluginError> {
+        match self.call(plugin, &PluginRequest::Register(step)) {
+            PluginResponse::Register(outcome) => Ok(outcome),
+            other => Err(unexpected("register", other)),
+        }
+    }
+
+    pub fn verify<P: Plugin>(
+        &self,
+        plugin: &P,
+        step: StepContext,
+    ) -> Result<StepOutcome, PluginError> {
+        match self.call(plugin, &PluginRequest::Verify(step)) {
+            PluginResponse::Verify(outcome) => Ok(outcome),
+            other => Err(unexpected("verify", other)),
+        }
+    }
+
+    pub fn retire<P: Plugin>(
+        &self,
+        plugin: &P,
+        step: StepContext,
+    ) -> Result<StepOutcome, PluginError> {
+        match self.call(plugin, &PluginRequest::Retire(step)) {
+            PluginResponse::Retire(outcome) => Ok(outcome),
+            other => Err(unexpected("retire", other)),
+        }
+    }
+}
+
+/// The plugin's error as is; an answer to another method as a permanent error naming both.
+fn unexpected(method: &str, response: PluginResponse) -> PluginError {
+    match response {
+        PluginResponse::Error(error) => error,
+        other => PluginError::permanent(format!(
+            "the plugin answered {} to a {method} request",
+            other.method()
+        )),
+    }
+}
+
+impl HostCallHandler for FakeHost {
+    fn host_call(&self, method: &str, params: &[u8]) -> Vec<u8> {
+        let response = match HostRequest::decode(method, params) {
+            Ok(request) => self.handle(request),
+            Err(e) => HostResponse::Error(HostError::new(HostErrorKind::Invalid, e.to_string())),
+        };
+        serde_json::to_vec(&response).unwrap_or_default()
+    }
+}
