@@ -647,7 +647,7 @@ fn list_items(view: &View, now: i64) -> Vec<ListItem> {
             source: entry.source.clone(),
             path: entry.path.clone(),
             name: display_name(&entry.cert.subject),
-            identity: entry.cert.identities.first().map(identity_label),
+            identity: entry.cert.identities.first().map(NordicIdentity::label),
             not_after: entry.cert.not_after,
             seconds_left: entry.cert.not_after - now,
             state: entry.cert.state_at(now, warn),
@@ -710,34 +710,6 @@ fn display_name(subject: &str) -> String {
         .find_map(|part| part.strip_prefix("CN="))
         .unwrap_or(subject)
         .to_owned()
-}
-
-/// A short label for a Nordic identity, for tables.
-pub fn identity_label(identity: &NordicIdentity) -> String {
-    match identity {
-        NordicIdentity::DkOces3 { cvr, uuid } => match uuid {
-            Some(uuid) => format!("DK CVR {cvr} UUID {uuid}"),
-            None => format!("DK CVR {cvr}"),
-        },
-        NordicIdentity::DkOces2 { cvr, fid, uid, rid } => {
-            let extra = fid
-                .as_ref()
-                .map(|f| format!(" FID {f}"))
-                .or_else(|| uid.as_ref().map(|u| format!(" UID {u}")))
-                .or_else(|| rid.as_ref().map(|r| format!(" RID {r}")))
-                .unwrap_or_default();
-            format!("DK CVR {cvr}{extra} (OCES2)")
-        }
-        NordicIdentity::SeHsaId { hsa_id } => format!("SE HSA-ID {hsa_id}"),
-        NordicIdentity::NoOrgNumber { orgnr, seid } => format!("NO org {orgnr} (SEID {seid})"),
-        NordicIdentity::FiOrganisation {
-            business_id,
-            identifier,
-        } => match business_id {
-            Some(id) => format!("FI Y-tunnus {id}"),
-            None => format!("FI {identifier}"),
-        },
-    }
 }
 
 #[cfg(test)]

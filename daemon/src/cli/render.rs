@@ -80,32 +80,7 @@ fn format_time_ago(unix: i64, now: i64) -> String {
 
 /// A Nordic identity the way the authorities write it, short.
 pub fn format_identity(identity: &NordicIdentity) -> String {
-    match identity {
-        NordicIdentity::DkOces3 { cvr, uuid } => match uuid {
-            Some(uuid) => format!("DK CVR {cvr} UUID {uuid}"),
-            None => format!("DK CVR {cvr}"),
-        },
-        NordicIdentity::DkOces2 { cvr, fid, uid, rid } => {
-            let mut out = format!("DK CVR {cvr}");
-            for (label, value) in [("FID", fid), ("UID", uid), ("RID", rid)] {
-                if let Some(value) = value {
-                    out.push_str(&format!(" {label} {value}"));
-                }
-            }
-            out.push_str(" (OCES2)");
-            out
-        }
-        NordicIdentity::SeHsaId { hsa_id } => format!("SE HSA {hsa_id}"),
-        NordicIdentity::NoOrgNumber { orgnr, seid } => format!("NO org {orgnr} (SEID {seid})"),
-        NordicIdentity::FiOrganisation {
-            business_id,
-            identifier,
-        } => match business_id {
-            Some(id) if id != identifier => format!("FI Y-tunnus {id} ({identifier})"),
-            Some(id) => format!("FI Y-tunnus {id}"),
-            None => format!("FI {identifier}"),
-        },
-    }
+    identity.label()
 }
 
 fn kind_word(source: &SourceKind) -> &'static str {
@@ -520,7 +495,7 @@ mod tests {
         let se = NordicIdentity::SeHsaId {
             hsa_id: "SE2321000016-39KJ".into(),
         };
-        assert_eq!(format_identity(&se), "SE HSA SE2321000016-39KJ");
+        assert_eq!(format_identity(&se), "SE HSA-ID SE2321000016-39KJ");
         let no = NordicIdentity::NoOrgNumber {
             orgnr: "123456789".into(),
             seid: 2,

@@ -92,6 +92,37 @@ pub enum NordicIdentity {
     },
 }
 
+impl NordicIdentity {
+    /// A short label, for tables and logs: `DK CVR 12345678 UUID …`, `SE HSA-ID …`,
+    /// `NO org 983544622 (SEID 1)`, `FI Y-tunnus 1234567-1`.
+    pub fn label(&self) -> String {
+        match self {
+            NordicIdentity::DkOces3 { cvr, uuid } => match uuid {
+                Some(uuid) => format!("DK CVR {cvr} UUID {uuid}"),
+                None => format!("DK CVR {cvr}"),
+            },
+            NordicIdentity::DkOces2 { cvr, fid, uid, rid } => {
+                let extra = fid
+                    .as_ref()
+                    .map(|f| format!(" FID {f}"))
+                    .or_else(|| uid.as_ref().map(|u| format!(" UID {u}")))
+                    .or_else(|| rid.as_ref().map(|r| format!(" RID {r}")))
+                    .unwrap_or_default();
+                format!("DK CVR {cvr}{extra} (OCES2)")
+            }
+            NordicIdentity::SeHsaId { hsa_id } => format!("SE HSA-ID {hsa_id}"),
+            NordicIdentity::NoOrgNumber { orgnr, seid } => format!("NO org {orgnr} (SEID {seid})"),
+            NordicIdentity::FiOrganisation {
+                business_id,
+                identifier,
+            } => match business_id {
+                Some(id) => format!("FI Y-tunnus {id}"),
+                None => format!("FI {identifier}"),
+            },
+        }
+    }
+}
+
 /// Everything the inventory knows about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertInfo {

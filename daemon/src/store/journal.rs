@@ -22,6 +22,7 @@ use super::{DIR_MODE, META_MODE, Result, Store, StoreError, check_name, io_err};
 
 const STATE_FILE: &str = "state.json";
 const HISTORY_FILE: &str = "history.jsonl";
+const PENDING_KEY_FILE: &str = "pending-key.pem";
 const OUTBOX_DIR: &str = "outbox";
 const INBOX_DIR: &str = "inbox";
 const PLUGINS_DIR: &str = "plugins";
@@ -113,6 +114,15 @@ impl Store {
     /// `certs/<id>/inbox/`: issued certificates dropped in or imported. Created (0750) on demand.
     pub fn inbox(&self, id: &str) -> Result<PathBuf> {
         self.cert_subdir("open inbox", id, INBOX_DIR)
+    }
+
+    /// `certs/<id>/pending-key.pem`: the key of a renewal in progress, written (0600) before
+    /// the CSR is made and kept until the run that made it is finished or abandoned, so a crash
+    /// between "key generated" and "key installed" never loses it.
+    pub fn pending_key_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self
+            .cert_dir_created("find pending key", id)?
+            .join(PENDING_KEY_FILE))
     }
 
     /// `plugins/<plugin>/`: the plugin's own state. Created (0750) on demand.
