@@ -356,6 +356,36 @@ impl TestCa {
         spec.issue_with(issuer, serial, self.chain_der(), self.chain_pem())
     }
 
+    /// Issues a certificate for a PKCS#10 request, as a CA that receives a CSR does: the CSR's
+    /// signature is checked, its subject, SANs and key are kept, and the certificate gets a
+    /// fresh serial, `CA:FALSE`, an authority key identifier and, until `decide` changes them,
+    /// the (extended) key usages the CSR requested and a year of validity from now. `decide` is
+    /// where the caller applies its own profile (validity, usages).
+    pub fn issue_from_csr(
+        &self,
+        csr_pem: &str,
+        decide: impl FnOnce(&mut CertificateParams),
+    ) -> Result<CsrCertificate> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| anyhow!("the CSR cannot be used: {e}"))?;
+        let now = now_seconds();
+        let params = &mut csr.params;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.not_before = now;
+        params.not_after = now + Duration::days(365);
+        params.serial_number = Some(self.next_serial());
+        params.use_authority_key_identifier_extension = true;
+        decide(params);
+        let cert = csr
+            .signed_by(self.signing_issuer())
+            .context("signing a certificate for a CSR")?;
+        Ok(CsrCertificate {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            chain_pem: self.chain_pem(),
+        })
+    }
+
     /// The issuer used to sign leaves, for callers that build `CertificateParams` themselves
     /// (the bulk generator).
     pub(crate) fn signing_issuer(&self) -> &rcgen::Issuer<'static, KeyPair> {
@@ -364,6 +394,15 @@ impl TestCa {
             None => &self.root,
         }
     }
+}
+
+/// A certificate a [`TestCa`] issued for a CSR (the key stays with whoever made the CSR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrCertificate {
+    pub der: Vec<u8>,
+    pub pem: String,
+    /// The issuing chain above it, PEM, nearest first (intermediate, then root).
+    pub chain_pem: String,
 }
 
 /// Now, whole seconds: certificates carry seconds, and tests compare with what was asked.

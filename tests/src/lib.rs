@@ -17,6 +17,7 @@ pub mod ca;
 pub mod harness;
 pub mod leaf;
 pub mod sample;
+pub mod simca;
 
 #[cfg(test)]
 mod selftest;
