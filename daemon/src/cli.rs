@@ -40,8 +40,11 @@ Exit codes:
   3   UNKNOWN: certvaktd cannot be reached, or does not speak this certvakt's protocol
   4   forbidden: the request needs more access (root or group certvakt-admin may change
       things, group certvakt may look)
-  5   not found: show of an id certvaktd does not know
+  5   not found: an id or task id certvaktd does not know
   6   configuration invalid: check-config found problems, or reload was refused
+  7   refused: certvaktd would not do it (an import that does not fit the pending key or
+      the certificate it replaces, a rollback with nothing to go back to, a plugin that is
+      not loaded); the message says why
   64  usage error
 
 The control socket is --socket, else $CERTVAKT_SOCKET, else control.socket of the
@@ -52,7 +55,7 @@ configuration file (--config, default /etc/certvakt/certvakt.toml), else
 #[command(
     name = "certvakt",
     version = crate::VERSION,
-    about = "Ask certvaktd what it guards: status, certificates, reload; check the configuration",
+    about = "Ask certvaktd what it guards and what it needs: status, certificates, renewals, tasks, imports",
     after_long_help = EXIT_CODES_HELP
 )]
 pub struct Args {
@@ -87,6 +90,42 @@ pub enum Command {
     Reload,
     /// Check the configuration here, without the daemon: every problem, exit 6 if any.
     CheckConfig,
+    /// Renew a managed certificate now if it is due (--force: even if not), or retry the
+    /// waiting step of a renewal in progress; needs admin access.
+    Renew {
+        id: String,
+        /// Start a renewal even though the certificate is not due.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Install the previous version of a managed certificate again; needs admin access.
+    Rollback { id: String },
+    /// Operator tasks waiting for a person.
+    Tasks,
+    /// One operator task: show it, or mark it done.
+    Task {
+        #[command(subcommand)]
+        action: TaskAction,
+    },
+    /// Hand certvaktd the certificate the CA issued (PEM or DER, with or without chain), or
+    /// the PKCS#12 bundle the CA made (with --password-file); needs admin access.
+    Import {
+        id: String,
+        file: PathBuf,
+        /// File holding the PKCS#12 bundle's password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// The plugins loaded, and the plugin files refused with the reason.
+    Plugins,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TaskAction {
+    /// Instructions and files of one task.
+    Show { id: String },
+    /// Mark a task done (for tasks that complete by confirmation); needs admin access.
+    Done { id: String },
 }
 
 /// What the process exits with; see [`EXIT_CODES_HELP`].
@@ -99,6 +138,7 @@ pub enum Exit {
     Forbidden,
     NotFound,
     ConfigInvalid,
+    Refused,
     Usage,
 }
 
@@ -112,6 +152,7 @@ impl Exit {
             Exit::Forbidden => 4,
             Exit::NotFound => 5,
             Exit::ConfigInvalid => 6,
+            Exit::Refused => 7,
             Exit::Usage => 64,
         }
     }
@@ -152,6 +193,30 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         Command::List => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
+        Command::Renew { id, force } => Request::Renew {
+            id: id.clone(),
+            force: *force,
+        },
+        Command::Rollback { id } => Request::Rollback { id: id.clone() },
+        Command::Tasks => Request::Tasks,
+        Command::Task {
+            action: TaskAction::Show { id },
+        } => Request::TaskShow { id: id.clone() },
+        Command::Task {
+            action: TaskAction::Done { id },
+        } => Request::TaskDone { id: id.clone() },
+        Command::Import {
+            id,
+            file,
+            password_file,
+        } => match import_request(id, file, password_file.as_deref()) {
+            Ok(request) => request,
+            Err(message) => {
+                let _ = writeln!(err, "certvakt: {message}");
+                return Exit::Usage;
+            }
+        },
+        Command::Plugins => Request::Plugins,
     };
     let socket = socket_path(args.socket.as_deref(), std::env::var_os(SOCKET_ENV), || {
         configured_socket(args.config.as_deref())
@@ -194,6 +259,39 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 let _ = writeln!(out, "{}", report.summary);
             }
             Exit::Ok
+        }
+        Response::Renew { message }
+        | Response::Rollback { message }
+        | Response::TaskDone { message }
+        | Response::Import { message }
+            if response_name_matches(&request) =>
+        {
+            if !args.json {
+                let _ = writeln!(out, "{message}");
+            }
+            Exit::Ok
+        }
+        Response::Tasks { tasks } if request == Request::Tasks => {
+            if !args.json {
+                let _ = out.write_all(render::render_tasks(&tasks, crate::now_unix()).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::TaskShow { task } if matches!(request, Request::TaskShow { .. }) => {
+            if !args.json {
+                let _ = out.write_all(render::render_task(&task).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::Plugins(report) if request == Request::Plugins => {
+            if !args.json {
+                let _ = out.write_all(render::render_plugins(&report).as_bytes());
+            }
+            if report.refused.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Warning
+            }
         }
         other => {
             let _ = writeln!(
@@ -253,6 +351,7 @@ pub fn exit_for_error_code(code: ErrorCode) -> Exit {
         ErrorCode::Forbidden => Exit::Forbidden,
         ErrorCode::NotFound => Exit::NotFound,
         ErrorCode::InvalidConfig => Exit::ConfigInvalid,
+        ErrorCode::Refused => Exit::Refused,
         ErrorCode::BadRequest | ErrorCode::Internal => Exit::Unknown,
     }
 }
@@ -263,8 +362,50 @@ fn response_name(response: &Response) -> &'static str {
         Response::List { .. } => "list",
         Response::Show(_) => "show",
         Response::Reload(_) => "reload",
+        Response::Renew { .. } => "renew",
+        Response::Rollback { .. } => "rollback",
+        Response::Tasks { .. } => "tasks",
+        Response::TaskShow { .. } => "task_show",
+        Response::TaskDone { .. } => "task_done",
+        Response::Import { .. } => "import",
+        Response::Plugins(_) => "plugins",
         Response::Error { .. } => "error",
     }
+}
+
+/// Whether a message response can answer `request` (renew, rollback, task done, import).
+fn response_name_matches(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Renew { .. }
+            | Request::Rollback { .. }
+            | Request::TaskDone { .. }
+            | Request::Import { .. }
+    )
+}
+
+/// Reads the file to import (the CLI runs as the operator, who can read it; the daemon may
+/// not) and its password file.
+fn import_request(id: &str, file: &Path, password_file: Option<&Path>) -> Result<Request, String> {
+    use base64::Engine as _;
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+    );
+    let password = match password_file {
+        Some(path) => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read the password file {}: {e}", path.display())
+                })?);
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        None => None,
+    };
+    Ok(Request::Import {
+        id: id.to_owned(),
+        data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        password,
+    })
 }
 
 fn print_json<T: Serialize>(out: &mut dyn Write, err: &mut dyn Write, value: &T) {
@@ -504,6 +645,8 @@ mod tests {
                     },
                     attention: vec![],
                     problems: vec![],
+                    renewals: Vec::new(),
+                    plugins_refused: 0,
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {
@@ -515,6 +658,14 @@ mod tests {
                     certificates: 0,
                     problems: 0,
                 }),
+                Request::Rollback { id } => Response::Error {
+                    code: ErrorCode::Refused,
+                    message: format!("{id} has no previous version"),
+                },
+                other => Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: format!("{} is not served by this test backend", other.name()),
+                },
             }
         }
     }

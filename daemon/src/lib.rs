@@ -22,6 +22,7 @@ pub mod daemon_cli;
 pub mod duration;
 pub mod inventory;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod plugin_host;
 pub mod schedule;

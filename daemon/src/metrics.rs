@@ -62,8 +62,14 @@ pub struct Metrics {
     plugin_calls: IntCounterVec,
     plugin_call_duration: HistogramVec,
     plugins: IntGaugeVec,
+    plugin_http_requests: IntCounterVec,
     /// The last scan, rendered per certificate at scrape time.
     inventory: Mutex<Arc<Inventory>>,
+    /// The renewal engine's state per certificate, rendered at scrape time.
+    renewals: Mutex<Arc<Vec<RenewalSeries>>>,
+    renewal_failures: IntCounterVec,
+    renewals_done: IntCounterVec,
+    hook_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -158,6 +164,13 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let plugin_http_requests = IntCounterVec::new(
+            Opts::new(
+                "certvakt_plugin_http_requests_total",
+                "HTTP requests plugins made through the host, by plugin and outcome (ok: any HTTP status; refused, setup, connect, tls, timeout, too_large, protocol, not_run).",
+            ),
+            &["plugin", "outcome"],
+        )?;
         reg(Box::new(certificates.clone()))?;
         reg(Box::new(scans.clone()))?;
         reg(Box::new(scan_duration.clone()))?;
@@ -169,6 +182,7 @@ impl Metrics {
         reg(Box::new(plugin_calls.clone()))?;
         reg(Box::new(plugin_call_duration.clone()))?;
         reg(Box::new(plugins.clone()))?;
+        reg(Box::new(plugin_http_requests.clone()))?;
         for state in ["loaded", "refused"] {
             plugins.with_label_values(&[state]);
         }
@@ -179,6 +193,30 @@ impl Metrics {
             certificates.with_label_values(&[source]);
         }
 
+        let renewal_failures = IntCounterVec::new(
+            Opts::new(
+                "certvakt_renewal_failures_total",
+                "Renewal steps that failed (and will be retried with backoff), by certificate and step.",
+            ),
+            &["id", "step"],
+        )?;
+        let renewals_done = IntCounterVec::new(
+            Opts::new(
+                "certvakt_renewals_total",
+                "Renewals completed (new certificate installed, old one retired), by certificate.",
+            ),
+            &["id"],
+        )?;
+        let hook_failures = IntCounterVec::new(
+            Opts::new(
+                "certvakt_hook_failures_total",
+                "Deploy and post hooks that failed or timed out, by certificate and hook.",
+            ),
+            &["id", "hook"],
+        )?;
+        reg(Box::new(renewal_failures.clone()))?;
+        reg(Box::new(renewals_done.clone()))?;
+        reg(Box::new(hook_failures.clone()))?;
         Ok(Metrics {
             registry,
             certificates,
@@ -192,7 +230,12 @@ impl Metrics {
             plugin_calls,
             plugin_call_duration,
             plugins,
+            plugin_http_requests,
             inventory: Mutex::new(Arc::new(Inventory::default())),
+            renewals: Mutex::new(Arc::new(Vec::new())),
+            renewal_failures,
+            renewals_done,
+            hook_failures,
         })
     }
 
@@ -251,6 +294,14 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
+    /// Counts one HTTP request a plugin made through the host. `outcome` is one of a fixed set
+    /// (see `plugin_host::HttpOutcome`), so labels stay bounded.
+    pub fn observe_plugin_http_request(&self, plugin: &str, outcome: &'static str) {
+        self.plugin_http_requests
+            .with_label_values(&[plugin, outcome])
+            .inc();
+    }
+
     /// Records how many plugin files the last load accepted and refused.
     pub fn observe_plugins(&self, loaded: usize, refused: usize) {
         self.plugins
@@ -259,6 +310,29 @@ impl Metrics {
         self.plugins
             .with_label_values(&["refused"])
             .set(refused as i64);
+    }
+
+    /// A renewal step failed.
+    pub fn observe_renewal_failure(&self, id: &str, step: &str) {
+        self.renewal_failures.with_label_values(&[id, step]).inc();
+    }
+
+    /// A renewal completed.
+    pub fn observe_renewal_success(&self, id: &str) {
+        self.renewals_done.with_label_values(&[id]).inc();
+    }
+
+    /// A deploy or post hook failed.
+    pub fn observe_hook_failure(&self, id: &str, hook: &str) {
+        self.hook_failures.with_label_values(&[id, hook]).inc();
+    }
+
+    /// The renewal engine's latest state, rendered at the next scrape.
+    pub fn observe_renewals(&self, series: Vec<RenewalSeries>) {
+        match self.renewals.lock() {
+            Ok(mut current) => *current = Arc::new(series),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(series),
+        }
     }
 
     /// The text exposition, with clock-dependent values computed for `now`.
@@ -276,7 +350,103 @@ impl Metrics {
         }
         let mut text = String::from_utf8(out).unwrap_or_default();
         render_inventory(&mut text, &inventory, now);
+        let renewals = match self.renewals.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        render_renewals(&mut text, &renewals);
         text
+    }
+}
+
+/// One managed certificate's renewal, as the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalSeries {
+    pub id: String,
+    /// The last step completed by the run in progress (`None`: no run).
+    pub step: Option<&'static str>,
+    /// When the engine next acts for it.
+    pub next_at: Option<i64>,
+    pub consecutive_failures: u32,
+    pub last_success: Option<i64>,
+    pub tasks_pending: usize,
+}
+
+/// Every step name a run can be at, so `certvakt_renewal_step` shows the whole set.
+pub const RENEWAL_STEPS: [&str; 8] = [
+    "due",
+    "key_generated",
+    "ordered",
+    "issued",
+    "registered",
+    "installed",
+    "verified",
+    "retired",
+];
+
+fn render_renewals(out: &mut String, renewals: &[RenewalSeries]) {
+    let family = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+    };
+    let sample = |out: &mut String, name: &str, id: &str, value: i64| {
+        out.push_str(name);
+        labels(out, &[("id", id)]);
+        let _ = writeln!(out, " {value}");
+    };
+    let name = "certvakt_renewal_next_timestamp_seconds";
+    family(
+        out,
+        name,
+        "When the renewal engine next acts for the certificate (due, poll, retry, end of overlap), seconds since the Unix epoch.",
+    );
+    for r in renewals {
+        if let Some(at) = r.next_at {
+            sample(out, name, &r.id, at);
+        }
+    }
+    let name = "certvakt_renewal_step";
+    family(
+        out,
+        name,
+        "1 for the last step completed by the renewal in progress; no series when none is in progress.",
+    );
+    for r in renewals {
+        let Some(step) = r.step else { continue };
+        for s in RENEWAL_STEPS {
+            out.push_str(name);
+            labels(out, &[("id", &r.id), ("step", s)]);
+            let _ = writeln!(out, " {}", i64::from(s == step));
+        }
+    }
+    let name = "certvakt_renewal_consecutive_failures";
+    family(
+        out,
+        name,
+        "Failures of the current renewal step in a row; 0 once a step succeeds.",
+    );
+    for r in renewals {
+        sample(out, name, &r.id, i64::from(r.consecutive_failures));
+    }
+    let name = "certvakt_renewal_last_success_timestamp_seconds";
+    family(
+        out,
+        name,
+        "When the last renewal of the certificate completed, seconds since the Unix epoch.",
+    );
+    for r in renewals {
+        if let Some(at) = r.last_success {
+            sample(out, name, &r.id, at);
+        }
+    }
+    let name = "certvakt_tasks_pending";
+    family(
+        out,
+        name,
+        "Operator tasks waiting for a person, by certificate.",
+    );
+    for r in renewals {
+        sample(out, name, &r.id, r.tasks_pending as i64);
     }
 }
 

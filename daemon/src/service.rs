@@ -26,12 +26,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{self, Config, Problem};
 use crate::control::auth::AccessPolicy;
 use crate::control::protocol::{
-    Counts, ErrorCode, Health, ListItem, ReloadReport, Request, Response, ShowReport, ShownEntry,
-    StatusReport, problems_message,
+    Counts, ErrorCode, Health, ListItem, PluginInfo, PluginsReport, RefusedPlugin, ReloadReport,
+    Request, Response, ShowReport, ShownEntry, StatusReport, problems_message,
 };
 use crate::control::{self, Backend};
 use crate::inventory::{self, CertState, Entry, Inventory, NordicIdentity, ProblemKind, Scanner};
+use crate::lifecycle::{self, Engine, EngineError, EngineView};
 use crate::metrics::{self, Metrics, MetricsError};
+use crate::plugin_host::{self, Registry};
 use crate::signal::{Signal, Signals};
 use crate::systemd::Notifier;
 use crate::watcher::Watcher;
@@ -48,6 +50,8 @@ pub enum ServiceError {
     Metrics(#[from] MetricsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("the renewal engine cannot start: {0}")]
+    Engine(#[from] EngineError),
 }
 
 /// At most this many scans in a row while new folders come under watch.
@@ -76,6 +80,9 @@ struct Shared {
     view: RwLock<Arc<View>>,
     metrics: Arc<Metrics>,
     commands: mpsc::Sender<Command>,
+    plugins: Arc<Registry>,
+    engine: mpsc::Sender<lifecycle::Command>,
+    engine_view: Arc<RwLock<EngineView>>,
 }
 
 impl Shared {
@@ -99,20 +106,82 @@ impl Backend for Shared {
     async fn handle(&self, request: Request) -> Response {
         let name = request.name();
         let response = match request {
-            Request::Status => Response::Status(status_report(&self.view(), self.started_at)),
+            Request::Status => Response::Status(status_report(
+                &self.view(),
+                self.started_at,
+                &self.engine_view(),
+                self.plugins.refused.len(),
+            )),
             Request::List => Response::List {
                 items: list_items(&self.view(), crate::now_unix()),
             },
-            Request::Show { id } => match show_report(&self.view(), &id, crate::now_unix()) {
-                Some(report) => Response::Show(report),
+            Request::Show { id } => {
+                match show_report(&self.view(), &id, crate::now_unix(), &self.engine_view()) {
+                    Some(report) => Response::Show(report),
+                    None => Response::Error {
+                        code: ErrorCode::NotFound,
+                        message: format!(
+                            "no certificate or source with id `{id}` (see `certvakt list`; watched files are named by path)"
+                        ),
+                    },
+                }
+            }
+            Request::Reload => self.reload().await,
+            Request::Renew { id, force } => {
+                self.ask_engine(
+                    |reply| lifecycle::Command::Renew { id, force, reply },
+                    |message| Response::Renew { message },
+                )
+                .await
+            }
+            Request::Rollback { id } => {
+                self.ask_engine(
+                    |reply| lifecycle::Command::Rollback { id, reply },
+                    |message| Response::Rollback { message },
+                )
+                .await
+            }
+            Request::TaskDone { id } => {
+                self.ask_engine(
+                    |reply| lifecycle::Command::TaskDone { task_id: id, reply },
+                    |message| Response::TaskDone { message },
+                )
+                .await
+            }
+            Request::Import { id, data, password } => {
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) {
+                    Ok(bytes) => {
+                        let bytes = zeroize::Zeroizing::new(bytes);
+                        let password = password.map(zeroize::Zeroizing::new);
+                        self.ask_engine(
+                            |reply| lifecycle::Command::Import {
+                                id,
+                                bytes,
+                                password,
+                                reply,
+                            },
+                            |message| Response::Import { message },
+                        )
+                        .await
+                    }
+                    Err(e) => Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: format!("the imported file did not arrive intact (base64: {e})"),
+                    },
+                }
+            }
+            Request::Tasks => Response::Tasks {
+                tasks: self.engine_view().tasks().cloned().collect(),
+            },
+            Request::TaskShow { id } => match self.engine_view().tasks().find(|t| t.id == id) {
+                Some(task) => Response::TaskShow { task: task.clone() },
                 None => Response::Error {
                     code: ErrorCode::NotFound,
-                    message: format!(
-                        "no certificate or source with id `{id}` (see `certvakt list`; watched files are named by path)"
-                    ),
+                    message: format!("no open task `{id}` (see `certvakt tasks`)"),
                 },
             },
-            Request::Reload => self.reload().await,
+            Request::Plugins => Response::Plugins(self.plugins_report()),
         };
         let outcome = match response {
             Response::Error { .. } => "error",
@@ -124,6 +193,74 @@ impl Backend for Shared {
 }
 
 impl Shared {
+    fn engine_view(&self) -> EngineView {
+        match self.engine_view.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Sends a command to the renewal engine and turns its answer into a response.
+    async fn ask_engine(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<String, EngineError>>) -> lifecycle::Command,
+        ok: impl FnOnce(String) -> Response,
+    ) -> Response {
+        let (tx, rx) = oneshot::channel();
+        if self.engine.send(command(tx)).await.is_err() {
+            return internal("the renewal engine has stopped; see the journal");
+        }
+        match rx.await {
+            Ok(Ok(message)) => ok(message),
+            Ok(Err(error)) => Response::Error {
+                code: match error {
+                    EngineError::UnknownCertificate(_) | EngineError::UnknownTask(_) => {
+                        ErrorCode::NotFound
+                    }
+                    _ => ErrorCode::Refused,
+                },
+                message: error.to_string(),
+            },
+            Err(_) => internal("the renewal engine stopped before answering; see the journal"),
+        }
+    }
+
+    fn plugins_report(&self) -> PluginsReport {
+        let view = self.view();
+        let users = |name: &str| {
+            view.config
+                .certificates
+                .iter()
+                .filter(|c| c.plugin == name)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        PluginsReport {
+            plugin_dir: view.config.daemon.plugin_dir.clone(),
+            loaded: self
+                .plugins
+                .loaded
+                .iter()
+                .map(|p| PluginInfo {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    api_version: p.api_version.clone(),
+                    file: p.file.clone(),
+                    certificates: users(&p.name),
+                })
+                .collect(),
+            refused: self
+                .plugins
+                .refused
+                .iter()
+                .map(|r| RefusedPlugin {
+                    file: r.file.clone(),
+                    reason: r.reason.to_string(),
+                })
+                .collect(),
+        }
+    }
+
     async fn reload(&self) -> Response {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Reload(tx)).await.is_err() {
@@ -179,6 +316,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let config = Arc::new(config);
+    let plugins = Arc::new(load_plugins(&config, &metrics));
+    let engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), None)?;
+    let engine_view = engine.view();
+    let (engine_tx, engine_rx) = mpsc::channel(16);
+    let engine_task = tokio::spawn(engine.run(engine_rx));
     let mut scanning = Scanning::new(&config);
     let inventory = scanning.run(&config, &metrics, true).await;
 
@@ -193,6 +335,9 @@ pub async fn run(
         })),
         metrics: metrics.clone(),
         commands: commands_tx,
+        plugins,
+        engine: engine_tx,
+        engine_view,
     });
 
     let control_task = {
@@ -298,9 +443,41 @@ pub async fn run(
     {
         log::warn!("connections still open after 5 s; closing them");
     }
+    // Closing the command channel (the last sender goes with `shared`) ends the engine after
+    // the step it is in; its state is saved after every step, so a step cut short by the
+    // deadline is redone at the next start.
+    drop(shared);
+    if tokio::time::timeout(Duration::from_secs(10), engine_task)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "the renewal engine was still in a step after 10 s; it resumes there at the next start"
+        );
+    }
     drop(socket);
     log::info!("certvaktd stopped");
     Ok(())
+}
+
+/// Loads the plugins once at start (a loaded library is never unloaded, so new plugin files
+/// take a restart), and says which certificates cannot renew.
+fn load_plugins(config: &Config, metrics: &Arc<Metrics>) -> Registry {
+    let euid = nix::unistd::geteuid().as_raw();
+    let service_uid = (euid != 0).then_some(euid);
+    let registry = plugin_host::load_dir(&config.daemon.plugin_dir, service_uid, metrics.clone());
+    for plugin in &registry.loaded {
+        log::info!(plugin = plugin.name.as_str(), version = plugin.version.as_str(); "plugin loaded from {}", plugin.file.display());
+    }
+    for refusal in &registry.refused {
+        log::error!(path = refusal.file.display().to_string(); "{refusal}");
+    }
+    for cert in &config.certificates {
+        if registry.get(&cert.plugin).is_none() {
+            log::warn!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "plugin {} is not loaded: this certificate is watched but not renewed (see `certvakt plugins`)", cert.plugin);
+        }
+    }
+    registry
 }
 
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
@@ -473,6 +650,10 @@ async fn reload(
     let config = Arc::new(new);
     let inventory = scanning.run(&config, &shared.metrics, false).await;
     shared.metrics.observe_reload(true);
+    let _ = shared
+        .engine
+        .send(lifecycle::Command::Reconfigure(config.clone()))
+        .await;
     let report = ReloadReport {
         summary: config.summary(),
         certificates: inventory.entries.len(),
@@ -603,12 +784,24 @@ fn counts(view: &View, now: i64) -> Counts {
     counts
 }
 
-fn status_report(view: &View, started_at: i64) -> StatusReport {
+/// Health: expired, not yet valid and unreadable are critical; expiring, a failing renewal,
+/// a task waiting for a person, a certificate whose plugin is missing, or a refused plugin
+/// file are warnings.
+fn status_report(
+    view: &View,
+    started_at: i64,
+    engine: &EngineView,
+    plugins_refused: usize,
+) -> StatusReport {
     let now = crate::now_unix();
     let counts = counts(view, now);
+    let renewal_trouble = engine
+        .certificates
+        .iter()
+        .any(|c| c.failures > 0 || !c.open_tasks.is_empty() || !c.plugin_loaded);
     let health = if counts.expired + counts.not_yet_valid + counts.problems > 0 {
         Health::Critical
-    } else if counts.expiring > 0 {
+    } else if counts.expiring > 0 || renewal_trouble || plugins_refused > 0 {
         Health::Warning
     } else {
         Health::Ok
@@ -634,6 +827,8 @@ fn status_report(view: &View, started_at: i64) -> StatusReport {
         counts,
         attention,
         problems: view.inventory.problems.clone(),
+        renewals: engine.certificates.clone(),
+        plugins_refused,
     }
 }
 
@@ -655,7 +850,7 @@ fn list_items(view: &View, now: i64) -> Vec<ListItem> {
         .collect()
 }
 
-fn show_report(view: &View, id: &str, now: i64) -> Option<ShowReport> {
+fn show_report(view: &View, id: &str, now: i64, engine: &EngineView) -> Option<ShowReport> {
     let warn = warn_before(&view.config);
     let inv = &view.inventory;
     // The base id of a source: an entry id without its `#index`, or a path.
@@ -669,7 +864,8 @@ fn show_report(view: &View, id: &str, now: i64) -> Option<ShowReport> {
                 .iter()
                 .find(|p| p.id == id || p.path == id)
                 .map(|p| p.id.clone())
-        })?;
+        })
+        .or_else(|| engine.get(id).map(|c| c.id.clone()))?;
     let mut entries: Vec<&Entry> = inv
         .entries
         .iter()
@@ -693,6 +889,7 @@ fn show_report(view: &View, id: &str, now: i64) -> Option<ShowReport> {
             .filter(|p| p.id == base)
             .cloned()
             .collect(),
+        renewal: engine.get(&base).cloned(),
     })
 }
 

@@ -688,6 +688,11 @@ pub enum SignatureAlgorithm {
     RsaPssSha256,
     EcdsaP256Sha256,
     EcdsaP384Sha384,
+    /// ECDSA P-256 with SHA-256, the signature as fixed-size r‖s (64 bytes): the form XML-DSig
+    /// (RFC 6931) and so WS-Security, and JWS, use. The plain variants give DER, as OpenSSL does.
+    EcdsaP256Sha256Fixed,
+    /// ECDSA P-384 with SHA-384 as fixed-size r‖s (96 bytes).
+    EcdsaP384Sha384Fixed,
 }
 
 /// Parameters of [`HostRequest::Sign`].

@@ -7,4 +7,5 @@ mod changes;
 mod common;
 mod config;
 mod monitor;
+mod renewal;
 mod service;

@@ -320,3 +320,35 @@ pub fn write_sample_daemon_dir(
     )?;
     Ok((config, manifest))
 }
+
+/// A plugin cdylib built into the same target folder as the binaries
+/// (`lib<crate_name>.so`, `-` becoming `_`).
+pub fn plugin_library(bins: &Bins, crate_name: &str) -> Result<PathBuf> {
+    let file = format!("lib{}.so", crate_name.replace('-', "_"));
+    let path = bins
+        .certvaktd
+        .parent()
+        .context("binaries have a folder")?
+        .join(&file);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Copies plugin libraries into `dir` (created 0755) with mode 0644, as a package installs them.
+pub fn install_plugins(bins: &Bins, dir: &Path, crate_names: &[&str]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for name in crate_names {
+        let from = plugin_library(bins, name)?;
+        let to = dir.join(from.file_name().context("library file name")?);
+        std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}

@@ -7,8 +7,12 @@
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::control::protocol::{Health, ListItem, ShowReport, ShownEntry, StatusReport};
+use crate::control::protocol::{
+    Health, ListItem, PluginsReport, ShowReport, ShownEntry, StatusReport,
+};
 use crate::inventory::{CertState, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
+use crate::lifecycle::{CertRenewal, Task};
+use certvakt_plugin_api::Completion;
 
 use super::Exit;
 
@@ -278,6 +282,35 @@ pub fn render_status(report: &StatusReport) -> String {
             c.problems
         ),
     );
+    let tasks: usize = report.renewals.iter().map(|r| r.open_tasks.len()).sum();
+    if tasks > 0 {
+        push_field(
+            &mut out,
+            "tasks",
+            &format!("{tasks} waiting for a person (`certvakt tasks`)"),
+        );
+    }
+    if report.plugins_refused > 0 {
+        push_field(
+            &mut out,
+            "plugins",
+            &format!(
+                "{} plugin file(s) refused (`certvakt plugins`)",
+                report.plugins_refused
+            ),
+        );
+    }
+    if !report.renewals.is_empty() {
+        out.push_str("\nRenewals:\n");
+        out.push_str(&renewal_table(&report.renewals, report.now));
+        for r in report.renewals.iter().filter(|r| r.last_error.is_some()) {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                r.id,
+                r.last_error.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     if report.attention.is_empty() && report.problems.is_empty() {
         out.push_str("\nNothing needs attention.\n");
         return out;
@@ -396,6 +429,29 @@ pub fn render_show(report: &ShowReport) -> String {
         out.push_str("\nProblems:\n");
         render_problems(&mut out, &report.problems);
     }
+    if let Some(r) = &report.renewal {
+        out.push_str("\nRenewal:\n");
+        push_field(&mut out, "plugin", &plugin_text(r));
+        push_field(&mut out, "step", &step_text(r));
+        push_field(&mut out, "next", &r.next_at.map_or("-".into(), format_time));
+        if let Some(at) = r.last_success {
+            push_field(&mut out, "last renewed", &format_time(at));
+        }
+        if r.failures > 0 {
+            push_field(
+                &mut out,
+                "failing",
+                &format!(
+                    "{} time(s): {}",
+                    r.failures,
+                    r.last_error.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        for task in &r.open_tasks {
+            push_field(&mut out, "task", &format!("{}: {}", task.id, task.title));
+        }
+    }
     out
 }
 
@@ -433,6 +489,158 @@ pub fn exit_for_show(report: &ShowReport) -> Exit {
         // Nothing readable under the id and no problem to say why: not a healthy certificate.
         None => Exit::Critical,
     }
+}
+
+fn plugin_text(r: &CertRenewal) -> String {
+    if r.plugin_loaded {
+        r.plugin.clone()
+    } else {
+        format!("{} (NOT LOADED: not renewed)", r.plugin)
+    }
+}
+
+fn step_text(r: &CertRenewal) -> String {
+    match r.phase {
+        Some(phase) => format!("{} (renewal in progress)", phase.as_str()),
+        None => "idle".into(),
+    }
+}
+
+/// One line per managed certificate: plugin, step, next action, failures, last renewal.
+pub fn renewal_table(renewals: &[CertRenewal], now: i64) -> String {
+    let rows: Vec<Vec<String>> = renewals
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                plugin_text(r),
+                r.phase.map_or("idle".into(), |p| p.as_str().to_owned()),
+                r.next_at.map_or("-".into(), |at| {
+                    if at <= now {
+                        "now".into()
+                    } else {
+                        format!("in {}", format_span((at - now).unsigned_abs()))
+                    }
+                }),
+                r.failures.to_string(),
+                r.open_tasks.len().to_string(),
+                r.last_success.map_or("never".into(), format_date),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "PLUGIN",
+            "STEP",
+            "NEXT",
+            "FAILURES",
+            "TASKS",
+            "LAST RENEWED",
+        ],
+        &rows,
+    )
+}
+
+/// `certvakt tasks`.
+pub fn render_tasks(tasks: &[Task], now: i64) -> String {
+    if tasks.is_empty() {
+        return "No task is waiting for a person.\n".into();
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.cert_id.clone(),
+                t.phase.as_str().to_owned(),
+                format!("{} ago", format_span((now - t.opened_at).unsigned_abs())),
+                completion_word(t.completes_by).to_owned(),
+                t.title.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TASK",
+            "CERTIFICATE",
+            "STEP",
+            "OPENED",
+            "COMPLETES BY",
+            "TITLE",
+        ],
+        &rows,
+    )
+}
+
+fn completion_word(c: Completion) -> &'static str {
+    match c {
+        Completion::Import => "import",
+        Completion::Confirm => "task done",
+        Completion::Poll => "itself",
+    }
+}
+
+/// `certvakt task show ID`.
+pub fn render_task(task: &Task) -> String {
+    let mut out = format!("{}\n", task.title);
+    push_field(&mut out, "task", &task.id);
+    push_field(&mut out, "certificate", &task.cert_id);
+    push_field(&mut out, "step", task.phase.as_str());
+    push_field(&mut out, "opened", &format_time(task.opened_at));
+    let how = match task.completes_by {
+        Completion::Import => format!("certvakt import {} <file>", task.cert_id),
+        Completion::Confirm => format!("certvakt task done {}", task.id),
+        Completion::Poll => "by itself, when the authority shows it done".into(),
+    };
+    push_field(&mut out, "when done", &how);
+    let files: Vec<String> = task.files.iter().map(|f| f.display().to_string()).collect();
+    push_field(&mut out, "files", &files.join("\n"));
+    out.push('\n');
+    out.push_str(&task.instructions);
+    if !task.instructions.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// `certvakt plugins`.
+pub fn render_plugins(report: &PluginsReport) -> String {
+    let mut out = String::new();
+    push_field(
+        &mut out,
+        "plugin dir",
+        &report.plugin_dir.display().to_string(),
+    );
+    if report.loaded.is_empty() {
+        out.push_str("\nNo plugin is loaded.\n");
+    } else {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = report
+            .loaded
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.version.clone(),
+                    p.api_version.clone(),
+                    p.certificates.join(", "),
+                    p.file.display().to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["PLUGIN", "VERSION", "API", "CERTIFICATES", "FILE"],
+            &rows,
+        ));
+    }
+    if !report.refused.is_empty() {
+        out.push_str("\nRefused:\n");
+        for r in &report.refused {
+            out.push_str(&format!("  {}: {}\n", r.file.display(), r.reason));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -597,6 +805,8 @@ mod tests {
             counts,
             attention: vec![],
             problems: vec![],
+            renewals: Vec::new(),
+            plugins_refused: 0,
         }
     }
 
@@ -702,6 +912,7 @@ mod tests {
             id: "fmk-prod".into(),
             entries: vec![shown(CertState::Ok, 412 * 86_400)],
             problems: vec![],
+            renewal: None,
         };
         let text = render_show(&report);
         assert_eq!(

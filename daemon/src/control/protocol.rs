@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
 use crate::inventory::{CertState, Entry, SourceKind, SourceProblem};
+use crate::lifecycle::{CertRenewal, Task};
 
 /// Bumped whenever a request or response changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -72,14 +73,48 @@ pub enum Request {
     Show { id: String },
     /// Re-read the configuration (validated first) and rescan; admin access.
     Reload,
+    /// Start a renewal of a managed certificate now (`force`: even if not due), or retry the
+    /// waiting step of one in progress; admin access.
+    Renew {
+        id: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Install the previous version again; admin access.
+    Rollback { id: String },
+    /// Every open operator task; read access.
+    Tasks,
+    /// One task with its instructions and files; read access.
+    TaskShow { id: String },
+    /// Mark a `confirm` task done; admin access.
+    TaskDone { id: String },
+    /// A certificate from the CA for `id`: PEM/DER certificates, or a PKCS#12 with
+    /// `password`; `data` is base64. Admin access.
+    Import {
+        id: String,
+        data: String,
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// The plugins loaded, and the files refused with the reason; read access.
+    Plugins,
 }
 
 impl Request {
     /// The access a request needs.
     pub fn needs(&self) -> Access {
         match self {
-            Request::Status | Request::List | Request::Show { .. } => Access::Read,
-            Request::Reload => Access::Admin,
+            Request::Status
+            | Request::List
+            | Request::Show { .. }
+            | Request::Tasks
+            | Request::TaskShow { .. }
+            | Request::Plugins => Access::Read,
+            Request::Reload
+            | Request::Renew { .. }
+            | Request::Rollback { .. }
+            | Request::TaskDone { .. }
+            | Request::Import { .. } => Access::Admin,
         }
     }
 
@@ -90,6 +125,13 @@ impl Request {
             Request::List => "list",
             Request::Show { .. } => "show",
             Request::Reload => "reload",
+            Request::Renew { .. } => "renew",
+            Request::Rollback { .. } => "rollback",
+            Request::Tasks => "tasks",
+            Request::TaskShow { .. } => "task_show",
+            Request::TaskDone { .. } => "task_done",
+            Request::Import { .. } => "import",
+            Request::Plugins => "plugins",
         }
     }
 }
@@ -104,6 +146,25 @@ pub enum Response {
     },
     Show(ShowReport),
     Reload(ReloadReport),
+    Renew {
+        message: String,
+    },
+    Rollback {
+        message: String,
+    },
+    Tasks {
+        tasks: Vec<Task>,
+    },
+    TaskShow {
+        task: Task,
+    },
+    TaskDone {
+        message: String,
+    },
+    Import {
+        message: String,
+    },
+    Plugins(PluginsReport),
     /// The request failed; `code` is for scripts, `message` for people.
     Error {
         code: ErrorCode,
@@ -125,6 +186,9 @@ pub enum ErrorCode {
     InvalidConfig,
     /// Something went wrong inside the daemon.
     Internal,
+    /// The daemon understood and would not do it (an import that does not fit, a rollback
+    /// with nothing to go back to, a plugin that is not loaded); the message says why.
+    Refused,
 }
 
 /// Overall health, worst first wins.
@@ -169,6 +233,12 @@ pub struct StatusReport {
     /// Certificates that are not `ok`, soonest expiry first.
     pub attention: Vec<ListItem>,
     pub problems: Vec<SourceProblem>,
+    /// Each managed certificate's renewal.
+    #[serde(default)]
+    pub renewals: Vec<CertRenewal>,
+    /// Plugin files refused at start-up.
+    #[serde(default)]
+    pub plugins_refused: usize,
 }
 
 /// One certificate in `list` (and in `status.attention`).
@@ -195,6 +265,9 @@ pub struct ShowReport {
     pub entries: Vec<ShownEntry>,
     /// Problems of the source behind this id.
     pub problems: Vec<SourceProblem>,
+    /// The renewal, for a managed certificate.
+    #[serde(default)]
+    pub renewal: Option<CertRenewal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,4 +297,28 @@ pub fn problems_message(problems: &[Problem]) -> String {
         out.push_str(&p.to_string());
     }
     out
+}
+
+/// `plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginsReport {
+    pub plugin_dir: PathBuf,
+    pub loaded: Vec<PluginInfo>,
+    pub refused: Vec<RefusedPlugin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    pub file: PathBuf,
+    /// The managed certificates that use it.
+    pub certificates: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedPlugin {
+    pub file: PathBuf,
+    pub reason: String,
 }

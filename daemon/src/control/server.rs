@@ -779,6 +779,8 @@ mod tests {
             },
             attention: vec![],
             problems: vec![],
+            renewals: Vec::new(),
+            plugins_refused: 0,
         }
     }
 
@@ -796,6 +798,10 @@ mod tests {
                     certificates: 3,
                     problems: 0,
                 }),
+                other => Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: format!("{} is not served by this test backend", other.name()),
+                },
             }
         }
     }

@@ -26,8 +26,11 @@
 //! - During a call the plugin reaches the daemon only through [`HostServices`], which the
 //!   caller provides per call (it knows which certificate the call is about).
 //!   [`BasicServices`] is the implementation for today: logging, the clock, plugin state
-//!   files and operator tasks; signing and HTTP answer "not available yet".
+//!   files, operator tasks, and HTTP(S) through an [`HttpService`] when one is given (the
+//!   host's TLS, client identities and trust sets: see [`http`]); signing answers "not
+//!   available yet".
 
+pub mod http;
 mod loader;
 mod services;
 #[cfg(test)]
@@ -54,6 +57,10 @@ use serde::de::DeserializeOwned;
 
 use crate::metrics::Metrics;
 
+pub use http::{
+    ClientCredentials, HttpError, HttpOutcome, HttpService, IdentitySource, NoIdentities,
+    SourceError, TrustFiles, TrustSource,
+};
 pub use services::{BasicServices, OpenedTask};
 
 /// The services a plugin may ask for during a call: log, clock, state, tasks, keys, HTTP.

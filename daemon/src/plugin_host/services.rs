@@ -13,20 +13,23 @@
 //!   fsync of the folder; `null` removes the key. Values are at most 1 MiB.
 //! - `open_task` keeps the task in memory ([`BasicServices::tasks`]) and returns an id
 //!   `<cert_id>.<n>`; the renewal engine takes them from there.
-//! - `sign` and `http` answer [`HostErrorKind::NotAvailable`]: key services and the HTTP
-//!   client (TLS, client identities, trust anchor sets) come with the renewal engine.
+//! - `http` is carried out by the [`HttpService`] given with [`BasicServices::with_http`]
+//!   (TLS, client identities and trust sets are its business; see [`super::http`]), for this
+//!   plugin and certificate. Without one it answers [`HostErrorKind::NotAvailable`].
+//! - `sign` answers [`HostErrorKind::NotAvailable`]: key services come with the renewal engine.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use certvakt_plugin_api::messages::{HostRequest, HostResponse, LogRecord};
 use certvakt_plugin_api::{HostError, HostErrorKind, LogLevel, TaskSpec};
 use serde_json::Value;
 
 use super::HostServices;
+use super::http::HttpService;
 
 /// Largest state value a plugin may store.
 pub const MAX_STATE_BYTES: usize = 1 << 20;
@@ -48,6 +51,7 @@ pub struct BasicServices {
     state_dir: PathBuf,
     tasks: Mutex<Vec<OpenedTask>>,
     next_task: AtomicU64,
+    http: Option<Arc<HttpService>>,
 }
 
 impl BasicServices {
@@ -64,7 +68,14 @@ impl BasicServices {
             state_dir: state_dir.into(),
             tasks: Mutex::new(Vec::new()),
             next_task: AtomicU64::new(1),
+            http: None,
         }
+    }
+
+    /// Answers the plugin's HTTP requests with `http` (shared by all services of the daemon).
+    pub fn with_http(mut self, http: Arc<HttpService>) -> BasicServices {
+        self.http = Some(http);
+        self
     }
 
     /// Every task opened so far.
@@ -215,10 +226,15 @@ impl HostServices for BasicServices {
                 HostErrorKind::NotAvailable,
                 "signing is not available yet: key services come with the renewal engine",
             )),
-            HostRequest::Http(_) => Err(HostError::new(
-                HostErrorKind::NotAvailable,
-                "HTTP is not available yet: the HTTP client comes with the renewal engine",
-            )),
+            HostRequest::Http(request) => match &self.http {
+                Some(http) => http
+                    .handle(&self.plugin, &self.cert_id, request)
+                    .map(HostResponse::Http),
+                None => Err(HostError::new(
+                    HostErrorKind::NotAvailable,
+                    "HTTP is not available yet: the HTTP client comes with the renewal engine",
+                )),
+            },
         };
         answer.unwrap_or_else(HostResponse::Error)
     }

@@ -256,6 +256,74 @@ async fn host_services_reach_the_plugin_and_signing_is_not_there_yet() {
     ));
 }
 
+/// Through the whole boundary: the example plugin's `issue` with `api_url` posts the order
+/// over the host's HTTP service to a mutual-TLS server on loopback, presenting the current
+/// identity (the host reads its key; the plugin only names it), and keeps the order id the
+/// server made from the client certificate it saw.
+#[tokio::test]
+async fn the_example_plugin_orders_over_mutual_tls_through_the_host() {
+    use super::http::tests::{Fixture, TestServer, subject};
+
+    let (dir, registry, _metrics) = load_example();
+    let plugin = registry.get("example").unwrap();
+    let fixture = Fixture::new();
+    let server = TestServer::tls(&fixture.pki, &[&rustls::version::TLS13]).await;
+    let services = Arc::new(
+        BasicServices::new("example", "apotek-prod", dir.path().join("state"))
+            .with_http(fixture.service.clone()),
+    );
+    let mut with_api = settings();
+    with_api["api_url"] = json!(server.url("/"));
+
+    // A renewal: the plugin authenticates with the certificate in use.
+    let mut renewal = order(with_api.clone());
+    renewal.certificate.current = Some(CertificateInfo {
+        pem: fixture.pki.client.cert_pem.clone(),
+        subject: "CN=Hjørring Apotek".into(),
+        serial: "01".into(),
+        not_before: 0,
+        not_after: i64::MAX,
+        identities: vec![],
+    });
+    let outcome = plugin
+        .issue(renewal, services.clone(), DEADLINE)
+        .await
+        .unwrap();
+    let IssueOutcome::Pending {
+        poll_after_secs: 60,
+        task: None,
+        state,
+    } = outcome
+    else {
+        panic!("expected a placed order, got {outcome:?}");
+    };
+    assert_eq!(
+        state,
+        json!({ "order_id": subject(&fixture.pki.client.cert_der) })
+    );
+
+    // A first order has no certificate to present, and this server insists on one: the
+    // plugin gets the host's sentence as a temporary error.
+    let err = plugin
+        .issue(order(with_api), services, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "plugin example could not issue: temporary: host service: TLS handshake with localhost:{} failed: the server requires a client certificate and the request presented none (client identity `none`)",
+            server.addr.port()
+        )
+    );
+    let text = fixture.metrics.render(0);
+    for outcome in ["ok", "tls"] {
+        let line = format!(
+            "certvakt_plugin_http_requests_total{{outcome=\"{outcome}\",plugin=\"example\"}} 1\n"
+        );
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_plugin_is_an_error_and_the_daemon_goes_on() {
     let (dir, registry, _metrics) = load_example();

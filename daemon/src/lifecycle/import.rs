@@ -1,0 +1,142 @@
+//! Taking in an issued certificate: from the plugin (a CA with an API), from `certvakt import`
+//! or from the inbox folder.
+//!
+//! Contract: nothing is staged unless the leaf belongs to the pending key (or to the key the
+//! CA delivered with it in a PKCS#12), is still valid, and keeps the organisation identity of
+//! the certificate it replaces. Every refusal is a sentence naming what does not fit.
+
+use crate::config::ManagedCertificate;
+use crate::inventory::{self, NordicIdentity};
+use crate::keys::{self, PrivateKey};
+
+use super::{CertFacts, EngineError};
+
+/// What an imported file held.
+#[derive(Debug)]
+pub struct Imported {
+    /// The certificates, as PEM.
+    pub chain_pem: Vec<u8>,
+    /// The key, when the file was a PKCS#12 with one (the CA made the key).
+    pub key: Option<PrivateKey>,
+}
+
+/// A checked chain: the leaf first, then its issuers.
+#[derive(Debug)]
+pub struct Checked {
+    pub leaf_der: Vec<u8>,
+    pub chain_der: Vec<Vec<u8>>,
+    pub facts: CertFacts,
+}
+
+/// Reads a certificate file as sent by `certvakt import`: PEM or DER certificates, or a
+/// PKCS#12 (with `password`).
+pub fn read_import(bytes: &[u8], password: Option<&str>) -> Result<Imported, EngineError> {
+    if let Ok(ders) = keys::parse_certificate_chain(bytes) {
+        return Ok(Imported {
+            chain_pem: keys::pem_certificates(&ders).into_bytes(),
+            key: None,
+        });
+    }
+    let Some(password) = password else {
+        return Err(EngineError::Import(
+            "the file is neither PEM nor DER certificates; if it is a PKCS#12 bundle, pass --password-file".into(),
+        ));
+    };
+    let contents = keys::read_pkcs12(bytes, password)?;
+    let mut ders = vec![contents.leaf_der];
+    ders.extend(contents.chain_der);
+    Ok(Imported {
+        chain_pem: keys::pem_certificates(&ders).into_bytes(),
+        key: contents.key,
+    })
+}
+
+/// The facts the engine keeps of a certificate (DER).
+pub fn facts(der: &[u8]) -> Result<CertFacts, EngineError> {
+    let (_, infos) = inventory::parse_certificates(der, None)
+        .map_err(|(_, why)| EngineError::Import(format!("the certificate {why}")))?;
+    let info = infos
+        .into_iter()
+        .next()
+        .ok_or_else(|| EngineError::Import("the file holds no certificate".into()))?;
+    Ok(CertFacts {
+        pem: keys::pem_certificates(&[der.to_vec()]),
+        subject: info.subject.clone(),
+        serial: info.serial.clone(),
+        not_before: info.not_before,
+        not_after: info.not_after,
+    })
+}
+
+/// Checks `chain` (PEM or DER) against `key` and the certificate it replaces.
+pub fn check_chain(
+    cert: &ManagedCertificate,
+    chain: &[u8],
+    key: &PrivateKey,
+    old: Option<&CertFacts>,
+    now: i64,
+) -> Result<Checked, EngineError> {
+    let ders = keys::parse_certificate_chain(chain)?;
+    // The leaf is the certificate of our key, wherever the CA put it in the file.
+    let mut leaf_at = None;
+    for (i, der) in ders.iter().enumerate() {
+        if keys::cert_matches_key(der, key)? {
+            leaf_at = Some(i);
+            break;
+        }
+    }
+    let Some(leaf_at) = leaf_at else {
+        return Err(EngineError::Import(format!(
+            "none of the {} certificate(s) belongs to the pending key of {}: it was issued for another CSR (send the CSR from the task's files, `certvakt task show`)",
+            ders.len(),
+            cert.id
+        )));
+    };
+    let mut rest = ders;
+    let leaf_der = rest.remove(leaf_at);
+    let facts = facts(&leaf_der)?;
+    if facts.not_after <= now {
+        return Err(EngineError::Import(format!(
+            "certificate {} for {} has already expired ({})",
+            facts.serial,
+            cert.id,
+            crate::cli::render::format_time(facts.not_after)
+        )));
+    }
+    if let Some(old) = old {
+        let was = organisation(&old.pem);
+        let is = organisation(&facts.pem);
+        if was.is_some() && is.is_some() && was != is {
+            return Err(EngineError::Import(format!(
+                "certificate {} is for {}, but {} was for {}: a certificate for another organisation is not installed",
+                facts.serial,
+                is.unwrap_or_default(),
+                cert.id,
+                was.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(Checked {
+        leaf_der,
+        chain_der: rest,
+        facts,
+    })
+}
+
+/// The organisation number (CVR, HSA-ID's organisation part, orgnr, Y-tunnus) a certificate
+/// carries, for the "same organisation" check.
+fn organisation(pem: &str) -> Option<String> {
+    let (_, infos) = inventory::parse_certificates(pem.as_bytes(), None).ok()?;
+    infos.first()?.identities.iter().find_map(|id| match id {
+        NordicIdentity::DkOces3 { cvr, .. } | NordicIdentity::DkOces2 { cvr, .. } => {
+            Some(format!("CVR {cvr}"))
+        }
+        NordicIdentity::NoOrgNumber { orgnr, .. } => Some(format!("org {orgnr}")),
+        NordicIdentity::FiOrganisation {
+            business_id: Some(b),
+            ..
+        } => Some(format!("Y-tunnus {b}")),
+        NordicIdentity::SeHsaId { hsa_id } => hsa_id.split('-').next().map(str::to_owned),
+        NordicIdentity::FiOrganisation { .. } => None,
+    })
+}

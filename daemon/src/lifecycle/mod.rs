@@ -1,0 +1,1371 @@
+//! The renewal engine: for each managed certificate, `due → key generated → ordered → issued →
+//! registered → installed → verified → retired`, through its plugin.
+//!
+//! Contract:
+//! - One task owns the engine. It wakes when a certificate is due, when a wait ends (a CA to
+//!   poll, a retry after a failure, the end of an overlap) or when a command arrives (renew,
+//!   import, task done, rollback, a new configuration); between those it sleeps.
+//! - Every step is written ahead: the certificate's [`Record`] is saved after each step, each
+//!   step can be done again after a crash without harm, and the new key is on disk (0600) before
+//!   anything is asked of a CA. So a kill -9 at any point resumes where it stopped and never
+//!   loses a key; the store's install intent makes the live key and certificate switch together.
+//! - A step that fails backs off exponentially (with jitter, capped); the failure is logged,
+//!   counted, and shown in `certvakt status` until a step succeeds.
+//! - A step that needs a person becomes a [`Task`] with instructions and files in the
+//!   certificate's outbox; an import, `certvakt task done`, or the plugin seeing it done
+//!   completes it.
+//! - Readers see an [`EngineView`] snapshot, replaced after every change.
+
+pub mod hooks;
+pub mod import;
+pub mod run;
+pub mod services;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use certvakt_plugin_api::messages::{
+    CertificateContext, CertificateInfo, IssueOutcome, OrderContext, StepContext, StepOutcome,
+    TaskFileContent,
+};
+use certvakt_plugin_api::{Completion, ErrorKind, TaskSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, KeyPolicy, ManagedCertificate};
+use crate::keys::{self, PrivateKey};
+use crate::metrics::Metrics;
+use crate::plugin_host::{BasicServices, HostServices, LoadedPlugin, PluginCallError, Registry};
+use crate::store::{self, LivePaths, Ownership, Store, VersionFiles};
+
+pub use run::{CertFacts, Phase, Reason, Record, Run, Task};
+use services::{EngineServices, KeyFiles};
+
+/// How long a plugin call may take before it counts as failed.
+pub const PLUGIN_DEADLINE: Duration = Duration::from_secs(120);
+/// First wait after a failure, and the longest.
+pub const RETRY_INITIAL_SECS: u64 = 60;
+pub const RETRY_MAX_SECS: u64 = 6 * 3_600;
+/// At most this many steps in a row for one certificate before others get a turn.
+const STEPS_PER_TURN: usize = 16;
+
+/// Why a command was refused or a step failed. Messages say what, where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "no managed certificate `{0}` (see `certvakt list`; only [[certificate]] entries renew)"
+    )]
+    UnknownCertificate(String),
+    #[error(
+        "certificate `{id}` needs plugin `{plugin}`, which is not loaded (see `certvakt plugins`)"
+    )]
+    PluginMissing { id: String, plugin: String },
+    #[error("no open task `{0}` (see `certvakt tasks`)")]
+    UnknownTask(String),
+    #[error("task `{id}` completes by {how}, not by `task done`")]
+    TaskNotConfirmable { id: String, how: String },
+    #[error("{0}")]
+    Plugin(#[from] PluginCallError),
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("{0}")]
+    Import(String),
+    #[error("{0}")]
+    Hook(#[from] hooks::HookError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a command asks of the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Start a renewal now (`force`: even when one is not due), or continue a waiting one.
+    Renew {
+        id: String,
+        force: bool,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    /// A certificate (PEM/DER chain or PKCS#12) from the CA for `id`.
+    Import {
+        id: String,
+        bytes: Zeroizing<Vec<u8>>,
+        password: Option<Zeroizing<String>>,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    /// An operator says a `confirm` task is done.
+    TaskDone {
+        task_id: String,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    /// Go back to the previous version.
+    Rollback {
+        id: String,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    /// The configuration was reloaded.
+    Reconfigure(Arc<Config>),
+}
+
+/// One certificate's renewal, as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRenewal {
+    pub id: String,
+    pub plugin: String,
+    pub plugin_loaded: bool,
+    /// The last step completed by the run in progress; `None` when no run is.
+    pub phase: Option<Phase>,
+    /// When the engine next acts for it (due time, poll, retry or end of overlap).
+    pub next_at: Option<i64>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub last_success: Option<i64>,
+    pub open_tasks: Vec<Task>,
+}
+
+/// The engine as readers see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineView {
+    pub certificates: Vec<CertRenewal>,
+}
+
+impl EngineView {
+    pub fn get(&self, id: &str) -> Option<&CertRenewal> {
+        self.certificates.iter().find(|c| c.id == id)
+    }
+
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.certificates.iter().flat_map(|c| c.open_tasks.iter())
+    }
+}
+
+/// What one step did.
+enum Progress {
+    /// Moved on; another step may follow at once.
+    Advanced,
+    /// Nothing to do before this time (or ever, `None`).
+    Wait(Option<i64>),
+}
+
+/// The renewal engine.
+pub struct Engine {
+    store: Store,
+    plugins: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    http: Option<Arc<dyn HostServices>>,
+    records: BTreeMap<String, Record>,
+    view: Arc<RwLock<EngineView>>,
+    deadline: Duration,
+    /// Test hook: stop (forever) right after this step is saved, so a test can kill -9 the
+    /// daemon at a known point. From `CERTVAKT_TEST_PAUSE_AFTER`; never set in production.
+    pause_after: Option<Phase>,
+}
+
+/// The environment variable of the crash-test hook.
+pub const PAUSE_ENV: &str = "CERTVAKT_TEST_PAUSE_AFTER";
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("certificates", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the store, finishes any install a crash interrupted, and loads every record.
+    pub fn new(
+        config: Arc<Config>,
+        plugins: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        http: Option<Arc<dyn HostServices>>,
+    ) -> Result<Engine, EngineError> {
+        let store = Store::open(&config.daemon.state_dir)?;
+        let mut engine = Engine {
+            store,
+            plugins,
+            metrics,
+            config,
+            http,
+            records: BTreeMap::new(),
+            view: Arc::new(RwLock::new(EngineView::default())),
+            deadline: PLUGIN_DEADLINE,
+            pause_after: std::env::var(PAUSE_ENV)
+                .ok()
+                .and_then(|v| Phase::ALL.into_iter().find(|p| p.as_str() == v)),
+        };
+        if let Some(phase) = engine.pause_after {
+            log::warn!(
+                "{PAUSE_ENV} is set: the renewal engine stops after step {} (a test hook)",
+                phase.as_str()
+            );
+        }
+        engine.load_records()?;
+        engine.publish(crate::now_unix());
+        Ok(engine)
+    }
+
+    /// The snapshot readers use.
+    pub fn view(&self) -> Arc<RwLock<EngineView>> {
+        self.view.clone()
+    }
+
+    /// Sets how long one plugin call may take.
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+    }
+
+    fn load_records(&mut self) -> Result<(), EngineError> {
+        let mut records = BTreeMap::new();
+        for cert in &self.config.certificates {
+            if let Some(done) =
+                self.store
+                    .recover(&cert.id, &live_paths(cert), &ownership(cert)?)?
+            {
+                log::warn!(cert_id = cert.id.as_str(), version = done.0; "finished an install that a crash had interrupted");
+            }
+            let record: Record = self.store.load_state(&cert.id)?.unwrap_or_default();
+            records.insert(cert.id.clone(), record);
+        }
+        self.records = records;
+        Ok(())
+    }
+
+    /// Runs until `commands` closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let now = crate::now_unix();
+            let next = self.turn(now).await;
+            self.publish(crate::now_unix());
+            let sleep = next.map_or(Duration::from_secs(3_600), |at| {
+                Duration::from_secs(u64::try_from(at - crate::now_unix()).unwrap_or(0))
+            });
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    /// Advances every certificate whose time has come; returns the next time anything is due.
+    async fn turn(&mut self, now: i64) -> Option<i64> {
+        let mut next: Option<i64> = None;
+        let ids: Vec<String> = self
+            .config
+            .certificates
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        for id in ids {
+            let at = self.advance(&id, now).await;
+            next = match (next, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
+    }
+
+    /// Runs as many steps as are ready for `id`; returns when to look again.
+    async fn advance(&mut self, id: &str, now: i64) -> Option<i64> {
+        let cert = self
+            .config
+            .certificates
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()?;
+        let plugin = self.plugins.get(&cert.plugin).cloned()?;
+        let mut record = self.records.remove(id).unwrap_or_default();
+        let mut at = None;
+        for _ in 0..STEPS_PER_TURN {
+            if let Some(retry) = record.retry_at.filter(|t| *t > now) {
+                at = Some(retry);
+                break;
+            }
+            match self
+                .step(&cert, &plugin, &mut record, crate::now_unix())
+                .await
+            {
+                Ok(Progress::Advanced) => {
+                    record.failures = 0;
+                    record.retry_at = None;
+                    record.last_error = None;
+                    self.save(&cert.id, &record);
+                    if self.pause_reached(&record) {
+                        self.records.insert(id.to_owned(), record);
+                        self.pause().await;
+                        return None;
+                    }
+                }
+                Ok(Progress::Wait(until)) => {
+                    if self.pause_reached(&record) {
+                        self.records.insert(id.to_owned(), record);
+                        self.pause().await;
+                        return None;
+                    }
+                    at = until;
+                    break;
+                }
+                Err(error) => {
+                    self.failed(&cert, &mut record, &error);
+                    at = record.retry_at;
+                    break;
+                }
+            }
+        }
+        self.records.insert(id.to_owned(), record);
+        at
+    }
+
+    fn pause_reached(&self, record: &Record) -> bool {
+        self.pause_after.is_some() && record.run.as_ref().map(|r| r.phase) == self.pause_after
+    }
+
+    /// The crash-test hook: publish, say so, and never go on.
+    async fn pause(&self) {
+        self.publish(crate::now_unix());
+        log::warn!(
+            "paused after step {} ({PAUSE_ENV})",
+            self.pause_after.map_or("", Phase::as_str)
+        );
+        std::future::pending::<()>().await;
+    }
+
+    fn failed(&self, cert: &ManagedCertificate, record: &mut Record, error: &EngineError) {
+        record.failures += 1;
+        let wait = crate::schedule::backoff(
+            record.failures,
+            RETRY_INITIAL_SECS,
+            RETRY_MAX_SECS,
+            u64::from(record.failures) ^ fnv(&cert.id),
+        );
+        let now = crate::now_unix();
+        record.retry_at = Some(now + i64::try_from(wait).unwrap_or(i64::MAX / 2));
+        record.last_error = Some(error.to_string());
+        let step = record
+            .run
+            .as_ref()
+            .map_or("due", |r| next_step_name(r.phase));
+        log::error!(
+            cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), step = step, failures = record.failures;
+            "renewal step {step} failed (retry in {}): {error}", crate::service::human_left(wait as i64)
+        );
+        self.metrics.observe_renewal_failure(&cert.id, step);
+        self.save(&cert.id, record);
+    }
+
+    fn save(&self, id: &str, record: &Record) {
+        if let Err(e) = self.store.save_state(id, record) {
+            log::error!(cert_id = id; "cannot save the renewal state: {e}");
+        }
+    }
+
+    /// One step of the state machine.
+    async fn step(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        record: &mut Record,
+        now: i64,
+    ) -> Result<Progress, EngineError> {
+        let current = read_current(cert);
+        let Some(run) = record.run.as_mut() else {
+            let (due, reason) = match &current {
+                Some(facts) => (
+                    crate::schedule::renewal_due(
+                        &cert.id,
+                        facts.not_before,
+                        facts.not_after,
+                        cert.renewal.renew_before.map(|d| d.as_secs()),
+                    ),
+                    Reason::Scheduled,
+                ),
+                None => (now, Reason::FirstIssue),
+            };
+            if due > now {
+                return Ok(Progress::Wait(Some(due)));
+            }
+            self.start_run(cert, record, reason, current, now);
+            return Ok(Progress::Advanced);
+        };
+        if let Some(until) = run.wait_until.filter(|t| *t > now) {
+            return Ok(Progress::Wait(Some(until)));
+        }
+        match run.phase {
+            Phase::Due => {
+                self.make_key_and_csr(cert, plugin, run, current.as_ref())
+                    .await?;
+                set_phase(run, Phase::KeyGenerated, now);
+            }
+            Phase::KeyGenerated | Phase::Ordered => {
+                let order = OrderContext {
+                    certificate: self.context(cert, run.old.as_ref()),
+                    csr_pem: run.csr_pem.clone().unwrap_or_default(),
+                    state: run.plugin_state.clone(),
+                };
+                let services = self.services(cert, plugin)?;
+                let outcome = if run.phase == Phase::KeyGenerated {
+                    plugin.issue(order, services.clone(), self.deadline).await?
+                } else {
+                    plugin.poll(order, services.clone(), self.deadline).await?
+                };
+                let opened = services.take_tasks();
+                match outcome {
+                    IssueOutcome::Issued { chain_pem } => {
+                        self.accept_issued(cert, run, chain_pem.as_bytes(), None)?;
+                        close_tasks(record, Phase::Ordered, now);
+                    }
+                    IssueOutcome::Pending {
+                        poll_after_secs,
+                        task,
+                        state,
+                    } => {
+                        run.plugin_state = state;
+                        let was = run.phase;
+                        set_phase(run, Phase::Ordered, now);
+                        run.wait_until = Some(now + poll_after_secs.max(1) as i64);
+                        let phase = Phase::Ordered;
+                        let number = run.number;
+                        let csr = run.csr_pem.clone();
+                        let old = run.old.clone();
+                        for spec in task.into_iter().chain(opened) {
+                            self.open_task(
+                                cert,
+                                record,
+                                number,
+                                phase,
+                                spec,
+                                csr.as_deref(),
+                                old.as_ref(),
+                                now,
+                            )?;
+                        }
+                        if was == Phase::KeyGenerated {
+                            log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "ordered a new certificate; waiting for the CA");
+                        }
+                        self.save(&cert.id, record);
+                        return Ok(Progress::Wait(
+                            record.run.as_ref().and_then(|r| r.wait_until),
+                        ));
+                    }
+                }
+            }
+            Phase::Issued | Phase::Installed => {
+                let registering = run.phase == Phase::Issued;
+                let step = StepContext {
+                    certificate: self.context(cert, run.old.as_ref()),
+                    new: run.new.as_ref().map(info),
+                    state: run.plugin_state.clone(),
+                };
+                let services = self.services(cert, plugin)?;
+                let outcome = if registering {
+                    plugin
+                        .register(step, services.clone(), self.deadline)
+                        .await?
+                } else {
+                    plugin.verify(step, services.clone(), self.deadline).await?
+                };
+                let opened = services.take_tasks();
+                let (next, phase_of_tasks) = if registering {
+                    (Phase::Registered, Phase::Registered)
+                } else {
+                    (Phase::Verified, Phase::Verified)
+                };
+                match outcome {
+                    StepOutcome::Done { state } => {
+                        run.plugin_state = state;
+                        set_phase(run, next, now);
+                        close_tasks(record, phase_of_tasks, now);
+                    }
+                    StepOutcome::Pending {
+                        poll_after_secs,
+                        task,
+                        state,
+                    } => {
+                        run.plugin_state = state;
+                        run.wait_until = Some(now + poll_after_secs.max(1) as i64);
+                        let number = run.number;
+                        let csr = run.csr_pem.clone();
+                        let old = run.old.clone();
+                        for spec in task.into_iter().chain(opened) {
+                            self.open_task(
+                                cert,
+                                record,
+                                number,
+                                phase_of_tasks,
+                                spec,
+                                csr.as_deref(),
+                                old.as_ref(),
+                                now,
+                            )?;
+                        }
+                        self.save(&cert.id, record);
+                        return Ok(Progress::Wait(
+                            record.run.as_ref().and_then(|r| r.wait_until),
+                        ));
+                    }
+                }
+            }
+            Phase::Registered => {
+                self.install(cert, run).await?;
+                set_phase(run, Phase::Installed, now);
+            }
+            Phase::Verified => {
+                let overlap = i64::try_from(cert.renewal.overlap.as_secs()).unwrap_or(0);
+                let retire_at = run.phase_at + overlap;
+                if retire_at > now {
+                    run.wait_until = Some(retire_at);
+                    return Ok(Progress::Wait(Some(retire_at)));
+                }
+                if run.old.is_some() {
+                    let step = StepContext {
+                        certificate: self.context(cert, run.old.as_ref()),
+                        new: run.new.as_ref().map(info),
+                        state: run.plugin_state.clone(),
+                    };
+                    let services = self.services(cert, plugin)?;
+                    match plugin.retire(step, services, self.deadline).await? {
+                        StepOutcome::Done { .. } => {}
+                        StepOutcome::Pending {
+                            poll_after_secs,
+                            state,
+                            ..
+                        } => {
+                            run.plugin_state = state;
+                            run.wait_until = Some(now + poll_after_secs.max(1) as i64);
+                            return Ok(Progress::Wait(run.wait_until));
+                        }
+                    }
+                }
+                self.finish(cert, record, now)?;
+            }
+            Phase::Retired => {
+                self.finish(cert, record, now)?;
+            }
+        }
+        Ok(Progress::Advanced)
+    }
+
+    fn start_run(
+        &self,
+        cert: &ManagedCertificate,
+        record: &mut Record,
+        reason: Reason,
+        current: Option<CertFacts>,
+        now: i64,
+    ) {
+        record.runs += 1;
+        record.run = Some(Run {
+            number: record.runs,
+            reason,
+            started_at: now,
+            phase: Phase::Due,
+            phase_at: now,
+            csr_pem: None,
+            plugin_state: Value::Null,
+            old: current,
+            new: None,
+            chain_pem: None,
+            version: None,
+            wait_until: None,
+        });
+        record.tasks.retain(|t| t.closed_at.is_none());
+        log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
+        self.save(&cert.id, record);
+    }
+
+    /// The pending key (made once, kept across crashes) and the CSR for it.
+    async fn make_key_and_csr(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        run: &mut Run,
+        current: Option<&CertFacts>,
+    ) -> Result<(), EngineError> {
+        let services = self.services(cert, plugin)?;
+        let mut profile = plugin
+            .csr_profile(self.context(cert, current), services, self.deadline)
+            .await?;
+        if let Some(key_type) = cert.renewal.key_type {
+            profile.key = key_type;
+        }
+        let pending = self.store.pending_key_path(&cert.id)?;
+        let key = match std::fs::read(&pending) {
+            Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = match (cert.renewal.key_policy, &cert.key) {
+                    (KeyPolicy::Reuse, Some(live)) if live.exists() => {
+                        let bytes = Zeroizing::new(std::fs::read(live).map_err(|e| {
+                            EngineError::Other(format!(
+                                "cannot read the live key {}: {e}",
+                                live.display()
+                            ))
+                        })?);
+                        PrivateKey::from_bytes(&bytes)?
+                    }
+                    _ => {
+                        let algorithm = profile.key;
+                        tokio::task::spawn_blocking(move || keys::generate(algorithm))
+                            .await
+                            .map_err(|e| {
+                                EngineError::Other(format!("key generation stopped: {e}"))
+                            })??
+                    }
+                };
+                store::atomic::write_file(
+                    &pending,
+                    key.to_pkcs8_pem().as_bytes(),
+                    &store::FileSpec::mode(0o600),
+                )?;
+                log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
+                key
+            }
+            Err(e) => {
+                return Err(EngineError::Other(format!(
+                    "cannot read the pending key {}: {e}",
+                    pending.display()
+                )));
+            }
+        };
+        if key.algorithm() != profile.key {
+            // A reused or earlier pending key decides; the CSR must match the key.
+            profile.key = key.algorithm();
+        }
+        let csr = keys::csr(&profile, &key)?;
+        run.csr_pem = Some(csr.pem);
+        Ok(())
+    }
+
+    /// Checks an issued chain against the pending key (or the key that came with it) and
+    /// stages it as a new version.
+    fn accept_issued(
+        &self,
+        cert: &ManagedCertificate,
+        run: &mut Run,
+        chain: &[u8],
+        key_from_ca: Option<PrivateKey>,
+    ) -> Result<(), EngineError> {
+        let pending = self.store.pending_key_path(&cert.id)?;
+        let key = match key_from_ca {
+            Some(key) => {
+                store::atomic::write_file(
+                    &pending,
+                    key.to_pkcs8_pem().as_bytes(),
+                    &store::FileSpec::mode(0o600),
+                )?;
+                key
+            }
+            None => {
+                let bytes = std::fs::read(&pending).map_err(|e| {
+                    EngineError::Import(format!(
+                        "there is no pending key for `{}` ({e}): the certificate cannot be checked; start a renewal with `certvakt renew {} --force`",
+                        cert.id, cert.id
+                    ))
+                })?;
+                PrivateKey::from_bytes(&Zeroizing::new(bytes))?
+            }
+        };
+        let checked = import::check_chain(cert, chain, &key, run.old.as_ref(), crate::now_unix())?;
+        let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
+            (Some(_), Some(password_file)) => {
+                let password = read_password(password_file)?;
+                Some(keys::write_pkcs12(
+                    &key,
+                    &checked.leaf_der,
+                    &checked.chain_der,
+                    &password,
+                    &cert.id,
+                )?)
+            }
+            _ => None,
+        };
+        let version = self.store.stage(
+            &cert.id,
+            &VersionFiles {
+                key_pem: Some(key.to_pkcs8_pem()),
+                cert_pem: keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
+                chain_pem: keys::pem_certificates(&checked.chain_der),
+                pkcs12,
+            },
+        )?;
+        log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0; "new certificate issued and staged");
+        run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
+        run.new = Some(checked.facts);
+        run.version = Some(version);
+        set_phase(run, Phase::Issued, crate::now_unix());
+        Ok(())
+    }
+
+    async fn install(&self, cert: &ManagedCertificate, run: &Run) -> Result<(), EngineError> {
+        let Some(version) = run.version else {
+            return Err(EngineError::Other("no staged version to install".into()));
+        };
+        let live = live_paths(cert);
+        let own = ownership(cert)?;
+        let env = hooks::HookEnv {
+            cert_id: cert.id.clone(),
+            cert: cert.cert.display().to_string(),
+            key: cert
+                .key
+                .as_ref()
+                .map(|k| k.display().to_string())
+                .unwrap_or_default(),
+            chain: path_text(&cert.renewal.chain),
+            fullchain: path_text(&cert.renewal.fullchain),
+            old_serial: run
+                .old
+                .as_ref()
+                .map(|o| o.serial.clone())
+                .unwrap_or_default(),
+            new_serial: run
+                .new
+                .as_ref()
+                .map(|n| n.serial.clone())
+                .unwrap_or_default(),
+            outcome: String::new(),
+        };
+        let timeout = Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1));
+        let r = &cert.renewal;
+        if let Some(pre) = r.pre_hook.clone() {
+            let env = env.clone();
+            blocking(move || hooks::run(hooks::HookKind::Pre, &pre, &env, timeout)).await??;
+        }
+        let store = self.store.clone();
+        let id = cert.id.clone();
+        let result = blocking(move || {
+            // A first issue may name folders that do not exist yet.
+            for path in live_files(&live) {
+                if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent)
+                        .map_err(|e| store::StoreError::Io {
+                            op: "create live folder",
+                            path: parent.to_path_buf(),
+                            source: e,
+                        })?;
+                }
+            }
+            store.install(&id, version, &live, &own)
+        })
+        .await;
+        let ok = matches!(result, Ok(Ok(())));
+        if ok {
+            log::info!(cert_id = cert.id.as_str(), version = version.0; "new certificate installed");
+            if let Some(deploy) = r.deploy_hook.clone() {
+                let mut env = env.clone();
+                env.outcome = "success".into();
+                if let Err(e) =
+                    blocking(move || hooks::run(hooks::HookKind::Deploy, &deploy, &env, timeout))
+                        .await?
+                {
+                    // The new pair is live; the hook's failure is reported, not undone.
+                    log::error!(cert_id = cert.id.as_str(); "{e}");
+                    self.metrics.observe_hook_failure(&cert.id, "deploy_hook");
+                }
+            }
+        }
+        if let Some(post) = r.post_hook.clone() {
+            let mut env = env.clone();
+            env.outcome = if ok { "success" } else { "failure" }.into();
+            if let Err(e) =
+                blocking(move || hooks::run(hooks::HookKind::Post, &post, &env, timeout)).await?
+            {
+                log::error!(cert_id = cert.id.as_str(); "{e}");
+                self.metrics.observe_hook_failure(&cert.id, "post_hook");
+            }
+        }
+        result??;
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        cert: &ManagedCertificate,
+        record: &mut Record,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let removed = self.store.retire(&cert.id, 0)?;
+        let pending = self.store.pending_key_path(&cert.id)?;
+        // The pending key is now in the installed version: safe to remove the copy.
+        if let Err(e) = std::fs::remove_file(&pending) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(EngineError::Other(format!(
+                    "cannot remove {}: {e}",
+                    pending.display()
+                )));
+            }
+        }
+        if let Some(run) = record.run.take() {
+            let _ = self.store.append_history(
+                &cert.id,
+                &serde_json::json!({
+                    "run": run.number,
+                    "reason": run.reason,
+                    "started_at": run.started_at,
+                    "finished_at": now,
+                    "old_serial": run.old.as_ref().map(|o| o.serial.clone()),
+                    "new_serial": run.new.as_ref().map(|n| n.serial.clone()),
+                    "version": run.version,
+                }),
+            );
+            log::info!(
+                cert_id = cert.id.as_str(), plugin = cert.plugin.as_str();
+                "renewal complete (run {}): serial {} valid until {}; {} old version(s) removed",
+                run.number,
+                run.new.as_ref().map_or("?", |n| n.serial.as_str()),
+                run.new.as_ref().map_or(String::new(), |n| crate::cli::render::format_date(n.not_after)),
+                removed.len()
+            );
+        }
+        record.last_success = Some(now);
+        record.tasks.retain(|t| t.closed_at.is_none());
+        self.metrics.observe_renewal_success(&cert.id);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_task(
+        &self,
+        cert: &ManagedCertificate,
+        record: &mut Record,
+        run: u64,
+        phase: Phase,
+        spec: TaskSpec,
+        csr_pem: Option<&str>,
+        old: Option<&CertFacts>,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        // The same step asking again while its task is open is the same task.
+        if record
+            .open_tasks()
+            .any(|t| t.phase == phase && t.title == spec.title)
+        {
+            return Ok(());
+        }
+        let n = record.tasks.len() + 1;
+        let id = format!("{}-{run}-{n}", cert.id);
+        let folder = self.store.outbox(&cert.id)?.join(&id);
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| EngineError::Other(format!("cannot create {}: {e}", folder.display())))?;
+        let mut files = Vec::new();
+        let instructions = format!(
+            "{}\n\n{}\n\nCertificate: {}\nTask: {}\nWhen done: {}\n",
+            spec.title,
+            spec.instructions,
+            cert.id,
+            id,
+            match spec.completes_by {
+                Completion::Import => format!(
+                    "certvakt import {} <file>  (or drop the file into {})",
+                    cert.id,
+                    self.store.inbox(&cert.id)?.display()
+                ),
+                Completion::Confirm => format!("certvakt task done {id}"),
+                Completion::Poll => "nothing: certvakt notices by itself".into(),
+            }
+        );
+        let mut write = |name: &str, bytes: &[u8]| -> Result<(), EngineError> {
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let path = folder.join(safe);
+            store::atomic::write_file(&path, bytes, &store::FileSpec::mode(0o640))?;
+            files.push(path);
+            Ok(())
+        };
+        write("instructions.txt", instructions.as_bytes())?;
+        for file in &spec.files {
+            let bytes: Option<Vec<u8>> = match &file.content {
+                TaskFileContent::Text(text) => Some(text.clone().into_bytes()),
+                TaskFileContent::Base64(bytes) => Some(bytes.clone()),
+                TaskFileContent::Csr => csr_pem.map(|c| c.as_bytes().to_vec()),
+                TaskFileContent::CertificatePem => old.map(|o| o.pem.clone().into_bytes()),
+                TaskFileContent::CertificateDer | TaskFileContent::PreviousCertificateDer => old
+                    .and_then(|o| keys::parse_certificate_chain(o.pem.as_bytes()).ok())
+                    .and_then(|ders| ders.into_iter().next()),
+            };
+            if let Some(bytes) = bytes {
+                write(&file.name, &bytes)?;
+            }
+        }
+        log::warn!(
+            cert_id = cert.id.as_str(), task_id = id.as_str(), step = phase.as_str();
+            "operator task opened: {} (see `certvakt task show {id}`)", spec.title
+        );
+        record.tasks.push(Task {
+            id,
+            cert_id: cert.id.clone(),
+            phase,
+            title: spec.title,
+            instructions: spec.instructions,
+            files,
+            completes_by: spec.completes_by,
+            opened_at: now,
+            closed_at: None,
+        });
+        Ok(())
+    }
+
+    fn services(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+    ) -> Result<Arc<EngineServices>, EngineError> {
+        let state_dir = self.store.plugin_state_dir(&plugin.name)?.join(&cert.id);
+        let previous = self
+            .store
+            .previous(&cert.id)?
+            .and_then(|v| self.store.version_files(&cert.id, v).ok())
+            .and_then(|p| p.key);
+        Ok(Arc::new(EngineServices::new(
+            BasicServices::new(plugin.name.clone(), cert.id.clone(), state_dir),
+            KeyFiles {
+                pending: Some(self.store.pending_key_path(&cert.id)?),
+                current: cert.key.clone(),
+                previous,
+            },
+            self.http.clone(),
+        )))
+    }
+
+    fn context(
+        &self,
+        cert: &ManagedCertificate,
+        current: Option<&CertFacts>,
+    ) -> CertificateContext {
+        let settings = &cert.renewal.settings;
+        CertificateContext {
+            certificate_id: cert.id.clone(),
+            settings: settings.clone(),
+            environment: settings
+                .get("environment")
+                .and_then(Value::as_str)
+                .unwrap_or("production")
+                .to_owned(),
+            current: current.map(info),
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Renew { id, force, reply } => {
+                let result = self.renew(&id, force).await;
+                let _ = reply.send(result);
+            }
+            Command::Import {
+                id,
+                bytes,
+                password,
+                reply,
+            } => {
+                let result = self
+                    .import(&id, &bytes, password.as_deref().map(|p| p.as_str()))
+                    .await;
+                let _ = reply.send(result);
+            }
+            Command::TaskDone { task_id, reply } => {
+                let result = self.task_done(&task_id).await;
+                let _ = reply.send(result);
+            }
+            Command::Rollback { id, reply } => {
+                let result = self.rollback(&id);
+                let _ = reply.send(result);
+            }
+            Command::Reconfigure(config) => {
+                self.config = config;
+                if let Err(e) = self.load_records() {
+                    log::error!("renewal state could not be reloaded: {e}");
+                }
+            }
+        }
+        self.publish(crate::now_unix());
+        if self.records.values().any(|r| self.pause_reached(r)) {
+            self.pause().await;
+        }
+    }
+
+    fn managed(&self, id: &str) -> Result<ManagedCertificate, EngineError> {
+        self.config
+            .certificates
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownCertificate(id.to_owned()))
+    }
+
+    async fn renew(&mut self, id: &str, force: bool) -> Result<String, EngineError> {
+        let cert = self.managed(id)?;
+        if self.plugins.get(&cert.plugin).is_none() {
+            return Err(EngineError::PluginMissing {
+                id: id.into(),
+                plugin: cert.plugin.clone(),
+            });
+        }
+        let now = crate::now_unix();
+        let record = self.records.entry(id.to_owned()).or_default();
+        record.retry_at = None;
+        let message = match record.run.as_mut() {
+            Some(run) => {
+                run.wait_until = None;
+                format!(
+                    "renewal of {id} is in progress (after step {}); trying the next step now",
+                    run.phase.as_str()
+                )
+            }
+            None if force => {
+                let current = read_current(&cert);
+                let mut record = self.records.remove(id).unwrap_or_default();
+                let reason = if current.is_some() {
+                    Reason::Requested
+                } else {
+                    Reason::FirstIssue
+                };
+                self.start_run(&cert, &mut record, reason, current, now);
+                self.records.insert(id.to_owned(), record);
+                format!("renewal of {id} started")
+            }
+            None => {
+                let due = read_current(&cert).map(|f| {
+                    crate::schedule::renewal_due(
+                        id,
+                        f.not_before,
+                        f.not_after,
+                        cert.renewal.renew_before.map(|d| d.as_secs()),
+                    )
+                });
+                match due {
+                    Some(due) if due > now => {
+                        return Ok(format!(
+                            "{id} is not due until {} (use --force to renew now)",
+                            crate::cli::render::format_time(due)
+                        ));
+                    }
+                    _ => {
+                        let current = read_current(&cert);
+                        let mut record = self.records.remove(id).unwrap_or_default();
+                        let reason = if current.is_some() {
+                            Reason::Requested
+                        } else {
+                            Reason::FirstIssue
+                        };
+                        self.start_run(&cert, &mut record, reason, current, now);
+                        self.records.insert(id.to_owned(), record);
+                        format!("renewal of {id} started")
+                    }
+                }
+            }
+        };
+        // The engine's loop takes the next step right after this answer; `certvakt status`
+        // shows how it goes.
+        Ok(message)
+    }
+
+    async fn import(
+        &mut self,
+        id: &str,
+        bytes: &[u8],
+        password: Option<&str>,
+    ) -> Result<String, EngineError> {
+        let cert = self.managed(id)?;
+        let parsed = import::read_import(bytes, password)?;
+        let now = crate::now_unix();
+        let mut record = self.records.remove(id).unwrap_or_default();
+        let result = (|| -> Result<String, EngineError> {
+            if record.run.is_none() {
+                if parsed.key.is_none() {
+                    return Err(EngineError::Import(format!(
+                        "no renewal of {id} is waiting for a certificate, and the file has no key: start one with `certvakt renew {id} --force` and send its CSR to the CA, or import the PKCS#12 the CA made (it carries its key)"
+                    )));
+                }
+                let current = read_current(&cert);
+                self.start_run(&cert, &mut record, Reason::Import, current, now);
+            }
+            let Some(run) = record.run.as_mut() else {
+                return Err(EngineError::Other("no run".into()));
+            };
+            if run.phase >= Phase::Issued {
+                return Err(EngineError::Import(format!(
+                    "the renewal of {id} already has its certificate (step {}); nothing to import",
+                    run.phase.as_str()
+                )));
+            }
+            self.accept_issued(&cert, run, &parsed.chain_pem, parsed.key)?;
+            close_tasks(&mut record, Phase::Ordered, now);
+            let serial = record
+                .run
+                .as_ref()
+                .and_then(|r| r.new.as_ref())
+                .map(|n| n.serial.clone())
+                .unwrap_or_default();
+            Ok(format!(
+                "imported certificate {serial} for {id}; continuing with registration and installation"
+            ))
+        })();
+        match &result {
+            Ok(_) => {
+                record.failures = 0;
+                record.retry_at = None;
+                record.last_error = None;
+                self.save(id, &record);
+            }
+            Err(e) => log::warn!(cert_id = id; "import refused: {e}"),
+        }
+        self.records.insert(id.to_owned(), record);
+        result
+    }
+
+    async fn task_done(&mut self, task_id: &str) -> Result<String, EngineError> {
+        let now = crate::now_unix();
+        let Some((id, task)) = self.records.iter().find_map(|(id, r)| {
+            r.open_tasks()
+                .find(|t| t.id == task_id)
+                .map(|t| (id.clone(), t.clone()))
+        }) else {
+            return Err(EngineError::UnknownTask(task_id.to_owned()));
+        };
+        if task.completes_by == Completion::Import {
+            return Err(EngineError::TaskNotConfirmable {
+                id: task_id.to_owned(),
+                how: format!("importing the certificate (`certvakt import {id} <file>`)"),
+            });
+        }
+        if let Some(record) = self.records.get_mut(&id) {
+            for t in record.tasks.iter_mut().filter(|t| t.id == task_id) {
+                t.closed_at = Some(now);
+            }
+            if let Some(run) = record.run.as_mut() {
+                run.wait_until = None;
+            }
+            record.retry_at = None;
+            let record = record.clone();
+            self.save(&id, &record);
+        }
+        log::info!(cert_id = id.as_str(), task_id = task_id; "operator marked the task done");
+        Ok(format!("task {task_id} done; {id} continues"))
+    }
+
+    fn rollback(&mut self, id: &str) -> Result<String, EngineError> {
+        let cert = self.managed(id)?;
+        let version = self
+            .store
+            .rollback(id, &live_paths(&cert), &ownership(&cert)?)?;
+        log::warn!(cert_id = id, version = version.0; "rolled back to the previous version");
+        Ok(format!("{id} is back at version {version}"))
+    }
+
+    fn publish(&self, now: i64) {
+        let certificates = self
+            .config
+            .certificates
+            .iter()
+            .map(|cert| {
+                let record = self.records.get(&cert.id).cloned().unwrap_or_default();
+                let next_at = match (&record.run, record.retry_at) {
+                    (_, Some(retry)) => Some(retry),
+                    (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
+                    (None, None) => read_current(cert).map(|f| {
+                        crate::schedule::renewal_due(
+                            &cert.id,
+                            f.not_before,
+                            f.not_after,
+                            cert.renewal.renew_before.map(|d| d.as_secs()),
+                        )
+                    }),
+                };
+                CertRenewal {
+                    id: cert.id.clone(),
+                    plugin: cert.plugin.clone(),
+                    plugin_loaded: self.plugins.get(&cert.plugin).is_some(),
+                    phase: record.run.as_ref().map(|r| r.phase),
+                    next_at,
+                    failures: record.failures,
+                    last_error: record.last_error.clone(),
+                    last_success: record.last_success,
+                    open_tasks: record.open_tasks().cloned().collect(),
+                }
+            })
+            .collect();
+        let view = EngineView { certificates };
+        self.metrics.observe_renewals(
+            view.certificates
+                .iter()
+                .map(|c| crate::metrics::RenewalSeries {
+                    id: c.id.clone(),
+                    step: c.phase.map(Phase::as_str),
+                    next_at: c.next_at,
+                    consecutive_failures: c.failures,
+                    last_success: c.last_success,
+                    tasks_pending: c.open_tasks.len(),
+                })
+                .collect(),
+        );
+        match self.view.write() {
+            Ok(mut v) => *v = view,
+            Err(poisoned) => *poisoned.into_inner() = view,
+        }
+    }
+}
+
+fn set_phase(run: &mut Run, phase: Phase, now: i64) {
+    run.phase = phase;
+    run.phase_at = now;
+    run.wait_until = None;
+}
+
+fn close_tasks(record: &mut Record, phase: Phase, now: i64) {
+    for task in record
+        .tasks
+        .iter_mut()
+        .filter(|t| t.phase == phase && t.closed_at.is_none())
+    {
+        task.closed_at = Some(now);
+        log::info!(cert_id = task.cert_id.as_str(), task_id = task.id.as_str(); "operator task completed");
+    }
+}
+
+/// The name of the step that comes after `phase`, for messages and metrics.
+pub fn next_step_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Due => "key_generated",
+        Phase::KeyGenerated => "ordered",
+        Phase::Ordered => "issued",
+        Phase::Issued => "registered",
+        Phase::Registered => "installed",
+        Phase::Installed => "verified",
+        Phase::Verified | Phase::Retired => "retired",
+    }
+}
+
+fn info(facts: &CertFacts) -> CertificateInfo {
+    CertificateInfo {
+        pem: facts.pem.clone(),
+        subject: facts.subject.clone(),
+        serial: facts.serial.clone(),
+        not_before: facts.not_before,
+        not_after: facts.not_after,
+        identities: Vec::new(),
+    }
+}
+
+/// The live certificate's facts, if it exists and parses.
+fn read_current(cert: &ManagedCertificate) -> Option<CertFacts> {
+    let bytes = std::fs::read(&cert.cert).ok()?;
+    let ders = keys::parse_certificate_chain(&bytes).ok()?;
+    let leaf = ders.into_iter().next()?;
+    import::facts(&leaf).ok()
+}
+
+fn live_files(live: &LivePaths) -> Vec<PathBuf> {
+    let mut files = vec![live.cert.clone()];
+    files.extend(live.key.clone());
+    files.extend(live.chain.clone());
+    files.extend(live.fullchain.clone());
+    files.extend(live.pkcs12.as_ref().map(|(bundle, _)| bundle.clone()));
+    files
+}
+
+fn live_paths(cert: &ManagedCertificate) -> LivePaths {
+    LivePaths {
+        cert: cert.cert.clone(),
+        key: cert.key.clone(),
+        chain: cert.renewal.chain.clone(),
+        fullchain: cert.renewal.fullchain.clone(),
+        pkcs12: cert
+            .renewal
+            .pkcs12
+            .clone()
+            .zip(cert.pkcs12_password_file.clone()),
+    }
+}
+
+fn ownership(cert: &ManagedCertificate) -> Result<Ownership, EngineError> {
+    let r = &cert.renewal;
+    let owner = match &r.owner {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    EngineError::Other(format!("owner `{name}` of {} does not exist", cert.id))
+                })?
+                .uid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    let group = match &r.group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    EngineError::Other(format!("group `{name}` of {} does not exist", cert.id))
+                })?
+                .gid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    Ok(Ownership {
+        owner,
+        group,
+        key_mode: r.key_mode,
+        cert_mode: r.cert_mode,
+    })
+}
+
+fn read_password(path: &std::path::Path) -> Result<Zeroizing<String>, EngineError> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        EngineError::Other(format!(
+            "cannot read the PKCS#12 password file {}: {e}",
+            path.display()
+        ))
+    })?);
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+fn path_text(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Other(format!("a blocking task stopped: {e}")))
+}
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Errors of a plugin that needs a person are not failures to back off from forever; they
+/// are shown as they are. (Kept for the status text.)
+pub fn is_needs_person(error: &EngineError) -> bool {
+    matches!(error, EngineError::Plugin(PluginCallError::Plugin { error, .. }) if error.kind == ErrorKind::NeedsPerson)
+}

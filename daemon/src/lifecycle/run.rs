@@ -1,0 +1,166 @@
+//! The renewal engine's persisted state: one [`Record`] per managed certificate, holding the
+//! run in progress (if any), its operator tasks, and what happened last.
+//!
+//! The record is the write-ahead log of the state machine: the engine saves it (atomically,
+//! through the store) after every step, and every step is written so that doing it again after
+//! a crash is harmless. `phase` is the last step completed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::VersionId;
+
+/// The steps of a renewal, in order. A run's `phase` is the last one completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The run exists; nothing done yet.
+    Due,
+    /// The new key is on disk (pending) and the CSR made.
+    KeyGenerated,
+    /// The order is with the CA (or a person); waiting for the certificate.
+    Ordered,
+    /// The certificate arrived, was checked against the key and profile, and is staged.
+    Issued,
+    /// The authorities that must know it were told.
+    Registered,
+    /// The live files are the new version.
+    Installed,
+    /// The authorities accept it.
+    Verified,
+    /// The old certificate was retired after the overlap; the run is over.
+    Retired,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Due,
+        Phase::KeyGenerated,
+        Phase::Ordered,
+        Phase::Issued,
+        Phase::Registered,
+        Phase::Installed,
+        Phase::Verified,
+        Phase::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Due => "due",
+            Phase::KeyGenerated => "key_generated",
+            Phase::Ordered => "ordered",
+            Phase::Issued => "issued",
+            Phase::Registered => "registered",
+            Phase::Installed => "installed",
+            Phase::Verified => "verified",
+            Phase::Retired => "retired",
+        }
+    }
+}
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The schedule said so.
+    Scheduled,
+    /// `certvakt renew ID --force`, or `renew` when it was due anyway.
+    Requested,
+    /// The live certificate does not exist yet.
+    FirstIssue,
+    /// `certvakt import` of a certificate whose key the CA made (PKCS#12).
+    Import,
+}
+
+/// A few facts of a certificate, kept in the record for messages, hooks and retiring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertFacts {
+    pub pem: String,
+    pub subject: String,
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// A renewal in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Counts runs of this certificate, from 1.
+    pub number: u64,
+    pub reason: Reason,
+    pub started_at: i64,
+    /// The last step completed.
+    pub phase: Phase,
+    /// When the last step completed.
+    pub phase_at: i64,
+    /// The CSR for the pending key (PEM), once made.
+    #[serde(default)]
+    pub csr_pem: Option<String>,
+    /// The plugin's own state for this run, handed back on every call.
+    #[serde(default)]
+    pub plugin_state: Value,
+    /// The certificate being replaced, when there is one.
+    #[serde(default)]
+    pub old: Option<CertFacts>,
+    /// The new certificate, once issued.
+    #[serde(default)]
+    pub new: Option<CertFacts>,
+    /// The new certificate's chain (PEM), once issued.
+    #[serde(default)]
+    pub chain_pem: Option<String>,
+    /// The staged version, once issued.
+    #[serde(default)]
+    pub version: Option<VersionId>,
+    /// Waiting for the CA, a person or the overlap: not before this time.
+    #[serde(default)]
+    pub wait_until: Option<i64>,
+}
+
+/// A step that needs a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// `<cert-id>-<run>-<n>`.
+    pub id: String,
+    pub cert_id: String,
+    /// The step it belongs to (the one that will complete when it is done).
+    pub phase: Phase,
+    pub title: String,
+    pub instructions: String,
+    /// Files written for it, in the certificate's outbox.
+    pub files: Vec<std::path::PathBuf>,
+    /// How it completes: `import`, `confirm` (`certvakt task done`) or `poll` (the plugin
+    /// sees it done).
+    pub completes_by: certvakt_plugin_api::Completion,
+    pub opened_at: i64,
+    #[serde(default)]
+    pub closed_at: Option<i64>,
+}
+
+/// Everything the engine keeps about one certificate (its `state.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(default)]
+    pub run: Option<Run>,
+    /// Runs started so far (numbers the next one).
+    #[serde(default)]
+    pub runs: u64,
+    /// Consecutive failures of the current step; 0 after a success.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub retry_at: Option<i64>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_success: Option<i64>,
+    /// Open tasks, and closed ones of the current run.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+}
+
+impl Record {
+    /// The open tasks.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| t.closed_at.is_none())
+    }
+}

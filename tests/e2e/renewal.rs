@@ -1,0 +1,344 @@
+//! Renewal end to end: the real daemon, the real `manual` plugin loaded from disk, a CA that
+//! is a test CA signing the CSR from the operator task, the real CLI importing the result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::{CaShape, TestCa};
+use serde_json::Value;
+
+use crate::common::{WAIT, bins, stderr, stdout};
+
+/// A folder with a plugin dir holding the manual plugin, live paths that do not exist yet,
+/// and a configuration for one managed certificate renewed by it.
+pub struct ManualSetup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub fullchain: PathBuf,
+    pub hook_log: PathBuf,
+}
+
+impl ManualSetup {
+    pub fn new() -> Result<ManualSetup> {
+        let dir = tempfile::tempdir()?;
+        let bins = bins()?;
+        harness::install_plugins(
+            &bins,
+            &dir.path().join("plugins"),
+            &["certvakt-plugin-manual"],
+        )?;
+        let live = dir.path().join("live");
+        let (cert, key, fullchain) = (
+            live.join("web.pem"),
+            live.join("web.key"),
+            live.join("web-fullchain.pem"),
+        );
+        let hook_log = dir.path().join("deploy-hook.log");
+        let body = format!(
+            r#"[[certificate]]
+id = "web"
+cert = "{cert}"
+key = "{key}"
+fullchain = "{fullchain}"
+plugin = "manual"
+deploy_hook = ["/bin/sh", "-c", "echo \"$CERTVAKT_CERT_ID $CERTVAKT_NEW_SERIAL\" >> {hook}"]
+
+[certificate.settings]
+ca_name = "Test CA"
+subject = [{{ attribute = "CN", value = "apotek-test.example" }}, {{ attribute = "O", value = "Hjørring Apotek" }}]
+sans = ["DNS:apotek-test.example"]
+key_type = "ec-p256"
+"#,
+            cert = cert.display(),
+            key = key.display(),
+            fullchain = fullchain.display(),
+            hook = hook_log.display(),
+        );
+        let config = dir.path().join("certvakt.toml");
+        std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+        Ok(ManualSetup {
+            dir,
+            config,
+            cert,
+            key,
+            fullchain,
+            hook_log,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The open tasks, as JSON.
+pub fn tasks(daemon: &Daemon) -> Result<Vec<Value>> {
+    let (code, json) = daemon.cli_json(&["tasks"])?;
+    ensure!(code == 0, "tasks exited {code}");
+    Ok(json["tasks"].as_array().cloned().unwrap_or_default())
+}
+
+/// Plays the CA: takes the CSR from the task's files, signs it, writes the certificate to a
+/// file, and imports it with the CLI.
+pub fn answer_the_order(daemon: &Daemon, ca: &TestCa, work: &Path) -> Result<std::process::Output> {
+    let task = eventually(WAIT, "an operator task to order the certificate", || {
+        tasks(daemon)
+            .ok()?
+            .into_iter()
+            .find(|t| t["cert_id"] == "web")
+    })?;
+    let files: Vec<PathBuf> = task["files"]
+        .as_array()
+        .context("task files")?
+        .iter()
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .collect();
+    let csr_file = files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "csr"))
+        .with_context(|| format!("no CSR among {files:?}"))?;
+    let csr = std::fs::read_to_string(csr_file)?;
+    let issued = ca.issue_from_csr(&csr, |_| {})?;
+    let file = work.join("issued.pem");
+    std::fs::write(&file, format!("{}{}", issued.pem, issued.chain_pem))?;
+    daemon.cli(&["import", "web", &file.display().to_string()])
+}
+
+fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
+    let cert_der = certvakt::keys::parse_certificate_chain(&std::fs::read(cert)?)?
+        .into_iter()
+        .next()
+        .context("a certificate")?;
+    let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
+    Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
+}
+
+#[test]
+fn a_first_certificate_is_ordered_through_a_task_imported_and_installed() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+
+    // The plugin is loaded, and the first issue started by itself.
+    let (_, plugins) = daemon.cli_json(&["plugins"])?;
+    assert_eq!(plugins["loaded"][0]["name"], "manual", "{plugins:#}");
+    let task = eventually(WAIT, "the order task", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    })?;
+    assert_eq!(task["completes_by"], "import");
+    let shown = daemon.cli(&["task", "show", task["id"].as_str().unwrap_or_default()])?;
+    let text = stdout(&shown);
+    assert!(text.contains("certvakt import web"), "{text}");
+    assert!(text.contains("Test CA"), "{text}");
+    let (code, status) = daemon.cli_json(&["status"])?;
+    assert!(code >= 1, "a pending task is at least a warning");
+    assert_eq!(status["renewals"][0]["phase"], "ordered", "{status:#}");
+    let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    assert!(
+        metrics.contains("certvakt_tasks_pending{id=\"web\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certvakt_renewal_step{id=\"web\",step=\"ordered\"} 1"),
+        "{metrics}"
+    );
+
+    // A certificate for another key is refused, and nothing is installed.
+    let stranger = ca.issue(&certvakt_testkit::LeafSpec::tls_server(&[
+        "apotek-test.example",
+    ]))?;
+    let wrong = setup.path().join("wrong.pem");
+    std::fs::write(&wrong, &stranger.cert_pem)?;
+    let out = daemon.cli(&["import", "web", &wrong.display().to_string()])?;
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pending key"), "{}", stderr(&out));
+    assert!(!setup.cert.exists());
+
+    // The right one is accepted; registration, install, verification and retirement follow.
+    let out = answer_the_order(&daemon, &ca, setup.path())?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let done = eventually(WAIT, "the renewal to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        let r = &status["renewals"][0];
+        (r["phase"].is_null() && r["last_success"].is_i64()).then_some(())
+    });
+    if let Err(e) = done {
+        bail!("{e}\n{}", daemon.log_text());
+    }
+    assert!(
+        pair_matches(&setup.cert, &setup.key)?,
+        "live key and certificate belong together"
+    );
+    let fullchain = std::fs::read_to_string(&setup.fullchain)?;
+    assert_eq!(
+        fullchain.matches("BEGIN CERTIFICATE").count(),
+        3,
+        "leaf + intermediate + root"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&setup.key)?.permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let hook = std::fs::read_to_string(&setup.hook_log)?;
+    assert!(
+        hook.starts_with("web "),
+        "deploy hook ran with the id: {hook:?}"
+    );
+    assert!(tasks(&daemon)?.is_empty());
+    let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    assert!(
+        metrics.contains("certvakt_renewals_total{id=\"web\"} 1"),
+        "{metrics}"
+    );
+    // The inventory sees the new live certificate with a matching key.
+    eventually(WAIT, "the inventory to see the new certificate", || {
+        let (_, shown) = daemon.cli_json(&["show", "web"]).ok()?;
+        (shown["entries"][0]["key_check"] == "matches").then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_forced_renewal_makes_a_new_key_and_rollback_returns_to_the_old_pair() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+    let out = answer_the_order(&daemon, &ca, setup.path())?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    eventually(WAIT, "the first issue to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        status["renewals"][0]["last_success"].is_i64().then_some(())
+    })?;
+    let first_key = std::fs::read(&setup.key)?;
+    let first_cert = std::fs::read(&setup.cert)?;
+
+    // Not due: renew says so and does nothing; --force starts one.
+    let out = daemon.cli(&["renew", "web"])?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("not due"), "{}", stdout(&out));
+    let out = daemon.cli(&["renew", "web", "--force"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = answer_the_order(&daemon, &ca, setup.path())?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    eventually(WAIT, "the second run to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        let r = &status["renewals"][0];
+        (r["phase"].is_null() && std::fs::read(&setup.key).ok()? != first_key).then_some(())
+    })?;
+    assert!(pair_matches(&setup.cert, &setup.key)?);
+
+    let out = daemon.cli(&["rollback", "web"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&setup.key)?, first_key);
+    assert_eq!(std::fs::read(&setup.cert)?, first_cert);
+    Ok(())
+}
+
+/// Kills the daemon with SIGKILL right after each step of a run is saved, restarts it, and
+/// checks that no key is lost, the live pair always matches, and the run completes.
+#[test]
+fn a_kill_9_after_any_step_resumes_without_losing_a_key() -> Result<()> {
+    let bins = bins()?;
+    let steps = [
+        "due",
+        "key_generated",
+        "ordered",
+        "issued",
+        "registered",
+        "installed",
+        "verified",
+    ];
+    for step in steps {
+        let setup = ManualSetup::new()?;
+        let ca = TestCa::new(CaShape::Tls)?;
+        // A first certificate, so there is a live pair to protect.
+        {
+            let daemon = Daemon::start(&bins, &setup.config, &[])?;
+            let out = answer_the_order(&daemon, &ca, setup.path())?;
+            ensure!(out.status.success(), "{}", stderr(&out));
+            eventually(WAIT, "the first issue", || {
+                let (_, status) = daemon.cli_json(&["status"]).ok()?;
+                status["renewals"][0]["last_success"].is_i64().then_some(())
+            })?;
+        }
+        let old_key = std::fs::read(&setup.key)?;
+
+        let daemon = Daemon::start(
+            &bins,
+            &setup.config,
+            &[(certvakt::lifecycle::PAUSE_ENV, step)],
+        )?;
+        let out = daemon.cli(&["renew", "web", "--force"])?;
+        ensure!(out.status.success(), "{step}: {}", stderr(&out));
+        if step != "due" && step != "key_generated" && step != "ordered" {
+            let out = answer_the_order(&daemon, &ca, setup.path())?;
+            ensure!(out.status.success(), "{step}: {}", stderr(&out));
+        }
+        eventually(
+            Duration::from_secs(30),
+            &format!("the engine to pause after {step}"),
+            || {
+                daemon
+                    .log_text()
+                    .contains(&format!("paused after step {step}"))
+                    .then_some(())
+            },
+        )?;
+        daemon.signal("KILL")?;
+        drop(daemon);
+
+        // Right after the kill: the live pair matches, and the key of the run is on disk.
+        ensure!(
+            pair_matches(&setup.cert, &setup.key)?,
+            "{step}: live pair split by the kill"
+        );
+        let pending = setup.path().join("state/certs/web/pending-key.pem");
+        if step != "due" {
+            ensure!(
+                pending.exists() || std::fs::read(&setup.key)? != old_key,
+                "{step}: the new key is neither pending nor live"
+            );
+        }
+
+        // Restart without the hook: the run resumes and completes.
+        let daemon = Daemon::start(&bins, &setup.config, &[])?;
+        if step == "due" || step == "key_generated" || step == "ordered" {
+            let out = answer_the_order(&daemon, &ca, setup.path())?;
+            ensure!(out.status.success(), "{step}: {}", stderr(&out));
+        }
+        let done = eventually(
+            WAIT,
+            &format!("the run to complete after a kill after {step}"),
+            || {
+                let (_, status) = daemon.cli_json(&["status"]).ok()?;
+                let r = &status["renewals"][0];
+                (r["phase"].is_null() && r["failures"] == 0).then_some(())
+            },
+        );
+        if let Err(e) = done {
+            bail!("{e}\n{}", daemon.log_text());
+        }
+        ensure!(
+            pair_matches(&setup.cert, &setup.key)?,
+            "{step}: pair after resume"
+        );
+        ensure!(
+            std::fs::read(&setup.key)? != old_key,
+            "{step}: the renewal made a new key"
+        );
+        ensure!(
+            !pending.exists(),
+            "{step}: the pending key is cleaned up once installed"
+        );
+    }
+    Ok(())
+}
