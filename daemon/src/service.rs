@@ -31,10 +31,12 @@ use crate::control::protocol::{
 };
 use crate::control::{self, Backend};
 use crate::inventory::{self, CertState, Entry, Inventory, NordicIdentity, ProblemKind, Scanner};
+use crate::lifecycle::identity::{Identities, SharedConfig, Trust};
 use crate::lifecycle::{self, Engine, EngineError, EngineView};
 use crate::metrics::{self, Metrics, MetricsError};
-use crate::plugin_host::{self, Registry};
+use crate::plugin_host::{self, HttpService, Registry};
 use crate::signal::{Signal, Signals};
+use crate::store::Store;
 use crate::systemd::Notifier;
 use crate::watcher::Watcher;
 
@@ -83,6 +85,8 @@ struct Shared {
     plugins: Arc<Registry>,
     engine: mpsc::Sender<lifecycle::Command>,
     engine_view: Arc<RwLock<EngineView>>,
+    /// The configuration the HTTP client's identities and trust sets read.
+    config: SharedConfig,
 }
 
 impl Shared {
@@ -317,7 +321,19 @@ pub async fn run(
 
     let config = Arc::new(config);
     let plugins = Arc::new(load_plugins(&config, &metrics));
-    let engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), None)?;
+    let shared_config: SharedConfig = Arc::new(RwLock::new(config.clone()));
+    let http = Arc::new(HttpService::new(
+        tokio::runtime::Handle::current(),
+        Arc::new(Identities {
+            store: Store::open(&config.daemon.state_dir).map_err(EngineError::from)?,
+            config: shared_config.clone(),
+        }),
+        Arc::new(Trust {
+            config: shared_config.clone(),
+        }),
+        metrics.clone(),
+    ));
+    let engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), Some(http))?;
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
     let engine_task = tokio::spawn(engine.run(engine_rx));
@@ -338,6 +354,7 @@ pub async fn run(
         plugins,
         engine: engine_tx,
         engine_view,
+        config: shared_config,
     });
 
     let control_task = {
@@ -650,6 +667,10 @@ async fn reload(
     let config = Arc::new(new);
     let inventory = scanning.run(&config, &shared.metrics, false).await;
     shared.metrics.observe_reload(true);
+    match shared.config.write() {
+        Ok(mut c) => *c = config.clone(),
+        Err(poisoned) => *poisoned.into_inner() = config.clone(),
+    }
     let _ = shared
         .engine
         .send(lifecycle::Command::Reconfigure(config.clone()))

@@ -342,3 +342,135 @@ fn a_kill_9_after_any_step_resumes_without_losing_a_key() -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes a configuration for two managed certificates: the sim CA's client identity (kept by
+/// the manual plugin, never due) and `web`, renewed by the simca plugin over mutual TLS.
+pub fn simca_config(
+    dir: &Path,
+    files: &certvakt_testkit::simca::SimCaFiles,
+    url: &str,
+) -> Result<PathBuf> {
+    let body = format!(
+        r#"[trust]
+simca = ["{server_ca}"]
+
+[[certificate]]
+id = "simca-client"
+cert = "{client_cert}"
+key = "{client_key}"
+plugin = "manual"
+[certificate.settings]
+ca_name = "the sim CA's client CA"
+
+[[certificate]]
+id = "web"
+cert = "{dir}/live/web.pem"
+key = "{dir}/live/web.key"
+fullchain = "{dir}/live/web-fullchain.pem"
+plugin = "simca"
+[certificate.settings]
+url = "{url}"
+trust = "simca"
+identity = "simca-client"
+subject = [{{ attribute = "CN", value = "apotek-test.example" }}]
+sans = ["DNS:apotek-test.example"]
+"#,
+        server_ca = files.server_ca.display(),
+        client_cert = files.client.fullchain.display(),
+        client_key = files.client.key.display(),
+        dir = dir.display(),
+    );
+    let text = config_toml(dir, "127.0.0.1:0", &body).replace(
+        "log_level = \"debug\"",
+        "log_level = \"debug\"\nretry_initial = \"1s\"\nretry_max = \"3s\"",
+    );
+    let config = dir.join("certvakt.toml");
+    std::fs::write(&config, text)?;
+    Ok(config)
+}
+
+fn renewal_of<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
+    status["renewals"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id)
+}
+
+#[test]
+fn a_ca_with_an_api_issues_renews_on_schedule_and_failures_back_off() -> Result<()> {
+    use certvakt_testkit::simca::{SimCa, SimCaConfig};
+
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual", "certvakt-plugin-simca"],
+    )?;
+    let sim = SimCa::start(
+        "127.0.0.1:0".parse()?,
+        SimCaConfig {
+            issue_after: Duration::from_secs(1),
+            validity: Duration::from_secs(30),
+            ..SimCaConfig::default()
+        },
+    )?;
+    let files = sim.write_files(&dir.path().join("sim"))?;
+    // The CA is down for the first requests: the engine must back off, show it, and recover.
+    sim.fail_next(2);
+    let config = simca_config(dir.path(), &files, &sim.url())?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+
+    let failing = eventually(WAIT, "the failure to show", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        let web = renewal_of(&status, "web")?;
+        (web["failures"].as_u64()? >= 1)
+            .then(|| web["last_error"].as_str().unwrap_or_default().to_owned())
+    })?;
+    assert!(
+        failing.contains("503") || failing.contains("temporar"),
+        "{failing}"
+    );
+    let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    assert!(
+        metrics.contains("certvakt_renewal_failures_total{id=\"web\""),
+        "{metrics}"
+    );
+
+    let first = eventually(Duration::from_secs(40), "the first certificate", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        let web = renewal_of(&status, "web")?;
+        (web["last_success"].is_i64() && web["failures"] == 0).then_some(())?;
+        std::fs::read(dir.path().join("live/web.pem")).ok()
+    });
+    let first = match first {
+        Ok(first) => first,
+        Err(e) => bail!("{e}\n{}", daemon.log_text()),
+    };
+    assert!(pair_matches(
+        &dir.path().join("live/web.pem"),
+        &dir.path().join("live/web.key")
+    )?);
+
+    // 30-second certificates renew at two thirds of their life, by themselves.
+    let renewed = eventually(Duration::from_secs(60), "the scheduled renewal", || {
+        let now = std::fs::read(dir.path().join("live/web.pem")).ok()?;
+        (now != first).then_some(())
+    });
+    if let Err(e) = renewed {
+        bail!("{e}\n{}", daemon.log_text());
+    }
+    eventually(WAIT, "the second run to finish", || {
+        let (_, metrics) = harness::http_get(&daemon.metrics_addr().ok()?, "/metrics").ok()?;
+        metrics
+            .contains("certvakt_renewals_total{id=\"web\"} 2")
+            .then_some(())
+    })?;
+    assert!(pair_matches(
+        &dir.path().join("live/web.pem"),
+        &dir.path().join("live/web.key")
+    )?);
+    assert!(sim.orders_placed() >= 2, "orders: {}", sim.orders_placed());
+    assert!(sim.tls_refusals().is_empty(), "{:?}", sim.tls_refusals());
+    Ok(())
+}

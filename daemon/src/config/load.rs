@@ -25,13 +25,22 @@ use super::validate::{self, MAX_FILE_SIZE_LIMIT, Refusal};
 use super::{Config, KeyPolicy, ManagedCertificate, Origin, Problem, Watch};
 use crate::duration::HumanDuration;
 
-const TOP_KEYS: &[&str] = &["daemon", "control", "metrics", "watch", "certificate"];
+const TOP_KEYS: &[&str] = &[
+    "daemon",
+    "control",
+    "metrics",
+    "trust",
+    "watch",
+    "certificate",
+];
 const DAEMON_KEYS: &[&str] = &[
     "state_dir",
     "plugin_dir",
     "warn_before",
     "log_level",
     "max_file_size",
+    "retry_initial",
+    "retry_max",
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "admin_group", "read_group"];
 const METRICS_KEYS: &[&str] = &["listen"];
@@ -389,6 +398,7 @@ impl Loader {
                 "daemon" => self.daemon(src, v),
                 "control" => self.control(src, v),
                 "metrics" => self.metrics(src, v),
+                "trust" => self.trust(src, v),
                 "watch" => self.entries(src, "watch", v, Self::watch),
                 "certificate" => self.entries(src, "certificate", v, Self::certificate),
                 _ => self.unknown_top(src, k),
@@ -597,6 +607,17 @@ impl Loader {
                     }
                 }
                 "max_file_size" => self.max_file_size(src, key, at, v),
+                "retry_initial" | "retry_max" => {
+                    let example = format!("{} = \"5m\"", k.get_ref());
+                    if let Some(d) = self.duration(src, &key, v, &example) {
+                        if k.get_ref().as_ref() == "retry_initial" {
+                            self.config.daemon.retry_initial = d;
+                        } else {
+                            self.config.daemon.retry_max = d;
+                        }
+                        self.remember(src, key, at);
+                    }
+                }
                 _ => self.unknown(src, k, "daemon", "[daemon]", DAEMON_KEYS),
             }
         }
@@ -681,6 +702,25 @@ impl Loader {
                     }
                 }
                 _ => self.unknown(src, k, "metrics", "[metrics]", METRICS_KEYS),
+            }
+        }
+    }
+
+    /// `[trust]`: named sets of trust anchor files, `name = ["/path/ca.pem", ...]`.
+    fn trust(&mut self, src: &Source<'_>, v: &Value<'_>) {
+        let Some(table) = self.section(src, "trust", v) else {
+            return;
+        };
+        for (k, v) in table.iter() {
+            let name = k.get_ref().to_string();
+            let key = format!("trust.{name}");
+            let at = k.span().start;
+            let example = format!("{name} = [\"/etc/certvakt/trust/{name}.pem\"]");
+            if let Some(files) = self.strings(src, &key, v, &example) {
+                self.config
+                    .trust
+                    .insert(name, files.into_iter().map(PathBuf::from).collect());
+                self.remember(src, key, at);
             }
         }
     }

@@ -85,6 +85,9 @@ pub struct Config {
     pub daemon: DaemonSection,
     pub control: ControlSection,
     pub metrics: MetricsSection,
+    /// `[trust]`: named trust anchor sets (PEM files) that plugins name for their HTTPS
+    /// requests, e.g. `fmk-test = ["/etc/certvakt/trust/fmk-test-ca.pem"]`.
+    pub trust: BTreeMap<String, Vec<PathBuf>>,
     pub watch: Vec<Watch>,
     pub certificates: Vec<ManagedCertificate>,
     /// Every file that was read, main file first, in the order merged.
@@ -110,6 +113,10 @@ pub struct DaemonSection {
     pub log_level: log::LevelFilter,
     /// `max_file_size`, default 1 MiB: larger certificate files are refused unread.
     pub max_file_size: u64,
+    /// `retry_initial` (default `"1m"`) and `retry_max` (default `"6h"`): after a failed
+    /// renewal step the engine waits `retry_initial`, doubling per failure up to `retry_max`.
+    pub retry_initial: HumanDuration,
+    pub retry_max: HumanDuration,
 }
 
 /// `[control]`
@@ -258,6 +265,8 @@ impl Config {
                 warn_before: HumanDuration(std::time::Duration::from_secs(30 * 86_400)),
                 log_level: log::LevelFilter::Info,
                 max_file_size: 1024 * 1024,
+                retry_initial: HumanDuration(std::time::Duration::from_secs(60)),
+                retry_max: HumanDuration(std::time::Duration::from_secs(6 * 3_600)),
             },
             control: ControlSection {
                 socket: PathBuf::from("/run/certvakt/control.sock"),
@@ -267,6 +276,7 @@ impl Config {
             metrics: MetricsSection {
                 listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             },
+            trust: BTreeMap::new(),
             watch: Vec::new(),
             certificates: Vec::new(),
             files: Vec::new(),

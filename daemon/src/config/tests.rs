@@ -314,7 +314,7 @@ fn unknown_keys_suggest_the_closest_valid_key() {
     );
     assert_eq!(
         find(&problems, "deamon").hint,
-        "did you mean \"daemon\"? Valid sections: daemon, control, metrics, watch, certificate"
+        "did you mean \"daemon\"? Valid sections: daemon, control, metrics, trust, watch, certificate"
     );
     assert_eq!(
         find(&problems, "metrics.port").hint,

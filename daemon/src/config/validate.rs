@@ -133,6 +133,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     };
     v.daemon();
     v.control();
+    v.trust();
     v.watches();
     v.certificates();
     v.problems
@@ -254,6 +255,37 @@ impl Validator<'_> {
         );
         self.group("control.admin_group", &c.admin_group, "certvakt-admin");
         self.group("control.read_group", &c.read_group, "certvakt");
+    }
+
+    fn trust(&mut self) {
+        let config = self.config;
+        for (name, files) in &config.trust {
+            let key = format!("trust.{name}");
+            if !is_valid_plugin_name(name) && !is_valid_id(name) {
+                self.report(
+                    &key,
+                    None,
+                    format!("\"{name}\" is not a valid trust set name"),
+                    "use letters, digits, '.', '_' and '-', e.g. fmk-test".into(),
+                );
+            }
+            if files.is_empty() {
+                self.report(
+                    &key,
+                    None,
+                    "the trust set lists no file".into(),
+                    "list the PEM files of the CAs to trust, or remove the set".into(),
+                );
+            }
+            for (j, file) in files.iter().enumerate() {
+                self.absolute(
+                    &format!("{key}[{j}]"),
+                    None,
+                    file,
+                    "/etc/certvakt/trust/ca.pem",
+                );
+            }
+        }
     }
 
     fn watches(&mut self) {

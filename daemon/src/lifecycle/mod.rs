@@ -17,6 +17,7 @@
 //! - Readers see an [`EngineView`] snapshot, replaced after every change.
 
 pub mod hooks;
+pub mod identity;
 pub mod import;
 pub mod run;
 pub mod services;
@@ -40,7 +41,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, KeyPolicy, ManagedCertificate};
 use crate::keys::{self, PrivateKey};
 use crate::metrics::Metrics;
-use crate::plugin_host::{BasicServices, HostServices, LoadedPlugin, PluginCallError, Registry};
+use crate::plugin_host::{BasicServices, HttpService, LoadedPlugin, PluginCallError, Registry};
 use crate::store::{self, LivePaths, Ownership, Store, VersionFiles};
 
 pub use run::{CertFacts, Phase, Reason, Record, Run, Task};
@@ -48,9 +49,6 @@ use services::{EngineServices, KeyFiles};
 
 /// How long a plugin call may take before it counts as failed.
 pub const PLUGIN_DEADLINE: Duration = Duration::from_secs(120);
-/// First wait after a failure, and the longest.
-pub const RETRY_INITIAL_SECS: u64 = 60;
-pub const RETRY_MAX_SECS: u64 = 6 * 3_600;
 /// At most this many steps in a row for one certificate before others get a turn.
 const STEPS_PER_TURN: usize = 16;
 
@@ -159,7 +157,7 @@ pub struct Engine {
     plugins: Arc<Registry>,
     metrics: Arc<Metrics>,
     config: Arc<Config>,
-    http: Option<Arc<dyn HostServices>>,
+    http: Option<Arc<HttpService>>,
     records: BTreeMap<String, Record>,
     view: Arc<RwLock<EngineView>>,
     deadline: Duration,
@@ -180,12 +178,17 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The store (the HTTP client's identities read from it too).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Opens the store, finishes any install a crash interrupted, and loads every record.
     pub fn new(
         config: Arc<Config>,
         plugins: Arc<Registry>,
         metrics: Arc<Metrics>,
-        http: Option<Arc<dyn HostServices>>,
+        http: Option<Arc<HttpService>>,
     ) -> Result<Engine, EngineError> {
         let store = Store::open(&config.daemon.state_dir)?;
         let mut engine = Engine {
@@ -343,10 +346,15 @@ impl Engine {
 
     fn failed(&self, cert: &ManagedCertificate, record: &mut Record, error: &EngineError) {
         record.failures += 1;
+        let daemon = &self.config.daemon;
         let wait = crate::schedule::backoff(
             record.failures,
-            RETRY_INITIAL_SECS,
-            RETRY_MAX_SECS,
+            daemon.retry_initial.as_secs().max(1),
+            daemon
+                .retry_max
+                .as_secs()
+                .max(daemon.retry_initial.as_secs())
+                .max(1),
             u64::from(record.failures) ^ fnv(&cert.id),
         );
         let now = crate::now_unix();
@@ -936,14 +944,17 @@ impl Engine {
             .previous(&cert.id)?
             .and_then(|v| self.store.version_files(&cert.id, v).ok())
             .and_then(|p| p.key);
+        let mut basic = BasicServices::new(plugin.name.clone(), cert.id.clone(), state_dir);
+        if let Some(http) = &self.http {
+            basic = basic.with_http(http.clone());
+        }
         Ok(Arc::new(EngineServices::new(
-            BasicServices::new(plugin.name.clone(), cert.id.clone(), state_dir),
+            basic,
             KeyFiles {
                 pending: Some(self.store.pending_key_path(&cert.id)?),
                 current: cert.key.clone(),
                 previous,
             },
-            self.http.clone(),
         )))
     }
 

@@ -7,10 +7,10 @@
 //! - `sign` signs with a key the plugin names by role — the pending key of the run, the
 //!   current live key, the previous version's key — read from disk by the host for this one
 //!   signature and dropped (zeroized) right after. The plugin never sees key bytes.
-//! - `http` is answered by the host's HTTP client when one is configured.
+//! - `http` is [`BasicServices`]' too: the host's HTTP client, with the engine's identities.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use certvakt_plugin_api::messages::{HostRequest, HostResponse, KeyRef, SignatureAlgorithm};
 use certvakt_plugin_api::{HostError, HostErrorKind, TaskSpec};
@@ -31,7 +31,6 @@ pub struct EngineServices {
     basic: BasicServices,
     keys: KeyFiles,
     tasks: Mutex<Vec<TaskSpec>>,
-    http: Option<Arc<dyn HostServices>>,
 }
 
 impl std::fmt::Debug for EngineServices {
@@ -44,12 +43,11 @@ impl std::fmt::Debug for EngineServices {
 }
 
 impl EngineServices {
-    pub fn new(basic: BasicServices, keys: KeyFiles, http: Option<Arc<dyn HostServices>>) -> Self {
+    pub fn new(basic: BasicServices, keys: KeyFiles) -> Self {
         EngineServices {
             basic,
             keys,
             tasks: Mutex::new(Vec::new()),
-            http,
         }
     }
 
@@ -128,10 +126,6 @@ impl HostServices for EngineServices {
                 }
             }
             HostRequest::Sign(sign) => self.sign(&sign.key, sign.algorithm, &sign.data),
-            HostRequest::Http(http) => match &self.http {
-                Some(service) => service.handle(HostRequest::Http(http)),
-                None => self.basic.handle(HostRequest::Http(http)),
-            },
             other => self.basic.handle(other),
         }
     }
