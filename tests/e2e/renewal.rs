@@ -474,3 +474,54 @@ fn a_ca_with_an_api_issues_renews_on_schedule_and_failures_back_off() -> Result<
     assert!(sim.tls_refusals().is_empty(), "{:?}", sim.tls_refusals());
     Ok(())
 }
+
+#[test]
+fn a_certificate_dropped_into_the_inbox_is_imported_and_a_wrong_one_set_aside() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+    let task = eventually(WAIT, "the order task", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    })?;
+    let inbox = setup.path().join("state/certs/web/inbox");
+    ensure!(
+        inbox.is_dir(),
+        "the inbox exists once a certificate is managed"
+    );
+
+    let stranger = ca.issue(&certvakt_testkit::LeafSpec::tls_server(&[
+        "apotek-test.example",
+    ]))?;
+    std::fs::write(inbox.join("wrong.pem"), &stranger.cert_pem)?;
+    let reason = inbox.join("refused/wrong.pem.reason.txt");
+    eventually(WAIT, "the wrong file to be set aside", || {
+        reason.exists().then_some(())
+    })?;
+    assert!(std::fs::read_to_string(&reason)?.contains("pending key"));
+
+    let csr_file = task["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".csr"))
+        .context("csr")?
+        .to_owned();
+    let issued = ca.issue_from_csr(&std::fs::read_to_string(csr_file)?, |_| {})?;
+    // As an operator would: copy in under a hidden name, then rename.
+    std::fs::write(
+        inbox.join(".incoming"),
+        format!("{}{}", issued.pem, issued.chain_pem),
+    )?;
+    std::fs::rename(inbox.join(".incoming"), inbox.join("from-ca.pem"))?;
+    let done = eventually(WAIT, "the renewal to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        status["renewals"][0]["last_success"].is_i64().then_some(())
+    });
+    if let Err(e) = done {
+        bail!("{e}\n{}", daemon.log_text());
+    }
+    assert!(inbox.join("imported/from-ca.pem").exists());
+    assert!(pair_matches(&setup.cert, &setup.key)?);
+    Ok(())
+}

@@ -164,6 +164,8 @@ pub struct Engine {
     /// Test hook: stop (forever) right after this step is saved, so a test can kill -9 the
     /// daemon at a known point. From `CERTVAKT_TEST_PAUSE_AFTER`; never set in production.
     pause_after: Option<Phase>,
+    /// Inbox files that could not be moved away after their import was tried.
+    stuck_inbox_files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// The environment variable of the crash-test hook.
@@ -200,6 +202,7 @@ impl Engine {
             records: BTreeMap::new(),
             view: Arc::new(RwLock::new(EngineView::default())),
             deadline: PLUGIN_DEADLINE,
+            stuck_inbox_files: std::collections::BTreeSet::new(),
             pause_after: std::env::var(PAUSE_ENV)
                 .ok()
                 .and_then(|v| Phase::ALL.into_iter().find(|p| p.as_str() == v)),
@@ -243,7 +246,10 @@ impl Engine {
 
     /// Runs until `commands` closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut inboxes = crate::watcher::Watcher::new();
         loop {
+            self.watch_inboxes(&mut inboxes);
+            self.take_inboxes().await;
             let now = crate::now_unix();
             let next = self.turn(now).await;
             self.publish(crate::now_unix());
@@ -255,7 +261,86 @@ impl Engine {
                     Some(command) => self.command(command).await,
                     None => return,
                 },
+                _ = inboxes.changed() => {
+                    // A file being copied in arrives in several writes: wait for quiet.
+                    inboxes.drain_for(Duration::from_millis(500)).await;
+                }
                 _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    fn watch_inboxes(&self, watcher: &mut crate::watcher::Watcher) {
+        let inboxes: Vec<PathBuf> = self
+            .config
+            .certificates
+            .iter()
+            .filter_map(|c| self.store.inbox(&c.id).ok())
+            .map(|dir| dir.join("*"))
+            .collect();
+        watcher.set_paths(inboxes.iter().map(PathBuf::as_path));
+    }
+
+    /// Imports what was dropped into each certificate's inbox, as `certvakt import` would;
+    /// a file that is taken moves to `inbox/imported/`, one that is refused to
+    /// `inbox/refused/` beside a `.reason.txt` that says why.
+    async fn take_inboxes(&mut self) {
+        let certs: Vec<ManagedCertificate> = self.config.certificates.clone();
+        for cert in certs {
+            let Ok(inbox) = self.store.inbox(&cert.id) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(&inbox) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .filter(|p| !self.stuck_inbox_files.contains(p))
+                .collect();
+            files.sort();
+            for file in files {
+                let Ok(bytes) = std::fs::read(&file).map(Zeroizing::new) else {
+                    continue;
+                };
+                let password = match &cert.pkcs12_password_file {
+                    Some(path) => read_password(path).ok(),
+                    None => None,
+                };
+                let result = self
+                    .import(&cert.id, &bytes, password.as_deref().map(|p| p.as_str()))
+                    .await;
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
+                let (folder, reason) = match &result {
+                    Ok(message) => {
+                        log::info!(cert_id = cert.id.as_str(), path = file.display().to_string(); "inbox: {message}");
+                        ("imported", None)
+                    }
+                    Err(e) => ("refused", Some(e.to_string())),
+                };
+                let target = inbox.join(folder);
+                let moved = std::fs::create_dir_all(&target)
+                    .and_then(|()| std::fs::rename(&file, target.join(&name)));
+                if let Some(reason) = reason {
+                    let mut reason_file = target.join(&name).into_os_string();
+                    reason_file.push(".reason.txt");
+                    let _ = std::fs::write(&reason_file, format!("{reason}\n"));
+                }
+                if let Err(e) = moved {
+                    // Never delete it (a PKCS#12 from a CA may hold the only copy of its
+                    // key); remember it so it is not imported again and again.
+                    log::error!(cert_id = cert.id.as_str(), path = file.display().to_string(); "cannot move the file out of the inbox ({e}); move it away by hand");
+                    self.stuck_inbox_files.insert(file);
+                }
             }
         }
     }
