@@ -333,7 +333,9 @@ pub async fn run(
         }),
         metrics.clone(),
     ));
-    let engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), Some(http))?;
+    let mut engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), Some(http))?;
+    let (installed_tx, mut installed) = mpsc::unbounded_channel();
+    engine.notify_installs(installed_tx);
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
     let engine_task = tokio::spawn(engine.run(engine_rx));
@@ -424,6 +426,10 @@ pub async fn run(
                     false
                 }
             },
+            Some(id) = installed.recv() => {
+                log::debug!(cert_id = id.as_str(); "live files changed by the renewal engine, rescanning");
+                true
+            }
             _ = scanning.watcher.changed() => {
                 scanning.watcher.drain_for(DEBOUNCE).await;
                 log::debug!("change on disk noticed, rescanning");

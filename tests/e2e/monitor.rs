@@ -278,6 +278,11 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("certvakt demo: certvaktd"), "{text}");
+    assert!(text.contains("operator: task fmk-demo-"), "{text}");
+    assert!(
+        text.contains("both certificates were issued and installed"),
+        "{text}"
+    );
     assert!(text.contains("/metrics answered HTTP 200"), "{text}");
     assert!(text.contains("health:"), "{text}");
     Ok(())

@@ -205,11 +205,15 @@ fn health_word(health: Health) -> &'static str {
 
 fn render_problems(out: &mut String, problems: &[SourceProblem]) {
     for p in problems {
+        // A watched file's id is its path: say it once.
+        let place = if p.id == p.path {
+            p.path.clone()
+        } else {
+            format!("{}  {}", p.id, p.path)
+        };
         out.push_str(&format!(
-            "  {}  {}  {}\n      {}\n",
-            p.id,
+            "  {place}  {}\n      {}\n",
             p.kind.as_str(),
-            p.path,
             p.message
         ));
     }
@@ -893,7 +897,7 @@ mod tests {
         assert_eq!(&text[..expected_head.len().min(text.len())], expected_head);
         assert!(text.contains("fmk-prod  watched  expired  2027-03-01  expired 1h ago  DK CVR 12345678  apotek.example\n"), "{text}");
         assert!(
-            text.ends_with("\nSource problems:\n  /etc/ssl/*.pem  no_match  /etc/ssl/*.pem\n      no file matches /etc/ssl/*.pem\n"),
+            text.ends_with("\nSource problems:\n  /etc/ssl/*.pem  no_match\n      no file matches /etc/ssl/*.pem\n"),
             "{text}"
         );
     }

@@ -166,6 +166,9 @@ pub struct Engine {
     pause_after: Option<Phase>,
     /// Inbox files that could not be moved away after their import was tried.
     stuck_inbox_files: std::collections::BTreeSet<PathBuf>,
+    /// Told the id of every certificate whose live files changed (install, rollback), so
+    /// the inventory rescans at once rather than when inotify's events arrive.
+    installed: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// The environment variable of the crash-test hook.
@@ -180,6 +183,17 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// Where to say that a certificate's live files changed.
+    pub fn notify_installs(&mut self, tx: mpsc::UnboundedSender<String>) {
+        self.installed = Some(tx);
+    }
+
+    fn announce(&self, id: &str) {
+        if let Some(tx) = &self.installed {
+            let _ = tx.send(id.to_owned());
+        }
+    }
+
     /// The store (the HTTP client's identities read from it too).
     pub fn store(&self) -> &Store {
         &self.store
@@ -203,6 +217,7 @@ impl Engine {
             view: Arc::new(RwLock::new(EngineView::default())),
             deadline: PLUGIN_DEADLINE,
             stuck_inbox_files: std::collections::BTreeSet::new(),
+            installed: None,
             pause_after: std::env::var(PAUSE_ENV)
                 .ok()
                 .and_then(|v| Phase::ALL.into_iter().find(|p| p.as_str() == v)),
@@ -856,6 +871,7 @@ impl Engine {
         let ok = matches!(result, Ok(Ok(())));
         if ok {
             log::info!(cert_id = cert.id.as_str(), version = version.0; "new certificate installed");
+            self.announce(&cert.id);
             if let Some(deploy) = r.deploy_hook.clone() {
                 let mut env = env.clone();
                 env.outcome = "success".into();
@@ -1265,6 +1281,7 @@ impl Engine {
             .store
             .rollback(id, &live_paths(&cert), &ownership(&cert)?)?;
         log::warn!(cert_id = id, version = version.0; "rolled back to the previous version");
+        self.announce(id);
         Ok(format!("{id} is back at version {version}"))
     }
 

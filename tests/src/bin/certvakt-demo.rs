@@ -1,17 +1,31 @@
-//! `certvakt-demo`: certvaktd over a generated sample set, with the CLI and metrics to look at.
+//! `certvakt-demo`: the whole cycle in a minute, on loopback.
+//!
+//! certvaktd runs over a generated sample set of Nordic certificates (watched), and renews two
+//! managed certificates while you watch:
+//! - `web-demo` through a simulated CA with an API (mutual TLS, asynchronous orders), with
+//!   two-minute certificates, so it renews by itself every 80 seconds or so;
+//! - `fmk-demo`, an OCES3-shaped certificate, through the `manual` plugin: an operator task
+//!   appears with the CSR, and a simulated operator (this program) completes it after a few
+//!   seconds by dropping the certificate its CA signed into the certificate's inbox.
 //!
 //! Usage: `certvakt-demo [--once] [--dir DIR] [--listen ADDR]`. Without `--dir` a temporary
-//! folder is made and removed at the end. `--once` prints what the demo shows and stops the
-//! daemon (the test suite runs it that way); otherwise it runs until Ctrl-C.
+//! folder is made and removed at the end. `--once` waits for both certificates to be issued,
+//! prints the status and stops (the test suite runs it that way); otherwise it runs until
+//! Ctrl-C.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use certvakt_testkit::harness::{self, Daemon};
+use certvakt_testkit::harness::{self, Daemon, config_toml};
+use certvakt_testkit::simca::{SimCa, SimCaConfig};
+use certvakt_testkit::{CaShape, TestCa};
+
+/// How long the simulated operator takes to handle a task.
+const OPERATOR_DELAY: Duration = Duration::from_secs(8);
 
 fn main() -> ExitCode {
     match run() {
@@ -58,8 +72,28 @@ fn run() -> Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let (config, manifest) = harness::write_sample_daemon_dir(&dir, &listen)?;
     let bins = harness::bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.join("plugins"),
+        &["certvakt-plugin-manual", "certvakt-plugin-simca"],
+    )?;
+    let sim = SimCa::start(
+        "127.0.0.1:0".parse()?,
+        SimCaConfig {
+            issue_after: Duration::from_secs(3),
+            validity: Duration::from_secs(120),
+            ..SimCaConfig::default()
+        },
+    )?;
+    let sim_files = sim.write_files(&dir.join("simca"))?;
+    let manifest = certvakt_testkit::write_sample_set(&dir.join("certs"))?;
+    let config = dir.join("certvakt.toml");
+    std::fs::write(
+        &config,
+        demo_config(&dir, &listen, &manifest, &sim_files, &sim.url()),
+    )?;
+
     let daemon = Daemon::start(&bins, &config, &[]).with_context(|| {
         format!("starting certvaktd (is {listen} free? pass --listen 127.0.0.1:0)")
     })?;
@@ -69,42 +103,191 @@ fn run() -> Result<()> {
         bins.certvakt.display(),
         daemon.socket.display()
     );
+    let oces_ca = TestCa::new(CaShape::Oces3)?;
 
-    let status = daemon.cli(&["status"])?;
-    println!("{}", String::from_utf8_lossy(&status.stdout));
     println!(
-        "certvakt demo: certvaktd (pid {}) is watching {} sample files in {}\n",
+        "certvakt demo: certvaktd (pid {}) in {}\n",
         daemon.pid().unwrap_or(0),
-        manifest.files.len(),
-        manifest.dir.display()
+        dir.display()
     );
-    println!("  look:      {cli} status");
-    println!("             {cli} list");
-    println!("             {cli} show dk-fmk");
-    println!("  metrics:   curl -s http://{metrics}/metrics | grep ^certvakt_");
-    println!("  config:    {}", config.display());
-    println!("             (edit it, then: {cli} reload)");
     println!(
-        "  try:       cp {}/watched/*.pem /tmp/ and drop a new file into {}/watched/",
-        manifest.dir.display(),
-        manifest.dir.display()
+        "  watching   {} sample files of Danish, Swedish, Finnish and Norwegian certificates",
+        manifest.files.len()
+    );
+    println!(
+        "  renewing   web-demo through a simulated CA at {} (2-minute certificates)",
+        sim.url()
+    );
+    println!("             fmk-demo through an operator task, done by a simulated operator");
+    println!();
+    println!("  look:      {cli} status");
+    println!("             {cli} tasks");
+    println!("             {cli} show fmk-demo");
+    println!(
+        "  metrics:   curl -s http://{metrics}/metrics | grep -E '^certvakt_(renewal|tasks|certificate_expiry)'"
     );
     println!("  log:       {}", daemon.log.display());
+    println!();
+
+    let started = Instant::now();
+    let mut done_tasks = Vec::new();
+    let mut printed_issued = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        operate(&daemon, &oces_ca, &mut done_tasks)?;
+        let (_, status) = daemon.cli_json(&["status"])?;
+        let issued = ["web-demo", "fmk-demo"].iter().all(|id| {
+            status["renewals"]
+                .as_array()
+                .and_then(|r| r.iter().find(|c| c["id"] == *id))
+                .is_some_and(|c| c["last_success"].is_i64())
+        });
+        if issued && !printed_issued {
+            printed_issued = true;
+            println!(
+                "  both certificates were issued and installed after {} s:\n",
+                started.elapsed().as_secs()
+            );
+            let out = daemon.cli(&["status"])?;
+            println!("{}", String::from_utf8_lossy(&out.stdout));
+            if once {
+                break;
+            }
+            println!(
+                "  web-demo renews by itself every 80 s or so; Ctrl-C stops the demo and removes the folder."
+            );
+        }
+        if once && started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "the certificates were not issued within 2 minutes; see {}",
+                daemon.log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     if once {
         let (code, _) = harness::http_get(&metrics, "/metrics")?;
-        println!("\n  /metrics answered HTTP {code}; stopping (--once).");
-        let status = daemon.stop()?;
-        if !status.success() {
-            bail!("certvaktd exited with {status}");
-        }
-        return Ok(());
+        println!("  /metrics answered HTTP {code}; stopping (--once).");
+    } else {
+        println!("\nstopping certvaktd ...");
     }
-    println!("\n  Ctrl-C stops the daemon and removes the folder.");
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    println!("\nstopping certvaktd ...");
     let status = daemon.stop()?;
-    println!("certvaktd exited: {status}");
+    if !status.success() {
+        bail!("certvaktd exited with {status}");
+    }
+    drop(sim);
     Ok(())
+}
+
+/// The simulated operator: a task open for a few seconds is done by signing its CSR with the
+/// "MitID Erhverv" test CA and dropping the certificate into the certificate's inbox.
+fn operate(daemon: &Daemon, ca: &TestCa, done: &mut Vec<String>) -> Result<()> {
+    let (_, tasks) = daemon.cli_json(&["tasks"])?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for task in tasks["tasks"].as_array().cloned().unwrap_or_default() {
+        let id = task["id"].as_str().unwrap_or_default().to_owned();
+        let opened = task["opened_at"].as_i64().unwrap_or(now);
+        if done.contains(&id) || now - opened < OPERATOR_DELAY.as_secs() as i64 {
+            continue;
+        }
+        let Some(csr) = task["files"].as_array().and_then(|f| {
+            f.iter()
+                .filter_map(|p| p.as_str())
+                .find(|p| p.ends_with(".csr"))
+        }) else {
+            continue;
+        };
+        let csr = std::fs::read_to_string(csr)?;
+        let issued = ca.issue_from_csr(&csr, |_| {})?;
+        let cert_id = task["cert_id"].as_str().unwrap_or_default();
+        let inbox = inbox_of(daemon, cert_id)?;
+        let part = inbox.join(".arriving");
+        std::fs::write(&part, format!("{}{}", issued.pem, issued.chain_pem))?;
+        std::fs::rename(&part, inbox.join("from-mitid-erhverv.pem"))?;
+        println!(
+            "  operator: task {id} done: the certificate from the CA was dropped into {}",
+            inbox.display()
+        );
+        done.push(id);
+    }
+    Ok(())
+}
+
+fn inbox_of(daemon: &Daemon, cert_id: &str) -> Result<PathBuf> {
+    let dir = daemon.config.parent().context("config folder")?;
+    Ok(dir.join("state/certs").join(cert_id).join("inbox"))
+}
+
+fn demo_config(
+    dir: &Path,
+    listen: &str,
+    manifest: &certvakt_testkit::Manifest,
+    sim: &certvakt_testkit::simca::SimCaFiles,
+    url: &str,
+) -> String {
+    let patterns: Vec<String> = manifest
+        .watch_patterns
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    let mut body = format!(
+        r#"[trust]
+simca = ["{server_ca}"]
+
+[[watch]]
+paths = [{patterns}]
+pkcs12_password_file = "{password}"
+
+[[certificate]]
+id = "simca-client"
+cert = "{client_cert}"
+key = "{client_key}"
+plugin = "manual"
+[certificate.settings]
+ca_name = "the simulated CA's client CA"
+
+[[certificate]]
+id = "web-demo"
+cert = "{dir}/live/web-demo.pem"
+key = "{dir}/live/web-demo.key"
+fullchain = "{dir}/live/web-demo.fullchain.pem"
+plugin = "simca"
+deploy_hook = ["/bin/sh", "-c", "echo \"$(date +%T) installed $CERTVAKT_CERT_ID serial $CERTVAKT_NEW_SERIAL\" >> {dir}/deploy-hook.log"]
+[certificate.settings]
+url = "{url}"
+trust = "simca"
+identity = "simca-client"
+subject = [{{ attribute = "CN", value = "apotek-demo.example" }}]
+sans = ["DNS:apotek-demo.example"]
+
+[[certificate]]
+id = "fmk-demo"
+cert = "{dir}/live/fmk-demo.pem"
+key = "{dir}/live/fmk-demo.key"
+plugin = "manual"
+[certificate.settings]
+ca_name = "MitID Erhverv (simulated)"
+key_type = "rsa-3072"
+submit_url = "https://erhvervsadministration.example/"
+subject = [
+  {{ attribute = "C", value = "DK" }},
+  {{ attribute = "O", value = "Hjørring Apotek" }},
+  {{ attribute = "organizationIdentifier", value = "NTRDK-25450442" }},
+  {{ attribute = "CN", value = "Hjørring Apotek FMK" }},
+  {{ attribute = "serialNumber", value = "UI:DK-O:G:9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d" }},
+]
+"#,
+        server_ca = sim.server_ca.display(),
+        password = manifest.pkcs12_password_file.display(),
+        patterns = patterns.join(", "),
+        client_cert = sim.client.fullchain.display(),
+        client_key = sim.client.key.display(),
+        dir = dir.display(),
+    );
+    body.push('\n');
+    config_toml(dir, listen, &body).replace("log_level = \"debug\"", "log_level = \"info\"")
 }
