@@ -19,6 +19,7 @@ struct Sizes {
     scan_rounds: usize,
     daemon_certs: usize,
     list_runs: usize,
+    renewal_cycles: usize,
 }
 
 fn main() -> Result<()> {
@@ -30,6 +31,7 @@ fn main() -> Result<()> {
             scan_rounds: 5,
             daemon_certs: 1_000,
             list_runs: 50,
+            renewal_cycles: 10,
         }
     } else {
         Sizes {
@@ -38,11 +40,13 @@ fn main() -> Result<()> {
             scan_rounds: 1,
             daemon_certs: 50,
             list_runs: 3,
+            renewal_cycles: 1,
         }
     };
     let mut rows = Vec::new();
     inventory(&sizes, &mut rows)?;
     daemon(&sizes, &mut rows)?;
+    renewal(&sizes, &mut rows)?;
     println!("\n| measurement | result | target |\n|---|---|---|");
     for (what, result, target) in rows {
         println!("| {what} | {result} | {target} |");
@@ -221,4 +225,132 @@ fn daemon(sizes: &Sizes, rows: &mut Vec<(String, String, String)>) -> Result<()>
 fn certvakt_count(d: &Daemon) -> Result<usize> {
     let (_, list) = d.cli_json(&["list"])?;
     Ok(list["items"].as_array().map_or(0, Vec::len))
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the command name: state is field 0, utime 11, stime 12 (clock ticks).
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// A renewal cycle end to end (key, CSR, order over mutual TLS, poll, checks, stage,
+/// install, hooks none) against the simulated CA; and the memory two loaded plugins cost.
+fn renewal(sizes: &Sizes, rows: &mut Vec<(String, String, String)>) -> Result<()> {
+    use certvakt_testkit::simca::{SimCa, SimCaConfig};
+
+    let bins = harness::bins()?;
+    let dir = tempfile::tempdir()?;
+    // Without plugins first: the same daemon, for the plugin RSS difference.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare)?;
+    std::fs::write(bare.join("certvakt.toml"), config_toml(&bare, "", ""))?;
+    let rss_bare = {
+        let d = Daemon::start(&bins, &bare.join("certvakt.toml"), &[])?;
+        let rss = rss_kib(d.pid().context("pid")?, "VmRSS:")?;
+        d.stop()?;
+        rss
+    };
+
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual", "certvakt-plugin-simca"],
+    )?;
+    let sim = SimCa::start(
+        "127.0.0.1:0".parse()?,
+        SimCaConfig {
+            issue_after: Duration::ZERO,
+            validity: Duration::from_secs(3_600),
+            ..SimCaConfig::default()
+        },
+    )?;
+    let files = sim.write_files(&dir.path().join("sim"))?;
+    let body = format!(
+        r#"[trust]
+simca = ["{ca}"]
+[[certificate]]
+id = "client"
+cert = "{cc}"
+key = "{ck}"
+plugin = "manual"
+[certificate.settings]
+ca_name = "sim"
+[[certificate]]
+id = "web"
+cert = "{d}/live/web.pem"
+key = "{d}/live/web.key"
+plugin = "simca"
+[certificate.settings]
+url = "{url}"
+trust = "simca"
+identity = "client"
+sans = ["DNS:bench.example"]
+"#,
+        ca = files.server_ca.display(),
+        cc = files.client.fullchain.display(),
+        ck = files.client.key.display(),
+        d = dir.path().display(),
+        url = sim.url(),
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(
+        &config,
+        config_toml(dir.path(), "127.0.0.1:0", &body)
+            .replace("log_level = \"debug\"", "log_level = \"info\""),
+    )?;
+    let d = Daemon::start(&bins, &config, &[])?;
+    let pid = d.pid().context("pid")?;
+    let runs = |d: &Daemon| -> Result<u64> {
+        let (_, m) = harness::http_get(&d.metrics_addr()?, "/metrics")?;
+        Ok(m.lines()
+            .find(|l| l.starts_with("certvakt_renewals_total{id=\"web\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    };
+    harness::eventually(Duration::from_secs(60), "the first issue", || {
+        (runs(&d).ok()? >= 1).then_some(())
+    })?;
+    let rss_plugins = rss_kib(pid, "VmRSS:")?;
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for n in 0..sizes.renewal_cycles {
+        let (start, cpu_start) = (Instant::now(), cpu_time(pid)?);
+        let out = d.cli(&["renew", "web", "--force"])?;
+        ensure!(out.status.success(), "renew --force");
+        let want = n as u64 + 2;
+        harness::eventually(Duration::from_secs(60), "a renewal", || {
+            (runs(&d).ok()? >= want).then_some(())
+        })?;
+        wall.push(start.elapsed());
+        cpu.push(cpu_time(pid)?.saturating_sub(cpu_start));
+    }
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    rows.push((
+        format!("renewal cycle against the simulated CA, wall time (median of {}; includes its 1 s poll interval)", sizes.renewal_cycles),
+        ms(median(wall)),
+        "-".into(),
+    ));
+    rows.push((
+        format!(
+            "renewal cycle, daemon CPU time (median of {}; EC P-256 key, 10 ms clock ticks)",
+            sizes.renewal_cycles
+        ),
+        ms(median(cpu)),
+        "-".into(),
+    ));
+    rows.push((
+        "daemon RSS without plugins / with manual + simca loaded and one renewal done".into(),
+        format!("{} / {}", mib(rss_bare), mib(rss_plugins)),
+        "-".into(),
+    ));
+    d.stop()?;
+    Ok(())
 }
