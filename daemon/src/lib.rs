@@ -8,6 +8,14 @@
 //! - [`inventory`]: finding and parsing certificates (PEM, DER, PKCS#12), the Nordic identities
 //!   they carry, and what is wrong with the files that are not certificates.
 //! - [`schedule`]: when the daemon must next wake up.
+//! - [`keys`]: private keys, CSRs, signatures and PKCS#12 bundles, and whether a certificate
+//!   belongs to a key.
+//! - [`store`]: the state directory: atomic files, certificate versions, the live install and its
+//!   recovery after a crash, rollback, the renewal state and history.
+//! - [`lifecycle`]: the renewal engine: the state machine from due to retired, operator tasks,
+//!   imports and hooks.
+//! - [`plugin_host`]: loading authority plugins, calling them with a deadline, and the services
+//!   they get (HTTP(S) with client identities and trust sets, state, tasks, signatures).
 //! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
 //! - [`control`]: the control socket protocol, its server, and the client the CLI uses.
 //! - [`service`]: the daemon itself: config, inventory, metrics, control, signals, in one loop.
