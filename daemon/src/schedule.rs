@@ -44,7 +44,9 @@ pub fn next_wakeup(inventory: &Inventory, now: i64, warn_before: u64) -> i64 {
 ///
 /// Two thirds into its lifetime, or `renew_before` seconds before it expires, whichever is
 /// earlier; then moved earlier by up to 1% of the lifetime (at most 6 hours), by an amount
-/// fixed for `id`. Never before `not_before`.
+/// fixed for `id`. Never before half the lifetime: a `renew_before` as long as the lifetime
+/// (30 days on a 10-minute certificate) would otherwise renew every new certificate at once,
+/// for ever.
 pub fn renewal_due(id: &str, not_before: i64, not_after: i64, renew_before: Option<u64>) -> i64 {
     let lifetime = (not_after - not_before).max(0);
     let two_thirds = not_before + lifetime * 2 / 3;
@@ -58,7 +60,7 @@ pub fn renewal_due(id: &str, not_before: i64, not_after: i64, renew_before: Opti
     } else {
         0
     };
-    (due - jitter).max(not_before)
+    (due - jitter).max(not_before + lifetime / 2)
 }
 
 /// Seconds to wait after the `failures`-th failure in a row (1-based): `initial` doubled per
@@ -148,10 +150,12 @@ mod tests {
             renewal_due("a", nb, na, None),
             renewal_due("b", nb, na, None)
         );
-        // A 10-minute certificate: 1% jitter (6 s at most), never before not_before.
+        // A 10-minute certificate: 1% jitter (6 s at most).
         let due = renewal_due("short", 1_000, 1_600, None);
         assert!((1_394..=1_400).contains(&due), "{due}");
         assert_eq!(renewal_due("x", 1_000, 1_000, None), 1_000);
+        // renew_before longer than the lifetime: half-way, not at once.
+        assert_eq!(renewal_due("short", 1_000, 1_600, Some(30 * 86_400)), 1_300);
     }
 
     #[test]

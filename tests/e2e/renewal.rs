@@ -525,3 +525,31 @@ fn a_certificate_dropped_into_the_inbox_is_imported_and_a_wrong_one_set_aside() 
     assert!(pair_matches(&setup.cert, &setup.key)?);
     Ok(())
 }
+
+#[test]
+fn the_pair_in_use_before_certvakt_is_kept_and_can_be_rolled_back_to() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    // A pair the operator installed by hand, before certvakt managed it.
+    let ca = TestCa::new(CaShape::Tls)?;
+    let own = ca.issue(&certvakt_testkit::LeafSpec::tls_server(&[
+        "apotek-test.example",
+    ]))?;
+    std::fs::create_dir_all(setup.cert.parent().context("live folder")?)?;
+    std::fs::write(&setup.cert, &own.cert_pem)?;
+    std::fs::write(&setup.key, &own.key_pem)?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let out = daemon.cli(&["renew", "web", "--force"])?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    let out = answer_the_order(&daemon, &ca, setup.path())?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    eventually(WAIT, "the renewal to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        status["renewals"][0]["last_success"].is_i64().then_some(())
+    })?;
+    assert_ne!(std::fs::read_to_string(&setup.key)?, own.key_pem);
+    let out = daemon.cli(&["rollback", "web"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&setup.key)?, own.key_pem);
+    assert_eq!(std::fs::read_to_string(&setup.cert)?, own.cert_pem);
+    Ok(())
+}

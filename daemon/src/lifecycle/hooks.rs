@@ -110,6 +110,7 @@ pub fn run(
             source,
         })?;
     // Read the output on threads so a chatty hook cannot fill a pipe and stall.
+    let (output_tx, output_rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
         child
             .stdout
@@ -123,6 +124,7 @@ pub fn run(
     .into_iter()
     .flatten()
     .map(|mut pipe| {
+        let output_tx = output_tx.clone();
         std::thread::spawn(move || {
             let mut all = Vec::new();
             let mut buf = [0u8; 4096];
@@ -134,10 +136,11 @@ pub fn run(
                     all.extend_from_slice(&buf[..n.min(OUTPUT_CAP - all.len())]);
                 }
             }
-            String::from_utf8_lossy(&all).into_owned()
+            let _ = output_tx.send(String::from_utf8_lossy(&all).into_owned());
         })
     })
     .collect();
+    drop(output_tx);
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -157,11 +160,16 @@ pub fn run(
             Err(_) => break None,
         }
     };
-    let output: String = readers
-        .into_iter()
-        .filter_map(|r| r.join().ok())
-        .collect::<Vec<_>>()
-        .join("");
+    // A hook that leaves a background process holding its output open must not hold up the
+    // renewal: wait a moment for the output, then go on without the rest.
+    let mut output = String::new();
+    for _ in &readers {
+        match output_rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(part) => output.push_str(&part),
+            Err(_) => break,
+        }
+    }
+    drop(readers);
     for line in output.lines().filter(|l| !l.trim().is_empty()) {
         log::info!(cert_id = env.cert_id.as_str(), hook = hook; "{line}");
     }

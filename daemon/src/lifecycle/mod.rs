@@ -166,6 +166,8 @@ pub struct Engine {
     pause_after: Option<Phase>,
     /// Inbox files that could not be moved away after their import was tried.
     stuck_inbox_files: std::collections::BTreeSet<PathBuf>,
+    /// Certificates whose state could not be loaded, and why; never advanced.
+    held: BTreeMap<String, String>,
     /// Told the id of every certificate whose live files changed (install, rollback), so
     /// the inventory rescans at once rather than when inotify's events arrive.
     installed: Option<mpsc::UnboundedSender<String>>,
@@ -217,6 +219,7 @@ impl Engine {
             view: Arc::new(RwLock::new(EngineView::default())),
             deadline: PLUGIN_DEADLINE,
             stuck_inbox_files: std::collections::BTreeSet::new(),
+            held: BTreeMap::new(),
             installed: None,
             pause_after: std::env::var(PAUSE_ENV)
                 .ok()
@@ -243,19 +246,32 @@ impl Engine {
         self.deadline = deadline;
     }
 
+    /// Finishes interrupted installs and loads each certificate's record. A certificate whose
+    /// install cannot be finished or whose record cannot be read is held back (shown in
+    /// status, never advanced) instead of stopping the daemon: a fresh record would start a
+    /// new run and forget the key of the one on disk.
     fn load_records(&mut self) -> Result<(), EngineError> {
         let mut records = BTreeMap::new();
+        let mut held = BTreeMap::new();
         for cert in &self.config.certificates {
-            if let Some(done) =
-                self.store
-                    .recover(&cert.id, &live_paths(cert), &ownership(cert)?)?
-            {
-                log::warn!(cert_id = cert.id.as_str(), version = done.0; "finished an install that a crash had interrupted");
+            let loaded = ownership(cert).and_then(|own| {
+                if let Some(done) = self.store.recover(&cert.id, &live_paths(cert), &own)? {
+                    log::warn!(cert_id = cert.id.as_str(), version = done.0; "finished an install that a crash had interrupted");
+                }
+                Ok(self.store.load_state::<Record>(&cert.id)?.unwrap_or_default())
+            });
+            match loaded {
+                Ok(record) => {
+                    records.insert(cert.id.clone(), record);
+                }
+                Err(e) => {
+                    log::error!(cert_id = cert.id.as_str(); "renewal held back: {e}");
+                    held.insert(cert.id.clone(), format!("renewal held back: {e}"));
+                }
             }
-            let record: Record = self.store.load_state(&cert.id)?.unwrap_or_default();
-            records.insert(cert.id.clone(), record);
         }
         self.records = records;
+        self.held = held;
         Ok(())
     }
 
@@ -486,7 +502,7 @@ impl Engine {
         record: &mut Record,
         now: i64,
     ) -> Result<Progress, EngineError> {
-        let current = read_current(cert);
+        let current = read_live(cert)?;
         let Some(run) = record.run.as_mut() else {
             let (due, reason) = match &current {
                 Some(facts) => (
@@ -764,15 +780,11 @@ impl Engine {
         key_from_ca: Option<PrivateKey>,
     ) -> Result<(), EngineError> {
         let pending = self.store.pending_key_path(&cert.id)?;
+        let from_ca = key_from_ca.is_some();
         let key = match key_from_ca {
-            Some(key) => {
-                store::atomic::write_file(
-                    &pending,
-                    key.to_pkcs8_pem().as_bytes(),
-                    &store::FileSpec::mode(0o600),
-                )?;
-                key
-            }
+            // Written as the pending key only once the chain is checked (below): a refused
+            // bundle must not replace the key of the order that is still with the CA.
+            Some(key) => key,
             None => {
                 let bytes = std::fs::read(&pending).map_err(|e| {
                     EngineError::Import(format!(
@@ -784,6 +796,13 @@ impl Engine {
             }
         };
         let checked = import::check_chain(cert, chain, &key, run.old.as_ref(), crate::now_unix())?;
+        if from_ca {
+            store::atomic::write_file(
+                &pending,
+                key.to_pkcs8_pem().as_bytes(),
+                &store::FileSpec::mode(0o600),
+            )?;
+        }
         let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
             (Some(_), Some(password_file)) => {
                 let password = read_password(password_file)?;
@@ -818,6 +837,13 @@ impl Engine {
         let Some(version) = run.version else {
             return Err(EngineError::Other("no staged version to install".into()));
         };
+        if live_is_pkcs12(cert) {
+            return Err(EngineError::Other(format!(
+                "{} is a PKCS#12 bundle, and certvakt writes the certificate as PEM: set `cert` to a PEM path and `pkcs12 = \"{}\"` (with pkcs12_password_file) so both are written",
+                cert.cert.display(),
+                cert.cert.display()
+            )));
+        }
         let live = live_paths(cert);
         let own = ownership(cert)?;
         let env = hooks::HookEnv {
@@ -848,6 +874,7 @@ impl Engine {
             let env = env.clone();
             blocking(move || hooks::run(hooks::HookKind::Pre, &pre, &env, timeout)).await??;
         }
+        self.adopt_live(cert, &live, &own).await?;
         let store = self.store.clone();
         let id = cert.id.clone();
         let result = blocking(move || {
@@ -896,6 +923,65 @@ impl Engine {
             }
         }
         result??;
+        Ok(())
+    }
+
+    /// Before the first install over files certvakt did not write, keeps them as a version of
+    /// their own, so the old pair can be rolled back to and the old key is never lost.
+    async fn adopt_live(
+        &self,
+        cert: &ManagedCertificate,
+        live: &LivePaths,
+        own: &Ownership,
+    ) -> Result<(), EngineError> {
+        if self.store.current(&cert.id)?.is_some() || !cert.cert.exists() {
+            return Ok(());
+        }
+        let cert_bytes = std::fs::read(&cert.cert)
+            .map_err(|e| EngineError::Other(format!("cannot read {}: {e}", cert.cert.display())))?;
+        let Ok(ders) = keys::parse_certificate_chain(&cert_bytes) else {
+            return Ok(());
+        };
+        let Some(leaf) = ders.first() else {
+            return Ok(());
+        };
+        let key_pem = match &cert.key {
+            Some(key) if key.exists() => {
+                Some(Zeroizing::new(std::fs::read_to_string(key).map_err(
+                    |e| EngineError::Other(format!("cannot read {}: {e}", key.display())),
+                )?))
+            }
+            Some(_) => return Ok(()),
+            None => None,
+        };
+        let chain_pem = match &cert.renewal.chain {
+            Some(chain) if chain.exists() => std::fs::read_to_string(chain).unwrap_or_default(),
+            _ => keys::pem_certificates(ders.get(1..).unwrap_or_default()),
+        };
+        let pkcs12 = match &live.pkcs12 {
+            Some((bundle, _)) if bundle.exists() => std::fs::read(bundle).ok().map(Zeroizing::new),
+            Some(_) => return Ok(()),
+            None => None,
+        };
+        let version = self.store.stage(
+            &cert.id,
+            &VersionFiles {
+                key_pem,
+                cert_pem: keys::pem_certificates(std::slice::from_ref(leaf)),
+                chain_pem,
+                pkcs12,
+            },
+        )?;
+        // Installing the adopted version writes the same pair again and makes it `current`,
+        // so the new install records it as `previous`.
+        let (store, id, live, own) = (
+            self.store.clone(),
+            cert.id.clone(),
+            live.clone(),
+            own.clone(),
+        );
+        blocking(move || store.install(&id, version, &live, &own)).await??;
+        log::info!(cert_id = cert.id.as_str(), version = version.0; "kept the certificate and key in use before certvakt's first install as a version (rollback goes back to them)");
         Ok(())
     }
 
@@ -1116,6 +1202,9 @@ impl Engine {
     }
 
     fn managed(&self, id: &str) -> Result<ManagedCertificate, EngineError> {
+        if let Some(why) = self.held.get(id) {
+            return Err(EngineError::Other(format!("{id}: {why}")));
+        }
         self.config
             .certificates
             .iter()
@@ -1144,7 +1233,7 @@ impl Engine {
                 )
             }
             None if force => {
-                let current = read_current(&cert);
+                let current = read_live(&cert)?;
                 let mut record = self.records.remove(id).unwrap_or_default();
                 let reason = if current.is_some() {
                     Reason::Requested
@@ -1156,7 +1245,7 @@ impl Engine {
                 format!("renewal of {id} started")
             }
             None => {
-                let due = read_current(&cert).map(|f| {
+                let due = read_live(&cert)?.map(|f| {
                     crate::schedule::renewal_due(
                         id,
                         f.not_before,
@@ -1172,7 +1261,7 @@ impl Engine {
                         ));
                     }
                     _ => {
-                        let current = read_current(&cert);
+                        let current = read_live(&cert)?;
                         let mut record = self.records.remove(id).unwrap_or_default();
                         let reason = if current.is_some() {
                             Reason::Requested
@@ -1208,7 +1297,7 @@ impl Engine {
                         "no renewal of {id} is waiting for a certificate, and the file has no key: start one with `certvakt renew {id} --force` and send its CSR to the CA, or import the PKCS#12 the CA made (it carries its key)"
                     )));
                 }
-                let current = read_current(&cert);
+                let current = read_live(&cert)?;
                 self.start_run(&cert, &mut record, Reason::Import, current, now);
             }
             let Some(run) = record.run.as_mut() else {
@@ -1295,7 +1384,7 @@ impl Engine {
                 let next_at = match (&record.run, record.retry_at) {
                     (_, Some(retry)) => Some(retry),
                     (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
-                    (None, None) => read_current(cert).map(|f| {
+                    (None, None) => read_live(cert).ok().flatten().map(|f| {
                         crate::schedule::renewal_due(
                             &cert.id,
                             f.not_before,
@@ -1310,8 +1399,14 @@ impl Engine {
                     plugin_loaded: self.plugins.get(&cert.plugin).is_some(),
                     phase: record.run.as_ref().map(|r| r.phase),
                     next_at,
-                    failures: record.failures,
-                    last_error: record.last_error.clone(),
+                    failures: record
+                        .failures
+                        .max(u32::from(self.held.contains_key(&cert.id))),
+                    last_error: self
+                        .held
+                        .get(&cert.id)
+                        .cloned()
+                        .or(record.last_error.clone()),
                     last_success: record.last_success,
                     open_tasks: record.open_tasks().cloned().collect(),
                 }
@@ -1379,12 +1474,44 @@ fn info(facts: &CertFacts) -> CertificateInfo {
     }
 }
 
-/// The live certificate's facts, if it exists and parses.
-fn read_current(cert: &ManagedCertificate) -> Option<CertFacts> {
-    let bytes = std::fs::read(&cert.cert).ok()?;
-    let ders = keys::parse_certificate_chain(&bytes).ok()?;
-    let leaf = ders.into_iter().next()?;
-    import::facts(&leaf).ok()
+/// The live certificate's facts: `None` when the file does not exist yet (a first issue),
+/// an error when it exists but cannot be read — then nothing is renewed, because replacing a
+/// file certvakt cannot read could destroy what a service depends on.
+fn read_live(cert: &ManagedCertificate) -> Result<Option<CertFacts>, EngineError> {
+    let unreadable = |why: String| {
+        EngineError::Other(format!(
+            "the live certificate {} of {} cannot be read ({why}); no renewal starts until it can (fix the file, or move it away for a first issue)",
+            cert.cert.display(),
+            cert.id
+        ))
+    };
+    let bytes = match std::fs::read(&cert.cert) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    if let Ok(ders) = keys::parse_certificate_chain(&bytes) {
+        let leaf = ders
+            .into_iter()
+            .next()
+            .ok_or_else(|| unreadable("it holds no certificate".into()))?;
+        return import::facts(&leaf).map(Some);
+    }
+    let Some(password_file) = &cert.pkcs12_password_file else {
+        return Err(unreadable(
+            "it is neither PEM nor DER, and no pkcs12_password_file is configured".into(),
+        ));
+    };
+    let password = read_password(password_file)?;
+    let contents = keys::read_pkcs12(&bytes, &password).map_err(|e| unreadable(e.to_string()))?;
+    import::facts(&contents.leaf_der).map(Some)
+}
+
+/// Whether the live `cert` file is a PKCS#12 bundle (certvakt writes PEM to `cert`; a bundle
+/// belongs in `pkcs12`).
+fn live_is_pkcs12(cert: &ManagedCertificate) -> bool {
+    std::fs::read(&cert.cert)
+        .is_ok_and(|bytes| keys::parse_certificate_chain(&bytes).is_err() && !bytes.is_empty())
 }
 
 fn live_files(live: &LivePaths) -> Vec<PathBuf> {
