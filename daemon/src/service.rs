@@ -492,9 +492,6 @@ fn load_plugins(config: &Config, metrics: &Arc<Metrics>) -> Registry {
     for plugin in &registry.loaded {
         log::info!(plugin = plugin.name.as_str(), version = plugin.version.as_str(); "plugin loaded from {}", plugin.file.display());
     }
-    for refusal in &registry.refused {
-        log::error!(path = refusal.file.display().to_string(); "{refusal}");
-    }
     for cert in &config.certificates {
         if registry.get(&cert.plugin).is_none() {
             log::warn!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "plugin {} is not loaded: this certificate is watched but not renewed (see `certvakt plugins`)", cert.plugin);

@@ -553,3 +553,37 @@ fn the_pair_in_use_before_certvakt_is_kept_and_can_be_rolled_back_to() -> Result
     assert_eq!(std::fs::read_to_string(&setup.cert)?, own.cert_pem);
     Ok(())
 }
+
+#[test]
+fn settings_the_plugin_refuses_hold_the_certificate_back_until_a_reload_fixes_them() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let good = std::fs::read_to_string(&setup.config)?;
+    std::fs::write(
+        &setup.config,
+        good.replace("key_type = \"ec-p256\"", "key_type = \"dsa-512\""),
+    )?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let (code, status) = daemon.cli_json(&["status"])?;
+    let web = &status["renewals"][0];
+    let error = web["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("settings.key_type") && error.contains("dsa-512"),
+        "{status:#}"
+    );
+    assert!(code >= 1);
+    assert!(
+        tasks(&daemon)?.is_empty(),
+        "a held certificate orders nothing"
+    );
+
+    std::fs::write(&setup.config, good)?;
+    let out = daemon.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let task = eventually(WAIT, "the order task after the fix", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    });
+    if let Err(e) = task {
+        bail!("{e}\n{}", daemon.log_text());
+    }
+    Ok(())
+}

@@ -65,6 +65,7 @@ pub fn facts(der: &[u8]) -> Result<CertFacts, EngineError> {
         serial: info.serial.clone(),
         not_before: info.not_before,
         not_after: info.not_after,
+        identities: info.identities.iter().map(NordicIdentity::label).collect(),
     })
 }
 

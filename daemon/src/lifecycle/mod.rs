@@ -275,8 +275,61 @@ impl Engine {
         Ok(())
     }
 
+    /// Asks each plugin to check its certificates' `[certificate.settings]`; a certificate
+    /// with problems is held back (every problem logged and shown in status) until a reload
+    /// brings settings its plugin accepts.
+    async fn check_settings(&mut self) {
+        let certs = self.config.certificates.clone();
+        for cert in certs {
+            let Some(plugin) = self.plugins.get(&cert.plugin).cloned() else {
+                continue;
+            };
+            let Ok(services) = self.services(&cert, &plugin) else {
+                continue;
+            };
+            let problems = match plugin
+                .validate_settings(cert.renewal.settings.clone(), services, self.deadline)
+                .await
+            {
+                Ok(problems) => problems,
+                Err(e) => {
+                    log::warn!(cert_id = cert.id.as_str(); "settings could not be checked: {e}");
+                    continue;
+                }
+            };
+            if problems.is_empty() {
+                continue;
+            }
+            let place = cert.origin.to_string();
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| {
+                    let hint = p
+                        .hint
+                        .as_deref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    format!("settings.{}: {}{hint}", p.key, p.message)
+                })
+                .collect();
+            for line in &lines {
+                log::error!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "{place}: certificate[{}] {line}", cert.id);
+            }
+            self.held.insert(
+                cert.id.clone(),
+                format!(
+                    "renewal held back: plugin {} refuses the settings of [[certificate]] {} at {place}: {}",
+                    cert.plugin,
+                    cert.id,
+                    lines.join("; ")
+                ),
+            );
+        }
+    }
+
     /// Runs until `commands` closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.check_settings().await;
         let mut inboxes = crate::watcher::Watcher::new();
         loop {
             self.watch_inboxes(&mut inboxes);
@@ -397,6 +450,9 @@ impl Engine {
 
     /// Runs as many steps as are ready for `id`; returns when to look again.
     async fn advance(&mut self, id: &str, now: i64) -> Option<i64> {
+        if self.held.contains_key(id) {
+            return None;
+        }
         let cert = self
             .config
             .certificates
@@ -460,30 +516,47 @@ impl Engine {
         std::future::pending::<()>().await;
     }
 
+    /// A step failed. Temporary trouble backs off exponentially from `retry_initial`; a
+    /// permanent or configuration error waits `retry_max` (retrying sooner would only repeat
+    /// it: fix the cause, then `certvakt renew ID`); an error that needs a person becomes a
+    /// task, and the step is tried again when it is marked done.
     fn failed(&self, cert: &ManagedCertificate, record: &mut Record, error: &EngineError) {
         record.failures += 1;
         let daemon = &self.config.daemon;
-        let wait = crate::schedule::backoff(
-            record.failures,
-            daemon.retry_initial.as_secs().max(1),
-            daemon
-                .retry_max
-                .as_secs()
-                .max(daemon.retry_initial.as_secs())
-                .max(1),
-            u64::from(record.failures) ^ fnv(&cert.id),
-        );
+        let initial = daemon.retry_initial.as_secs().max(1);
+        let max = daemon.retry_max.as_secs().max(initial);
+        let kind = match error {
+            EngineError::Plugin(PluginCallError::Plugin { error, .. }) => Some(error.kind),
+            _ => None,
+        };
+        let wait = match kind {
+            Some(ErrorKind::Permanent | ErrorKind::Configuration | ErrorKind::NeedsPerson) => max,
+            _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
+        };
         let now = crate::now_unix();
         record.retry_at = Some(now + i64::try_from(wait).unwrap_or(i64::MAX / 2));
         record.last_error = Some(error.to_string());
-        let step = record
-            .run
-            .as_ref()
-            .map_or("due", |r| next_step_name(r.phase));
+        let (step, run_number, phase) = record.run.as_ref().map_or(("due", 0, Phase::Due), |r| {
+            (next_step_name(r.phase), r.number, r.phase)
+        });
         log::error!(
             cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), step = step, failures = record.failures;
             "renewal step {step} failed (retry in {}): {error}", crate::service::human_left(wait as i64)
         );
+        if kind == Some(ErrorKind::NeedsPerson) {
+            let spec = TaskSpec {
+                title: format!("{} needs a person before step {step}", cert.id),
+                instructions: format!(
+                    "The {} plugin stopped at step {step} and says:\n\n    {error}\n\nDo what it asks, then mark this task done; certvakt tries the step again at once.",
+                    cert.plugin
+                ),
+                files: Vec::new(),
+                completes_by: Completion::Confirm,
+            };
+            if let Err(e) = self.open_task(cert, record, run_number, phase, spec, None, None, now) {
+                log::error!(cert_id = cert.id.as_str(); "cannot open the task: {e}");
+            }
+        }
         self.metrics.observe_renewal_failure(&cert.id, step);
         self.save(&cert.id, record);
     }
@@ -871,8 +944,24 @@ impl Engine {
         let timeout = Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1));
         let r = &cert.renewal;
         if let Some(pre) = r.pre_hook.clone() {
-            let env = env.clone();
-            blocking(move || hooks::run(hooks::HookKind::Pre, &pre, &env, timeout)).await??;
+            let pre_env = env.clone();
+            let pre_result =
+                blocking(move || hooks::run(hooks::HookKind::Pre, &pre, &pre_env, timeout)).await?;
+            if let Err(e) = pre_result {
+                // Nothing was installed; the post hook still runs, told so.
+                if let Some(post) = r.post_hook.clone() {
+                    let mut env = env.clone();
+                    env.outcome = "failure".into();
+                    if let Err(post_error) =
+                        blocking(move || hooks::run(hooks::HookKind::Post, &post, &env, timeout))
+                            .await?
+                    {
+                        log::error!(cert_id = cert.id.as_str(); "{post_error}");
+                        self.metrics.observe_hook_failure(&cert.id, "post_hook");
+                    }
+                }
+                return Err(e.into());
+            }
         }
         self.adopt_live(cert, &live, &own).await?;
         let store = self.store.clone();
@@ -1193,6 +1282,11 @@ impl Engine {
                 if let Err(e) = self.load_records() {
                     log::error!("renewal state could not be reloaded: {e}");
                 }
+                self.check_settings().await;
+                // A new configuration may have fixed what failed: try again now.
+                for record in self.records.values_mut() {
+                    record.retry_at = None;
+                }
             }
         }
         self.publish(crate::now_unix());
@@ -1470,7 +1564,7 @@ fn info(facts: &CertFacts) -> CertificateInfo {
         serial: facts.serial.clone(),
         not_before: facts.not_before,
         not_after: facts.not_after,
-        identities: Vec::new(),
+        identities: facts.identities.clone(),
     }
 }
 
@@ -1602,10 +1696,4 @@ fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-/// Errors of a plugin that needs a person are not failures to back off from forever; they
-/// are shown as they are. (Kept for the status text.)
-pub fn is_needs_person(error: &EngineError) -> bool {
-    matches!(error, EngineError::Plugin(PluginCallError::Plugin { error, .. }) if error.kind == ErrorKind::NeedsPerson)
 }

@@ -80,6 +80,9 @@ pub struct CertFacts {
     pub serial: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// The Nordic identities it carries, as labels (`DK CVR 12345678 UUID …`).
+    #[serde(default)]
+    pub identities: Vec<String>,
 }
 
 /// A renewal in progress.

@@ -302,12 +302,15 @@ fn accept(opened: &loader::Opened, registry: &Registry) -> Result<(), RefusalRea
     Ok(())
 }
 
-/// Plugin names end up in metric labels, log fields and state folder names.
+/// Plugin names end up in metric labels, log fields and state folder names, and must be
+/// names a `[[certificate]]` can write: the configuration's rule, `[a-z0-9][a-z0-9-]{0,63}`.
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A plugin that passed every check; cheap to clone.
