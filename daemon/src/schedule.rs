@@ -73,6 +73,63 @@ pub fn backoff(failures: u32, initial: u64, max: u64, seed: u64) -> u64 {
     base - jitter
 }
 
+/// A daily window of local time, `start` to `end` in minutes after midnight; `end` before
+/// `start` wraps past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QuietWindow {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl std::str::FromStr for QuietWindow {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<QuietWindow, String> {
+        let minute = |part: &str| -> Option<u32> {
+            let (h, m) = part.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
+        };
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("\"{text}\" is not a window of time"))?;
+        match (minute(a), minute(b)) {
+            (Some(start), Some(end)) if start != end => Ok(QuietWindow { start, end }),
+            (Some(_), Some(_)) => Err(format!("\"{text}\" starts where it ends")),
+            _ => Err(format!("\"{text}\" is not a window of time")),
+        }
+    }
+}
+
+impl QuietWindow {
+    /// Minutes from `minute` (of the day) to the window's end, if `minute` is inside it.
+    fn remaining(self, minute: u32) -> Option<u32> {
+        let inside = if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        };
+        inside.then(|| (self.end + 24 * 60 - minute) % (24 * 60))
+    }
+}
+
+/// The first moment at or after `t` outside every quiet window. `offset_at` gives the local
+/// time's offset from UTC, in seconds, at a moment (it changes with daylight saving).
+pub fn after_quiet_hours(t: i64, windows: &[QuietWindow], offset_at: impl Fn(i64) -> i64) -> i64 {
+    let mut t = t;
+    // Windows can touch each other; a few steps cover any sensible set.
+    for _ in 0..8 {
+        let local = t + offset_at(t);
+        let minute = u32::try_from(local.rem_euclid(86_400) / 60).unwrap_or(0);
+        let second = local.rem_euclid(60);
+        let Some(wait) = windows.iter().filter_map(|w| w.remaining(minute)).max() else {
+            return t;
+        };
+        t += i64::from(wait) * 60 - second;
+    }
+    t
+}
+
 /// FNV-1a: stable across runs and builds (unlike the std hasher), so a certificate's jitter
 /// does not change with every restart.
 fn stable_hash(text: &str) -> u64 {
@@ -172,5 +229,27 @@ mod tests {
         assert!(waits[11] <= 3_600);
         assert_eq!(backoff(3, 60, 3_600, 7), backoff(3, 60, 3_600, 7));
         assert_eq!(backoff(0, 0, 0, 1), 1);
+    }
+
+    #[test]
+    fn quiet_hours_push_a_moment_to_the_end_of_the_window() {
+        let w: Vec<QuietWindow> = ["08:00-17:30", "22:00-06:00"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        let utc = |_| 0;
+        let day = 20_000 * 86_400;
+        let at = |h: i64, m: i64| day + h * 3_600 + m * 60;
+        assert_eq!(after_quiet_hours(at(7, 59), &w, utc), at(7, 59));
+        assert_eq!(after_quiet_hours(at(8, 0), &w, utc), at(17, 30));
+        assert_eq!(after_quiet_hours(at(12, 15) + 20, &w, utc), at(17, 30));
+        assert_eq!(after_quiet_hours(at(23, 0), &w, utc), at(30, 0));
+        assert_eq!(after_quiet_hours(at(3, 0), &w, utc), at(6, 0));
+        // Copenhagen in winter: 08:00 local is 07:00 UTC.
+        let cet = |_| 3_600;
+        assert_eq!(after_quiet_hours(at(7, 0), &w, cet), at(16, 30));
+        assert!("25:00-01:00".parse::<QuietWindow>().is_err());
+        assert!("08:00-08:00".parse::<QuietWindow>().is_err());
+        assert!("8-17".parse::<QuietWindow>().is_err());
     }
 }

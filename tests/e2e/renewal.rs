@@ -587,3 +587,33 @@ fn settings_the_plugin_refuses_hold_the_certificate_back_until_a_reload_fixes_th
     }
     Ok(())
 }
+
+#[test]
+fn nothing_starts_inside_quiet_hours() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let text = std::fs::read_to_string(&setup.config)?.replace(
+        "[control]",
+        // Two windows that together cover the whole day, whatever the machine's time zone.
+        "quiet_hours = [\"00:00-13:00\", \"12:00-01:00\"]\n\n[control]",
+    );
+    std::fs::write(&setup.config, text)?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let (_, status) = daemon.cli_json(&["status"])?;
+    let next = status["renewals"][0]["next_at"]
+        .as_i64()
+        .context("next_at")?;
+    let now = status["now"].as_i64().context("now")?;
+    assert!(
+        next > now + 3_600,
+        "the first issue waits for the quiet hours: {status:#}"
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(tasks(&daemon)?.is_empty(), "no order inside quiet hours");
+    assert!(
+        !setup
+            .path()
+            .join("state/certs/web/pending-key.pem")
+            .exists()
+    );
+    Ok(())
+}

@@ -41,6 +41,7 @@ const DAEMON_KEYS: &[&str] = &[
     "max_file_size",
     "retry_initial",
     "retry_max",
+    "quiet_hours",
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "admin_group", "read_group"];
 const METRICS_KEYS: &[&str] = &["listen"];
@@ -607,6 +608,26 @@ impl Loader {
                     }
                 }
                 "max_file_size" => self.max_file_size(src, key, at, v),
+                "quiet_hours" => {
+                    let example = "quiet_hours = [\"08:00-17:30\"]";
+                    if let Some(windows) = self.strings(src, &key, v, example) {
+                        let mut parsed = Vec::new();
+                        for (j, text) in windows.iter().enumerate() {
+                            match text.parse::<crate::schedule::QuietWindow>() {
+                                Ok(w) => parsed.push(w),
+                                Err(message) => self.problem(
+                                    src,
+                                    v.span().start,
+                                    &format!("{key}[{j}]"),
+                                    message,
+                                    "write local times as \"HH:MM-HH:MM\", e.g. \"08:00-17:30\" or \"22:00-06:00\"".into(),
+                                ),
+                            }
+                        }
+                        self.config.daemon.quiet_hours = parsed;
+                        self.remember(src, key, at);
+                    }
+                }
                 "retry_initial" | "retry_max" => {
                     let example = format!("{} = \"5m\"", k.get_ref());
                     if let Some(d) = self.duration(src, &key, v, &example) {

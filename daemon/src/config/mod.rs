@@ -117,6 +117,9 @@ pub struct DaemonSection {
     /// renewal step the engine waits `retry_initial`, doubling per failure up to `retry_max`.
     pub retry_initial: HumanDuration,
     pub retry_max: HumanDuration,
+    /// `quiet_hours`: local-time windows (`"08:00-17:30"`, may wrap midnight) in which no
+    /// renewal starts and nothing is installed; default none.
+    pub quiet_hours: Vec<crate::schedule::QuietWindow>,
 }
 
 /// `[control]`
@@ -267,6 +270,7 @@ impl Config {
                 max_file_size: 1024 * 1024,
                 retry_initial: HumanDuration(std::time::Duration::from_secs(60)),
                 retry_max: HumanDuration(std::time::Duration::from_secs(6 * 3_600)),
+                quiet_hours: Vec::new(),
             },
             control: ControlSection {
                 socket: PathBuf::from("/run/certvakt/control.sock"),

@@ -502,6 +502,21 @@ impl Engine {
         at
     }
 
+    /// `t`, or the end of the quiet-hours window it falls in (local time of the system's
+    /// time zone).
+    fn outside_quiet_hours(&self, t: i64) -> i64 {
+        let windows = &self.config.daemon.quiet_hours;
+        if windows.is_empty() {
+            return t;
+        }
+        let tz = jiff::tz::TimeZone::system();
+        crate::schedule::after_quiet_hours(t, windows, |at| {
+            jiff::Timestamp::from_second(at)
+                .map(|ts| i64::from(tz.to_offset(ts).seconds()))
+                .unwrap_or(0)
+        })
+    }
+
     fn pause_reached(&self, record: &Record) -> bool {
         self.pause_after.is_some() && record.run.as_ref().map(|r| r.phase) == self.pause_after
     }
@@ -591,6 +606,10 @@ impl Engine {
             };
             if due > now {
                 return Ok(Progress::Wait(Some(due)));
+            }
+            let start = self.outside_quiet_hours(now);
+            if start > now {
+                return Ok(Progress::Wait(Some(start)));
             }
             self.start_run(cert, record, reason, current, now);
             return Ok(Progress::Advanced);
@@ -714,6 +733,12 @@ impl Engine {
                 }
             }
             Phase::Registered => {
+                // Installing is what services notice: never inside quiet hours.
+                let at = self.outside_quiet_hours(now);
+                if at > now {
+                    run.wait_until = Some(at);
+                    return Ok(Progress::Wait(Some(at)));
+                }
                 self.install(cert, run).await?;
                 set_phase(run, Phase::Installed, now);
             }
@@ -1478,14 +1503,18 @@ impl Engine {
                 let next_at = match (&record.run, record.retry_at) {
                     (_, Some(retry)) => Some(retry),
                     (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
-                    (None, None) => read_live(cert).ok().flatten().map(|f| {
-                        crate::schedule::renewal_due(
+                    (None, None) => match read_live(cert) {
+                        Ok(Some(f)) => Some(crate::schedule::renewal_due(
                             &cert.id,
                             f.not_before,
                             f.not_after,
                             cert.renewal.renew_before.map(|d| d.as_secs()),
-                        )
-                    }),
+                        )),
+                        // A first issue is due now.
+                        Ok(None) => Some(now),
+                        Err(_) => None,
+                    }
+                    .map(|due| self.outside_quiet_hours(due.max(now))),
                 };
                 CertRenewal {
                     id: cert.id.clone(),
