@@ -11,6 +11,8 @@
 //! in the same second) and how long to wait after a failure ([`backoff`]: exponential,
 //! capped, with jitter).
 
+#[cfg(test)]
+use crate::config::QuietWindow;
 use crate::inventory::Inventory;
 
 /// A safety rescan at least this often (seconds), for file systems where inotify misses
@@ -73,49 +75,13 @@ pub fn backoff(failures: u32, initial: u64, max: u64, seed: u64) -> u64 {
     base - jitter
 }
 
-/// A daily window of local time, `start` to `end` in minutes after midnight; `end` before
-/// `start` wraps past midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct QuietWindow {
-    pub start: u32,
-    pub end: u32,
-}
-
-impl std::str::FromStr for QuietWindow {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<QuietWindow, String> {
-        let minute = |part: &str| -> Option<u32> {
-            let (h, m) = part.trim().split_once(':')?;
-            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-            (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
-        };
-        let (a, b) = text
-            .split_once('-')
-            .ok_or_else(|| format!("\"{text}\" is not a window of time"))?;
-        match (minute(a), minute(b)) {
-            (Some(start), Some(end)) if start != end => Ok(QuietWindow { start, end }),
-            (Some(_), Some(_)) => Err(format!("\"{text}\" starts where it ends")),
-            _ => Err(format!("\"{text}\" is not a window of time")),
-        }
-    }
-}
-
-impl QuietWindow {
-    /// Minutes from `minute` (of the day) to the window's end, if `minute` is inside it.
-    fn remaining(self, minute: u32) -> Option<u32> {
-        let inside = if self.start < self.end {
-            (self.start..self.end).contains(&minute)
-        } else {
-            minute >= self.start || minute < self.end
-        };
-        inside.then(|| (self.end + 24 * 60 - minute) % (24 * 60))
-    }
-}
-
 /// The first moment at or after `t` outside every quiet window. `offset_at` gives the local
 /// time's offset from UTC, in seconds, at a moment (it changes with daylight saving).
-pub fn after_quiet_hours(t: i64, windows: &[QuietWindow], offset_at: impl Fn(i64) -> i64) -> i64 {
+pub fn after_quiet_hours(
+    t: i64,
+    windows: &[crate::config::QuietWindow],
+    offset_at: impl Fn(i64) -> i64,
+) -> i64 {
     let mut t = t;
     // Windows can touch each other; a few steps cover any sensible set.
     for _ in 0..8 {

@@ -739,7 +739,7 @@ impl Tracker {
 }
 
 fn log_state(entry: &Entry, state: CertState, before: Option<CertState>, now: i64) {
-    let left = human_left(entry.cert.not_after - now);
+    let left = crate::human_time::format_span((entry.cert.not_after - now).unsigned_abs());
     let id = entry.id.as_str();
     let path = entry.path.display().to_string();
     let path = path.as_str();
@@ -762,19 +762,6 @@ fn log_state(entry: &Entry, state: CertState, before: Option<CertState>, now: i6
             cert_id = id, path = path, state = state_name, was = was;
             "certificate is valid for {left}"
         ),
-    }
-}
-
-/// `412d`, `3d 4h`, `5h 12m`, `40s`, for logs; absolute value.
-pub fn human_left(seconds: i64) -> String {
-    let s = seconds.unsigned_abs();
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
-    match (d, h, m) {
-        (d, _, _) if d >= 30 => format!("{d}d"),
-        (d, h, _) if d > 0 => format!("{d}d {h}h"),
-        (_, h, m) if h > 0 => format!("{h}h {m}m"),
-        (_, _, m) if m > 0 => format!("{m}m"),
-        _ => format!("{s}s"),
     }
 }
 
@@ -952,13 +939,5 @@ mod tests {
             "Apotek system"
         );
         assert_eq!(display_name("O=No CN here"), "O=No CN here");
-    }
-
-    #[test]
-    fn human_left_is_short() {
-        assert_eq!(human_left(412 * 86_400 + 5), "412d");
-        assert_eq!(human_left(3 * 86_400 + 4 * 3_600), "3d 4h");
-        assert_eq!(human_left(-(2 * 3_600 + 60)), "2h 1m");
-        assert_eq!(human_left(40), "40s");
     }
 }

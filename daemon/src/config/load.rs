@@ -613,7 +613,7 @@ impl Loader {
                     if let Some(windows) = self.strings(src, &key, v, example) {
                         let mut parsed = Vec::new();
                         for (j, text) in windows.iter().enumerate() {
-                            match text.parse::<crate::schedule::QuietWindow>() {
+                            match text.parse::<super::QuietWindow>() {
                                 Ok(w) => parsed.push(w),
                                 Err(message) => self.problem(
                                     src,

@@ -119,7 +119,7 @@ pub struct DaemonSection {
     pub retry_max: HumanDuration,
     /// `quiet_hours`: local-time windows (`"08:00-17:30"`, may wrap midnight) in which no
     /// renewal starts and nothing is installed; default none.
-    pub quiet_hours: Vec<crate::schedule::QuietWindow>,
+    pub quiet_hours: Vec<QuietWindow>,
 }
 
 /// `[control]`
@@ -319,4 +319,44 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
 /// against the main file without a line.
 pub fn validate(config: &Config) -> Vec<Problem> {
     validate::validate(config)
+}
+
+/// A daily window of local time, `start` to `end` in minutes after midnight; `end` before
+/// `start` wraps past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QuietWindow {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl std::str::FromStr for QuietWindow {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<QuietWindow, String> {
+        let minute = |part: &str| -> Option<u32> {
+            let (h, m) = part.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
+        };
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("\"{text}\" is not a window of time"))?;
+        match (minute(a), minute(b)) {
+            (Some(start), Some(end)) if start != end => Ok(QuietWindow { start, end }),
+            (Some(_), Some(_)) => Err(format!("\"{text}\" starts where it ends")),
+            _ => Err(format!("\"{text}\" is not a window of time")),
+        }
+    }
+}
+
+impl QuietWindow {
+    /// Minutes from `minute` (of the day) to the window's end, if `minute` is inside it.
+    pub fn remaining(self, minute: u32) -> Option<u32> {
+        let inside = if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        };
+        inside.then(|| (self.end + 24 * 60 - minute) % (24 * 60))
+    }
 }

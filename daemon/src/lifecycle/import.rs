@@ -101,7 +101,7 @@ pub fn check_chain(
             "certificate {} for {} has already expired ({})",
             facts.serial,
             cert.id,
-            crate::cli::render::format_time(facts.not_after)
+            crate::human_time::format_time(facts.not_after)
         )));
     }
     if let Some(old) = old {

@@ -556,7 +556,7 @@ impl Engine {
         });
         log::error!(
             cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), step = step, failures = record.failures;
-            "renewal step {step} failed (retry in {}): {error}", crate::service::human_left(wait as i64)
+            "renewal step {step} failed (retry in {}): {error}", crate::human_time::format_span(wait)
         );
         if kind == Some(ErrorKind::NeedsPerson) {
             let spec = TaskSpec {
@@ -1134,7 +1134,7 @@ impl Engine {
                 "renewal complete (run {}): serial {} valid until {}; {} old version(s) removed",
                 run.number,
                 run.new.as_ref().map_or("?", |n| n.serial.as_str()),
-                run.new.as_ref().map_or(String::new(), |n| crate::cli::render::format_date(n.not_after)),
+                run.new.as_ref().map_or(String::new(), |n| crate::human_time::format_date(n.not_after)),
                 removed.len()
             );
         }
@@ -1376,7 +1376,7 @@ impl Engine {
                     Some(due) if due > now => {
                         return Ok(format!(
                             "{id} is not due until {} (use --force to renew now)",
-                            crate::cli::render::format_time(due)
+                            crate::human_time::format_time(due)
                         ));
                     }
                     _ => {

@@ -23,45 +23,14 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::atomic::{self, FileSpec};
+use super::live::{CURRENT_FILE, CurrentRecord, INTENT_FILE, Intent, read_current, read_intent};
 use super::versions::{
     KEY_FILE, PKCS12_FILE, read_version_dir, remove_incomplete, version_dir, versions_dir,
 };
 use super::{LivePaths, META_MODE, Ownership, Result, Store, StoreError, VersionId, fault, io_err};
-
-const CURRENT_FILE: &str = "current.json";
-const INTENT_FILE: &str = "install.json";
-
-/// `current.json`: what is live and what a rollback goes back to.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CurrentRecord {
-    pub(crate) current: Option<VersionId>,
-    pub(crate) previous: Option<VersionId>,
-}
-
-/// `install.json`: an install that has passed phase 1 and must be finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Intent {
-    pub(crate) version: VersionId,
-    /// What `previous` becomes once the install is recorded; fixed when the install starts, so
-    /// redoing it after a crash records the same thing.
-    pub(crate) previous: Option<VersionId>,
-    pub(crate) targets: LivePaths,
-    pub(crate) ownership: Ownership,
-}
-
-pub(crate) fn read_current(cert_dir: &Path) -> Result<CurrentRecord> {
-    Ok(atomic::read_json_opt(&cert_dir.join(CURRENT_FILE))?.unwrap_or_default())
-}
-
-pub(crate) fn read_intent(cert_dir: &Path) -> Result<Option<Intent>> {
-    atomic::read_json_opt(&cert_dir.join(INTENT_FILE))
-}
 
 /// One live file to write.
 struct Planned {

@@ -49,6 +49,7 @@ pub mod atomic;
 mod fault;
 mod install;
 mod journal;
+mod live;
 #[cfg(test)]
 mod tests;
 mod versions;

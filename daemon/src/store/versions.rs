@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::atomic::{self, FileSpec};
-use super::install::{read_current, read_intent};
+use super::live::{read_current, read_intent};
 use super::{
     DIR_MODE, META_MODE, Result, Store, StoreError, VersionFiles, VersionId, VersionPaths, fault,
     io_err,
