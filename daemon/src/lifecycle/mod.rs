@@ -1343,57 +1343,39 @@ impl Engine {
         let now = crate::now_unix();
         let record = self.records.entry(id.to_owned()).or_default();
         record.retry_at = None;
-        let message = match record.run.as_mut() {
-            Some(run) => {
-                run.wait_until = None;
-                format!(
-                    "renewal of {id} is in progress (after step {}); trying the next step now",
-                    run.phase.as_str()
+        if let Some(run) = record.run.as_mut() {
+            run.wait_until = None;
+            return Ok(format!(
+                "renewal of {id} is in progress (after step {}); trying the next step now",
+                run.phase.as_str()
+            ));
+        }
+        let current = read_live(&cert)?;
+        if !force {
+            let due = current.as_ref().map(|f| {
+                crate::schedule::renewal_due(
+                    id,
+                    f.not_before,
+                    f.not_after,
+                    cert.renewal.renew_before.map(|d| d.as_secs()),
                 )
+            });
+            if let Some(due) = due.filter(|due| *due > now) {
+                return Ok(format!(
+                    "{id} is not due until {} (use --force to renew now)",
+                    crate::human_time::format_time(due)
+                ));
             }
-            None if force => {
-                let current = read_live(&cert)?;
-                let mut record = self.records.remove(id).unwrap_or_default();
-                let reason = if current.is_some() {
-                    Reason::Requested
-                } else {
-                    Reason::FirstIssue
-                };
-                self.start_run(&cert, &mut record, reason, current, now);
-                self.records.insert(id.to_owned(), record);
-                format!("renewal of {id} started")
-            }
-            None => {
-                let due = read_live(&cert)?.map(|f| {
-                    crate::schedule::renewal_due(
-                        id,
-                        f.not_before,
-                        f.not_after,
-                        cert.renewal.renew_before.map(|d| d.as_secs()),
-                    )
-                });
-                match due {
-                    Some(due) if due > now => {
-                        return Ok(format!(
-                            "{id} is not due until {} (use --force to renew now)",
-                            crate::human_time::format_time(due)
-                        ));
-                    }
-                    _ => {
-                        let current = read_live(&cert)?;
-                        let mut record = self.records.remove(id).unwrap_or_default();
-                        let reason = if current.is_some() {
-                            Reason::Requested
-                        } else {
-                            Reason::FirstIssue
-                        };
-                        self.start_run(&cert, &mut record, reason, current, now);
-                        self.records.insert(id.to_owned(), record);
-                        format!("renewal of {id} started")
-                    }
-                }
-            }
+        }
+        let reason = if current.is_some() {
+            Reason::Requested
+        } else {
+            Reason::FirstIssue
         };
+        let mut record = self.records.remove(id).unwrap_or_default();
+        self.start_run(&cert, &mut record, reason, current, now);
+        self.records.insert(id.to_owned(), record);
+        let message = format!("renewal of {id} started");
         // The engine's loop takes the next step right after this answer; `certvakt status`
         // shows how it goes.
         Ok(message)
