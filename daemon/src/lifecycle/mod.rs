@@ -756,19 +756,38 @@ impl Engine {
                         state: run.plugin_state.clone(),
                     };
                     let services = self.services(cert, plugin)?;
-                    match plugin.retire(step, services, self.deadline).await? {
+                    let outcome = plugin.retire(step, services.clone(), self.deadline).await?;
+                    let opened = services.take_tasks();
+                    match outcome {
                         StepOutcome::Done { .. } => {}
                         StepOutcome::Pending {
                             poll_after_secs,
+                            task,
                             state,
-                            ..
                         } => {
                             run.plugin_state = state;
                             run.wait_until = Some(now + poll_after_secs.max(1) as i64);
-                            return Ok(Progress::Wait(run.wait_until));
+                            let (number, old) = (run.number, run.old.clone());
+                            for spec in task.into_iter().chain(opened) {
+                                self.open_task(
+                                    cert,
+                                    record,
+                                    number,
+                                    Phase::Verified,
+                                    spec,
+                                    None,
+                                    old.as_ref(),
+                                    now,
+                                )?;
+                            }
+                            self.save(&cert.id, record);
+                            return Ok(Progress::Wait(
+                                record.run.as_ref().and_then(|r| r.wait_until),
+                            ));
                         }
                     }
                 }
+                close_tasks(record, Phase::Verified, now);
                 self.finish(cert, record, now)?;
             }
             Phase::Retired => {
