@@ -617,3 +617,40 @@ fn nothing_starts_inside_quiet_hours() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn check_config_asks_the_plugins_about_their_settings() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    let bins = bins()?;
+    let check = |bin: &Path| -> Result<std::process::Output> {
+        Ok(std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&setup.config)
+            .arg("check-config")
+            .output()?)
+    };
+    for bin in [&bins.certvaktd, &bins.certvakt] {
+        let out = check(bin)?;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let good = std::fs::read_to_string(&setup.config)?;
+    std::fs::write(
+        &setup.config,
+        good.replace("key_type = \"ec-p256\"", "key_type = \"dsa-512\""),
+    )?;
+    for bin in [&bins.certvaktd, &bins.certvakt] {
+        let out = check(bin)?;
+        assert_eq!(out.status.code(), Some(6), "{}", bin.display());
+        let err = stderr(&out);
+        assert!(
+            err.contains("certificate[0].settings.key_type: plugin manual:")
+                && err.contains("dsa-512"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{}:", setup.config.display())),
+            "{err}"
+        );
+    }
+    Ok(())
+}

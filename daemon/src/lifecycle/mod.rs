@@ -1557,6 +1557,84 @@ impl Engine {
     }
 }
 
+/// `check-config`'s second half: the configuration loads, and each managed certificate's
+/// plugin (loaded from `plugin_dir` as the daemon would) accepts its
+/// `[certificate.settings]`. A plugin that is not installed is not a problem here (the daemon
+/// monitors the certificate and says so); its settings cannot be checked.
+pub fn load_and_check(path: &std::path::Path) -> Result<Config, Vec<crate::config::Problem>> {
+    let config = crate::config::load(path)?;
+    let problems = check_plugin_settings(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_plugin_settings(config: &Config) -> Vec<crate::config::Problem> {
+    if config.certificates.is_empty() {
+        return Vec::new();
+    }
+    let (Ok(metrics), Ok(runtime)) = (
+        Metrics::new(0),
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    ) else {
+        return Vec::new();
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let plugins = crate::plugin_host::load_dir(
+        &config.daemon.plugin_dir,
+        (euid != 0).then_some(euid),
+        Arc::new(metrics),
+    );
+    let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for (i, cert) in config.certificates.iter().enumerate() {
+        let Some(plugin) = plugins.get(&cert.plugin) else {
+            continue;
+        };
+        let services = Arc::new(BasicServices::new(
+            plugin.name.clone(),
+            cert.id.clone(),
+            scratch.clone(),
+        ));
+        let answer = runtime.block_on(plugin.validate_settings(
+            cert.renewal.settings.clone(),
+            services,
+            Duration::from_secs(10),
+        ));
+        let key = format!("certificate[{i}].settings");
+        let line = config
+            .key_origins
+            .get(&key)
+            .map_or(cert.origin.line, |o| o.line);
+        match answer {
+            Ok(found) => problems.extend(found.into_iter().map(|p| {
+                crate::config::Problem {
+                    file: cert.origin.file.clone(),
+                    line: Some(line),
+                    key: format!("{key}.{}", p.key),
+                    message: format!("plugin {}: {}", cert.plugin, p.message),
+                    hint: p
+                        .hint
+                        .unwrap_or_else(|| format!("see the {} plugin's settings", cert.plugin)),
+                }
+            })),
+            Err(e) => problems.push(crate::config::Problem {
+                file: cert.origin.file.clone(),
+                line: Some(line),
+                key,
+                message: format!("the settings could not be checked: {e}"),
+                hint: "see `certvakt plugins` and the journal".into(),
+            }),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    problems
+}
+
 fn set_phase(run: &mut Run, phase: Phase, now: i64) {
     run.phase = phase;
     run.phase_at = now;
