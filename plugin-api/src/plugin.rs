@@ -191,14 +191,24 @@ macro_rules! export_plugin {
                 // SAFETY: the arguments come unchanged from the host, which promises what
                 // `plugin_call` requires (the ABI contract in `certvakt_plugin_api::abi`).
                 unsafe {
-                    $crate::abi::plugin_call::<$plugin>(
-                        instance, method, method_len, params, params_len, host,
+                    $crate::abi::plugin_call(
+                        |method, params, table| {
+                            $crate::dispatch(instance(), method, params, &$crate::Host::new(table))
+                        },
+                        method,
+                        method_len,
+                        params,
+                        params_len,
+                        host,
                     )
                 }
             }
 
-            static DESCRIPTOR: $crate::abi::StaticDescriptor =
-                $crate::abi::StaticDescriptor::new::<$plugin>(call);
+            static DESCRIPTOR: $crate::abi::StaticDescriptor = $crate::abi::StaticDescriptor::new(
+                <$plugin as $crate::Plugin>::NAME,
+                <$plugin as $crate::Plugin>::VERSION,
+                call,
+            );
 
             /// The plugin's entry point: returns its descriptor.
             #[allow(unsafe_code)]
