@@ -993,17 +993,15 @@ impl Engine {
                 blocking(move || hooks::run(hooks::HookKind::Pre, &pre, &pre_env, timeout)).await?;
             if let Err(e) = pre_result {
                 // Nothing was installed; the post hook still runs, told so.
-                if let Some(post) = r.post_hook.clone() {
-                    let mut env = env.clone();
-                    env.outcome = "failure".into();
-                    if let Err(post_error) =
-                        blocking(move || hooks::run(hooks::HookKind::Post, &post, &env, timeout))
-                            .await?
-                    {
-                        log::error!(cert_id = cert.id.as_str(); "{post_error}");
-                        self.metrics.observe_hook_failure(&cert.id, "post_hook");
-                    }
-                }
+                self.after_hook(
+                    cert,
+                    hooks::HookKind::Post,
+                    &r.post_hook,
+                    &env,
+                    "failure",
+                    timeout,
+                )
+                .await?;
                 return Err(e.into());
             }
         }
@@ -1032,30 +1030,51 @@ impl Engine {
         if ok {
             log::info!(cert_id = cert.id.as_str(), version = version.0; "new certificate installed");
             self.announce(&cert.id);
-            if let Some(deploy) = r.deploy_hook.clone() {
-                let mut env = env.clone();
-                env.outcome = "success".into();
-                if let Err(e) =
-                    blocking(move || hooks::run(hooks::HookKind::Deploy, &deploy, &env, timeout))
-                        .await?
-                {
-                    // The new pair is live; the hook's failure is reported, not undone.
-                    log::error!(cert_id = cert.id.as_str(); "{e}");
-                    self.metrics.observe_hook_failure(&cert.id, "deploy_hook");
-                }
-            }
+            self.after_hook(
+                cert,
+                hooks::HookKind::Deploy,
+                &r.deploy_hook,
+                &env,
+                "success",
+                timeout,
+            )
+            .await?;
         }
-        if let Some(post) = r.post_hook.clone() {
-            let mut env = env.clone();
-            env.outcome = if ok { "success" } else { "failure" }.into();
-            if let Err(e) =
-                blocking(move || hooks::run(hooks::HookKind::Post, &post, &env, timeout)).await?
-            {
-                log::error!(cert_id = cert.id.as_str(); "{e}");
-                self.metrics.observe_hook_failure(&cert.id, "post_hook");
-            }
-        }
+        let outcome = if ok { "success" } else { "failure" };
+        self.after_hook(
+            cert,
+            hooks::HookKind::Post,
+            &r.post_hook,
+            &env,
+            outcome,
+            timeout,
+        )
+        .await?;
         result??;
+        Ok(())
+    }
+
+    /// Runs a deploy or post hook, if configured. Its failure is reported (journal, metric),
+    /// not returned: by then the live files are what they are, and undoing them would be
+    /// worse.
+    async fn after_hook(
+        &self,
+        cert: &ManagedCertificate,
+        kind: hooks::HookKind,
+        argv: &Option<Vec<String>>,
+        env: &hooks::HookEnv,
+        outcome: &str,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let Some(argv) = argv.clone() else {
+            return Ok(());
+        };
+        let mut env = env.clone();
+        env.outcome = outcome.into();
+        if let Err(e) = blocking(move || hooks::run(kind, &argv, &env, timeout)).await? {
+            log::error!(cert_id = cert.id.as_str(); "{e}");
+            self.metrics.observe_hook_failure(&cert.id, kind.as_str());
+        }
         Ok(())
     }
 
