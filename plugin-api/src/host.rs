@@ -131,6 +131,27 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// Makes (the first time) and keeps a key for this plugin under `name`, e.g. an ACME
+    /// account key; returns its public half and whether it was made now. Sign with it through
+    /// [`Host::sign`] and [`KeyRef::Plugin`].
+    pub fn plugin_key(
+        &self,
+        name: &str,
+        algorithm: crate::profile::KeyAlgorithm,
+    ) -> Result<(Vec<u8>, bool), HostError> {
+        let request = HostRequest::PluginKey {
+            name: name.into(),
+            algorithm,
+        };
+        match self.request(&request)? {
+            HostResponse::PluginKey {
+                public_key,
+                created,
+            } => Ok((public_key, created)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Signs `data` with one of the certificate's keys; the host hashes it.
     pub fn sign(
         &self,

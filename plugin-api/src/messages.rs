@@ -517,6 +517,13 @@ pub enum HostRequest {
     /// Make an HTTP(S) request, the host holding TLS and the client identity. Answered by
     /// [`HostResponse::Http`].
     Http(HttpRequest),
+    /// Make (if it does not exist yet) and keep a key for the plugin under `name`, e.g. an ACME
+    /// account key. Answered by [`HostResponse::PluginKey`]; sign with it as
+    /// [`KeyRef::Plugin`].
+    PluginKey {
+        name: String,
+        algorithm: crate::profile::KeyAlgorithm,
+    },
 }
 
 /// Host method names, as passed over the ABI.
@@ -528,6 +535,7 @@ pub mod host_method {
     pub const OPEN_TASK: &str = "open_task";
     pub const SIGN: &str = "sign";
     pub const HTTP: &str = "http";
+    pub const PLUGIN_KEY: &str = "plugin_key";
 }
 
 /// Parameters of [`HostRequest::StateGet`].
@@ -537,6 +545,12 @@ struct StateGetParams {
 }
 
 /// Parameters of [`HostRequest::StatePut`].
+#[derive(Serialize, Deserialize)]
+struct PluginKeyParams {
+    name: String,
+    algorithm: crate::profile::KeyAlgorithm,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StatePutParams {
     key: String,
@@ -554,6 +568,7 @@ impl HostRequest {
             HostRequest::OpenTask(_) => host_method::OPEN_TASK,
             HostRequest::Sign(_) => host_method::SIGN,
             HostRequest::Http(_) => host_method::HTTP,
+            HostRequest::PluginKey { .. } => host_method::PLUGIN_KEY,
         }
     }
 
@@ -572,6 +587,10 @@ impl HostRequest {
             HostRequest::OpenTask(task) => serde_json::to_vec(task),
             HostRequest::Sign(sign) => serde_json::to_vec(sign),
             HostRequest::Http(http) => serde_json::to_vec(http),
+            HostRequest::PluginKey { name, algorithm } => serde_json::to_vec(&PluginKeyParams {
+                name: name.clone(),
+                algorithm: *algorithm,
+            }),
         }
     }
 
@@ -597,6 +616,11 @@ impl HostRequest {
             }
             host_method::SIGN => HostRequest::Sign(serde_json::from_slice(params).map_err(bad)?),
             host_method::HTTP => HostRequest::Http(serde_json::from_slice(params).map_err(bad)?),
+            host_method::PLUGIN_KEY => {
+                let PluginKeyParams { name, algorithm } =
+                    serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::PluginKey { name, algorithm }
+            }
             other => return Err(DecodeError::UnknownMethod(other.to_owned())),
         })
     }
@@ -623,6 +647,13 @@ pub enum HostResponse {
     },
     /// Answers [`HostRequest::Http`] with whatever status the server gave.
     Http(HttpResponse),
+    /// Answers [`HostRequest::PluginKey`]: the public half (EC: the uncompressed point
+    /// `04 || x || y`; RSA: the PKCS#1 `RSAPublicKey` DER), and whether it was made just now.
+    PluginKey {
+        #[serde(with = "base64_bytes")]
+        public_key: Vec<u8>,
+        created: bool,
+    },
     /// Answers any request the host could not or would not carry out.
     Error(HostError),
 }
@@ -638,6 +669,7 @@ impl HostResponse {
             HostResponse::OpenTask { .. } => host_method::OPEN_TASK,
             HostResponse::Sign { .. } => host_method::SIGN,
             HostResponse::Http(_) => host_method::HTTP,
+            HostResponse::PluginKey { .. } => host_method::PLUGIN_KEY,
             HostResponse::Error(_) => "error",
         }
     }
@@ -677,6 +709,10 @@ pub enum KeyRef {
     Previous,
     /// A key configured by name for this certificate (e.g. a separate signing key).
     Named(String),
+    /// A key the plugin asked the host to keep for it ([`HostRequest::PluginKey`]), e.g. an
+    /// ACME account key. The host makes it, keeps it (0600, in the plugin's state) and signs
+    /// with it; the plugin only ever sees its public half.
+    Plugin(String),
 }
 
 /// Signature algorithms the host can apply.

@@ -45,6 +45,7 @@ struct Fake {
     http: Vec<(String, String, HttpResponse)>,
     http_requests: Vec<HttpRequest>,
     sign_requests: Vec<SignRequest>,
+    plugin_keys: std::collections::BTreeSet<String>,
     failures: BTreeMap<String, HostError>,
 }
 
@@ -172,6 +173,17 @@ impl FakeHost {
                 };
                 fake.http_requests.push(http);
                 answer
+            }
+            HostRequest::PluginKey { name, .. } => {
+                // A fixed, fake public point per name: enough for a plugin to build its JWK and
+                // to see that the same name gives the same key.
+                let created = fake.plugin_keys.insert(name.clone());
+                let mut public_key = vec![4u8];
+                public_key.extend(name.bytes().cycle().take(64));
+                HostResponse::PluginKey {
+                    public_key,
+                    created,
+                }
             }
         }
     }

@@ -1293,6 +1293,9 @@ impl Engine {
                 pending: Some(self.store.pending_key_path(&cert.id)?),
                 current: cert.key.clone(),
                 previous,
+                // `.keys`: a certificate id cannot start with a dot, so no certificate's state folder
+                // can be this one.
+                plugin_keys: Some(self.store.plugin_state_dir(&plugin.name)?.join(".keys")),
             },
         )))
     }

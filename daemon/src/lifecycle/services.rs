@@ -9,10 +9,12 @@
 //!   signature and dropped (zeroized) right after. The plugin never sees key bytes.
 //! - `http` is [`BasicServices`]' too: the host's HTTP client, with the engine's identities.
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use certvakt_plugin_api::messages::{HostRequest, HostResponse, KeyRef, SignatureAlgorithm};
+use certvakt_plugin_api::profile::KeyAlgorithm;
 use certvakt_plugin_api::{HostError, HostErrorKind, TaskSpec};
 
 use crate::keys::{self, PrivateKey};
@@ -24,6 +26,8 @@ pub struct KeyFiles {
     pub pending: Option<PathBuf>,
     pub current: Option<PathBuf>,
     pub previous: Option<PathBuf>,
+    /// Where the plugin's own keys live (its state folder's `keys/`).
+    pub plugin_keys: Option<PathBuf>,
 }
 
 /// Services for one plugin call about one certificate.
@@ -56,12 +60,100 @@ impl EngineServices {
         std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// `<plugin state>/keys/<name>.pem`, for a name of `[A-Za-z0-9._-]` not starting with `.`.
+    fn plugin_key_path(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.keys.plugin_keys.as_ref()?;
+        let valid = name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        valid.then(|| dir.join(format!("{name}.pem")))
+    }
+
+    /// Makes the plugin's key `name` if it does not exist (0600, atomically: a crash leaves
+    /// the old file or none, never half a key), and answers its public half.
+    fn plugin_key(&self, name: &str, algorithm: KeyAlgorithm) -> HostResponse {
+        let Some(path) = self.plugin_key_path(name) else {
+            return error(
+                HostErrorKind::Invalid,
+                format!("`{name}` is not a valid plugin key name (letters, digits, '.', '_', '-')"),
+            );
+        };
+        let existing = match std::fs::read(&path) {
+            Ok(bytes) => Some(zeroize::Zeroizing::new(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return error(
+                    HostErrorKind::Failed,
+                    format!("cannot read plugin key `{name}`: {e}"),
+                );
+            }
+        };
+        let (key, created) = match existing {
+            Some(bytes) => match PrivateKey::from_bytes(&bytes) {
+                Ok(key) => (key, false),
+                Err(e) => {
+                    return error(
+                        HostErrorKind::Failed,
+                        format!("plugin key `{name}` cannot be used: {e}"),
+                    );
+                }
+            },
+            None => {
+                let key = match keys::generate(algorithm) {
+                    Ok(key) => key,
+                    Err(e) => return error(HostErrorKind::Failed, e.to_string()),
+                };
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), |dir| {
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o700)
+                            .create(dir)
+                    })
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        crate::store::atomic::write_file(
+                            &path,
+                            key.to_pkcs8_pem().as_bytes(),
+                            &crate::store::FileSpec::mode(0o600),
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = written {
+                    return error(
+                        HostErrorKind::Failed,
+                        format!("cannot keep plugin key `{name}`: {e}"),
+                    );
+                }
+                (key, true)
+            }
+        };
+        if key.algorithm() != algorithm {
+            return error(
+                HostErrorKind::Invalid,
+                format!(
+                    "plugin key `{name}` exists as {}, not {}",
+                    key.algorithm().as_str(),
+                    algorithm.as_str()
+                ),
+            );
+        }
+        HostResponse::PluginKey {
+            public_key: key.public_key_raw(),
+            created,
+        }
+    }
+
     fn sign(&self, key: &KeyRef, algorithm: SignatureAlgorithm, data: &[u8]) -> HostResponse {
         let path = match key {
-            KeyRef::Pending => self.keys.pending.as_ref(),
-            KeyRef::Current => self.keys.current.as_ref(),
-            KeyRef::Previous => self.keys.previous.as_ref(),
+            KeyRef::Pending => self.keys.pending.clone(),
+            KeyRef::Current => self.keys.current.clone(),
+            KeyRef::Previous => self.keys.previous.clone(),
             KeyRef::Named(_) => None,
+            KeyRef::Plugin(name) => self.plugin_key_path(name).filter(|p| p.exists()),
         };
         let Some(path) = path else {
             return error(
@@ -108,6 +200,7 @@ fn key_name(key: &KeyRef) -> String {
         KeyRef::Current => "current".into(),
         KeyRef::Previous => "previous".into(),
         KeyRef::Named(name) => format!("named `{name}` (named keys are not configured)"),
+        KeyRef::Plugin(name) => format!("plugin key `{name}` (make it first with plugin_key)"),
     }
 }
 
@@ -126,7 +219,87 @@ impl HostServices for EngineServices {
                 }
             }
             HostRequest::Sign(sign) => self.sign(&sign.key, sign.algorithm, &sign.data),
+            HostRequest::PluginKey { name, algorithm } => self.plugin_key(&name, algorithm),
             other => self.basic.handle(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certvakt_plugin_api::messages::SignRequest;
+
+    #[test]
+    fn a_plugin_key_is_made_once_kept_private_and_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys_dir = dir.path().join(".keys");
+        let services = EngineServices::new(
+            BasicServices::new("acme", "web", dir.path().join("web")),
+            KeyFiles {
+                plugin_keys: Some(keys_dir.clone()),
+                ..KeyFiles::default()
+            },
+        );
+        let ask = || {
+            services.handle(HostRequest::PluginKey {
+                name: "account".into(),
+                algorithm: KeyAlgorithm::EcP256,
+            })
+        };
+        let HostResponse::PluginKey {
+            public_key,
+            created,
+        } = ask()
+        else {
+            panic!("no key");
+        };
+        assert!(created);
+        assert_eq!(public_key.len(), 65, "uncompressed P-256 point");
+        let HostResponse::PluginKey {
+            public_key: again,
+            created,
+        } = ask()
+        else {
+            panic!("no key");
+        };
+        assert!(!created);
+        assert_eq!(again, public_key, "the same key the second time");
+        let file = keys_dir.join("account.pem");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&file).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+
+        let HostResponse::Sign { signature } = services.handle(HostRequest::Sign(SignRequest {
+            key: KeyRef::Plugin("account".into()),
+            algorithm: SignatureAlgorithm::EcdsaP256Sha256Fixed,
+            data: b"protected.payload".to_vec(),
+        })) else {
+            panic!("no signature");
+        };
+        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            &public_key,
+        );
+        assert!(verifier.verify(b"protected.payload", &signature).is_ok());
+
+        // Another algorithm under the same name, a bad name, a key never made: refused.
+        let other = services.handle(HostRequest::PluginKey {
+            name: "account".into(),
+            algorithm: KeyAlgorithm::EcP384,
+        });
+        assert!(matches!(other, HostResponse::Error(_)), "{other:?}");
+        let bad = services.handle(HostRequest::PluginKey {
+            name: "../escape".into(),
+            algorithm: KeyAlgorithm::EcP256,
+        });
+        assert!(matches!(bad, HostResponse::Error(_)), "{bad:?}");
+        let unknown = services.handle(HostRequest::Sign(SignRequest {
+            key: KeyRef::Plugin("never-made".into()),
+            algorithm: SignatureAlgorithm::EcdsaP256Sha256Fixed,
+            data: vec![1],
+        }));
+        assert!(matches!(unknown, HostResponse::Error(_)), "{unknown:?}");
     }
 }

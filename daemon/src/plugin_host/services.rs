@@ -222,9 +222,9 @@ impl HostServices for BasicServices {
             HostRequest::OpenTask(spec) => Ok(HostResponse::OpenTask {
                 task_id: self.open_task(spec),
             }),
-            HostRequest::Sign(_) => Err(HostError::new(
+            HostRequest::Sign(_) | HostRequest::PluginKey { .. } => Err(HostError::new(
                 HostErrorKind::NotAvailable,
-                "signing is not available yet: key services come with the renewal engine",
+                "keys are not available here: the renewal engine's services offer them",
             )),
             HostRequest::Http(request) => match &self.http {
                 Some(http) => http
