@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod daemon_cli;
 pub mod duration;
+pub mod httpd;
 pub mod human_time;
 pub mod inventory;
 pub mod keys;

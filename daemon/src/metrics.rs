@@ -17,7 +17,6 @@
 //! The `prometheus` crate is used (the design card's choice) without default features: its
 //! protobuf encoder is not needed and carried an advisory.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -573,52 +572,14 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, _) = match accepted {
-            Ok(conn) => conn,
-            Err(err) => {
-                log::warn!(error = err.to_string(); "metrics listener could not accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
-        });
-    }
+    let handler: crate::httpd::Handler = Arc::new(move |req| respond(&metrics, req));
+    crate::httpd::serve(listener, handler, "metrics", shutdown).await;
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        if let Ok(value) = content_type.parse() {
-            response
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, value);
-        }
-        response
-    };
+    use crate::httpd::reply;
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "only GET\n".into(),
-        );
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n");
     }
     match req.uri().path() {
         "/metrics" => reply(
@@ -626,13 +587,13 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.render(crate::now_unix()),
         ),
-        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/" => reply(
             StatusCode::OK,
             "text/plain",
             format!("certvakt {}\nmetrics: /metrics\n", crate::VERSION),
         ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
 

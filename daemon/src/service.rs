@@ -54,6 +54,13 @@ pub enum ServiceError {
     Signals(std::io::Error),
     #[error("the renewal engine cannot start: {0}")]
     Engine(#[from] EngineError),
+    #[error(
+        "cannot listen for ACME http-01 challenges on {addr}: {source} (set [daemon] http01_listen to a free address, or \"\" to turn the responder off)"
+    )]
+    Http01 {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// At most this many scans in a row while new folders come under watch.
@@ -336,6 +343,23 @@ pub async fn run(
     let mut engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), Some(http))?;
     let (installed_tx, mut installed) = mpsc::unbounded_channel();
     engine.notify_installs(installed_tx);
+    let http01_task = match config.daemon.http01_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServiceError::Http01 { addr, source })?;
+            let responder = Arc::new(plugin_host::challenges::Http01Responder::new());
+            engine.set_http01(responder.clone());
+            log::info!(address = addr.to_string(); "answering ACME http-01 challenges");
+            Some(tokio::spawn(crate::httpd::serve(
+                listener,
+                responder.handler(),
+                "http01",
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
     let engine_task = tokio::spawn(engine.run(engine_rx));
@@ -455,6 +479,9 @@ pub async fn run(
     notifier.stopping();
     let _ = stop_tx.send(true);
     let drain = async {
+        if let Some(task) = http01_task {
+            let _ = task.await;
+        }
         let _ = control_task.await;
         if let Some(task) = metrics_task {
             let _ = task.await;

@@ -152,6 +152,29 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// Has the host's responder answer the ACME http-01 challenge `token`
+    /// (`GET /.well-known/acme-challenge/<token>` on `[daemon] http01_listen`).
+    pub fn http01_publish(&self, token: &str, key_authorization: &str) -> Result<(), HostError> {
+        let request = HostRequest::Http01Publish {
+            token: token.into(),
+            key_authorization: key_authorization.into(),
+        };
+        match self.request(&request)? {
+            HostResponse::Http01Publish => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops answering `token`.
+    pub fn http01_withdraw(&self, token: &str) -> Result<(), HostError> {
+        match self.request(&HostRequest::Http01Withdraw {
+            token: token.into(),
+        })? {
+            HostResponse::Http01Withdraw => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Signs `data` with one of the certificate's keys; the host hashes it.
     pub fn sign(
         &self,

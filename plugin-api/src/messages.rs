@@ -524,6 +524,15 @@ pub enum HostRequest {
         name: String,
         algorithm: crate::profile::KeyAlgorithm,
     },
+    /// Answer the ACME http-01 challenge `token` with `key_authorization` on the host's
+    /// responder (`GET /.well-known/acme-challenge/<token>`). Answered by
+    /// [`HostResponse::Http01Publish`].
+    Http01Publish {
+        token: String,
+        key_authorization: String,
+    },
+    /// Stop answering `token`. Answered by [`HostResponse::Http01Withdraw`].
+    Http01Withdraw { token: String },
 }
 
 /// Host method names, as passed over the ABI.
@@ -536,6 +545,8 @@ pub mod host_method {
     pub const SIGN: &str = "sign";
     pub const HTTP: &str = "http";
     pub const PLUGIN_KEY: &str = "plugin_key";
+    pub const HTTP01_PUBLISH: &str = "http01_publish";
+    pub const HTTP01_WITHDRAW: &str = "http01_withdraw";
 }
 
 /// Parameters of [`HostRequest::StateGet`].
@@ -545,6 +556,13 @@ struct StateGetParams {
 }
 
 /// Parameters of [`HostRequest::StatePut`].
+#[derive(Serialize, Deserialize)]
+struct Http01Params {
+    token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_authorization: Option<String>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct PluginKeyParams {
     name: String,
@@ -569,6 +587,8 @@ impl HostRequest {
             HostRequest::Sign(_) => host_method::SIGN,
             HostRequest::Http(_) => host_method::HTTP,
             HostRequest::PluginKey { .. } => host_method::PLUGIN_KEY,
+            HostRequest::Http01Publish { .. } => host_method::HTTP01_PUBLISH,
+            HostRequest::Http01Withdraw { .. } => host_method::HTTP01_WITHDRAW,
         }
     }
 
@@ -590,6 +610,17 @@ impl HostRequest {
             HostRequest::PluginKey { name, algorithm } => serde_json::to_vec(&PluginKeyParams {
                 name: name.clone(),
                 algorithm: *algorithm,
+            }),
+            HostRequest::Http01Publish {
+                token,
+                key_authorization,
+            } => serde_json::to_vec(&Http01Params {
+                token: token.clone(),
+                key_authorization: Some(key_authorization.clone()),
+            }),
+            HostRequest::Http01Withdraw { token } => serde_json::to_vec(&Http01Params {
+                token: token.clone(),
+                key_authorization: None,
             }),
         }
     }
@@ -616,6 +647,20 @@ impl HostRequest {
             }
             host_method::SIGN => HostRequest::Sign(serde_json::from_slice(params).map_err(bad)?),
             host_method::HTTP => HostRequest::Http(serde_json::from_slice(params).map_err(bad)?),
+            host_method::HTTP01_PUBLISH => {
+                let Http01Params {
+                    token,
+                    key_authorization,
+                } = serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::Http01Publish {
+                    token,
+                    key_authorization: key_authorization.unwrap_or_default(),
+                }
+            }
+            host_method::HTTP01_WITHDRAW => {
+                let Http01Params { token, .. } = serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::Http01Withdraw { token }
+            }
             host_method::PLUGIN_KEY => {
                 let PluginKeyParams { name, algorithm } =
                     serde_json::from_slice(params).map_err(bad)?;
@@ -654,6 +699,10 @@ pub enum HostResponse {
         public_key: Vec<u8>,
         created: bool,
     },
+    /// Answers [`HostRequest::Http01Publish`]: the responder answers the token now.
+    Http01Publish,
+    /// Answers [`HostRequest::Http01Withdraw`].
+    Http01Withdraw,
     /// Answers any request the host could not or would not carry out.
     Error(HostError),
 }
@@ -670,6 +719,8 @@ impl HostResponse {
             HostResponse::Sign { .. } => host_method::SIGN,
             HostResponse::Http(_) => host_method::HTTP,
             HostResponse::PluginKey { .. } => host_method::PLUGIN_KEY,
+            HostResponse::Http01Publish => host_method::HTTP01_PUBLISH,
+            HostResponse::Http01Withdraw => host_method::HTTP01_WITHDRAW,
             HostResponse::Error(_) => "error",
         }
     }

@@ -46,6 +46,7 @@ struct Fake {
     http_requests: Vec<HttpRequest>,
     sign_requests: Vec<SignRequest>,
     plugin_keys: std::collections::BTreeSet<String>,
+    http01: std::collections::BTreeMap<String, String>,
     failures: BTreeMap<String, HostError>,
 }
 
@@ -115,6 +116,11 @@ impl FakeHost {
         self.lock().http_requests.clone()
     }
 
+    /// The http-01 challenges published and not withdrawn: token -> key authorization.
+    pub fn http01(&self) -> std::collections::BTreeMap<String, String> {
+        self.lock().http01.clone()
+    }
+
     /// Every signing request so far.
     pub fn sign_requests(&self) -> Vec<SignRequest> {
         self.lock().sign_requests.clone()
@@ -173,6 +179,17 @@ impl FakeHost {
                 };
                 fake.http_requests.push(http);
                 answer
+            }
+            HostRequest::Http01Publish {
+                token,
+                key_authorization,
+            } => {
+                fake.http01.insert(token, key_authorization);
+                HostResponse::Http01Publish
+            }
+            HostRequest::Http01Withdraw { token } => {
+                fake.http01.remove(&token);
+                HostResponse::Http01Withdraw
             }
             HostRequest::PluginKey { name, .. } => {
                 // A fixed, fake public point per name: enough for a plugin to build its JWK and

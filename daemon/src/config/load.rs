@@ -42,6 +42,7 @@ const DAEMON_KEYS: &[&str] = &[
     "retry_initial",
     "retry_max",
     "quiet_hours",
+    "http01_listen",
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "admin_group", "read_group"];
 const METRICS_KEYS: &[&str] = &["listen"];
@@ -608,6 +609,19 @@ impl Loader {
                     }
                 }
                 "max_file_size" => self.max_file_size(src, key, at, v),
+                "http01_listen" => {
+                    let Some(text) = self.string(src, &key, v, "http01_listen = \"0.0.0.0:80\"")
+                    else {
+                        continue;
+                    };
+                    match validate::listen_address(&text) {
+                        Ok(listen) => {
+                            self.config.daemon.http01_listen = listen;
+                            self.remember(src, key, at);
+                        }
+                        Err(refusal) => self.refused(src, &key, v, refusal),
+                    }
+                }
                 "quiet_hours" => {
                     let example = "quiet_hours = [\"08:00-17:30\"]";
                     if let Some(windows) = self.strings(src, &key, v, example) {

@@ -120,6 +120,9 @@ pub struct DaemonSection {
     /// `quiet_hours`: local-time windows (`"08:00-17:30"`, may wrap midnight) in which no
     /// renewal starts and nothing is installed; default none.
     pub quiet_hours: Vec<QuietWindow>,
+    /// `http01_listen`: where the responder for ACME http-01 challenges listens (e.g.
+    /// `"0.0.0.0:80"`); default `""`, off.
+    pub http01_listen: Option<SocketAddr>,
 }
 
 /// `[control]`
@@ -271,6 +274,7 @@ impl Config {
                 retry_initial: HumanDuration(std::time::Duration::from_secs(60)),
                 retry_max: HumanDuration(std::time::Duration::from_secs(6 * 3_600)),
                 quiet_hours: Vec::new(),
+                http01_listen: None,
             },
             control: ControlSection {
                 socket: PathBuf::from("/run/certvakt/control.sock"),

@@ -171,6 +171,7 @@ pub struct Engine {
     /// Told the id of every certificate whose live files changed (install, rollback), so
     /// the inventory rescans at once rather than when inotify's events arrive.
     installed: Option<mpsc::UnboundedSender<String>>,
+    http01: Option<Arc<crate::plugin_host::challenges::Http01Responder>>,
 }
 
 /// The environment variable of the crash-test hook.
@@ -185,6 +186,11 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The responder that answers ACME http-01 challenges plugins publish.
+    pub fn set_http01(&mut self, responder: Arc<crate::plugin_host::challenges::Http01Responder>) {
+        self.http01 = Some(responder);
+    }
+
     /// Where to say that a certificate's live files changed.
     pub fn notify_installs(&mut self, tx: mpsc::UnboundedSender<String>) {
         self.installed = Some(tx);
@@ -221,6 +227,7 @@ impl Engine {
             stuck_inbox_files: std::collections::BTreeSet::new(),
             held: BTreeMap::new(),
             installed: None,
+            http01: None,
             pause_after: std::env::var(PAUSE_ENV)
                 .ok()
                 .and_then(|v| Phase::ALL.into_iter().find(|p| p.as_str() == v)),
@@ -1286,6 +1293,9 @@ impl Engine {
         let mut basic = BasicServices::new(plugin.name.clone(), cert.id.clone(), state_dir);
         if let Some(http) = &self.http {
             basic = basic.with_http(http.clone());
+        }
+        if let Some(responder) = &self.http01 {
+            basic = basic.with_http01(responder.clone());
         }
         Ok(Arc::new(EngineServices::new(
             basic,

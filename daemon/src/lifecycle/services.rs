@@ -303,3 +303,40 @@ mod tests {
         assert!(matches!(unknown, HostResponse::Error(_)), "{unknown:?}");
     }
 }
+
+#[cfg(test)]
+mod http01_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::plugin_host::challenges::Http01Responder;
+
+    #[test]
+    fn http01_publishing_goes_to_the_responder_and_says_when_it_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let publish = HostRequest::Http01Publish {
+            token: "tok_en-1".into(),
+            key_authorization: "tok_en-1.thumb".into(),
+        };
+        let off = EngineServices::new(
+            BasicServices::new("acme", "web", dir.path().join("a")),
+            KeyFiles::default(),
+        );
+        match off.handle(publish.clone()) {
+            HostResponse::Error(e) => assert!(e.message.contains("http01_listen"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        let responder = Arc::new(Http01Responder::new());
+        let on = EngineServices::new(
+            BasicServices::new("acme", "web", dir.path().join("b")).with_http01(responder),
+            KeyFiles::default(),
+        );
+        assert_eq!(on.handle(publish), HostResponse::Http01Publish);
+        assert_eq!(
+            on.handle(HostRequest::Http01Withdraw {
+                token: "tok_en-1".into()
+            }),
+            HostResponse::Http01Withdraw
+        );
+    }
+}

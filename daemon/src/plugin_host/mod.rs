@@ -30,6 +30,7 @@
 //!   host's TLS, client identities and trust sets: see [`http`]); signing answers "not
 //!   available yet".
 
+pub mod challenges;
 pub mod http;
 mod loader;
 mod services;

@@ -52,6 +52,7 @@ pub struct BasicServices {
     tasks: Mutex<Vec<OpenedTask>>,
     next_task: AtomicU64,
     http: Option<Arc<HttpService>>,
+    http01: Option<Arc<super::challenges::Http01Responder>>,
 }
 
 impl BasicServices {
@@ -69,12 +70,22 @@ impl BasicServices {
             tasks: Mutex::new(Vec::new()),
             next_task: AtomicU64::new(1),
             http: None,
+            http01: None,
         }
     }
 
     /// Answers the plugin's HTTP requests with `http` (shared by all services of the daemon).
     pub fn with_http(mut self, http: Arc<HttpService>) -> BasicServices {
         self.http = Some(http);
+        self
+    }
+
+    /// Answers http-01 publish/withdraw with `responder`.
+    pub fn with_http01(
+        mut self,
+        responder: Arc<super::challenges::Http01Responder>,
+    ) -> BasicServices {
+        self.http01 = Some(responder);
         self
     }
 
@@ -222,6 +233,25 @@ impl HostServices for BasicServices {
             HostRequest::OpenTask(spec) => Ok(HostResponse::OpenTask {
                 task_id: self.open_task(spec),
             }),
+            HostRequest::Http01Publish {
+                token,
+                key_authorization,
+            } => match &self.http01 {
+                Some(responder) => responder
+                    .publish(&token, &key_authorization)
+                    .map(|()| HostResponse::Http01Publish)
+                    .map_err(|e| HostError::new(HostErrorKind::Invalid, e)),
+                None => Err(HostError::new(
+                    HostErrorKind::NotAvailable,
+                    "the http-01 responder is off: set [daemon] http01_listen (e.g. \"0.0.0.0:80\")",
+                )),
+            },
+            HostRequest::Http01Withdraw { token } => {
+                if let Some(responder) = &self.http01 {
+                    responder.withdraw(&token);
+                }
+                Ok(HostResponse::Http01Withdraw)
+            }
             HostRequest::Sign(_) | HostRequest::PluginKey { .. } => Err(HostError::new(
                 HostErrorKind::NotAvailable,
                 "keys are not available here: the renewal engine's services offer them",
