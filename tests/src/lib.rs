@@ -16,6 +16,7 @@ pub mod badfiles;
 pub mod ca;
 pub mod harness;
 pub mod leaf;
+pub mod pebble;
 pub mod sample;
 pub mod simca;
 

@@ -16,7 +16,8 @@
 //! - `http` is carried out by the [`HttpService`] given with [`BasicServices::with_http`]
 //!   (TLS, client identities and trust sets are its business; see [`super::http`]), for this
 //!   plugin and certificate. Without one it answers [`HostErrorKind::NotAvailable`].
-//! - `sign` answers [`HostErrorKind::NotAvailable`]: key services come with the renewal engine.
+//! - `sign` and `plugin_key` answer [`HostErrorKind::NotAvailable`]: keys are the renewal
+//!   engine's services (`lifecycle::services`), which wrap these.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -262,7 +263,7 @@ impl HostServices for BasicServices {
                     .map(HostResponse::Http),
                 None => Err(HostError::new(
                     HostErrorKind::NotAvailable,
-                    "HTTP is not available yet: the HTTP client comes with the renewal engine",
+                    "HTTP is not available here: the renewal engine's services offer it",
                 )),
             },
         };
@@ -431,11 +432,7 @@ mod tests {
                 panic!("expected an error");
             };
             assert_eq!(error.kind, HostErrorKind::NotAvailable);
-            assert!(
-                error.message.contains("not available yet"),
-                "{}",
-                error.message
-            );
+            assert!(error.message.contains("not available"), "{}", error.message);
         }
     }
 

@@ -249,7 +249,7 @@ async fn host_services_reach_the_plugin_and_signing_is_not_there_yet() {
     assert_eq!(error.kind, ErrorKind::Permanent);
     assert_eq!(
         err.to_string(),
-        "plugin example could not register: permanent: host service: signing is not available yet: key services come with the renewal engine"
+        "plugin example could not register: permanent: host service: keys are not available here: the renewal engine's services offer them"
     );
     assert!(metrics.render(0).contains(
         "certvakt_plugin_calls_total{method=\"register\",outcome=\"error\",plugin=\"example\"} 1\n"
