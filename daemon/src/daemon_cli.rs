@@ -93,7 +93,9 @@ fn run(config_path: PathBuf) -> ExitCode {
     // tokio's blocking pool. A certificate monitor has no use for more, and it keeps RSS small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(4)
+        // Plugin calls that overrun their deadline keep their thread until the plugin returns;
+        // room for those must not starve the control socket's and the scanner's work.
+        .max_blocking_threads(64)
         .thread_name("certvaktd")
         .build()
     {
@@ -103,11 +105,14 @@ fn run(config_path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::service::run(
+    let result = runtime.block_on(crate::service::run(
         config_path,
         config,
         std::future::pending::<()>(),
-    )) {
+    ));
+    // A plugin call stuck past its deadline must not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             log::error!("{err}");

@@ -654,3 +654,38 @@ fn check_config_asks_the_plugins_about_their_settings() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_live_file_certvakt_did_not_write_is_kept_before_it_is_replaced() -> Result<()> {
+    let setup = ManualSetup::new()?;
+    // A key made by hand, its certificate not there (yet): a first issue must not lose it.
+    let ca = TestCa::new(CaShape::Tls)?;
+    let hand_made = ca.issue(&certvakt_testkit::LeafSpec::tls_server(&[
+        "apotek-test.example",
+    ]))?;
+    std::fs::create_dir_all(setup.key.parent().context("live folder")?)?;
+    std::fs::write(&setup.key, &hand_made.key_pem)?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let out = answer_the_order(&daemon, &ca, setup.path())?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    eventually(WAIT, "the first issue", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        status["renewals"][0]["last_success"].is_i64().then_some(())
+    })?;
+    assert_ne!(std::fs::read_to_string(&setup.key)?, hand_made.key_pem);
+    let replaced = setup.path().join("state/certs/web/replaced");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&replaced)?
+        .flatten()
+        .map(|e| e.path().join("key"))
+        .filter(|p| p.exists())
+        .collect();
+    ensure!(
+        kept.len() == 1,
+        "one kept key under {}: {kept:?}",
+        replaced.display()
+    );
+    assert_eq!(std::fs::read_to_string(&kept[0])?, hand_made.key_pem);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept[0])?.permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    Ok(())
+}

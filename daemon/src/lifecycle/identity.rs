@@ -123,10 +123,19 @@ impl IdentitySource for Identities {
                     .store
                     .version_files(cert_id, newest)
                     .map_err(store_error)?;
+                let key_pem = read_key(&key)?;
+                // The newest version belongs to the pending key only once this run's
+                // certificate is staged; before that it is an older pair.
+                let staged_key = files.key.as_deref().map(read_key).transpose()?;
+                if staged_key.as_deref().map(String::as_str) != Some(key_pem.as_str()) {
+                    return Err(SourceError(format!(
+                        "{cert_id} has no issued certificate for the pending key yet"
+                    )));
+                }
                 Ok(Some(ClientCredentials {
                     chain_pem: read(&files.cert, "the certificate")?
                         + &read(&files.chain, "the chain")?,
-                    key_pem: read_key(&key)?,
+                    key_pem,
                 }))
             }
         }

@@ -419,12 +419,35 @@ impl Engine {
                     Err(e) => ("refused", Some(e.to_string())),
                 };
                 let target = inbox.join(folder);
-                let moved = std::fs::create_dir_all(&target)
-                    .and_then(|()| std::fs::rename(&file, target.join(&name)));
+                // Never onto an existing name (two downloads called `certificate.p12`): the
+                // older may be a CA-made bundle holding the only copy of its key.
+                let mut dest = target.join(&name);
+                for n in 1.. {
+                    if !dest.exists() || n > 1000 {
+                        break;
+                    }
+                    let mut numbered = name.clone();
+                    numbered.push(format!(".{n}"));
+                    dest = target.join(numbered);
+                }
+                let moved = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&target)
+                    .and_then(|()| {
+                        // It may hold a key: only the daemon reads it from here on.
+                        std::fs::set_permissions(
+                            &file,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                        )
+                    })
+                    .and_then(|()| std::fs::rename(&file, &dest));
                 if let Some(reason) = reason {
-                    let mut reason_file = target.join(&name).into_os_string();
+                    let mut reason_file = dest.clone().into_os_string();
                     reason_file.push(".reason.txt");
-                    let _ = std::fs::write(&reason_file, format!("{reason}\n"));
+                    if let Err(e) = std::fs::write(&reason_file, format!("{reason}\n")) {
+                        log::warn!(cert_id = cert.id.as_str(); "cannot write {}: {e}", PathBuf::from(&reason_file).display());
+                    }
                 }
                 if let Err(e) = moved {
                     // Never delete it (a PKCS#12 from a CA may hold the only copy of its
@@ -482,7 +505,17 @@ impl Engine {
                     record.failures = 0;
                     record.retry_at = None;
                     record.last_error = None;
-                    self.save(&cert.id, &record);
+                    if !self.save(&cert.id, &record) {
+                        let wait = self.config.daemon.retry_initial.as_secs().max(1);
+                        record.failures += 1;
+                        record.retry_at = Some(crate::now_unix() + wait as i64);
+                        record.last_error = Some(
+                            "the renewal state cannot be saved (see the journal); no further step until it can"
+                                .into(),
+                        );
+                        at = record.retry_at;
+                        break;
+                    }
                     if self.pause_reached(&record) {
                         self.records.insert(id.to_owned(), record);
                         self.pause().await;
@@ -583,9 +616,15 @@ impl Engine {
         self.save(&cert.id, record);
     }
 
-    fn save(&self, id: &str, record: &Record) {
-        if let Err(e) = self.store.save_state(id, record) {
-            log::error!(cert_id = id; "cannot save the renewal state: {e}");
+    /// Saves the record; says whether it is on disk. The caller stops acting for this
+    /// certificate when it is not: acting on what is not written ahead would be lost at a crash.
+    fn save(&self, id: &str, record: &Record) -> bool {
+        match self.store.save_state(id, record) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!(cert_id = id; "cannot save the renewal state: {e}");
+                false
+            }
         }
     }
 
@@ -795,7 +834,12 @@ impl Engine {
                     }
                 }
                 close_tasks(record, Phase::Verified, now);
-                self.finish(cert, record, now)?;
+                // Saved as retired before `finish` (which removes the pending key), so a crash
+                // in between does not retire the old certificate twice.
+                if let Some(run) = record.run.as_mut() {
+                    set_phase(run, Phase::Retired, now);
+                }
+                return Ok(Progress::Advanced);
             }
             Phase::Retired => {
                 self.finish(cert, record, now)?;
@@ -920,13 +964,6 @@ impl Engine {
             }
         };
         let checked = import::check_chain(cert, chain, &key, run.old.as_ref(), crate::now_unix())?;
-        if from_ca {
-            store::atomic::write_file(
-                &pending,
-                key.to_pkcs8_pem().as_bytes(),
-                &store::FileSpec::mode(0o600),
-            )?;
-        }
         let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
             (Some(_), Some(password_file)) => {
                 let password = read_password(password_file)?;
@@ -949,6 +986,26 @@ impl Engine {
                 pkcs12,
             },
         )?;
+        if from_ca {
+            // The CA's key is safe in the staged version now. It becomes the pending key; the
+            // key of the order that was with the CA is kept beside it, never overwritten,
+            // until the run is over.
+            if pending.exists() {
+                let kept = pending
+                    .with_file_name(format!("pending-key.superseded-{}.pem", crate::now_unix()));
+                std::fs::rename(&pending, &kept).map_err(|e| {
+                    EngineError::Other(format!(
+                        "cannot keep the previous pending key as {}: {e}",
+                        kept.display()
+                    ))
+                })?;
+            }
+            store::atomic::write_file(
+                &pending,
+                key.to_pkcs8_pem().as_bytes(),
+                &store::FileSpec::mode(0o600),
+            )?;
+        }
         log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0; "new certificate issued and staged");
         run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
         run.new = Some(checked.facts);
@@ -994,6 +1051,9 @@ impl Engine {
         };
         let timeout = Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1));
         let r = &cert.renewal;
+        // Before anything runs or changes: what is live and in no version is kept.
+        self.adopt_live(cert, &live, &own).await?;
+        self.preserve_live(cert, &live)?;
         if let Some(pre) = r.pre_hook.clone() {
             let pre_env = env.clone();
             let pre_result =
@@ -1012,7 +1072,6 @@ impl Engine {
                 return Err(e.into());
             }
         }
-        self.adopt_live(cert, &live, &own).await?;
         let store = self.store.clone();
         let id = cert.id.clone();
         let result = blocking(move || {
@@ -1081,6 +1140,76 @@ impl Engine {
         if let Err(e) = blocking(move || hooks::run(kind, &argv, &env, timeout)).await? {
             log::error!(cert_id = cert.id.as_str(); "{e}");
             self.metrics.observe_hook_failure(&cert.id, kind.as_str());
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy (mode 0600, in `certs/<id>/replaced/<time>/`) of every live file an
+    /// install is about to overwrite that is not byte for byte the current version's: files
+    /// put there by hand, a key without its certificate, a pair swapped in an emergency. The
+    /// install may then replace them; nothing that was live is lost.
+    fn preserve_live(
+        &self,
+        cert: &ManagedCertificate,
+        live: &LivePaths,
+    ) -> Result<(), EngineError> {
+        let current = match self.store.current(&cert.id)? {
+            Some(version) => Some(self.store.read_version(&cert.id, version)?),
+            None => None,
+        };
+        let expected = |what: &str| -> Option<Vec<u8>> {
+            let v = current.as_ref()?;
+            match what {
+                "cert" => Some(v.cert_pem.as_bytes().to_vec()),
+                "key" => v.key_pem.as_ref().map(|k| k.as_bytes().to_vec()),
+                "chain" => Some(v.chain_pem.as_bytes().to_vec()),
+                "fullchain" => Some(format!("{}{}", v.cert_pem, v.chain_pem).into_bytes()),
+                _ => v.pkcs12.as_ref().map(|p| p.to_vec()),
+            }
+        };
+        let targets = [
+            ("cert", Some(live.cert.clone())),
+            ("key", live.key.clone()),
+            ("chain", live.chain.clone()),
+            ("fullchain", live.fullchain.clone()),
+            (
+                "pkcs12",
+                live.pkcs12.as_ref().map(|(bundle, _)| bundle.clone()),
+            ),
+        ];
+        let folder = self
+            .store
+            .state_path(&cert.id)?
+            .with_file_name("replaced")
+            .join(crate::now_unix().to_string());
+        for (what, path) in targets {
+            let Some(path) = path else { continue };
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => Zeroizing::new(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(EngineError::Other(format!(
+                        "cannot read {} before replacing it: {e}; nothing was changed",
+                        path.display()
+                    )));
+                }
+            };
+            if expected(what).as_deref() == Some(&bytes[..]) {
+                continue;
+            }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&folder)
+                .map_err(|e| {
+                    EngineError::Other(format!("cannot create {}: {e}", folder.display()))
+                })?;
+            let copy = folder.join(what);
+            store::atomic::write_file(&copy, &bytes, &store::FileSpec::mode(0o600))?;
+            log::warn!(
+                cert_id = cert.id.as_str(), path = path.display().to_string();
+                "{} was not written by certvakt; kept a copy at {} before replacing it", path.display(), copy.display()
+            );
         }
         Ok(())
     }
@@ -1159,6 +1288,18 @@ impl Engine {
                     "cannot remove {}: {e}",
                     pending.display()
                 )));
+            }
+        }
+        // Keys of orders that a CA-made key replaced go with the run that replaced them.
+        if let Some(dir) = pending.parent() {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("pending-key.superseded-")
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         if let Some(run) = record.run.take() {
@@ -1442,6 +1583,8 @@ impl Engine {
         let parsed = import::read_import(bytes, password)?;
         let now = crate::now_unix();
         let mut record = self.records.remove(id).unwrap_or_default();
+        // A refused import leaves the record as it was: no run started for nothing.
+        let before = record.clone();
         let result = (|| -> Result<String, EngineError> {
             if record.run.is_none() {
                 if parsed.key.is_none() {
@@ -1480,7 +1623,13 @@ impl Engine {
                 record.last_error = None;
                 self.save(id, &record);
             }
-            Err(e) => log::warn!(cert_id = id; "import refused: {e}"),
+            Err(e) => {
+                log::warn!(cert_id = id; "import refused: {e}");
+                if record != before {
+                    record = before;
+                    self.save(id, &record);
+                }
+            }
         }
         self.records.insert(id.to_owned(), record);
         result
