@@ -81,8 +81,7 @@ pub enum EngineError {
     Other(String),
 }
 
-/// What a command asks of the engine.
-#[derive(Debug)]
+/// What a command asks of the engine. Its `Debug` never shows imported bytes or passwords.
 pub enum Command {
     /// Start a renewal now (`force`: even when one is not due), or continue a waiting one.
     Renew {
@@ -109,6 +108,20 @@ pub enum Command {
     },
     /// The configuration was reloaded.
     Reconfigure(Arc<Config>),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Renew { id, force, .. } => write!(f, "Renew {{ id: {id:?}, force: {force} }}"),
+            Command::Import { id, bytes, .. } => {
+                write!(f, "Import {{ id: {id:?}, {} bytes, .. }}", bytes.len())
+            }
+            Command::TaskDone { task_id, .. } => write!(f, "TaskDone {{ task_id: {task_id:?} }}"),
+            Command::Rollback { id, .. } => write!(f, "Rollback {{ id: {id:?} }}"),
+            Command::Reconfigure(_) => f.write_str("Reconfigure"),
+        }
+    }
 }
 
 /// One certificate's renewal, as readers see it.
@@ -261,12 +274,20 @@ impl Engine {
         let mut records = BTreeMap::new();
         let mut held = BTreeMap::new();
         for cert in &self.config.certificates {
-            let loaded = ownership(cert).and_then(|own| {
-                if let Some(done) = self.store.recover(&cert.id, &live_paths(cert), &own)? {
-                    log::warn!(cert_id = cert.id.as_str(), version = done.0; "finished an install that a crash had interrupted");
-                }
-                Ok(self.store.load_state::<Record>(&cert.id)?.unwrap_or_default())
-            });
+            // An interrupted install is finished with the owner and paths it recorded, so it
+            // does not wait for this configuration's owner/group to resolve.
+            let own = ownership(cert).unwrap_or_default();
+            let loaded = self
+                .store
+                .recover(&cert.id, &live_paths(cert), &own)
+                .map_err(EngineError::from)
+                .and_then(|done| {
+                    if let Some(done) = done {
+                        log::warn!(cert_id = cert.id.as_str(), version = done.0; "finished an install that a crash had interrupted");
+                    }
+                    ownership(cert)?;
+                    Ok(self.store.load_state::<Record>(&cert.id)?.unwrap_or_default())
+                });
             match loaded {
                 Ok(record) => {
                     records.insert(cert.id.clone(), record);
