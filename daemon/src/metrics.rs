@@ -30,7 +30,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::inventory::{Entry, Inventory, KeyCheck, ProblemKind, SourceKind, SourceProblem};
+use crate::inventory::{Entry, Inventory, KeyCheck, SourceKind, SourceProblem};
 
 /// Why the metrics could not be set up or served.
 #[derive(Debug, thiserror::Error)]
@@ -552,11 +552,6 @@ fn labels(out: &mut String, pairs: &[(&str, &str)]) {
         out.push('"');
     }
     out.push('}');
-}
-
-/// Every problem kind as a label value; exposed for documentation tests.
-pub fn problem_label_values() -> Vec<&'static str> {
-    ProblemKind::ALL.iter().map(|k| k.as_str()).collect()
 }
 
 /// Binds the metrics listener. Separate from [`serve`] so start-up fails early and clearly.

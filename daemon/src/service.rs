@@ -771,25 +771,20 @@ fn log_state(entry: &Entry, state: CertState, before: Option<CertState>, now: i6
     let path = entry.path.display().to_string();
     let path = path.as_str();
     let was = before.map_or("new", CertState::as_str);
-    let state_name = state.as_str();
-    match state {
-        CertState::Expired => log::error!(
-            cert_id = id, path = path, state = state_name, was = was;
-            "certificate has expired ({left} ago)"
+    let (level, message) = match state {
+        CertState::Expired => (
+            log::Level::Error,
+            format!("certificate has expired ({left} ago)"),
         ),
-        CertState::NotYetValid => log::error!(
-            cert_id = id, path = path, state = state_name, was = was;
-            "certificate is not valid yet"
-        ),
-        CertState::Expiring => log::warn!(
-            cert_id = id, path = path, state = state_name, was = was;
-            "certificate expires in {left}"
-        ),
-        CertState::Ok => log::info!(
-            cert_id = id, path = path, state = state_name, was = was;
-            "certificate is valid for {left}"
-        ),
-    }
+        CertState::NotYetValid => (log::Level::Error, "certificate is not valid yet".to_owned()),
+        CertState::Expiring => (log::Level::Warn, format!("certificate expires in {left}")),
+        CertState::Ok => (log::Level::Info, format!("certificate is valid for {left}")),
+    };
+    log::log!(
+        level,
+        cert_id = id, path = path, state = state.as_str(), was = was;
+        "{message}"
+    );
 }
 
 fn status_line(view: &View) -> String {

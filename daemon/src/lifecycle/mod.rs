@@ -215,11 +215,6 @@ impl Engine {
         }
     }
 
-    /// The store (the HTTP client's identities read from it too).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Opens the store, finishes any install a crash interrupted, and loads every record.
     pub fn new(
         config: Arc<Config>,
@@ -259,11 +254,6 @@ impl Engine {
     /// The snapshot readers use.
     pub fn view(&self) -> Arc<RwLock<EngineView>> {
         self.view.clone()
-    }
-
-    /// Sets how long one plugin call may take.
-    pub fn set_deadline(&mut self, deadline: Duration) {
-        self.deadline = deadline;
     }
 
     /// Finishes interrupted installs and loads each certificate's record. A certificate whose

@@ -27,8 +27,7 @@
 //! - One rustls client configuration per (certificate, identity, trust set) is built and
 //!   cached. Every request asks the sources again and compares a SHA-256 of the chain and the
 //!   trust bundle with the cached one, so a renewal that swaps `current`, or an edited trust
-//!   bundle, takes effect at the next request without a restart. [`HttpService::clear_cache`]
-//!   drops everything (a reload). Connections are not pooled: plugins make a handful of
+//!   bundle, takes effect at the next request without a restart. Connections are not pooled: plugins make a handful of
 //!   requests per renewal, and a fresh connection never presents a stale identity.
 //! - `timeout_ms` covers the whole request, from resolving the name to the last byte of the
 //!   body, and is capped at [`MAX_TIMEOUT`]. Response bodies larger than
@@ -352,12 +351,6 @@ impl HttpService {
             metrics,
             clients: tls::ClientCache::default(),
         }
-    }
-
-    /// Forgets every cached TLS configuration and the system roots; the next request builds
-    /// them again.
-    pub fn clear_cache(&self) {
-        self.clients.clear();
     }
 
     /// Carries out `request` for `plugin`'s call about `cert_id`, blocking until it is done.

@@ -88,14 +88,6 @@ pub(super) struct ClientCache {
 }
 
 impl ClientCache {
-    pub(super) fn clear(&self) {
-        *self.system_roots.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-
     /// How many configurations are cached.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
