@@ -29,8 +29,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use certvakt_plugin_api::messages::{
-    CertificateContext, CertificateInfo, IssueOutcome, OrderContext, StepContext, StepOutcome,
-    TaskFileContent,
+    CertificateContext, IssueOutcome, OrderContext, StepContext, StepOutcome, TaskFileContent,
 };
 use certvakt_plugin_api::{Completion, ErrorKind, TaskSpec};
 use serde::{Deserialize, Serialize};
@@ -704,42 +703,25 @@ impl Engine {
                         state,
                     } => {
                         run.plugin_state = state;
-                        let was = run.phase;
-                        set_phase(run, Phase::Ordered, now);
-                        run.wait_until = Some(now + poll_after_secs.max(1) as i64);
-                        let phase = Phase::Ordered;
-                        let number = run.number;
-                        let csr = run.csr_pem.clone();
-                        let old = run.old.clone();
-                        for spec in task.into_iter().chain(opened) {
-                            self.open_task(
-                                cert,
-                                record,
-                                number,
-                                phase,
-                                spec,
-                                csr.as_deref(),
-                                old.as_ref(),
-                                now,
-                            )?;
-                        }
-                        if was == Phase::KeyGenerated {
+                        if run.phase == Phase::KeyGenerated {
                             log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "ordered a new certificate; waiting for the CA");
                         }
-                        self.save(&cert.id, record);
-                        return Ok(Progress::Wait(
-                            record.run.as_ref().and_then(|r| r.wait_until),
-                        ));
+                        set_phase(run, Phase::Ordered, now);
+                        let tasks = task.into_iter().chain(opened).collect();
+                        return self.wait_for_plugin(
+                            cert,
+                            record,
+                            Phase::Ordered,
+                            poll_after_secs,
+                            tasks,
+                            now,
+                        );
                     }
                 }
             }
             Phase::Issued | Phase::Installed => {
                 let registering = run.phase == Phase::Issued;
-                let step = StepContext {
-                    certificate: self.context(cert, run.old.as_ref()),
-                    new: run.new.as_ref().map(info),
-                    state: run.plugin_state.clone(),
-                };
+                let step = self.step_context(cert, run);
                 let services = self.services(cert, plugin)?;
                 let outcome = if registering {
                     plugin
@@ -749,16 +731,17 @@ impl Engine {
                     plugin.verify(step, services.clone(), self.deadline).await?
                 };
                 let opened = services.take_tasks();
-                let (next, phase_of_tasks) = if registering {
-                    (Phase::Registered, Phase::Registered)
+                // Tasks of this step are filed under the step it leads to.
+                let next = if registering {
+                    Phase::Registered
                 } else {
-                    (Phase::Verified, Phase::Verified)
+                    Phase::Verified
                 };
                 match outcome {
                     StepOutcome::Done { state } => {
                         run.plugin_state = state;
                         set_phase(run, next, now);
-                        close_tasks(record, phase_of_tasks, now);
+                        close_tasks(record, next, now);
                     }
                     StepOutcome::Pending {
                         poll_after_secs,
@@ -766,26 +749,15 @@ impl Engine {
                         state,
                     } => {
                         run.plugin_state = state;
-                        run.wait_until = Some(now + poll_after_secs.max(1) as i64);
-                        let number = run.number;
-                        let csr = run.csr_pem.clone();
-                        let old = run.old.clone();
-                        for spec in task.into_iter().chain(opened) {
-                            self.open_task(
-                                cert,
-                                record,
-                                number,
-                                phase_of_tasks,
-                                spec,
-                                csr.as_deref(),
-                                old.as_ref(),
-                                now,
-                            )?;
-                        }
-                        self.save(&cert.id, record);
-                        return Ok(Progress::Wait(
-                            record.run.as_ref().and_then(|r| r.wait_until),
-                        ));
+                        let tasks = task.into_iter().chain(opened).collect();
+                        return self.wait_for_plugin(
+                            cert,
+                            record,
+                            next,
+                            poll_after_secs,
+                            tasks,
+                            now,
+                        );
                     }
                 }
             }
@@ -807,44 +779,29 @@ impl Engine {
                     return Ok(Progress::Wait(Some(retire_at)));
                 }
                 if run.old.is_some() {
-                    let step = StepContext {
-                        certificate: self.context(cert, run.old.as_ref()),
-                        new: run.new.as_ref().map(info),
-                        state: run.plugin_state.clone(),
-                    };
+                    let step = self.step_context(cert, run);
                     let services = self.services(cert, plugin)?;
                     let outcome = plugin.retire(step, services.clone(), self.deadline).await?;
                     let opened = services.take_tasks();
-                    match outcome {
-                        StepOutcome::Done { .. } => {}
-                        StepOutcome::Pending {
+                    if let StepOutcome::Pending {
+                        poll_after_secs,
+                        task,
+                        state,
+                    } = outcome
+                    {
+                        run.plugin_state = state;
+                        let tasks = task.into_iter().chain(opened).collect();
+                        return self.wait_for_plugin(
+                            cert,
+                            record,
+                            Phase::Retired,
                             poll_after_secs,
-                            task,
-                            state,
-                        } => {
-                            run.plugin_state = state;
-                            run.wait_until = Some(now + poll_after_secs.max(1) as i64);
-                            let (number, old) = (run.number, run.old.clone());
-                            for spec in task.into_iter().chain(opened) {
-                                self.open_task(
-                                    cert,
-                                    record,
-                                    number,
-                                    Phase::Verified,
-                                    spec,
-                                    None,
-                                    old.as_ref(),
-                                    now,
-                                )?;
-                            }
-                            self.save(&cert.id, record);
-                            return Ok(Progress::Wait(
-                                record.run.as_ref().and_then(|r| r.wait_until),
-                            ));
-                        }
+                            tasks,
+                            now,
+                        );
                     }
                 }
-                close_tasks(record, Phase::Verified, now);
+                close_tasks(record, Phase::Retired, now);
                 // Saved as retired before `finish` (which removes the pending key), so a crash
                 // in between does not retire the old certificate twice.
                 if let Some(run) = record.run.as_mut() {
@@ -857,6 +814,49 @@ impl Engine {
             }
         }
         Ok(Progress::Advanced)
+    }
+
+    /// What register, verify and retire are told about the certificate and the run.
+    fn step_context(&self, cert: &ManagedCertificate, run: &Run) -> StepContext {
+        StepContext {
+            certificate: self.context(cert, run.old.as_ref()),
+            new: run.new.clone(),
+            state: run.plugin_state.clone(),
+        }
+    }
+
+    /// A plugin answered "pending": wait as long as it asked, file the tasks it opened under
+    /// `phase` (the step they lead to), save.
+    fn wait_for_plugin(
+        &self,
+        cert: &ManagedCertificate,
+        record: &mut Record,
+        phase: Phase,
+        poll_after_secs: u64,
+        tasks: Vec<TaskSpec>,
+        now: i64,
+    ) -> Result<Progress, EngineError> {
+        let Some(run) = record.run.as_mut() else {
+            return Ok(Progress::Wait(None));
+        };
+        run.wait_until = Some(now + i64::try_from(poll_after_secs.max(1)).unwrap_or(i64::MAX / 2));
+        let (number, csr, old) = (run.number, run.csr_pem.clone(), run.old.clone());
+        for spec in tasks {
+            self.open_task(
+                cert,
+                record,
+                number,
+                phase,
+                spec,
+                csr.as_deref(),
+                old.as_ref(),
+                now,
+            )?;
+        }
+        self.save(&cert.id, record);
+        Ok(Progress::Wait(
+            record.run.as_ref().and_then(|r| r.wait_until),
+        ))
     }
 
     fn start_run(
@@ -1476,7 +1476,7 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or("production")
                 .to_owned(),
-            current: current.map(info),
+            current: current.cloned(),
         }
     }
 
@@ -1854,17 +1854,6 @@ pub fn next_step_name(phase: Phase) -> &'static str {
         Phase::Registered => "installed",
         Phase::Installed => "verified",
         Phase::Verified | Phase::Retired => "retired",
-    }
-}
-
-fn info(facts: &CertFacts) -> CertificateInfo {
-    CertificateInfo {
-        pem: facts.pem.clone(),
-        subject: facts.subject.clone(),
-        serial: facts.serial.clone(),
-        not_before: facts.not_before,
-        not_after: facts.not_after,
-        identities: facts.identities.clone(),
     }
 }
 

@@ -72,18 +72,9 @@ pub enum Reason {
     Import,
 }
 
-/// A few facts of a certificate, kept in the record for messages, hooks and retiring.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertFacts {
-    pub pem: String,
-    pub subject: String,
-    pub serial: String,
-    pub not_before: i64,
-    pub not_after: i64,
-    /// The Nordic identities it carries, as labels (`DK CVR 12345678 UUID …`).
-    #[serde(default)]
-    pub identities: Vec<String>,
-}
+/// A few facts of a certificate, kept in the record for messages, hooks and retiring: the
+/// same the plugins are given, so the record and the messages cannot drift apart.
+pub use certvakt_plugin_api::CertificateInfo as CertFacts;
 
 /// A renewal in progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
