@@ -490,13 +490,12 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<Description, PluginCallError> {
-        match self
-            .request(&PluginRequest::Describe, services, deadline)
-            .await?
-        {
-            PluginResponse::Describe(description) => Ok(description),
-            other => Err(self.wrong_answer("describe", &other)),
-        }
+        let request = PluginRequest::Describe;
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::Describe(description) => Some(description),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn validate_settings(
@@ -506,10 +505,11 @@ impl LoadedPlugin {
         deadline: Duration,
     ) -> Result<Vec<SettingProblem>, PluginCallError> {
         let request = PluginRequest::ValidateSettings(ValidateSettings { settings });
-        match self.request(&request, services, deadline).await? {
-            PluginResponse::ValidateSettings(problems) => Ok(problems),
-            other => Err(self.wrong_answer("validate_settings", &other)),
-        }
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::ValidateSettings(problems) => Some(problems),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn csr_profile(
@@ -519,10 +519,11 @@ impl LoadedPlugin {
         deadline: Duration,
     ) -> Result<CsrProfile, PluginCallError> {
         let request = PluginRequest::CsrProfile(certificate);
-        match self.request(&request, services, deadline).await? {
-            PluginResponse::CsrProfile(profile) => Ok(profile),
-            other => Err(self.wrong_answer("csr_profile", &other)),
-        }
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::CsrProfile(profile) => Some(profile),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn issue(
@@ -531,13 +532,12 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<IssueOutcome, PluginCallError> {
-        match self
-            .request(&PluginRequest::Issue(order), services, deadline)
-            .await?
-        {
-            PluginResponse::Issue(outcome) => Ok(outcome),
-            other => Err(self.wrong_answer("issue", &other)),
-        }
+        let request = PluginRequest::Issue(order);
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::Issue(outcome) => Some(outcome),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn poll(
@@ -546,13 +546,28 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<IssueOutcome, PluginCallError> {
-        match self
-            .request(&PluginRequest::Poll(order), services, deadline)
-            .await?
-        {
-            PluginResponse::Poll(outcome) => Ok(outcome),
-            other => Err(self.wrong_answer("poll", &other)),
-        }
+        let request = PluginRequest::Poll(order);
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::Poll(outcome) => Some(outcome),
+            _ => None,
+        })
+        .await
+    }
+
+    /// `register`, `verify` or `retire` (the request says which): they share one answer.
+    pub async fn step(
+        &self,
+        request: PluginRequest,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<StepOutcome, PluginCallError> {
+        self.ask(request, services, deadline, |r| match r {
+            PluginResponse::Register(outcome)
+            | PluginResponse::Verify(outcome)
+            | PluginResponse::Retire(outcome) => Some(outcome),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn register(
@@ -561,13 +576,8 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<StepOutcome, PluginCallError> {
-        match self
-            .request(&PluginRequest::Register(step), services, deadline)
-            .await?
-        {
-            PluginResponse::Register(outcome) => Ok(outcome),
-            other => Err(self.wrong_answer("register", &other)),
-        }
+        self.step(PluginRequest::Register(step), services, deadline)
+            .await
     }
 
     pub async fn verify(
@@ -576,13 +586,8 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<StepOutcome, PluginCallError> {
-        match self
-            .request(&PluginRequest::Verify(step), services, deadline)
-            .await?
-        {
-            PluginResponse::Verify(outcome) => Ok(outcome),
-            other => Err(self.wrong_answer("verify", &other)),
-        }
+        self.step(PluginRequest::Verify(step), services, deadline)
+            .await
     }
 
     pub async fn retire(
@@ -591,13 +596,29 @@ impl LoadedPlugin {
         services: Arc<dyn HostServices>,
         deadline: Duration,
     ) -> Result<StepOutcome, PluginCallError> {
-        match self
-            .request(&PluginRequest::Retire(step), services, deadline)
-            .await?
-        {
-            PluginResponse::Retire(outcome) => Ok(outcome),
-            other => Err(self.wrong_answer("retire", &other)),
-        }
+        self.step(PluginRequest::Retire(step), services, deadline)
+            .await
+    }
+
+    /// Sends `request` and keeps the answer `pick` takes; any other answer (a register
+    /// answered as a verify, say) is [`PluginCallError::WrongAnswer`].
+    async fn ask<T>(
+        &self,
+        request: PluginRequest,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+        pick: impl FnOnce(PluginResponse) -> Option<T>,
+    ) -> Result<T, PluginCallError> {
+        // `request` has already turned an error answer into an error and checked that the
+        // answer names the request.
+        let method = request.method();
+        let response = self.request(&request, services, deadline).await?;
+        let answered = response.method();
+        pick(response).ok_or_else(|| PluginCallError::WrongAnswer {
+            plugin: self.name.clone(),
+            method: method.to_owned(),
+            answered: answered.to_owned(),
+        })
     }
 
     fn wrong_answer(&self, method: &str, response: &PluginResponse) -> PluginCallError {
