@@ -1064,7 +1064,7 @@ impl Engine {
         let r = &cert.renewal;
         // Before anything runs or changes: what is live and in no version is kept.
         self.adopt_live(cert, &live, &own).await?;
-        self.preserve_live(cert, &live)?;
+        self.preserve_live(cert, &live, &own)?;
         if let Some(pre) = r.pre_hook.clone() {
             let pre_env = env.clone();
             let pre_result =
@@ -1085,24 +1085,7 @@ impl Engine {
         }
         let store = self.store.clone();
         let id = cert.id.clone();
-        let result = blocking(move || {
-            // A first issue may name folders that do not exist yet.
-            for path in live_files(&live) {
-                if let Some(parent) = path.parent().filter(|p| !p.exists()) {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o755)
-                        .create(parent)
-                        .map_err(|e| store::StoreError::Io {
-                            op: "create live folder",
-                            path: parent.to_path_buf(),
-                            source: e,
-                        })?;
-                }
-            }
-            store.install(&id, version, &live, &own)
-        })
-        .await;
+        let result = blocking(move || store.install(&id, version, &live, &own)).await;
         let ok = matches!(result, Ok(Ok(())));
         if ok {
             log::info!(cert_id = cert.id.as_str(), version = version.0; "new certificate installed");
@@ -1163,39 +1146,24 @@ impl Engine {
         &self,
         cert: &ManagedCertificate,
         live: &LivePaths,
+        own: &Ownership,
     ) -> Result<(), EngineError> {
-        let current = match self.store.current(&cert.id)? {
-            Some(version) => Some(self.store.read_version(&cert.id, version)?),
-            None => None,
+        // A current version that cannot be laid out (its files damaged, the configured live
+        // paths changed since) expects nothing: every live file is kept.
+        let expected = match self.store.current(&cert.id)? {
+            Some(version) => self
+                .store
+                .live_contents(&cert.id, version, live, own)
+                .unwrap_or_default(),
+            None => Vec::new(),
         };
-        let expected = |what: &str| -> Option<Vec<u8>> {
-            let v = current.as_ref()?;
-            match what {
-                "cert" => Some(v.cert_pem.as_bytes().to_vec()),
-                "key" => v.key_pem.as_ref().map(|k| k.as_bytes().to_vec()),
-                "chain" => Some(v.chain_pem.as_bytes().to_vec()),
-                "fullchain" => Some(format!("{}{}", v.cert_pem, v.chain_pem).into_bytes()),
-                _ => v.pkcs12.as_ref().map(|p| p.to_vec()),
-            }
-        };
-        let targets = [
-            ("cert", Some(live.cert.clone())),
-            ("key", live.key.clone()),
-            ("chain", live.chain.clone()),
-            ("fullchain", live.fullchain.clone()),
-            (
-                "pkcs12",
-                live.pkcs12.as_ref().map(|(bundle, _)| bundle.clone()),
-            ),
-        ];
         let folder = self
             .store
             .state_path(&cert.id)?
             .with_file_name("replaced")
             .join(crate::now_unix().to_string());
-        for (what, path) in targets {
-            let Some(path) = path else { continue };
-            let bytes = match std::fs::read(&path) {
+        for (what, path) in live.files() {
+            let bytes = match std::fs::read(path) {
                 Ok(bytes) => Zeroizing::new(bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -1205,7 +1173,10 @@ impl Engine {
                     )));
                 }
             };
-            if expected(what).as_deref() == Some(&bytes[..]) {
+            if expected
+                .iter()
+                .any(|(target, want)| target == path && want[..] == bytes[..])
+            {
                 continue;
             }
             std::fs::DirBuilder::new()
@@ -1895,15 +1866,6 @@ fn read_live(cert: &ManagedCertificate) -> Result<Option<CertFacts>, EngineError
 fn live_is_pkcs12(cert: &ManagedCertificate) -> bool {
     std::fs::read(&cert.cert)
         .is_ok_and(|bytes| keys::parse_certificate_chain(&bytes).is_err() && !bytes.is_empty())
-}
-
-fn live_files(live: &LivePaths) -> Vec<PathBuf> {
-    let mut files = vec![live.cert.clone()];
-    files.extend(live.key.clone());
-    files.extend(live.chain.clone());
-    files.extend(live.fullchain.clone());
-    files.extend(live.pkcs12.as_ref().map(|(bundle, _)| bundle.clone()));
-    files
 }
 
 fn live_paths(cert: &ManagedCertificate) -> LivePaths {

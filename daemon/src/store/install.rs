@@ -2,8 +2,9 @@
 //!
 //! An install runs in four phases, each durable before the next starts:
 //! 1. **prepare**: every new live file is written to its temp beside the target and fsynced.
-//!    If one fails (disk full, permission, missing folder) all temps are removed and the error
-//!    returned: the old live files were never touched.
+//!    Missing live folders are created first (mode 0755). If a write fails (disk full,
+//!    permission) all temps are removed and the error returned: the old live files were never
+//!    touched.
 //! 2. **intent**: `install.json` records the version, what becomes previous, the targets and the
 //!    ownership. From here on the install is finished, by this call or by [`Store::recover`].
 //! 3. **switch**: the temps are renamed into place, key first, then certificate, chain, full
@@ -21,6 +22,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -31,6 +33,9 @@ use super::versions::{
     KEY_FILE, PKCS12_FILE, read_version_dir, remove_incomplete, version_dir, versions_dir,
 };
 use super::{LivePaths, META_MODE, Ownership, Result, Store, StoreError, VersionId, fault, io_err};
+
+/// Mode of a live folder the store creates.
+const LIVE_FOLDER_MODE: u32 = 0o755;
 
 /// One live file to write.
 struct Planned {
@@ -52,6 +57,19 @@ impl Store {
             record.current
         };
         self.install_version("install", id, n, live, own, previous)
+    }
+
+    /// What installing version `n` writes to each live path, without writing it.
+    pub fn live_contents(
+        &self,
+        id: &str,
+        n: VersionId,
+        live: &LivePaths,
+        own: &Ownership,
+    ) -> Result<Vec<(PathBuf, Zeroizing<Vec<u8>>)>> {
+        let dir = version_dir(&self.cert_dir("read", id)?, n);
+        let plan = plan("read", id, n, &dir, live, own)?;
+        Ok(plan.into_iter().map(|f| (f.target, f.bytes)).collect())
     }
 
     /// Installs the previous version and makes the current one previous; returns the version
@@ -140,6 +158,7 @@ impl Store {
             });
         }
         let plan = plan(op, id, n, &dir, live, own)?;
+        create_live_folders(live)?;
 
         // Phase 1. An error drops `prepared`, which removes every temp written so far.
         let mut prepared = Vec::with_capacity(plan.len());
@@ -266,16 +285,27 @@ fn plan(
     Ok(plan)
 }
 
+/// Creates the folders of live files that do not exist yet (a first issue may name new ones),
+/// mode 0755: services must be able to reach their files.
+fn create_live_folders(live: &LivePaths) -> Result<()> {
+    for (_, target) in live.files() {
+        if let Some(folder) = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+        {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(LIVE_FOLDER_MODE)
+                .create(folder)
+                .map_err(io_err("create live folder", folder))?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes temp files a crash left beside the live paths (they are ours by name).
 fn remove_stale_temps(live: &LivePaths) -> Result<()> {
-    let targets = [
-        live.key.as_ref(),
-        Some(&live.cert),
-        live.chain.as_ref(),
-        live.fullchain.as_ref(),
-        live.pkcs12.as_ref().map(|(path, _)| path),
-    ];
-    for target in targets.into_iter().flatten() {
+    for (_, target) in live.files() {
         if let Some(temp) = atomic::temp_path(target) {
             remove_temp(&temp)?;
         }

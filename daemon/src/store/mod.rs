@@ -202,6 +202,25 @@ pub struct LivePaths {
     pub pkcs12: Option<(PathBuf, PathBuf)>,
 }
 
+impl LivePaths {
+    /// The configured live files with their roles (`key`, `cert`, `chain`, `fullchain`,
+    /// `pkcs12`), in switch order.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        [
+            ("key", self.key.as_deref()),
+            ("cert", Some(self.cert.as_path())),
+            ("chain", self.chain.as_deref()),
+            ("fullchain", self.fullchain.as_deref()),
+            (
+                "pkcs12",
+                self.pkcs12.as_ref().map(|(bundle, _)| bundle.as_path()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(role, path)| Some((role, path?)))
+    }
+}
+
 /// Owner, group and modes of the live files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
