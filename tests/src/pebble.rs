@@ -84,6 +84,12 @@ pub struct PebbleConfig {
     /// The port on 127.0.0.1 pebble connects to for tls-alpn-01 validation (`tlsPort`). 0: a
     /// free port that nobody listens on.
     pub tls_alpn01_port: u16,
+    /// External account binding keys, key id → HMAC key (base64url). Not empty: pebble
+    /// requires a binding for every new account (`externalAccountBindingRequired`).
+    pub external_account_keys: Vec<(String, String)>,
+    /// Alternate issuing hierarchies (`PEBBLE_ALTERNATE_ROOTS`): each order then offers
+    /// `1 + alternate_roots` chains, the others behind `Link: rel="alternate"`.
+    pub alternate_roots: u8,
 }
 
 /// A running pebble and its mock DNS server. Dropping it kills both.
@@ -100,6 +106,8 @@ pub struct Pebble {
     issuing_intermediate_pem: String,
     pebble: Option<Child>,
     challtestsrv: Option<Child>,
+    config: PebbleConfig,
+    config_path: PathBuf,
 }
 
 impl std::fmt::Debug for Pebble {
@@ -170,6 +178,8 @@ impl Pebble {
             issuing_intermediate_pem: String::new(),
             pebble: None,
             challtestsrv: None,
+            config: config.clone(),
+            config_path: PathBuf::new(),
         };
         let mut failures = Vec::new();
         for attempt in 1..=ATTEMPTS {
@@ -183,7 +193,10 @@ impl Pebble {
             let config_path =
                 pebble.write_config(&config, &listener_files.fullchain, &listener_files.key)?;
             match pebble.launch(&programs, &config, &config_path) {
-                Ok(()) => return Ok(pebble),
+                Ok(()) => {
+                    pebble.config_path = config_path;
+                    return Ok(pebble);
+                }
                 Err(StartError::Fatal(err)) => {
                     return Err(err.context(format!("pebble logs:\n{}", pebble.log_text())));
                 }
@@ -284,6 +297,34 @@ impl Pebble {
         )
     }
 
+    /// Stops the ACME server alone, as an outage looks to a client: connections to its port
+    /// are refused. Its DNS server stays up.
+    pub fn stop_acme(&mut self) -> Result<()> {
+        if let Some(mut child) = self.pebble.take() {
+            child.kill().context("killing pebble")?;
+            child.wait().context("waiting for pebble")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the ACME server again on the same ports and waits until it answers. pebble keeps
+    /// nothing across a restart: accounts, orders and the issuing CA are new.
+    pub fn restart_acme(&mut self) -> Result<()> {
+        self.stop_acme()?;
+        let programs = find_programs()?;
+        let (config, path) = (self.config.clone(), self.config_path.clone());
+        let _ = std::fs::rename(
+            self.dir().join("pebble.log"),
+            self.dir().join("pebble-before-restart.log"),
+        );
+        match self.launch_acme(&programs, &config, &path) {
+            Ok(()) => Ok(()),
+            Err(StartError::Retry(e) | StartError::Fatal(e)) => {
+                Err(e.context(format!("restarting pebble:\n{}", self.log_text())))
+            }
+        }
+    }
+
     /// Kills both processes and waits for them.
     pub fn stop(mut self) -> Result<()> {
         let mut errors = Vec::new();
@@ -318,8 +359,16 @@ impl Pebble {
             "httpPort": self.http01_port,
             "tlsPort": self.tls_alpn01_port,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": !config.external_account_keys.is_empty(),
         });
+        if !config.external_account_keys.is_empty() {
+            let keys: serde_json::Map<String, serde_json::Value> = config
+                .external_account_keys
+                .iter()
+                .map(|(kid, key)| (kid.clone(), json!(key)))
+                .collect();
+            pebble["externalAccountMACKeys"] = serde_json::Value::Object(keys);
+        }
         if let Some(validity) = config.validity {
             pebble["certificateValidityPeriod"] = json!(validity.as_secs().max(1));
         }
@@ -356,6 +405,16 @@ impl Pebble {
             Ok(answered.then_some(()))
         })?;
 
+        self.launch_acme(programs, config, config_path)
+    }
+
+    /// Starts `pebble` alone (its DNS server is up) and waits for its directory and roots.
+    fn launch_acme(
+        &mut self,
+        programs: &Programs,
+        config: &PebbleConfig,
+        config_path: &Path,
+    ) -> std::result::Result<(), StartError> {
         let mut cmd = command(&programs.pebble);
         cmd.arg("-config")
             .arg(config_path)
@@ -368,7 +427,8 @@ impl Pebble {
                 "PEBBLE_WFE_NONCEREJECT",
                 config.nonce_reject_percent.to_string(),
             )
-            .env("PEBBLE_AUTHZREUSE", config.authz_reuse_percent.to_string());
+            .env("PEBBLE_AUTHZREUSE", config.authz_reuse_percent.to_string())
+            .env("PEBBLE_ALTERNATE_ROOTS", config.alternate_roots.to_string());
         self.pebble = Some(spawn(cmd, &self.dir().join("pebble.log"))?);
 
         let trust = self.listener_ca_pem.clone();
