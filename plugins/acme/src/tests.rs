@@ -1,0 +1,418 @@
+//! The plugin through [`FakeHost`]: settings, and the CA's refusals that pebble cannot be
+//! made to send (rate limits, a person needed). The whole protocol runs against pebble in
+//! the end-to-end tests (`tests/e2e/acme.rs`).
+
+use certvakt_plugin_api::testing::FakeHost;
+use certvakt_plugin_api::{
+    CertificateContext, ErrorKind, HttpResponse, IssueOutcome, OrderContext,
+};
+use serde_json::{Value, json};
+
+use crate::Acme;
+use crate::challenge::{self, Published};
+use crate::client::Answer;
+use crate::jws::AccountKey;
+use crate::settings::{Challenge, LETSENCRYPT, Settings, parse_duration};
+
+const DIRECTORY: &str = "https://ca.test/dir";
+
+fn settings(extra: Value) -> Value {
+    let mut base = json!({
+        "directory": DIRECTORY,
+        "domains": ["apotek.example"],
+        "agree_terms": true,
+    });
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    base
+}
+
+fn problems(value: Value) -> Vec<(String, String)> {
+    Settings::parse(&value)
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect()
+}
+
+#[test]
+fn a_full_configuration_parses() {
+    let parsed = Settings::parse(&json!({
+        "directory": "letsencrypt",
+        "domains": ["Apotek.example", "*.apotek.example"],
+        "contact": ["mailto:it@apotek.example"],
+        "agree_terms": true,
+        "challenge": "dns-01",
+        "dns_hook": ["/usr/local/bin/hook", "--zone", "apotek.example"],
+        "dns_wait": "2m",
+        "key_type": "rsa-3072",
+        "account_key_type": "ec-p384",
+        "preferred_chain": "ISRG Root X1",
+        "eab_kid": "kid-1",
+        "eab_hmac_key_file": "/etc/certvakt/eab.key",
+        "revoke_old": true,
+    }))
+    .expect("valid");
+    assert_eq!(parsed.directory, LETSENCRYPT);
+    assert_eq!(parsed.domains, ["apotek.example", "*.apotek.example"]);
+    assert_eq!(
+        parsed.challenge,
+        Challenge::Dns01 {
+            hook: vec![
+                "/usr/local/bin/hook".into(),
+                "--zone".into(),
+                "apotek.example".into()
+            ],
+            wait_secs: 120
+        }
+    );
+    assert!(parsed.revoke_old && parsed.agree_terms);
+    assert_eq!(parsed.external_account.map(|e| e.kid), Some("kid-1".into()));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let found = problems(json!({
+        "directory": "http://ca.example/dir",
+        "domains": ["*.apotek.example", "bad_name.example", "apotek.example", "apotek.example"],
+        "contact": ["it@apotek.example"],
+        "dns_hook": ["hook"],
+        "key_type": "dsa",
+        "eab_kid": "kid",
+        "renew": true,
+    }));
+    let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+    for key in [
+        "renew",
+        "directory",
+        "dns_hook",
+        "domains[0]",
+        "domains[1]",
+        "domains[3]",
+        "contact[0]",
+        "key_type",
+        "eab_hmac_key_file",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {found:?}");
+    }
+    assert!(
+        found
+            .iter()
+            .any(|(k, m)| k == "domains[0]" && m.contains("dns-01")),
+        "{found:?}"
+    );
+    let missing = problems(json!({}));
+    let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["directory", "domains"]);
+    assert_eq!(
+        problems(json!({"directory": DIRECTORY, "domains": ["a.example"], "challenge": "dns-01"}))
+            [0]
+        .0,
+        "dns_hook"
+    );
+}
+
+#[test]
+fn durations_and_the_plugin_describe_its_settings() {
+    assert_eq!(parse_duration("30s"), Some(30));
+    assert_eq!(parse_duration("2m"), Some(120));
+    assert_eq!(parse_duration("90"), Some(90));
+    assert_eq!(parse_duration("1 h"), Some(3600));
+    assert_eq!(parse_duration("soon"), None);
+    let host = FakeHost::new();
+    let about = host.describe(&Acme::default()).expect("describe");
+    assert_eq!(about.name, "acme");
+    for doc in &about.settings {
+        // Every example is a valid value for its own setting.
+        let example = doc.example.as_deref().expect("an example");
+        let value: toml::Value =
+            toml::from_str(&format!("v = {example}")).expect("example is TOML");
+        let value = serde_json::to_value(&value["v"]).expect("json");
+        let mut table = settings(json!({}));
+        if doc.key.starts_with("eab_") {
+            table["eab_kid"] = json!("kid");
+            table["eab_hmac_key_file"] = json!("/etc/certvakt/eab.key");
+        }
+        if ["dns_hook", "dns_wait"].contains(&doc.key.as_str())
+            || (doc.key == "challenge" && example.contains("dns"))
+        {
+            table["challenge"] = json!("dns-01");
+            table["dns_hook"] = json!(["/bin/true"]);
+        }
+        table[&doc.key] = value;
+        assert_eq!(problems(table.clone()), Vec::new(), "{}: {table}", doc.key);
+    }
+}
+
+#[test]
+fn the_readme_examples_are_valid_settings() {
+    let readme = include_str!("../README.md");
+    let mut checked = 0;
+    for block in readme.split("```toml").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let doc: toml::Table = toml::from_str(block).expect("README TOML parses");
+        let Some(certs) = doc.get("certificate").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        for cert in certs {
+            if cert.get("plugin").and_then(|p| p.as_str()) != Some("acme") {
+                continue;
+            }
+            let table = cert.get("settings").cloned().expect("settings");
+            let json = serde_json::to_value(table).expect("json");
+            assert_eq!(problems(json.clone()), Vec::new(), "{json}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} examples");
+}
+
+fn json_response(status: u16, body: Value, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut all = vec![
+        ("replay-nonce".to_owned(), format!("nonce-{status}")),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    all.extend(
+        headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    HttpResponse {
+        status,
+        headers: all,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A CA with a directory, nonces and an existing account for the plugin's key.
+fn ca() -> FakeHost {
+    let host = FakeHost::new();
+    host.respond_http(
+        "GET",
+        DIRECTORY,
+        json_response(
+            200,
+            json!({
+                "newNonce": "https://ca.test/nonce",
+                "newAccount": "https://ca.test/account",
+                "newOrder": "https://ca.test/order",
+                "revokeCert": "https://ca.test/revoke",
+                "keyChange": "https://ca.test/key",
+                "meta": {"termsOfService": "https://ca.test/terms"},
+            }),
+            &[],
+        ),
+    );
+    host.respond_http(
+        "HEAD",
+        "https://ca.test/nonce",
+        json_response(200, Value::Null, &[]),
+    );
+    host.respond_http(
+        "POST",
+        "https://ca.test/account",
+        json_response(
+            200,
+            json!({"status": "valid"}),
+            &[("location", "https://ca.test/acct/1")],
+        ),
+    );
+    host
+}
+
+fn order() -> OrderContext {
+    OrderContext {
+        certificate: CertificateContext {
+            certificate_id: "web".into(),
+            settings: settings(json!({})),
+            environment: "production".into(),
+            current: None,
+        },
+        csr_pem: String::new(),
+        state: Value::Null,
+    }
+}
+
+#[test]
+fn a_rate_limit_is_a_wait_of_retry_after_not_a_failure() {
+    let host = ca();
+    host.respond_http(
+        "POST",
+        "https://ca.test/order",
+        json_response(
+            429,
+            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many new orders recently"}),
+            &[("retry-after", "1800")],
+        ),
+    );
+    let outcome = host.issue(&Acme::default(), order()).expect("not an error");
+    assert_eq!(
+        outcome,
+        IssueOutcome::Pending {
+            poll_after_secs: 1800,
+            task: None,
+            state: Value::Null
+        }
+    );
+    assert!(
+        host.logs()
+            .iter()
+            .any(|l| l.message.contains("too many new orders recently")),
+        "{:?}",
+        host.logs()
+    );
+    // The account found for the key is kept for the next call.
+    assert_eq!(
+        host.state("account").map(|a| a["url"].clone()),
+        Some(json!("https://ca.test/acct/1"))
+    );
+}
+
+#[test]
+fn retry_after_may_be_an_http_date() {
+    let host = ca();
+    host.set_now(1_767_225_600); // 2026-01-01T00:00:00Z
+    host.respond_http(
+        "POST",
+        "https://ca.test/order",
+        json_response(
+            503,
+            json!({"type": "urn:ietf:params:acme:error:serverInternal", "detail": "maintenance"}),
+            &[("retry-after", "Thu, 01 Jan 2026 00:10:00 GMT")],
+        ),
+    );
+    match host.issue(&Acme::default(), order()) {
+        Ok(IssueOutcome::Pending {
+            poll_after_secs, ..
+        }) => assert_eq!(poll_after_secs, 600),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refusals_become_errors_the_daemon_can_act_on() {
+    let cases = [
+        (
+            403,
+            "userActionRequired",
+            ErrorKind::NeedsPerson,
+            "https://ca.test/terms/v2",
+        ),
+        (400, "malformed", ErrorKind::Permanent, "malformed"),
+        (
+            500,
+            "serverInternal",
+            ErrorKind::Temporary,
+            "serverInternal",
+        ),
+        (
+            400,
+            "externalAccountRequired",
+            ErrorKind::Configuration,
+            "externalAccountRequired",
+        ),
+    ];
+    for (status, kind, expected, mentions) in cases {
+        let host = ca();
+        host.respond_http(
+            "POST",
+            "https://ca.test/order",
+            json_response(
+                status,
+                json!({
+                    "type": format!("urn:ietf:params:acme:error:{kind}"),
+                    "detail": "said the CA",
+                    "instance": "https://ca.test/terms/v2",
+                }),
+                &[],
+            ),
+        );
+        let error = host.issue(&Acme::default(), order()).expect_err(kind);
+        assert_eq!(error.kind, expected, "{kind}: {error}");
+        assert!(error.message.contains("said the CA"), "{error}");
+        assert!(
+            error.message.contains(mentions) || error.fault_code.as_deref() == Some(mentions),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_directory_that_is_not_acme_is_a_configuration_error() {
+    let host = FakeHost::new();
+    host.respond_http(
+        "GET",
+        DIRECTORY,
+        HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: b"<html>welcome</html>".to_vec(),
+        },
+    );
+    let error = host.issue(&Acme::default(), order()).expect_err("not ACME");
+    assert_eq!(error.kind, ErrorKind::Configuration);
+    assert!(error.message.contains(DIRECTORY), "{error}");
+}
+
+#[test]
+fn alternate_links_are_read_from_every_link_header() {
+    let answer = Answer {
+        response: HttpResponse {
+            status: 200,
+            headers: vec![
+                ("Link".into(), "<https://ca.test/dir>;rel=\"index\"".into()),
+                (
+                    "link".into(),
+                    "<https://ca.test/cert/1/1>; rel=\"alternate\", <https://ca.test/cert/1/2>;rel=alternate".into(),
+                ),
+            ],
+            body: Vec::new(),
+        },
+        retry_after: None,
+    };
+    assert_eq!(
+        answer.links("alternate"),
+        ["https://ca.test/cert/1/1", "https://ca.test/cert/1/2"]
+    );
+    assert_eq!(answer.links("index"), ["https://ca.test/dir"]);
+}
+
+#[test]
+fn webroot_files_are_written_whole_and_removed_and_odd_tokens_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let host = FakeHost::new();
+    let root = tempfile::tempdir().expect("tempdir");
+    let how = Challenge::Http01Webroot(root.path().to_owned());
+    let key = AccountKey {
+        name: "k".into(),
+        algorithm: certvakt_plugin_api::profile::KeyAlgorithm::EcP256,
+        jwk: json!({"crv": "P-256", "kty": "EC", "x": "AAA", "y": "BBB"}),
+    };
+    let table = certvakt_plugin_api::abi::LocalHostTable::new(&host);
+    let fake = certvakt_plugin_api::Host::new(table.table());
+    let published: Published = challenge::publish(
+        &fake,
+        &how,
+        &key,
+        "apotek.example",
+        "tok_EN-1",
+        "https://ca.test/chall/1",
+    )
+    .expect("published");
+    let file = root.path().join(".well-known/acme-challenge/tok_EN-1");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        key.key_authorization("tok_EN-1")
+    );
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+        0o644
+    );
+    challenge::withdraw(&fake, &how, &[published]);
+    assert!(!file.exists());
+    let error = challenge::publish(&fake, &how, &key, "a.example", "../../etc/x", "u")
+        .expect_err("refused");
+    assert!(error.message.contains("not base64url"), "{error}");
+}
