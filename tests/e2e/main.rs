@@ -3,6 +3,7 @@
 //! awaited with a bounded `eventually`, never with a bare sleep.
 
 mod access;
+mod acme;
 mod changes;
 mod common;
 mod config;

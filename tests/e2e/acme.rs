@@ -1,0 +1,516 @@
+//! The `acme` plugin end to end: the real daemon with the plugin loaded from disk, against
+//! pebble (Let's Encrypt's test server) on loopback with real validation — http-01 answered
+//! by the daemon's responder, dns-01 published by a hook into pebble's DNS server.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::pebble::{Pebble, PebbleConfig};
+use serde_json::Value;
+
+use crate::common::{WAIT, bins};
+
+/// Long enough for a few renewals of short-lived certificates.
+const RENEWALS: Duration = Duration::from_secs(120);
+
+/// One managed certificate: its id and its `[certificate.settings]` lines beyond the
+/// directory and trust, which every certificate here shares.
+struct Cert<'a> {
+    id: &'a str,
+    settings: String,
+}
+
+/// A folder with the acme plugin installed, the listener CA as trust set `pebble`, and a
+/// configuration for `certs`.
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(pebble: &Pebble, certs: &[Cert<'_>]) -> Result<Site> {
+        let dir = tempfile::Builder::new()
+            .prefix("certvakt-acme.")
+            .tempdir()?;
+        harness::install_plugins(
+            &bins()?,
+            &dir.path().join("plugins"),
+            &["certvakt-plugin-acme"],
+        )?;
+        let site = Site {
+            config: dir.path().join("certvakt.toml"),
+            dir,
+        };
+        std::fs::write(site.path().join("pebble-ca.pem"), pebble.listener_ca_pem())?;
+        site.write_config(pebble, certs)?;
+        Ok(site)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self, pebble: &Pebble, certs: &[Cert<'_>]) -> Result<()> {
+        let dir = self.path();
+        let mut body = format!(
+            "[trust]\npebble = [\"{}\"]\n",
+            dir.join("pebble-ca.pem").display()
+        );
+        for cert in certs {
+            body.push_str(&format!(
+                r#"
+[[certificate]]
+id = "{id}"
+cert = "{live}/{id}.pem"
+key = "{live}/{id}.key"
+fullchain = "{live}/{id}-fullchain.pem"
+plugin = "acme"
+[certificate.settings]
+directory = "{directory}"
+trust = "pebble"
+{settings}
+"#,
+                id = cert.id,
+                live = dir.join("live").display(),
+                directory = pebble.directory_url(),
+                settings = cert.settings,
+            ));
+        }
+        let text = config_toml(dir, "127.0.0.1:0", &body).replace(
+            "log_level = \"debug\"",
+            &format!(
+                "log_level = \"debug\"\nretry_initial = \"1s\"\nretry_max = \"3s\"\nhttp01_listen = \"127.0.0.1:{}\"",
+                pebble.http01_port()
+            ),
+        );
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    fn live(&self, name: &str) -> PathBuf {
+        self.path().join("live").join(name)
+    }
+
+    /// A dns-01 hook that publishes TXT records in pebble's DNS server and logs each call.
+    fn dns_hook(&self, pebble: &Pebble) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let hook = self.path().join("dns-hook");
+        let script = format!(
+            r#"#!/bin/sh
+# certvakt dns-01 hook for the tests: TXT records in pebble-challtestsrv.
+set -eu
+action=$1 name=$2 value=$3
+echo "$action $name $value domain=$CERTVAKT_ACME_DOMAIN" >> "{log}"
+case "$action" in
+  set) curl -sSf -X POST -d "{{\"host\":\"$name.\",\"value\":\"$value\"}}" "{mgmt}/set-txt" ;;
+  unset) curl -sSf -X POST -d "{{\"host\":\"$name.\"}}" "{mgmt}/clear-txt" ;;
+  *) echo "unknown action $action" >&2; exit 2 ;;
+esac
+"#,
+            log = self.path().join("dns-hook.log").display(),
+            mgmt = pebble.dns_management_url(),
+        );
+        std::fs::write(&hook, script)?;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+        Ok(hook)
+    }
+}
+
+fn renewal_of(daemon: &Daemon, id: &str) -> Option<Value> {
+    let (_, status) = daemon.cli_json(&["status"]).ok()?;
+    status["renewals"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+}
+
+fn metrics(daemon: &Daemon) -> Option<String> {
+    harness::http_get(&daemon.metrics_addr().ok()?, "/metrics")
+        .ok()
+        .map(|(_, body)| body)
+}
+
+/// Waits until `id` has finished `runs` renewal runs, or fails with both logs.
+fn wait_for_runs(
+    daemon: &Daemon,
+    pebble: &Pebble,
+    id: &str,
+    runs: u32,
+    timeout: Duration,
+) -> Result<()> {
+    let series = format!("certvakt_renewals_total{{id=\"{id}\"}} {runs}");
+    let done = eventually(timeout, &format!("{id} to finish {runs} renewals"), || {
+        metrics(daemon)?.contains(&series).then_some(())
+    });
+    if let Err(e) = done {
+        bail!(
+            "{e}\nstatus: {:?}\n--- daemon\n{}\n{}",
+            renewal_of(daemon, id),
+            daemon.log_text(),
+            pebble.log_text()
+        );
+    }
+    Ok(())
+}
+
+/// The leaf of a PEM file: its DNS names, issuer CN, serial (hex) and key match.
+struct Leaf {
+    names: Vec<String>,
+    issuer_cn: String,
+    serial_hex: String,
+}
+
+fn leaf(path: &Path) -> Result<Leaf> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let block = pem::parse(&pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                names.push((*dns).to_owned());
+            }
+        }
+    }
+    names.sort();
+    let issuer_cn = cert
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let serial_hex = cert
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    Ok(Leaf {
+        names,
+        issuer_cn,
+        serial_hex,
+    })
+}
+
+fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
+    let cert_der = certvakt::keys::parse_certificate_chain(&std::fs::read(cert)?)?
+        .into_iter()
+        .next()
+        .context("a certificate")?;
+    let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
+    Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
+}
+
+fn common_name(pem_text: &str) -> Result<String> {
+    let block = pem::parse(pem_text)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[test]
+fn several_certificates_are_issued_and_renewed_by_themselves_with_http01_and_dns01() -> Result<()> {
+    let pebble = Pebble::start(PebbleConfig {
+        validity: Some(Duration::from_secs(24)),
+        ..PebbleConfig::default()
+    })?;
+    let site = Site::new(&pebble, &[])?;
+    let hook = site.dns_hook(&pebble)?;
+    let certs = [
+        Cert {
+            id: "web",
+            settings: r#"domains = ["web.apotek.test", "www.apotek.test"]
+agree_terms = true
+contact = ["mailto:it@apotek.test"]"#
+                .into(),
+        },
+        Cert {
+            id: "api",
+            settings:
+                "domains = [\"api.apotek.test\"]\nagree_terms = true\nkey_type = \"rsa-2048\""
+                    .into(),
+        },
+        Cert {
+            id: "wild",
+            settings: format!(
+                "domains = [\"*.apotek.test\", \"apotek.test\"]\nagree_terms = true\nchallenge = \"dns-01\"\ndns_hook = [\"{}\"]\ndns_wait = \"1s\"",
+                hook.display()
+            ),
+        },
+    ];
+    site.write_config(&pebble, &certs)?;
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+
+    // Issued, then renewed twice on the engine's own schedule (24 s certificates renew at
+    // two thirds of their life), with nobody asking.
+    for cert in &certs {
+        wait_for_runs(&daemon, &pebble, cert.id, 3, RENEWALS)?;
+    }
+    let expected: [(&str, &[&str]); 3] = [
+        ("web", &["web.apotek.test", "www.apotek.test"]),
+        ("api", &["api.apotek.test"]),
+        ("wild", &["*.apotek.test", "apotek.test"]),
+    ];
+    let intermediate = common_name(pebble.issuing_intermediate_pem())?;
+    for (id, names) in expected {
+        let issued = leaf(&site.live(&format!("{id}.pem")))?;
+        assert_eq!(issued.names, names, "{id}");
+        assert_eq!(issued.issuer_cn, intermediate, "{id}: issued by pebble");
+        assert!(
+            pair_matches(
+                &site.live(&format!("{id}.pem")),
+                &site.live(&format!("{id}.key"))
+            )?,
+            "{id}: the live key is the certificate's"
+        );
+        let fullchain = std::fs::read_to_string(site.live(&format!("{id}-fullchain.pem")))?;
+        assert!(
+            fullchain.matches("BEGIN CERTIFICATE").count() >= 2,
+            "{id}: the chain came with the leaf"
+        );
+        let renewal = renewal_of(&daemon, id).context("status")?;
+        assert_eq!(renewal["failures"], 0, "{id}: {renewal}");
+    }
+
+    // dns-01 went through the hook: records set, then removed, for the wildcard and the apex.
+    let hook_log = std::fs::read_to_string(site.path().join("dns-hook.log"))?;
+    assert!(
+        hook_log.contains("set _acme-challenge.apotek.test ")
+            && hook_log.contains("domain=*.apotek.test")
+            && hook_log.contains("unset _acme-challenge.apotek.test "),
+        "{hook_log}"
+    );
+    // http-01 was answered by the daemon's responder, which pebble really asked.
+    let log = pebble.log_text();
+    assert!(
+        log.contains("/.well-known/acme-challenge/") || log.contains("http-01"),
+        "{log}"
+    );
+    // The account is registered once and shared: one account key file for the directory.
+    let keys = std::fs::read_dir(site.path().join("state/plugins/acme/.keys"))?
+        .filter_map(|e| e.ok())
+        .count();
+    assert_eq!(keys, 1, "one account key");
+    Ok(())
+}
+
+#[test]
+fn every_renewal_completes_while_pebble_rejects_most_nonces() -> Result<()> {
+    let pebble = Pebble::start(PebbleConfig {
+        validity: Some(Duration::from_secs(20)),
+        nonce_reject_percent: 75,
+        ..PebbleConfig::default()
+    })?;
+    let site = Site::new(
+        &pebble,
+        &[Cert {
+            id: "web",
+            settings: "domains = [\"web.apotek.test\"]\nagree_terms = true".into(),
+        }],
+    )?;
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+    wait_for_runs(&daemon, &pebble, "web", 3, RENEWALS)?;
+    let text = metrics(&daemon).unwrap_or_default();
+    assert!(
+        !text.contains("certvakt_renewal_failures_total{id=\"web\""),
+        "no step failed: the plugin retried every rejected nonce itself\n{text}"
+    );
+    // The daemon logs every plugin request with its status: pebble's badNonce refusals are
+    // the 400s, and at 75 % there are many.
+    let refused = daemon
+        .log_text()
+        .to_ascii_lowercase()
+        .matches("status=400")
+        .count();
+    assert!(
+        refused >= 10,
+        "only {refused} refusals: was the rejection on?"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_ca_outage_mid_order_backs_off_shows_and_recovers_with_the_same_key() -> Result<()> {
+    let mut pebble = Pebble::start(PebbleConfig::default())?;
+    let site = Site::new(&pebble, &[])?;
+    let hook = site.dns_hook(&pebble)?;
+    // dns-01 with a wait: the order stays placed, and the CA unasked, for 4 seconds.
+    site.write_config(
+        &pebble,
+        &[Cert {
+            id: "web",
+            settings: format!(
+                "domains = [\"web.apotek.test\"]\nagree_terms = true\nchallenge = \"dns-01\"\ndns_hook = [\"{}\"]\ndns_wait = \"4s\"",
+                hook.display()
+            ),
+        }],
+    )?;
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+    eventually(WAIT, "the order to be placed", || {
+        let renewal = renewal_of(&daemon, "web")?;
+        (renewal["phase"] == "ordered").then_some(())
+    })?;
+    pebble.stop_acme()?;
+    let pending_key = site.path().join("state/certs/web/pending-key.pem");
+    let key_before = std::fs::read(&pending_key).context("the pending key is on disk")?;
+
+    let error = eventually(WAIT, "the failure to show in status", || {
+        let renewal = renewal_of(&daemon, "web")?;
+        (renewal["failures"].as_u64()? >= 2).then(|| renewal["last_error"].to_string())
+    })?;
+    assert!(
+        error.contains("connect") || error.contains("refused"),
+        "the error names the cause: {error}"
+    );
+    let (code, _) = daemon.cli_json(&["status"])?;
+    ensure!(code != 0, "status is not OK while renewals fail");
+    assert!(!site.live("web.pem").exists(), "nothing installed");
+
+    pebble.restart_acme()?;
+    wait_for_runs(&daemon, &pebble, "web", 1, RENEWALS)?;
+    let key_after = std::fs::read(site.live("web.key"))?;
+    assert_eq!(
+        key_before, key_after,
+        "the key made before the outage is the one installed"
+    );
+    assert!(pair_matches(&site.live("web.pem"), &site.live("web.key"))?);
+    let renewal = renewal_of(&daemon, "web").context("status")?;
+    assert_eq!(renewal["failures"], 0, "{renewal}");
+    Ok(())
+}
+
+#[test]
+fn external_account_binding_terms_chains_key_rollover_and_revocation() -> Result<()> {
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start(PebbleConfig {
+        external_account_keys: vec![("kid-apotek".into(), hmac.into())],
+        alternate_roots: 1,
+        ..PebbleConfig::default()
+    })?;
+    let (status, alternate_root) = pebble.management_get("/roots/1")?;
+    ensure!(status == 200, "pebble offers an alternate root");
+    let preferred = common_name(&alternate_root)?;
+    let site = Site::new(&pebble, &[])?;
+    let eab_file = site.path().join("eab.key");
+    std::fs::write(&eab_file, hmac)?;
+    let settings = |extra: &str| {
+        format!(
+            "domains = [\"web.apotek.test\"]\neab_kid = \"kid-apotek\"\neab_hmac_key_file = \"{}\"\npreferred_chain = \"{preferred}\"\n{extra}",
+            eab_file.display()
+        )
+    };
+
+    // Without agreeing to the terms nothing is registered, and status says why.
+    site.write_config(
+        &pebble,
+        &[Cert {
+            id: "web",
+            settings: settings(""),
+        }],
+    )?;
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+    let error = eventually(WAIT, "the terms to be asked for", || {
+        let renewal = renewal_of(&daemon, "web")?;
+        renewal["last_error"].as_str().map(str::to_owned)
+    })?;
+    assert!(error.contains("agree_terms = true"), "{error}");
+    assert!(error.contains("terms of service"), "{error}");
+
+    site.write_config(
+        &pebble,
+        &[Cert {
+            id: "web",
+            settings: settings("agree_terms = true"),
+        }],
+    )?;
+    let reload = daemon.cli(&["reload"])?;
+    ensure!(reload.status.success(), "reload: {reload:?}");
+    wait_for_runs(&daemon, &pebble, "web", 1, RENEWALS)?;
+    let first = leaf(&site.live("web.pem"))?;
+    let fullchain = std::fs::read_to_string(site.live("web-fullchain.pem"))?;
+    assert_eq!(
+        top_issuer(&fullchain)?,
+        preferred,
+        "the alternate chain was chosen"
+    );
+    let account_file = site.path().join("state/plugins/acme/web/account.json");
+    let account: Value = serde_json::from_slice(&std::fs::read(&account_file)?)?;
+    assert!(
+        account["key_name"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("ec-p256"),
+        "{account}"
+    );
+
+    // A new account key type: the account rolls over to the new key and stays the same; the
+    // replaced certificate is revoked.
+    site.write_config(
+        &pebble,
+        &[Cert {
+            id: "web",
+            settings: settings(
+                "agree_terms = true\naccount_key_type = \"ec-p384\"\nrevoke_old = true",
+            ),
+        }],
+    )?;
+    let reload = daemon.cli(&["reload"])?;
+    ensure!(reload.status.success(), "reload: {reload:?}");
+    let renew = daemon.cli(&["renew", "web", "--force"])?;
+    ensure!(renew.status.success(), "renew: {renew:?}");
+    wait_for_runs(&daemon, &pebble, "web", 2, RENEWALS)?;
+    let rolled: Value = serde_json::from_slice(&std::fs::read(&account_file)?)?;
+    assert_eq!(rolled["url"], account["url"], "the same account");
+    assert!(
+        rolled["key_name"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("ec-p384"),
+        "{rolled}"
+    );
+    let second = leaf(&site.live("web.pem"))?;
+    assert_ne!(second.serial_hex, first.serial_hex);
+    let revoked = eventually(WAIT, "the old certificate to be revoked", || {
+        let (code, body) = pebble
+            .management_get(&format!(
+                "/cert-status-by-serial/{}",
+                first.serial_hex.trim_start_matches('0')
+            ))
+            .ok()?;
+        (code == 200 && body.contains("Revoked")).then_some(body)
+    });
+    if let Err(e) = revoked {
+        bail!("{e}\n{}\n{}", daemon.log_text(), pebble.log_text());
+    }
+    let (code, body) = pebble.management_get(&format!(
+        "/cert-status-by-serial/{}",
+        second.serial_hex.trim_start_matches('0')
+    ))?;
+    assert!(code == 200 && body.contains("Valid"), "{code} {body}");
+    Ok(())
+}
+
+/// The issuer CN of the last certificate in a PEM chain.
+fn top_issuer(chain: &str) -> Result<String> {
+    let blocks = pem::parse_many(chain)?;
+    let last = blocks.last().context("a certificate in the chain")?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(last.contents()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cert
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned())
+}
