@@ -49,6 +49,10 @@ pub enum PluginRequest {
     Verify(StepContext),
     /// Withdraw the old certificate from the authority. Answered by [`PluginResponse::Retire`].
     Retire(StepContext),
+    /// When does the authority suggest renewing the current certificate? Answered by
+    /// [`PluginResponse::RenewalWindow`]. Asked only while no renewal runs, and only about a
+    /// certificate in use (`current` is set).
+    RenewalWindow(CertificateContext),
 }
 
 /// Method names, as passed over the ABI and written in logs and metrics.
@@ -61,8 +65,10 @@ pub mod method {
     pub const REGISTER: &str = "register";
     pub const VERIFY: &str = "verify";
     pub const RETIRE: &str = "retire";
+    pub const RENEWAL_WINDOW: &str = "renewal_window";
     /// Every plugin method, in lifecycle order.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
+        RENEWAL_WINDOW,
         DESCRIBE,
         VALIDATE_SETTINGS,
         CSR_PROFILE,
@@ -86,6 +92,7 @@ impl PluginRequest {
             PluginRequest::Register(_) => method::REGISTER,
             PluginRequest::Verify(_) => method::VERIFY,
             PluginRequest::Retire(_) => method::RETIRE,
+            PluginRequest::RenewalWindow(_) => method::RENEWAL_WINDOW,
         }
     }
 
@@ -94,7 +101,9 @@ impl PluginRequest {
         match self {
             PluginRequest::Describe => Ok(b"null".to_vec()),
             PluginRequest::ValidateSettings(params) => serde_json::to_vec(params),
-            PluginRequest::CsrProfile(params) => serde_json::to_vec(params),
+            PluginRequest::CsrProfile(params) | PluginRequest::RenewalWindow(params) => {
+                serde_json::to_vec(params)
+            }
             PluginRequest::Issue(params) | PluginRequest::Poll(params) => {
                 serde_json::to_vec(params)
             }
@@ -125,6 +134,9 @@ impl PluginRequest {
             }
             method::VERIFY => PluginRequest::Verify(serde_json::from_slice(params).map_err(bad)?),
             method::RETIRE => PluginRequest::Retire(serde_json::from_slice(params).map_err(bad)?),
+            method::RENEWAL_WINDOW => {
+                PluginRequest::RenewalWindow(serde_json::from_slice(params).map_err(bad)?)
+            }
             other => return Err(DecodeError::UnknownMethod(other.to_owned())),
         })
     }
@@ -150,6 +162,9 @@ pub enum PluginResponse {
     Verify(StepOutcome),
     /// Answers [`PluginRequest::Retire`].
     Retire(StepOutcome),
+    /// Answers [`PluginRequest::RenewalWindow`]: `None` when the authority suggests nothing
+    /// (the daemon's own schedule applies).
+    RenewalWindow(Option<RenewalWindow>),
     /// Answers any request the plugin could not carry out.
     Error(PluginError),
 }
@@ -166,6 +181,7 @@ impl PluginResponse {
             PluginResponse::Register(_) => method::REGISTER,
             PluginResponse::Verify(_) => method::VERIFY,
             PluginResponse::Retire(_) => method::RETIRE,
+            PluginResponse::RenewalWindow(_) => method::RENEWAL_WINDOW,
             PluginResponse::Error(_) => "error",
         }
     }
@@ -335,6 +351,23 @@ pub enum IssueOutcome {
         #[serde(default)]
         state: Value,
     },
+}
+
+/// When the authority suggests renewing a certificate (e.g. ACME Renewal Information, RFC
+/// 9773). The daemon renews at a time inside the window, the same for the same certificate
+/// id, and at once when the window has begun.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalWindow {
+    /// Start of the window, Unix seconds.
+    pub start: i64,
+    /// End of the window, Unix seconds (after `start`).
+    pub end: i64,
+    /// When to ask again, in seconds from now (the authority may move the window, e.g.
+    /// ahead of a mass revocation).
+    pub check_again_secs: u64,
+    /// Where the authority explains the window, when it moved it for a reason.
+    #[serde(default)]
+    pub explanation: Option<String>,
 }
 
 /// The result of [`PluginRequest::Register`], [`PluginRequest::Verify`] or
@@ -1005,6 +1038,7 @@ mod tests {
                 new: None,
                 state: json!({"step": 2}),
             }),
+            PluginRequest::RenewalWindow(context()),
         ];
         for request in requests {
             let params = request.encode_params().unwrap();

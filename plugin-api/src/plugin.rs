@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::host::Host;
 use crate::messages::{
     CertificateContext, Description, IssueOutcome, OrderContext, PluginError, PluginRequest,
-    PluginResponse, SettingDoc, SettingProblem, StepContext, StepOutcome,
+    PluginResponse, RenewalWindow, SettingDoc, SettingProblem, StepContext, StepOutcome,
 };
 use crate::profile::CsrProfile;
 
@@ -103,6 +103,18 @@ pub trait Plugin: Send + Sync + 'static {
         let _ = host;
         Ok(StepOutcome::Done { state: step.state })
     }
+
+    /// When the authority suggests renewing `certificate.current`, if it says.
+    /// Default: `None`, the daemon's own schedule (two thirds of the lifetime, or
+    /// `renew_before`).
+    fn renewal_window(
+        &self,
+        host: &Host<'_>,
+        certificate: CertificateContext,
+    ) -> Result<Option<RenewalWindow>, PluginError> {
+        let _ = (host, certificate);
+        Ok(None)
+    }
 }
 
 /// Answers one call: `method` and its JSON `params` in, a JSON [`PluginResponse`] out.
@@ -157,6 +169,9 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
         PluginRequest::Register(step) => plugin.register(host, step).map(PluginResponse::Register),
         PluginRequest::Verify(step) => plugin.verify(host, step).map(PluginResponse::Verify),
         PluginRequest::Retire(step) => plugin.retire(host, step).map(PluginResponse::Retire),
+        PluginRequest::RenewalWindow(certificate) => plugin
+            .renewal_window(host, certificate)
+            .map(PluginResponse::RenewalWindow),
     };
     outcome.unwrap_or_else(PluginResponse::Error)
 }

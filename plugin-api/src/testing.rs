@@ -23,7 +23,7 @@ use crate::host::Host;
 use crate::messages::{
     CertificateContext, Description, HostError, HostErrorKind, HostRequest, HostResponse,
     HttpRequest, HttpResponse, IssueOutcome, LogRecord, OrderContext, PluginError, PluginRequest,
-    PluginResponse, SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec,
+    PluginResponse, RenewalWindow, SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec,
     ValidateSettings,
 };
 use crate::plugin::{Plugin, dispatch};
@@ -309,6 +309,17 @@ impl FakeHost {
         match self.call(plugin, &PluginRequest::Retire(step)) {
             PluginResponse::Retire(outcome) => Ok(outcome),
             other => Err(unexpected("retire", other)),
+        }
+    }
+
+    pub fn renewal_window<P: Plugin>(
+        &self,
+        plugin: &P,
+        certificate: CertificateContext,
+    ) -> Result<Option<RenewalWindow>, PluginError> {
+        match self.call(plugin, &PluginRequest::RenewalWindow(certificate)) {
+            PluginResponse::RenewalWindow(window) => Ok(window),
+            other => Err(unexpected("renewal_window", other)),
         }
     }
 }
