@@ -65,6 +65,14 @@ pub fn renewal_due(id: &str, not_before: i64, not_after: i64, renew_before: Opti
     (due - jitter).max(not_before + lifetime / 2)
 }
 
+/// The time inside an authority's suggested window `[start, end)` at which `id` renews: the
+/// same for the same id and window, spread evenly over the window across ids (RFC 9773 §4.2
+/// asks for a random point; a stable one survives restarts without renewing twice).
+pub fn in_window(id: &str, start: i64, end: i64) -> i64 {
+    let width = (end - start).max(1) as u64;
+    start + (stable_hash(id) % width) as i64
+}
+
 /// Seconds to wait after the `failures`-th failure in a row (1-based): `initial` doubled per
 /// failure, capped at `max`, then reduced by up to a fifth by a jitter drawn from `seed`, so
 /// retries of many certificates do not arrive together.
@@ -179,6 +187,25 @@ mod tests {
         assert_eq!(renewal_due("x", 1_000, 1_000, None), 1_000);
         // renew_before longer than the lifetime: half-way, not at once.
         assert_eq!(renewal_due("short", 1_000, 1_600, Some(30 * 86_400)), 1_300);
+    }
+
+    #[test]
+    fn a_suggested_window_gives_each_id_a_stable_time_inside_it() {
+        let (start, end) = (1_000_000, 1_086_400);
+        let times: Vec<i64> = (0..200)
+            .map(|i| in_window(&format!("cert-{i}"), start, end))
+            .collect();
+        assert!(times.iter().all(|t| (start..end).contains(t)), "{times:?}");
+        assert_eq!(in_window("cert-7", start, end), times[7], "stable");
+        // Spread over the window, not bunched at one end.
+        let early = times.iter().filter(|t| **t < start + 43_200).count();
+        assert!(
+            (60..140).contains(&early),
+            "{early} of 200 in the first half"
+        );
+        // A window of one second, or a reversed one, still gives its start.
+        assert_eq!(in_window("x", 5, 6), 5);
+        assert_eq!(in_window("x", 5, 5), 5);
     }
 
     #[test]

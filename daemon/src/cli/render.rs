@@ -388,6 +388,13 @@ pub fn render_show(report: &ShowReport) -> String {
         push_field(&mut out, "plugin", &plugin_text(r));
         push_field(&mut out, "step", &step_text(r));
         push_field(&mut out, "next", &r.next_at.map_or("-".into(), format_time));
+        if let Some((start, end)) = r.suggested_window {
+            push_field(
+                &mut out,
+                "CA's window",
+                &format!("{} to {}", format_time(start), format_time(end)),
+            );
+        }
         if let Some(at) = r.last_success {
             push_field(&mut out, "last renewed", &format_time(at));
         }

@@ -43,13 +43,20 @@ use crate::metrics::Metrics;
 use crate::plugin_host::{BasicServices, HttpService, LoadedPlugin, PluginCallError, Registry};
 use crate::store::{self, LivePaths, Ownership, Store, VersionFiles};
 
-pub use run::{CertFacts, Phase, Reason, Record, Run, Task};
+pub use run::{CertFacts, Phase, Reason, Record, Run, Suggestion, Task};
 use services::{EngineServices, KeyFiles};
 
 /// How long a plugin call may take before it counts as failed.
 pub const PLUGIN_DEADLINE: Duration = Duration::from_secs(120);
 /// At most this many steps in a row for one certificate before others get a turn.
 const STEPS_PER_TURN: usize = 16;
+/// How often to ask about a renewal window when the plugin does not say (and the longest
+/// wait it may ask for): the authority may move a window ahead of a mass revocation.
+const WINDOW_RECHECK_SECS: u64 = 6 * 3_600;
+/// The shortest wait between two questions about a renewal window.
+const WINDOW_MIN_RECHECK_SECS: u64 = 60;
+/// How long to wait after a failure to ask about a renewal window.
+const WINDOW_RETRY_SECS: u64 = 3_600;
 
 /// Why a command was refused or a step failed. Messages say what, where and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +144,10 @@ pub struct CertRenewal {
     pub last_error: Option<String>,
     pub last_success: Option<i64>,
     pub open_tasks: Vec<Task>,
+    /// The authority's suggested renewal window for the certificate in use (start, end), when
+    /// it gave one: `next_at` lies inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_window: Option<(i64, i64)>,
 }
 
 /// The engine as readers see it.
@@ -647,21 +658,20 @@ impl Engine {
         now: i64,
     ) -> Result<Progress, EngineError> {
         let current = read_live(cert)?;
-        let Some(run) = record.run.as_mut() else {
+        if record.run.is_none() {
+            let mut check_at = None;
             let (due, reason) = match &current {
-                Some(facts) => (
-                    crate::schedule::renewal_due(
-                        &cert.id,
-                        facts.not_before,
-                        facts.not_after,
-                        cert.renewal.renew_before.map(|d| d.as_secs()),
-                    ),
-                    Reason::Scheduled,
-                ),
+                Some(facts) => {
+                    self.ask_renewal_window(cert, plugin, record, facts, now)
+                        .await;
+                    check_at = record.suggested.as_ref().map(|s| s.check_at);
+                    due_at(cert, record, facts)
+                }
                 None => (now, Reason::FirstIssue),
             };
             if due > now {
-                return Ok(Progress::Wait(Some(due)));
+                let wake = check_at.filter(|c| *c > now).map_or(due, |c| c.min(due));
+                return Ok(Progress::Wait(Some(wake)));
             }
             let start = self.outside_quiet_hours(now);
             if start > now {
@@ -669,6 +679,9 @@ impl Engine {
             }
             self.start_run(cert, record, reason, current, now);
             return Ok(Progress::Advanced);
+        }
+        let Some(run) = record.run.as_mut() else {
+            return Ok(Progress::Wait(None));
         };
         if let Some(until) = run.wait_until.filter(|t| *t > now) {
             return Ok(Progress::Wait(Some(until)));
@@ -814,6 +827,77 @@ impl Engine {
             }
         }
         Ok(Progress::Advanced)
+    }
+
+    /// Asks the plugin when the authority suggests renewing the certificate in use, when the
+    /// last answer is about another certificate or due to be asked again. A failure to ask
+    /// keeps the last answer for this certificate (or none) and asks again in an hour: the
+    /// engine's own schedule is the fallback, never a reason to stop.
+    async fn ask_renewal_window(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        record: &mut Record,
+        facts: &CertFacts,
+        now: i64,
+    ) {
+        let known = record
+            .suggested
+            .as_ref()
+            .filter(|s| s.serial == facts.serial);
+        if known.is_some_and(|s| s.check_at > now) {
+            return;
+        }
+        let kept = known.and_then(|s| s.window);
+        let services = match self.services(cert, plugin) {
+            Ok(services) => services,
+            Err(e) => {
+                log::warn!(cert_id = cert.id.as_str(); "cannot ask for a renewal window: {e}");
+                return;
+            }
+        };
+        let context = self.context(cert, Some(facts));
+        let answer = plugin
+            .renewal_window(context, services, self.deadline)
+            .await;
+        let (window, explanation, check_after) = match answer {
+            Ok(Some(w)) if w.start < w.end && w.start < facts.not_after => {
+                (Some((w.start, w.end)), w.explanation, w.check_again_secs)
+            }
+            Ok(Some(w)) => {
+                log::warn!(
+                    cert_id = cert.id.as_str(), plugin = cert.plugin.as_str();
+                    "ignoring the authority's renewal window {}..{}: it is empty or starts after the certificate expires",
+                    w.start, w.end
+                );
+                (None, None, WINDOW_RECHECK_SECS)
+            }
+            Ok(None) => (None, None, WINDOW_RECHECK_SECS),
+            Err(e) => {
+                log::warn!(
+                    cert_id = cert.id.as_str(), plugin = cert.plugin.as_str();
+                    "cannot ask for a renewal window (the engine's own schedule applies): {e}"
+                );
+                (kept, None, WINDOW_RETRY_SECS)
+            }
+        };
+        if window.is_some() && window != kept {
+            let (start, end) = window.unwrap_or_default();
+            log::info!(
+                cert_id = cert.id.as_str(), plugin = cert.plugin.as_str();
+                "the authority suggests renewing between {} and {}{}",
+                crate::human_time::format_time(start),
+                crate::human_time::format_time(end),
+                explanation.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            );
+        }
+        let check_after = check_after.clamp(WINDOW_MIN_RECHECK_SECS, WINDOW_RECHECK_SECS);
+        record.suggested = Some(Suggestion {
+            serial: facts.serial.clone(),
+            window,
+            explanation,
+            check_at: now + i64::try_from(check_after).unwrap_or(0),
+        });
     }
 
     /// What register, verify and retire are told about the certificate and the run.
@@ -1664,16 +1748,19 @@ impl Engine {
             .iter()
             .map(|cert| {
                 let record = self.records.get(&cert.id).cloned().unwrap_or_default();
+                let mut suggested_window = None;
                 let next_at = match (&record.run, record.retry_at) {
                     (_, Some(retry)) => Some(retry),
                     (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
                     (None, None) => match read_live(cert) {
-                        Ok(Some(f)) => Some(crate::schedule::renewal_due(
-                            &cert.id,
-                            f.not_before,
-                            f.not_after,
-                            cert.renewal.renew_before.map(|d| d.as_secs()),
-                        )),
+                        Ok(Some(f)) => {
+                            suggested_window = record
+                                .suggested
+                                .as_ref()
+                                .filter(|s| s.serial == f.serial)
+                                .and_then(|s| s.window);
+                            Some(due_at(cert, &record, &f).0)
+                        }
                         // A first issue is due now.
                         Ok(None) => Some(now),
                         Err(_) => None,
@@ -1696,6 +1783,7 @@ impl Engine {
                         .or(record.last_error.clone()),
                     last_success: record.last_success,
                     open_tasks: record.open_tasks().cloned().collect(),
+                    suggested_window,
                 }
             })
             .collect();
@@ -1796,6 +1884,31 @@ fn check_plugin_settings(config: &Config) -> Vec<crate::config::Problem> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     problems
+}
+
+/// When the certificate in use is due, and why: inside the authority's suggested window when
+/// it gave one for this certificate, otherwise by the engine's own schedule.
+fn due_at(cert: &ManagedCertificate, record: &Record, facts: &CertFacts) -> (i64, Reason) {
+    let window = record
+        .suggested
+        .as_ref()
+        .filter(|s| s.serial == facts.serial)
+        .and_then(|s| s.window);
+    match window {
+        Some((start, end)) => (
+            crate::schedule::in_window(&cert.id, start, end),
+            Reason::Suggested,
+        ),
+        None => (
+            crate::schedule::renewal_due(
+                &cert.id,
+                facts.not_before,
+                facts.not_after,
+                cert.renewal.renew_before.map(|d| d.as_secs()),
+            ),
+            Reason::Scheduled,
+        ),
+    }
 }
 
 fn set_phase(run: &mut Run, phase: Phase, now: i64) {

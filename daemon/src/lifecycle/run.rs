@@ -68,6 +68,8 @@ pub enum Reason {
     Requested,
     /// The live certificate does not exist yet.
     FirstIssue,
+    /// The authority's suggested renewal window (ACME Renewal Information) has begun.
+    Suggested,
     /// `certvakt import` of a certificate whose key the CA made (PKCS#12).
     Import,
 }
@@ -150,6 +152,23 @@ pub struct Record {
     /// Open tasks, and closed ones of the current run.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// What the plugin last said about when to renew the certificate in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested: Option<Suggestion>,
+}
+
+/// The authority's suggested renewal window for one certificate (e.g. ACME Renewal
+/// Information), as the plugin last gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// The serial of the certificate it is about: a new certificate needs a new answer.
+    pub serial: String,
+    /// Start and end, Unix seconds; `None`: the authority suggests nothing.
+    pub window: Option<(i64, i64)>,
+    #[serde(default)]
+    pub explanation: Option<String>,
+    /// When to ask again, Unix seconds.
+    pub check_at: i64,
 }
 
 impl Record {

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use certvakt_plugin_api::abi::{HostCallHandler, LocalHostTable, VersionMismatch};
 use certvakt_plugin_api::messages::{
     CertificateContext, Description, HostRequest, HostResponse, OrderContext, PluginRequest,
-    PluginResponse, SettingProblem, StepContext, ValidateSettings,
+    PluginResponse, RenewalWindow, SettingProblem, StepContext, ValidateSettings,
 };
 use certvakt_plugin_api::profile::CsrProfile;
 use certvakt_plugin_api::{
@@ -552,6 +552,31 @@ impl LoadedPlugin {
             _ => None,
         })
         .await
+    }
+
+    /// The authority's suggested renewal window for the certificate in use. A plugin built
+    /// before this method existed answers "unknown method": that is no suggestion.
+    pub async fn renewal_window(
+        &self,
+        certificate: CertificateContext,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Option<RenewalWindow>, PluginCallError> {
+        let request = PluginRequest::RenewalWindow(certificate);
+        let answer = self
+            .ask(request, services, deadline, |r| match r {
+                PluginResponse::RenewalWindow(window) => Some(window),
+                _ => None,
+            })
+            .await;
+        match answer {
+            Err(PluginCallError::Plugin { error, .. })
+                if error.message.contains("unknown method \"renewal_window\"") =>
+            {
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// `register`, `verify` or `retire` (the request says which): they share one answer.
