@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use certvakt_testkit::ari::AriFront;
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use serde_json::Value;
@@ -53,6 +54,11 @@ impl Site {
     }
 
     fn write_config(&self, pebble: &Pebble, certs: &[Cert<'_>]) -> Result<()> {
+        self.write_config_for(pebble, &pebble.directory_url(), certs)
+    }
+
+    /// A configuration whose certificates use `directory` (pebble's, or a front's).
+    fn write_config_for(&self, pebble: &Pebble, directory: &str, certs: &[Cert<'_>]) -> Result<()> {
         let dir = self.path();
         let mut body = format!(
             "[trust]\npebble = [\"{}\"]\n",
@@ -74,7 +80,6 @@ trust = "pebble"
 "#,
                 id = cert.id,
                 live = dir.join("live").display(),
-                directory = pebble.directory_url(),
                 settings = cert.settings,
             ));
         }
@@ -513,4 +518,109 @@ fn top_issuer(chain: &str) -> Result<String> {
         .and_then(|cn| cn.as_str().ok())
         .unwrap_or_default()
         .to_owned())
+}
+
+#[test]
+fn the_cas_renewal_window_decides_when_to_renew() -> Result<()> {
+    // Five-year certificates: by the engine's own schedule, the next renewal is years away.
+    let pebble = Pebble::start(PebbleConfig::default())?;
+    let front = AriFront::start(&pebble)?;
+    let site = Site::new(&pebble, &[])?;
+    std::fs::write(
+        site.path().join("pebble-ca.pem"),
+        format!("{}{}", pebble.listener_ca_pem(), front.root_pem()),
+    )?;
+    site.write_config_for(
+        &pebble,
+        &front.directory_url(),
+        &[Cert {
+            id: "web",
+            settings: "domains = [\"web.apotek.test\"]\nagree_terms = true".into(),
+        }],
+    )?;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    };
+    // The CA wants the first certificate replaced now (as before a mass revocation).
+    front.set_window(now() - 120, now() - 60, 3600);
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+    let asked = eventually(
+        WAIT,
+        "the daemon to ask about the first certificate",
+        || {
+            front
+                .requests()
+                .iter()
+                .any(|r| r.path.starts_with("/renewal-info/") && r.status == 200)
+                .then_some(())
+        },
+    );
+    if let Err(e) = asked {
+        bail!("{e}\nfront: {:?}\n{}", front.requests(), daemon.log_text());
+    }
+    let asked_first: Vec<String> = front.requests().into_iter().map(|r| r.path).collect();
+    // For what comes next, a window a month away.
+    let (start, end) = (now() + 30 * 86_400, now() + 31 * 86_400);
+    front.set_window(start, end, 3600);
+    wait_for_runs(&daemon, &pebble, "web", 2, RENEWALS)?;
+    let second = leaf(&site.live("web.pem"))?;
+    eventually(
+        WAIT,
+        "the daemon to ask about the second certificate",
+        || {
+            front
+                .requests()
+                .iter()
+                .any(|r| {
+                    r.path.starts_with("/renewal-info/")
+                        && r.path
+                            .ends_with(&format!(".{}", serial_b64(&second.serial_hex)))
+                        && r.status == 200
+                })
+                .then_some(())
+        },
+    )?;
+    let next = eventually(WAIT, "the next renewal inside the window", || {
+        let next = renewal_of(&daemon, "web")?["next_at"].as_i64()?;
+        (start..end).contains(&next).then_some(next)
+    });
+    if let Err(e) = next {
+        bail!(
+            "{e}\nstatus: {:?}\n{}",
+            renewal_of(&daemon, "web"),
+            daemon.log_text()
+        );
+    }
+    let show = daemon.cli(&["show", "web"])?;
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.contains("CA's window"), "{shown}");
+    let log = daemon.log_text();
+    assert!(
+        log.contains("the authority suggests renewing between"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("refused the order as a replacement"),
+        "the renewal's order named the certificate it replaces and was taken\n{log}"
+    );
+    assert!(
+        asked_first
+            .iter()
+            .all(|p| !p.ends_with(&format!(".{}", serial_b64(&second.serial_hex)))),
+        "{asked_first:?}"
+    );
+    Ok(())
+}
+
+/// The base64url of a serial given in hex, as certificate identifiers carry it.
+fn serial_b64(hex: &str) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -107,6 +107,9 @@ pub struct Directory {
     pub revoke_cert: Option<String>,
     #[serde(default)]
     pub key_change: Option<String>,
+    /// ACME Renewal Information (RFC 9773), when the CA offers it.
+    #[serde(default)]
+    pub renewal_info: Option<String>,
     #[serde(default)]
     pub meta: Meta,
 }

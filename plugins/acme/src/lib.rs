@@ -12,6 +12,8 @@
 //!    the order in `state` when it has to wait, so many orders are in flight at once.
 //! 3. [`Plugin::retire`]: with `revoke_old = true`, revokes the replaced certificate (reason
 //!    superseded) once the overlap is over.
+//! 4. [`Plugin::renewal_window`], between runs: the CA's suggested window for the certificate
+//!    in use, from its renewal information (RFC 9773, [`renewal_info`]), when it offers it.
 //!
 //! Everything reaches the CA through the host ([`Host::http`], with the configured trust set);
 //! the account key is the host's ([`Host::plugin_key`]), and the plugin only sees its public
@@ -20,7 +22,7 @@
 use certvakt_plugin_api::profile::{CsrProfile, SubjectAltName, SubjectAttribute, oid};
 use certvakt_plugin_api::{
     About, CertificateContext, Host, IssueOutcome, LogLevel, OrderContext, Plugin, PluginError,
-    SettingProblem, StepContext, StepOutcome, export_plugin,
+    RenewalWindow, SettingProblem, StepContext, StepOutcome, export_plugin,
 };
 use serde_json::{Value, json};
 
@@ -28,6 +30,7 @@ pub mod challenge;
 pub mod client;
 pub mod jws;
 pub mod order;
+pub mod renewal_info;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -111,6 +114,22 @@ impl Plugin for Acme {
     fn poll(&self, host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
         let settings = Settings::for_call(&order.certificate.settings)?;
         order::advance(*host, &self.nonces, &order, &settings)
+    }
+
+    fn renewal_window(
+        &self,
+        host: &Host<'_>,
+        certificate: CertificateContext,
+    ) -> Result<Option<RenewalWindow>, PluginError> {
+        let settings = Settings::for_call(&certificate.settings)?;
+        let Some(current) = &certificate.current else {
+            return Ok(None);
+        };
+        let client = Client::new(*host, &settings, &self.nonces).map_err(Failure::into_error)?;
+        match client.directory.renewal_info.clone() {
+            Some(url) => renewal_info::window(&client, &url, current),
+            None => Ok(None),
+        }
     }
 
     fn retire(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {

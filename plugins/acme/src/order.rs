@@ -152,7 +152,7 @@ fn drive(
     }
     for _ in 0..TRANSITIONS_PER_CALL {
         let Some(current) = state.as_mut() else {
-            *state = Some(new_order(client, &account)?);
+            *state = Some(new_order(client, &account, context)?);
             continue;
         };
         let (order, answer) = match client.post(&current.order, None, Signer::Account(&account)) {
@@ -231,18 +231,46 @@ fn drive(
     Ok(Step::Wait(POLL_SECS))
 }
 
-fn new_order(client: &Client<'_>, account: &Account) -> Result<OrderState, Failure> {
+/// Places an order for the configured names; with renewal information, marked as replacing
+/// the certificate in use (RFC 9773 §5), and placed again without the mark if the CA will
+/// not take it (the certificate was replaced already, or issued elsewhere).
+fn new_order(
+    client: &Client<'_>,
+    account: &Account,
+    context: &OrderContext,
+) -> Result<OrderState, Failure> {
     let identifiers: Vec<Value> = client
         .settings
         .domains
         .iter()
         .map(|d| json!({"type": "dns", "value": d}))
         .collect();
-    let answer = client.post(
+    let replaces = match (&client.directory.renewal_info, &context.certificate.current) {
+        (Some(_), Some(current)) => crate::renewal_info::cert_id(current).ok().flatten(),
+        _ => None,
+    };
+    let mut payload = json!({"identifiers": identifiers});
+    if let Some(id) = &replaces {
+        payload["replaces"] = json!(id);
+    }
+    let placed = client.post(
         &client.directory.new_order,
-        Some(&json!({"identifiers": identifiers})),
+        Some(&payload),
         Signer::Account(account),
-    )?;
+    );
+    let answer = match placed {
+        Err(Failure::Error(error)) if replaces.is_some() => {
+            client.host.warn(format!(
+                "the CA refused the order as a replacement ({error}); ordering without replaces"
+            ));
+            client.post(
+                &client.directory.new_order,
+                Some(&json!({"identifiers": identifiers})),
+                Signer::Account(account),
+            )?
+        }
+        other => other?,
+    };
     let url = answer.location("the new order")?;
     client.host.log_with(
         LogLevel::Info,
