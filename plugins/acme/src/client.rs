@@ -457,6 +457,7 @@ impl<'a> Client<'a> {
         });
         match (&settings.external_account, meta.external_account_required) {
             (Some(eab), _) => {
+                warn_if_readable_by_others(&self.host, &eab.hmac_key_file);
                 let secret = std::fs::read_to_string(&eab.hmac_key_file).map_err(|e| {
                     PluginError::configuration(format!(
                         "cannot read the external account binding key {}: {e}",
@@ -542,6 +543,19 @@ impl<'a> Client<'a> {
         );
         self.remember(&account)?;
         Ok(account)
+    }
+}
+
+/// The EAB key is a secret: say so when others may read its file (it is still used).
+fn warn_if_readable_by_others(host: &Host<'_>, path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o007 != 0
+    {
+        host.warn(format!(
+            "{} (the external account binding key) can be read by any user: chmod o-rwx it",
+            path.display()
+        ));
     }
 }
 

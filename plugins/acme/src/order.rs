@@ -24,8 +24,14 @@ use crate::client::{Account, Answer, Client, Failure, NoncePool, Signer};
 use crate::jws::b64;
 use crate::settings::{Challenge, Settings};
 
-/// Seconds between polls while the CA validates or issues without saying how long.
+/// Seconds before the first poll while the CA validates or issues without saying how long;
+/// later polls wait a quarter of the time waited so far, up to [`MAX_POLL_SECS`].
 pub const POLL_SECS: u64 = 1;
+/// The longest wait between two polls of an order.
+pub const MAX_POLL_SECS: u64 = 60;
+/// How long an order may stay pending or processing after the CA was told to look before it
+/// counts as stuck: reported, and replaced by a new order.
+pub const STUCK_SECS: i64 = 3_600;
 /// Status changes followed within one call before handing back to the daemon.
 const TRANSITIONS_PER_CALL: usize = 6;
 /// Host state key of the last order reported as failed.
@@ -45,6 +51,9 @@ pub struct OrderState {
     /// Whether the CA has been told to look.
     #[serde(default)]
     pub responded: bool,
+    /// When the CA was told to look (or the order found past that), Unix seconds.
+    #[serde(default)]
+    pub responded_at: i64,
 }
 
 /// The order object (RFC 8555 §7.1.3).
@@ -166,7 +175,28 @@ fn drive(
             }
             Err(other) => return Err(other),
         };
-        let wait = answer.retry_after.unwrap_or(POLL_SECS);
+        let now = host.now()?;
+        let waited = if current.responded_at > 0 {
+            now - current.responded_at
+        } else {
+            0
+        };
+        let wait = answer.retry_after.unwrap_or_else(|| {
+            (u64::try_from(waited).unwrap_or(0) / 4).clamp(POLL_SECS, MAX_POLL_SECS)
+        });
+        if current.responded
+            && current.responded_at > 0
+            && waited > STUCK_SECS
+            && matches!(order.status.as_str(), "pending" | "processing")
+        {
+            challenge::withdraw(&host, &client.settings.challenge, &current.published);
+            let reason = format!(
+                "it has been {} for {} minutes after the CA was asked to validate",
+                order.status,
+                waited / 60
+            );
+            return Err(fail(client, &current.order, reason));
+        }
         match order.status.as_str() {
             "pending" if !current.responded => {
                 if let Some(after) = authorize(client, &account, &order, current)? {
@@ -184,6 +214,12 @@ fn drive(
             "ready" => {
                 challenge::withdraw(&host, &client.settings.challenge, &current.published);
                 current.published.clear();
+                if current.responded_at == 0 {
+                    // Every name was validated before (authorisations reused): the clock
+                    // for a stuck order starts at finalize.
+                    current.responded = true;
+                    current.responded_at = now;
+                }
                 let csr = pem::parse(&context.csr_pem).map_err(|e| {
                     PluginError::permanent(format!("the daemon's CSR is not PEM: {e}"))
                 })?;
@@ -345,6 +381,7 @@ fn authorize(
         client.post(&published.url, Some(&json!({})), Signer::Account(account))?;
     }
     state.responded = true;
+    state.responded_at = now;
     Ok(None)
 }
 

@@ -416,3 +416,50 @@ fn webroot_files_are_written_whole_and_removed_and_odd_tokens_refused() {
         .expect_err("refused");
     assert!(error.message.contains("not base64url"), "{error}");
 }
+
+#[test]
+fn an_order_still_pending_an_hour_after_validation_is_reported_and_replaced() {
+    let host = ca();
+    host.put_state(
+        "account",
+        json!({
+            "directory": DIRECTORY,
+            "key_name": crate::client::key_name(DIRECTORY, certvakt_plugin_api::profile::KeyAlgorithm::EcP256),
+            "key_type": "ec-p256",
+            "url": "https://ca.test/acct/1",
+        }),
+    );
+    host.respond_http(
+        "POST",
+        "https://ca.test/order/7",
+        json_response(
+            200,
+            json!({"status": "pending", "authorizations": [], "finalize": "https://ca.test/fin/7"}),
+            &[],
+        ),
+    );
+    let mut context = order();
+    context.state = json!({
+        "order": "https://ca.test/order/7",
+        "responded": true,
+        "responded_at": FakeHost::DEFAULT_NOW - 4_000,
+    });
+    let error = host
+        .poll(&Acme::default(), context.clone())
+        .expect_err("stuck");
+    assert_eq!(error.kind, ErrorKind::Temporary);
+    assert!(error.message.contains("66 minutes"), "{error}");
+    assert_eq!(
+        host.state("failed_order"),
+        Some(json!("https://ca.test/order/7"))
+    );
+    // Not stuck yet: polled again after a quarter of the wait so far, at most a minute.
+    context.state["responded_at"] = json!(FakeHost::DEFAULT_NOW - 100);
+    host.put_state("failed_order", Value::Null);
+    match host.poll(&Acme::default(), context) {
+        Ok(IssueOutcome::Pending {
+            poll_after_secs, ..
+        }) => assert_eq!(poll_after_secs, 25),
+        other => panic!("{other:?}"),
+    }
+}
