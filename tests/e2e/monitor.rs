@@ -280,10 +280,12 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
     assert!(text.contains("certvakt demo: certvaktd"), "{text}");
     assert!(text.contains("operator: task fmk-demo-"), "{text}");
     assert!(
-        text.contains("both certificates were issued and installed"),
+        text.contains("all three certificates were issued and installed"),
         "{text}"
     );
     assert!(text.contains("/metrics answered HTTP 200"), "{text}");
     assert!(text.contains("health:"), "{text}");
+    // The status table printed once everything was issued lists the ACME certificate too.
+    assert!(text.contains("shop-web"), "{text}");
     Ok(())
 }

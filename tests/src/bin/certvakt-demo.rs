@@ -6,7 +6,10 @@
 //!   two-minute certificates, so it renews by itself every 80 seconds or so;
 //! - `fmk-demo`, an OCES3-shaped certificate, through the `manual` plugin: an operator task
 //!   appears with the CSR, and a simulated operator (this program) completes it after a few
-//!   seconds by dropping the certificate its CA signed into the certificate's inbox.
+//!   seconds by dropping the certificate its CA signed into the certificate's inbox;
+//! - `shop-web`, the pharmacy's web shop, through the `acme` plugin from pebble (Let's
+//!   Encrypt's test CA, Debian package `pebble`) with real http-01 validation answered by the
+//!   daemon, with three-minute certificates, so it renews by itself every two minutes.
 //!
 //! Usage: `certvakt-demo [--once] [--dir DIR] [--listen ADDR]`. Without `--dir` a temporary
 //! folder is made and removed at the end. `--once` waits for both certificates to be issued,
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use certvakt_testkit::harness::{self, Daemon, config_toml};
+use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
 use certvakt_testkit::{CaShape, TestCa};
 
@@ -76,8 +80,19 @@ fn run() -> Result<()> {
     harness::install_plugins(
         &bins,
         &dir.join("plugins"),
-        &["certvakt-plugin-manual", "certvakt-plugin-simca"],
+        &[
+            "certvakt-plugin-manual",
+            "certvakt-plugin-simca",
+            "certvakt-plugin-acme",
+        ],
     )?;
+    let pebble = Pebble::start(PebbleConfig {
+        validity: Some(Duration::from_secs(180)),
+        ..PebbleConfig::default()
+    })
+    .context("starting pebble for the ACME certificate (scripts/install-test-deps installs it)")?;
+    std::fs::create_dir_all(dir.join("pebble"))?;
+    std::fs::write(dir.join("pebble/listener-ca.pem"), pebble.listener_ca_pem())?;
     let sim = SimCa::start(
         "127.0.0.1:0".parse()?,
         SimCaConfig {
@@ -91,7 +106,7 @@ fn run() -> Result<()> {
     let config = dir.join("certvakt.toml");
     std::fs::write(
         &config,
-        demo_config(&dir, &listen, &manifest, &sim_files, &sim.url()),
+        demo_config(&dir, &listen, &manifest, &sim_files, &sim.url(), &pebble),
     )?;
 
     let daemon = Daemon::start(&bins, &config, &[]).with_context(|| {
@@ -119,6 +134,10 @@ fn run() -> Result<()> {
         sim.url()
     );
     println!("             fmk-demo through an operator task, done by a simulated operator");
+    println!(
+        "             shop-web from pebble (ACME) at {}, validated by http-01 (3-minute certificates)",
+        pebble.directory_url()
+    );
     println!();
     println!("  look:      {cli} status");
     println!("             {cli} tasks");
@@ -138,7 +157,7 @@ fn run() -> Result<()> {
         }
         operate(&daemon, &oces_ca, &mut done_tasks)?;
         let (_, status) = daemon.cli_json(&["status"])?;
-        let issued = ["web-demo", "fmk-demo"].iter().all(|id| {
+        let issued = ["web-demo", "fmk-demo", "shop-web"].iter().all(|id| {
             status["renewals"]
                 .as_array()
                 .and_then(|r| r.iter().find(|c| c["id"] == *id))
@@ -147,7 +166,7 @@ fn run() -> Result<()> {
         if issued && !printed_issued {
             printed_issued = true;
             println!(
-                "  both certificates were issued and installed after {} s:\n",
+                "  all three certificates were issued and installed after {} s:\n",
                 started.elapsed().as_secs()
             );
             let out = daemon.cli(&["status"])?;
@@ -156,7 +175,7 @@ fn run() -> Result<()> {
                 break;
             }
             println!(
-                "  web-demo renews by itself every 80 s or so; Ctrl-C stops the demo and removes the folder."
+                "  web-demo renews by itself every 80 s or so, shop-web every 2 minutes; Ctrl-C stops the demo and removes the folder."
             );
         }
         if once && started.elapsed() > Duration::from_secs(120) {
@@ -178,6 +197,7 @@ fn run() -> Result<()> {
         bail!("certvaktd exited with {status}");
     }
     drop(sim);
+    drop(pebble);
     Ok(())
 }
 
@@ -228,6 +248,7 @@ fn demo_config(
     manifest: &certvakt_testkit::Manifest,
     sim: &certvakt_testkit::simca::SimCaFiles,
     url: &str,
+    pebble: &Pebble,
 ) -> String {
     let patterns: Vec<String> = manifest
         .watch_patterns
@@ -237,6 +258,7 @@ fn demo_config(
     let mut body = format!(
         r#"[trust]
 simca = ["{server_ca}"]
+pebble = ["{dir}/pebble/listener-ca.pem"]
 
 [[watch]]
 paths = [{patterns}]
@@ -280,7 +302,23 @@ subject = [
   {{ attribute = "CN", value = "Hjørring Apotek FMK" }},
   {{ attribute = "serialNumber", value = "UI:DK-O:G:9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d" }},
 ]
+
+[[certificate]]
+id = "shop-web"
+cert = "{dir}/live/shop-web.pem"
+key = "{dir}/live/shop-web.key"
+fullchain = "{dir}/live/shop-web.fullchain.pem"
+plugin = "acme"
+deploy_hook = ["/bin/sh", "-c", "echo \"$(date +%T) installed $CERTVAKT_CERT_ID serial $CERTVAKT_NEW_SERIAL\" >> {dir}/deploy-hook.log"]
+[certificate.settings]
+directory = "{directory}"
+trust = "pebble"
+domains = ["shop.apotek-demo.example", "www.apotek-demo.example"]
+contact = ["mailto:it@apotek-demo.example"]
+agree_terms = true
+revoke_old = true
 "#,
+        directory = pebble.directory_url(),
         server_ca = sim.server_ca.display(),
         password = manifest.pkcs12_password_file.display(),
         patterns = patterns.join(", "),
@@ -289,5 +327,11 @@ subject = [
         dir = dir.display(),
     );
     body.push('\n');
-    config_toml(dir, listen, &body).replace("log_level = \"debug\"", "log_level = \"info\"")
+    config_toml(dir, listen, &body).replace(
+        "log_level = \"debug\"",
+        &format!(
+            "log_level = \"info\"\nhttp01_listen = \"127.0.0.1:{}\"",
+            pebble.http01_port()
+        ),
+    )
 }
