@@ -395,7 +395,7 @@ fn a_ca_outage_mid_order_backs_off_shows_and_recovers_with_the_same_key() -> Res
 }
 
 #[test]
-fn external_account_binding_terms_chains_key_rollover_and_revocation() -> Result<()> {
+fn external_account_binding_terms_chains_key_rollover_contact_and_revocation() -> Result<()> {
     let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
     let pebble = Pebble::start(PebbleConfig {
         external_account_keys: vec![("kid-apotek".into(), hmac.into())],
@@ -465,7 +465,7 @@ fn external_account_binding_terms_chains_key_rollover_and_revocation() -> Result
         &[Cert {
             id: "web",
             settings: settings(
-                "agree_terms = true\naccount_key_type = \"ec-p384\"\nrevoke_old = true",
+                "agree_terms = true\naccount_key_type = \"ec-p384\"\nrevoke_old = true\ncontact = [\"mailto:new@apotek.test\"]",
             ),
         }],
     )?;
@@ -483,6 +483,15 @@ fn external_account_binding_terms_chains_key_rollover_and_revocation() -> Result
             .ends_with("ec-p384"),
         "{rolled}"
     );
+    assert!(
+        daemon
+            .log_text()
+            .contains("updated the ACME account's contact to mailto:new@apotek.test"),
+        "{}",
+        daemon.log_text()
+    );
+    // The test wrote the EAB key with the default umask: the plugin says so.
+    assert!(daemon.log_text().contains("can be read by any user"));
     let second = leaf(&site.live("web.pem"))?;
     assert_ne!(second.serial_hex, first.serial_hex);
     let revoked = eventually(WAIT, "the old certificate to be revoked", || {

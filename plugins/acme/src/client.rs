@@ -230,6 +230,9 @@ struct AccountRecord {
     key_name: String,
     key_type: String,
     url: String,
+    /// The contact the CA was last given for the account.
+    #[serde(default)]
+    contact: Vec<String>,
 }
 
 const ACCOUNT_STATE: &str = "account";
@@ -383,10 +386,14 @@ impl<'a> Client<'a> {
         if let Some(record) = &record
             && record.key_name == key_name
         {
-            return Ok(Account {
+            let account = Account {
                 key,
                 url: record.url.clone(),
-            });
+            };
+            if record.contact != settings.contact {
+                self.update_contact(&account)?;
+            }
+            return Ok(account);
         }
         // Known to the CA under this key already (another certificate made or rolled it)?
         match self.post(
@@ -399,7 +406,12 @@ impl<'a> Client<'a> {
                     url: answer.location("the account lookup")?,
                     key,
                 };
-                self.remember(&account)?;
+                // Found, not made here: its contact may be another certificate's.
+                if settings.contact.is_empty() {
+                    self.remember(&account)?;
+                } else {
+                    self.update_contact(&account)?;
+                }
                 return Ok(account);
             }
             Err(Failure::NoAccount(_)) => {}
@@ -407,7 +419,12 @@ impl<'a> Client<'a> {
         }
         if let Some(old) = record {
             match self.roll_over(&old, &key) {
-                Ok(account) => return Ok(account),
+                Ok(account) => {
+                    if old.contact != settings.contact {
+                        self.update_contact(&account)?;
+                    }
+                    return Ok(account);
+                }
                 Err(Failure::NoAccount(_)) => {
                     self.host.warn(format!(
                         "the CA no longer knows the account {}; registering a new one",
@@ -426,10 +443,30 @@ impl<'a> Client<'a> {
             key_name: account.key.name.clone(),
             key_type: account.key.algorithm.as_str().to_owned(),
             url: account.url.clone(),
+            contact: self.settings.contact.clone(),
         };
         let value = serde_json::to_value(record).unwrap_or(Value::Null);
         self.host.state_put(ACCOUNT_STATE, value)?;
         Ok(())
+    }
+
+    /// Gives the CA the configured contact for the account (RFC 8555 §7.3.2).
+    fn update_contact(&self, account: &Account) -> Result<(), Failure> {
+        let contact = &self.settings.contact;
+        self.post(
+            &account.url,
+            Some(&json!({ "contact": contact })),
+            Signer::Account(account),
+        )?;
+        self.host.log_with(
+            certvakt_plugin_api::LogLevel::Info,
+            format!(
+                "updated the ACME account's contact to {}",
+                contact.join(", ")
+            ),
+            &[("account", &account.url)],
+        );
+        self.remember(account)
     }
 
     /// Forgets the cached account (the CA said it does not know it).

@@ -463,3 +463,49 @@ fn an_order_still_pending_an_hour_after_validation_is_reported_and_replaced() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_changed_contact_is_given_to_the_ca_once() {
+    let host = ca();
+    host.put_state(
+        "account",
+        json!({
+            "directory": DIRECTORY,
+            "key_name": crate::client::key_name(DIRECTORY, certvakt_plugin_api::profile::KeyAlgorithm::EcP256),
+            "key_type": "ec-p256",
+            "url": "https://ca.test/acct/1",
+            "contact": ["mailto:old@apotek.example"],
+        }),
+    );
+    host.respond_http(
+        "POST",
+        "https://ca.test/acct/1",
+        json_response(200, json!({"status": "valid"}), &[]),
+    );
+    host.respond_http(
+        "POST",
+        "https://ca.test/order",
+        json_response(
+            429,
+            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "later"}),
+            &[("retry-after", "60")],
+        ),
+    );
+    let mut context = order();
+    context.certificate.settings["contact"] = json!(["mailto:it@apotek.example"]);
+    let updates = |host: &FakeHost| {
+        host.http_requests()
+            .iter()
+            .filter(|r| r.url == "https://ca.test/acct/1")
+            .count()
+    };
+    host.issue(&Acme::default(), context.clone())
+        .expect("pending");
+    assert_eq!(updates(&host), 1);
+    assert_eq!(
+        host.state("account").map(|a| a["contact"].clone()),
+        Some(json!(["mailto:it@apotek.example"]))
+    );
+    host.issue(&Acme::default(), context).expect("pending");
+    assert_eq!(updates(&host), 1, "not sent again once the CA has it");
+}
