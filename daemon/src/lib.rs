@@ -23,6 +23,7 @@
 //! - [`systemd`]: journal logging and `sd_notify`.
 //! - [`cli`]: the operator's command line.
 
+pub mod certfile;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -27,7 +27,6 @@ mod tests;
 
 pub use identity::{SubjectIds, identities, identities_in_name};
 pub use keycheck::{KeyVerdict, check_key};
-pub(crate) use parse::certificate_ders;
 pub use scan::{DEFAULT_MAX_FILE_SIZE, Scanner};
 
 /// What a configured source is.

@@ -1,24 +1,16 @@
 //! Turning file contents into certificates: PEM, DER and PKCS#12.
 //!
-//! Owns format detection, the X.509 → [`CertInfo`] mapping and the wording of what is wrong
-//! with a file that holds no usable certificate.
+//! Owns the X.509 → [`CertInfo`] mapping, PKCS#12 opening, and the inventory's problem kinds
+//! for a file that holds no usable certificate.
 //!
 //! Promises:
-//! - X.509 is parsed only by x509-parser, PKCS#12 only by p12-keystore; the few ASN.1 headers
-//!   read here (to tell a cut-off certificate from a DER private key or a PKCS#12 bundle)
-//!   are read with x509-parser's asn1-rs.
-//! - PEM: every `CERTIFICATE` block is taken, in file order, whatever else the file holds
-//!   (keys, CSRs, text before and between blocks). A block that is cut off or does not decode
-//!   makes the whole file [`ProblemKind::Malformed`]: a half-written file is reported, not
-//!   half-read. A PEM without certificate blocks is [`ProblemKind::NotCertificate`] and says
-//!   what it holds instead.
-//! - DER: one certificate (several concatenated ones are accepted too).
-//! - The same PEM and DER readers hand `keys` the certificates' exact DER
-//!   ([`certificate_ders`]), so both say the same about a bad file.
-//! - PKCS#12: every certificate of the bundle; those paired with a private key come first, so
-//!   index 0 is the bundle's own certificate. No password: the empty password is tried, then
-//!   [`ProblemKind::Pkcs12Password`]. The bundle's private key is decrypted by p12-keystore
-//!   (it cannot be skipped) and dropped at once.
+//! - PEM and DER are read by [`crate::certfile`] (which `keys` uses too, so both say the same
+//!   about a bad file): its not-a-certificate and malformed flaws become
+//!   [`ProblemKind::NotCertificate`] and [`ProblemKind::Malformed`], with its sentence.
+//! - PKCS#12 is parsed only by p12-keystore: every certificate of the bundle; those paired with
+//!   a private key come first, so index 0 is the bundle's own certificate. No password: the
+//!   empty password is tried, then [`ProblemKind::Pkcs12Password`]. The bundle's private key
+//!   is decrypted by p12-keystore (it cannot be skipped) and dropped at once.
 //! - Problem messages are sentence tails that follow the file name (`"<path> is empty"`): the
 //!   caller prepends it. They never contain file contents.
 //! - Fingerprints are SHA-1 / SHA-256 over the certificate's exact DER bytes.
@@ -28,13 +20,14 @@ use std::sync::{Arc, OnceLock};
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use x509_parser::asn1_rs::{FromBer, Header, Oid, Tag};
+use x509_parser::asn1_rs::Oid;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::{OidEntry, OidRegistry};
-use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::{SubjectPublicKeyInfo, X509Name};
+
+use crate::certfile::{self, DerKind, Flaw, Refusal};
 
 use super::identity;
 use super::{CertInfo, KeyInfo, ProblemKind};
@@ -84,205 +77,30 @@ pub fn parse_certificates(
     ))
 }
 
-/// Whether `bytes` look like a PKCS#12 bundle (so the caller knows to fetch a password).
-pub(crate) fn looks_like_pkcs12(bytes: &[u8]) -> bool {
-    !is_pem(bytes) && sniff_der(bytes) == DerKind::Pkcs12
-}
-
 /// Parses whatever `bytes` hold.
 pub(crate) fn parse_bytes(bytes: &[u8], password: Password<'_>) -> Result<Parsed, Problem> {
-    let bytes = not_blank(bytes)?;
-    if is_pem(bytes) {
-        return parse_pem(bytes, cert_info).map(|certs| ("pem", certs));
+    let bytes = certfile::not_blank(bytes).map_err(problem)?;
+    if certfile::is_pem(bytes) {
+        return certfile::parse_pem(bytes, cert_info)
+            .map(|certs| ("pem", certs))
+            .map_err(problem);
     }
-    match sniff_der(bytes) {
+    match certfile::sniff_der(bytes) {
         DerKind::Pkcs12 => parse_pkcs12(bytes, password).map(|certs| ("pkcs12", certs)),
-        DerKind::Certificate => parse_der(bytes, cert_info).map(|certs| ("der", certs)),
-        other => Err(not_certificate(other)),
+        DerKind::Certificate => certfile::parse_der(bytes, cert_info)
+            .map(|certs| ("der", certs))
+            .map_err(problem),
+        other => Err(problem(certfile::not_certificate(other))),
     }
 }
 
-/// The exact DER of every certificate in `bytes`, PEM or DER, with the same checks and
-/// messages as [`parse_bytes`]; for `keys::parse_certificate_chain`, which handles
-/// certificates rather than inventories them. PKCS#12 is refused: it needs a password.
-pub(crate) fn certificate_ders(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Problem> {
-    let bytes = not_blank(bytes)?;
-    let keep_der = |der: &[u8], _: &X509Certificate<'_>| der.to_vec();
-    if is_pem(bytes) {
-        return parse_pem(bytes, keep_der);
-    }
-    match sniff_der(bytes) {
-        DerKind::Certificate => parse_der(bytes, keep_der),
-        DerKind::Pkcs12 => Err((
-            ProblemKind::NotCertificate,
-            "is a PKCS#12 bundle, not PEM or DER certificates; it has to be opened with its password".into(),
-        )),
-        other => Err(not_certificate(other)),
-    }
-}
-
-/// `bytes` without a UTF-8 byte order mark (Windows tools write PEM with one, which hides the
-/// first BEGIN line), or the problem if nothing but blank space is left.
-fn not_blank(bytes: &[u8]) -> Result<&[u8], Problem> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
-        let what = if bytes.is_empty() {
-            "is empty"
-        } else {
-            "holds only blank space"
-        };
-        return Err((
-            ProblemKind::NotCertificate,
-            format!("{what}; put the certificate (PEM, DER or PKCS#12) in it"),
-        ));
-    }
-    Ok(bytes)
-}
-
-fn not_certificate(kind: DerKind) -> Problem {
-    let message = match kind {
-        DerKind::PrivateKey => {
-            "holds a DER-encoded private key but no certificate; point this source at the certificate file"
-        }
-        _ => "is neither a PEM, a DER certificate nor a PKCS#12 bundle",
+/// A certificate file's flaw as an inventory problem.
+fn problem((flaw, message): Refusal) -> Problem {
+    let kind = match flaw {
+        Flaw::NotCertificate => ProblemKind::NotCertificate,
+        Flaw::Malformed => ProblemKind::Malformed,
     };
-    (ProblemKind::NotCertificate, message.into())
-}
-
-fn is_pem(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|w| w == b"-----BEGIN ")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DerKind {
-    Certificate,
-    Pkcs12,
-    PrivateKey,
-    Unknown,
-}
-
-/// Reads only the first ASN.1 headers: a certificate is `SEQUENCE { SEQUENCE tbs … }`, a
-/// PFX `SEQUENCE { INTEGER 3, SEQUENCE … }`, a private key `SEQUENCE { INTEGER 0|1, … }`
-/// (PKCS#8, PKCS#1, SEC1). Works on cut-off input, which is the point.
-fn sniff_der(bytes: &[u8]) -> DerKind {
-    let Ok((content, outer)) = Header::from_ber(bytes) else {
-        return DerKind::Unknown;
-    };
-    if outer.tag() != Tag::Sequence || !outer.is_constructed() {
-        return DerKind::Unknown;
-    }
-    let Ok((_, first)) = Header::from_ber(content) else {
-        return DerKind::Unknown;
-    };
-    match first.tag() {
-        Tag::Sequence => DerKind::Certificate,
-        Tag::Integer => match u32::from_ber(content) {
-            Ok((after, 3)) => match Header::from_ber(after) {
-                Ok((_, h)) if h.tag() == Tag::Sequence => DerKind::Pkcs12,
-                _ => DerKind::Unknown,
-            },
-            Ok((_, 0 | 1)) => DerKind::PrivateKey,
-            _ => DerKind::Unknown,
-        },
-        _ => DerKind::Unknown,
-    }
-}
-
-/// `make` turns each certificate (its exact DER and its parse) into what the caller keeps.
-fn parse_pem<T>(
-    bytes: &[u8],
-    make: impl Fn(&[u8], &X509Certificate<'_>) -> T,
-) -> Result<Vec<T>, Problem> {
-    let mut certs = Vec::new();
-    let mut other_labels: Vec<String> = Vec::new();
-    for (n, block) in Pem::iter_from_buffer(bytes).enumerate() {
-        let block_no = n + 1;
-        let pem = block.map_err(|e| {
-            use x509_parser::error::PEMError;
-            let what = match e {
-                PEMError::IncompletePEM => "is cut off (no END line)".to_string(),
-                PEMError::Base64DecodeError => "is not valid base64 (cut off or damaged)".to_string(),
-                PEMError::InvalidHeader => "has a damaged BEGIN line".to_string(),
-                other => format!("could not be read ({other})"),
-            };
-            (
-                ProblemKind::Malformed,
-                format!("is damaged: PEM block {block_no} {what}; restore the file from the issuer's original"),
-            )
-        })?;
-        match pem.label.as_str() {
-            "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
-                let cert = parse_one(&pem.contents, &make).map_err(|e| {
-                    (
-                        ProblemKind::Malformed,
-                        format!("has a damaged certificate in PEM block {block_no}: {e}"),
-                    )
-                })?;
-                certs.push(cert);
-            }
-            other => other_labels.push(other.to_string()),
-        }
-    }
-    if !certs.is_empty() {
-        return Ok(certs);
-    }
-    Err((
-        ProblemKind::NotCertificate,
-        no_certificate_message(bytes, &other_labels),
-    ))
-}
-
-fn no_certificate_message(bytes: &[u8], labels: &[String]) -> String {
-    let has = |pred: &dyn Fn(&str) -> bool| labels.iter().any(|l| pred(l));
-    if has(&|l| l.ends_with("PRIVATE KEY")) {
-        return "holds a private key but no certificate; point this source at the certificate file"
-            .into();
-    }
-    if has(&|l| l.contains("CERTIFICATE REQUEST")) {
-        return "holds a certificate request (CSR) but no certificate; the issued certificate still has to be put here".into();
-    }
-    if has(&|l| l == "PKCS7") {
-        return "holds a PKCS#7 bundle, not PEM certificates; convert it with `openssl pkcs7 -print_certs`".into();
-    }
-    if !labels.is_empty() {
-        return format!(
-            "holds PEM blocks ({}) but no certificate",
-            labels.join(", ")
-        );
-    }
-    // "-----BEGIN " was there but no block could be read from it.
-    let _ = bytes;
-    "has a PEM BEGIN line but no readable block".into()
-}
-
-fn parse_der<T>(
-    bytes: &[u8],
-    make: impl Fn(&[u8], &X509Certificate<'_>) -> T,
-) -> Result<Vec<T>, Problem> {
-    let mut certs = Vec::new();
-    let mut rest = bytes;
-    loop {
-        let (after, cert) = X509Certificate::from_der(rest).map_err(|e| {
-            let what = if certs.is_empty() {
-                "is a damaged or cut-off DER certificate".to_string()
-            } else {
-                format!("has damaged data after certificate {}", certs.len())
-            };
-            (
-                ProblemKind::Malformed,
-                format!("{what} ({e}); restore the file from the issuer's original"),
-            )
-        })?;
-        let der = &rest[..rest.len() - after.len()];
-        certs.push(make(der, &cert));
-        rest = after;
-        // Editors and mail clients add newlines or NULs after a DER blob; they are not a
-        // second certificate. (Only after a parsed certificate: its own last byte may be
-        // 0x00 or 0x0a.)
-        if rest.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
-            return Ok(certs);
-        }
-    }
+    (kind, message)
 }
 
 fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>, Problem> {
@@ -328,7 +146,7 @@ fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>,
     bags.iter()
         .enumerate()
         .map(|(n, bag)| {
-            parse_one(bag.cert.as_der(), cert_info).map_err(|e| {
+            certfile::parse_one(bag.cert.as_der(), cert_info).map_err(|e| {
                 (
                     ProblemKind::Malformed,
                     format!(
@@ -339,13 +157,6 @@ fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>,
             })
         })
         .collect()
-}
-
-fn parse_one<T>(der: &[u8], make: impl Fn(&[u8], &X509Certificate<'_>) -> T) -> Result<T, String> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-    // TRUSTED CERTIFICATE blocks carry OpenSSL trust settings after the certificate.
-    let exact = &der[..der.len() - rest.len()];
-    Ok(make(exact, &cert))
 }
 
 /// Everything the inventory reports about one certificate; `der` is its exact encoding.
@@ -567,28 +378,6 @@ mod tests {
             ip_string(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
             "::1"
         );
-    }
-
-    #[test]
-    fn sniffing_der() {
-        assert_eq!(
-            sniff_der(b"\x30\x82\x01\x00\x30\x82\x00\xf0\xa0"),
-            DerKind::Certificate
-        );
-        assert_eq!(
-            sniff_der(b"\x30\x82\x01\x00\x02\x01\x03\x30\x80"),
-            DerKind::Pkcs12
-        );
-        assert_eq!(
-            sniff_der(b"\x30\x82\x01\x00\x02\x01\x00\x30\x0d"),
-            DerKind::PrivateKey
-        );
-        assert_eq!(
-            sniff_der(b"\x30\x77\x02\x01\x01\x04\x20"),
-            DerKind::PrivateKey
-        );
-        assert_eq!(sniff_der(b"hello world"), DerKind::Unknown);
-        assert_eq!(sniff_der(b""), DerKind::Unknown);
     }
 
     #[test]

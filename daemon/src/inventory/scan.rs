@@ -605,7 +605,7 @@ fn read_and_parse(
     let reason;
     let password_arg = match password {
         None => Password::None,
-        Some(id) if parse::looks_like_pkcs12(&bytes) => {
+        Some(id) if crate::certfile::looks_like_pkcs12(&bytes) => {
             source = id.path.display().to_string();
             match read_password(id) {
                 Ok(s) => {

@@ -34,8 +34,9 @@
 //! - PKCS#12 bundles are written with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for keys and
 //!   certificates and an HMAC-SHA256 MAC, which OpenSSL 3 and Java read without legacy
 //!   providers. A bundle is written, and read, only if its key belongs to its certificate.
-//! - Certificates are parsed by x509-parser; reading certificate files reuses the inventory's
-//!   reader ([`parse_certificate_chain`]), so both say the same about a bad file.
+//! - Certificates are parsed by x509-parser; certificate files are read through
+//!   [`crate::certfile`] ([`parse_certificate_chain`]), as the inventory reads them, so both
+//!   say the same about a bad file.
 
 use certvakt_plugin_api::profile::KeyAlgorithm;
 use x509_parser::certificate::X509Certificate;
@@ -218,7 +219,7 @@ pub fn pem_certificates(ders: &[Vec<u8>]) -> String {
 /// is parsed; a damaged one, or a file without any, is an error saying what the file holds.
 /// PKCS#12 is refused: [`read_pkcs12`] reads it with its password.
 pub fn parse_certificate_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
-    crate::inventory::certificate_ders(bytes).map_err(|(_, problem)| KeyError::Certificate {
+    crate::certfile::certificate_ders(bytes).map_err(|(_, problem)| KeyError::Certificate {
         problem: format!("file {problem}"),
     })
 }

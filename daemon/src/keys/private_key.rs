@@ -178,8 +178,7 @@ impl fmt::Debug for PrivateKey {
 /// The DER of the first private key in `bytes` (PEM or DER), unparsed. Shared with the
 /// inventory's key check, which accepts more kinds of key than [`PrivateKey`].
 pub(crate) fn private_key_der(bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyFileProblem> {
-    let is_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");
-    if !is_pem {
+    if !crate::certfile::is_pem(bytes) {
         if bytes.first() != Some(&0x30) {
             return Err(KeyFileProblem::NoKey);
         }
