@@ -54,11 +54,18 @@ impl Site {
     }
 
     fn write_config(&self, pebble: &Pebble, certs: &[Cert<'_>]) -> Result<()> {
-        self.write_config_for(pebble, &pebble.directory_url(), certs)
+        self.write_config_for(pebble, &pebble.directory_url(), true, certs)
     }
 
-    /// A configuration whose certificates use `directory` (pebble's, or a front's).
-    fn write_config_for(&self, pebble: &Pebble, directory: &str, certs: &[Cert<'_>]) -> Result<()> {
+    /// A configuration whose certificates use `directory` (pebble's, or a front's), with the
+    /// daemon's http-01 responder on pebble's validation port or not.
+    fn write_config_for(
+        &self,
+        pebble: &Pebble,
+        directory: &str,
+        responder: bool,
+        certs: &[Cert<'_>],
+    ) -> Result<()> {
         let dir = self.path();
         let mut body = format!(
             "[trust]\npebble = [\"{}\"]\n",
@@ -83,11 +90,15 @@ trust = "pebble"
                 settings = cert.settings,
             ));
         }
+        let responder = if responder {
+            format!("\nhttp01_listen = \"127.0.0.1:{}\"", pebble.http01_port())
+        } else {
+            String::new()
+        };
         let text = config_toml(dir, "127.0.0.1:0", &body).replace(
             "log_level = \"debug\"",
             &format!(
-                "log_level = \"debug\"\nretry_initial = \"1s\"\nretry_max = \"3s\"\nhttp01_listen = \"127.0.0.1:{}\"",
-                pebble.http01_port()
+                "log_level = \"debug\"\nretry_initial = \"1s\"\nretry_max = \"3s\"{responder}"
             ),
         );
         std::fs::write(&self.config, text)?;
@@ -542,6 +553,7 @@ fn the_cas_renewal_window_decides_when_to_renew() -> Result<()> {
     site.write_config_for(
         &pebble,
         &front.directory_url(),
+        true,
         &[Cert {
             id: "web",
             settings: "domains = [\"web.apotek.test\"]\nagree_terms = true".into(),
@@ -632,4 +644,52 @@ fn serial_b64(hex: &str) -> String {
         .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn http01_through_a_webroot_that_another_web_server_serves() -> Result<()> {
+    use certvakt_testkit::webroot::WebRoot;
+
+    let pebble = Pebble::start(PebbleConfig::default())?;
+    let site = Site::new(&pebble, &[])?;
+    let www = site.path().join("www");
+    std::fs::create_dir(&www)?;
+    // The web server owns port 80 (here pebble's validation port); certvakt only writes files.
+    let server = WebRoot::start(pebble.http01_port(), &www)?;
+    site.write_config_for(
+        &pebble,
+        &pebble.directory_url(),
+        false,
+        &[Cert {
+            id: "web",
+            settings: format!(
+                "domains = [\"web.apotek.test\", \"www.apotek.test\"]\nagree_terms = true\nwebroot = \"{}\"",
+                www.display()
+            ),
+        }],
+    )?;
+    let daemon = Daemon::start(&bins()?, &site.config, &[])?;
+    wait_for_runs(&daemon, &pebble, "web", 1, RENEWALS)?;
+    assert!(pair_matches(&site.live("web.pem"), &site.live("web.key"))?);
+
+    // pebble fetched both names' files from the web server, and got them.
+    let fetched: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|(_, path, status)| {
+            path.starts_with("/.well-known/acme-challenge/") && *status == 200
+        })
+        .map(|(_, path, _)| path)
+        .collect();
+    let mut tokens = fetched.clone();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 2, "one token per name: {fetched:?}");
+    // And the files are gone again.
+    let left: Vec<_> = std::fs::read_dir(www.join(".well-known/acme-challenge"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    Ok(())
 }

@@ -20,6 +20,7 @@ pub mod leaf;
 pub mod pebble;
 pub mod sample;
 pub mod simca;
+pub mod webroot;
 
 #[cfg(test)]
 mod selftest;
