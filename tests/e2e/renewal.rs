@@ -689,3 +689,111 @@ fn a_live_file_certvakt_did_not_write_is_kept_before_it_is_replaced() -> Result<
     assert_eq!(mode & 0o777, 0o600);
     Ok(())
 }
+
+#[test]
+fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
+    use certvakt_testkit::LeafSpec;
+
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual"],
+    )?;
+    let mitid = TestCa::new(CaShape::Oces3)?;
+    let stranger = TestCa::new(CaShape::Oces3)?;
+    let current = mitid.issue(
+        &LeafSpec::oces3(
+            "25450442",
+            "9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d",
+            "Hjørring Apotek FMK",
+        )
+        .days(-700, 400),
+    )?;
+    let live = current.write_pem(&dir.path().join("live"), "fmk")?;
+    let root = dir.path().join("oces3-root.pem");
+    std::fs::write(&root, mitid.root_pem())?;
+    let body = format!(
+        r#"[trust]
+oces3 = ["{root}"]
+
+[[certificate]]
+id = "fmk"
+cert = "{cert}"
+key = "{key}"
+plugin = "manual"
+issuer_trust = "oces3"
+[certificate.settings]
+ca_name = "MitID Erhverv"
+"#,
+        root = root.display(),
+        cert = live.cert.display(),
+        key = live.key.display(),
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+    let renew = daemon.cli(&["renew", "fmk", "--force"])?;
+    ensure!(renew.status.success(), "renew: {}", stderr(&renew));
+    let task = eventually(WAIT, "the order task", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    })?;
+    let csr_file = task["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".csr"))
+        .context("a CSR among the task's files")?
+        .to_owned();
+    let csr = std::fs::read_to_string(&csr_file)?;
+    let import = |issued: certvakt_testkit::ca::CsrCertificate,
+                  name: &str|
+     -> Result<std::process::Output> {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{}{}", issued.pem, issued.chain_pem))?;
+        daemon.cli(&["import", "fmk", &file.display().to_string()])
+    };
+
+    // From a CA outside the trust set: refused, and the run still waits for a certificate.
+    let refused = import(stranger.issue_from_csr(&csr, |_| {})?, "stranger.pem")?;
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(
+        said.contains("does not chain to trust set `oces3`"),
+        "{said}"
+    );
+    assert!(!tasks(&daemon)?.is_empty(), "the order task stays open");
+
+    // From MitID Erhverv, but a new order (another UUID): taken, and noted.
+    let new_uuid = "0443b8ae-dfd0-48c1-8af4-b9993cbce492";
+    let issued = mitid.issue_from_csr(&csr, |params| {
+        params.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+            rcgen::DnValue::PrintableString(
+                format!("UI:DK-O:G:{new_uuid}")
+                    .try_into()
+                    .expect("printable"),
+            ),
+        );
+    })?;
+    let taken = import(issued, "mitid.pem")?;
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    let said = stdout(&taken);
+    assert!(said.contains("note: ") && said.contains(new_uuid), "{said}");
+    // Still shown once the renewal is complete: it matters to whoever registers the new one.
+    eventually(WAIT, "the renewal to complete", || {
+        let (_, status) = daemon.cli_json(&["status"]).ok()?;
+        let fmk = status["renewals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == "fmk")?
+            .clone();
+        (fmk["last_success"].is_i64() && fmk["phase"].is_null()).then_some(())
+    })?;
+    let show = daemon.cli(&["show", "fmk"])?;
+    let shown = stdout(&show);
+    assert!(shown.contains("new UUID"), "{shown}");
+    Ok(())
+}

@@ -388,6 +388,9 @@ pub fn render_show(report: &ShowReport) -> String {
         push_field(&mut out, "plugin", &plugin_text(r));
         push_field(&mut out, "step", &step_text(r));
         push_field(&mut out, "next", &r.next_at.map_or("-".into(), format_time));
+        for note in &r.notes {
+            push_field(&mut out, "note", note);
+        }
         if let Some((start, end)) = r.suggested_window {
             push_field(
                 &mut out,

@@ -64,6 +64,7 @@ const CERTIFICATE_KEYS: &[&str] = &[
     "key_mode",
     "cert_mode",
     "overlap",
+    "issuer_trust",
     "pre_hook",
     "deploy_hook",
     "post_hook",
@@ -981,6 +982,12 @@ impl Loader {
                     return false;
                 };
                 r.key_policy = policy;
+            }
+            "issuer_trust" => {
+                let Some(text) = self.string(src, key, v, "issuer_trust = \"oces3\"") else {
+                    return false;
+                };
+                r.issuer_trust = Some(text);
             }
             "owner" | "group" => {
                 let example = format!("{name} = \"root\"");

@@ -227,6 +227,9 @@ pub struct Renewal {
     /// `overlap`: how long the old certificate stays registered after the new one is in
     /// place, for authorities that need both (default 0).
     pub overlap: HumanDuration,
+    /// `issuer_trust`: a `[trust]` set every issued or imported certificate must chain to
+    /// (e.g. the OCES3 roots), checked before anything is staged. Default: not checked.
+    pub issuer_trust: Option<String>,
     /// `pre_hook`, `deploy_hook`, `post_hook`: commands (program with absolute path, then
     /// arguments) run before installing, after a successful install, and always at the end.
     pub pre_hook: Option<Vec<String>>,
@@ -252,6 +255,7 @@ impl Default for Renewal {
             key_mode: 0o600,
             cert_mode: 0o644,
             overlap: HumanDuration(std::time::Duration::ZERO),
+            issuer_trust: None,
             pre_hook: None,
             deploy_hook: None,
             post_hook: None,

@@ -604,7 +604,10 @@ fn renewal_keys_and_plugin_settings_load() {
     let dir = Dir::new();
     dir.write(
         "certvakt.toml",
-        r#"[[certificate]]
+        r#"[trust]
+oces3 = ["/etc/certvakt/trust/oces3-root.pem"]
+
+[[certificate]]
 id = "fmk-prod"
 cert = "/etc/certvakt/fmk/cert.pem"
 key = "/etc/certvakt/fmk/key.pem"
@@ -621,6 +624,7 @@ group = "fmk"
 key_mode = "0640"
 cert_mode = "0644"
 overlap = "14d"
+issuer_trust = "oces3"
 deploy_hook = ["/usr/bin/systemctl", "reload", "fmk-client"]
 hook_timeout = "2m"
 
@@ -648,6 +652,7 @@ pharmacy = { name = "Hjørring Apotek", ean = 5790000123456 }
     assert_eq!(r.key_policy, KeyPolicy::Reuse);
     assert_eq!((r.key_mode, r.cert_mode), (0o640, 0o644));
     assert_eq!(r.overlap.as_secs(), 14 * 86_400);
+    assert_eq!(r.issuer_trust.as_deref(), Some("oces3"));
     assert_eq!(r.hook_timeout.as_secs(), 120);
     assert_eq!(
         r.deploy_hook.as_deref(),
@@ -706,4 +711,29 @@ settings = "none"
         "{text}"
     );
     assert!(text.contains("absolute path"), "{text}");
+}
+
+#[test]
+fn issuer_trust_must_name_a_trust_set() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[trust]
+oces3 = ["/etc/certvakt/trust/oces3-root.pem"]
+
+[[certificate]]
+id = "fmk"
+cert = "/etc/certvakt/fmk/cert.pem"
+plugin = "manual"
+issuer_trust = "oces"
+"#,
+    );
+    let problems = dir.load_err();
+    let problem = find(&problems, "certificate[0].issuer_trust");
+    let text = problem.to_string();
+    assert!(
+        text.contains("\"oces\", which [trust] does not define"),
+        "{text}"
+    );
+    assert!(text.contains("write one of oces3"), "{text}");
 }

@@ -418,6 +418,21 @@ impl Validator<'_> {
                 let key = format!("certificate[{i}].pkcs12_password_file");
                 self.absolute(&key, origin, file, "/etc/certvakt/secrets/fmk.pass");
             }
+            if let Some(name) = &cert.renewal.issuer_trust
+                && !config.trust.contains_key(name)
+            {
+                let known: Vec<&str> = config.trust.keys().map(String::as_str).collect();
+                self.report(
+                    &format!("certificate[{i}].issuer_trust"),
+                    origin,
+                    format!("names the trust set \"{name}\", which [trust] does not define"),
+                    if known.is_empty() {
+                        format!("add it: [trust] {name} = [\"/etc/certvakt/trust/{name}.pem\"]")
+                    } else {
+                        format!("write one of {}, or add it to [trust]", known.join(", "))
+                    },
+                );
+            }
             self.renewal(i, cert);
         }
     }

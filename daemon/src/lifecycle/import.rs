@@ -2,8 +2,10 @@
 //! or from the inbox folder.
 //!
 //! Contract: nothing is staged unless the leaf belongs to the pending key (or to the key the
-//! CA delivered with it in a PKCS#12), is still valid, and keeps the organisation identity of
-//! the certificate it replaces. Every refusal is a sentence naming what does not fit.
+//! CA delivered with it in a PKCS#12), is still valid, keeps the organisation identity of the
+//! certificate it replaces, and — with `issuer_trust` — chains to that trust set. Every
+//! refusal is a sentence naming what does not fit. What fits but deserves a person's
+//! attention (a Danish certificate with a new UUID) is a note, not a refusal.
 
 use crate::config::ManagedCertificate;
 use crate::inventory::{self, NordicIdentity};
@@ -26,6 +28,15 @@ pub struct Checked {
     pub leaf_der: Vec<u8>,
     pub chain_der: Vec<Vec<u8>>,
     pub facts: CertFacts,
+    /// What the operator should know about the new certificate (sentences).
+    pub notes: Vec<String>,
+}
+
+/// The trust set an issued certificate must chain to: its name and its roots (DER).
+#[derive(Debug)]
+pub struct IssuerTrust {
+    pub name: String,
+    pub roots: Vec<Vec<u8>>,
 }
 
 /// Reads a certificate file as sent by `certvakt import`: PEM or DER certificates, or a
@@ -75,6 +86,7 @@ pub fn check_chain(
     chain: &[u8],
     key: &PrivateKey,
     old: Option<&CertFacts>,
+    trust: Option<&IssuerTrust>,
     now: i64,
 ) -> Result<Checked, EngineError> {
     let ders = keys::parse_certificate_chain(chain)?;
@@ -104,6 +116,7 @@ pub fn check_chain(
             crate::human_time::format_time(facts.not_after)
         )));
     }
+    let mut notes = Vec::new();
     if let Some(old) = old {
         let was = organisation(&old.pem);
         let is = organisation(&facts.pem);
@@ -116,11 +129,109 @@ pub fn check_chain(
                 was.unwrap_or_default()
             )));
         }
+        if let (Some(was), Some(is)) = (oces3_uuid(&old.pem), oces3_uuid(&facts.pem))
+            && !was.eq_ignore_ascii_case(&is)
+        {
+            notes.push(format!(
+                "certificate {} has a new UUID ({is}; the one it replaces had {was}): it is a new certificate to the authorities, not a renewal of the old one, so each must be told about it (whitelistings, system users) rather than get a new hash",
+                facts.serial
+            ));
+        }
+    }
+    if let Some(trust) = trust {
+        verify_issuer(cert, &facts, &leaf_der, &rest, trust, now)?;
     }
     Ok(Checked {
         leaf_der,
         chain_der: rest,
         facts,
+        notes,
+    })
+}
+
+/// Accepts any extended key usage: `issuer_trust` asks who issued the certificate, not what
+/// it may be used for (OCES3 system certificates carry no EKU; TLS certificates do).
+struct AnyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyUsage {
+    fn validate(&self, _: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// Checks that the leaf chains, through the certificates that came with it, to a root of
+/// `trust`, with valid signatures and validity periods at `now`.
+fn verify_issuer(
+    cert: &ManagedCertificate,
+    facts: &CertFacts,
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    trust: &IssuerTrust,
+    now: i64,
+) -> Result<(), EngineError> {
+    use rustls::pki_types::{CertificateDer, UnixTime};
+
+    let refuse = |why: String| {
+        EngineError::Import(format!(
+            "certificate {} for {} does not chain to trust set `{}` ({why}); import it with its intermediate certificates, or check that the set holds the issuing CA's root",
+            facts.serial, cert.id, trust.name
+        ))
+    };
+    let roots: Vec<CertificateDer<'_>> = trust
+        .roots
+        .iter()
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    let anchors = roots
+        .iter()
+        .map(|der| webpki::anchor_from_trusted_cert(der).map(|a| a.to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            refuse(format!(
+                "the set has a certificate that cannot be a root: {e}"
+            ))
+        })?;
+    let leaf = CertificateDer::from(leaf_der);
+    let end_entity = webpki::EndEntityCert::try_from(&leaf)
+        .map_err(|e| refuse(format!("the certificate cannot be checked: {e}")))?;
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(now).unwrap_or(0),
+    ));
+    let algorithms = rustls::crypto::aws_lc_rs::default_provider()
+        .signature_verification_algorithms
+        .all;
+    end_entity
+        .verify_for_usage(
+            algorithms,
+            &anchors,
+            &intermediates,
+            time,
+            AnyUsage,
+            None,
+            None,
+        )
+        .map(drop)
+        .map_err(|e| {
+            refuse(match e {
+                webpki::Error::UnknownIssuer => {
+                    "no issuer in the set or among the certificates that came with it".into()
+                }
+                webpki::Error::InvalidSignatureForPublicKey => "a signature does not verify".into(),
+                other => format!("{other}"),
+            })
+        })
+}
+
+/// The OCES3 UUID (`serialNumber=UI:DK-…:<uuid>`) of a PEM certificate, if it has one.
+fn oces3_uuid(pem: &str) -> Option<String> {
+    let (_, infos) = inventory::parse_certificates(pem.as_bytes(), None).ok()?;
+    infos.first()?.identities.iter().find_map(|id| match id {
+        NordicIdentity::DkOces3 { uuid, .. } => uuid.clone(),
+        _ => None,
     })
 }
 

@@ -148,6 +148,10 @@ pub struct CertRenewal {
     /// it gave one: `next_at` lies inside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested_window: Option<(i64, i64)>,
+    /// What the operator should know about the new certificate of the run in progress, or of
+    /// the last one when none is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The engine as readers see it.
@@ -965,6 +969,7 @@ impl Engine {
             chain_pem: None,
             version: None,
             wait_until: None,
+            notes: Vec::new(),
         });
         record.tasks.retain(|t| t.closed_at.is_none());
         log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
@@ -1058,7 +1063,18 @@ impl Engine {
                 PrivateKey::from_bytes(&Zeroizing::new(bytes))?
             }
         };
-        let checked = import::check_chain(cert, chain, &key, run.old.as_ref(), crate::now_unix())?;
+        let trust = self.issuer_trust(cert)?;
+        let checked = import::check_chain(
+            cert,
+            chain,
+            &key,
+            run.old.as_ref(),
+            trust.as_ref(),
+            crate::now_unix(),
+        )?;
+        for note in &checked.notes {
+            log::warn!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(); "{note}");
+        }
         let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
             (Some(_), Some(password_file)) => {
                 let password = read_password(password_file)?;
@@ -1105,8 +1121,44 @@ impl Engine {
         run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
         run.new = Some(checked.facts);
         run.version = Some(version);
+        run.notes = checked.notes;
         set_phase(run, Phase::Issued, crate::now_unix());
         Ok(())
+    }
+
+    /// The roots of the certificate's `issuer_trust` set, read now (a replaced file counts at
+    /// once); `None` when it has none.
+    fn issuer_trust(
+        &self,
+        cert: &ManagedCertificate,
+    ) -> Result<Option<import::IssuerTrust>, EngineError> {
+        let Some(name) = &cert.renewal.issuer_trust else {
+            return Ok(None);
+        };
+        let files = self.config.trust.get(name).ok_or_else(|| {
+            EngineError::Import(format!(
+                "issuer_trust of {} names the trust set `{name}`, which [trust] does not define",
+                cert.id
+            ))
+        })?;
+        let mut roots = Vec::new();
+        for file in files {
+            let unusable = |why: String| {
+                EngineError::Import(format!(
+                    "trust set `{name}` cannot be used to check the new certificate: {} {why}",
+                    file.display()
+                ))
+            };
+            let bytes =
+                std::fs::read(file).map_err(|e| unusable(format!("cannot be read ({e})")))?;
+            roots.extend(
+                keys::parse_certificate_chain(&bytes).map_err(|e| unusable(e.to_string()))?,
+            );
+        }
+        Ok(Some(import::IssuerTrust {
+            name: name.clone(),
+            roots,
+        }))
     }
 
     async fn install(&self, cert: &ManagedCertificate, run: &Run) -> Result<(), EngineError> {
@@ -1379,8 +1431,11 @@ impl Engine {
                     "old_serial": run.old.as_ref().map(|o| o.serial.clone()),
                     "new_serial": run.new.as_ref().map(|n| n.serial.clone()),
                     "version": run.version,
+                    "notes": run.notes,
                 }),
             );
+            // Kept for status until the next run ends: a new UUID matters after the install.
+            record.last_notes.clone_from(&run.notes);
             log::info!(
                 cert_id = cert.id.as_str(), plugin = cert.plugin.as_str();
                 "renewal complete (run {}): serial {} valid until {}; {} old version(s) removed",
@@ -1672,14 +1727,14 @@ impl Engine {
             }
             self.accept_issued(&cert, run, &parsed.chain_pem, parsed.key)?;
             close_tasks(&mut record, Phase::Ordered, now);
-            let serial = record
+            let (serial, notes) = record
                 .run
                 .as_ref()
-                .and_then(|r| r.new.as_ref())
-                .map(|n| n.serial.clone())
+                .and_then(|r| Some((r.new.as_ref()?.serial.clone(), r.notes.clone())))
                 .unwrap_or_default();
+            let notes: String = notes.iter().map(|n| format!("\nnote: {n}")).collect();
             Ok(format!(
-                "imported certificate {serial} for {id}; continuing with registration and installation"
+                "imported certificate {serial} for {id}; continuing with registration and installation{notes}"
             ))
         })();
         match &result {
@@ -1784,6 +1839,10 @@ impl Engine {
                     last_success: record.last_success,
                     open_tasks: record.open_tasks().cloned().collect(),
                     suggested_window,
+                    notes: record
+                        .run
+                        .as_ref()
+                        .map_or_else(|| record.last_notes.clone(), |r| r.notes.clone()),
                 }
             })
             .collect();

@@ -110,6 +110,9 @@ pub struct Run {
     /// Waiting for the CA, a person or the overlap: not before this time.
     #[serde(default)]
     pub wait_until: Option<i64>,
+    /// What the operator should know about the new certificate (e.g. a new UUID).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A step that needs a person.
@@ -152,6 +155,9 @@ pub struct Record {
     /// Open tasks, and closed ones of the current run.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// The notes of the last completed run (e.g. a new UUID), until the next one completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_notes: Vec<String>,
     /// What the plugin last said about when to renew the certificate in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested: Option<Suggestion>,
