@@ -797,3 +797,114 @@ ca_name = "MitID Erhverv"
     assert!(shown.contains("new UUID"), "{shown}");
     Ok(())
 }
+
+#[test]
+fn a_certificate_is_held_to_the_key_usages_and_key_type_its_request_asked_for() -> Result<()> {
+    use certvakt_testkit::{KeyType, LeafSpec};
+
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual"],
+    )?;
+    let body = format!(
+        r#"[[certificate]]
+id = "fmk"
+cert = "{live}/fmk.pem"
+key = "{live}/fmk.key"
+plugin = "manual"
+[certificate.settings]
+ca_name = "MitID Erhverv"
+key_type = "rsa-3072"
+key_usage = ["digitalSignature"]
+subject = [
+  {{ attribute = "C", value = "DK" }},
+  {{ attribute = "organizationIdentifier", value = "NTRDK-25450442" }},
+  {{ attribute = "O", value = "Hjørring Apotek" }},
+  {{ attribute = "serialNumber", value = "UI:DK-O:G:9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d" }},
+  {{ attribute = "CN", value = "Hjørring Apotek FMK" }},
+]
+"#,
+        live = dir.path().join("live").display(),
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+    let task = eventually(WAIT, "the order task", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    })?;
+    let csr_file = task["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".csr"))
+        .context("a CSR among the task's files")?
+        .to_owned();
+    let csr = std::fs::read_to_string(&csr_file)?;
+    let mitid = TestCa::new(CaShape::Oces3)?;
+    let import =
+        |bytes: &[u8], name: &str, password: Option<&str>| -> Result<std::process::Output> {
+            let file = dir.path().join(name);
+            std::fs::write(&file, bytes)?;
+            let mut args = vec![
+                "import".to_owned(),
+                "fmk".into(),
+                file.display().to_string(),
+            ];
+            if let Some(password) = password {
+                let password_file = dir.path().join(format!("{name}.pass"));
+                std::fs::write(&password_file, password)?;
+                args.extend([
+                    "--password-file".into(),
+                    password_file.display().to_string(),
+                ]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            daemon.cli(&args)
+        };
+
+    // The CA left out digitalSignature: refused.
+    let wrong_usage = mitid.issue_from_csr(&csr, |params| {
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+    })?;
+    let refused = import(
+        format!("{}{}", wrong_usage.pem, wrong_usage.chain_pem).as_bytes(),
+        "wrong-usage.pem",
+        None,
+    )?;
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(said.contains("does not allow digitalSignature"), "{said}");
+
+    // A PKCS#12 whose key the CA made, but weaker than the profile's RSA 3072: refused.
+    let weak = mitid.issue(
+        &LeafSpec::oces3(
+            "25450442",
+            "9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d",
+            "Hjørring Apotek FMK",
+        )
+        .key_type(KeyType::Rsa2048),
+    )?;
+    let refused = import(&weak.pkcs12_bytes("kodeord")?, "weak.p12", Some("kodeord"))?;
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(
+        said.contains("is rsa-2048, but fmk asks for rsa-3072"),
+        "{said}"
+    );
+
+    // As asked: taken.
+    let right = mitid.issue_from_csr(&csr, |params| {
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    })?;
+    let taken = import(
+        format!("{}{}", right.pem, right.chain_pem).as_bytes(),
+        "right.pem",
+        None,
+    )?;
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    Ok(())
+}

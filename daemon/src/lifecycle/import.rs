@@ -11,7 +11,8 @@ use crate::config::ManagedCertificate;
 use crate::inventory::{self, NordicIdentity};
 use crate::keys::{self, PrivateKey};
 
-use super::{CertFacts, EngineError};
+use super::{CertFacts, EngineError, Requested};
+use certvakt_plugin_api::profile::{KeyAlgorithm, KeyUsage};
 
 /// What an imported file held.
 #[derive(Debug)]
@@ -30,6 +31,18 @@ pub struct Checked {
     pub facts: CertFacts,
     /// What the operator should know about the new certificate (sentences).
     pub notes: Vec<String>,
+}
+
+/// What a new certificate is held to beyond the key and the organisation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect<'a> {
+    /// The `issuer_trust` set it must chain to.
+    pub trust: Option<&'a IssuerTrust>,
+    /// What the CSR asked for (absent when the run had no CSR: a PKCS#12 import started it).
+    pub requested: Option<&'a Requested>,
+    /// Whether the CA made the key (a PKCS#12 with a key): it must then be as strong as the
+    /// profile's key type.
+    pub key_from_ca: bool,
 }
 
 /// The trust set an issued certificate must chain to: its name and its roots (DER).
@@ -86,7 +99,7 @@ pub fn check_chain(
     chain: &[u8],
     key: &PrivateKey,
     old: Option<&CertFacts>,
-    trust: Option<&IssuerTrust>,
+    expect: Expect<'_>,
     now: i64,
 ) -> Result<Checked, EngineError> {
     let ders = keys::parse_certificate_chain(chain)?;
@@ -138,7 +151,27 @@ pub fn check_chain(
             ));
         }
     }
-    if let Some(trust) = trust {
+    if let Some(requested) = expect.requested {
+        if expect.key_from_ca && !strong_enough(key.algorithm(), requested.key) {
+            return Err(EngineError::Import(format!(
+                "the key that came with certificate {} is {}, but {} asks for {} (or stronger of the same kind); ask the CA for a certificate with such a key",
+                facts.serial,
+                key.algorithm().as_str(),
+                cert.id,
+                requested.key.as_str()
+            )));
+        }
+        let missing = missing_key_usages(&leaf_der, &requested.key_usage);
+        if !missing.is_empty() {
+            return Err(EngineError::Import(format!(
+                "certificate {} for {} does not allow {}, which the request asked for; it cannot be used as the authority expects",
+                facts.serial,
+                cert.id,
+                missing.join(" and ")
+            )));
+        }
+    }
+    if let Some(trust) = expect.trust {
         verify_issuer(cert, &facts, &leaf_der, &rest, trust, now)?;
     }
     Ok(Checked {
@@ -226,6 +259,45 @@ fn verify_issuer(
         })
 }
 
+/// Whether a key of type `have` meets a request for `want`: the same kind (RSA or EC), and at
+/// least the size.
+fn strong_enough(have: KeyAlgorithm, want: KeyAlgorithm) -> bool {
+    let rank = |k: KeyAlgorithm| match k {
+        KeyAlgorithm::Rsa2048 => ("RSA", 1),
+        KeyAlgorithm::Rsa3072 => ("RSA", 2),
+        KeyAlgorithm::Rsa4096 => ("RSA", 3),
+        KeyAlgorithm::EcP256 => ("EC", 1),
+        KeyAlgorithm::EcP384 => ("EC", 2),
+    };
+    let ((have_kind, have_rank), (want_kind, want_rank)) = (rank(have), rank(want));
+    have_kind == want_kind && have_rank >= want_rank
+}
+
+/// The requested key usages the certificate does not allow, by their RFC 5280 names. A
+/// certificate without a key usage extension allows every usage (RFC 5280 §4.2.1.3).
+fn missing_key_usages(leaf_der: &[u8], requested: &[KeyUsage]) -> Vec<&'static str> {
+    let Ok((_, leaf)) = x509_parser::parse_x509_certificate(leaf_der) else {
+        return Vec::new();
+    };
+    let Ok(Some(usage)) = leaf.key_usage() else {
+        return Vec::new();
+    };
+    let allows = usage.value;
+    requested
+        .iter()
+        .filter_map(|wanted| {
+            let (present, name) = match wanted {
+                KeyUsage::DigitalSignature => (allows.digital_signature(), "digitalSignature"),
+                KeyUsage::NonRepudiation => (allows.non_repudiation(), "nonRepudiation"),
+                KeyUsage::KeyEncipherment => (allows.key_encipherment(), "keyEncipherment"),
+                KeyUsage::DataEncipherment => (allows.data_encipherment(), "dataEncipherment"),
+                KeyUsage::KeyAgreement => (allows.key_agreement(), "keyAgreement"),
+            };
+            (!present).then_some(name)
+        })
+        .collect()
+}
+
 /// The OCES3 UUID (`serialNumber=UI:DK-…:<uuid>`) of a PEM certificate, if it has one.
 fn oces3_uuid(pem: &str) -> Option<String> {
     let (_, infos) = inventory::parse_certificates(pem.as_bytes(), None).ok()?;
@@ -251,4 +323,21 @@ fn organisation(pem: &str) -> Option<String> {
         NordicIdentity::SeHsaId { hsa_id } => hsa_id.split('-').next().map(str::to_owned),
         NordicIdentity::FiOrganisation { .. } => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_the_ca_made_must_be_of_the_kind_and_at_least_the_size_asked_for() {
+        use KeyAlgorithm::*;
+        assert!(strong_enough(Rsa3072, Rsa3072));
+        assert!(strong_enough(Rsa4096, Rsa3072));
+        assert!(!strong_enough(Rsa2048, Rsa3072));
+        assert!(strong_enough(EcP384, EcP256));
+        assert!(!strong_enough(EcP256, EcP384));
+        assert!(!strong_enough(EcP384, Rsa2048), "another kind");
+        assert!(!strong_enough(Rsa4096, EcP256), "another kind");
+    }
 }

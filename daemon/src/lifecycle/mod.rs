@@ -43,7 +43,7 @@ use crate::metrics::Metrics;
 use crate::plugin_host::{BasicServices, HttpService, LoadedPlugin, PluginCallError, Registry};
 use crate::store::{self, LivePaths, Ownership, Store, VersionFiles};
 
-pub use run::{CertFacts, Phase, Reason, Record, Run, Suggestion, Task};
+pub use run::{CertFacts, Phase, Reason, Record, Requested, Run, Suggestion, Task};
 use services::{EngineServices, KeyFiles};
 
 /// How long a plugin call may take before it counts as failed.
@@ -970,6 +970,7 @@ impl Engine {
             version: None,
             wait_until: None,
             notes: Vec::new(),
+            requested: None,
         });
         record.tasks.retain(|t| t.closed_at.is_none());
         log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
@@ -1035,6 +1036,10 @@ impl Engine {
         }
         let csr = keys::csr(&profile, &key)?;
         run.csr_pem = Some(csr.pem);
+        run.requested = Some(Requested {
+            key: profile.key,
+            key_usage: profile.key_usage.clone(),
+        });
         Ok(())
     }
 
@@ -1069,7 +1074,11 @@ impl Engine {
             chain,
             &key,
             run.old.as_ref(),
-            trust.as_ref(),
+            import::Expect {
+                trust: trust.as_ref(),
+                requested: run.requested.as_ref(),
+                key_from_ca: from_ca,
+            },
             crate::now_unix(),
         )?;
         for note in &checked.notes {

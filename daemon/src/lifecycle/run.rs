@@ -113,6 +113,19 @@ pub struct Run {
     /// What the operator should know about the new certificate (e.g. a new UUID).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the CSR asked for, to hold the issued certificate (and a key the CA made) to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<Requested>,
+}
+
+/// The parts of the plugin's CSR profile an issued certificate is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    /// The key type the profile asks for (after `key_type` in the configuration).
+    pub key: certvakt_plugin_api::profile::KeyAlgorithm,
+    /// The key usages the CSR requested: the certificate must allow each.
+    #[serde(default)]
+    pub key_usage: Vec<certvakt_plugin_api::profile::KeyUsage>,
 }
 
 /// A step that needs a person.
