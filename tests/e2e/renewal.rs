@@ -908,3 +908,78 @@ subject = [
     assert!(taken.status.success(), "{}", stderr(&taken));
     Ok(())
 }
+
+#[test]
+fn an_oces3_renewal_downloaded_from_mitid_erhverv_is_imported_with_its_key() -> Result<()> {
+    use certvakt_testkit::mitid::{MitIdErhverv, identity};
+
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual"],
+    )?;
+    let portal = MitIdErhverv::new()?;
+    let current = portal.order("25450442", "Hjørring Apotek FMK")?;
+    let live = current
+        .certificate
+        .write_pem(&dir.path().join("live"), "fmk")?;
+    let root = dir.path().join("oces3-root.pem");
+    std::fs::write(&root, portal.ca().root_pem())?;
+    let body = format!(
+        r#"[trust]
+oces3 = ["{root}"]
+
+[[certificate]]
+id = "fmk"
+cert = "{cert}"
+key = "{key}"
+plugin = "manual"
+issuer_trust = "oces3"
+[certificate.settings]
+ca_name = "MitID Erhverv"
+key_type = "rsa-3072"
+"#,
+        root = root.display(),
+        cert = live.cert.display(),
+        key = live.key.display(),
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+
+    // The administrator renews in the portal and downloads the bundle; no run was waiting.
+    let renewal = portal.renew(&current.certificate.cert_pem)?;
+    let (bundle, password) = renewal.write(&dir.path().join("Downloads"), "fmk-2026")?;
+    let imported = daemon.cli(&[
+        "import",
+        "fmk",
+        &bundle.display().to_string(),
+        "--password-file",
+        &password.display().to_string(),
+    ])?;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let said = stdout(&imported);
+    assert!(!said.contains("note:"), "a renewal keeps the UUID: {said}");
+
+    eventually(WAIT, "the renewal to be installed", || {
+        let now = std::fs::read_to_string(&live.cert).ok()?;
+        (now.trim() == renewal.certificate.cert_pem.trim()).then_some(())
+    })?;
+    let installed_key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(&live.key)?)?;
+    let downloaded_key =
+        certvakt::keys::PrivateKey::from_bytes(renewal.certificate.key_pem.as_bytes())?;
+    assert_eq!(
+        installed_key.public_key_raw(),
+        downloaded_key.public_key_raw(),
+        "the key the CA made is the one installed"
+    );
+    let installed = std::fs::read(&live.cert)?;
+    let der = certvakt::keys::parse_certificate_chain(&installed)?
+        .into_iter()
+        .next()
+        .context("a certificate")?;
+    assert_eq!(identity(&der)?, identity(&current.certificate.cert_der)?);
+    Ok(())
+}
