@@ -34,4 +34,4 @@ pub use messages::{
     PluginError, RenewalWindow, SettingDoc, SettingProblem, SignatureAlgorithm, StepContext,
     StepOutcome, TaskFile, TaskFileContent, TaskSpec,
 };
-pub use plugin::{About, DEFAULT_POLL_AFTER_SECS, Plugin, dispatch};
+pub use plugin::{About, DEFAULT_POLL_AFTER_SECS, Plugin, UNKNOWN_METHOD, dispatch};

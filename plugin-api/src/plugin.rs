@@ -7,7 +7,9 @@
 //!   decoded into a [`PluginRequest`], handed to the trait method, its result encoded as a
 //!   [`PluginResponse`]. A request that does not decode, a method the plugin does not know, and
 //!   a panic in the trait method all become [`PluginResponse::Error`] with
-//!   [`ErrorKind::Permanent`](crate::messages::ErrorKind::Permanent); nothing unwinds out.
+//!   [`ErrorKind::Permanent`](crate::messages::ErrorKind::Permanent); nothing unwinds out. A
+//!   method the plugin does not know carries the fault code [`UNKNOWN_METHOD`], so the host
+//!   can tell "not offered" (a plugin older than the method) from a failure.
 //! - The name, version and API version in [`Description`] come from the trait's constants and
 //!   this crate, so `describe` cannot disagree with the descriptor the host loaded.
 
@@ -21,6 +23,9 @@ use crate::messages::{
     PluginResponse, RenewalWindow, SettingDoc, SettingProblem, StepContext, StepOutcome,
 };
 use crate::profile::CsrProfile;
+
+/// The fault code of the error answering a method the plugin does not know.
+pub const UNKNOWN_METHOD: &str = "unknown_method";
 
 /// How long [`Plugin::poll`]'s default asks the daemon to wait before polling again.
 pub const DEFAULT_POLL_AFTER_SECS: u64 = 900;
@@ -139,11 +144,13 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
     let request = match PluginRequest::decode(method, params) {
         Ok(request) => request,
         Err(e) => {
-            return PluginResponse::Error(PluginError::permanent(format!(
-                "plugin {} {}: {e}",
-                P::NAME,
-                P::VERSION
-            )));
+            let unknown = matches!(e, crate::messages::DecodeError::UnknownMethod(_));
+            let error = PluginError::permanent(format!("plugin {} {}: {e}", P::NAME, P::VERSION));
+            return PluginResponse::Error(if unknown {
+                error.with_fault_code(UNKNOWN_METHOD)
+            } else {
+                error
+            });
         }
     };
     let outcome = match request {

@@ -571,7 +571,7 @@ impl LoadedPlugin {
             .await;
         match answer {
             Err(PluginCallError::Plugin { error, .. })
-                if error.message.contains("unknown method \"renewal_window\"") =>
+                if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
             {
                 Ok(None)
             }

@@ -419,6 +419,10 @@ async fn unknown_methods_and_undecodable_answers_are_named() {
             certvakt_plugin_api::API_VERSION
         )
     );
+    assert_eq!(
+        error.fault_code.as_deref(),
+        Some(certvakt_plugin_api::UNKNOWN_METHOD)
+    );
 
     // Decoding the answer as the wrong type is a bad response naming plugin and method.
     let err = plugin
