@@ -131,8 +131,8 @@ pub fn check_chain(
     }
     let mut notes = Vec::new();
     if let Some(old) = old {
-        let was = organisation(&old.pem);
-        let is = organisation(&facts.pem);
+        let (old_ids, new_ids) = (identities(&old.pem), identities(&facts.pem));
+        let (was, is) = (organisation(&old_ids), organisation(&new_ids));
         if was.is_some() && is.is_some() && was != is {
             return Err(EngineError::Import(format!(
                 "certificate {} is for {}, but {} was for {}: a certificate for another organisation is not installed",
@@ -142,8 +142,8 @@ pub fn check_chain(
                 was.unwrap_or_default()
             )));
         }
-        if let (Some(was), Some(is)) = (oces3_uuid(&old.pem), oces3_uuid(&facts.pem))
-            && !was.eq_ignore_ascii_case(&is)
+        if let (Some(was), Some(is)) = (oces3_uuid(&old_ids), oces3_uuid(&new_ids))
+            && !was.eq_ignore_ascii_case(is)
         {
             notes.push(format!(
                 "certificate {} has a new UUID ({is}; the one it replaces had {was}): it is a new certificate to the authorities, not a renewal of the old one, so each must be told about it (whitelistings, system users) rather than get a new hash",
@@ -298,20 +298,28 @@ fn missing_key_usages(leaf_der: &[u8], requested: &[KeyUsage]) -> Vec<&'static s
         .collect()
 }
 
-/// The OCES3 UUID (`serialNumber=UI:DK-…:<uuid>`) of a PEM certificate, if it has one.
-fn oces3_uuid(pem: &str) -> Option<String> {
-    let (_, infos) = inventory::parse_certificates(pem.as_bytes(), None).ok()?;
-    infos.first()?.identities.iter().find_map(|id| match id {
-        NordicIdentity::DkOces3 { uuid, .. } => uuid.clone(),
+/// The Nordic identities of a PEM certificate (none when it does not parse): read once per
+/// certificate for the checks below.
+fn identities(pem: &str) -> Vec<NordicIdentity> {
+    inventory::parse_certificates(pem.as_bytes(), None)
+        .ok()
+        .and_then(|(_, infos)| infos.into_iter().next())
+        .map(|info| info.identities)
+        .unwrap_or_default()
+}
+
+/// The OCES3 UUID (`serialNumber=UI:DK-…:<uuid>`), if the certificate has one.
+fn oces3_uuid(identities: &[NordicIdentity]) -> Option<&str> {
+    identities.iter().find_map(|id| match id {
+        NordicIdentity::DkOces3 { uuid, .. } => uuid.as_deref(),
         _ => None,
     })
 }
 
 /// The organisation number (CVR, HSA-ID's organisation part, orgnr, Y-tunnus) a certificate
 /// carries, for the "same organisation" check.
-fn organisation(pem: &str) -> Option<String> {
-    let (_, infos) = inventory::parse_certificates(pem.as_bytes(), None).ok()?;
-    infos.first()?.identities.iter().find_map(|id| match id {
+fn organisation(identities: &[NordicIdentity]) -> Option<String> {
+    identities.iter().find_map(|id| match id {
         NordicIdentity::DkOces3 { cvr, .. } | NordicIdentity::DkOces2 { cvr, .. } => {
             Some(format!("CVR {cvr}"))
         }

@@ -40,7 +40,10 @@ use zeroize::Zeroizing;
 use crate::config::{Config, KeyPolicy, ManagedCertificate};
 use crate::keys::{self, PrivateKey};
 use crate::metrics::Metrics;
-use crate::plugin_host::{BasicServices, HttpService, LoadedPlugin, PluginCallError, Registry};
+use crate::plugin_host::{
+    BasicServices, HttpService, LoadedPlugin, PluginCallError, Registry, TrustFiles,
+    TrustSource as _,
+};
 use crate::store::{self, LivePaths, Ownership, Store, VersionFiles};
 
 pub use run::{CertFacts, Phase, Reason, Record, Requested, Run, Suggestion, Task};
@@ -845,14 +848,14 @@ impl Engine {
         facts: &CertFacts,
         now: i64,
     ) {
-        let known = record
+        let fresh = record
             .suggested
             .as_ref()
-            .filter(|s| s.serial == facts.serial);
-        if known.is_some_and(|s| s.check_at > now) {
+            .is_some_and(|s| s.serial == facts.serial && s.check_at > now);
+        if fresh {
             return;
         }
-        let kept = known.and_then(|s| s.window);
+        let kept = record.suggested_window(&facts.serial);
         let services = match self.services(cert, plugin) {
             Ok(services) => services,
             Err(e) => {
@@ -1144,26 +1147,25 @@ impl Engine {
         let Some(name) = &cert.renewal.issuer_trust else {
             return Ok(None);
         };
-        let files = self.config.trust.get(name).ok_or_else(|| {
+        let unusable = |why: String| {
             EngineError::Import(format!(
-                "issuer_trust of {} names the trust set `{name}`, which [trust] does not define",
+                "trust set `{name}` cannot be used to check the new certificate: {why}"
+            ))
+        };
+        let files = self.config.trust.get(name).ok_or_else(|| {
+            unusable(format!(
+                "issuer_trust of {} names it, but [trust] does not define it",
                 cert.id
             ))
         })?;
-        let mut roots = Vec::new();
-        for file in files {
-            let unusable = |why: String| {
-                EngineError::Import(format!(
-                    "trust set `{name}` cannot be used to check the new certificate: {} {why}",
-                    file.display()
-                ))
-            };
-            let bytes =
-                std::fs::read(file).map_err(|e| unusable(format!("cannot be read ({e})")))?;
-            roots.extend(
-                keys::parse_certificate_chain(&bytes).map_err(|e| unusable(e.to_string()))?,
-            );
-        }
+        // The same reader as the HTTP service's trust sets: every file, read at each use.
+        let bundle = TrustFiles::new()
+            .with_set(name.as_str(), files.clone())
+            .trust_set(name)
+            .map_err(|e| unusable(e.0))?
+            .unwrap_or_default();
+        let roots = keys::parse_certificate_chain(bundle.as_bytes())
+            .map_err(|e| unusable(e.to_string()))?;
         Ok(Some(import::IssuerTrust {
             name: name.clone(),
             roots,
@@ -1818,11 +1820,7 @@ impl Engine {
                     (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
                     (None, None) => match read_live(cert) {
                         Ok(Some(f)) => {
-                            suggested_window = record
-                                .suggested
-                                .as_ref()
-                                .filter(|s| s.serial == f.serial)
-                                .and_then(|s| s.window);
+                            suggested_window = record.suggested_window(&f.serial);
                             Some(due_at(cert, &record, &f).0)
                         }
                         // A first issue is due now.
@@ -1957,12 +1955,7 @@ fn check_plugin_settings(config: &Config) -> Vec<crate::config::Problem> {
 /// When the certificate in use is due, and why: inside the authority's suggested window when
 /// it gave one for this certificate, otherwise by the engine's own schedule.
 fn due_at(cert: &ManagedCertificate, record: &Record, facts: &CertFacts) -> (i64, Reason) {
-    let window = record
-        .suggested
-        .as_ref()
-        .filter(|s| s.serial == facts.serial)
-        .and_then(|s| s.window);
-    match window {
+    match record.suggested_window(&facts.serial) {
         Some((start, end)) => (
             crate::schedule::in_window(&cert.id, start, end),
             Reason::Suggested,

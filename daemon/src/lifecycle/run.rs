@@ -191,6 +191,15 @@ pub struct Suggestion {
 }
 
 impl Record {
+    /// The authority's suggested window for the certificate with `serial`, if it gave one for
+    /// that certificate (an answer about an earlier certificate does not count).
+    pub fn suggested_window(&self, serial: &str) -> Option<(i64, i64)> {
+        self.suggested
+            .as_ref()
+            .filter(|s| s.serial == serial)
+            .and_then(|s| s.window)
+    }
+
     /// The open tasks.
     pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter().filter(|t| t.closed_at.is_none())
