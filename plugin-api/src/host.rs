@@ -152,12 +152,19 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// Has the host's responder answer the ACME http-01 challenge `token`
-    /// (`GET /.well-known/acme-challenge/<token>` on `[daemon] http01_listen`).
-    pub fn http01_publish(&self, token: &str, key_authorization: &str) -> Result<(), HostError> {
+    /// Has the host answer the ACME http-01 challenge `token`: on its responder
+    /// (`GET /.well-known/acme-challenge/<token>` on `[daemon] http01_listen`), or, with
+    /// `webroot`, as the file `<webroot>/.well-known/acme-challenge/<token>` (0644).
+    pub fn http01_publish(
+        &self,
+        token: &str,
+        key_authorization: &str,
+        webroot: Option<&str>,
+    ) -> Result<(), HostError> {
         let request = HostRequest::Http01Publish {
             token: token.into(),
             key_authorization: key_authorization.into(),
+            webroot: webroot.map(str::to_owned),
         };
         match self.request(&request)? {
             HostResponse::Http01Publish => Ok(()),
@@ -165,12 +172,37 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// Stops answering `token`.
-    pub fn http01_withdraw(&self, token: &str) -> Result<(), HostError> {
+    /// Stops answering `token` (where [`Host::http01_publish`] put it).
+    pub fn http01_withdraw(&self, token: &str, webroot: Option<&str>) -> Result<(), HostError> {
         match self.request(&HostRequest::Http01Withdraw {
             token: token.into(),
+            webroot: webroot.map(str::to_owned),
         })? {
             HostResponse::Http01Withdraw => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a command the certificate's settings name (a dns-01 hook, say) the way the daemon
+    /// runs its own hooks: no shell, a clean environment plus `env` (keys `CERTVAKT_*`), its
+    /// output to the journal, killed with what it started after `timeout`. `Ok` when it
+    /// exits 0; otherwise the error names the command and quotes its last line of output.
+    pub fn run_command(
+        &self,
+        argv: &[String],
+        env: &[(&str, &str)],
+        timeout: std::time::Duration,
+    ) -> Result<(), HostError> {
+        let request = HostRequest::RunCommand(crate::messages::RunCommand {
+            argv: argv.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        match self.request(&request)? {
+            HostResponse::RunCommand => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

@@ -31,7 +31,7 @@ pub use host::Host;
 pub use messages::{
     CertificateContext, CertificateInfo, ClientIdentity, Completion, ErrorKind, HostError,
     HostErrorKind, HttpRequest, HttpResponse, IssueOutcome, KeyRef, LogLevel, OrderContext,
-    PluginError, RenewalWindow, SettingDoc, SettingProblem, SignatureAlgorithm, StepContext,
-    StepOutcome, TaskFile, TaskFileContent, TaskSpec,
+    PluginError, RenewalWindow, RunCommand, SettingDoc, SettingProblem, SignatureAlgorithm,
+    StepContext, StepOutcome, TaskFile, TaskFileContent, TaskSpec,
 };
 pub use plugin::{About, DEFAULT_POLL_AFTER_SECS, Plugin, UNKNOWN_METHOD, dispatch};

@@ -557,15 +557,36 @@ pub enum HostRequest {
         name: String,
         algorithm: crate::profile::KeyAlgorithm,
     },
-    /// Answer the ACME http-01 challenge `token` with `key_authorization` on the host's
-    /// responder (`GET /.well-known/acme-challenge/<token>`). Answered by
+    /// Answer the ACME http-01 challenge `token` with `key_authorization`: on the host's
+    /// responder (`GET /.well-known/acme-challenge/<token>`), or, with `webroot`, as the file
+    /// `<webroot>/.well-known/acme-challenge/<token>` that a web server serves. Answered by
     /// [`HostResponse::Http01Publish`].
     Http01Publish {
         token: String,
         key_authorization: String,
+        webroot: Option<String>,
     },
-    /// Stop answering `token`. Answered by [`HostResponse::Http01Withdraw`].
-    Http01Withdraw { token: String },
+    /// Stop answering `token` (on the responder, or in `webroot`). Answered by
+    /// [`HostResponse::Http01Withdraw`].
+    Http01Withdraw {
+        token: String,
+        webroot: Option<String>,
+    },
+    /// Run a command the certificate's settings name (e.g. a dns-01 hook), as the daemon runs
+    /// its own hooks. Answered by [`HostResponse::RunCommand`] when it exits 0.
+    RunCommand(RunCommand),
+}
+
+/// Parameters of [`HostRequest::RunCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCommand {
+    /// The program (an absolute path) and its arguments; no shell.
+    pub argv: Vec<String>,
+    /// Extra environment variables, each named `CERTVAKT_*`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The most it may run; the host caps it below the plugin call's deadline.
+    pub timeout_ms: u64,
 }
 
 /// Host method names, as passed over the ABI.
@@ -580,6 +601,7 @@ pub mod host_method {
     pub const PLUGIN_KEY: &str = "plugin_key";
     pub const HTTP01_PUBLISH: &str = "http01_publish";
     pub const HTTP01_WITHDRAW: &str = "http01_withdraw";
+    pub const RUN_COMMAND: &str = "run_command";
 }
 
 /// Parameters of [`HostRequest::StateGet`].
@@ -594,6 +616,8 @@ struct Http01Params {
     token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_authorization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webroot: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -622,6 +646,7 @@ impl HostRequest {
             HostRequest::PluginKey { .. } => host_method::PLUGIN_KEY,
             HostRequest::Http01Publish { .. } => host_method::HTTP01_PUBLISH,
             HostRequest::Http01Withdraw { .. } => host_method::HTTP01_WITHDRAW,
+            HostRequest::RunCommand(_) => host_method::RUN_COMMAND,
         }
     }
 
@@ -647,14 +672,18 @@ impl HostRequest {
             HostRequest::Http01Publish {
                 token,
                 key_authorization,
+                webroot,
             } => serde_json::to_vec(&Http01Params {
                 token: token.clone(),
                 key_authorization: Some(key_authorization.clone()),
+                webroot: webroot.clone(),
             }),
-            HostRequest::Http01Withdraw { token } => serde_json::to_vec(&Http01Params {
+            HostRequest::Http01Withdraw { token, webroot } => serde_json::to_vec(&Http01Params {
                 token: token.clone(),
                 key_authorization: None,
+                webroot: webroot.clone(),
             }),
+            HostRequest::RunCommand(command) => serde_json::to_vec(command),
         }
     }
 
@@ -684,15 +713,21 @@ impl HostRequest {
                 let Http01Params {
                     token,
                     key_authorization,
+                    webroot,
                 } = serde_json::from_slice(params).map_err(bad)?;
                 HostRequest::Http01Publish {
                     token,
                     key_authorization: key_authorization.unwrap_or_default(),
+                    webroot,
                 }
             }
             host_method::HTTP01_WITHDRAW => {
-                let Http01Params { token, .. } = serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::Http01Withdraw { token }
+                let Http01Params { token, webroot, .. } =
+                    serde_json::from_slice(params).map_err(bad)?;
+                HostRequest::Http01Withdraw { token, webroot }
+            }
+            host_method::RUN_COMMAND => {
+                HostRequest::RunCommand(serde_json::from_slice(params).map_err(bad)?)
             }
             host_method::PLUGIN_KEY => {
                 let PluginKeyParams { name, algorithm } =
@@ -736,6 +771,8 @@ pub enum HostResponse {
     Http01Publish,
     /// Answers [`HostRequest::Http01Withdraw`].
     Http01Withdraw,
+    /// Answers [`HostRequest::RunCommand`]: the command exited 0.
+    RunCommand,
     /// Answers any request the host could not or would not carry out.
     Error(HostError),
 }
@@ -754,6 +791,7 @@ impl HostResponse {
             HostResponse::PluginKey { .. } => host_method::PLUGIN_KEY,
             HostResponse::Http01Publish => host_method::HTTP01_PUBLISH,
             HostResponse::Http01Withdraw => host_method::HTTP01_WITHDRAW,
+            HostResponse::RunCommand => host_method::RUN_COMMAND,
             HostResponse::Error(_) => "error",
         }
     }

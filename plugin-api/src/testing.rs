@@ -23,8 +23,8 @@ use crate::host::Host;
 use crate::messages::{
     CertificateContext, Description, HostError, HostErrorKind, HostRequest, HostResponse,
     HttpRequest, HttpResponse, IssueOutcome, LogRecord, OrderContext, PluginError, PluginRequest,
-    PluginResponse, RenewalWindow, SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec,
-    ValidateSettings,
+    PluginResponse, RenewalWindow, RunCommand, SettingProblem, SignRequest, StepContext,
+    StepOutcome, TaskSpec, ValidateSettings,
 };
 use crate::plugin::{Plugin, dispatch};
 use crate::profile::CsrProfile;
@@ -47,6 +47,7 @@ struct Fake {
     sign_requests: Vec<SignRequest>,
     plugin_keys: std::collections::BTreeSet<String>,
     http01: std::collections::BTreeMap<String, String>,
+    commands: Vec<RunCommand>,
     failures: BTreeMap<String, HostError>,
 }
 
@@ -116,7 +117,14 @@ impl FakeHost {
         self.lock().http_requests.clone()
     }
 
-    /// The http-01 challenges published and not withdrawn: token -> key authorization.
+    /// Every command the plugin asked the host to run (each "exits 0"; make one fail with
+    /// [`FakeHost::fail`]`("run_command", …)`).
+    pub fn commands(&self) -> Vec<RunCommand> {
+        self.lock().commands.clone()
+    }
+
+    /// The http-01 challenges published and not withdrawn: token (or `webroot/token`) ->
+    /// key authorization.
     pub fn http01(&self) -> std::collections::BTreeMap<String, String> {
         self.lock().http01.clone()
     }
@@ -183,13 +191,22 @@ impl FakeHost {
             HostRequest::Http01Publish {
                 token,
                 key_authorization,
+                webroot,
             } => {
-                fake.http01.insert(token, key_authorization);
+                fake.http01.insert(
+                    webroot.map_or(token.clone(), |w| format!("{w}/{token}")),
+                    key_authorization,
+                );
                 HostResponse::Http01Publish
             }
-            HostRequest::Http01Withdraw { token } => {
-                fake.http01.remove(&token);
+            HostRequest::Http01Withdraw { token, webroot } => {
+                fake.http01
+                    .remove(&webroot.map_or(token.clone(), |w| format!("{w}/{token}")));
                 HostResponse::Http01Withdraw
+            }
+            HostRequest::RunCommand(command) => {
+                fake.commands.push(command);
+                HostResponse::RunCommand
             }
             HostRequest::PluginKey { name, .. } => {
                 // A fixed, fake public point per name: enough for a plugin to build its JWK and

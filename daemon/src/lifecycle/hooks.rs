@@ -1,5 +1,6 @@
 //! Hooks, like certbot's: `pre_hook` before the live files change, `deploy_hook` after a
-//! successful install, `post_hook` at the end of the install step whatever happened.
+//! successful install, `post_hook` at the end of the install step whatever happened; and the
+//! commands plugins ask the host to run (a dns-01 hook), the same way.
 //!
 //! A hook is a program with arguments (no shell), run with a clean environment plus
 //! `CERTVAKT_*` variables naming the certificate and its files, its stdin closed, killed when
@@ -17,6 +18,8 @@ pub enum HookKind {
     Pre,
     Deploy,
     Post,
+    /// A command a plugin asked for (`run_command`), named in its settings.
+    Plugin,
 }
 
 impl HookKind {
@@ -25,6 +28,7 @@ impl HookKind {
             HookKind::Pre => "pre_hook",
             HookKind::Deploy => "deploy_hook",
             HookKind::Post => "post_hook",
+            HookKind::Plugin => "plugin_command",
         }
     }
 }
@@ -41,6 +45,8 @@ pub struct HookEnv {
     pub new_serial: String,
     /// `success` or `failure` (for the post hook: how the install went).
     pub outcome: String,
+    /// More `CERTVAKT_*` variables (a plugin command's own).
+    pub extra: Vec<(String, String)>,
 }
 
 /// Why a hook failed.
@@ -96,6 +102,7 @@ pub fn run(
         .env("CERTVAKT_OLD_SERIAL", &env.old_serial)
         .env("CERTVAKT_NEW_SERIAL", &env.new_serial)
         .env("CERTVAKT_OUTCOME", &env.outcome)
+        .envs(env.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(Path::new("/"))
         // Its own process group, so a timeout kills what the hook started too (a shell's
         // children would otherwise keep running and hold its output open).

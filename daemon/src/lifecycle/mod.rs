@@ -1206,6 +1206,7 @@ impl Engine {
                 .map(|n| n.serial.clone())
                 .unwrap_or_default(),
             outcome: String::new(),
+            extra: Vec::new(),
         };
         let timeout = Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1));
         let r = &cert.renewal;

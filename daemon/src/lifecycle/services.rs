@@ -8,6 +8,10 @@
 //!   current live key, the previous version's key — read from disk by the host for this one
 //!   signature and dropped (zeroized) right after. The plugin never sees key bytes.
 //! - `http` is [`BasicServices`]' too: the host's HTTP client, with the engine's identities.
+//! - `run_command` runs a command from the certificate's settings (a dns-01 hook) with the
+//!   engine's hook runner ([`super::hooks::run`]): an absolute program, no shell, a clean
+//!   environment plus the plugin's `CERTVAKT_*` variables, output to the journal, killed with
+//!   its process group after the timeout, capped at [`MAX_COMMAND_SECS`].
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
@@ -19,6 +23,9 @@ use certvakt_plugin_api::{HostError, HostErrorKind, TaskSpec};
 
 use crate::keys::{self, PrivateKey};
 use crate::plugin_host::{BasicServices, HostServices};
+
+/// The longest a plugin's command may run: well inside the plugin call's deadline.
+pub const MAX_COMMAND_SECS: u64 = 90;
 
 /// Where the keys a plugin may name live.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +59,39 @@ impl EngineServices {
             basic,
             keys,
             tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn run_command(&self, command: certvakt_plugin_api::RunCommand) -> HostResponse {
+        let invalid =
+            |message: String| HostResponse::Error(HostError::new(HostErrorKind::Invalid, message));
+        if !command.argv.first().is_some_and(|p| p.starts_with('/')) {
+            return invalid(format!(
+                "{:?} does not start with a program's absolute path",
+                command.argv
+            ));
+        }
+        if let Some(key) = command.env.keys().find(|k| {
+            !k.starts_with("CERTVAKT_")
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }) {
+            return invalid(format!(
+                "environment variable {key:?}: a plugin's command gets CERTVAKT_* variables only"
+            ));
+        }
+        let env = super::hooks::HookEnv {
+            cert_id: self.basic.cert_id().to_owned(),
+            extra: command.env.into_iter().collect(),
+            ..super::hooks::HookEnv::default()
+        };
+        let timeout = std::time::Duration::from_millis(command.timeout_ms)
+            .min(std::time::Duration::from_secs(MAX_COMMAND_SECS))
+            .max(std::time::Duration::from_secs(1));
+        match super::hooks::run(super::hooks::HookKind::Plugin, &command.argv, &env, timeout) {
+            Ok(()) => HostResponse::RunCommand,
+            Err(e) => HostResponse::Error(HostError::new(HostErrorKind::Failed, e.to_string())),
         }
     }
 
@@ -220,6 +260,7 @@ impl HostServices for EngineServices {
             }
             HostRequest::Sign(sign) => self.sign(&sign.key, sign.algorithm, &sign.data),
             HostRequest::PluginKey { name, algorithm } => self.plugin_key(&name, algorithm),
+            HostRequest::RunCommand(command) => self.run_command(command),
             other => self.basic.handle(other),
         }
     }
@@ -317,6 +358,7 @@ mod http01_tests {
         let publish = HostRequest::Http01Publish {
             token: "tok_en-1".into(),
             key_authorization: "tok_en-1.thumb".into(),
+            webroot: None,
         };
         let off = EngineServices::new(
             BasicServices::new("acme", "web", dir.path().join("a")),
@@ -334,9 +376,117 @@ mod http01_tests {
         assert_eq!(on.handle(publish), HostResponse::Http01Publish);
         assert_eq!(
             on.handle(HostRequest::Http01Withdraw {
-                token: "tok_en-1".into()
+                token: "tok_en-1".into(),
+                webroot: None,
             }),
             HostResponse::Http01Withdraw
         );
+    }
+
+    #[test]
+    fn a_webroot_file_is_written_whole_then_removed_and_odd_tokens_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let www = dir.path().join("www");
+        let services = EngineServices::new(
+            BasicServices::new("acme", "web", dir.path().join("state")),
+            KeyFiles::default(),
+        );
+        let publish = |token: &str| {
+            services.handle(HostRequest::Http01Publish {
+                token: token.into(),
+                key_authorization: format!("{token}.thumb"),
+                webroot: Some(www.display().to_string()),
+            })
+        };
+        assert_eq!(publish("tok_EN-1"), HostResponse::Http01Publish);
+        let file = www.join(".well-known/acme-challenge/tok_EN-1");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "tok_EN-1.thumb");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(
+            services.handle(HostRequest::Http01Withdraw {
+                token: "tok_EN-1".into(),
+                webroot: Some(www.display().to_string()),
+            }),
+            HostResponse::Http01Withdraw
+        );
+        assert!(!file.exists());
+        match publish("../../etc/x") {
+            HostResponse::Error(e) => assert!(e.message.contains("base64url"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use certvakt_plugin_api::RunCommand;
+
+    fn services(dir: &std::path::Path) -> EngineServices {
+        EngineServices::new(
+            BasicServices::new("acme", "web", dir.join("state")),
+            KeyFiles::default(),
+        )
+    }
+
+    fn command(argv: &[&str], env: &[(&str, &str)]) -> HostRequest {
+        HostRequest::RunCommand(RunCommand {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            timeout_ms: 10_000,
+        })
+    }
+
+    #[test]
+    fn a_plugin_command_runs_like_a_hook_with_its_own_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.txt");
+        let script = format!(
+            "echo \"$CERTVAKT_HOOK $CERTVAKT_CERT_ID $CERTVAKT_ACME_TXT_NAME $1\" > {}",
+            out.display()
+        );
+        let run = services(dir.path()).handle(command(
+            &["/bin/sh", "-c", &script, "sh", "set"],
+            &[("CERTVAKT_ACME_TXT_NAME", "_acme-challenge.apotek.example")],
+        ));
+        assert_eq!(run, HostResponse::RunCommand);
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap().trim(),
+            "plugin_command web _acme-challenge.apotek.example set"
+        );
+    }
+
+    #[test]
+    fn a_plugin_command_fails_with_its_last_line_and_odd_requests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(dir.path());
+        match services.handle(command(
+            &["/bin/sh", "-c", "echo zone locked >&2; exit 3"],
+            &[],
+        )) {
+            HostResponse::Error(e) => {
+                assert_eq!(e.kind, HostErrorKind::Failed);
+                assert!(e.message.contains("zone locked"), "{e:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (argv, env) in [
+            (&["sh", "-c", "true"][..], &[][..]),
+            (&["/bin/true"][..], &[("LD_PRELOAD", "/tmp/x.so")][..]),
+        ] {
+            match services.handle(command(argv, env)) {
+                HostResponse::Error(e) => assert_eq!(e.kind, HostErrorKind::Invalid, "{e:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -1,8 +1,14 @@
-//! The built-in responder for ACME http-01 challenges: a plugin publishes a token and its key
-//! authorization through the host; the responder answers
-//! `GET /.well-known/acme-challenge/<token>` with it on `[daemon] http01_listen`, until the
-//! plugin withdraws it or an hour has passed (a plugin that fails midway leaves nothing
-//! behind for long).
+//! ACME http-01 challenges, answered by the host for plugins, in one of two places:
+//!
+//! - the built-in responder: a plugin publishes a token and its key authorization; the
+//!   responder answers `GET /.well-known/acme-challenge/<token>` with it on
+//!   `[daemon] http01_listen`, until the plugin withdraws it or an hour has passed (a plugin
+//!   that fails midway leaves nothing behind for long);
+//! - a webroot, served by another web server: [`write_webroot`] writes the file
+//!   `<webroot>/.well-known/acme-challenge/<token>` whole (temporary file, then rename), mode
+//!   0644, making the folders (0755) if missing; [`remove_webroot`] takes it away.
+//!
+//! Either way the token must be base64url, so it can never name another path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,12 +28,57 @@ pub struct Http01Responder {
 }
 
 /// A token is base64url (RFC 8555 §8.3), so it can never name another path.
-fn valid_token(token: &str) -> bool {
+pub(crate) fn valid_token(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 256
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The file `token` is answered from under `webroot`.
+fn webroot_file(webroot: &str, token: &str) -> Result<std::path::PathBuf, String> {
+    if !valid_token(token) {
+        return Err(format!("`{token}` is not an ACME token (base64url)"));
+    }
+    let root = std::path::Path::new(webroot);
+    if !root.is_absolute() {
+        return Err(format!("the webroot {webroot:?} is not an absolute path"));
+    }
+    Ok(root.join(".well-known/acme-challenge").join(token))
+}
+
+/// Writes `key_authorization` as the challenge file for `token` under `webroot`.
+pub fn write_webroot(webroot: &str, token: &str, key_authorization: &str) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let file = webroot_file(webroot, token)?;
+    let dir = file.parent().unwrap_or(std::path::Path::new(webroot));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| {
+            format!(
+                "cannot make {} for the http-01 files: {e}; check webroot and that certvakt may write there",
+                dir.display()
+            )
+        })?;
+    crate::store::atomic::write_file(
+        &file,
+        key_authorization.as_bytes(),
+        &crate::store::FileSpec::mode(0o644),
+    )
+    .map_err(|e| format!("cannot write the http-01 file: {e}"))
+}
+
+/// Removes the challenge file for `token` under `webroot`; one already gone is fine.
+pub fn remove_webroot(webroot: &str, token: &str) -> Result<(), String> {
+    let file = webroot_file(webroot, token)?;
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", file.display())),
+    }
 }
 
 impl Http01Responder {

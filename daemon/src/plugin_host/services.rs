@@ -90,6 +90,11 @@ impl BasicServices {
         self
     }
 
+    /// The certificate these services are for.
+    pub fn cert_id(&self) -> &str {
+        &self.cert_id
+    }
+
     /// Every task opened so far.
     pub fn tasks(&self) -> Vec<OpenedTask> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -237,6 +242,14 @@ impl HostServices for BasicServices {
             HostRequest::Http01Publish {
                 token,
                 key_authorization,
+                webroot: Some(webroot),
+            } => super::challenges::write_webroot(&webroot, &token, &key_authorization)
+                .map(|()| HostResponse::Http01Publish)
+                .map_err(|e| HostError::new(HostErrorKind::Failed, e)),
+            HostRequest::Http01Publish {
+                token,
+                key_authorization,
+                webroot: None,
             } => match &self.http01 {
                 Some(responder) => responder
                     .publish(&token, &key_authorization)
@@ -247,12 +260,25 @@ impl HostServices for BasicServices {
                     "the http-01 responder is off: set [daemon] http01_listen (e.g. \"0.0.0.0:80\")",
                 )),
             },
-            HostRequest::Http01Withdraw { token } => {
+            HostRequest::Http01Withdraw {
+                token,
+                webroot: Some(webroot),
+            } => super::challenges::remove_webroot(&webroot, &token)
+                .map(|()| HostResponse::Http01Withdraw)
+                .map_err(|e| HostError::new(HostErrorKind::Failed, e)),
+            HostRequest::Http01Withdraw {
+                token,
+                webroot: None,
+            } => {
                 if let Some(responder) = &self.http01 {
                     responder.withdraw(&token);
                 }
                 Ok(HostResponse::Http01Withdraw)
             }
+            HostRequest::RunCommand(_) => Err(HostError::new(
+                HostErrorKind::NotAvailable,
+                "commands are not run here: the renewal engine's services run them",
+            )),
             HostRequest::Sign(_) | HostRequest::PluginKey { .. } => Err(HostError::new(
                 HostErrorKind::NotAvailable,
                 "keys are not available here: the renewal engine's services offer them",

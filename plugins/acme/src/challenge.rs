@@ -5,18 +5,14 @@
 //! - [`publish`] makes the response visible where the CA will look, and returns what
 //!   [`withdraw`] needs to take it away again; the two travel in the order's state, so a
 //!   response published in one call is withdrawn in a later one, even after a restart.
-//! - Tokens come from the CA: one that is not base64url is refused before it names a file.
-//! - A webroot file is written whole (temporary file, then rename) with mode 0644, under
-//!   `DIR/.well-known/acme-challenge/`, made if missing.
-//! - A hook runs with no shell, stdin closed, at most [`HOOK_TIMEOUT`], the action, record
-//!   name and value as arguments and in its environment; a non-zero exit is an error naming
-//!   the command and quoting the end of its stderr.
+//! - Tokens come from the CA: one that is not base64url is refused before anything is asked.
+//! - Everything outside the plugin is the host's: it answers http-01 on its responder or
+//!   writes the webroot file ([`Host::http01_publish`]), and it runs the dns hook as it runs
+//!   its own hooks ([`Host::run_command`]: no shell, a clean environment plus the
+//!   `CERTVAKT_ACME_*` variables, output to the journal, killed after [`HOOK_TIMEOUT`]).
 //! - [`withdraw`] never fails the caller: what cannot be removed is logged.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certvakt_plugin_api::{Host, HostErrorKind, LogLevel, PluginError};
 use serde::{Deserialize, Serialize};
@@ -37,7 +33,7 @@ pub struct Published {
     pub token: String,
     /// The challenge URL, to tell the CA to look.
     pub url: String,
-    /// Where it was published: the webroot file, the TXT record name, or empty for the
+    /// Where it was published: the webroot folder, the TXT record name, or empty for the
     /// responder.
     #[serde(default)]
     pub place: String,
@@ -64,9 +60,9 @@ pub fn publish(
         )));
     }
     let key_authorization = key.key_authorization(token);
-    let published = match how {
+    let (place, value) = match how {
         Challenge::Http01Responder => {
-            host.http01_publish(token, &key_authorization)
+            host.http01_publish(token, &key_authorization, None)
                 .map_err(|e| match e.kind {
                     HostErrorKind::NotAvailable => PluginError::configuration(format!(
                         "http-01 needs somewhere to answer the CA: set [daemon] http01_listen \
@@ -75,25 +71,13 @@ pub fn publish(
                     )),
                     _ => PluginError::from(e),
                 })?;
-            Published {
-                domain: domain.to_owned(),
-                kind: how.kind().to_owned(),
-                token: token.to_owned(),
-                url: url.to_owned(),
-                place: String::new(),
-                value: key_authorization,
-            }
+            (String::new(), key_authorization)
         }
         Challenge::Http01Webroot(root) => {
-            let file = write_webroot(root, token, &key_authorization)?;
-            Published {
-                domain: domain.to_owned(),
-                kind: how.kind().to_owned(),
-                token: token.to_owned(),
-                url: url.to_owned(),
-                place: file.display().to_string(),
-                value: key_authorization,
-            }
+            let root = root.display().to_string();
+            host.http01_publish(token, &key_authorization, Some(&root))
+                .map_err(|e| PluginError::configuration(e.message))?;
+            (root, key_authorization)
         }
         Challenge::Dns01 { hook, .. } => {
             let name = format!(
@@ -101,39 +85,36 @@ pub fn publish(
                 domain.strip_prefix("*.").unwrap_or(domain)
             );
             let value = dns01_value(&key_authorization);
-            run_hook(hook, "set", domain, &name, &value)?;
-            Published {
-                domain: domain.to_owned(),
-                kind: how.kind().to_owned(),
-                token: token.to_owned(),
-                url: url.to_owned(),
-                place: name,
-                value,
-            }
+            run_hook(host, hook, "set", domain, &name, &value)?;
+            (name, value)
         }
     };
     host.log_with(
         LogLevel::Debug,
-        format!("published the {} response for {domain}", published.kind),
+        format!("published the {} response for {domain}", how.kind()),
         &[("domain", domain)],
     );
-    Ok(published)
+    Ok(Published {
+        domain: domain.to_owned(),
+        kind: how.kind().to_owned(),
+        token: token.to_owned(),
+        url: url.to_owned(),
+        place,
+        value,
+    })
 }
 
 /// Takes published responses away; logs what cannot be.
 pub fn withdraw(host: &Host<'_>, how: &Challenge, published: &[Published]) {
     for p in published {
         let result = match (p.kind.as_str(), how) {
-            ("http-01", _) if p.place.is_empty() => {
-                host.http01_withdraw(&p.token).map_err(PluginError::from)
+            ("http-01", _) => {
+                let webroot = (!p.place.is_empty()).then_some(p.place.as_str());
+                host.http01_withdraw(&p.token, webroot)
+                    .map_err(PluginError::from)
             }
-            ("http-01", _) => match std::fs::remove_file(&p.place) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(PluginError::temporary(format!("removing {}: {e}", p.place))),
-            },
             ("dns-01", Challenge::Dns01 { hook, .. }) => {
-                run_hook(hook, "unset", &p.domain, &p.place, &p.value)
+                run_hook(host, hook, "unset", &p.domain, &p.place, &p.value)
             }
             (kind, _) => Err(PluginError::permanent(format!(
                 "a {kind} response was published with settings since changed; remove it by hand"
@@ -152,109 +133,32 @@ pub fn withdraw(host: &Host<'_>, how: &Challenge, published: &[Published]) {
     }
 }
 
-fn write_webroot(root: &Path, token: &str, content: &str) -> Result<PathBuf, PluginError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-
-    let dir = root.join(".well-known").join("acme-challenge");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&dir)
-        .map_err(|e| {
-            PluginError::configuration(format!(
-                "cannot make {} for the http-01 files: {e}; check webroot and that certvakt may write there",
-                dir.display()
-            ))
-        })?;
-    let file = dir.join(token);
-    let temporary = dir.join(format!(".{token}.certvakt-tmp"));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&temporary)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .and_then(|()| std::fs::rename(&temporary, &file));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(PluginError::configuration(format!(
-            "cannot write the http-01 file {}: {e}",
-            file.display()
-        )));
-    }
-    Ok(file)
-}
-
+/// Runs the dns hook as `HOOK... <action> <name> <value>` through the host.
 fn run_hook(
+    host: &Host<'_>,
     hook: &[String],
     action: &str,
     domain: &str,
     name: &str,
     value: &str,
 ) -> Result<(), PluginError> {
-    let Some((program, args)) = hook.split_first() else {
-        return Err(PluginError::configuration("dns_hook is empty"));
-    };
-    let shown = hook.join(" ");
-    let mut child = Command::new(program)
-        .args(args)
-        .args([action, name, value])
-        .env("CERTVAKT_ACME_ACTION", action)
-        .env("CERTVAKT_ACME_DOMAIN", domain)
-        .env("CERTVAKT_ACME_TXT_NAME", name)
-        .env("CERTVAKT_ACME_TXT_VALUE", value)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| PluginError::configuration(format!("cannot run the dns hook {shown}: {e}")))?;
-    // Read stderr while the hook runs, so a chatty hook cannot block on a full pipe.
-    let reader = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > HOOK_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(PluginError::temporary(format!(
-                    "the dns hook {shown} {action} {name} ran longer than {}s and was stopped",
-                    HOOK_TIMEOUT.as_secs()
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                return Err(PluginError::temporary(format!(
-                    "waiting for the dns hook {shown}: {e}"
-                )));
-            }
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let stderr = reader
-        .and_then(|thread| thread.join().ok())
-        .unwrap_or_default();
-    let tail: String = {
-        let trimmed = stderr.trim();
-        let start = trimmed.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
-        trimmed[start..].to_owned()
-    };
-    Err(PluginError::temporary(format!(
-        "the dns hook {shown} {action} {name} failed ({status}){}",
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!(": {tail}")
-        }
-    )))
+    let mut argv = hook.to_vec();
+    argv.extend([action.to_owned(), name.to_owned(), value.to_owned()]);
+    host.run_command(
+        &argv,
+        &[
+            ("CERTVAKT_ACME_ACTION", action),
+            ("CERTVAKT_ACME_DOMAIN", domain),
+            ("CERTVAKT_ACME_TXT_NAME", name),
+            ("CERTVAKT_ACME_TXT_VALUE", value),
+        ],
+        HOOK_TIMEOUT,
+    )
+    .map_err(|e| match e.kind {
+        HostErrorKind::Failed => PluginError::temporary(format!(
+            "the dns hook for {domain} ({action}): {}",
+            e.message
+        )),
+        _ => PluginError::configuration(format!("the dns hook cannot be run: {}", e.message)),
+    })
 }

@@ -107,9 +107,10 @@ pub fn docs() -> Vec<SettingDoc> {
         SettingDoc::optional(
             "dns_hook",
             "dns-01 only (required there): the command that publishes a TXT record, as a \
-             list. It is run as HOOK... set NAME VALUE and HOOK... unset NAME VALUE, with \
-             CERTVAKT_ACME_ACTION, CERTVAKT_ACME_DOMAIN, CERTVAKT_ACME_TXT_NAME and \
-             CERTVAKT_ACME_TXT_VALUE in its environment; exit 0 means done.",
+             list. The daemon runs it like its hooks, as HOOK... set NAME VALUE and HOOK... \
+             unset NAME VALUE, with CERTVAKT_ACME_ACTION, CERTVAKT_ACME_DOMAIN, \
+             CERTVAKT_ACME_TXT_NAME and CERTVAKT_ACME_TXT_VALUE in its environment; exit 0 \
+             means done.",
         )
         .example("[\"/usr/local/lib/certvakt/dns-hook\"]"),
         SettingDoc::optional(

@@ -379,17 +379,22 @@ fn alternate_links_are_read_from_every_link_header() {
     assert_eq!(answer.links("index"), ["https://ca.test/dir"]);
 }
 
-#[test]
-fn webroot_files_are_written_whole_and_removed_and_odd_tokens_refused() {
-    use std::os::unix::fs::PermissionsExt as _;
-    let host = FakeHost::new();
-    let root = tempfile::tempdir().expect("tempdir");
-    let how = Challenge::Http01Webroot(root.path().to_owned());
-    let key = AccountKey {
+/// An account key with a fixed JWK.
+fn test_key() -> AccountKey {
+    AccountKey {
         name: "k".into(),
         algorithm: certvakt_plugin_api::profile::KeyAlgorithm::EcP256,
         jwk: json!({"crv": "P-256", "kty": "EC", "x": "AAA", "y": "BBB"}),
-    };
+    }
+}
+
+#[test]
+fn webroot_responses_go_to_the_host_and_come_back_and_odd_tokens_are_refused() {
+    // The host writes and removes the file (lifecycle::services tests check the file, its
+    // mode and the host's own token check); the plugin names the folder.
+    let host = FakeHost::new();
+    let how = Challenge::Http01Webroot("/var/www/html".into());
+    let key = test_key();
     let table = certvakt_plugin_api::abi::LocalHostTable::new(&host);
     let fake = certvakt_plugin_api::Host::new(table.table());
     let published: Published = challenge::publish(
@@ -401,20 +406,56 @@ fn webroot_files_are_written_whole_and_removed_and_odd_tokens_refused() {
         "https://ca.test/chall/1",
     )
     .expect("published");
-    let file = root.path().join(".well-known/acme-challenge/tok_EN-1");
     assert_eq!(
-        std::fs::read_to_string(&file).expect("file"),
-        key.key_authorization("tok_EN-1")
-    );
-    assert_eq!(
-        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
-        0o644
+        host.http01().get("/var/www/html/tok_EN-1"),
+        Some(&key.key_authorization("tok_EN-1"))
     );
     challenge::withdraw(&fake, &how, &[published]);
-    assert!(!file.exists());
+    assert!(host.http01().is_empty());
     let error = challenge::publish(&fake, &how, &key, "a.example", "../../etc/x", "u")
         .expect_err("refused");
     assert!(error.message.contains("not base64url"), "{error}");
+}
+
+#[test]
+fn the_dns_hook_is_run_by_the_host_with_the_record_and_a_failure_is_temporary() {
+    let host = FakeHost::new();
+    let how = Challenge::Dns01 {
+        hook: vec!["/usr/local/lib/certvakt/dns-hook".into(), "--zone=x".into()],
+        wait_secs: 0,
+    };
+    let key = test_key();
+    let table = certvakt_plugin_api::abi::LocalHostTable::new(&host);
+    let fake = certvakt_plugin_api::Host::new(table.table());
+    let published =
+        challenge::publish(&fake, &how, &key, "*.apotek.example", "tok", "u").expect("published");
+    let value = crate::jws::dns01_value(&key.key_authorization("tok"));
+    let commands = host.commands();
+    assert_eq!(
+        commands[0].argv,
+        [
+            "/usr/local/lib/certvakt/dns-hook",
+            "--zone=x",
+            "set",
+            "_acme-challenge.apotek.example",
+            value.as_str()
+        ]
+    );
+    assert_eq!(commands[0].env["CERTVAKT_ACME_DOMAIN"], "*.apotek.example");
+    challenge::withdraw(&fake, &how, &[published]);
+    assert_eq!(host.commands()[1].argv[2], "unset");
+
+    host.fail(
+        "run_command",
+        certvakt_plugin_api::HostError::new(
+            certvakt_plugin_api::HostErrorKind::Failed,
+            "plugin_command /usr/local/lib/certvakt/dns-hook exited with exit status: 1: zone locked",
+        ),
+    );
+    let error =
+        challenge::publish(&fake, &how, &key, "apotek.example", "tok", "u").expect_err("failed");
+    assert_eq!(error.kind, ErrorKind::Temporary);
+    assert!(error.message.contains("zone locked"), "{error}");
 }
 
 #[test]
