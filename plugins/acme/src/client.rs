@@ -6,7 +6,10 @@
 //! - [`Client::post`] signs with the account (`kid`) or the bare key (`jwk`), retries a
 //!   `badNonce` refusal with the fresh nonce the refusal carries (RFC 8555 §6.5) up to
 //!   [`NONCE_ATTEMPTS`] times, and keeps the newest nonce for the next request and, through
-//!   [`NoncePool`], for the next call.
+//!   [`CaCache`], for the next call.
+//! - The directory is read once per [`DIRECTORY_TTL_SECS`] and kept in [`CaCache`], not at
+//!   every call: a hundred orders polled every second would otherwise read it a hundred
+//!   times a second.
 //! - A refusal becomes a [`Failure`]: `Later` when the CA asks us to come back (rate limits,
 //!   `Retry-After` on 429/503) — the caller turns it into a pending outcome, not an error;
 //!   `NoAccount` when the CA does not know the account; `Gone` for a 404; otherwise a
@@ -35,6 +38,8 @@ pub const DEFAULT_LATER_SECS: u64 = 60;
 const MAX_LATER_SECS: u64 = 24 * 3_600;
 /// Nonces kept per directory between calls.
 const POOL_SIZE: usize = 16;
+/// How long a directory read is used before it is read again.
+pub const DIRECTORY_TTL_SECS: i64 = 3_600;
 
 /// Why a request did not succeed.
 #[derive(Debug)]
@@ -74,13 +79,33 @@ impl Failure {
     }
 }
 
-/// Nonces left over from earlier calls, per directory: saves a round trip per call.
+/// What the plugin keeps between calls, per directory URL: nonces left over (saves a round
+/// trip per call) and the directory itself, with when it was read.
 #[derive(Debug, Default)]
-pub struct NoncePool {
+pub struct CaCache {
     nonces: Mutex<HashMap<String, Vec<String>>>,
+    directories: Mutex<HashMap<String, (Directory, i64)>>,
 }
 
-impl NoncePool {
+impl CaCache {
+    fn directory(&self, url: &str, now: i64) -> Option<Directory> {
+        let map = self
+            .directories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(url)
+            .filter(|(_, read_at)| now - read_at < DIRECTORY_TTL_SECS)
+            .map(|(directory, _)| directory.clone())
+    }
+
+    fn keep_directory(&self, url: &str, directory: &Directory, now: i64) {
+        let mut map = self
+            .directories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(url.to_owned(), (directory.clone(), now));
+    }
+
     fn take(&self, directory: &str) -> Option<String> {
         let mut map = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
         map.get_mut(directory)?.pop()
@@ -242,7 +267,7 @@ pub struct Client<'a> {
     pub host: Host<'a>,
     pub settings: &'a Settings,
     pub directory: Directory,
-    pool: &'a NoncePool,
+    cache: &'a CaCache,
     nonce: std::cell::RefCell<Option<String>>,
 }
 
@@ -255,32 +280,26 @@ impl std::fmt::Debug for Client<'_> {
 }
 
 impl<'a> Client<'a> {
-    /// Reads the directory.
+    /// A client for the configured directory, read now or kept from an earlier call.
     pub fn new(
         host: Host<'a>,
         settings: &'a Settings,
-        pool: &'a NoncePool,
+        cache: &'a CaCache,
     ) -> Result<Client<'a>, Failure> {
-        let response = host.http(request(settings, HttpRequest::get(&settings.directory)))?;
-        if response.status != 200 {
-            return Err(refusal(
-                &host,
-                &settings.directory,
-                &response,
-                "the directory",
-            ));
-        }
-        let directory: Directory = serde_json::from_slice(&response.body).map_err(|e| {
-            PluginError::configuration(format!(
-                "{} does not look like an ACME directory ({e}); check the directory setting",
-                settings.directory
-            ))
-        })?;
+        let now = host.now()?;
+        let directory = match cache.directory(&settings.directory, now) {
+            Some(directory) => directory,
+            None => {
+                let directory = read_directory(host, settings)?;
+                cache.keep_directory(&settings.directory, &directory, now);
+                directory
+            }
+        };
         Ok(Client {
             host,
             settings,
             directory,
-            pool,
+            cache,
             nonce: std::cell::RefCell::new(None),
         })
     }
@@ -289,7 +308,7 @@ impl<'a> Client<'a> {
         if let Some(nonce) = self.nonce.borrow_mut().take() {
             return Ok(nonce);
         }
-        if let Some(nonce) = self.pool.take(&self.settings.directory) {
+        if let Some(nonce) = self.cache.take(&self.settings.directory) {
             return Ok(nonce);
         }
         let url = &self.directory.new_nonce;
@@ -366,10 +385,10 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Gives the last nonce back to the pool for the next call.
+    /// Gives the last nonce back to the cache for the next call.
     pub fn finish(&self) {
         if let Some(nonce) = self.nonce.borrow_mut().take() {
-            self.pool.give(&self.settings.directory, nonce);
+            self.cache.give(&self.settings.directory, nonce);
         }
     }
 
@@ -594,6 +613,26 @@ fn warn_if_readable_by_others(host: &Host<'_>, path: &std::path::Path) {
             path.display()
         ));
     }
+}
+
+/// Reads the directory object at the configured URL.
+fn read_directory(host: Host<'_>, settings: &Settings) -> Result<Directory, Failure> {
+    let response = host.http(request(settings, HttpRequest::get(&settings.directory)))?;
+    if response.status != 200 {
+        return Err(refusal(
+            &host,
+            &settings.directory,
+            &response,
+            "the directory",
+        ));
+    }
+    let directory: Directory = serde_json::from_slice(&response.body).map_err(|e| {
+        PluginError::configuration(format!(
+            "{} does not look like an ACME directory ({e}); check the directory setting",
+            settings.directory
+        ))
+    })?;
+    Ok(directory)
 }
 
 /// The plugin key's name for an account at `directory` with a key of `algorithm`.

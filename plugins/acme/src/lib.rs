@@ -37,16 +37,16 @@ mod tests;
 
 pub use settings::Settings;
 
-use client::{Client, Failure, NoncePool, Signer};
+use client::{CaCache, Client, Failure, Signer};
 
 /// RFC 5280 reason code `superseded`.
 const REASON_SUPERSEDED: u8 = 4;
 
-/// The plugin. Its only memory between calls is a pool of unused nonces per directory; the
-/// order travels in the daemon's state.
+/// The plugin. Its only memory between calls is a cache per directory (the directory object,
+/// unused nonces); the order travels in the daemon's state.
 #[derive(Debug, Default)]
 pub struct Acme {
-    nonces: NoncePool,
+    cache: CaCache,
 }
 
 export_plugin!(Acme);
@@ -108,12 +108,12 @@ impl Plugin for Acme {
             state: Value::Null,
             ..order
         };
-        order::advance(*host, &self.nonces, &order, &settings)
+        order::advance(*host, &self.cache, &order, &settings)
     }
 
     fn poll(&self, host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
         let settings = Settings::for_call(&order.certificate.settings)?;
-        order::advance(*host, &self.nonces, &order, &settings)
+        order::advance(*host, &self.cache, &order, &settings)
     }
 
     fn renewal_window(
@@ -125,7 +125,7 @@ impl Plugin for Acme {
         let Some(current) = &certificate.current else {
             return Ok(None);
         };
-        let client = Client::new(*host, &settings, &self.nonces).map_err(Failure::into_error)?;
+        let client = Client::new(*host, &settings, &self.cache).map_err(Failure::into_error)?;
         match client.directory.renewal_info.clone() {
             Some(url) => renewal_info::window(&client, &url, current),
             None => Ok(None),
@@ -140,7 +140,7 @@ impl Plugin for Acme {
         };
         let der = pem::parse(&old.pem)
             .map_err(|e| PluginError::permanent(format!("the old certificate is not PEM: {e}")))?;
-        let client = Client::new(*host, &settings, &self.nonces).map_err(Failure::into_error)?;
+        let client = Client::new(*host, &settings, &self.cache).map_err(Failure::into_error)?;
         let Some(url) = client.directory.revoke_cert.clone() else {
             host.warn("revoke_old is set, but the CA offers no revocation; nothing revoked");
             return Ok(StepOutcome::Done { state: step.state });

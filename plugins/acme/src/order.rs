@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::challenge::{self, Published};
-use crate::client::{Account, Answer, Client, Failure, NoncePool, Signer};
+use crate::client::{Account, Answer, CaCache, Client, Failure, Signer};
 use crate::jws::b64;
 use crate::settings::{Challenge, Settings};
 
@@ -101,7 +101,7 @@ struct AcmeChallenge {
 /// Takes the order one or more steps further.
 pub fn advance(
     host: Host<'_>,
-    pool: &NoncePool,
+    cache: &CaCache,
     order: &OrderContext,
     settings: &Settings,
 ) -> Result<IssueOutcome, PluginError> {
@@ -109,7 +109,7 @@ pub fn advance(
         Value::Null => None,
         value => serde_json::from_value(value.clone()).ok(),
     };
-    let client = Client::new(host, settings, pool).map_err(Failure::into_error)?;
+    let client = Client::new(host, settings, cache).map_err(Failure::into_error)?;
     let mut result = drive(&client, order, &mut state);
     if let Err(Failure::NoAccount(why)) = &result {
         host.warn(format!("{why}; looking the account up again"));
@@ -199,10 +199,8 @@ fn drive(
         }
         match order.status.as_str() {
             "pending" if !current.responded => {
-                if let Some(after) = authorize(client, &account, &order, current)? {
-                    return Ok(Step::Wait(after));
-                }
-                return Ok(Step::Wait(POLL_SECS));
+                let after = authorize(client, &account, &order, current)?;
+                return Ok(Step::Wait(after.unwrap_or(POLL_SECS)));
             }
             "pending" => {
                 if let Some(problem) = failed_authorization(client, &account, &order)? {

@@ -10,7 +10,7 @@
 //!   without an identifier is `None`: the daemon's own schedule applies. `Retry-After` says
 //!   when to ask again; without it, in six hours.
 
-use certvakt_plugin_api::{CertificateInfo, Host, HttpRequest, PluginError, RenewalWindow};
+use certvakt_plugin_api::{CertificateInfo, HttpRequest, PluginError, RenewalWindow};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -99,15 +99,12 @@ pub fn window(
         parse(&info.suggested_window.start)?,
         parse(&info.suggested_window.end)?,
     );
-    let check_again_secs = retry_after(&client.host, &response);
+    let check_again_secs =
+        client::retry_after(&client.host, &response).unwrap_or(DEFAULT_CHECK_SECS);
     Ok(Some(RenewalWindow {
         start,
         end,
         check_again_secs,
         explanation: info.explanation_url,
     }))
-}
-
-fn retry_after(host: &Host<'_>, response: &certvakt_plugin_api::HttpResponse) -> u64 {
-    client::retry_after(host, response).unwrap_or(DEFAULT_CHECK_SECS)
 }

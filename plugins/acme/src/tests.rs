@@ -550,3 +550,30 @@ fn a_changed_contact_is_given_to_the_ca_once() {
     host.issue(&Acme::default(), context).expect("pending");
     assert_eq!(updates(&host), 1, "not sent again once the CA has it");
 }
+
+#[test]
+fn the_directory_is_read_once_an_hour_not_at_every_call() {
+    let host = ca();
+    host.respond_http(
+        "POST",
+        "https://ca.test/order",
+        json_response(
+            429,
+            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "later"}),
+            &[("retry-after", "60")],
+        ),
+    );
+    let plugin = Acme::default();
+    let reads = |host: &FakeHost| {
+        host.http_requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.url == DIRECTORY)
+            .count()
+    };
+    host.issue(&plugin, order()).expect("pending");
+    host.issue(&plugin, order()).expect("pending");
+    assert_eq!(reads(&host), 1);
+    host.set_now(FakeHost::DEFAULT_NOW + crate::client::DIRECTORY_TTL_SECS);
+    host.issue(&plugin, order()).expect("pending");
+    assert_eq!(reads(&host), 2, "read again after an hour");
+}
