@@ -18,7 +18,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow};
 use base64::Engine as _;
@@ -29,16 +28,16 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ca::{CaShape, KeyType, TestCa};
 use crate::leaf::LeafSpec;
 use crate::pebble::{Pebble, https_get};
+use crate::serve::{Served, server_chain};
 
 /// One request the front answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +62,7 @@ pub struct AriFront {
     addr: SocketAddr,
     ca: TestCa,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _served: Served,
 }
 
 impl std::fmt::Debug for AriFront {
@@ -89,7 +87,6 @@ impl AriFront {
                 .days(-1, 365),
         )?;
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
 
         let (status, text) = pebble.acme_get("/dir")?;
@@ -106,63 +103,37 @@ impl AriFront {
         });
 
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        // The leaf and its intermediates; a server does not send the root.
-        let intermediates = server.chain_der.len().saturating_sub(1);
-        let chain: Vec<CertificateDer<'static>> = std::iter::once(&server.cert_der)
-            .chain(server.chain_der.iter().take(intermediates))
-            .map(|der| CertificateDer::from(der.clone()))
-            .collect();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_pkcs8_der.clone()));
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| anyhow!("TLS versions: {e}"))?
             .with_no_client_auth()
-            .with_single_cert(chain, key)
+            .with_single_cert(server_chain(&server), key)
             .context("the front's certificate")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
-        };
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let serving = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("certvakt-ari-front".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    loop {
-                        let accepted = tokio::select! {
-                            _ = &mut stopped => return,
-                            accepted = listener.accept() => accepted,
-                        };
-                        let Ok((tcp, _)) = accepted else { continue };
-                        let (acceptor, shared) = (acceptor.clone(), Arc::clone(&serving));
-                        tokio::spawn(async move {
-                            let Ok(tls) = acceptor.accept(tcp).await else {
-                                return;
-                            };
-                            let service = service_fn(move |request| {
-                                let shared = Arc::clone(&shared);
-                                async move { Ok::<_, Infallible>(answer(&shared, request).await) }
-                            });
-                            let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(tls), service)
-                                .await;
-                        });
-                    }
+        let served = Served::spawn("certvakt-ari-front", std_listener, move |tcp| {
+            let (acceptor, shared) = (acceptor.clone(), Arc::clone(&serving));
+            async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |request| {
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, Infallible>(answer(&shared, request).await) }
                 });
-            })?;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            }
+        })?;
         Ok(AriFront {
             addr,
             ca,
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            _served: served,
         })
     }
 
@@ -185,17 +156,6 @@ impl AriFront {
     /// Every request so far.
     pub fn requests(&self) -> Vec<FrontRequest> {
         lock(&self.shared.requests).clone()
-    }
-}
-
-impl Drop for AriFront {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

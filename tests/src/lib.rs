@@ -25,6 +25,7 @@ pub mod leaf;
 pub mod mitid;
 pub mod pebble;
 pub mod sample;
+pub mod serve;
 pub mod simca;
 pub mod webroot;
 

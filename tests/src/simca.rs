@@ -32,15 +32,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::serve::{Served, server_chain};
 use anyhow::{Context, Result, anyhow};
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ca::{CaShape, KeyType, TestCa};
@@ -117,8 +116,7 @@ pub struct SimCa {
     client_ca: TestCa,
     client: IssuedCert,
     issuing_chain_pem: String,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _served: Served,
 }
 
 impl std::fmt::Debug for SimCa {
@@ -141,7 +139,6 @@ impl SimCa {
 
         let std_listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("binding the sim CA to {listen}"))?;
-        std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
 
         let mut server_names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
@@ -163,20 +160,10 @@ impl SimCa {
         let orders = Orders::new(issuing_ca, config.issue_after, config.validity);
         let shared = Arc::new(Shared::new(orders, config.log_requests));
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building the sim CA's runtime")?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
-        };
-        let (stop, stopped) = oneshot::channel();
         let serving = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("certvakt-simca".into())
-            .spawn(move || runtime.block_on(server::serve(listener, acceptor, serving, stopped)))
-            .context("starting the sim CA's thread")?;
+        let served = Served::spawn("certvakt-simca", std_listener, move |tcp| {
+            server::connection(tcp, acceptor.clone(), Arc::clone(&serving))
+        })?;
 
         Ok(SimCa {
             addr,
@@ -185,8 +172,7 @@ impl SimCa {
             client_ca,
             client,
             issuing_chain_pem,
-            stop: Some(stop),
-            thread: Some(thread),
+            _served: served,
         })
     }
 
@@ -270,17 +256,6 @@ impl SimCa {
     }
 }
 
-impl Drop for SimCa {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// An OCES3-shaped system certificate for mutual TLS, from `ca`.
 fn client_identity(ca: &TestCa, name: &str) -> Result<IssuedCert> {
     ca.issue(
@@ -303,12 +278,7 @@ fn tls_acceptor(server: &IssuedCert, client_roots: &[Vec<u8>]) -> Result<TlsAcce
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .context("building the client certificate verifier")?;
-    // The leaf and its intermediates; a server does not send the root.
-    let intermediates = server.chain_der.len().saturating_sub(1);
-    let chain: Vec<CertificateDer<'static>> = std::iter::once(&server.cert_der)
-        .chain(server.chain_der.iter().take(intermediates))
-        .map(|der| CertificateDer::from(der.clone()))
-        .collect();
+    let chain = server_chain(server);
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_pkcs8_der.clone()));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

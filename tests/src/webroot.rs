@@ -11,8 +11,8 @@
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 
+use crate::serve::Served;
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -20,7 +20,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::oneshot;
 
 /// One request the server answered: method, path, status.
 pub type Seen = (String, String, u16);
@@ -30,8 +29,7 @@ pub type Seen = (String, String, u16);
 pub struct WebRoot {
     root: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _served: Served,
 }
 
 impl WebRoot {
@@ -39,50 +37,29 @@ impl WebRoot {
     pub fn start(port: u16, root: &Path) -> Result<WebRoot> {
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .with_context(|| format!("binding the web server to 127.0.0.1:{port}"))?;
-        std_listener.set_nonblocking(true)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
-        };
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let (serving_root, serving_seen) = (root.to_path_buf(), Arc::clone(&seen));
-        let thread = std::thread::Builder::new()
-            .name("certvakt-webroot".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    loop {
-                        let accepted = tokio::select! {
-                            _ = &mut stopped => return,
-                            accepted = listener.accept() => accepted,
-                        };
-                        let Ok((tcp, _)) = accepted else { continue };
-                        let (root, seen) = (serving_root.clone(), Arc::clone(&serving_seen));
-                        tokio::spawn(async move {
-                            let service = service_fn(move |request: Request<Incoming>| {
-                                let response = answer(&root, &request);
-                                seen.lock().unwrap_or_else(PoisonError::into_inner).push((
-                                    request.method().to_string(),
-                                    request.uri().path().to_owned(),
-                                    response.status().as_u16(),
-                                ));
-                                async move { Ok::<_, Infallible>(response) }
-                            });
-                            let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(tcp), service)
-                                .await;
-                        });
-                    }
+        let served = Served::spawn("certvakt-webroot", std_listener, move |tcp| {
+            let (root, seen) = (serving_root.clone(), Arc::clone(&serving_seen));
+            async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let response = answer(&root, &request);
+                    seen.lock().unwrap_or_else(PoisonError::into_inner).push((
+                        request.method().to_string(),
+                        request.uri().path().to_owned(),
+                        response.status().as_u16(),
+                    ));
+                    async move { Ok::<_, Infallible>(response) }
                 });
-            })?;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            }
+        })?;
         Ok(WebRoot {
             root: root.to_path_buf(),
             seen,
-            stop: Some(stop),
-            thread: Some(thread),
+            _served: served,
         })
     }
 
@@ -97,17 +74,6 @@ impl WebRoot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-}
-
-impl Drop for WebRoot {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
