@@ -10,8 +10,9 @@ use certvakt_testkit::ari::AriFront;
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use serde_json::Value;
+use x509_parser::certificate::X509Certificate;
 
-use crate::common::{WAIT, bins};
+use crate::common::{WAIT, bins, pair_matches};
 
 /// Long enough for a few renewals of short-lived certificates.
 const RENEWALS: Duration = Duration::from_secs(120);
@@ -172,66 +173,56 @@ fn wait_for_runs(
     Ok(())
 }
 
-/// The leaf of a PEM file: its DNS names, issuer CN, serial (hex) and key match.
+/// The leaf of a PEM file: its DNS names, issuer CN and serial (hex).
 struct Leaf {
     names: Vec<String>,
     issuer_cn: String,
     serial_hex: String,
 }
 
+/// Reads the certificate of a DER block with `read`.
+fn with_cert<T>(der: &[u8], read: impl FnOnce(&X509Certificate<'_>) -> T) -> Result<T> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(read(&cert))
+}
+
+/// The first common name of a distinguished name ("" without one).
+fn cn(name: &x509_parser::x509::X509Name<'_>) -> String {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn leaf(path: &Path) -> Result<Leaf> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let block = pem::parse(&pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
-                names.push((*dns).to_owned());
+    with_cert(pem::parse(&pem)?.contents(), |cert| {
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                    names.push((*dns).to_owned());
+                }
             }
         }
-    }
-    names.sort();
-    let issuer_cn = cert
-        .issuer()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let serial_hex = cert
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    Ok(Leaf {
-        names,
-        issuer_cn,
-        serial_hex,
+        names.sort();
+        Leaf {
+            names,
+            issuer_cn: cn(cert.issuer()),
+            serial_hex: cert
+                .raw_serial()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
     })
+    .with_context(|| path.display().to_string())
 }
 
-fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
-    let cert_der = certvakt::keys::parse_certificate_chain(&std::fs::read(cert)?)?
-        .into_iter()
-        .next()
-        .context("a certificate")?;
-    let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
-    Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
-}
-
+/// The subject CN of a PEM certificate.
 fn common_name(pem_text: &str) -> Result<String> {
-    let block = pem::parse(pem_text)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned())
+    with_cert(pem::parse(pem_text)?.contents(), |cert| cn(cert.subject()))
 }
 
 #[test]
@@ -529,15 +520,7 @@ fn external_account_binding_terms_chains_key_rollover_contact_and_revocation() -
 fn top_issuer(chain: &str) -> Result<String> {
     let blocks = pem::parse_many(chain)?;
     let last = blocks.last().context("a certificate in the chain")?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(last.contents()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(cert
-        .issuer()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned())
+    with_cert(last.contents(), |cert| cn(cert.issuer()))
 }
 
 #[test]

@@ -99,3 +99,13 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Whether the key file belongs to the (first) certificate of the certificate file.
+pub fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
+    let cert_der = certvakt::keys::parse_certificate_chain(&std::fs::read(cert)?)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", cert.display()))?;
+    let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
+    Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
+}

@@ -9,7 +9,7 @@ use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::{CaShape, TestCa};
 use serde_json::Value;
 
-use crate::common::{WAIT, bins, stderr, stdout};
+use crate::common::{WAIT, bins, pair_matches, stderr, stdout};
 
 /// A folder with a plugin dir holding the manual plugin, live paths that do not exist yet,
 /// and a configuration for one managed certificate renewed by it.
@@ -91,30 +91,43 @@ pub fn answer_the_order(daemon: &Daemon, ca: &TestCa, work: &Path) -> Result<std
             .into_iter()
             .find(|t| t["cert_id"] == "web")
     })?;
-    let files: Vec<PathBuf> = task["files"]
+    let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
+    let chain = format!("{}{}", issued.pem, issued.chain_pem);
+    import_file(daemon, work, "web", "issued.pem", chain.as_bytes(), None)
+}
+
+/// The CSR (PEM) among an order task's files.
+pub fn task_csr(task: &Value) -> Result<String> {
+    let file = task["files"]
         .as_array()
         .context("task files")?
         .iter()
-        .filter_map(|f| f.as_str().map(PathBuf::from))
-        .collect();
-    let csr_file = files
-        .iter()
-        .find(|f| f.extension().is_some_and(|e| e == "csr"))
-        .with_context(|| format!("no CSR among {files:?}"))?;
-    let csr = std::fs::read_to_string(csr_file)?;
-    let issued = ca.issue_from_csr(&csr, |_| {})?;
-    let file = work.join("issued.pem");
-    std::fs::write(&file, format!("{}{}", issued.pem, issued.chain_pem))?;
-    daemon.cli(&["import", "web", &file.display().to_string()])
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".csr"))
+        .with_context(|| format!("no CSR among the task's files {}", task["files"]))?;
+    Ok(std::fs::read_to_string(file)?)
 }
 
-fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
-    let cert_der = certvakt::keys::parse_certificate_chain(&std::fs::read(cert)?)?
-        .into_iter()
-        .next()
-        .context("a certificate")?;
-    let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
-    Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
+/// Writes `bytes` to `dir/name` and imports it for `id` with the CLI; with `password`, as a
+/// PKCS#12 whose password is written beside it for `--password-file`.
+pub fn import_file(
+    daemon: &Daemon,
+    dir: &Path,
+    id: &str,
+    name: &str,
+    bytes: &[u8],
+    password: Option<&str>,
+) -> Result<std::process::Output> {
+    let file = dir.join(name);
+    std::fs::write(&file, bytes)?;
+    let file = file.display().to_string();
+    let mut args = vec!["import", id, file.as_str()];
+    let password_file = dir.join(format!("{name}.pass")).display().to_string();
+    if let Some(password) = password {
+        std::fs::write(&password_file, password)?;
+        args.extend(["--password-file", password_file.as_str()]);
+    }
+    daemon.cli(&args)
 }
 
 #[test]
@@ -499,15 +512,7 @@ fn a_certificate_dropped_into_the_inbox_is_imported_and_a_wrong_one_set_aside() 
     })?;
     assert!(std::fs::read_to_string(&reason)?.contains("pending key"));
 
-    let csr_file = task["files"]
-        .as_array()
-        .context("files")?
-        .iter()
-        .filter_map(|f| f.as_str())
-        .find(|f| f.ends_with(".csr"))
-        .context("csr")?
-        .to_owned();
-    let issued = ca.issue_from_csr(&std::fs::read_to_string(csr_file)?, |_| {})?;
+    let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
     // As an operator would: copy in under a hidden name, then rename.
     std::fs::write(
         inbox.join(".incoming"),
@@ -739,21 +744,10 @@ ca_name = "MitID Erhverv"
     let task = eventually(WAIT, "the order task", || {
         tasks(&daemon).ok()?.into_iter().next()
     })?;
-    let csr_file = task["files"]
-        .as_array()
-        .context("files")?
-        .iter()
-        .filter_map(|f| f.as_str())
-        .find(|f| f.ends_with(".csr"))
-        .context("a CSR among the task's files")?
-        .to_owned();
-    let csr = std::fs::read_to_string(&csr_file)?;
-    let import = |issued: certvakt_testkit::ca::CsrCertificate,
-                  name: &str|
-     -> Result<std::process::Output> {
-        let file = dir.path().join(name);
-        std::fs::write(&file, format!("{}{}", issued.pem, issued.chain_pem))?;
-        daemon.cli(&["import", "fmk", &file.display().to_string()])
+    let csr = task_csr(&task)?;
+    let import = |issued: certvakt_testkit::ca::CsrCertificate, name: &str| {
+        let chain = format!("{}{}", issued.pem, issued.chain_pem);
+        import_file(&daemon, dir.path(), "fmk", name, chain.as_bytes(), None)
     };
 
     // From a CA outside the trust set: refused, and the run still waits for a certificate.
@@ -835,36 +829,11 @@ subject = [
     let task = eventually(WAIT, "the order task", || {
         tasks(&daemon).ok()?.into_iter().next()
     })?;
-    let csr_file = task["files"]
-        .as_array()
-        .context("files")?
-        .iter()
-        .filter_map(|f| f.as_str())
-        .find(|f| f.ends_with(".csr"))
-        .context("a CSR among the task's files")?
-        .to_owned();
-    let csr = std::fs::read_to_string(&csr_file)?;
+    let csr = task_csr(&task)?;
     let mitid = TestCa::new(CaShape::Oces3)?;
-    let import =
-        |bytes: &[u8], name: &str, password: Option<&str>| -> Result<std::process::Output> {
-            let file = dir.path().join(name);
-            std::fs::write(&file, bytes)?;
-            let mut args = vec![
-                "import".to_owned(),
-                "fmk".into(),
-                file.display().to_string(),
-            ];
-            if let Some(password) = password {
-                let password_file = dir.path().join(format!("{name}.pass"));
-                std::fs::write(&password_file, password)?;
-                args.extend([
-                    "--password-file".into(),
-                    password_file.display().to_string(),
-                ]);
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            daemon.cli(&args)
-        };
+    let import = |bytes: &[u8], name: &str, password: Option<&str>| {
+        import_file(&daemon, dir.path(), "fmk", name, bytes, password)
+    };
 
     // The CA left out digitalSignature: refused.
     let wrong_usage = mitid.issue_from_csr(&csr, |params| {

@@ -235,6 +235,24 @@ fn order() -> OrderContext {
     }
 }
 
+/// Puts the account a previous call found (`https://ca.test/acct/1`, the plugin's EC P-256
+/// key for [`DIRECTORY`], given `contact`) in the host's state.
+fn remember_account(host: &FakeHost, contact: &[&str]) {
+    host.put_state(
+        "account",
+        json!({
+            "directory": DIRECTORY,
+            "key_name": crate::client::key_name(
+                DIRECTORY,
+                certvakt_plugin_api::profile::KeyAlgorithm::EcP256
+            ),
+            "key_type": "ec-p256",
+            "url": "https://ca.test/acct/1",
+            "contact": contact,
+        }),
+    );
+}
+
 #[test]
 fn a_rate_limit_is_a_wait_of_retry_after_not_a_failure() {
     let host = ca();
@@ -461,15 +479,7 @@ fn the_dns_hook_is_run_by_the_host_with_the_record_and_a_failure_is_temporary() 
 #[test]
 fn an_order_still_pending_an_hour_after_validation_is_reported_and_replaced() {
     let host = ca();
-    host.put_state(
-        "account",
-        json!({
-            "directory": DIRECTORY,
-            "key_name": crate::client::key_name(DIRECTORY, certvakt_plugin_api::profile::KeyAlgorithm::EcP256),
-            "key_type": "ec-p256",
-            "url": "https://ca.test/acct/1",
-        }),
-    );
+    remember_account(&host, &[]);
     host.respond_http(
         "POST",
         "https://ca.test/order/7",
@@ -508,16 +518,7 @@ fn an_order_still_pending_an_hour_after_validation_is_reported_and_replaced() {
 #[test]
 fn a_changed_contact_is_given_to_the_ca_once() {
     let host = ca();
-    host.put_state(
-        "account",
-        json!({
-            "directory": DIRECTORY,
-            "key_name": crate::client::key_name(DIRECTORY, certvakt_plugin_api::profile::KeyAlgorithm::EcP256),
-            "key_type": "ec-p256",
-            "url": "https://ca.test/acct/1",
-            "contact": ["mailto:old@apotek.example"],
-        }),
-    );
+    remember_account(&host, &["mailto:old@apotek.example"]);
     host.respond_http(
         "POST",
         "https://ca.test/acct/1",
