@@ -695,6 +695,41 @@ fn a_live_file_certvakt_did_not_write_is_kept_before_it_is_replaced() -> Result<
     Ok(())
 }
 
+/// Starts a daemon in `dir` managing `fmk` (the live files `live`) with the manual plugin,
+/// its new certificates held to the trust set `oces3` = `root_pem`; `settings` are more
+/// `[certificate.settings]` lines.
+fn start_oces3_fmk(
+    dir: &Path,
+    bins: &certvakt_testkit::harness::Bins,
+    root_pem: &str,
+    live: &certvakt_testkit::PemPaths,
+    settings: &str,
+) -> Result<Daemon> {
+    let root = dir.join("oces3-root.pem");
+    std::fs::write(&root, root_pem)?;
+    let body = format!(
+        r#"[trust]
+oces3 = ["{root}"]
+
+[[certificate]]
+id = "fmk"
+cert = "{cert}"
+key = "{key}"
+plugin = "manual"
+issuer_trust = "oces3"
+[certificate.settings]
+ca_name = "MitID Erhverv"
+{settings}
+"#,
+        root = root.display(),
+        cert = live.cert.display(),
+        key = live.key.display(),
+    );
+    let config = dir.join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir, "127.0.0.1:0", &body))?;
+    Daemon::start(bins, &config, &[])
+}
+
 #[test]
 fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
     use certvakt_testkit::LeafSpec;
@@ -717,28 +752,7 @@ fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
         .days(-700, 400),
     )?;
     let live = current.write_pem(&dir.path().join("live"), "fmk")?;
-    let root = dir.path().join("oces3-root.pem");
-    std::fs::write(&root, mitid.root_pem())?;
-    let body = format!(
-        r#"[trust]
-oces3 = ["{root}"]
-
-[[certificate]]
-id = "fmk"
-cert = "{cert}"
-key = "{key}"
-plugin = "manual"
-issuer_trust = "oces3"
-[certificate.settings]
-ca_name = "MitID Erhverv"
-"#,
-        root = root.display(),
-        cert = live.cert.display(),
-        key = live.key.display(),
-    );
-    let config = dir.path().join("certvakt.toml");
-    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
-    let daemon = Daemon::start(&bins, &config, &[])?;
+    let daemon = start_oces3_fmk(dir.path(), &bins, &mitid.root_pem(), &live, "")?;
     let renew = daemon.cli(&["renew", "fmk", "--force"])?;
     ensure!(renew.status.success(), "renew: {}", stderr(&renew));
     let task = eventually(WAIT, "the order task", || {
@@ -894,29 +908,13 @@ fn an_oces3_renewal_downloaded_from_mitid_erhverv_is_imported_with_its_key() -> 
     let live = current
         .certificate
         .write_pem(&dir.path().join("live"), "fmk")?;
-    let root = dir.path().join("oces3-root.pem");
-    std::fs::write(&root, portal.ca().root_pem())?;
-    let body = format!(
-        r#"[trust]
-oces3 = ["{root}"]
-
-[[certificate]]
-id = "fmk"
-cert = "{cert}"
-key = "{key}"
-plugin = "manual"
-issuer_trust = "oces3"
-[certificate.settings]
-ca_name = "MitID Erhverv"
-key_type = "rsa-3072"
-"#,
-        root = root.display(),
-        cert = live.cert.display(),
-        key = live.key.display(),
-    );
-    let config = dir.path().join("certvakt.toml");
-    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
-    let daemon = Daemon::start(&bins, &config, &[])?;
+    let daemon = start_oces3_fmk(
+        dir.path(),
+        &bins,
+        &portal.ca().root_pem(),
+        &live,
+        "key_type = \"rsa-3072\"",
+    )?;
 
     // The administrator renews in the portal and downloads the bundle; no run was waiting.
     let renewal = portal.renew(&current.certificate.cert_pem)?;
