@@ -253,18 +253,23 @@ fn remember_account(host: &FakeHost, contact: &[&str]) {
     );
 }
 
-#[test]
-fn a_rate_limit_is_a_wait_of_retry_after_not_a_failure() {
-    let host = ca();
+/// Makes the CA answer every new order `rateLimited` with `detail` and a `Retry-After`.
+fn refuse_orders_for(host: &FakeHost, detail: &str, retry_after_secs: u64) {
     host.respond_http(
         "POST",
         "https://ca.test/order",
         json_response(
             429,
-            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many new orders recently"}),
-            &[("retry-after", "1800")],
+            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": detail}),
+            &[("retry-after", &retry_after_secs.to_string())],
         ),
     );
+}
+
+#[test]
+fn a_rate_limit_is_a_wait_of_retry_after_not_a_failure() {
+    let host = ca();
+    refuse_orders_for(&host, "too many new orders recently", 1800);
     let outcome = host.issue(&Acme::default(), order()).expect("not an error");
     assert_eq!(
         outcome,
@@ -524,15 +529,7 @@ fn a_changed_contact_is_given_to_the_ca_once() {
         "https://ca.test/acct/1",
         json_response(200, json!({"status": "valid"}), &[]),
     );
-    host.respond_http(
-        "POST",
-        "https://ca.test/order",
-        json_response(
-            429,
-            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "later"}),
-            &[("retry-after", "60")],
-        ),
-    );
+    refuse_orders_for(&host, "later", 60);
     let mut context = order();
     context.certificate.settings["contact"] = json!(["mailto:it@apotek.example"]);
     let updates = |host: &FakeHost| {
@@ -555,15 +552,7 @@ fn a_changed_contact_is_given_to_the_ca_once() {
 #[test]
 fn the_directory_is_read_once_an_hour_not_at_every_call() {
     let host = ca();
-    host.respond_http(
-        "POST",
-        "https://ca.test/order",
-        json_response(
-            429,
-            json!({"type": "urn:ietf:params:acme:error:rateLimited", "detail": "later"}),
-            &[("retry-after", "60")],
-        ),
-    );
+    refuse_orders_for(&host, "later", 60);
     let plugin = Acme::default();
     let reads = |host: &FakeHost| {
         host.http_requests()
