@@ -26,7 +26,7 @@
 //!    validation and action cannot disagree.
 //! 3. [`Plugin::csr_profile`] — what key and CSR the daemon should make. From the settings;
 //!    a subject or SAN list left out of them is copied from the certificate being renewed
-//!    ([`current`]), exactly, string types and order included.
+//!    ([`certvakt_plugin_common::current`]), exactly, string types and order included.
 //! 4. The daemon makes the key and the CSR. The plugin never sees the key.
 //! 5. [`Plugin::issue`] — order the certificate. There is no API, so the answer is
 //!    [`IssueOutcome::Pending`] with a [`TaskSpec`](certvakt_plugin_api::TaskSpec) made by
@@ -52,7 +52,8 @@
 //! - `Cargo.toml`: `crate-type = ["cdylib", "rlib"]` — the cdylib is what certvaktd loads
 //!   from `plugin_dir`; the rlib lets the tests call the plugin in-process.
 //! - [`settings`]: the settings' documentation, and the one parser that validates them.
-//! - [`current`]: copying the subject and names of the certificate being renewed.
+//! - `certvakt_plugin_common::current` (shared with the Danish plugins): copying the subject
+//!   and names of the certificate being renewed.
 //! - [`task`]: the operator task, word for word.
 //! - This file: the [`Plugin`] implementation, and `export_plugin!(ManualCa)`.
 //!
@@ -64,13 +65,13 @@
 //! `dlopen` is left out. Certificates to renew are minted by `certvakt-testkit`.
 
 use certvakt_plugin_api::profile::CsrProfile;
+use certvakt_plugin_common::current;
 use certvakt_plugin_api::{
     About, CertificateContext, Host, IssueOutcome, LogLevel, OrderContext, Plugin, PluginError,
     SettingProblem, StepContext, StepOutcome, export_plugin,
 };
 use serde_json::{Value, json};
 
-pub mod current;
 pub mod settings;
 pub mod task;
 #[cfg(test)]

@@ -12,13 +12,11 @@
 //!   signed element carried unchanged from one message to the next.
 //! - [`call`]: one SOAP 1.1 request through the host, its failures sorted into what the daemon
 //!   can act on (try again later, or not).
-//! - [`oces3`]: CVR and UUID of a Danish OCES3 certificate, and its thumbprints.
 //! - [`xs_datetime`]: `xs:dateTime` in UTC, as every one of these services writes it.
 
 pub mod call;
 pub mod dsig;
 pub mod ns;
-pub mod oces3;
 pub mod read;
 pub mod write;
 

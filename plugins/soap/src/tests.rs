@@ -121,19 +121,3 @@ fn faults_are_read_with_their_detail() {
     assert_eq!(fault.string, "no");
     assert_eq!(fault.detail("FaultCode"), Some("not_authorized"));
 }
-
-#[test]
-fn oces3_identity_comes_from_the_daemons_reading() {
-    let info = certvakt_plugin_api::CertificateInfo {
-        pem: String::new(),
-        subject: String::new(),
-        serial: "01".into(),
-        not_before: 0,
-        not_after: 0,
-        identities: vec!["DK CVR 25450442 UUID 9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d".into()],
-    };
-    let id = crate::oces3::identity(&info);
-    assert_eq!(id.as_ref().map(|i| i.cvr.as_str()), Some("25450442"));
-    assert!(id.is_some_and(|i| i.same_uuid("9B2E61D0-3C4F-4A8E-B5D7-1F0E2C3A4B5D")));
-    assert_eq!(crate::xs_datetime(0), "1970-01-01T00:00:00Z");
-}

@@ -1,0 +1,12 @@
+//! What several certvakt plugins share.
+//!
+//! - [`current`]: what a renewal keeps from the certificate it replaces (its subject and names,
+//!   exactly: OIDs, string types, DER order).
+//! - [`oces3`]: the CVR number and UUID of a Danish OCES3 certificate, and its thumbprints.
+//! - [`mitid`]: MitID Erhverv, where Danish organisation certificates come from: it has no
+//!   ordering API, so the order is an operator task, and the renewal comes back as a PKCS#12
+//!   download that `certvakt import` takes in.
+
+pub mod current;
+pub mod mitid;
+pub mod oces3;
