@@ -6,7 +6,9 @@
 //! - [`mitid`]: MitID Erhverv, where Danish organisation certificates come from: it has no
 //!   ordering API, so the order is an operator task, and the renewal comes back as a PKCS#12
 //!   download that `certvakt import` takes in.
+//! - [`settings`]: reading `[certificate.settings]` with every problem reported at once.
 
 pub mod current;
 pub mod mitid;
 pub mod oces3;
+pub mod settings;

@@ -1,0 +1,177 @@
+use certvakt_soap::read;
+use serde_json::{Value, json};
+
+use crate::fmk::FmkFault;
+use crate::message::{self, E6, MC, MC160, Operation, Whitelisting};
+use crate::settings::{FmkVersion, Settings};
+
+fn settings_value() -> Value {
+    json!({
+        "cvr": "25450442",
+        "fmk_endpoint": "https://fmk.example/fmk12/ws/MedicineCard",
+        "sts_endpoint": "https://sts.example/sts/services/NewSecurityTokenService",
+        "pharmacy_name": "Hjørring Svane Apotek",
+        "pharmacy_address": ["Brogade 111", "9800 Hjørring"],
+        "pharmacy_ean": "5790000171248",
+        "apoteker_given_name": "Ane",
+        "apoteker_surname": "Jensen",
+        "apoteker_cpr": "2604276962",
+    })
+}
+
+fn settings(version: FmkVersion) -> Settings {
+    let mut value = settings_value();
+    if version == FmkVersion::V160 {
+        value["fmk_version"] = json!("1.6.0");
+    }
+    match Settings::parse(&value) {
+        Ok(settings) => settings,
+        Err(problems) => panic!("{problems:?}"),
+    }
+}
+
+fn entry() -> Whitelisting {
+    Whitelisting {
+        source: "CVR".into(),
+        cvr: "25450442".into(),
+        foces_id: "9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d".into(),
+        cert_hash: Some("7FA65D27408F9B0A4A54F650D4D9E4A43941D0A1".into()),
+    }
+}
+
+#[test]
+fn every_settings_problem_is_named_and_the_cpr_is_not_repeated() {
+    let mut value = settings_value();
+    value["cvr"] = json!("2545044");
+    value["apoteker_cpr"] = json!("26042769");
+    value["fmk_endpoint"] = json!("http://fmk.example");
+    value["mode"] = json!("sometimes");
+    value["pharmacy_address"] = json!(["1", "2", "3", "4", "5", "6"]);
+    let problems = Settings::parse(&value).err().unwrap_or_default();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in ["cvr", "apoteker_cpr", "fmk_endpoint", "mode", "pharmacy_address"] {
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
+    let said = format!("{problems:?}");
+    assert!(!said.contains("26042769"), "the CPR number is personal data: {said}");
+    assert!(!format!("{:?}", settings(FmkVersion::E6)).contains("2604276962"));
+}
+
+#[test]
+fn the_e6_create_body_keeps_the_namespace_trap() {
+    let body = message::create_body(FmkVersion::E6, &settings(FmkVersion::E6), &entry())
+        .unwrap_or_default();
+    let Ok(doc) = read::parse(&body, "body") else {
+        panic!("{body}");
+    };
+    let root = doc.root_element();
+    assert!(root.has_tag_name((E6, "CreateFocesWhitelistingRequest")));
+    let created_by = read::child(root, E6, "CreatedBy");
+    let other = created_by.and_then(|c| read::child(c, MC, "Other"));
+    assert!(other.is_some(), "the modifier is in 2015/06/01: {body}");
+    let whitelisting = read::child(root, E6, "FocesWhitelisting");
+    let identifier = whitelisting.and_then(|w| read::child(w, E6, "OrganisationIdentifier"));
+    assert_eq!(identifier.and_then(|i| i.attribute("source")), Some("CVR"));
+    assert_eq!(
+        whitelisting.and_then(|w| read::child_text(w, E6, "FocesId")),
+        Some(entry().foces_id.as_str())
+    );
+    let organisation = created_by.and_then(|c| read::child(c, MC, "Organisation"));
+    let order: Vec<&str> = organisation
+        .map(|o| o.children().filter(|c| c.is_element()).map(|c| c.tag_name().name()).collect())
+        .unwrap_or_default();
+    assert_eq!(order, ["Name", "AddressLine", "AddressLine", "Type", "Identifier"]);
+}
+
+#[test]
+fn the_160_delete_body_orders_the_organisation_the_160_way() {
+    let body = message::delete_body(FmkVersion::V160, &settings(FmkVersion::V160), &entry())
+        .unwrap_or_default();
+    let Ok(doc) = read::parse(&body, "body") else {
+        panic!("{body}");
+    };
+    let root = doc.root_element();
+    assert!(root.has_tag_name((MC160, "DeleteFocesWhitelistingRequest")));
+    let organisation = read::child(root, MC160, "ModifiedBy")
+        .and_then(|m| read::child(m, MC160, "Organisation"));
+    let order: Vec<&str> = organisation
+        .map(|o| o.children().filter(|c| c.is_element()).map(|c| c.tag_name().name()).collect())
+        .unwrap_or_default();
+    assert_eq!(order, ["Identifier", "Type", "Name", "AddressLine", "AddressLine"]);
+    assert_eq!(
+        Operation::Delete.action(FmkVersion::V160),
+        "http://fmk-teknik.dk/160#DeleteFocesWhitelisting"
+    );
+}
+
+#[test]
+fn entries_are_read_from_get_and_create_answers() {
+    let answer = format!(
+        r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x:GetFocesWhitelistingsResponse xmlns:x="{E6}"><x:FocesWhitelisting><x:OrganisationIdentifier source="CVR">25450442</x:OrganisationIdentifier><x:FocesId>a</x:FocesId><x:CertHash>Ukendt</x:CertHash></x:FocesWhitelisting><x:FocesWhitelisting><x:OrganisationIdentifier source="CVR">25450442</x:OrganisationIdentifier><x:FocesId>b</x:FocesId></x:FocesWhitelisting></x:GetFocesWhitelistingsResponse></S:Body></S:Envelope>"#
+    );
+    let listed = message::whitelistings(FmkVersion::E6, &answer).unwrap_or_default();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].cert_hash.as_deref(), Some("Ukendt"));
+    assert_eq!(listed[1].cert_hash, None);
+    // The same answer is not a 1.6.0 answer.
+    assert!(message::whitelistings(FmkVersion::V160, &answer).is_err());
+}
+
+#[test]
+fn faults_say_what_to_do() {
+    let settings = settings(FmkVersion::E6);
+    let fault = |code: &str| FmkFault {
+        operation: Operation::Create,
+        code: code.into(),
+        text: "nope".into(),
+    };
+    let expired = fault("expired_idcard").into_error(&settings);
+    assert_eq!(expired.kind, certvakt_plugin_api::ErrorKind::Temporary);
+    let syntax = fault("syntax_error").into_error(&settings);
+    assert_eq!(syntax.kind, certvakt_plugin_api::ErrorKind::Permanent);
+    assert!(syntax.message.contains("fmk_version"), "{}", syntax.message);
+    let other = fault("processing_problem").into_error(&settings);
+    assert_eq!(other.kind, certvakt_plugin_api::ErrorKind::NeedsPerson);
+    assert_eq!(other.fault_code.as_deref(), Some("fmk:processing_problem"));
+    assert!(other.message.contains("nope"));
+    assert!(fault("not_authorized").not_authorized());
+}
+
+#[test]
+fn unique_ids_are_uuid_shaped_and_differ() {
+    let a = crate::unique_id(1, "x");
+    let b = crate::unique_id(1, "x");
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 36);
+    assert_eq!(a.matches('-').count(), 4);
+}
+
+#[test]
+fn the_readme_examples_are_valid_settings() {
+    let readme = include_str!("../README.md");
+    let mut checked = 0;
+    for block in readme.split("```toml").skip(1) {
+        let Some((toml_text, _)) = block.split_once("```") else {
+            continue;
+        };
+        let Ok(doc) = toml::from_str::<toml::Table>(toml_text) else {
+            panic!("a README TOML block does not parse:\n{toml_text}");
+        };
+        let certificates = doc.get("certificate").and_then(|c| c.as_array());
+        for certificate in certificates.into_iter().flatten() {
+            if certificate.get("plugin").and_then(|p| p.as_str()) != Some("dk-fmk") {
+                continue;
+            }
+            let settings = certificate
+                .get("settings")
+                .cloned()
+                .unwrap_or(toml::Value::Table(toml::Table::new()));
+            let value = serde_json::to_value(settings).unwrap_or_default();
+            if let Err(problems) = Settings::parse(&value) {
+                panic!("README settings have problems: {problems:?}\n{toml_text}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the README shows both modes ({checked} checked)");
+}
