@@ -266,8 +266,8 @@ fn client_identity(ca: &TestCa, name: &str) -> Result<IssuedCert> {
 }
 
 /// Mutual TLS: the server's certificate and intermediate, client certificates required and
-/// checked against `client_roots` (DER).
-fn tls_acceptor(server: &IssuedCert, client_roots: &[Vec<u8>]) -> Result<TlsAcceptor> {
+/// checked against `client_roots` (DER). Shared with the SOAP simulators ([`crate::soapd`]).
+pub(crate) fn tls_acceptor(server: &IssuedCert, client_roots: &[Vec<u8>]) -> Result<TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for root in client_roots {
@@ -285,7 +285,7 @@ fn tls_acceptor(server: &IssuedCert, client_roots: &[Vec<u8>]) -> Result<TlsAcce
         .map_err(|e| anyhow!("TLS versions: {e}"))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .context("the sim CA's server certificate")?;
+        .context("the server certificate for mutual TLS")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -4,9 +4,11 @@
 //! managed certificates while you watch:
 //! - `web-demo` through a simulated CA with an API (mutual TLS, asynchronous orders), with
 //!   two-minute certificates, so it renews by itself every 80 seconds or so;
-//! - `fmk-demo`, an OCES3-shaped certificate, through the `manual` plugin: an operator task
-//!   appears with the CSR, and a simulated operator (this program) completes it after a few
-//!   seconds by dropping the certificate its CA signed into the certificate's inbox;
+//! - `fmk-demo`, a pharmacy's OCES3 system certificate for FMK, through the `dk-fmk` plugin:
+//!   the renewal is due at once; an operator task asks for it to be renewed in MitID Erhverv,
+//!   a simulated operator (this program) renews it in the MitID Erhverv stand-in after a few
+//!   seconds and imports the downloaded PKCS#12; certvakt then checks the FOCES whitelisting
+//!   in the FMK simulator (with its SOSI STS, over mutual TLS), installs and verifies;
 //! - `shop-web`, the pharmacy's web shop, through the `acme` plugin from pebble (Let's
 //!   Encrypt's test CA, Debian package `pebble`) with real http-01 validation answered by the
 //!   daemon, with three-minute certificates, so it renews by itself every two minutes.
@@ -23,10 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
 use certvakt_testkit::harness::{self, Daemon, config_toml};
+use certvakt_testkit::mitid::{MitIdErhverv, identity};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
-use certvakt_testkit::{CaShape, TestCa};
 
 /// How long the simulated operator takes to handle a task.
 const OPERATOR_DELAY: Duration = Duration::from_secs(8);
@@ -84,6 +87,7 @@ fn run() -> Result<()> {
             "certvakt-plugin-manual",
             "certvakt-plugin-simca",
             "certvakt-plugin-acme",
+            "certvakt-plugin-dk-fmk",
         ],
     )?;
     let pebble = Pebble::start(PebbleConfig {
@@ -102,11 +106,20 @@ fn run() -> Result<()> {
         },
     )?;
     let sim_files = sim.write_files(&dir.join("simca"))?;
+    let pharmacy = Pharmacy::start(&dir)?;
     let manifest = certvakt_testkit::write_sample_set(&dir.join("certs"))?;
     let config = dir.join("certvakt.toml");
     std::fs::write(
         &config,
-        demo_config(&dir, &listen, &manifest, &sim_files, &sim.url(), &pebble),
+        demo_config(
+            &dir,
+            &listen,
+            &manifest,
+            &sim_files,
+            &sim.url(),
+            &pebble,
+            &pharmacy,
+        ),
     )?;
 
     let daemon = Daemon::start(&bins, &config, &[]).with_context(|| {
@@ -118,7 +131,11 @@ fn run() -> Result<()> {
         bins.certvakt.display(),
         daemon.socket.display()
     );
-    let oces_ca = TestCa::new(CaShape::Oces3)?;
+    // The FMK certificate is renewed at once, as when its renewal falls due.
+    let renew = daemon.cli(&["renew", "fmk-demo", "--force"])?;
+    if !renew.status.success() {
+        bail!("renew fmk-demo: {}", String::from_utf8_lossy(&renew.stderr));
+    }
 
     println!(
         "certvakt demo: certvaktd (pid {}) in {}\n",
@@ -133,7 +150,10 @@ fn run() -> Result<()> {
         "  renewing   web-demo through a simulated CA at {} (2-minute certificates)",
         sim.url()
     );
-    println!("             fmk-demo through an operator task, done by a simulated operator");
+    println!(
+        "             fmk-demo in MitID Erhverv (a task, done by a simulated operator), whitelisted in FMK at {}",
+        pharmacy.fmk.fmk_url()
+    );
     println!(
         "             shop-web from pebble (ACME) at {}, validated by http-01 (3-minute certificates)",
         pebble.directory_url()
@@ -155,7 +175,7 @@ fn run() -> Result<()> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        operate(&daemon, &oces_ca, &mut done_tasks)?;
+        operate(&daemon, &pharmacy, &mut done_tasks)?;
         let (_, status) = daemon.cli_json(&["status"])?;
         let issued = ["web-demo", "fmk-demo", "shop-web"].iter().all(|id| {
             status["renewals"]
@@ -171,6 +191,7 @@ fn run() -> Result<()> {
             );
             let out = daemon.cli(&["status"])?;
             println!("{}", String::from_utf8_lossy(&out.stdout));
+            pharmacy.report();
             if once {
                 break;
             }
@@ -201,9 +222,11 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// The simulated operator: a task open for a few seconds is done by signing its CSR with the
-/// "MitID Erhverv" test CA and dropping the certificate into the certificate's inbox.
-fn operate(daemon: &Daemon, ca: &TestCa, done: &mut Vec<String>) -> Result<()> {
+/// The simulated operator: a task open for a few seconds is done. A MitID Erhverv task by
+/// renewing the certificate in the MitID Erhverv stand-in and importing the downloaded
+/// PKCS#12 with the CLI; any other by signing its CSR with the stand-in's CA and dropping the
+/// certificate into the certificate's inbox.
+fn operate(daemon: &Daemon, pharmacy: &Pharmacy, done: &mut Vec<String>) -> Result<()> {
     let (_, tasks) = daemon.cli_json(&["tasks"])?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -214,6 +237,32 @@ fn operate(daemon: &Daemon, ca: &TestCa, done: &mut Vec<String>) -> Result<()> {
         if done.contains(&id) || now - opened < OPERATOR_DELAY.as_secs() as i64 {
             continue;
         }
+        let cert_id = task["cert_id"].as_str().unwrap_or_default();
+        if task["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("MitID Erhverv"))
+        {
+            let live = std::fs::read_to_string(pharmacy.dir.join("fmk-demo.cert.pem"))?;
+            let renewal = pharmacy.portal.renew(&live)?;
+            let (bundle, password) = renewal.write(&pharmacy.dir.join("Downloads"), "fmk-demo")?;
+            let out = daemon.cli(&[
+                "import",
+                cert_id,
+                &bundle.display().to_string(),
+                "--password-file",
+                &password.display().to_string(),
+            ])?;
+            if !out.status.success() {
+                bail!("import: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::fs::remove_file(&bundle)?;
+            std::fs::remove_file(&password)?;
+            println!(
+                "  operator: task {id} done: renewed in MitID Erhverv, the .p12 imported with certvakt import"
+            );
+            done.push(id);
+            continue;
+        }
         let Some(csr) = task["files"].as_array().and_then(|f| {
             f.iter()
                 .filter_map(|p| p.as_str())
@@ -222,12 +271,11 @@ fn operate(daemon: &Daemon, ca: &TestCa, done: &mut Vec<String>) -> Result<()> {
             continue;
         };
         let csr = std::fs::read_to_string(csr)?;
-        let issued = ca.issue_from_csr(&csr, |_| {})?;
-        let cert_id = task["cert_id"].as_str().unwrap_or_default();
+        let issued = pharmacy.portal.ca().issue_from_csr(&csr, |_| {})?;
         let inbox = inbox_of(daemon, cert_id)?;
         let part = inbox.join(".arriving");
         std::fs::write(&part, format!("{}{}", issued.pem, issued.chain_pem))?;
-        std::fs::rename(&part, inbox.join("from-mitid-erhverv.pem"))?;
+        std::fs::rename(&part, inbox.join("from-the-ca.pem"))?;
         println!(
             "  operator: task {id} done: the certificate from the CA was dropped into {}",
             inbox.display()
@@ -235,6 +283,79 @@ fn operate(daemon: &Daemon, ca: &TestCa, done: &mut Vec<String>) -> Result<()> {
         done.push(id);
     }
     Ok(())
+}
+
+/// The pharmacy: its FMK certificate from the MitID Erhverv stand-in, whitelisted in the FMK
+/// simulator (which requires client certificates from the same CA).
+struct Pharmacy {
+    dir: PathBuf,
+    portal: MitIdErhverv,
+    fmk: FmkSimulator,
+    uuid: String,
+}
+
+impl Pharmacy {
+    const CVR: &str = "25450442";
+
+    fn start(demo: &Path) -> Result<Pharmacy> {
+        let dir = demo.join("live");
+        std::fs::create_dir_all(&dir)?;
+        let portal = MitIdErhverv::new()?;
+        let current = portal.order(Pharmacy::CVR, "Hjørring Apotek FMK")?;
+        current.certificate.write_pem(&dir, "fmk-demo")?;
+        let fmk = FmkSimulator::start(FmkOptions {
+            client_roots: vec![portal.ca().root_der()],
+            client_intermediates: portal.ca().chain_der(),
+            ..FmkOptions::default()
+        })
+        .context(
+            "starting the FMK simulator (scripts/install-test-deps installs xmllint and xmlsec1)",
+        )?;
+        let uuid = identity(&current.certificate.cert_der)?.uuid;
+        fmk.insert_whitelisting(Pharmacy::CVR, &uuid, None);
+        std::fs::create_dir_all(demo.join("fmk"))?;
+        std::fs::write(demo.join("fmk/oces3-root.pem"), portal.ca().root_pem())?;
+        std::fs::write(demo.join("fmk/servers.pem"), fmk.server_root_pem())?;
+        Ok(Pharmacy {
+            dir,
+            portal,
+            fmk,
+            uuid,
+        })
+    }
+
+    /// What FMK saw: the calls by operation, and the whitelisting as it stands.
+    fn report(&self) {
+        let requests = self.fmk.requests();
+        let count = |endpoint: Endpoint, root: &str| {
+            requests
+                .iter()
+                .filter(|r| r.endpoint == endpoint && r.body_root == root)
+                .count()
+        };
+        println!(
+            "  FMK saw: {} ID card requests at the SOSI STS, GetFocesWhitelistings x{}, \
+             CreateFocesWhitelisting x{}, DeleteFocesWhitelisting x{}",
+            count(Endpoint::Sts, "RequestSecurityToken"),
+            count(Endpoint::Fmk, "GetFocesWhitelistingsRequest"),
+            count(Endpoint::Fmk, "CreateFocesWhitelistingRequest"),
+            count(Endpoint::Fmk, "DeleteFocesWhitelistingRequest"),
+        );
+        for entry in self.fmk.whitelistings(Pharmacy::CVR) {
+            println!(
+                "  FMK whitelists CVR {} UUID {} (CertHash {}){}",
+                Pharmacy::CVR,
+                entry.foces_id,
+                entry.cert_hash,
+                if entry.foces_id == self.uuid {
+                    ": the renewal kept the UUID, so nothing was created"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!();
+    }
 }
 
 fn inbox_of(daemon: &Daemon, cert_id: &str) -> Result<PathBuf> {
@@ -249,6 +370,7 @@ fn demo_config(
     sim: &certvakt_testkit::simca::SimCaFiles,
     url: &str,
     pebble: &Pebble,
+    pharmacy: &Pharmacy,
 ) -> String {
     let patterns: Vec<String> = manifest
         .watch_patterns
@@ -259,6 +381,8 @@ fn demo_config(
         r#"[trust]
 simca = ["{server_ca}"]
 pebble = ["{dir}/pebble/listener-ca.pem"]
+oces3 = ["{dir}/fmk/oces3-root.pem"]
+fmk = ["{dir}/fmk/servers.pem"]
 
 [[watch]]
 paths = [{patterns}]
@@ -288,20 +412,23 @@ sans = ["DNS:apotek-demo.example"]
 
 [[certificate]]
 id = "fmk-demo"
-cert = "{dir}/live/fmk-demo.pem"
-key = "{dir}/live/fmk-demo.key"
-plugin = "manual"
+cert = "{dir}/live/fmk-demo.cert.pem"
+key = "{dir}/live/fmk-demo.key.pem"
+fullchain = "{dir}/live/fmk-demo.fullchain.pem"
+plugin = "dk-fmk"
+issuer_trust = "oces3"
 [certificate.settings]
-ca_name = "MitID Erhverv (simulated)"
-key_type = "rsa-3072"
-submit_url = "https://erhvervsadministration.example/"
-subject = [
-  {{ attribute = "C", value = "DK" }},
-  {{ attribute = "O", value = "Hjørring Apotek" }},
-  {{ attribute = "organizationIdentifier", value = "NTRDK-25450442" }},
-  {{ attribute = "CN", value = "Hjørring Apotek FMK" }},
-  {{ attribute = "serialNumber", value = "UI:DK-O:G:9b2e61d0-3c4f-4a8e-b5d7-1f0e2c3a4b5d" }},
-]
+cvr = "{cvr}"
+fmk_endpoint = "{fmk_url}"
+fmk_trust = "fmk"
+sts_endpoint = "{sts_url}"
+sts_trust = "fmk"
+pharmacy_name = "Hjørring Apotek"
+pharmacy_address = ["Brogade 111", "9800 Hjørring"]
+pharmacy_ean = "5790000171248"
+apoteker_given_name = "Ane"
+apoteker_surname = "Jensen"
+apoteker_cpr = "2604276962"
 
 [[certificate]]
 id = "shop-web"
@@ -325,6 +452,9 @@ revoke_old = true
         client_cert = sim.client.fullchain.display(),
         client_key = sim.client.key.display(),
         dir = dir.display(),
+        cvr = Pharmacy::CVR,
+        fmk_url = pharmacy.fmk.fmk_url(),
+        sts_url = pharmacy.fmk.sts_url(),
     );
     body.push('\n');
     config_toml(dir, listen, &body).replace(
