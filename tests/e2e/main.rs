@@ -7,6 +7,7 @@ mod acme;
 mod changes;
 mod common;
 mod config;
+mod denmark;
 mod monitor;
 mod renewal;
 mod service;

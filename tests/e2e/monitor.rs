@@ -280,6 +280,16 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
     assert!(text.contains("certvakt demo: certvaktd"), "{text}");
     assert!(text.contains("operator: task fmk-demo-"), "{text}");
     assert!(
+        text.contains("renewed in MitID Erhverv, the .p12 imported"),
+        "{text}"
+    );
+    // The FMK renewal kept the UUID: FMK was asked, nothing was created.
+    assert!(text.contains("CreateFocesWhitelisting x0"), "{text}");
+    assert!(
+        text.contains("the renewal kept the UUID, so nothing was created"),
+        "{text}"
+    );
+    assert!(
         text.contains("all three certificates were issued and installed"),
         "{text}"
     );

@@ -30,8 +30,8 @@
 use certvakt_plugin_api::profile::CsrProfile;
 use certvakt_plugin_api::{
     About, CertificateContext, CertificateInfo, ClientIdentity, Completion, Host, IssueOutcome,
-    KeyRef, LogLevel, OrderContext, Plugin, PluginError, SettingProblem, StepContext,
-    StepOutcome, TaskFile, TaskFileContent, TaskSpec, export_plugin,
+    KeyRef, LogLevel, OrderContext, Plugin, PluginError, SettingProblem, StepContext, StepOutcome,
+    TaskFile, TaskFileContent, TaskSpec, export_plugin,
 };
 use certvakt_plugin_common::{mitid, oces3};
 use serde::{Deserialize, Serialize};
@@ -143,10 +143,9 @@ impl Plugin for DkFmk {
 
     fn register(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {
         let settings = Settings::for_call(&step.certificate.settings)?;
-        let new = step
-            .new
-            .as_ref()
-            .ok_or_else(|| PluginError::permanent("register was called without a new certificate"))?;
+        let new = step.new.as_ref().ok_or_else(|| {
+            PluginError::permanent("register was called without a new certificate")
+        })?;
         let new_id = identity_of(new, "the new certificate")?;
         if new_id.cvr != settings.cvr {
             return Err(PluginError::configuration(format!(
@@ -192,10 +191,7 @@ impl Plugin for DkFmk {
             Some(entry) => {
                 state.kept_uuid = true;
                 let stale = entry.cert_hash != wanted.cert_hash && wanted.cert_hash.is_some();
-                if settings.refresh_hash_on_same_uuid
-                    && stale
-                    && settings.mode == Mode::Automatic
-                {
+                if settings.refresh_hash_on_same_uuid && stale && settings.mode == Mode::Automatic {
                     // Create with the same FocesId is the only way to store a new hash; what
                     // FMK does with it is read back rather than assumed.
                     if let Err(fault) = fmk.create(&wanted)? {
@@ -439,9 +435,9 @@ fn owner_task(
 }
 
 fn find<'a>(listed: &'a [Whitelisting], uuid: &str) -> Option<&'a Whitelisting> {
-    listed.iter().find(|e| {
-        e.foces_id.eq_ignore_ascii_case(uuid)
-    })
+    listed
+        .iter()
+        .find(|e| e.foces_id.eq_ignore_ascii_case(uuid))
 }
 
 fn identity_of(info: &CertificateInfo, what: &str) -> Result<oces3::Oces3Identity, PluginError> {

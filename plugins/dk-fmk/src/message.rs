@@ -256,10 +256,18 @@ pub fn envelope(
 /// The caller is the pharmacy (`OrgUsingID` its EAN location number) in the role Apoteker.
 fn whitelisting_header(w: &mut XmlWriter, settings: &Settings) {
     let children = |w: &mut XmlWriter, p: &str| {
-        w.text_element(&format!("{p}:SystemOwnerName"), &[], &settings.system_owner_name);
+        w.text_element(
+            &format!("{p}:SystemOwnerName"),
+            &[],
+            &settings.system_owner_name,
+        );
         w.text_element(&format!("{p}:SystemName"), &[], &settings.system_name);
         w.text_element(&format!("{p}:SystemVersion"), &[], &settings.system_version);
-        w.text_element(&format!("{p}:OrgResponsibleName"), &[], &settings.pharmacy_name);
+        w.text_element(
+            &format!("{p}:OrgResponsibleName"),
+            &[],
+            &settings.pharmacy_name,
+        );
         w.text_element(&format!("{p}:OrgUsingName"), &[], &settings.pharmacy_name);
         w.text_element(
             &format!("{p}:OrgUsingID"),
@@ -315,7 +323,11 @@ pub fn whitelistings(version: FmkVersion, answer: &str) -> Result<Vec<Whitelisti
                 .ok_or("a FocesWhitelisting without OrganisationIdentifier")?;
             Ok(Whitelisting {
                 source: identifier.attribute("source").unwrap_or("CVR").to_owned(),
-                cvr: identifier.text().map(str::trim).unwrap_or_default().to_owned(),
+                cvr: identifier
+                    .text()
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned(),
                 foces_id: read::child_text(entry, namespace, "FocesId")
                     .ok_or("a FocesWhitelisting without FocesId")?
                     .to_owned(),

@@ -127,11 +127,17 @@ impl Settings {
         let fmk_trust = r.optional("fmk_trust", |v| text(v, 100));
         let sts_endpoint = r.required("sts_endpoint", https_url);
         let sts_trust = r.optional("sts_trust", |v| text(v, 100));
-        let version = match r.one_of("fmk_version", &["1.4.6-E6", "1.6.0"], "1.4.6-E6").as_str() {
+        let version = match r
+            .one_of("fmk_version", &["1.4.6-E6", "1.6.0"], "1.4.6-E6")
+            .as_str()
+        {
             "1.6.0" => FmkVersion::V160,
             _ => FmkVersion::E6,
         };
-        let mode = match r.one_of("mode", &["automatic", "assisted"], "automatic").as_str() {
+        let mode = match r
+            .one_of("mode", &["automatic", "assisted"], "automatic")
+            .as_str()
+        {
             "assisted" => Mode::Assisted,
             _ => Mode::Automatic,
         };

@@ -49,10 +49,15 @@ pub fn id_card(
         signed_info.as_bytes(),
     )?;
     let key_info = dsig::key_info_x509(&der).map_err(|e| PluginError::permanent(e.to_string()))?;
-    let signature = dsig::signature(&signed_info, &value, &key_info, Some(("id", "OCESSignature")))
-        .map_err(|e| PluginError::permanent(e.to_string()))?;
-    let envelope = request(settings, &der, now, card_id, Some(&signature))
-        .map_err(PluginError::permanent)?;
+    let signature = dsig::signature(
+        &signed_info,
+        &value,
+        &key_info,
+        Some(("id", "OCESSignature")),
+    )
+    .map_err(|e| PluginError::permanent(e.to_string()))?;
+    let envelope =
+        request(settings, &der, now, card_id, Some(&signature)).map_err(PluginError::permanent)?;
 
     let answer = call(
         host,
@@ -79,13 +84,17 @@ pub fn id_card(
         }
     };
     let doc = read::parse(&text, "the SOSI STS's answer").map_err(PluginError::permanent)?;
-    let card = read::find(doc.root_element(), ns::WST_2005_02, "RequestedSecurityToken")
-        .and_then(|t| read::child(t, ns::SAML2, "Assertion"))
-        .ok_or_else(|| {
-            PluginError::permanent(
-                "the SOSI STS answered without an ID card (no RequestedSecurityToken/Assertion)",
-            )
-        })?;
+    let card = read::find(
+        doc.root_element(),
+        ns::WST_2005_02,
+        "RequestedSecurityToken",
+    )
+    .and_then(|t| read::child(t, ns::SAML2, "Assertion"))
+    .ok_or_else(|| {
+        PluginError::permanent(
+            "the SOSI STS answered without an ID card (no RequestedSecurityToken/Assertion)",
+        )
+    })?;
     read::standalone(&text, card).map_err(PluginError::permanent)
 }
 
@@ -120,16 +129,20 @@ fn request(
                 });
             });
             w.element("soapenv:Body", &[], |w| {
-                w.element("wst:RequestSecurityToken", &[("Context", "www.sosi.dk")], |w| {
-                    w.text_element("wst:TokenType", &[], TOKEN_TYPE);
-                    w.text_element("wst:RequestType", &[], ISSUE);
-                    w.element("wst:Claims", &[], |w| {
-                        card(w, settings, der, &issued, &until, card_id, signature);
-                    });
-                    w.element("wst:Issuer", &[], |w| {
-                        w.text_element("wsa:Address", &[], &settings.system_name);
-                    });
-                });
+                w.element(
+                    "wst:RequestSecurityToken",
+                    &[("Context", "www.sosi.dk")],
+                    |w| {
+                        w.text_element("wst:TokenType", &[], TOKEN_TYPE);
+                        w.text_element("wst:RequestType", &[], ISSUE);
+                        w.element("wst:Claims", &[], |w| {
+                            card(w, settings, der, &issued, &until, card_id, signature);
+                        });
+                        w.element("wst:Issuer", &[], |w| {
+                            w.text_element("wsa:Address", &[], &settings.system_name);
+                        });
+                    },
+                );
             });
         },
     );
@@ -165,7 +178,11 @@ fn card(
         |w| {
             w.text_element("saml:Issuer", &[], &settings.system_name);
             w.element("saml:Subject", &[], |w| {
-                w.text_element("saml:NameID", &[("Format", "medcom:cvrnumber")], &settings.cvr);
+                w.text_element(
+                    "saml:NameID",
+                    &[("Format", "medcom:cvrnumber")],
+                    &settings.cvr,
+                );
                 w.element("saml:SubjectConfirmation", &[], |w| {
                     w.text_element(
                         "saml:ConfirmationMethod",

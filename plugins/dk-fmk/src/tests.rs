@@ -49,11 +49,20 @@ fn every_settings_problem_is_named_and_the_cpr_is_not_repeated() {
     value["pharmacy_address"] = json!(["1", "2", "3", "4", "5", "6"]);
     let problems = Settings::parse(&value).err().unwrap_or_default();
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-    for key in ["cvr", "apoteker_cpr", "fmk_endpoint", "mode", "pharmacy_address"] {
+    for key in [
+        "cvr",
+        "apoteker_cpr",
+        "fmk_endpoint",
+        "mode",
+        "pharmacy_address",
+    ] {
         assert!(keys.contains(&key), "{key} not in {keys:?}");
     }
     let said = format!("{problems:?}");
-    assert!(!said.contains("26042769"), "the CPR number is personal data: {said}");
+    assert!(
+        !said.contains("26042769"),
+        "the CPR number is personal data: {said}"
+    );
     assert!(!format!("{:?}", settings(FmkVersion::E6)).contains("2604276962"));
 }
 
@@ -78,9 +87,17 @@ fn the_e6_create_body_keeps_the_namespace_trap() {
     );
     let organisation = created_by.and_then(|c| read::child(c, MC, "Organisation"));
     let order: Vec<&str> = organisation
-        .map(|o| o.children().filter(|c| c.is_element()).map(|c| c.tag_name().name()).collect())
+        .map(|o| {
+            o.children()
+                .filter(|c| c.is_element())
+                .map(|c| c.tag_name().name())
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(order, ["Name", "AddressLine", "AddressLine", "Type", "Identifier"]);
+    assert_eq!(
+        order,
+        ["Name", "AddressLine", "AddressLine", "Type", "Identifier"]
+    );
 }
 
 #[test]
@@ -92,12 +109,20 @@ fn the_160_delete_body_orders_the_organisation_the_160_way() {
     };
     let root = doc.root_element();
     assert!(root.has_tag_name((MC160, "DeleteFocesWhitelistingRequest")));
-    let organisation = read::child(root, MC160, "ModifiedBy")
-        .and_then(|m| read::child(m, MC160, "Organisation"));
+    let organisation =
+        read::child(root, MC160, "ModifiedBy").and_then(|m| read::child(m, MC160, "Organisation"));
     let order: Vec<&str> = organisation
-        .map(|o| o.children().filter(|c| c.is_element()).map(|c| c.tag_name().name()).collect())
+        .map(|o| {
+            o.children()
+                .filter(|c| c.is_element())
+                .map(|c| c.tag_name().name())
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(order, ["Identifier", "Type", "Name", "AddressLine", "AddressLine"]);
+    assert_eq!(
+        order,
+        ["Identifier", "Type", "Name", "AddressLine", "AddressLine"]
+    );
     assert_eq!(
         Operation::Delete.action(FmkVersion::V160),
         "http://fmk-teknik.dk/160#DeleteFocesWhitelisting"
@@ -173,5 +198,8 @@ fn the_readme_examples_are_valid_settings() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "the README shows both modes ({checked} checked)");
+    assert!(
+        checked >= 2,
+        "the README shows both modes ({checked} checked)"
+    );
 }

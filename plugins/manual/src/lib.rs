@@ -65,11 +65,11 @@
 //! `dlopen` is left out. Certificates to renew are minted by `certvakt-testkit`.
 
 use certvakt_plugin_api::profile::CsrProfile;
-use certvakt_plugin_common::current;
 use certvakt_plugin_api::{
     About, CertificateContext, Host, IssueOutcome, LogLevel, OrderContext, Plugin, PluginError,
     SettingProblem, StepContext, StepOutcome, export_plugin,
 };
+use certvakt_plugin_common::current;
 use serde_json::{Value, json};
 
 pub mod settings;

@@ -56,7 +56,10 @@ impl<'a> Reference<'a> {
 
     /// The element the signature goes into (a SAML assertion, an ID card).
     pub fn enveloped(id: &'a str) -> Reference<'a> {
-        Reference { id, enveloped: true }
+        Reference {
+            id,
+            enveloped: true,
+        }
     }
 }
 
@@ -82,7 +85,11 @@ pub fn signed_info(
 ) -> Result<String, DsigError> {
     let error = |e: bergshamra_core::Error| DsigError(e.to_string());
     let mut doc = XmlDocument::parse(document.to_owned()).map_err(error)?;
-    for attribute in id_attributes {
+    // `Id`, `ID` and `id` count already; naming one again would see each id twice.
+    for attribute in id_attributes
+        .iter()
+        .filter(|a| !matches!(**a, "Id" | "ID" | "id"))
+    {
         doc.add_id_attr(attribute);
     }
     let parsed = doc.parse_doc().map_err(error)?;
@@ -125,8 +132,9 @@ pub fn signed_info(
     let written = w.finish().map_err(DsigError)?;
     // What is signed is the canonical form; writing that form into the message makes the
     // verifier's canonicalisation a no-op on it.
-    let canonical = bergshamra_c14n::canonicalize(&written, C14nMode::Exclusive, None, &[] as &[&str])
-        .map_err(error)?;
+    let canonical =
+        bergshamra_c14n::canonicalize(&written, C14nMode::Exclusive, None, &[] as &[&str])
+            .map_err(error)?;
     String::from_utf8(canonical).map_err(|e| DsigError(e.to_string()))
 }
 
@@ -157,11 +165,7 @@ pub fn signature(
 pub fn key_info_x509(certificate_der: &[u8]) -> Result<String, DsigError> {
     let mut w = XmlWriter::new();
     w.element("ds:X509Data", &[("xmlns:ds", ns::DS)], |w| {
-        w.text_element(
-            "ds:X509Certificate",
-            &[],
-            &STANDARD.encode(certificate_der),
-        );
+        w.text_element("ds:X509Certificate", &[], &STANDARD.encode(certificate_der));
     });
     w.finish().map_err(DsigError)
 }

@@ -25,9 +25,8 @@ mod tests;
 
 /// `unix` seconds as `xs:dateTime` in UTC without fractions: `2026-11-22T15:11:37Z`.
 pub fn xs_datetime(unix: i64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(unix)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .format(&format)

@@ -106,10 +106,7 @@ pub fn fault(doc: &Document<'_>) -> Option<Fault> {
     };
     let code = text("faultcode");
     let (code_namespace, code_local) = match code.split_once(':') {
-        Some((prefix, local)) => (
-            fault_node_namespace(fault, prefix),
-            local.to_owned(),
-        ),
+        Some((prefix, local)) => (fault_node_namespace(fault, prefix), local.to_owned()),
         None => (None, code.clone()),
     };
     let detail = fault
@@ -170,9 +167,9 @@ pub fn standalone(source: &str, node: Node<'_, '_>) -> Result<String, String> {
         }
         _ => return Err("the element has no complete start tag".to_owned()),
     };
-    let inherited = node.namespaces().filter(|n| {
-        n.name() != Some("xml") && !declared.iter().any(|d| d.as_deref() == n.name())
-    });
+    let inherited = node
+        .namespaces()
+        .filter(|n| n.name() != Some("xml") && !declared.iter().any(|d| d.as_deref() == n.name()));
     let name_end = 1 + name_len;
     let mut out = String::with_capacity(text.len() + 256);
     out.push_str(&text[..name_end]);

@@ -1,0 +1,437 @@
+//! Denmark end to end: the real daemon with the `dk-fmk` plugin loaded from disk, renewing a
+//! pharmacy's OCES3 system certificate from the MitID Erhverv stand-in and whitelisting it in
+//! the FMK simulator (schema-validating, signature-checking, with its SOSI STS) over mutual
+//! TLS on loopback.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use certvakt_testkit::PemPaths;
+use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::mitid::{Download, MitIdErhverv, identity};
+use serde_json::Value;
+
+use crate::common::{WAIT, bins, stderr, stdout};
+use crate::renewal::tasks;
+
+const CVR: &str = "25450442";
+const NAME: &str = "Hjørring Svane Apotek FMK";
+
+/// A pharmacy with a live FMK certificate from the portal, the FMK simulator, and a daemon
+/// managing the certificate with dk-fmk.
+struct Pharmacy {
+    dir: tempfile::TempDir,
+    portal: MitIdErhverv,
+    fmk: FmkSimulator,
+    current: Download,
+    live: PemPaths,
+    daemon: Daemon,
+}
+
+impl Pharmacy {
+    /// `whitelisted`: FMK already has the current certificate's UUID; `settings`: more lines
+    /// for `[certificate.settings]`.
+    fn start(options: FmkOptions, whitelisted: bool, settings: &str) -> Result<Pharmacy> {
+        let dir = tempfile::tempdir()?;
+        let bins = bins()?;
+        harness::install_plugins(
+            &bins,
+            &dir.path().join("plugins"),
+            &["certvakt-plugin-dk-fmk"],
+        )?;
+        let portal = MitIdErhverv::new()?;
+        let current = portal.order(CVR, NAME)?;
+        let fmk = FmkSimulator::start(FmkOptions {
+            client_roots: vec![portal.ca().root_der()],
+            client_intermediates: portal.ca().chain_der(),
+            ..options
+        })?;
+        if whitelisted {
+            let uuid = identity(&current.certificate.cert_der)?.uuid;
+            fmk.insert_whitelisting(CVR, &uuid, None);
+        }
+        let live = current
+            .certificate
+            .write_pem(&dir.path().join("live"), "fmk")?;
+        let oces3 = dir.path().join("oces3-root.pem");
+        std::fs::write(&oces3, portal.ca().root_pem())?;
+        let servers = dir.path().join("fmk-servers.pem");
+        std::fs::write(&servers, fmk.server_root_pem())?;
+        let body = format!(
+            r#"[trust]
+oces3 = ["{oces3}"]
+fmk = ["{servers}"]
+
+[[certificate]]
+id = "fmk"
+cert = "{cert}"
+key = "{key}"
+fullchain = "{fullchain}"
+plugin = "dk-fmk"
+issuer_trust = "oces3"
+
+[certificate.settings]
+cvr = "{CVR}"
+fmk_endpoint = "{fmk_url}"
+fmk_trust = "fmk"
+sts_endpoint = "{sts_url}"
+sts_trust = "fmk"
+pharmacy_name = "Hjørring Svane Apotek"
+pharmacy_address = ["Brogade 111", "9800 Hjørring"]
+pharmacy_ean = "5790000171248"
+apoteker_given_name = "Ane"
+apoteker_surname = "Jensen"
+apoteker_cpr = "2604276962"
+poll_seconds = 5
+{settings}
+"#,
+            oces3 = oces3.display(),
+            servers = servers.display(),
+            cert = live.cert.display(),
+            key = live.key.display(),
+            fullchain = live.fullchain.display(),
+            fmk_url = fmk.fmk_url(),
+            sts_url = fmk.sts_url(),
+        );
+        let config = dir.path().join("certvakt.toml");
+        std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+        let daemon = Daemon::start(&bins, &config, &[])?;
+        Ok(Pharmacy {
+            dir,
+            portal,
+            fmk,
+            current,
+            live,
+            daemon,
+        })
+    }
+
+    /// Imports `download` as the administrator would; returns what the CLI printed.
+    fn import(&self, download: &Download, name: &str) -> Result<String> {
+        let (bundle, password) = download.write(&self.dir.path().join("Downloads"), name)?;
+        let out = self.daemon.cli(&[
+            "import",
+            "fmk",
+            &bundle.display().to_string(),
+            "--password-file",
+            &password.display().to_string(),
+        ])?;
+        ensure!(out.status.success(), "import: {}", stderr(&out));
+        Ok(stdout(&out))
+    }
+
+    fn status(&self) -> Option<Value> {
+        let (_, status) = self.daemon.cli_json(&["status"]).ok()?;
+        status["renewals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == "fmk")
+            .cloned()
+    }
+
+    /// Waits until the run is over and `download` is the live certificate.
+    fn wait_installed_and_done(&self, download: &Download) -> Result<()> {
+        let done = eventually(WAIT, "the renewal to finish", || {
+            let live = std::fs::read_to_string(&self.live.cert).ok()?;
+            let r = self.status()?;
+            (live.trim() == download.certificate.cert_pem.trim()
+                && r["phase"].is_null()
+                && r["last_success"].is_i64())
+            .then_some(())
+        });
+        if let Err(e) = done {
+            bail!(
+                "{e}\nstatus: {:#}\nrequests: {:#?}\n{}",
+                self.status().unwrap_or_default(),
+                self.fmk.requests(),
+                self.daemon.log_text()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the run to fail with an error containing `needle`; returns the error.
+    fn wait_error(&self, needle: &str) -> Result<String> {
+        let error = eventually(WAIT, "the failure to show", || {
+            let r = self.status()?;
+            let error = r["last_error"].as_str()?;
+            error.contains(needle).then(|| error.to_owned())
+        });
+        match error {
+            Ok(error) => Ok(error),
+            Err(e) => bail!(
+                "{e}\nstatus: {:#}\n{}",
+                self.status().unwrap_or_default(),
+                self.daemon.log_text()
+            ),
+        }
+    }
+
+    /// Waits for an open task whose title contains `needle`.
+    fn wait_task(&self, needle: &str) -> Result<Value> {
+        let task = eventually(WAIT, "the task", || {
+            tasks(&self.daemon)
+                .ok()?
+                .into_iter()
+                .find(|t| t["title"].as_str().is_some_and(|s| s.contains(needle)))
+        });
+        match task {
+            Ok(task) => Ok(task),
+            Err(e) => bail!(
+                "{e}\nstatus: {:#}\n{}",
+                self.status().unwrap_or_default(),
+                self.daemon.log_text()
+            ),
+        }
+    }
+
+    fn live_is_current(&self) -> Result<bool> {
+        let live = std::fs::read_to_string(&self.live.cert)?;
+        Ok(live.trim() == self.current.certificate.cert_pem.trim())
+    }
+
+    /// How many requests of `operation` certvakt sent FMK.
+    fn sent(&self, operation: &str) -> usize {
+        let root = format!("{operation}Request");
+        self.fmk
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == Endpoint::Fmk && !r.by_owner && r.body_root == root)
+            .count()
+    }
+
+    fn uuids(&self) -> Vec<String> {
+        self.fmk
+            .whitelistings(CVR)
+            .into_iter()
+            .map(|w| w.foces_id)
+            .collect()
+    }
+}
+
+/// The file of `task` whose name ends with `suffix`, read.
+fn task_file(task: &Value, suffix: &str) -> Result<String> {
+    let path = task["files"]
+        .as_array()
+        .context("task files")?
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|f| f.ends_with(suffix))
+        .with_context(|| format!("no {suffix} among {}", task["files"]))?;
+    Ok(std::fs::read_to_string(Path::new(path))?)
+}
+
+fn uuid_of(download: &Download) -> Result<String> {
+    Ok(identity(&download.certificate.cert_der)?.uuid)
+}
+
+#[test]
+fn a_renewal_that_keeps_the_uuid_is_verified_in_fmk_and_nothing_is_created() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "")?;
+    let uuid = uuid_of(&pharmacy.current)?;
+
+    let renew = pharmacy.daemon.cli(&["renew", "fmk", "--force"])?;
+    ensure!(renew.status.success(), "renew: {}", stderr(&renew));
+    let order = pharmacy.wait_task("MitID Erhverv")?;
+    let instructions = order["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.contains(&uuid), "{instructions}");
+    assert!(
+        instructions.contains("certvakt import fmk"),
+        "{instructions}"
+    );
+
+    let renewal = pharmacy
+        .portal
+        .renew(&pharmacy.current.certificate.cert_pem)?;
+    let said = pharmacy.import(&renewal, "fmk-renewed")?;
+    assert!(!said.contains("note:"), "a renewal keeps the UUID: {said}");
+    pharmacy.wait_installed_and_done(&renewal)?;
+
+    assert_eq!(pharmacy.uuids(), [uuid], "the one entry serves the renewal");
+    assert_eq!(pharmacy.sent("CreateFocesWhitelisting"), 0);
+    assert_eq!(pharmacy.sent("DeleteFocesWhitelisting"), 0);
+    assert!(
+        pharmacy.sent("GetFocesWhitelistings") >= 2,
+        "register and verify look"
+    );
+    let faults: Vec<_> = pharmacy
+        .fmk
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.fault)
+        .collect();
+    assert!(faults.is_empty(), "FMK refused something: {faults:?}");
+    Ok(())
+}
+
+#[test]
+fn a_new_uuid_is_whitelisted_before_the_install_and_the_old_entry_deleted_after() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "fmk_version = \"1.6.0\"")?;
+    let old = uuid_of(&pharmacy.current)?;
+    // After an expiry MitID Erhverv can only issue a new certificate: a new UUID.
+    let new_order = pharmacy.portal.order(CVR, NAME)?;
+    let new = uuid_of(&new_order)?;
+    assert_ne!(old, new);
+    let said = pharmacy.import(&new_order, "fmk-new")?;
+    assert!(said.contains("note:"), "a changed UUID is flagged: {said}");
+    pharmacy.wait_installed_and_done(&new_order)?;
+
+    assert_eq!(
+        pharmacy.uuids(),
+        std::slice::from_ref(&new),
+        "the old entry is gone"
+    );
+    assert_eq!(pharmacy.sent("CreateFocesWhitelisting"), 1);
+    assert_eq!(pharmacy.sent("DeleteFocesWhitelisting"), 1);
+    let stored = pharmacy.fmk.whitelistings(CVR);
+    let hash = &stored[0].cert_hash;
+    assert!(
+        hash.len() == 40
+            && hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+        "SHA-1 in upper-case hex by default: {stored:?}"
+    );
+    assert_eq!(stored[0].created_by, "Ane Jensen");
+    Ok(())
+}
+
+#[test]
+fn assisted_mode_gives_the_owner_the_exact_requests_and_notices_them_done() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "mode = \"assisted\"")?;
+    let old = uuid_of(&pharmacy.current)?;
+    let new_order = pharmacy.portal.order(CVR, NAME)?;
+    let new = uuid_of(&new_order)?;
+    pharmacy.import(&new_order, "fmk-new")?;
+
+    let create = pharmacy.wait_task("Whitelist")?;
+    let body = task_file(&create, "CreateFocesWhitelistingRequest.xml")?;
+    assert!(body.contains(&new), "{body}");
+    assert!(
+        pharmacy.live_is_current()?,
+        "nothing is installed before FMK whitelists the new UUID"
+    );
+    // The owner sends it with their own FMK access; the simulator validates it like any
+    // request, against the real schemas.
+    pharmacy
+        .fmk
+        .submit_as_owner(&body)
+        .context("the prepared Create")?;
+
+    let delete = pharmacy.wait_task("Remove")?;
+    let body = task_file(&delete, "DeleteFocesWhitelistingRequest.xml")?;
+    assert!(body.contains(&old), "{body}");
+    pharmacy
+        .fmk
+        .submit_as_owner(&body)
+        .context("the prepared Delete")?;
+    pharmacy.wait_installed_and_done(&new_order)?;
+
+    assert_eq!(pharmacy.uuids(), [new]);
+    assert_eq!(
+        pharmacy.sent("CreateFocesWhitelisting"),
+        0,
+        "the owner did it"
+    );
+    assert_eq!(pharmacy.sent("DeleteFocesWhitelisting"), 0);
+    Ok(())
+}
+
+#[test]
+fn fmk_refusing_certvakt_makes_the_step_the_owners_task() -> Result<()> {
+    let pharmacy = Pharmacy::start(
+        FmkOptions {
+            system_cards_may_whitelist: false,
+            ..FmkOptions::default()
+        },
+        true,
+        "",
+    )?;
+    let new_order = pharmacy.portal.order(CVR, NAME)?;
+    pharmacy.import(&new_order, "fmk-new")?;
+    let task = pharmacy.wait_task("Whitelist")?;
+    let refused: Vec<_> = pharmacy
+        .fmk
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.fault)
+        .collect();
+    assert_eq!(refused, ["not_authorized"], "tried once, not in a loop");
+    assert!(pharmacy.live_is_current()?);
+    let body = task_file(&task, "CreateFocesWhitelistingRequest.xml")?;
+    pharmacy.fmk.submit_as_owner(&body)?;
+    let remove = pharmacy.wait_task("Remove")?;
+    pharmacy
+        .fmk
+        .submit_as_owner(&task_file(&remove, "DeleteFocesWhitelistingRequest.xml")?)?;
+    pharmacy.wait_installed_and_done(&new_order)?;
+    Ok(())
+}
+
+#[test]
+fn a_certificate_for_another_cvr_is_refused_before_fmk_is_asked() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "")?;
+    // The settings name another pharmacy's CVR than the certificate's.
+    let config = pharmacy.dir.path().join("certvakt.toml");
+    let text = std::fs::read_to_string(&config)?
+        .replace(&format!("cvr = \"{CVR}\""), "cvr = \"11223344\"");
+    std::fs::write(&config, text)?;
+    let reload = pharmacy.daemon.cli(&["reload"])?;
+    ensure!(reload.status.success(), "reload: {}", stderr(&reload));
+    let renewal = pharmacy
+        .portal
+        .renew(&pharmacy.current.certificate.cert_pem)?;
+    pharmacy.import(&renewal, "fmk-renewed")?;
+    let error = pharmacy.wait_error("wrong CVR")?;
+    assert!(error.contains(CVR) && error.contains("11223344"), "{error}");
+    assert!(pharmacy.live_is_current()?, "nothing installed");
+    assert_eq!(pharmacy.fmk.requests().len(), 0, "FMK was not asked");
+    Ok(())
+}
+
+#[test]
+fn an_fmk_fault_stops_the_renewal_with_fmks_words_until_a_person_acts() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "")?;
+    pharmacy
+        .fmk
+        .set_fault("CreateFocesWhitelisting", Some("processing_problem"));
+    let new_order = pharmacy.portal.order(CVR, NAME)?;
+    pharmacy.import(&new_order, "fmk-new")?;
+    let error = pharmacy.wait_error("fmk:processing_problem")?;
+    assert!(error.contains("CreateFocesWhitelisting"), "{error}");
+    assert!(pharmacy.live_is_current()?, "nothing installed");
+
+    // Fixed at FMK's end; the operator says so.
+    pharmacy.fmk.set_fault("CreateFocesWhitelisting", None);
+    let task = pharmacy.wait_task("")?;
+    let id = task["id"].as_str().context("task id")?;
+    let done = pharmacy.daemon.cli(&["task", "done", id])?;
+    ensure!(done.status.success(), "task done: {}", stderr(&done));
+    pharmacy.wait_installed_and_done(&new_order)?;
+    assert_eq!(pharmacy.uuids(), [uuid_of(&new_order)?]);
+    Ok(())
+}
+
+#[test]
+fn the_sosi_sts_down_is_temporary_and_nothing_changes_until_it_is_back() -> Result<()> {
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, "")?;
+    pharmacy.fmk.set_sts_down(true);
+    let renewal = pharmacy
+        .portal
+        .renew(&pharmacy.current.certificate.cert_pem)?;
+    pharmacy.import(&renewal, "fmk-renewed")?;
+    let error = pharmacy.wait_error("SOSI STS")?;
+    assert!(
+        error.contains("temporary") && error.contains("503"),
+        "{error}"
+    );
+    assert!(pharmacy.live_is_current()?, "nothing installed");
+    assert_eq!(pharmacy.sent("GetFocesWhitelistings"), 0);
+
+    pharmacy.fmk.set_sts_down(false);
+    let renew = pharmacy.daemon.cli(&["renew", "fmk"])?;
+    ensure!(renew.status.success(), "renew: {}", stderr(&renew));
+    pharmacy.wait_installed_and_done(&renewal)?;
+    Ok(())
+}
