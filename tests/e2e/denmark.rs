@@ -1,7 +1,8 @@
-//! Denmark end to end: the real daemon with the `dk-fmk` plugin loaded from disk, renewing a
-//! pharmacy's OCES3 system certificate from the MitID Erhverv stand-in and whitelisting it in
-//! the FMK simulator (schema-validating, signature-checking, with its SOSI STS) over mutual
-//! TLS on loopback.
+//! Denmark end to end: the real daemon with the `dk-fmk` and `dk-nemlogin` plugins loaded
+//! from disk, renewing OCES3 system certificates from the MitID Erhverv stand-in: a pharmacy's,
+//! whitelisted in the FMK simulator (schema-validating, signature-checking, with its SOSI STS,
+//! over mutual TLS), and a municipality's SMDB system user's, proven against the NemLog-in
+//! STS simulator while a person attaches and provisions it in the simulated administration.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use certvakt_testkit::PemPaths;
 use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::mitid::{Download, MitIdErhverv, identity};
+use certvakt_testkit::nemlogin::{Environment, NemLoginOptions, NemLoginSimulator};
 use serde_json::Value;
 
 use crate::common::{WAIT, bins, stderr, stdout};
@@ -433,5 +435,332 @@ fn the_sosi_sts_down_is_temporary_and_nothing_changes_until_it_is_back() -> Resu
     let renew = pharmacy.daemon.cli(&["renew", "fmk"])?;
     ensure!(renew.status.success(), "renew: {}", stderr(&renew));
     pharmacy.wait_installed_and_done(&renewal)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// NemLog-in: a municipality's system user for SMDB.
+
+const MUNICIPALITY_CVR: &str = "29189846";
+const ENTITY_ID: &str = "https://wsc.odense.smdb.dk";
+const SMDB: &str = "https://smdb.dst.example/ws";
+const PRIVILEGES: [&str; 2] = [
+    "urn:dk:smdb:prod:indberetter",
+    "urn:dk:smdb:prod:sundhedsfaglig",
+];
+
+/// A municipality whose system user in NemLog-in (production) has the live certificate
+/// attached, provisioned, and SMDB access granted; a daemon managing it with dk-nemlogin.
+struct Municipality {
+    dir: tempfile::TempDir,
+    portal: MitIdErhverv,
+    nemlogin: NemLoginSimulator,
+    current: Download,
+    live: PemPaths,
+    daemon: Daemon,
+}
+
+impl Municipality {
+    fn start(settings: &str) -> Result<Municipality> {
+        let dir = tempfile::tempdir()?;
+        let bins = bins()?;
+        harness::install_plugins(
+            &bins,
+            &dir.path().join("plugins"),
+            &["certvakt-plugin-dk-nemlogin"],
+        )?;
+        let portal = MitIdErhverv::new()?;
+        let current = portal.order(MUNICIPALITY_CVR, "Odense Kommune SMDB")?;
+        let nemlogin = NemLoginSimulator::start(NemLoginOptions {
+            client_roots: vec![portal.ca().root_der()],
+            client_intermediates: portal.ca().chain_der(),
+            ..NemLoginOptions::default()
+        })?;
+        let env = Environment::Production;
+        nemlogin.add_web_service(env, "Smdb_Sts_Dev", SMDB, None, &PRIVILEGES);
+        nemlogin.add_system_user(env, "Odense SMDB indberetning", ENTITY_ID)?;
+        nemlogin.attach_certificate(env, ENTITY_ID, &current.certificate.cert_der)?;
+        nemlogin.request_access(env, ENTITY_ID, "Smdb_Sts_Dev", &PRIVILEGES)?;
+        nemlogin.grant(env, ENTITY_ID, "Smdb_Sts_Dev")?;
+        nemlogin.provision(env);
+
+        let live = current
+            .certificate
+            .write_pem(&dir.path().join("live"), "smdb")?;
+        let oces3 = dir.path().join("oces3-root.pem");
+        std::fs::write(&oces3, portal.ca().root_pem())?;
+        let sts = dir.path().join("nemlogin-sts.pem");
+        std::fs::write(&sts, nemlogin.server_root_pem())?;
+        let body = format!(
+            r#"[trust]
+oces3 = ["{oces3}"]
+nemlogin = ["{sts}"]
+
+[[certificate]]
+id = "smdb"
+cert = "{cert}"
+key = "{key}"
+fullchain = "{fullchain}"
+plugin = "dk-nemlogin"
+issuer_trust = "oces3"
+
+[certificate.settings]
+entity_id = "{ENTITY_ID}"
+environment = "production"
+cvr = "{MUNICIPALITY_CVR}"
+web_service = "Smdb_Sts_Dev"
+privileges = ["{p0}", "{p1}"]
+applies_to = "{SMDB}"
+sts_endpoint = "{sts_url}"
+sts_trust = "nemlogin"
+poll_seconds = 5
+{settings}
+"#,
+            oces3 = oces3.display(),
+            sts = sts.display(),
+            cert = live.cert.display(),
+            key = live.key.display(),
+            fullchain = live.fullchain.display(),
+            p0 = PRIVILEGES[0],
+            p1 = PRIVILEGES[1],
+            sts_url = nemlogin.sts_url(env),
+        );
+        let config = dir.path().join("certvakt.toml");
+        std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+        let daemon = Daemon::start(&bins, &config, &[])?;
+        Ok(Municipality {
+            dir,
+            portal,
+            nemlogin,
+            current,
+            live,
+            daemon,
+        })
+    }
+
+    fn import(&self, download: &Download) -> Result<String> {
+        let (bundle, password) = download.write(&self.dir.path().join("Downloads"), "smdb")?;
+        let out = self.daemon.cli(&[
+            "import",
+            "smdb",
+            &bundle.display().to_string(),
+            "--password-file",
+            &password.display().to_string(),
+        ])?;
+        ensure!(out.status.success(), "import: {}", stderr(&out));
+        Ok(stdout(&out))
+    }
+
+    fn status(&self) -> Value {
+        self.daemon
+            .cli_json(&["status"])
+            .ok()
+            .and_then(|(_, s)| {
+                s["renewals"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["id"] == "smdb")
+                    .cloned()
+            })
+            .unwrap_or_default()
+    }
+
+    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
+        match eventually(WAIT, what, check) {
+            Ok(value) => Ok(value),
+            Err(e) => bail!(
+                "{e}\nstatus: {:#}\nSTS faults: {:?}\n{}",
+                self.status(),
+                self.nemlogin.faults(),
+                self.daemon.log_text()
+            ),
+        }
+    }
+
+    fn wait_task(&self, needle: &str) -> Result<Value> {
+        self.wait("the task", || {
+            tasks(&self.daemon)
+                .ok()?
+                .into_iter()
+                .find(|t| t["title"].as_str().is_some_and(|s| s.contains(needle)))
+        })
+    }
+
+    /// Asks the daemon to take the next step now rather than at the next poll.
+    fn nudge(&self) -> Result<()> {
+        let out = self.daemon.cli(&["renew", "smdb"])?;
+        ensure!(out.status.success(), "renew: {}", stderr(&out));
+        Ok(())
+    }
+
+    fn live_is(&self, download: &Download) -> bool {
+        std::fs::read_to_string(&self.live.cert)
+            .is_ok_and(|live| live.trim() == download.certificate.cert_pem.trim())
+    }
+
+    fn failed_authentications(&self) -> usize {
+        self.nemlogin
+            .faults()
+            .iter()
+            .filter(|f| f.ends_with("FailedAuthentication"))
+            .count()
+    }
+}
+
+/// Plays the administrator in NemLog-in Administration: the certificate from the task's
+/// `.cer` file is attached to the system user (not yet provisioned).
+fn attach_from_task(town: &Municipality, task: &Value, expected: &Download) -> Result<()> {
+    let path = task["files"]
+        .as_array()
+        .context("task files")?
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|f| f.ends_with(".cer"))
+        .with_context(|| format!("no .cer among {}", task["files"]))?;
+    let cer = std::fs::read(path)?;
+    ensure!(
+        cer == expected.certificate.cert_der,
+        "the task's .cer is not the new certificate"
+    );
+    town.nemlogin
+        .attach_certificate(Environment::Production, ENTITY_ID, &cer)
+}
+
+#[test]
+fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches() -> Result<()> {
+    let town = Municipality::start("")?;
+    let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
+    town.import(&renewal)?;
+
+    let attach = town.wait_task("Attach")?;
+    let text = attach["instructions"].as_str().unwrap_or_default();
+    for expected in [
+        ENTITY_ID,
+        "Provisioner til produktion",
+        "Gem tekniske oplysninger",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    assert!(
+        town.failed_authentications() >= 1,
+        "the STS was asked first"
+    );
+    attach_from_task(&town, &attach, &renewal)?;
+
+    // Attached but not provisioned: the STS still refuses; nothing is installed.
+    let before = town.failed_authentications();
+    town.nudge()?;
+    town.wait("the STS to refuse the unprovisioned certificate", || {
+        (town.failed_authentications() > before).then_some(())
+    })?;
+    assert!(
+        town.live_is(&town.current),
+        "nothing installed before provisioning"
+    );
+    assert!(
+        tasks(&town.daemon)?.iter().any(|t| t["id"] == attach["id"]),
+        "the task stays open"
+    );
+
+    town.nemlogin.provision(Environment::Production);
+    town.nudge()?;
+    let detach = town.wait_task("Remove")?;
+    assert!(
+        town.live_is(&renewal),
+        "installed once the STS issued a token"
+    );
+    assert!(
+        !tasks(&town.daemon)?.iter().any(|t| t["id"] == attach["id"]),
+        "the attach task closed by itself"
+    );
+    let tokens = town.nemlogin.tokens_issued();
+    let token = tokens.last().context("a token")?;
+    assert_eq!(token.entity_id, ENTITY_ID);
+    assert_eq!(token.applies_to, SMDB);
+    assert_eq!(token.cvr, MUNICIPALITY_CVR);
+
+    // The administrator removes the old certificate and provisions again.
+    town.nemlogin.detach_certificate(
+        Environment::Production,
+        ENTITY_ID,
+        &town.current.certificate.cert_der,
+    )?;
+    town.nemlogin.provision(Environment::Production);
+    town.nudge()?;
+    town.wait("the renewal to finish", || {
+        let r = town.status();
+        (r["phase"].is_null() && r["last_success"].is_i64()).then_some(())
+    })?;
+    assert!(
+        !tasks(&town.daemon)?.iter().any(|t| t["id"] == detach["id"]),
+        "the detach task closed by itself"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_smdb_certificate_with_a_new_uuid_goes_the_same_way() -> Result<()> {
+    let town = Municipality::start("")?;
+    let new_order = town.portal.order(MUNICIPALITY_CVR, "Odense Kommune SMDB")?;
+    let said = town.import(&new_order)?;
+    assert!(said.contains("note:"), "a changed UUID is flagged: {said}");
+    let attach = town.wait_task("Attach")?;
+    attach_from_task(&town, &attach, &new_order)?;
+    town.nemlogin.provision(Environment::Production);
+    town.nudge()?;
+    town.wait("the new certificate installed", || {
+        town.live_is(&new_order).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn an_smdb_certificate_for_another_cvr_is_refused() -> Result<()> {
+    let town = Municipality::start("")?;
+    let config = town.dir.path().join("certvakt.toml");
+    let text = std::fs::read_to_string(&config)?.replace(
+        &format!("cvr = \"{MUNICIPALITY_CVR}\""),
+        "cvr = \"11223344\"",
+    );
+    std::fs::write(&config, text)?;
+    let reload = town.daemon.cli(&["reload"])?;
+    ensure!(reload.status.success(), "reload: {}", stderr(&reload));
+    let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
+    town.import(&renewal)?;
+    let error = town.wait("the refusal", || {
+        let error = town.status()["last_error"].as_str()?.to_owned();
+        error.contains("wrong CVR").then_some(error)
+    })?;
+    assert!(error.contains(MUNICIPALITY_CVR), "{error}");
+    assert!(town.live_is(&town.current));
+    assert!(town.nemlogin.tokens_issued().is_empty());
+    Ok(())
+}
+
+#[test]
+fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<()> {
+    let town = Municipality::start("")?;
+    town.nemlogin.set_down(true);
+    let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
+    town.import(&renewal)?;
+    let attach = town.wait_task("Attach")?;
+    attach_from_task(&town, &attach, &renewal)?;
+    town.nemlogin.provision(Environment::Production);
+    town.nudge()?;
+    let error = town.wait("the STS failure to show", || {
+        let error = town.status()["last_error"].as_str()?.to_owned();
+        error.contains("503").then_some(error)
+    })?;
+    assert!(error.contains("temporary"), "{error}");
+    assert!(
+        town.live_is(&town.current),
+        "nothing installed while the STS is down"
+    );
+
+    town.nemlogin.set_down(false);
+    town.nudge()?;
+    town.wait("the renewal installed", || {
+        town.live_is(&renewal).then_some(())
+    })?;
     Ok(())
 }

@@ -636,7 +636,16 @@ impl Engine {
                 files: Vec::new(),
                 completes_by: Completion::Confirm,
             };
-            if let Err(e) = self.open_task(cert, record, run_number, phase, spec, None, None, now) {
+            if let Err(e) = self.open_task(
+                cert,
+                record,
+                run_number,
+                phase,
+                spec,
+                None,
+                Certificates::default(),
+                now,
+            ) {
                 log::error!(cert_id = cert.id.as_str(); "cannot open the task: {e}");
             }
         }
@@ -931,7 +940,8 @@ impl Engine {
             return Ok(Progress::Wait(None));
         };
         run.wait_until = Some(now + i64::try_from(poll_after_secs.max(1)).unwrap_or(i64::MAX / 2));
-        let (number, csr, old) = (run.number, run.csr_pem.clone(), run.old.clone());
+        let (number, csr) = (run.number, run.csr_pem.clone());
+        let (old, new) = (run.old.clone(), run.new.clone());
         for spec in tasks {
             self.open_task(
                 cert,
@@ -940,7 +950,10 @@ impl Engine {
                 phase,
                 spec,
                 csr.as_deref(),
-                old.as_ref(),
+                Certificates {
+                    old: old.as_ref(),
+                    new: new.as_ref(),
+                },
                 now,
             )?;
         }
@@ -1472,7 +1485,7 @@ impl Engine {
         phase: Phase,
         spec: TaskSpec,
         csr_pem: Option<&str>,
-        old: Option<&CertFacts>,
+        certificates: Certificates<'_>,
         now: i64,
     ) -> Result<(), EngineError> {
         // The same step asking again while its task is open is the same task.
@@ -1526,10 +1539,11 @@ impl Engine {
                 TaskFileContent::Text(text) => Some(text.clone().into_bytes()),
                 TaskFileContent::Base64(bytes) => Some(bytes.clone()),
                 TaskFileContent::Csr => csr_pem.map(|c| c.as_bytes().to_vec()),
-                TaskFileContent::CertificatePem => old.map(|o| o.pem.clone().into_bytes()),
-                TaskFileContent::CertificateDer | TaskFileContent::PreviousCertificateDer => old
-                    .and_then(|o| keys::parse_certificate_chain(o.pem.as_bytes()).ok())
-                    .and_then(|ders| ders.into_iter().next()),
+                TaskFileContent::CertificatePem => {
+                    certificates.new.map(|c| c.pem.clone().into_bytes())
+                }
+                TaskFileContent::CertificateDer => certificates.new.and_then(leaf_der),
+                TaskFileContent::PreviousCertificateDer => certificates.old.and_then(leaf_der),
             };
             if let Some(bytes) = bytes {
                 write(&file.name, &bytes)?;
@@ -1988,6 +2002,21 @@ fn close_tasks(record: &mut Record, phase: Phase, now: i64) {
         task.closed_at = Some(now);
         log::info!(cert_id = task.cert_id.as_str(), task_id = task.id.as_str(); "operator task completed");
     }
+}
+
+/// The certificates a task's files may hold: the one being replaced and the new one (once
+/// issued).
+#[derive(Debug, Clone, Copy, Default)]
+struct Certificates<'a> {
+    old: Option<&'a CertFacts>,
+    new: Option<&'a CertFacts>,
+}
+
+/// The leaf of a certificate, DER.
+fn leaf_der(facts: &CertFacts) -> Option<Vec<u8>> {
+    keys::parse_certificate_chain(facts.pem.as_bytes())
+        .ok()
+        .and_then(|ders| ders.into_iter().next())
 }
 
 /// The name of the step that comes after `phase`, for messages and metrics.
