@@ -20,72 +20,69 @@ use crate::renewal::tasks;
 const CVR: &str = "25450442";
 const NAME: &str = "Hjørring Svane Apotek FMK";
 
-/// A pharmacy with a live FMK certificate from the portal, the FMK simulator, and a daemon
-/// managing the certificate with dk-fmk.
-struct Pharmacy {
+/// What both Danish set-ups share: an organisation with a live certificate from the MitID
+/// Erhverv stand-in, an authority's simulator, and a daemon managing the certificate as `id`
+/// with the authority's plugin; and the views the tests take of it.
+struct Site {
+    id: &'static str,
     dir: tempfile::TempDir,
     portal: MitIdErhverv,
-    fmk: FmkSimulator,
     current: Download,
     live: PemPaths,
     daemon: Daemon,
 }
 
-impl Pharmacy {
-    /// `whitelisted`: FMK already has the current certificate's UUID; `settings`: more lines
+/// The authority side of a [`Site`]: a simulator started for the portal's certificates.
+struct Authority<A> {
+    simulator: A,
+    /// The trust anchor of its TLS certificates, as PEM.
+    server_root_pem: String,
+    /// `[certificate.settings]` lines naming it (the trust set is called `authority`).
+    settings: String,
+}
+
+impl Site {
+    /// Orders the organisation `cvr`'s certificate `name`, starts the authority with
+    /// `authority`, and a daemon managing the certificate as `id` with `plugin` (crate
+    /// `crate_name`), its new certificates held to the portal's CA; `settings` are more lines
     /// for `[certificate.settings]`.
-    fn start(options: FmkOptions, whitelisted: bool, settings: &str) -> Result<Pharmacy> {
+    fn start<A>(
+        id: &'static str,
+        (plugin, crate_name): (&str, &str),
+        (cvr, name): (&str, &str),
+        authority: impl FnOnce(&MitIdErhverv, &Download) -> Result<Authority<A>>,
+        settings: &str,
+    ) -> Result<(Site, A)> {
         let dir = tempfile::tempdir()?;
         let bins = bins()?;
-        harness::install_plugins(
-            &bins,
-            &dir.path().join("plugins"),
-            &["certvakt-plugin-dk-fmk"],
-        )?;
+        harness::install_plugins(&bins, &dir.path().join("plugins"), &[crate_name])?;
         let portal = MitIdErhverv::new()?;
-        let current = portal.order(CVR, NAME)?;
-        let fmk = FmkSimulator::start(FmkOptions {
-            client_roots: vec![portal.ca().root_der()],
-            client_intermediates: portal.ca().chain_der(),
-            ..options
-        })?;
-        if whitelisted {
-            let uuid = identity(&current.certificate.cert_der)?.uuid;
-            fmk.insert_whitelisting(CVR, &uuid, None);
-        }
+        let current = portal.order(cvr, name)?;
+        let authority = authority(&portal, &current)?;
         let live = current
             .certificate
-            .write_pem(&dir.path().join("live"), "fmk")?;
+            .write_pem(&dir.path().join("live"), id)?;
         let oces3 = dir.path().join("oces3-root.pem");
         std::fs::write(&oces3, portal.ca().root_pem())?;
-        let servers = dir.path().join("fmk-servers.pem");
-        std::fs::write(&servers, fmk.server_root_pem())?;
+        let servers = dir.path().join("authority-servers.pem");
+        std::fs::write(&servers, &authority.server_root_pem)?;
         let body = format!(
             r#"[trust]
 oces3 = ["{oces3}"]
-fmk = ["{servers}"]
+authority = ["{servers}"]
 
 [[certificate]]
-id = "fmk"
+id = "{id}"
 cert = "{cert}"
 key = "{key}"
 fullchain = "{fullchain}"
-plugin = "dk-fmk"
+plugin = "{plugin}"
 issuer_trust = "oces3"
 
 [certificate.settings]
-cvr = "{CVR}"
-fmk_endpoint = "{fmk_url}"
-fmk_trust = "fmk"
-sts_endpoint = "{sts_url}"
-sts_trust = "fmk"
-pharmacy_name = "Hjørring Svane Apotek"
-pharmacy_address = ["Brogade 111", "9800 Hjørring"]
-pharmacy_ean = "5790000171248"
-apoteker_given_name = "Ane"
-apoteker_surname = "Jensen"
-apoteker_cpr = "2604276962"
+cvr = "{cvr}"
 poll_seconds = 5
+{authority_settings}
 {settings}
 "#,
             oces3 = oces3.display(),
@@ -93,28 +90,28 @@ poll_seconds = 5
             cert = live.cert.display(),
             key = live.key.display(),
             fullchain = live.fullchain.display(),
-            fmk_url = fmk.fmk_url(),
-            sts_url = fmk.sts_url(),
+            authority_settings = authority.settings,
         );
         let config = dir.path().join("certvakt.toml");
         std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
         let daemon = Daemon::start(&bins, &config, &[])?;
-        Ok(Pharmacy {
+        let site = Site {
+            id,
             dir,
             portal,
-            fmk,
             current,
             live,
             daemon,
-        })
+        };
+        Ok((site, authority.simulator))
     }
 
     /// Imports `download` as the administrator would; returns what the CLI printed.
-    fn import(&self, download: &Download, name: &str) -> Result<String> {
-        let (bundle, password) = download.write(&self.dir.path().join("Downloads"), name)?;
+    fn import(&self, download: &Download) -> Result<String> {
+        let (bundle, password) = download.write(&self.dir.path().join("Downloads"), self.id)?;
         let out = self.daemon.cli(&[
             "import",
-            "fmk",
+            self.id,
             &bundle.display().to_string(),
             "--password-file",
             &password.display().to_string(),
@@ -123,48 +120,28 @@ poll_seconds = 5
         Ok(stdout(&out))
     }
 
-    fn status(&self) -> Option<Value> {
-        let (_, status) = self.daemon.cli_json(&["status"]).ok()?;
-        status["renewals"]
-            .as_array()?
-            .iter()
-            .find(|r| r["id"] == "fmk")
-            .cloned()
+    /// The certificate's line of `certvakt status`.
+    fn status(&self) -> Value {
+        self.daemon
+            .cli_json(&["status"])
+            .ok()
+            .and_then(|(_, s)| {
+                s["renewals"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["id"] == self.id)
+                    .cloned()
+            })
+            .unwrap_or_default()
     }
 
-    /// Waits until the run is over and `download` is the live certificate.
-    fn wait_installed_and_done(&self, download: &Download) -> Result<()> {
-        let done = eventually(WAIT, "the renewal to finish", || {
-            let live = std::fs::read_to_string(&self.live.cert).ok()?;
-            let r = self.status()?;
-            (live.trim() == download.certificate.cert_pem.trim()
-                && r["phase"].is_null()
-                && r["last_success"].is_i64())
-            .then_some(())
-        });
-        if let Err(e) = done {
-            bail!(
-                "{e}\nstatus: {:#}\nrequests: {:#?}\n{}",
-                self.status().unwrap_or_default(),
-                self.fmk.requests(),
-                self.daemon.log_text()
-            );
-        }
-        Ok(())
-    }
-
-    /// Waits for the run to fail with an error containing `needle`; returns the error.
-    fn wait_error(&self, needle: &str) -> Result<String> {
-        let error = eventually(WAIT, "the failure to show", || {
-            let r = self.status()?;
-            let error = r["last_error"].as_str()?;
-            error.contains(needle).then(|| error.to_owned())
-        });
-        match error {
-            Ok(error) => Ok(error),
+    /// Waits for `check`; on a timeout, the error shows the status and the daemon's log.
+    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
+        match eventually(WAIT, what, check) {
+            Ok(value) => Ok(value),
             Err(e) => bail!(
                 "{e}\nstatus: {:#}\n{}",
-                self.status().unwrap_or_default(),
+                self.status(),
                 self.daemon.log_text()
             ),
         }
@@ -172,25 +149,113 @@ poll_seconds = 5
 
     /// Waits for an open task whose title contains `needle`.
     fn wait_task(&self, needle: &str) -> Result<Value> {
-        let task = eventually(WAIT, "the task", || {
+        self.wait("the task", || {
             tasks(&self.daemon)
                 .ok()?
                 .into_iter()
                 .find(|t| t["title"].as_str().is_some_and(|s| s.contains(needle)))
-        });
-        match task {
-            Ok(task) => Ok(task),
-            Err(e) => bail!(
-                "{e}\nstatus: {:#}\n{}",
-                self.status().unwrap_or_default(),
-                self.daemon.log_text()
-            ),
-        }
+        })
     }
 
-    fn live_is_current(&self) -> Result<bool> {
-        let live = std::fs::read_to_string(&self.live.cert)?;
-        Ok(live.trim() == self.current.certificate.cert_pem.trim())
+    /// Waits for the run to fail with an error containing `needle`; returns the error.
+    fn wait_error(&self, needle: &str) -> Result<String> {
+        self.wait("the failure to show", || {
+            let error = self.status()["last_error"].as_str()?.to_owned();
+            error.contains(needle).then_some(error)
+        })
+    }
+
+    /// Waits until the run is over and `download` is the live certificate.
+    fn wait_done(&self, download: &Download) -> Result<()> {
+        self.wait("the renewal to finish", || {
+            let r = self.status();
+            (self.live_is(download) && r["phase"].is_null() && r["last_success"].is_i64())
+                .then_some(())
+        })
+    }
+
+    fn live_is(&self, download: &Download) -> bool {
+        std::fs::read_to_string(&self.live.cert)
+            .is_ok_and(|live| live.trim() == download.certificate.cert_pem.trim())
+    }
+
+    fn has_open_task(&self, task: &Value) -> Result<bool> {
+        Ok(tasks(&self.daemon)?.iter().any(|t| t["id"] == task["id"]))
+    }
+
+    /// Asks the daemon to take the next step now rather than at the next poll.
+    fn nudge(&self) -> Result<()> {
+        let out = self.daemon.cli(&["renew", self.id])?;
+        ensure!(out.status.success(), "renew: {}", stderr(&out));
+        Ok(())
+    }
+
+    /// Replaces `from` by `to` in the configuration and reloads it.
+    fn reconfigure(&self, from: &str, to: &str) -> Result<()> {
+        let config = self.dir.path().join("certvakt.toml");
+        let text = std::fs::read_to_string(&config)?;
+        ensure!(text.contains(from), "{from} is not in the configuration");
+        std::fs::write(&config, text.replace(from, to))?;
+        let reload = self.daemon.cli(&["reload"])?;
+        ensure!(reload.status.success(), "reload: {}", stderr(&reload));
+        Ok(())
+    }
+}
+
+/// A pharmacy with a live FMK certificate, the FMK simulator, and a daemon managing the
+/// certificate as `fmk` with dk-fmk.
+struct Pharmacy {
+    site: Site,
+    fmk: FmkSimulator,
+}
+
+impl std::ops::Deref for Pharmacy {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl Pharmacy {
+    /// `whitelisted`: FMK already has the current certificate's UUID; `settings`: more lines
+    /// for `[certificate.settings]`.
+    fn start(options: FmkOptions, whitelisted: bool, settings: &str) -> Result<Pharmacy> {
+        let (site, fmk) = Site::start(
+            "fmk",
+            ("dk-fmk", "certvakt-plugin-dk-fmk"),
+            (CVR, NAME),
+            |portal, current| {
+                let fmk = FmkSimulator::start(FmkOptions {
+                    client_roots: vec![portal.ca().root_der()],
+                    client_intermediates: portal.ca().chain_der(),
+                    ..options
+                })?;
+                if whitelisted {
+                    fmk.insert_whitelisting(CVR, &uuid_of(current)?, None);
+                }
+                let settings = format!(
+                    r#"fmk_endpoint = "{}"
+fmk_trust = "authority"
+sts_endpoint = "{}"
+sts_trust = "authority"
+pharmacy_name = "Hjørring Svane Apotek"
+pharmacy_address = ["Brogade 111", "9800 Hjørring"]
+pharmacy_ean = "5790000171248"
+apoteker_given_name = "Ane"
+apoteker_surname = "Jensen"
+apoteker_cpr = "2604276962""#,
+                    fmk.fmk_url(),
+                    fmk.sts_url()
+                );
+                Ok(Authority {
+                    server_root_pem: fmk.server_root_pem(),
+                    simulator: fmk,
+                    settings,
+                })
+            },
+            settings,
+        )?;
+        Ok(Pharmacy { site, fmk })
     }
 
     /// How many requests of `operation` certvakt sent FMK.
@@ -209,6 +274,10 @@ poll_seconds = 5
             .into_iter()
             .map(|w| w.foces_id)
             .collect()
+    }
+
+    fn live_is_current(&self) -> bool {
+        self.live_is(&self.current)
     }
 }
 
@@ -246,9 +315,9 @@ fn a_renewal_that_keeps_the_uuid_is_verified_in_fmk_and_nothing_is_created() -> 
     let renewal = pharmacy
         .portal
         .renew(&pharmacy.current.certificate.cert_pem)?;
-    let said = pharmacy.import(&renewal, "fmk-renewed")?;
+    let said = pharmacy.import(&renewal)?;
     assert!(!said.contains("note:"), "a renewal keeps the UUID: {said}");
-    pharmacy.wait_installed_and_done(&renewal)?;
+    pharmacy.wait_done(&renewal)?;
 
     assert_eq!(pharmacy.uuids(), [uuid], "the one entry serves the renewal");
     assert_eq!(pharmacy.sent("CreateFocesWhitelisting"), 0);
@@ -275,9 +344,9 @@ fn a_new_uuid_is_whitelisted_before_the_install_and_the_old_entry_deleted_after(
     let new_order = pharmacy.portal.order(CVR, NAME)?;
     let new = uuid_of(&new_order)?;
     assert_ne!(old, new);
-    let said = pharmacy.import(&new_order, "fmk-new")?;
+    let said = pharmacy.import(&new_order)?;
     assert!(said.contains("note:"), "a changed UUID is flagged: {said}");
-    pharmacy.wait_installed_and_done(&new_order)?;
+    pharmacy.wait_done(&new_order)?;
 
     assert_eq!(
         pharmacy.uuids(),
@@ -305,13 +374,13 @@ fn assisted_mode_gives_the_owner_the_exact_requests_and_notices_them_done() -> R
     let old = uuid_of(&pharmacy.current)?;
     let new_order = pharmacy.portal.order(CVR, NAME)?;
     let new = uuid_of(&new_order)?;
-    pharmacy.import(&new_order, "fmk-new")?;
+    pharmacy.import(&new_order)?;
 
     let create = pharmacy.wait_task("Whitelist")?;
     let body = task_file(&create, "CreateFocesWhitelistingRequest.xml")?;
     assert!(body.contains(&new), "{body}");
     assert!(
-        pharmacy.live_is_current()?,
+        pharmacy.live_is_current(),
         "nothing is installed before FMK whitelists the new UUID"
     );
     // The owner sends it with their own FMK access; the simulator validates it like any
@@ -328,7 +397,7 @@ fn assisted_mode_gives_the_owner_the_exact_requests_and_notices_them_done() -> R
         .fmk
         .submit_as_owner(&body)
         .context("the prepared Delete")?;
-    pharmacy.wait_installed_and_done(&new_order)?;
+    pharmacy.wait_done(&new_order)?;
 
     assert_eq!(pharmacy.uuids(), [new]);
     assert_eq!(
@@ -351,7 +420,7 @@ fn fmk_refusing_certvakt_makes_the_step_the_owners_task() -> Result<()> {
         "",
     )?;
     let new_order = pharmacy.portal.order(CVR, NAME)?;
-    pharmacy.import(&new_order, "fmk-new")?;
+    pharmacy.import(&new_order)?;
     let task = pharmacy.wait_task("Whitelist")?;
     let refused: Vec<_> = pharmacy
         .fmk
@@ -360,14 +429,14 @@ fn fmk_refusing_certvakt_makes_the_step_the_owners_task() -> Result<()> {
         .filter_map(|r| r.fault)
         .collect();
     assert_eq!(refused, ["not_authorized"], "tried once, not in a loop");
-    assert!(pharmacy.live_is_current()?);
+    assert!(pharmacy.live_is_current());
     let body = task_file(&task, "CreateFocesWhitelistingRequest.xml")?;
     pharmacy.fmk.submit_as_owner(&body)?;
     let remove = pharmacy.wait_task("Remove")?;
     pharmacy
         .fmk
         .submit_as_owner(&task_file(&remove, "DeleteFocesWhitelistingRequest.xml")?)?;
-    pharmacy.wait_installed_and_done(&new_order)?;
+    pharmacy.wait_done(&new_order)?;
     Ok(())
 }
 
@@ -375,19 +444,14 @@ fn fmk_refusing_certvakt_makes_the_step_the_owners_task() -> Result<()> {
 fn a_certificate_for_another_cvr_is_refused_before_fmk_is_asked() -> Result<()> {
     let pharmacy = Pharmacy::start(FmkOptions::default(), true, "")?;
     // The settings name another pharmacy's CVR than the certificate's.
-    let config = pharmacy.dir.path().join("certvakt.toml");
-    let text = std::fs::read_to_string(&config)?
-        .replace(&format!("cvr = \"{CVR}\""), "cvr = \"11223344\"");
-    std::fs::write(&config, text)?;
-    let reload = pharmacy.daemon.cli(&["reload"])?;
-    ensure!(reload.status.success(), "reload: {}", stderr(&reload));
+    pharmacy.reconfigure(&format!("cvr = \"{CVR}\""), "cvr = \"11223344\"")?;
     let renewal = pharmacy
         .portal
         .renew(&pharmacy.current.certificate.cert_pem)?;
-    pharmacy.import(&renewal, "fmk-renewed")?;
+    pharmacy.import(&renewal)?;
     let error = pharmacy.wait_error("wrong CVR")?;
     assert!(error.contains(CVR) && error.contains("11223344"), "{error}");
-    assert!(pharmacy.live_is_current()?, "nothing installed");
+    assert!(pharmacy.live_is_current(), "nothing installed");
     assert_eq!(pharmacy.fmk.requests().len(), 0, "FMK was not asked");
     Ok(())
 }
@@ -399,10 +463,10 @@ fn an_fmk_fault_stops_the_renewal_with_fmks_words_until_a_person_acts() -> Resul
         .fmk
         .set_fault("CreateFocesWhitelisting", Some("processing_problem"));
     let new_order = pharmacy.portal.order(CVR, NAME)?;
-    pharmacy.import(&new_order, "fmk-new")?;
+    pharmacy.import(&new_order)?;
     let error = pharmacy.wait_error("fmk:processing_problem")?;
     assert!(error.contains("CreateFocesWhitelisting"), "{error}");
-    assert!(pharmacy.live_is_current()?, "nothing installed");
+    assert!(pharmacy.live_is_current(), "nothing installed");
 
     // Fixed at FMK's end; the operator says so.
     pharmacy.fmk.set_fault("CreateFocesWhitelisting", None);
@@ -410,7 +474,7 @@ fn an_fmk_fault_stops_the_renewal_with_fmks_words_until_a_person_acts() -> Resul
     let id = task["id"].as_str().context("task id")?;
     let done = pharmacy.daemon.cli(&["task", "done", id])?;
     ensure!(done.status.success(), "task done: {}", stderr(&done));
-    pharmacy.wait_installed_and_done(&new_order)?;
+    pharmacy.wait_done(&new_order)?;
     assert_eq!(pharmacy.uuids(), [uuid_of(&new_order)?]);
     Ok(())
 }
@@ -422,19 +486,19 @@ fn the_sosi_sts_down_is_temporary_and_nothing_changes_until_it_is_back() -> Resu
     let renewal = pharmacy
         .portal
         .renew(&pharmacy.current.certificate.cert_pem)?;
-    pharmacy.import(&renewal, "fmk-renewed")?;
+    pharmacy.import(&renewal)?;
     let error = pharmacy.wait_error("SOSI STS")?;
     assert!(
         error.contains("temporary") && error.contains("503"),
         "{error}"
     );
-    assert!(pharmacy.live_is_current()?, "nothing installed");
+    assert!(pharmacy.live_is_current(), "nothing installed");
     assert_eq!(pharmacy.sent("GetFocesWhitelistings"), 0);
 
     pharmacy.fmk.set_sts_down(false);
     let renew = pharmacy.daemon.cli(&["renew", "fmk"])?;
     ensure!(renew.status.success(), "renew: {}", stderr(&renew));
-    pharmacy.wait_installed_and_done(&renewal)?;
+    pharmacy.wait_done(&renewal)?;
     Ok(())
 }
 
@@ -450,152 +514,60 @@ const PRIVILEGES: [&str; 2] = [
 ];
 
 /// A municipality whose system user in NemLog-in (production) has the live certificate
-/// attached, provisioned, and SMDB access granted; a daemon managing it with dk-nemlogin.
+/// attached, provisioned, and SMDB access granted; a daemon managing it as `smdb` with
+/// dk-nemlogin.
 struct Municipality {
-    dir: tempfile::TempDir,
-    portal: MitIdErhverv,
+    site: Site,
     nemlogin: NemLoginSimulator,
-    current: Download,
-    live: PemPaths,
-    daemon: Daemon,
+}
+
+impl std::ops::Deref for Municipality {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl Municipality {
-    fn start(settings: &str) -> Result<Municipality> {
-        let dir = tempfile::tempdir()?;
-        let bins = bins()?;
-        harness::install_plugins(
-            &bins,
-            &dir.path().join("plugins"),
-            &["certvakt-plugin-dk-nemlogin"],
-        )?;
-        let portal = MitIdErhverv::new()?;
-        let current = portal.order(MUNICIPALITY_CVR, "Odense Kommune SMDB")?;
-        let nemlogin = NemLoginSimulator::start(NemLoginOptions {
-            client_roots: vec![portal.ca().root_der()],
-            client_intermediates: portal.ca().chain_der(),
-            ..NemLoginOptions::default()
-        })?;
-        let env = Environment::Production;
-        nemlogin.add_web_service(env, "Smdb_Sts_Dev", SMDB, None, &PRIVILEGES);
-        nemlogin.add_system_user(env, "Odense SMDB indberetning", ENTITY_ID)?;
-        nemlogin.attach_certificate(env, ENTITY_ID, &current.certificate.cert_der)?;
-        nemlogin.request_access(env, ENTITY_ID, "Smdb_Sts_Dev", &PRIVILEGES)?;
-        nemlogin.grant(env, ENTITY_ID, "Smdb_Sts_Dev")?;
-        nemlogin.provision(env);
-
-        let live = current
-            .certificate
-            .write_pem(&dir.path().join("live"), "smdb")?;
-        let oces3 = dir.path().join("oces3-root.pem");
-        std::fs::write(&oces3, portal.ca().root_pem())?;
-        let sts = dir.path().join("nemlogin-sts.pem");
-        std::fs::write(&sts, nemlogin.server_root_pem())?;
-        let body = format!(
-            r#"[trust]
-oces3 = ["{oces3}"]
-nemlogin = ["{sts}"]
-
-[[certificate]]
-id = "smdb"
-cert = "{cert}"
-key = "{key}"
-fullchain = "{fullchain}"
-plugin = "dk-nemlogin"
-issuer_trust = "oces3"
-
-[certificate.settings]
-entity_id = "{ENTITY_ID}"
-environment = "production"
-cvr = "{MUNICIPALITY_CVR}"
-web_service = "Smdb_Sts_Dev"
-privileges = ["{p0}", "{p1}"]
-applies_to = "{SMDB}"
-sts_endpoint = "{sts_url}"
-sts_trust = "nemlogin"
-poll_seconds = 5
-{settings}
-"#,
-            oces3 = oces3.display(),
-            sts = sts.display(),
-            cert = live.cert.display(),
-            key = live.key.display(),
-            fullchain = live.fullchain.display(),
-            p0 = PRIVILEGES[0],
-            p1 = PRIVILEGES[1],
-            sts_url = nemlogin.sts_url(env),
-        );
-        let config = dir.path().join("certvakt.toml");
-        std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
-        let daemon = Daemon::start(&bins, &config, &[])?;
-        Ok(Municipality {
-            dir,
-            portal,
-            nemlogin,
-            current,
-            live,
-            daemon,
-        })
-    }
-
-    fn import(&self, download: &Download) -> Result<String> {
-        let (bundle, password) = download.write(&self.dir.path().join("Downloads"), "smdb")?;
-        let out = self.daemon.cli(&[
-            "import",
+    fn start() -> Result<Municipality> {
+        let (site, nemlogin) = Site::start(
             "smdb",
-            &bundle.display().to_string(),
-            "--password-file",
-            &password.display().to_string(),
-        ])?;
-        ensure!(out.status.success(), "import: {}", stderr(&out));
-        Ok(stdout(&out))
-    }
-
-    fn status(&self) -> Value {
-        self.daemon
-            .cli_json(&["status"])
-            .ok()
-            .and_then(|(_, s)| {
-                s["renewals"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["id"] == "smdb")
-                    .cloned()
-            })
-            .unwrap_or_default()
-    }
-
-    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
-        match eventually(WAIT, what, check) {
-            Ok(value) => Ok(value),
-            Err(e) => bail!(
-                "{e}\nstatus: {:#}\nSTS faults: {:?}\n{}",
-                self.status(),
-                self.nemlogin.faults(),
-                self.daemon.log_text()
-            ),
-        }
-    }
-
-    fn wait_task(&self, needle: &str) -> Result<Value> {
-        self.wait("the task", || {
-            tasks(&self.daemon)
-                .ok()?
-                .into_iter()
-                .find(|t| t["title"].as_str().is_some_and(|s| s.contains(needle)))
-        })
-    }
-
-    /// Asks the daemon to take the next step now rather than at the next poll.
-    fn nudge(&self) -> Result<()> {
-        let out = self.daemon.cli(&["renew", "smdb"])?;
-        ensure!(out.status.success(), "renew: {}", stderr(&out));
-        Ok(())
-    }
-
-    fn live_is(&self, download: &Download) -> bool {
-        std::fs::read_to_string(&self.live.cert)
-            .is_ok_and(|live| live.trim() == download.certificate.cert_pem.trim())
+            ("dk-nemlogin", "certvakt-plugin-dk-nemlogin"),
+            (MUNICIPALITY_CVR, "Odense Kommune SMDB"),
+            |portal, current| {
+                let nemlogin = NemLoginSimulator::start(NemLoginOptions {
+                    client_roots: vec![portal.ca().root_der()],
+                    client_intermediates: portal.ca().chain_der(),
+                    ..NemLoginOptions::default()
+                })?;
+                let env = Environment::Production;
+                nemlogin.add_web_service(env, "Smdb_Sts_Dev", SMDB, None, &PRIVILEGES);
+                nemlogin.add_system_user(env, "Odense SMDB indberetning", ENTITY_ID)?;
+                nemlogin.attach_certificate(env, ENTITY_ID, &current.certificate.cert_der)?;
+                nemlogin.request_access(env, ENTITY_ID, "Smdb_Sts_Dev", &PRIVILEGES)?;
+                nemlogin.grant(env, ENTITY_ID, "Smdb_Sts_Dev")?;
+                nemlogin.provision(env);
+                let settings = format!(
+                    r#"entity_id = "{ENTITY_ID}"
+environment = "production"
+web_service = "Smdb_Sts_Dev"
+privileges = ["{}", "{}"]
+applies_to = "{SMDB}"
+sts_endpoint = "{}"
+sts_trust = "authority""#,
+                    PRIVILEGES[0],
+                    PRIVILEGES[1],
+                    nemlogin.sts_url(env),
+                );
+                Ok(Authority {
+                    server_root_pem: nemlogin.server_root_pem(),
+                    simulator: nemlogin,
+                    settings,
+                })
+            },
+            "",
+        )?;
+        Ok(Municipality { site, nemlogin })
     }
 
     fn failed_authentications(&self) -> usize {
@@ -628,7 +600,7 @@ fn attach_from_task(town: &Municipality, task: &Value, expected: &Download) -> R
 
 #[test]
 fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches() -> Result<()> {
-    let town = Municipality::start("")?;
+    let town = Municipality::start()?;
     let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
     town.import(&renewal)?;
 
@@ -657,10 +629,7 @@ fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches
         town.live_is(&town.current),
         "nothing installed before provisioning"
     );
-    assert!(
-        tasks(&town.daemon)?.iter().any(|t| t["id"] == attach["id"]),
-        "the task stays open"
-    );
+    assert!(town.has_open_task(&attach)?, "the task stays open");
 
     town.nemlogin.provision(Environment::Production);
     town.nudge()?;
@@ -670,7 +639,7 @@ fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches
         "installed once the STS issued a token"
     );
     assert!(
-        !tasks(&town.daemon)?.iter().any(|t| t["id"] == attach["id"]),
+        !town.has_open_task(&attach)?,
         "the attach task closed by itself"
     );
     let tokens = town.nemlogin.tokens_issued();
@@ -687,12 +656,9 @@ fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches
     )?;
     town.nemlogin.provision(Environment::Production);
     town.nudge()?;
-    town.wait("the renewal to finish", || {
-        let r = town.status();
-        (r["phase"].is_null() && r["last_success"].is_i64()).then_some(())
-    })?;
+    town.wait_done(&renewal)?;
     assert!(
-        !tasks(&town.daemon)?.iter().any(|t| t["id"] == detach["id"]),
+        !town.has_open_task(&detach)?,
         "the detach task closed by itself"
     );
     Ok(())
@@ -700,7 +666,7 @@ fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches
 
 #[test]
 fn an_smdb_certificate_with_a_new_uuid_goes_the_same_way() -> Result<()> {
-    let town = Municipality::start("")?;
+    let town = Municipality::start()?;
     let new_order = town.portal.order(MUNICIPALITY_CVR, "Odense Kommune SMDB")?;
     let said = town.import(&new_order)?;
     assert!(said.contains("note:"), "a changed UUID is flagged: {said}");
@@ -716,21 +682,14 @@ fn an_smdb_certificate_with_a_new_uuid_goes_the_same_way() -> Result<()> {
 
 #[test]
 fn an_smdb_certificate_for_another_cvr_is_refused() -> Result<()> {
-    let town = Municipality::start("")?;
-    let config = town.dir.path().join("certvakt.toml");
-    let text = std::fs::read_to_string(&config)?.replace(
+    let town = Municipality::start()?;
+    town.reconfigure(
         &format!("cvr = \"{MUNICIPALITY_CVR}\""),
         "cvr = \"11223344\"",
-    );
-    std::fs::write(&config, text)?;
-    let reload = town.daemon.cli(&["reload"])?;
-    ensure!(reload.status.success(), "reload: {}", stderr(&reload));
+    )?;
     let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
     town.import(&renewal)?;
-    let error = town.wait("the refusal", || {
-        let error = town.status()["last_error"].as_str()?.to_owned();
-        error.contains("wrong CVR").then_some(error)
-    })?;
+    let error = town.wait_error("wrong CVR")?;
     assert!(error.contains(MUNICIPALITY_CVR), "{error}");
     assert!(town.live_is(&town.current));
     assert!(town.nemlogin.tokens_issued().is_empty());
@@ -739,7 +698,7 @@ fn an_smdb_certificate_for_another_cvr_is_refused() -> Result<()> {
 
 #[test]
 fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<()> {
-    let town = Municipality::start("")?;
+    let town = Municipality::start()?;
     town.nemlogin.set_down(true);
     let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
     town.import(&renewal)?;
@@ -747,10 +706,7 @@ fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<
     attach_from_task(&town, &attach, &renewal)?;
     town.nemlogin.provision(Environment::Production);
     town.nudge()?;
-    let error = town.wait("the STS failure to show", || {
-        let error = town.status()["last_error"].as_str()?.to_owned();
-        error.contains("503").then_some(error)
-    })?;
+    let error = town.wait_error("503")?;
     assert!(error.contains("temporary"), "{error}");
     assert!(
         town.live_is(&town.current),

@@ -12,11 +12,34 @@
 
 use certvakt_plugin_api::profile::{CsrProfile, KeyAlgorithm, KeyUsage};
 use certvakt_plugin_api::{
-    CertificateContext, Completion, PluginError, TaskFile, TaskFileContent, TaskSpec,
+    CertificateContext, Completion, IssueOutcome, OrderContext, PluginError, TaskFile,
+    TaskFileContent, TaskSpec,
 };
 
 /// MitID Erhverv's address.
 pub const PORTAL: &str = "https://erhvervsadministration.nemlog-in.dk";
+
+/// How often the daemon asks about an order that is with a person (the import completes it
+/// at once; the poll only keeps the run alive).
+pub const ORDER_POLL_SECS: u64 = 3600;
+
+/// `issue`'s answer: the order is the [`order_task`], and the run waits for the import.
+pub fn ordered(order: OrderContext, purpose: &str, after: &str) -> IssueOutcome {
+    IssueOutcome::Pending {
+        poll_after_secs: ORDER_POLL_SECS,
+        task: Some(order_task(&order.certificate, purpose, after)),
+        state: order.state,
+    }
+}
+
+/// `poll`'s answer: the order is still with a person; nothing to ask anyone.
+pub fn still_ordered(order: OrderContext) -> IssueOutcome {
+    IssueOutcome::Pending {
+        poll_after_secs: ORDER_POLL_SECS,
+        task: None,
+        state: order.state,
+    }
+}
 
 /// Name of the current certificate's file in the task.
 pub const CURRENT_FILE: &str = "current-certificate.pem";

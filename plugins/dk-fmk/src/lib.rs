@@ -51,9 +51,6 @@ pub use settings::Settings;
 use settings::{CertHash, Mode};
 use sosi::Credential;
 
-/// How often the daemon asks about the MitID Erhverv order (the import does not wait for it).
-pub const ORDER_POLL_SECS: u64 = 3600;
-
 /// The plugin. Per-renewal data travels in the run's state ([`RunState`]).
 #[derive(Debug, Default)]
 pub struct DkFmk;
@@ -118,27 +115,17 @@ impl Plugin for DkFmk {
     fn issue(&self, host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
         Settings::for_call(&order.certificate.settings)?;
         host.info("the renewal is ordered in MitID Erhverv by a person: task opened");
-        let task = mitid::order_task(
-            &order.certificate,
+        Ok(mitid::ordered(
+            order,
             "FMK calls as Apotekersystem",
             "certvakt then whitelists the certificate in FMK for the pharmacy's CVR \
              (FOCES whitelisting), checks that FMK lists it, installs it, and removes the \
              old certificate's whitelisting when the overlap is over.",
-        );
-        Ok(IssueOutcome::Pending {
-            poll_after_secs: ORDER_POLL_SECS,
-            task: Some(task),
-            state: order.state,
-        })
+        ))
     }
 
     fn poll(&self, _host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
-        // The order is with a person; the import completes it.
-        Ok(IssueOutcome::Pending {
-            poll_after_secs: ORDER_POLL_SECS,
-            task: None,
-            state: order.state,
-        })
+        Ok(mitid::still_ordered(order))
     }
 
     fn register(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {

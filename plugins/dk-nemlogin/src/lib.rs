@@ -50,9 +50,6 @@ mod tests;
 pub use settings::Settings;
 use sts::{Credential, Probe};
 
-/// How often the daemon asks about the MitID Erhverv order (the import does not wait for it).
-pub const ORDER_POLL_SECS: u64 = 3600;
-
 /// The plugin. Per-renewal data travels in the run's state ([`RunState`]).
 #[derive(Debug, Default)]
 pub struct DkNemlogin;
@@ -116,8 +113,8 @@ impl Plugin for DkNemlogin {
             same_cvr(&settings, current, "the certificate in use")?;
         }
         host.info("the renewal is ordered in MitID Erhverv by a person: task opened");
-        let task = mitid::order_task(
-            &order.certificate,
+        Ok(mitid::ordered(
+            order,
             &format!(
                 "the NemLog-in system user {} ({})",
                 settings.entity_id, settings.web_service
@@ -126,21 +123,12 @@ impl Plugin for DkNemlogin {
              user in NemLog-in Administration and provision it. It checks that with the \
              NemLog-in STS, installs the certificate, and asks you to remove the old one \
              when the overlap is over.",
-        );
-        Ok(IssueOutcome::Pending {
-            poll_after_secs: ORDER_POLL_SECS,
-            task: Some(task),
-            state: order.state,
-        })
+        ))
     }
 
     fn poll(&self, _host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
         // The order is with a person; the import completes it.
-        Ok(IssueOutcome::Pending {
-            poll_after_secs: ORDER_POLL_SECS,
-            task: None,
-            state: order.state,
-        })
+        Ok(mitid::still_ordered(order))
     }
 
     fn register(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {

@@ -216,19 +216,8 @@ impl Settings {
     /// The settings for a plugin method, or a configuration error listing every problem
     /// (`check-config` would have shown them; this is the daemon acting anyway).
     pub fn for_call(settings: &Value) -> Result<Settings, PluginError> {
-        Settings::parse(settings).map_err(|problems| {
-            let list: Vec<String> = problems
-                .iter()
-                .map(|p| match &p.hint {
-                    Some(hint) => format!("{}: {} ({hint})", p.key, p.message),
-                    None => format!("{}: {}", p.key, p.message),
-                })
-                .collect();
-            PluginError::configuration(format!(
-                "the manual plugin's settings have problems: {}",
-                list.join("; ")
-            ))
-        })
+        Settings::parse(settings)
+            .map_err(|problems| certvakt_plugin_common::settings::refuse("manual", &problems))
     }
 }
 
