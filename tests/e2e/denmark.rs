@@ -703,8 +703,6 @@ fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<
     let renewal = town.portal.renew(&town.current.certificate.cert_pem)?;
     town.import(&renewal)?;
     let attach = town.wait_task("Attach")?;
-    attach_from_task(&town, &attach, &renewal)?;
-    town.nemlogin.provision(Environment::Production);
     town.nudge()?;
     let error = town.wait_error("503")?;
     assert!(error.contains("temporary"), "{error}");
@@ -713,7 +711,17 @@ fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<
         "nothing installed while the STS is down"
     );
 
+    // Back, but the certificate is not attached yet: no error any more, the task stays.
     town.nemlogin.set_down(false);
+    town.nudge()?;
+    town.wait("the STS's answer to replace the error", || {
+        let r = town.status();
+        (r["last_error"].is_null() && r["failures"] == 0).then_some(())
+    })?;
+    assert!(town.has_open_task(&attach)?);
+
+    attach_from_task(&town, &attach, &renewal)?;
+    town.nemlogin.provision(Environment::Production);
     town.nudge()?;
     town.wait("the renewal installed", || {
         town.live_is(&renewal).then_some(())

@@ -936,6 +936,9 @@ impl Engine {
         tasks: Vec<TaskSpec>,
         now: i64,
     ) -> Result<Progress, EngineError> {
+        // The plugin answered: whatever failed before is over, even if the step is not done.
+        record.failures = 0;
+        record.last_error = None;
         let Some(run) = record.run.as_mut() else {
             return Ok(Progress::Wait(None));
         };
