@@ -76,15 +76,9 @@ pub const STS_ISSUER: &str = "certvakt SOSI STS simulator";
 
 /// Namespaces of the wire formats.
 pub mod ns {
-    pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-    pub const WSSE: &str =
-        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
-    pub const WSU: &str =
-        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+    pub use crate::soapd::ns::{DS, SAML, SOAP, WSSE, WSU};
     pub const MEDCOM: &str = "http://www.medcom.dk/dgws/2006/04/dgws-1.0.xsd";
-    pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
     pub const SOSI: &str = "http://www.sosi.dk/sosi/2006/04/sosi-1.0.xsd";
-    pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
     pub const WST: &str = "http://schemas.xmlsoap.org/ws/2005/02/trust";
     pub const WSA: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing";
     pub const E6: &str = "http://www.dkma.dk/medicinecard/xml.schema/2015/06/01/E6";

@@ -12,6 +12,10 @@
 //! - Bodies over [`MAX_BODY`] are refused with 413 before the handler is called.
 //! - The server's certificate is for `127.0.0.1`, `localhost` and `::1`, from its own
 //!   [`CaShape::Tls`] test CA ([`ServerIdentity`]).
+//!
+//! What both simulators' answers share is here too: the namespaces ([`ns`]), the SOAP 1.1
+//! envelope ([`envelope`]) and fault ([`Fault`]), and checking that a caller's certificate
+//! chains to the client roots ([`check_client_chain`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +29,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use quick_xml::escape::escape;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -36,6 +42,17 @@ use crate::serve::{Served, server_chain};
 
 /// The largest request body taken.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Namespaces both simulators use (each adds its own protocol's).
+pub mod ns {
+    pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+    pub const WSSE: &str =
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+    pub const WSU: &str =
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+    pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
+    pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+}
 
 /// One HTTP request as the handler sees it.
 #[derive(Debug, Clone)]
@@ -50,6 +67,17 @@ pub struct SoapRequest {
     pub body: Vec<u8>,
     /// The client's TLS certificate chain, leaf first (empty without mutual TLS).
     pub client_chain: Vec<Vec<u8>>,
+}
+
+impl SoapRequest {
+    /// The `SOAPAction` without surrounding space and quotes (empty when absent).
+    pub fn action(&self) -> &str {
+        self.soap_action
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('"')
+    }
 }
 
 /// What the handler answers.
@@ -78,6 +106,114 @@ impl SoapReply {
             body: body.to_owned(),
         }
     }
+}
+
+/// Parses a request body that must be a SOAP 1.1 envelope; `Err` says why it is not one.
+pub fn parse_envelope(source: &str) -> Result<roxmltree::Document<'_>, String> {
+    let doc = roxmltree::Document::parse(source)
+        .map_err(|e| format!("the request is not well-formed XML: {e}"))?;
+    if !doc.root_element().has_tag_name((ns::SOAP, "Envelope")) {
+        return Err("the request is not a SOAP 1.1 envelope (soapenv:Envelope)".to_owned());
+    }
+    Ok(doc)
+}
+
+/// A SOAP 1.1 answer: the XML declaration and `<{prefix}:Envelope>`, which declares `prefix`
+/// for SOAP 1.1 and every `(prefix, namespace)` of `declarations`, holding `header`'s content
+/// in a `Header` (when given) and `body`'s in the `Body`.
+pub fn envelope(
+    prefix: &str,
+    declarations: &[(&str, &str)],
+    header: Option<&str>,
+    body: &str,
+) -> String {
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{prefix}:Envelope xmlns:{prefix}=\"{}\"{}>",
+        ns::SOAP,
+        xmlns(declarations)
+    );
+    if let Some(header) = header {
+        xml.push_str(&format!("<{prefix}:Header>{header}</{prefix}:Header>"));
+    }
+    xml.push_str(&format!(
+        "<{prefix}:Body>{body}</{prefix}:Body></{prefix}:Envelope>"
+    ));
+    xml
+}
+
+/// ` xmlns:p="namespace"` for each pair.
+fn xmlns(declarations: &[(&str, &str)]) -> String {
+    declarations
+        .iter()
+        .map(|(prefix, namespace)| format!(" xmlns:{prefix}=\"{}\"", escape(*namespace)))
+        .collect()
+}
+
+/// A SOAP 1.1 `Fault` (its children unqualified, as SOAP 1.1 has them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fault<'a> {
+    /// `faultcode`, as written (`wst:InvalidRequest`, `soapenv:Client`).
+    pub code: &'a str,
+    /// `faultstring` (escaped here).
+    pub text: &'a str,
+    /// The `xml:lang` of `faultstring`, if it has one.
+    pub lang: Option<&'a str>,
+    /// The content of `detail` (XML), if there is one.
+    pub detail: Option<&'a str>,
+}
+
+impl Fault<'_> {
+    /// The element, in the namespace `prefix` is declared for by the envelope, declaring
+    /// `declarations` itself.
+    pub fn element(&self, prefix: &str, declarations: &[(&str, &str)]) -> String {
+        let lang = self
+            .lang
+            .map(|lang| format!(" xml:lang=\"{}\"", escape(lang)))
+            .unwrap_or_default();
+        let detail = self
+            .detail
+            .map(|detail| format!("<detail>{detail}</detail>"))
+            .unwrap_or_default();
+        format!(
+            "<{prefix}:Fault{}><faultcode>{}</faultcode><faultstring{lang}>{}</faultstring>{detail}</{prefix}:Fault>",
+            xmlns(declarations),
+            self.code,
+            escape(self.text),
+        )
+    }
+}
+
+/// Checks that `leaf` (DER) chains to one of `roots` through `intermediates` and is valid now,
+/// as a client certificate. `Err` names the certificate as `what` (`the BinarySecurityToken`).
+pub fn check_client_chain<'a>(
+    roots: &[Vec<u8>],
+    intermediates: impl IntoIterator<Item = &'a Vec<u8>>,
+    leaf: &[u8],
+    what: &str,
+) -> Result<(), String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store
+            .add(CertificateDer::from(root.clone()))
+            .map_err(|e| format!("a client root does not parse: {e}"))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+        .build()
+        .map_err(|e| format!("the STS has no usable client roots: {e}"))?;
+    let intermediates: Vec<CertificateDer<'static>> = intermediates
+        .into_iter()
+        .cloned()
+        .map(CertificateDer::from)
+        .collect();
+    verifier
+        .verify_client_cert(
+            &CertificateDer::from(leaf.to_vec()),
+            &intermediates,
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{what} is not a valid OCES certificate here: {e}"))
 }
 
 /// The handler: called once per request, on the blocking pool.

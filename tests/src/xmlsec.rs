@@ -1,5 +1,7 @@
 //! XML tools the authority simulators share: XML signatures and encryption with `xmlsec1`,
-//! schema validation with `xmllint --schema`, and small helpers on parsed documents.
+//! schema validation with `xmllint --schema`, and small helpers on parsed documents (reading
+//! and escaping otherwise come from `certvakt_soap::read` and quick-xml; checking signatures
+//! never does).
 //!
 //! The simulators check signatures with another implementation than the one certvakt's
 //! plugins use (the Debian `xmlsec1` tool, OpenSSL back end), so that a bug shared by the
@@ -71,6 +73,21 @@ fn id_args(command: &mut Command, ids: &[IdAttr]) {
     }
 }
 
+/// Runs `xmlsec1 --<mode> --output <out>` with the arguments `args` adds, and returns what it
+/// wrote to `out` without its XML declaration; `Err` says why `xmlsec1` could not.
+fn produce(mode: &str, out: &Path, args: impl FnOnce(&mut Command)) -> Result<String> {
+    let mut command = Command::new("xmlsec1");
+    command.arg(format!("--{mode}")).arg("--output").arg(out);
+    args(&mut command);
+    let output = run(&mut command, &format!("xmlsec1 --{mode}"))?;
+    if !output.status.success() {
+        bail!("xmlsec1 could not {mode}: {}", complaint(&output));
+    }
+    let written =
+        std::fs::read_to_string(out).with_context(|| format!("reading what xmlsec1 {mode}ed"))?;
+    Ok(strip_declaration(&written).to_owned())
+}
+
 /// Verifies the XML signature selected by `signature_xpath` in `document` with the public key
 /// of `signer_cert_pem` and nothing else (`KeyInfo` is ignored: a certificate inside the
 /// document cannot substitute itself). `Err` says why it failed.
@@ -119,21 +136,13 @@ pub fn sign(template: &str, key_pem: &str, cert_pem: &str, ids: &[IdAttr]) -> Re
     std::fs::write(&doc, template)?;
     write_private(&key, key_pem)?;
     std::fs::write(&cert, cert_pem)?;
-    let mut command = Command::new("xmlsec1");
-    command
-        .arg("--sign")
-        .arg("--privkey-pem")
-        .arg(format!("{},{}", key.display(), cert.display()))
-        .arg("--output")
-        .arg(&out);
-    id_args(&mut command, ids);
-    command.arg(&doc);
-    let output = run(&mut command, "xmlsec1 --sign")?;
-    if !output.status.success() {
-        bail!("xmlsec1 could not sign: {}", complaint(&output));
-    }
-    let signed = std::fs::read_to_string(&out).context("reading what xmlsec1 signed")?;
-    Ok(strip_declaration(&signed).to_owned())
+    produce("sign", &out, |command| {
+        command
+            .arg("--privkey-pem")
+            .arg(format!("{},{}", key.display(), cert.display()));
+        id_args(command, ids);
+        command.arg(&doc);
+    })
 }
 
 /// Encrypts the XML document `plain` (its root element, whole) for the holder of
@@ -165,24 +174,16 @@ pub fn encrypt_for(plain: &str, recipient_cert_pem: &str) -> Result<String> {
     std::fs::write(&template, TEMPLATE)?;
     std::fs::write(&data, plain)?;
     std::fs::write(&cert, recipient_cert_pem)?;
-    let mut command = Command::new("xmlsec1");
-    command
-        .arg("--encrypt")
-        .arg("--pubkey-cert-pem")
-        .arg(&cert)
-        .arg("--session-key")
-        .arg("aes-256")
-        .arg("--xml-data")
-        .arg(&data)
-        .arg("--output")
-        .arg(&out)
-        .arg(&template);
-    let output = run(&mut command, "xmlsec1 --encrypt")?;
-    if !output.status.success() {
-        bail!("xmlsec1 could not encrypt: {}", complaint(&output));
-    }
-    let encrypted = std::fs::read_to_string(&out).context("reading what xmlsec1 encrypted")?;
-    Ok(strip_declaration(&encrypted).to_owned())
+    produce("encrypt", &out, |command| {
+        command
+            .arg("--pubkey-cert-pem")
+            .arg(&cert)
+            .arg("--session-key")
+            .arg("aes-256")
+            .arg("--xml-data")
+            .arg(&data)
+            .arg(&template);
+    })
 }
 
 /// Decrypts a document whose root is (or contains) an `xenc:EncryptedData` made by
@@ -194,20 +195,9 @@ pub fn decrypt(encrypted: &str, key_pem: &str) -> Result<String> {
     let out = dir.path().join("plain.xml");
     std::fs::write(&doc, encrypted)?;
     write_private(&key, key_pem)?;
-    let mut command = Command::new("xmlsec1");
-    command
-        .arg("--decrypt")
-        .arg("--privkey-pem")
-        .arg(&key)
-        .arg("--output")
-        .arg(&out)
-        .arg(&doc);
-    let output = run(&mut command, "xmlsec1 --decrypt")?;
-    if !output.status.success() {
-        bail!("xmlsec1 could not decrypt: {}", complaint(&output));
-    }
-    let plain = std::fs::read_to_string(&out).context("reading what xmlsec1 decrypted")?;
-    Ok(strip_declaration(&plain).to_owned())
+    produce("decrypt", &out, |command| {
+        command.arg("--privkey-pem").arg(&key).arg(&doc);
+    })
 }
 
 /// Validates `document` against the schema file `schema` with `xmllint --noout --schema`.
@@ -260,108 +250,11 @@ pub fn strip_declaration(text: &str) -> &str {
     }
 }
 
-/// Escapes text for an XML element or a double-quoted attribute value.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The element `node` of the document `source` as a document of its own: its exact text, with
 /// the namespace declarations it inherits from its ancestors added to its start tag, so that it
-/// validates (and canonicalises) as it did in place.
-pub fn standalone(source: &str, node: roxmltree::Node<'_, '_>) -> String {
-    let range = node.range();
-    let text = &source[range.clone()];
-    let tag_end = start_tag_end(text);
-    let start_tag = &text[..tag_end];
-    let name_end = start_tag
-        .char_indices()
-        .skip(1)
-        .find(|(_, c)| c.is_whitespace() || *c == '>' || *c == '/')
-        .map_or(start_tag.len(), |(i, _)| i);
-    let mut declarations = String::new();
-    for ns in node.namespaces() {
-        let declared = match ns.name() {
-            Some(prefix) => declares(start_tag, &format!("xmlns:{prefix}")),
-            None => declares(start_tag, "xmlns"),
-        };
-        if declared || ns.name() == Some("xml") {
-            continue;
-        }
-        match ns.name() {
-            Some(prefix) => {
-                declarations.push_str(&format!(" xmlns:{prefix}=\"{}\"", escape(ns.uri())))
-            }
-            None => declarations.push_str(&format!(" xmlns=\"{}\"", escape(ns.uri()))),
-        }
-    }
-    format!("{}{}{}", &text[..name_end], declarations, &text[name_end..])
-}
-
-/// Whether the start tag declares the attribute `name` (followed by optional space and `=`).
-fn declares(start_tag: &str, name: &str) -> bool {
-    let mut rest = start_tag;
-    while let Some(at) = rest.find(name) {
-        let before = rest[..at].chars().next_back();
-        let after = rest[at + name.len()..].trim_start();
-        if before.is_some_and(char::is_whitespace) && after.starts_with('=') {
-            return true;
-        }
-        rest = &rest[at + name.len()..];
-    }
-    false
-}
-
-/// The byte offset just past the `>` that ends the start tag at the beginning of `text`.
-fn start_tag_end(text: &str) -> usize {
-    let mut quote: Option<char> = None;
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '>') => return i + 1,
-            _ => {}
-        }
-    }
-    text.len()
-}
-
-/// The first child element of `node` with this namespace and local name.
-pub fn child<'a, 'input>(
-    node: roxmltree::Node<'a, 'input>,
-    namespace: &str,
-    name: &str,
-) -> Option<roxmltree::Node<'a, 'input>> {
-    node.children()
-        .find(|c| c.is_element() && is(*c, namespace, name))
-}
-
-/// Every child element of `node` with this namespace and local name.
-pub fn children<'a, 'input>(
-    node: roxmltree::Node<'a, 'input>,
-    namespace: &'a str,
-    name: &'a str,
-) -> impl Iterator<Item = roxmltree::Node<'a, 'input>> + 'a {
-    node.children()
-        .filter(move |c| c.is_element() && is(*c, namespace, name))
-}
-
-/// Whether `node` is the element `{namespace}name`.
-pub fn is(node: roxmltree::Node<'_, '_>, namespace: &str, name: &str) -> bool {
-    node.is_element()
-        && node.tag_name().name() == name
-        && node.tag_name().namespace() == Some(namespace)
+/// validates (and canonicalises) as it did in place ([`certvakt_soap::read::standalone`]).
+pub fn standalone(source: &str, node: roxmltree::Node<'_, '_>) -> Result<String> {
+    certvakt_soap::read::standalone(source, node).map_err(anyhow::Error::msg)
 }
 
 /// The trimmed text content of `node` (all descendant text joined).
@@ -372,6 +265,30 @@ pub fn text(node: roxmltree::Node<'_, '_>) -> String {
         .collect::<String>()
         .trim()
         .to_owned()
+}
+
+/// `t` in UTC as `xs:dateTime` to the second: `yyyy-MM-ddTHH:mm:ssZ`.
+pub fn utc_seconds(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `t` in UTC as `xs:dateTime` with milliseconds: `yyyy-MM-ddTHH:mm:ss.fffZ`.
+pub fn utc_millis(t: time::OffsetDateTime) -> String {
+    let mut stamp = utc_seconds(t);
+    stamp.insert_str(
+        stamp.len() - 1,
+        &format!(".{:03}", t.to_offset(time::UtcOffset::UTC).millisecond()),
+    );
+    stamp
 }
 
 #[cfg(test)]
@@ -386,12 +303,12 @@ mod tests {
             .descendants()
             .find(|n| n.tag_name().name() == "Op")
             .context("no Op")?;
-        let alone = standalone(source, op);
+        let alone = standalone(source, op)?;
         let reparsed = roxmltree::Document::parse(&alone)?;
         let root = reparsed.root_element();
-        assert!(is(root, "urn:b", "Op"));
+        assert!(root.has_tag_name(("urn:b", "Op")));
         assert_eq!(root.attribute("x"), Some("1>2"));
-        assert!(child(root, "urn:c", "In").is_some());
+        assert!(certvakt_soap::read::child(root, "urn:c", "In").is_some());
         assert!(!alone.contains("xmlns:c=\"urn:c\" xmlns:c"), "{alone}");
         Ok(())
     }

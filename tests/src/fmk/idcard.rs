@@ -2,13 +2,15 @@
 //! `ds:Signature` over `#IDCard`. Reading one, checking its signature with `xmlsec1`, and the
 //! STS's issuing of a card signed by itself.
 
+use certvakt_soap::read::{child, children};
+use quick_xml::escape::escape;
 use roxmltree::{Document, Node};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ns;
 use crate::leaf::IssuedCert;
-use crate::xmlsec::{self, IdAttr, child, children, is, text};
+use crate::xmlsec::{self, IdAttr, text, utc_seconds};
 
 /// `id` is the card's XML ID (lowercase, as DGWS has it).
 pub(super) const ID_ATTRS: [IdAttr; 1] = [IdAttr {
@@ -98,7 +100,7 @@ pub(super) fn locate<'a, 'input>(
         return Err("more than one element has id=\"IDCard\"".into());
     }
     let card = first.ok_or("no ID card (saml:Assertion id=\"IDCard\")")?;
-    if !is(card, ns::SAML, "Assertion") {
+    if !card.has_tag_name((ns::SAML, "Assertion")) {
         return Err("the element with id=\"IDCard\" is not a saml:Assertion".into());
     }
     if !card.ancestors().any(|a| a == scope) {
@@ -218,19 +220,6 @@ pub(super) fn check_signature(
     xmlsec::verify(source, SIGNATURE_XPATH, signer_cert_pem, &ID_ATTRS).map_err(|e| e.to_string())
 }
 
-fn stamp(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// The card the STS returns: a copy of `card` (subject and attribute statements) issued by
 /// `issuer`, valid from `not_before` to `not_on_or_after`, signed by `signer` with `xmlsec1`
 /// (RSA-SHA256/SHA-256 when `sha256`, else RSA-SHA1/SHA-1 as the real STS), the signer's
@@ -243,22 +232,24 @@ pub(super) fn issue(
     signer: &IssuedCert,
     sha256: bool,
 ) -> anyhow::Result<String> {
-    let e = xmlsec::escape;
     let mut xml = format!(
         "<saml:Assertion xmlns:saml=\"{}\" xmlns:ds=\"{}\" IssueInstant=\"{}\" Version=\"2.0\" id=\"IDCard\">",
         ns::SAML,
         ns::DS,
-        stamp(not_before)
+        utc_seconds(not_before)
     );
-    xml.push_str(&format!("<saml:Issuer>{}</saml:Issuer>", e(issuer)));
+    xml.push_str(&format!("<saml:Issuer>{}</saml:Issuer>", escape(issuer)));
     xml.push_str("<saml:Subject>");
     match &card.name_id_format {
         Some(format) => xml.push_str(&format!(
             "<saml:NameID Format=\"{}\">{}</saml:NameID>",
-            e(format),
-            e(&card.name_id)
+            escape(format),
+            escape(&card.name_id)
         )),
-        None => xml.push_str(&format!("<saml:NameID>{}</saml:NameID>", e(&card.name_id))),
+        None => xml.push_str(&format!(
+            "<saml:NameID>{}</saml:NameID>",
+            escape(&card.name_id)
+        )),
     }
     xml.push_str(concat!(
         "<saml:SubjectConfirmation>",
@@ -268,24 +259,27 @@ pub(super) fn issue(
     ));
     xml.push_str(&format!(
         "<saml:Conditions NotBefore=\"{}\" NotOnOrAfter=\"{}\"/>",
-        stamp(not_before),
-        stamp(not_on_or_after)
+        utc_seconds(not_before),
+        utc_seconds(not_on_or_after)
     ));
     for statement in &card.statements {
         match &statement.id {
-            Some(id) => xml.push_str(&format!("<saml:AttributeStatement id=\"{}\">", e(id))),
+            Some(id) => xml.push_str(&format!("<saml:AttributeStatement id=\"{}\">", escape(id))),
             None => xml.push_str("<saml:AttributeStatement>"),
         }
         for attribute in &statement.attributes {
-            xml.push_str(&format!("<saml:Attribute Name=\"{}\"", e(&attribute.name)));
+            xml.push_str(&format!(
+                "<saml:Attribute Name=\"{}\"",
+                escape(&attribute.name)
+            ));
             if let Some(format) = &attribute.name_format {
-                xml.push_str(&format!(" NameFormat=\"{}\"", e(format)));
+                xml.push_str(&format!(" NameFormat=\"{}\"", escape(format)));
             }
             xml.push('>');
             for value in &attribute.values {
                 xml.push_str(&format!(
                     "<saml:AttributeValue>{}</saml:AttributeValue>",
-                    e(value)
+                    escape(value)
                 ));
             }
             xml.push_str("</saml:Attribute>");

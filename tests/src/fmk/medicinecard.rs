@@ -2,14 +2,16 @@
 //! versions, checked in the order the module documentation of [`super`] lists, and answered
 //! with real envelopes (brief §3–§5, §8, §9).
 
+use certvakt_soap::read::child;
+use quick_xml::escape::escape;
 use roxmltree::{Document, Node};
 
 use super::idcard::{self, IdCard};
 use super::{
     Duplicate, Endpoint, FmkVersion, LoggedRequest, STS_ISSUER, Shared, Whitelisting, lock, ns,
 };
-use crate::soapd::{SoapReply, SoapRequest};
-use crate::xmlsec::{self, child, escape, is, text};
+use crate::soapd::{self, Fault, SoapReply, SoapRequest};
+use crate::xmlsec::{self, text};
 
 /// What FMK stores when a Create has no CertHash (brief §6).
 pub(super) const UNKNOWN_HASH: &str = "Ukendt";
@@ -97,13 +99,7 @@ pub(super) struct Body {
 }
 
 pub(super) fn handle(shared: &Shared, request: &SoapRequest) -> SoapReply {
-    let soap_action = request
-        .soap_action
-        .as_deref()
-        .unwrap_or_default()
-        .trim()
-        .trim_matches('"')
-        .to_owned();
+    let soap_action = request.action().to_owned();
     let source = String::from_utf8_lossy(&request.body).into_owned();
     let mut body_root = String::new();
     let mut version = action(&soap_action).map_or(FmkVersion::E6, |(v, _)| v);
@@ -150,19 +146,8 @@ fn process(
     version_out: &mut FmkVersion,
     linking: &mut Linking,
 ) -> Result<String, Refusal> {
-    let doc = Document::parse(source).map_err(|e| {
-        refuse(
-            "syntax_error",
-            format!("the request is not well-formed XML: {e}"),
-        )
-    })?;
+    let doc = soapd::parse_envelope(source).map_err(|e| refuse("syntax_error", e))?;
     let envelope = doc.root_element();
-    if !is(envelope, ns::SOAP, "Envelope") {
-        return Err(refuse(
-            "syntax_error",
-            "the request is not a SOAP 1.1 envelope (soapenv:Envelope)",
-        ));
-    }
     let body =
         child(envelope, ns::SOAP, "Body").ok_or(refuse("syntax_error", "no soapenv:Body"))?;
     let operation = body.children().find(Node::is_element);
@@ -189,7 +174,7 @@ fn process(
     })?;
     *version_out = version;
     let operation = operation.ok_or(refuse("syntax_error", "the soapenv:Body is empty"))?;
-    if !is(operation, version.namespace(), &op.request()) {
+    if !operation.has_tag_name((version.namespace(), op.request().as_str())) {
         return Err(refuse(
             "syntax_error",
             format!(
@@ -213,30 +198,30 @@ fn process(
     ))?;
     let medcom = child(header, ns::MEDCOM, "Header")
         .ok_or(refuse("missing_required_header", "no medcom:Header"))?;
-    shared
-        .schemas
-        .medcom_header(&xmlsec::standalone(source, medcom))
-        .map_err(|e| {
-            refuse(
-                "missing_required_header",
-                format!("the medcom:Header is not valid: {e}"),
-            )
-        })?;
+    // A header, as a document of its own, against its schema.
+    let header_valid =
+        |node: Node<'_, '_>, name: &str, validate: &dyn Fn(&str) -> anyhow::Result<()>| {
+            xmlsec::standalone(source, node)
+                .and_then(|alone| validate(&alone))
+                .map_err(|e| {
+                    refuse(
+                        "missing_required_header",
+                        format!("the {name} is not valid: {e}"),
+                    )
+                })
+        };
+    header_valid(medcom, "medcom:Header", &|alone| {
+        shared.schemas.medcom_header(alone)
+    })?;
     let requested_role = match version {
         FmkVersion::E6 => {
             let whitelisting = child(header, ns::SDSD2012, "WhitelistingHeader").ok_or(refuse(
                 "missing_required_header",
                 "no WhitelistingHeader ({http://www.sdsd.dk/dgws/2012/06}WhitelistingHeader is required by FMK 1.4.6 E6)",
             ))?;
-            shared
-                .schemas
-                .whitelisting_header_e6(&xmlsec::standalone(source, whitelisting))
-                .map_err(|e| {
-                    refuse(
-                        "missing_required_header",
-                        format!("the WhitelistingHeader is not valid: {e}"),
-                    )
-                })?;
+            header_valid(whitelisting, "WhitelistingHeader", &|alone| {
+                shared.schemas.whitelisting_header_e6(alone)
+            })?;
             child(whitelisting, ns::SDSD2010, "RequestedRole").map(text)
         }
         FmkVersion::V160 => {
@@ -244,15 +229,9 @@ fn process(
                 "missing_required_header",
                 "no FMKRequestHeader ({http://fmk-teknik.dk/160}FMKRequestHeader is required by FMK 1.6.0)",
             ))?;
-            shared
-                .schemas
-                .body(FmkVersion::V160, &xmlsec::standalone(source, fmk_header))
-                .map_err(|e| {
-                    refuse(
-                        "missing_required_header",
-                        format!("the FMKRequestHeader is not valid: {e}"),
-                    )
-                })?;
+            header_valid(fmk_header, "FMKRequestHeader", &|alone| {
+                shared.schemas.body(FmkVersion::V160, alone)
+            })?;
             child(fmk_header, ns::MC160, "WhitelistingHeader")
                 .and_then(|w| child(w, ns::MC160, "RequestedRole"))
                 .map(text)
@@ -397,9 +376,8 @@ pub(super) fn check_body(
     source: &str,
     operation: Node<'_, '_>,
 ) -> Result<Body, Refusal> {
-    shared
-        .schemas
-        .body(version, &xmlsec::standalone(source, operation))
+    xmlsec::standalone(source, operation)
+        .and_then(|alone| shared.schemas.body(version, &alone))
         .map_err(|e| {
             refuse(
                 "syntax_error",
@@ -622,10 +600,11 @@ fn medcom_header(shared: &Shared, linking: &Linking, flow_status: &str) -> Strin
 }
 
 fn envelope(shared: &Shared, linking: &Linking, flow_status: &str, body: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{}\"><soapenv:Header>{}</soapenv:Header><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>",
-        ns::SOAP,
-        medcom_header(shared, linking, flow_status)
+    soapd::envelope(
+        "soapenv",
+        &[],
+        Some(&medcom_header(shared, linking, flow_status)),
+        body,
     )
 }
 
@@ -661,11 +640,18 @@ fn fault(
             })
         ),
     };
-    let body = format!(
-        "<soapenv:Fault><faultcode>{side}</faultcode><faultstring>{}</faultstring><detail>{detail}</detail></soapenv:Fault>",
-        escape(&refusal.text)
-    );
-    envelope(shared, linking, refusal.code, &body)
+    let fault = Fault {
+        code: side,
+        text: &refusal.text,
+        lang: None,
+        detail: Some(&detail),
+    };
+    envelope(
+        shared,
+        linking,
+        refusal.code,
+        &fault.element("soapenv", &[]),
+    )
 }
 
 /// The owner's own client: a bare operation element, validated and applied.
@@ -678,7 +664,7 @@ pub(super) fn submit_as_owner(shared: &Shared, body_xml: &str) -> anyhow::Result
         .find_map(|version| {
             Op::ALL
                 .into_iter()
-                .find(|op| is(root, version.namespace(), &op.request()))
+                .find(|op| root.has_tag_name((version.namespace(), op.request().as_str())))
                 .map(|op| (version, op))
         });
     let Some((version, op)) = found else {

@@ -74,7 +74,7 @@ impl Schemas {
             for file in files {
                 text.push_str(&format!(
                     "  <include schemaLocation=\"{}\"/>\n",
-                    xmlsec::escape(&file.display().to_string())
+                    quick_xml::escape::escape(file.display().to_string())
                 ));
             }
             text.push_str("</schema>\n");

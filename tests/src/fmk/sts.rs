@@ -2,17 +2,14 @@
 //! `RequestSecurityToken` with a self-signed system ID card in `wst:Claims` comes back as a
 //! `RequestSecurityTokenResponse` holding a copy of the card signed by the STS, valid 24 h.
 
-use std::sync::Arc;
-
-use roxmltree::{Document, Node};
-use rustls::RootCertStore;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use certvakt_soap::read::child;
+use quick_xml::escape::escape;
+use roxmltree::Node;
 
 use super::idcard::{self, IdCard};
 use super::{Endpoint, LoggedRequest, STS_ISSUER, Shared, StsAllow, lock, ns};
-use crate::soapd::{SoapReply, SoapRequest};
-use crate::xmlsec::{child, escape, is, text};
+use crate::soapd::{self, Fault, SoapReply, SoapRequest};
+use crate::xmlsec::{text, utc_seconds};
 
 /// The token type DGWS asks for (with its trailing colon).
 pub(super) const TOKEN_TYPE: &str = "urn:oasis:names:tc:SAML:2.0:assertion:";
@@ -25,13 +22,7 @@ const FAILED_AUTHENTICATION: &str = "wst:FailedAuthentication";
 type Refusal = (&'static str, String);
 
 pub(super) fn handle(shared: &Shared, request: &SoapRequest) -> SoapReply {
-    let soap_action = request
-        .soap_action
-        .as_deref()
-        .unwrap_or_default()
-        .trim()
-        .trim_matches('"')
-        .to_owned();
+    let soap_action = request.action().to_owned();
     if lock(&shared.state).sts_down {
         shared.log(LoggedRequest {
             endpoint: Endpoint::Sts,
@@ -76,19 +67,15 @@ fn process(
     source: &str,
     body_root: &mut String,
 ) -> Result<String, Refusal> {
-    let doc = Document::parse(source)
-        .map_err(|e| invalid(format!("the request is not well-formed XML: {e}")))?;
+    let doc = soapd::parse_envelope(source).map_err(invalid)?;
     let envelope = doc.root_element();
-    if !is(envelope, ns::SOAP, "Envelope") {
-        return Err(invalid("the request is not a SOAP 1.1 envelope"));
-    }
     let body = child(envelope, ns::SOAP, "Body").ok_or(invalid("no soapenv:Body"))?;
     let rst = body
         .children()
         .find(Node::is_element)
         .ok_or(invalid("the soapenv:Body is empty"))?;
     body_root.push_str(rst.tag_name().name());
-    if !is(rst, ns::WST, "RequestSecurityToken") {
+    if !rst.has_tag_name((ns::WST, "RequestSecurityToken")) {
         return Err(invalid(
             "the body is not a WS-Trust 2005/02 wst:RequestSecurityToken",
         ));
@@ -151,37 +138,19 @@ fn check_chain(
     card: &IdCard,
     leaf: &[u8],
 ) -> Result<(), Refusal> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = RootCertStore::empty();
-    for root in &shared.options.client_roots {
-        roots
-            .add(CertificateDer::from(root.clone()))
-            .map_err(|e| failed(format!("a client root does not parse: {e}")))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| failed(format!("the STS has no usable client roots: {e}")))?;
-    let intermediates: Vec<CertificateDer<'static>> = shared
+    let intermediates = shared
         .options
         .client_intermediates
         .iter()
         .chain(request.client_chain.iter().skip(1))
-        .chain(card.certificates.iter().skip(1))
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    verifier
-        .verify_client_cert(
-            &CertificateDer::from(leaf.to_vec()),
-            &intermediates,
-            UnixTime::now(),
-        )
-        .map(|_| ())
-        .map_err(|e| {
-            failed(format!(
-                "the ID card's certificate is not a valid OCES certificate here: {e}"
-            ))
-        })
+        .chain(card.certificates.iter().skip(1));
+    soapd::check_client_chain(
+        &shared.options.client_roots,
+        intermediates,
+        leaf,
+        "the ID card's certificate",
+    )
+    .map_err(failed)
 }
 
 /// A system card at level 3, for the certificate that signed it.
@@ -274,48 +243,48 @@ fn check_allowed(shared: &Shared, leaf: &[u8]) -> Result<(), Refusal> {
 }
 
 fn response(signed_card: &str) -> String {
-    let now = idcard::now();
-    format!(
+    let header = format!(
+        "<wsse:Security><wsu:Timestamp><wsu:Created>{}</wsu:Created></wsu:Timestamp></wsse:Security>",
+        utc_seconds(idcard::now())
+    );
+    let body = format!(
         concat!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
-            "<soapenv:Envelope xmlns:soapenv=\"{soap}\" xmlns:wsse=\"{wsse}\" xmlns:wsu=\"{wsu}\" ",
-            "xmlns:wst=\"{wst}\" xmlns:wsa=\"{wsa}\">",
-            "<soapenv:Header><wsse:Security><wsu:Timestamp><wsu:Created>{created}</wsu:Created>",
-            "</wsu:Timestamp></wsse:Security></soapenv:Header>",
-            "<soapenv:Body><wst:RequestSecurityTokenResponse Context=\"www.sosi.dk\">",
+            "<wst:RequestSecurityTokenResponse Context=\"www.sosi.dk\">",
             "<wst:TokenType>{token_type}</wst:TokenType>",
             "<wst:RequestedSecurityToken>{card}</wst:RequestedSecurityToken>",
             "<wst:Status><wst:Code>{valid}</wst:Code></wst:Status>",
             "<wst:Issuer><wsa:Address>{issuer}</wsa:Address></wst:Issuer>",
-            "</wst:RequestSecurityTokenResponse></soapenv:Body></soapenv:Envelope>"
+            "</wst:RequestSecurityTokenResponse>"
         ),
-        soap = ns::SOAP,
-        wsse = ns::WSSE,
-        wsu = ns::WSU,
-        wst = ns::WST,
-        wsa = ns::WSA,
-        created = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
         token_type = TOKEN_TYPE,
         card = signed_card,
         valid = STATUS_VALID,
         issuer = escape(STS_ISSUER),
+    );
+    soapd::envelope(
+        "soapenv",
+        &[
+            ("wsse", ns::WSSE),
+            ("wsu", ns::WSU),
+            ("wst", ns::WST),
+            ("wsa", ns::WSA),
+        ],
+        Some(&header),
+        &body,
     )
 }
 
 /// A SOAP 1.1 fault with a WS-Trust 2005/02 fault code, sent with HTTP 200 (brief §8).
 fn fault(code: &str, text: &str) -> String {
-    format!(
-        concat!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
-            "<soapenv:Envelope xmlns:soapenv=\"{soap}\" xmlns:wst=\"{wst}\"><soapenv:Body>",
-            "<soapenv:Fault><faultcode>{code}</faultcode><faultstring>{text}</faultstring>",
-            "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
-        ),
-        soap = ns::SOAP,
-        wst = ns::WST,
-        code = code,
-        text = escape(text),
+    let fault = Fault {
+        code,
+        text,
+        ..Fault::default()
+    };
+    soapd::envelope(
+        "soapenv",
+        &[("wst", ns::WST)],
+        None,
+        &fault.element("soapenv", &[]),
     )
 }

@@ -9,11 +9,15 @@ use super::idcard;
 use super::schemas::Schemas;
 use super::*;
 use crate::soapd::{PostOptions, post};
-use crate::xmlsec::{self, child, is, text};
+use crate::xmlsec::{self, text};
+use certvakt_soap::read::{child, find};
 
 const CVR: &str = "96908409";
 const UUID: &str = "0443b8ae-dfd0-48c1-8af4-b9993cbce492";
 const NEXT_UUID: &str = "7d2c9e41-5b3a-4f18-9c6d-0e8f1a2b3c4d";
+const CREATE: &str = "CreateFocesWhitelisting";
+const DELETE: &str = "DeleteFocesWhitelisting";
+const GET: &str = "GetFocesWhitelistings";
 
 /// The brief's §4.4 1.4.6 E6 Create example, verbatim.
 const E6_CREATE_EXAMPLE: &str = r#"<e6:CreateFocesWhitelistingRequest
@@ -89,22 +93,18 @@ fn body(version: FmkVersion, op: &str, cvr: &str, foces_id: &str, hash: Option<&
         FmkVersion::E6 => e6_modifier(element, "Apoteker"),
         FmkVersion::V160 => v160_modifier(element, "Apoteker"),
     };
-    let inner = match op {
-        "CreateFocesWhitelisting" => {
-            format!(
-                "{}{}",
-                modifier("CreatedBy"),
-                whitelisting(prefix, cvr, foces_id, hash)
-            )
-        }
-        "DeleteFocesWhitelisting" => {
-            format!(
-                "{}{}",
-                modifier("ModifiedBy"),
-                whitelisting(prefix, cvr, foces_id, hash)
-            )
-        }
-        _ => format!(
+    let modifier_element = match op {
+        CREATE => Some("CreatedBy"),
+        DELETE => Some("ModifiedBy"),
+        _ => None,
+    };
+    let inner = match modifier_element {
+        Some(element) => format!(
+            "{}{}",
+            modifier(element),
+            whitelisting(prefix, cvr, foces_id, hash)
+        ),
+        None => format!(
             "<{prefix}:OrganisationIdentifier source=\"CVR\">{cvr}</{prefix}:OrganisationIdentifier>"
         ),
     };
@@ -254,21 +254,21 @@ fn call(p: &Pharmacy, url: &str, action: &str, envelope: &str) -> Result<(u16, S
     )
 }
 
+/// Sends `card` to the STS in a `RequestSecurityToken` (with an empty `SOAPAction`).
+fn sts_call(p: &Pharmacy, card: &str) -> Result<(u16, String)> {
+    call(p, &p.sim.sts_url(), "", &sts_envelope(card))
+}
+
 /// The STS's card for the pharmacy's certificate, as the text to put in `wsse:Security`.
 fn sts_card(p: &Pharmacy) -> Result<String> {
     let card = self_signed_card(&p.cert, CVR)?;
-    let (status, answer) = call(p, &p.sim.sts_url(), "", &sts_envelope(&card))?;
+    let (status, answer) = sts_call(p, &card)?;
     assert_eq!(status, 200, "{answer}");
     let doc = Document::parse(&answer)?;
-    let rstr = doc
-        .descendants()
-        .find(|n| is(*n, ns::WST, "RequestSecurityTokenResponse"))
+    let rstr = find(doc.root_element(), ns::WST, "RequestSecurityTokenResponse")
         .with_context(|| format!("no RSTR in {answer}"))?;
     assert_eq!(rstr.attribute("Context"), Some("www.sosi.dk"));
-    let status_code = rstr
-        .descendants()
-        .find(|n| is(*n, ns::WST, "Code"))
-        .map(text);
+    let status_code = find(rstr, ns::WST, "Code").map(text);
     assert_eq!(
         status_code.as_deref(),
         Some("http://schemas.xmlsoap.org/ws/2005/02/trust/status/valid")
@@ -276,31 +276,17 @@ fn sts_card(p: &Pharmacy) -> Result<String> {
     let assertion = child(rstr, ns::WST, "RequestedSecurityToken")
         .and_then(|t| child(t, ns::SAML, "Assertion"))
         .context("no card in the RSTR")?;
-    Ok(xmlsec::standalone(&answer, assertion))
+    xmlsec::standalone(&answer, assertion)
 }
 
 /// The DGWS fault code of an FMK answer (either version), if it is a fault.
 fn fault_code(answer: &str) -> Option<String> {
     let doc = Document::parse(answer).ok()?;
     doc.descendants()
-        .find(|n| is(*n, ns::MEDCOM, "FaultCode") || is(*n, ns::MC160, "FaultCode"))
+        .find(|n| {
+            n.has_tag_name((ns::MEDCOM, "FaultCode")) || n.has_tag_name((ns::MC160, "FaultCode"))
+        })
         .map(text)
-}
-
-fn fmk(
-    p: &Pharmacy,
-    version: FmkVersion,
-    op: &str,
-    card: &str,
-    headers: &str,
-    body: &str,
-) -> Result<(u16, String)> {
-    call(
-        p,
-        &p.sim.fmk_url(),
-        &version.soap_action(op),
-        &fmk_envelope(card, headers, body),
-    )
 }
 
 fn expect_fault(answer: (u16, String), code: &str) -> Result<String> {
@@ -309,6 +295,59 @@ fn expect_fault(answer: (u16, String), code: &str) -> Result<String> {
         bail!("expected HTTP 500 with fault {code}, got {status}: {text}");
     }
     Ok(text)
+}
+
+/// A pharmacy's FMK calls in one interface version, with the STS's card and a whitelisting
+/// header requesting `Apoteker`.
+struct Session<'a> {
+    p: &'a Pharmacy,
+    version: FmkVersion,
+    card: String,
+    headers: String,
+}
+
+impl<'a> Session<'a> {
+    fn open(p: &'a Pharmacy, version: FmkVersion) -> Result<Session<'a>> {
+        Ok(Session {
+            p,
+            version,
+            card: sts_card(p)?,
+            headers: whitelisting_header(version, "Apoteker"),
+        })
+    }
+
+    /// The request body of `op` in this version.
+    fn body(&self, op: &str, cvr: &str, foces_id: &str, hash: Option<&str>) -> String {
+        body(self.version, op, cvr, foces_id, hash)
+    }
+
+    /// Sends `body` with the `SOAPAction` of `op`, this card and header.
+    fn send(&self, op: &str, body: &str) -> Result<(u16, String)> {
+        self.send_with(&self.card, &self.headers, op, body)
+    }
+
+    /// Sends `body` with the `SOAPAction` of `op`, another card or header.
+    fn send_with(&self, card: &str, headers: &str, op: &str, body: &str) -> Result<(u16, String)> {
+        call(
+            self.p,
+            &self.p.sim.fmk_url(),
+            &self.version.soap_action(op),
+            &fmk_envelope(card, headers, body),
+        )
+    }
+
+    /// Sends `body` as `op`, expects HTTP 200, and returns the answer.
+    fn accepted(&self, op: &str, body: &str) -> Result<String> {
+        let (status, answer) = self.send(op, body)?;
+        assert_eq!(status, 200, "{answer}");
+        Ok(answer)
+    }
+
+    /// Sends `body` as `op`, expects HTTP 500 with the DGWS fault `code`, and returns the
+    /// answer.
+    fn refused(&self, op: &str, body: &str, code: &str) -> Result<String> {
+        expect_fault(self.send(op, body)?, code)
+    }
 }
 
 fn schemas() -> Result<Schemas> {
@@ -322,13 +361,7 @@ fn schemas() -> Result<Schemas> {
 fn the_briefs_examples_and_the_simulators_answers_validate() -> Result<()> {
     let schemas = schemas()?;
     schemas.body(FmkVersion::E6, E6_CREATE_EXAMPLE)?;
-    let v160 = body(
-        FmkVersion::V160,
-        "CreateFocesWhitelisting",
-        CVR,
-        UUID,
-        Some("AB"),
-    );
+    let v160 = body(FmkVersion::V160, CREATE, CVR, UUID, Some("AB"));
     schemas.body(FmkVersion::V160, &v160)?;
     // The namespace trap (§4.1): the whitelisting's children in the 2015/06/01 namespace.
     let trapped = E6_CREATE_EXAMPLE.replace(
@@ -360,36 +393,19 @@ fn the_briefs_examples_and_the_simulators_answers_validate() -> Result<()> {
 #[test]
 fn create_get_delete_round_trip_in_1_4_6_e6() -> Result<()> {
     let p = pharmacy(FmkOptions::default())?;
-    let card = sts_card(&p)?;
-    let headers = whitelisting_header(FmkVersion::E6, "Apoteker");
+    let s = Session::open(&p, FmkVersion::E6)?;
     let schemas = schemas()?;
 
-    let create = body(FmkVersion::E6, "CreateFocesWhitelisting", CVR, UUID, None);
-    let (status, answer) = fmk(
-        &p,
-        FmkVersion::E6,
-        "CreateFocesWhitelisting",
-        &card,
-        &headers,
-        &create,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    let answer = s.accepted(CREATE, &s.body(CREATE, CVR, UUID, None))?;
     let doc = Document::parse(&answer)?;
-    let flow = doc
-        .descendants()
-        .find(|n| is(*n, ns::MEDCOM, "FlowStatus"))
-        .map(text);
+    let root = doc.root_element();
+    let flow = find(root, ns::MEDCOM, "FlowStatus").map(text);
     assert_eq!(flow.as_deref(), Some("flow_finalized_succesfully"));
-    let in_response = doc
-        .descendants()
-        .find(|n| is(*n, ns::MEDCOM, "InResponseToMessageID"))
-        .map(text);
+    let in_response = find(root, ns::MEDCOM, "InResponseToMessageID").map(text);
     assert_eq!(in_response.as_deref(), Some("msg-1"));
-    let response = doc
-        .descendants()
-        .find(|n| is(*n, ns::E6, "CreateFocesWhitelistingResponse"))
-        .context("no response element")?;
-    schemas.body(FmkVersion::E6, &xmlsec::standalone(&answer, response))?;
+    let response =
+        find(root, ns::E6, "CreateFocesWhitelistingResponse").context("no response element")?;
+    schemas.body(FmkVersion::E6, &xmlsec::standalone(&answer, response)?)?;
     assert!(
         answer.contains("<e6:CertHash>Ukendt</e6:CertHash>"),
         "{answer}"
@@ -405,60 +421,20 @@ fn create_get_delete_round_trip_in_1_4_6_e6() -> Result<()> {
     );
 
     p.sim.insert_whitelisting(CVR, NEXT_UUID, Some("ABCDEF"));
-    let get = body(FmkVersion::E6, "GetFocesWhitelistings", CVR, "", None);
-    let (status, answer) = fmk(
-        &p,
-        FmkVersion::E6,
-        "GetFocesWhitelistings",
-        &card,
-        &headers,
-        &get,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    let answer = s.accepted(GET, &s.body(GET, CVR, "", None))?;
     let doc = Document::parse(&answer)?;
     let listed: Vec<String> = doc
         .descendants()
-        .filter(|n| is(*n, ns::E6, "FocesId"))
+        .filter(|n| n.has_tag_name((ns::E6, "FocesId")))
         .map(text)
         .collect();
     assert_eq!(listed, vec![UUID.to_owned(), NEXT_UUID.to_owned()]);
 
     // Delete must name the stored hash ("Ukendt" for the first entry).
-    let wrong = body(
-        FmkVersion::E6,
-        "DeleteFocesWhitelisting",
-        CVR,
-        NEXT_UUID,
-        Some("0000"),
-    );
-    let text_of = expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "DeleteFocesWhitelisting",
-            &card,
-            &headers,
-            &wrong,
-        )?,
-        "processing_problem",
-    )?;
+    let wrong = s.body(DELETE, CVR, NEXT_UUID, Some("0000"));
+    let text_of = s.refused(DELETE, &wrong, "processing_problem")?;
     assert!(text_of.contains("no such FocesWhitelisting"), "{text_of}");
-    let delete = body(
-        FmkVersion::E6,
-        "DeleteFocesWhitelisting",
-        CVR,
-        NEXT_UUID,
-        Some("ABCDEF"),
-    );
-    let (status, answer) = fmk(
-        &p,
-        FmkVersion::E6,
-        "DeleteFocesWhitelisting",
-        &card,
-        &headers,
-        &delete,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    s.accepted(DELETE, &s.body(DELETE, CVR, NEXT_UUID, Some("ABCDEF")))?;
     assert_eq!(p.sim.whitelistings(CVR).len(), 1);
     assert_eq!(p.sim.whitelistings(CVR)[0].foces_id, UUID);
 
@@ -488,35 +464,10 @@ fn create_get_delete_round_trip_in_1_4_6_e6() -> Result<()> {
 #[test]
 fn a_duplicate_create_and_a_foreign_cvr_are_refused() -> Result<()> {
     let p = pharmacy(FmkOptions::default())?;
-    let card = sts_card(&p)?;
-    let headers = whitelisting_header(FmkVersion::E6, "Apoteker");
-    let create = body(
-        FmkVersion::E6,
-        "CreateFocesWhitelisting",
-        CVR,
-        UUID,
-        Some("AA"),
-    );
-    let (status, answer) = fmk(
-        &p,
-        FmkVersion::E6,
-        "CreateFocesWhitelisting",
-        &card,
-        &headers,
-        &create,
-    )?;
-    assert_eq!(status, 200, "{answer}");
-    let answer = expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "CreateFocesWhitelisting",
-            &card,
-            &headers,
-            &create,
-        )?,
-        "processing_problem",
-    )?;
+    let s = Session::open(&p, FmkVersion::E6)?;
+    let create = s.body(CREATE, CVR, UUID, Some("AA"));
+    s.accepted(CREATE, &create)?;
+    let answer = s.refused(CREATE, &create, "processing_problem")?;
     assert!(
         answer.contains(&format!(
             "FocesWhitelisting already exists for CVR {CVR} and FocesId {UUID}"
@@ -528,24 +479,8 @@ fn a_duplicate_create_and_a_foreign_cvr_are_refused() -> Result<()> {
         "{answer}"
     );
 
-    let foreign = body(
-        FmkVersion::E6,
-        "CreateFocesWhitelisting",
-        "12345678",
-        UUID,
-        None,
-    );
-    let answer = expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "CreateFocesWhitelisting",
-            &card,
-            &headers,
-            &foreign,
-        )?,
-        "not_authorized",
-    )?;
+    let foreign = s.body(CREATE, "12345678", UUID, None);
+    let answer = s.refused(CREATE, &foreign, "not_authorized")?;
     assert!(answer.contains("differs"), "{answer}");
     assert_eq!(p.sim.whitelistings("12345678"), Vec::new());
     assert_eq!(p.sim.whitelistings(CVR).len(), 1);
@@ -558,25 +493,9 @@ fn a_duplicate_may_update_the_hash_by_option() -> Result<()> {
         on_duplicate: Duplicate::UpdateHash,
         ..FmkOptions::default()
     })?;
-    let card = sts_card(&p)?;
-    let headers = whitelisting_header(FmkVersion::E6, "Apoteker");
+    let s = Session::open(&p, FmkVersion::E6)?;
     for hash in ["AA", "BB"] {
-        let create = body(
-            FmkVersion::E6,
-            "CreateFocesWhitelisting",
-            CVR,
-            UUID,
-            Some(hash),
-        );
-        let (status, answer) = fmk(
-            &p,
-            FmkVersion::E6,
-            "CreateFocesWhitelisting",
-            &card,
-            &headers,
-            &create,
-        )?;
-        assert_eq!(status, 200, "{answer}");
+        s.accepted(CREATE, &s.body(CREATE, CVR, UUID, Some(hash)))?;
     }
     let stored = p.sim.whitelistings(CVR);
     assert_eq!(stored.len(), 1);
@@ -587,36 +506,17 @@ fn a_duplicate_may_update_the_hash_by_option() -> Result<()> {
 #[test]
 fn headers_and_id_cards_are_checked() -> Result<()> {
     let p = pharmacy(FmkOptions::default())?;
-    let card = sts_card(&p)?;
-    let create = body(FmkVersion::E6, "CreateFocesWhitelisting", CVR, UUID, None);
-    let action = "CreateFocesWhitelisting";
+    let s = Session::open(&p, FmkVersion::E6)?;
+    let (card, headers) = (s.card.as_str(), s.headers.as_str());
+    let create = s.body(CREATE, CVR, UUID, None);
 
-    // No WhitelistingHeader.
-    let answer = expect_fault(
-        fmk(&p, FmkVersion::E6, action, &card, "", &create)?,
-        "missing_required_header",
-    )?;
-    assert!(answer.contains("WhitelistingHeader"), "{answer}");
-    assert!(answer.contains("<medcom:FlowStatus>missing_required_header</medcom:FlowStatus>"));
-
-    let headers = whitelisting_header(FmkVersion::E6, "Apoteker");
     // A card the STS did not sign: the pharmacy's own.
     let own = self_signed_card(&p.cert, CVR)?;
-    expect_fault(
-        fmk(&p, FmkVersion::E6, action, &own, &headers, &create)?,
-        "invalid_idcard",
-    )?;
-
     // A card from the STS, changed afterwards.
     let tampered = card.replace("Svane apoteket", "Ravn apoteket");
     assert_ne!(tampered, card);
-    expect_fault(
-        fmk(&p, FmkVersion::E6, action, &tampered, &headers, &create)?,
-        "invalid_signature",
-    )?;
-
     // A card signed by the STS whose 24 hours are over.
-    let doc = Document::parse(&card)?;
+    let doc = Document::parse(card)?;
     let parsed = idcard::parse(doc.root_element()).map_err(anyhow::Error::msg)?;
     let now = idcard::now();
     let expired = idcard::issue(
@@ -627,68 +527,57 @@ fn headers_and_id_cards_are_checked() -> Result<()> {
         &p.sim.shared.sts_identity,
         false,
     )?;
-    expect_fault(
-        fmk(&p, FmkVersion::E6, action, &expired, &headers, &create)?,
-        "expired_idcard",
-    )?;
-
     // The wrong role in the header, then in the body.
     let nurse = whitelisting_header(FmkVersion::E6, "Apoteksansat");
-    expect_fault(
-        fmk(&p, FmkVersion::E6, action, &card, &nurse, &create)?,
-        "not_authorized",
-    )?;
     let clerk = create.replace(
         "<mc:Role>Apoteker</mc:Role>",
         "<mc:Role>Apoteksansat</mc:Role>",
     );
     assert_ne!(clerk, create);
-    expect_fault(
-        fmk(&p, FmkVersion::E6, action, &card, &headers, &clerk)?,
-        "not_authorized",
-    )?;
 
-    // The body's root does not match the SOAPAction.
-    expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "DeleteFocesWhitelisting",
-            &card,
-            &headers,
-            &create,
-        )?,
-        "syntax_error",
-    )?;
+    // What is wrong; the card, header, operation (SOAPAction) and body sent; the fault; what
+    // the answer says.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+    );
+    #[rustfmt::skip]
+    let cases: [Case<'_>; 7] = [
+        ("no WhitelistingHeader", card, "", CREATE, &create, "missing_required_header",
+            &["WhitelistingHeader", "<medcom:FlowStatus>missing_required_header</medcom:FlowStatus>"]),
+        ("the pharmacy's own card", &own, headers, CREATE, &create, "invalid_idcard", &[]),
+        ("a changed card", &tampered, headers, CREATE, &create, "invalid_signature", &[]),
+        ("an expired card", &expired, headers, CREATE, &create, "expired_idcard", &[]),
+        ("the header's role", card, &nurse, CREATE, &create, "not_authorized", &[]),
+        ("the body's role", card, headers, CREATE, &clerk, "not_authorized", &[]),
+        // The body's root does not match the SOAPAction.
+        ("another operation", card, headers, DELETE, &create, "syntax_error", &[]),
+    ];
+    for (what, card, headers, op, body, code, says) in cases {
+        let answer = expect_fault(s.send_with(card, headers, op, body)?, code)
+            .with_context(|| what.to_owned())?;
+        for said in says {
+            assert!(answer.contains(said), "{what}: {answer}");
+        }
+    }
     assert!(p.sim.whitelistings(CVR).is_empty());
 
     // And the real thing passes.
-    let (status, answer) = fmk(&p, FmkVersion::E6, action, &card, &headers, &create)?;
-    assert_eq!(status, 200, "{answer}");
+    s.accepted(CREATE, &create)?;
     Ok(())
 }
 
 #[test]
 fn a_1_6_0_uuid_passes_and_an_old_1_6_0_server_refuses_it() -> Result<()> {
     let new = pharmacy(FmkOptions::default())?;
-    let card = sts_card(&new)?;
-    let headers = whitelisting_header(FmkVersion::V160, "Apoteker");
-    let create = body(
-        FmkVersion::V160,
-        "CreateFocesWhitelisting",
-        CVR,
-        UUID,
-        Some("AB12"),
-    );
-    let (status, answer) = fmk(
-        &new,
-        FmkVersion::V160,
-        "CreateFocesWhitelisting",
-        &card,
-        &headers,
-        &create,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    let s = Session::open(&new, FmkVersion::V160)?;
+    let create = s.body(CREATE, CVR, UUID, Some("AB12"));
+    let answer = s.accepted(CREATE, &create)?;
     assert!(
         answer.contains(&format!("<mc160:FocesId>{UUID}</mc160:FocesId>")),
         "{answer}"
@@ -700,44 +589,16 @@ fn a_1_6_0_uuid_passes_and_an_old_1_6_0_server_refuses_it() -> Result<()> {
         foces_id_max_10: true,
         ..FmkOptions::default()
     })?;
-    let card = sts_card(&old)?;
-    let answer = expect_fault(
-        fmk(
-            &old,
-            FmkVersion::V160,
-            "CreateFocesWhitelisting",
-            &card,
-            &headers,
-            &create,
-        )?,
-        "syntax_error",
-    )?;
+    let s = Session::open(&old, FmkVersion::V160)?;
+    let answer = s.refused(CREATE, &create, "syntax_error")?;
     // The 1.6.0 fault detail is FMKDetail, valid against its schema.
     let doc = Document::parse(&answer)?;
-    let detail = doc
-        .descendants()
-        .find(|n| is(*n, ns::MC160, "FMKDetail"))
-        .context("no FMKDetail")?;
-    schemas()?.body(FmkVersion::V160, &xmlsec::standalone(&answer, detail))?;
+    let detail = find(doc.root_element(), ns::MC160, "FMKDetail").context("no FMKDetail")?;
+    schemas()?.body(FmkVersion::V160, &xmlsec::standalone(&answer, detail)?)?;
     assert!(answer.contains("maxLength"), "{answer}");
     assert!(old.sim.whitelistings(CVR).is_empty());
     // An OCES2-era FID still fits.
-    let fid = body(
-        FmkVersion::V160,
-        "CreateFocesWhitelisting",
-        CVR,
-        "94731315",
-        None,
-    );
-    let (status, answer) = fmk(
-        &old,
-        FmkVersion::V160,
-        "CreateFocesWhitelisting",
-        &card,
-        &headers,
-        &fid,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    s.accepted(CREATE, &s.body(CREATE, CVR, "94731315", None))?;
     Ok(())
 }
 
@@ -747,56 +608,18 @@ fn system_cards_and_forced_faults_by_option() -> Result<()> {
         system_cards_may_whitelist: false,
         ..FmkOptions::default()
     })?;
-    let card = sts_card(&p)?;
-    let headers = whitelisting_header(FmkVersion::E6, "Apoteker");
-    let create = body(FmkVersion::E6, "CreateFocesWhitelisting", CVR, UUID, None);
-    let answer = expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "CreateFocesWhitelisting",
-            &card,
-            &headers,
-            &create,
-        )?,
-        "not_authorized",
-    )?;
+    let s = Session::open(&p, FmkVersion::E6)?;
+    let create = s.body(CREATE, CVR, UUID, None);
+    let answer = s.refused(CREATE, &create, "not_authorized")?;
     assert!(answer.contains("owner"), "{answer}");
     // Reading is still allowed.
-    let get = body(FmkVersion::E6, "GetFocesWhitelistings", CVR, "", None);
-    let (status, answer) = fmk(
-        &p,
-        FmkVersion::E6,
-        "GetFocesWhitelistings",
-        &card,
-        &headers,
-        &get,
-    )?;
-    assert_eq!(status, 200, "{answer}");
+    let get = s.body(GET, CVR, "", None);
+    s.accepted(GET, &get)?;
 
-    p.sim
-        .set_fault("GetFocesWhitelistings", Some("processing_problem"));
-    expect_fault(
-        fmk(
-            &p,
-            FmkVersion::E6,
-            "GetFocesWhitelistings",
-            &card,
-            &headers,
-            &get,
-        )?,
-        "processing_problem",
-    )?;
-    p.sim.set_fault("GetFocesWhitelistings", None);
-    let (status, _) = fmk(
-        &p,
-        FmkVersion::E6,
-        "GetFocesWhitelistings",
-        &card,
-        &headers,
-        &get,
-    )?;
-    assert_eq!(status, 200);
+    p.sim.set_fault(GET, Some("processing_problem"));
+    s.refused(GET, &get, "processing_problem")?;
+    p.sim.set_fault(GET, None);
+    s.accepted(GET, &get)?;
     Ok(())
 }
 
@@ -824,7 +647,7 @@ fn the_owner_submits_a_prepared_body() -> Result<()> {
     assert!(err.to_string().contains("well-formed"), "{err}");
     let delete = body(
         FmkVersion::V160,
-        "DeleteFocesWhitelisting",
+        DELETE,
         CVR,
         UUID,
         Some("7FA65D27408F9B0A4A54F650D4D9E4A43941D0A1"),
@@ -838,14 +661,13 @@ fn the_owner_submits_a_prepared_body() -> Result<()> {
 fn the_sts_refuses_bad_cards_and_unlisted_callers_with_http_200() -> Result<()> {
     let p = pharmacy(FmkOptions::default())?;
     let card = self_signed_card(&p.cert, CVR)?;
-    let sts = p.sim.sts_url();
 
     let tampered = card.replace(
         "<saml:AttributeValue>3</saml:AttributeValue>",
         "<saml:AttributeValue>4</saml:AttributeValue>",
     );
     assert_ne!(tampered, card);
-    let (status, answer) = call(&p, &sts, "", &sts_envelope(&tampered))?;
+    let (status, answer) = sts_call(&p, &tampered)?;
     assert_eq!(status, 200);
     assert!(
         answer.contains("<faultcode>wst:FailedAuthentication</faultcode>"),
@@ -853,7 +675,7 @@ fn the_sts_refuses_bad_cards_and_unlisted_callers_with_http_200() -> Result<()> 
     );
 
     let wrong_cvr = self_signed_card(&p.cert, "12345678")?;
-    let (_, answer) = call(&p, &sts, "", &sts_envelope(&wrong_cvr))?;
+    let (_, answer) = sts_call(&p, &wrong_cvr)?;
     assert!(
         answer.contains("<faultcode>wst:InvalidRequest</faultcode>"),
         "{answer}"
@@ -864,12 +686,7 @@ fn the_sts_refuses_bad_cards_and_unlisted_callers_with_http_200() -> Result<()> 
     let stranger_ca = TestCa::new(CaShape::Oces3)?;
     let stranger =
         stranger_ca.issue(&LeafSpec::oces3(CVR, UUID, "Stranger").key_type(KeyType::Rsa2048))?;
-    let (_, answer) = call(
-        &p,
-        &sts,
-        "",
-        &sts_envelope(&self_signed_card(&stranger, CVR)?),
-    )?;
+    let (_, answer) = sts_call(&p, &self_signed_card(&stranger, CVR)?)?;
     assert!(answer.contains("wst:FailedAuthentication"), "{answer}");
 
     // The STS's own whitelist: by thumbprint a renewal is a stranger, by UUID it is not.
@@ -882,20 +699,20 @@ fn the_sts_refuses_bad_cards_and_unlisted_callers_with_http_200() -> Result<()> 
         .map(|b| format!("{b:02X}"))
         .collect();
     p.sim.allow_sts_callers(StsAllow::Thumbprints(vec![print]));
-    let (_, answer) = call(&p, &sts, "", &sts_envelope(&card))?;
+    let (_, answer) = sts_call(&p, &card)?;
     assert!(answer.contains("RequestSecurityTokenResponse"), "{answer}");
-    let (_, answer) = call(&p, &sts, "", &sts_envelope(&renewed_card))?;
+    let (_, answer) = sts_call(&p, &renewed_card)?;
     assert!(
         answer.contains("is not whitelisted for the SOSI STS"),
         "{answer}"
     );
     p.sim
         .allow_sts_callers(StsAllow::Uuids(vec![UUID.to_uppercase()]));
-    let (_, answer) = call(&p, &sts, "", &sts_envelope(&renewed_card))?;
+    let (_, answer) = sts_call(&p, &renewed_card)?;
     assert!(answer.contains("RequestSecurityTokenResponse"), "{answer}");
 
     p.sim.set_sts_down(true);
-    let (status, _) = call(&p, &sts, "", &sts_envelope(&card))?;
+    let (status, _) = sts_call(&p, &card)?;
     assert_eq!(status, 503);
     let faults: Vec<Option<String>> = p.sim.requests().into_iter().map(|r| r.fault).collect();
     assert_eq!(

@@ -1,30 +1,21 @@
 //! The NemLog-in STS endpoint: the checks of the module documentation of [`super`], in order,
 //! and the RSTR (brief §5, §6, §8).
 
-use std::sync::Arc;
-
+use certvakt_soap::read::{child, children};
+use quick_xml::escape::escape;
 use roxmltree::{Document, Node};
-use rustls::RootCertStore;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Environment, ISSUE_ACTION, IssuedToken, SCENARIOS, STS_ENTITY_ID, Shared, lock};
-use crate::soapd::{SoapReply, SoapRequest};
-use crate::xmlsec::{self, IdAttr, child, children, escape, is, text};
+use crate::soapd::{self, Fault, SoapReply, SoapRequest};
+use crate::xmlsec::{self, IdAttr, text, utc_millis, utc_seconds};
 
 pub(super) mod ns {
-    pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+    pub use crate::soapd::ns::{DS, SAML, SOAP, WSSE, WSU};
     pub const WSA: &str = "http://www.w3.org/2005/08/addressing";
-    pub const WSSE: &str =
-        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
-    pub const WSU: &str =
-        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
     pub const WST: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512";
     pub const WSP_2002: &str = "http://schemas.xmlsoap.org/ws/2002/12/policy";
-    pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
-    pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 }
 
 const TOKEN_TYPE: &str = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0";
@@ -107,12 +98,7 @@ fn process(
     request: &SoapRequest,
 ) -> Result<(String, IssuedToken), Refusal> {
     // 1. SOAP 1.1 and SOAPAction.
-    let action = request
-        .soap_action
-        .as_deref()
-        .unwrap_or_default()
-        .trim()
-        .trim_matches('"');
+    let action = request.action();
     if action != ISSUE_ACTION {
         return Err(refuse(
             "wst:InvalidRequest",
@@ -128,16 +114,8 @@ fn process(
     }
     let source = std::str::from_utf8(&request.body)
         .map_err(|_| refuse("wst:InvalidRequest", "the body is not UTF-8"))?;
-    let doc = Document::parse(source).map_err(|e| {
-        refuse(
-            "wst:InvalidRequest",
-            format!("the request is not well-formed XML: {e}"),
-        )
-    })?;
+    let doc = soapd::parse_envelope(source).map_err(|e| refuse("wst:InvalidRequest", e))?;
     let envelope = doc.root_element();
-    if !is(envelope, ns::SOAP, "Envelope") {
-        return Err(refuse("wst:InvalidRequest", "not a SOAP 1.1 envelope"));
-    }
     let header =
         child(envelope, ns::SOAP, "Header").ok_or(refuse("wst:InvalidRequest", "no S11:Header"))?;
     let body =
@@ -213,7 +191,7 @@ fn process(
     let rst = body
         .children()
         .find(Node::is_element)
-        .filter(|n| is(*n, ns::WST, "RequestSecurityToken"))
+        .filter(|n| n.has_tag_name((ns::WST, "RequestSecurityToken")))
         .ok_or(refuse(
             "wst:InvalidRequest",
             "the body is not a WS-Trust 1.3 wst:RequestSecurityToken",
@@ -432,7 +410,7 @@ fn check_signature(
     let failed = |text: String| refuse("wst:FailedAuthentication", text);
     let signatures: Vec<Node<'_, '_>> = doc
         .descendants()
-        .filter(|n| is(*n, ns::DS, "Signature"))
+        .filter(|n| n.has_tag_name((ns::DS, "Signature")))
         .collect();
     let [signature] = signatures.as_slice() else {
         return Err(failed(format!(
@@ -484,56 +462,13 @@ fn check_signature(
 }
 
 fn check_chain(shared: &Shared, der: &[u8]) -> Result<(), Refusal> {
-    let failed = |text: String| refuse("wst:FailedAuthentication", text);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = RootCertStore::empty();
-    for root in &shared.options.client_roots {
-        roots
-            .add(CertificateDer::from(root.clone()))
-            .map_err(|e| failed(format!("a client root: {e}")))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| failed(format!("the STS has no usable OCES roots: {e}")))?;
-    let intermediates: Vec<CertificateDer<'static>> = shared
-        .options
-        .client_intermediates
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    verifier
-        .verify_client_cert(
-            &CertificateDer::from(der.to_vec()),
-            &intermediates,
-            UnixTime::now(),
-        )
-        .map(|_| ())
-        .map_err(|e| {
-            failed(format!(
-                "the BinarySecurityToken is not a valid OCES certificate: {e}"
-            ))
-        })
-}
-
-fn millis(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
+    soapd::check_client_chain(
+        &shared.options.client_roots,
+        &shared.options.client_intermediates,
+        der,
+        "the BinarySecurityToken",
     )
-}
-
-fn seconds(t: OffsetDateTime) -> String {
-    let mut s = millis(t);
-    s.replace_range(19..23, "");
-    s
+    .map_err(|e| refuse("wst:FailedAuthentication", e))
 }
 
 /// The assertion (ID, signed XML) for the WSP.
@@ -598,8 +533,8 @@ fn assertion(
         saml = ns::SAML,
         ds = ns::DS,
         id = id,
-        now = seconds(now),
-        end = seconds(end),
+        now = utc_seconds(now),
+        end = utc_seconds(end),
         issuer = STS_ENTITY_ID,
         entity = escape(entity_id),
         wsc = b64.encode(wsc_der),
@@ -641,13 +576,18 @@ fn response(
     let reference = format!(
         "<wsse:SecurityTokenReference xmlns:wsse11=\"http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd\" wsse11:TokenType=\"http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0\"><wsse:KeyIdentifier ValueType=\"http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLID\">{assertion_id}</wsse:KeyIdentifier></wsse:SecurityTokenReference>"
     );
-    format!(
+    let header = format!(
         concat!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
-            "<s:Envelope xmlns:s=\"{soap}\" xmlns:a=\"{wsa}\" xmlns:u=\"{wsu}\" xmlns:wsse=\"{wsse}\">",
-            "<s:Header><a:Action s:mustUnderstand=\"1\">{action}</a:Action><a:RelatesTo>{relates}</a:RelatesTo>",
+            "<a:Action s:mustUnderstand=\"1\">{action}</a:Action><a:RelatesTo>{relates}</a:RelatesTo>",
             "<wsse:Security s:mustUnderstand=\"1\"><u:Timestamp u:Id=\"_0\"><u:Created>{created}</u:Created><u:Expires>{ts_expires}</u:Expires></u:Timestamp></wsse:Security>",
-            "</s:Header><s:Body>",
+        ),
+        action = ISSUE_ACTION,
+        relates = escape(message_id),
+        created = utc_millis(now),
+        ts_expires = utc_millis(now + time::Duration::minutes(5)),
+    );
+    let body = format!(
+        concat!(
             "<trust:RequestSecurityTokenResponseCollection xmlns:trust=\"{wst}\">",
             "<trust:RequestSecurityTokenResponse Context=\"{context}\">",
             "<trust:TokenType>{token_type}</trust:TokenType>",
@@ -656,40 +596,34 @@ fn response(
             "<trust:RequestedUnattachedReference>{reference}</trust:RequestedUnattachedReference>",
             "<wsp:AppliesTo xmlns:wsp=\"{wsp}\"><a:EndpointReference><a:Address>{applies_to}</a:Address></a:EndpointReference></wsp:AppliesTo>",
             "<trust:Lifetime><u:Created>{created}</u:Created><u:Expires>{expires}</u:Expires></trust:Lifetime>",
-            "</trust:RequestSecurityTokenResponse></trust:RequestSecurityTokenResponseCollection></s:Body></s:Envelope>"
+            "</trust:RequestSecurityTokenResponse></trust:RequestSecurityTokenResponseCollection>"
         ),
-        soap = ns::SOAP,
-        wsa = ns::WSA,
-        wsu = ns::WSU,
-        wsse = ns::WSSE,
         wst = ns::WST,
         wsp = ns::WSP_2002,
         saml = ns::SAML,
-        action = ISSUE_ACTION,
-        relates = escape(message_id),
-        created = millis(now),
-        ts_expires = millis(now + time::Duration::minutes(5)),
+        created = utc_millis(now),
         context = escape(context),
         token_type = TOKEN_TYPE,
         encrypted = encrypted,
         reference = reference,
         applies_to = escape(applies_to),
-        expires = millis(end),
+        expires = utc_millis(end),
+    );
+    soapd::envelope(
+        "s",
+        &[("a", ns::WSA), ("u", ns::WSU), ("wsse", ns::WSSE)],
+        Some(&header),
+        &body,
     )
 }
 
 /// A SOAP 1.1 fault with a `wst:` code (§6).
 fn fault(code: &str, text: &str) -> String {
-    format!(
-        concat!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
-            "<s:Envelope xmlns:s=\"{soap}\"><s:Body><s:Fault xmlns:wst=\"{wst}\">",
-            "<faultcode>{code}</faultcode><faultstring xml:lang=\"en-US\">{text}</faultstring>",
-            "</s:Fault></s:Body></s:Envelope>"
-        ),
-        soap = ns::SOAP,
-        wst = ns::WST,
-        code = code,
-        text = escape(text),
-    )
+    let fault = Fault {
+        code,
+        text,
+        lang: Some("en-US"),
+        detail: None,
+    };
+    soapd::envelope("s", &[], None, &fault.element("s", &[("wst", ns::WST)]))
 }
