@@ -65,7 +65,7 @@ const META_MODE: u32 = 0o640;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A system call on a file or folder failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {source}{}", path.display(), read_only_hint(source, path))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -148,6 +148,20 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What to do when the file system refuses a write because it is read-only: under the
+/// packaged unit that is `ProtectSystem=strict`, not a full disk or a broken mount.
+fn read_only_hint(source: &std::io::Error, path: &Path) -> String {
+    if source.kind() != std::io::ErrorKind::ReadOnlyFilesystem {
+        return String::new();
+    }
+    let folder = path.parent().unwrap_or(path).display();
+    format!(
+        " (under systemd, certvaktd may write only to /var/lib/certvakt and /etc/certvakt/certs; \
+         to let it write here, run `systemctl edit certvakt`, add `[Service]` and \
+         `ReadWritePaths={folder}`, then `systemctl restart certvakt`)"
+    )
+}
 
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();

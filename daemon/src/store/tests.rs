@@ -966,3 +966,36 @@ fn live_files_get_the_configured_owner_group_and_modes() {
         (0, 65534, 0o600)
     );
 }
+
+#[test]
+fn a_read_only_live_folder_keeps_the_old_files_and_says_how_to_allow_writing() {
+    require_root("a_read_only_live_folder_keeps_the_old_files_and_says_how_to_allow_writing");
+    let s = Setup::new();
+    let _tmpfs = Tmpfs::mount(&s.live_dir(), "1m");
+    let own = Ownership::default();
+    let v1 = s.store.stage(ID, &version("v1")).unwrap();
+    s.store.install(ID, v1, &s.live, &own).unwrap();
+    let before = snapshot(&s.live_dir());
+
+    // What ProtectSystem=strict does to a folder the unit does not list.
+    let status = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(s.live_dir())
+        .status()
+        .expect("run mount");
+    assert!(status.success(), "remount read-only failed ({status})");
+    let v2 = s.store.stage(ID, &version("v2")).unwrap();
+    let err = s.store.install(ID, v2, &s.live, &own).unwrap_err();
+    let text = err.to_string();
+    match &err {
+        StoreError::Io { source, .. } => {
+            assert_eq!(source.raw_os_error(), Some(nix::libc::EROFS), "{text}");
+        }
+        other => panic!("expected EROFS, got {other}"),
+    }
+    let hint = format!("ReadWritePaths={}", s.live_dir().display());
+    assert!(text.contains(&hint), "{text}");
+    assert!(text.contains("systemctl edit certvakt"), "{text}");
+    assert_eq!(snapshot(&s.live_dir()), before, "old live files changed");
+    assert_eq!(s.store.current(ID).unwrap(), Some(v1));
+}
