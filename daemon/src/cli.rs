@@ -9,6 +9,7 @@
 //!   [`render::exit_for_status`] / [`render::exit_for_show`].
 //! - The socket is `--socket`, else `$CERTVAKT_SOCKET`, else `control.socket` of the
 //!   configuration if it can be loaded, else [`DEFAULT_SOCKET`].
+//! - `check-config` and `completion` never touch the socket: they work without a daemon.
 
 pub mod render;
 
@@ -17,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
 use serde::Serialize;
 
 use crate::config;
@@ -60,11 +61,11 @@ configuration file (--config, default /etc/certvakt/certvakt.toml), else
 )]
 pub struct Args {
     /// The daemon's control socket.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub socket: Option<PathBuf>,
 
     /// The main configuration file (for check-config, and to find the socket).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
 
     /// Print the daemon's answer as JSON.
@@ -111,21 +112,41 @@ pub enum Command {
     /// the PKCS#12 bundle the CA made (with --password-file); needs admin access.
     Import {
         id: String,
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
         /// File holding the PKCS#12 bundle's password.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
         password_file: Option<PathBuf>,
     },
     /// The plugins loaded, and the plugin files refused with the reason.
     Plugins,
+    /// Print the shell completion script for bash, zsh or fish; works without the daemon.
+    Completion {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: Shell,
+    },
+}
+
+/// The shells `certvakt completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum TaskAction {
     /// Instructions and files of one task.
-    Show { id: String },
+    Show {
+        #[arg(value_name = "TASK")]
+        id: String,
+    },
     /// Mark a task done (for tasks that complete by confirmation); needs admin access.
-    Done { id: String },
+    Done {
+        #[arg(value_name = "TASK")]
+        id: String,
+    },
 }
 
 /// What the process exits with; see [`EXIT_CODES_HELP`].
@@ -189,6 +210,7 @@ pub fn main() -> ExitCode {
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let request = match &args.command {
         Command::CheckConfig => return check_config(args, out, err),
+        Command::Completion { shell } => return completion(*shell, out),
         Command::Status => Request::Status,
         Command::List => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
@@ -408,6 +430,20 @@ fn import_request(id: &str, file: &Path, password_file: Option<&Path>) -> Result
     })
 }
 
+/// Writes the completion script for `shell`. The script is made in memory first: the generator
+/// panics on a failed write, and a closed pipe must not make a panic.
+pub fn completion(shell: Shell, out: &mut dyn Write) -> Exit {
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(generator, &mut Args::command(), "certvakt", &mut script);
+    let _ = out.write_all(&script);
+    Exit::Ok
+}
+
 fn print_json<T: Serialize>(out: &mut dyn Write, err: &mut dyn Write, value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => {
@@ -477,7 +513,6 @@ mod tests {
     use crate::control::Backend;
     use crate::control::auth::{AccessPolicy, GroupRef, current_gid};
     use crate::control::protocol::{Counts, Health, ReloadReport, StatusReport};
-    use clap::CommandFactory;
     use std::sync::{Arc, RwLock};
     use std::time::Duration;
 
@@ -532,6 +567,39 @@ mod tests {
 
         let long_help = Args::command().render_long_help().to_string();
         assert!(long_help.contains("64  usage error"), "{long_help}");
+    }
+
+    #[test]
+    fn completion_needs_no_daemon_and_names_every_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf-8");
+        for shell in ["bash", "zsh", "fish"] {
+            let args = Args::try_parse_from([
+                "certvakt",
+                "--socket",
+                missing,
+                "--config",
+                missing,
+                "completion",
+                shell,
+            ])
+            .expect("parse");
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            assert_eq!(run(&args, &mut out, &mut err), Exit::Ok, "{shell}");
+            assert!(err.is_empty(), "{shell}: {}", String::from_utf8_lossy(&err));
+            let script = String::from_utf8(out).expect("utf-8");
+            for command in Args::command().get_subcommands() {
+                assert!(
+                    script.contains(command.get_name()),
+                    "{shell} script lacks {}",
+                    command.get_name()
+                );
+            }
+        }
+        let other = Args::try_parse_from(["certvakt", "completion", "powershell"])
+            .expect_err("only bash, zsh and fish");
+        assert!(other.use_stderr());
     }
 
     #[test]

@@ -72,6 +72,24 @@ const CERTIFICATE_KEYS: &[&str] = &[
     "settings",
 ];
 
+/// See [`super::known_keys`].
+pub(super) fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    TOP_KEYS
+        .iter()
+        .map(|&table| {
+            let keys = match table {
+                "daemon" => DAEMON_KEYS,
+                "control" => CONTROL_KEYS,
+                "metrics" => METRICS_KEYS,
+                "watch" => WATCH_KEYS,
+                "certificate" => CERTIFICATE_KEYS,
+                _ => &[],
+            };
+            (table, keys)
+        })
+        .collect()
+}
+
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
 

@@ -320,6 +320,14 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     load::load(path)
 }
 
+/// Every table of the configuration file with the keys the loader accepts in it, in the
+/// loader's order: `daemon`, `control`, `metrics`, `trust` (whose keys are names the operator
+/// chooses, so its list is empty), `watch` and `certificate` (`settings` included). The
+/// documentation tests check the manual page against it.
+pub fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    load::known_keys()
+}
+
 /// Semantic checks of a loaded configuration; returns every problem found.
 ///
 /// Pure: no file system, no user or group lookups. Problems point at the lines recorded in
