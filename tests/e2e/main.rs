@@ -11,5 +11,6 @@ mod config;
 mod denmark;
 mod manpages;
 mod monitor;
+mod monitoring;
 mod renewal;
 mod service;
