@@ -266,7 +266,14 @@ pub fn render_status(report: &StatusReport) -> String {
         }
     }
     if report.attention.is_empty() && report.problems.is_empty() {
-        out.push_str("\nNothing needs attention.\n");
+        // A failing renewal or a waiting task is shown above: "nothing" would contradict it.
+        let renewals_need_someone =
+            tasks > 0 || report.renewals.iter().any(|r| r.last_error.is_some());
+        out.push_str(if renewals_need_someone {
+            "\nNo certificate file needs attention; the renewals above do.\n"
+        } else {
+            "\nNothing needs attention.\n"
+        });
         return out;
     }
     if !report.attention.is_empty() {
@@ -858,6 +865,38 @@ mod tests {
         assert!(text.contains("fmk-prod  watched  expired  2027-03-01  expired 1h ago  DK CVR 12345678  apotek.example\n"), "{text}");
         assert!(
             text.ends_with("\nSource problems:\n  /etc/ssl/*.pem  no_match\n      no file matches /etc/ssl/*.pem\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_says_nothing_needs_attention_only_when_no_renewal_does() {
+        let mut report = status(
+            Counts {
+                ok: 1,
+                ..Counts::default()
+            },
+            Health::Ok,
+        );
+        assert!(render_status(&report).ends_with("\nNothing needs attention.\n"));
+
+        report.renewals = vec![CertRenewal {
+            id: "shop".into(),
+            plugin: "manual".into(),
+            plugin_loaded: true,
+            phase: None,
+            next_at: None,
+            failures: 2,
+            last_error: Some("create temp file /srv/x: Read-only file system".into()),
+            last_success: None,
+            open_tasks: Vec::new(),
+            suggested_window: None,
+            notes: Vec::new(),
+        }];
+        let text = render_status(&report);
+        assert!(text.contains("  shop: create temp file /srv/x"), "{text}");
+        assert!(
+            text.ends_with("\nNo certificate file needs attention; the renewals above do.\n"),
             "{text}"
         );
     }

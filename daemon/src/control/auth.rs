@@ -8,7 +8,8 @@
 //!   [`Access`]: uid 0 is admin; otherwise the peer's primary gid and supplementary groups are
 //!   matched against the admin group first, then the read group. The supplementary groups come
 //!   from `/proc/<pid>/status`; only when they cannot be read (or the pid no longer belongs to
-//!   the peer's uid) is the group's member list from the group database consulted instead.
+//!   the peer's uid) is the group's member list, read from the group database at that moment,
+//!   consulted instead.
 //! - The decision itself is [`decide`], a pure function over numbers and names, so that it can
 //!   be tested without touching `/etc/group` or `/proc`.
 //! - [`AccessPolicy::refusal`] is the sentence a refused peer reads: who they are and which
@@ -191,12 +192,13 @@ impl AccessPolicy {
             groups: groups.as_deref(),
             user: user.as_deref(),
         };
-        decide(
-            &facts,
-            self.admin.as_ref(),
-            self.read.as_ref(),
-            self.root_is_admin,
-        )
+        // When the member lists stand in, read them now: a member added since the policy was
+        // resolved (`usermod -aG`) must not wait for a reload.
+        let (admin, read) = match groups {
+            Some(_) => (self.admin.clone(), self.read.clone()),
+            None => (fresh(&self.admin), fresh(&self.read)),
+        };
+        decide(&facts, admin.as_ref(), read.as_ref(), self.root_is_admin)
     }
 
     /// The sentence a refused peer reads.
@@ -251,6 +253,19 @@ fn lookup_group(name: &str, consequence: &str, warnings: &mut Vec<String>) -> Op
             ));
             None
         }
+    }
+}
+
+/// The group as the group database lists it now; as resolved before if it cannot be read.
+fn fresh(group: &Option<GroupRef>) -> Option<GroupRef> {
+    let known = group.as_ref()?;
+    match Group::from_gid(nix::unistd::Gid::from_raw(known.gid)) {
+        Ok(Some(now)) => Some(GroupRef {
+            name: known.name.clone(),
+            gid: known.gid,
+            members: now.mem,
+        }),
+        _ => Some(known.clone()),
     }
 }
 
