@@ -89,7 +89,6 @@ fn run(config_path: PathBuf) -> ExitCode {
         }
     };
     crate::systemd::init_logging(config.daemon.log_level);
-    warn_of_folders_it_cannot_write(&config);
     // One thread runs the loop, the sockets and the metrics; file reading and parsing go to
     // tokio's blocking pool. A certificate monitor has no use for more, and it keeps RSS small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -118,42 +117,6 @@ fn run(config_path: PathBuf) -> ExitCode {
         Err(err) => {
             log::error!("{err}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Says at start, not months later at the install, when a managed certificate's files live in
-/// a folder this process may not write: under the packaged unit, `ProtectSystem=strict` makes
-/// every folder read-only but its own and the ones the unit lists. A folder that does not exist
-/// yet is left to the install, which makes it.
-fn warn_of_folders_it_cannot_write(config: &config::Config) {
-    use nix::unistd::{AccessFlags, access};
-    for cert in &config.certificates {
-        let files = [Some(&cert.cert), cert.key.as_ref()]
-            .into_iter()
-            .chain([
-                cert.renewal.chain.as_ref(),
-                cert.renewal.fullchain.as_ref(),
-                cert.renewal.pkcs12.as_ref(),
-            ])
-            .flatten();
-        let mut folders: Vec<&std::path::Path> = files.filter_map(|f| f.parent()).collect();
-        folders.sort();
-        folders.dedup();
-        for folder in folders {
-            match access(folder, AccessFlags::W_OK) {
-                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(err) => log::warn!(
-                    cert_id = cert.id.as_str();
-                    "{}: certvaktd cannot write to {} ({}): a renewal will fail when it installs. \
-                     Make the folder writable for certvaktd's user; under systemd also run \
-                     `systemctl edit certvakt` and add `[Service]` and `ReadWritePaths={}`",
-                    cert.id,
-                    folder.display(),
-                    err.desc(),
-                    folder.display()
-                ),
-            }
         }
     }
 }

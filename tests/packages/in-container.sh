@@ -51,6 +51,8 @@ wait_for() {
     sleep 0.5
   done
 }
+# The checks' own `bash -c` scripts wait with it too.
+export -f wait_for
 
 main_pid() { systemctl show -p MainPID --value certvakt.service; }
 proc_field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$(main_pid)/status"; }
@@ -114,12 +116,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 5 \
 printf '[[certificate]]\nid = "other"\ncert = "/srv/other/cert.pem"\nplugin = "manual"\n[certificate.settings]\nca_name = "Some CA"\n' \
   >/etc/certvakt/conf.d/40-other.toml
 check "a certificate in a read-only folder is named at start, with the drop-in to fix it" bash -c '
-  systemctl restart certvakt &&
-  for i in $(seq 60); do
+  named() {
     journalctl -q -u certvakt --no-pager | grep -F "certvaktd cannot write to /srv/other" |
-      grep -qF "ReadWritePaths=/srv/other" && exit 0
-    sleep 0.5
-  done; journalctl -q -u certvakt --no-pager | tail -20; exit 1'
+      grep -qF "ReadWritePaths=/srv/other"
+  }
+  systemctl restart certvakt && wait_for 30 named ||
+    { journalctl -q -u certvakt --no-pager | tail -20; exit 1; }'
 rm /etc/certvakt/conf.d/40-other.toml
 systemctl restart certvakt
 
@@ -165,9 +167,8 @@ must "certvakt-reload@shop-web.service.path is enabled and watching" \
 must "systemctl reload certvakt applies the new certificate entry" \
   bash -c 'systemctl reload certvakt && certvakt show shop'
 must "certvakt renew shop --force opens the manual order task" bash -c '
-  certvakt renew shop --force &&
-  for i in $(seq 60); do csr=$(ls /var/lib/certvakt/certs/shop/outbox/*/request.csr 2>/dev/null) && break; sleep 0.5; done
-  [ -n "$csr" ] && cp "$csr" '"$work"'/new.csr'
+  csr=/var/lib/certvakt/certs/shop/outbox/*/request.csr
+  certvakt renew shop --force && wait_for 30 compgen -G "$csr" && cp $csr '"$work"'/new.csr'
 check "the pending key is 0600 and belongs to certvakt" \
   bash -c '[ "$(stat -c %a:%U /var/lib/certvakt/certs/shop/pending-key.pem)" = 600:certvakt ]'
 must "the CA signs the CSR and the operator imports it" bash -c "
@@ -177,14 +178,12 @@ must "the CA signs the CSR and the operator imports it" bash -c "
   cat new.pem ca.pem > new-chain.pem &&
   runuser -u alice -- certvakt import shop $work/new-chain.pem"
 check "the new certificate is installed, the key 0600" bash -c "
-  wait_for() { for i in \$(seq 60); do \"\$@\" && return 0; sleep 0.5; done; return 1; }
-  wait_for cmp -s /etc/certvakt/certs/shop/cert.pem $work/new.pem &&
+  wait_for 30 cmp -s /etc/certvakt/certs/shop/cert.pem $work/new.pem &&
   [ \"\$(stat -c %a:%U /etc/certvakt/certs/shop/key.pem)\" = 600:certvakt ] &&
   openssl x509 -in /etc/certvakt/certs/shop/fullchain.pem -noout -subject"
 check "the path unit reloaded shop-web with the new certificate" bash -c "
   want=\$(sha256sum < $work/new.pem | cut -d' ' -f1)
-  for i in \$(seq 60); do grep -q \"\$want\" /run/shop-web-reloads 2>/dev/null && exit 0; sleep 0.5; done
-  cat /run/shop-web-reloads; exit 1"
+  wait_for 30 grep -qs \"\$want\" /run/shop-web-reloads || { cat /run/shop-web-reloads; exit 1; }"
 check "certvakt status is healthy after the renewal" certvakt status
 
 # Upgrade: the operator's configuration and certvakt's state stay; the new daemon runs.
@@ -194,12 +193,12 @@ pid_before=$(main_pid)
 must "apt upgrades to the next package" apt-get install -y -q "$deb_next"
 check "the upgrade kept the edited configuration" grep -q '^# an operator edit' /etc/certvakt/certvakt.toml
 check "the upgrade kept certvakt's state" bash -c "[ \"\$(ls /var/lib/certvakt/certs/shop)\" = \"$state_before\" ]"
-check "the upgrade restarted the daemon, which runs" bash -c "
-  for i in \$(seq 60); do
-    pid=\$(systemctl show -p MainPID --value certvakt.service)
-    [ \"\$pid\" != 0 ] && [ \"\$pid\" != $pid_before ] && systemctl -q is-active certvakt && exit 0
-    sleep 0.5
-  done; exit 1"
+restarted() {
+  local pid
+  pid=$(main_pid)
+  [ "$pid" != 0 ] && [ "$pid" != "$pid_before" ] && systemctl -q is-active certvakt
+}
+check "the upgrade restarted the daemon, which runs" wait_for 30 restarted
 check "after the upgrade, certvakt show shop still knows the renewal" certvakt show shop
 
 # Removal keeps the configuration and the state; purge removes them, not the live certificates.
@@ -219,7 +218,7 @@ echo "# the rpm: $rpm"
 # rpm has no database of this Debian's packages: its dependencies are Debian's here.
 must "rpm installs the rpm (scriptlets included)" rpm -i --nodeps "$rpm"
 check "the rpm's preset enabled the service and it runs" \
-  bash -c 'systemctl -q is-enabled certvakt && for i in $(seq 60); do systemctl -q is-active certvakt && exit 0; sleep 0.5; done; exit 1'
+  bash -c 'systemctl -q is-enabled certvakt && wait_for 30 systemctl -q is-active certvakt'
 check "rpm -V: the installed files are as packaged (dependencies are Debian's here)" rpm -V --nodeps certvakt
 check "the rpm's CLI talks to its daemon" certvakt status
 check "certvaktd check-config accepts the rpm's configuration as user certvakt" \

@@ -43,7 +43,9 @@ use crate::serve::{Served, server_chain};
 /// The largest request body taken.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Namespaces both simulators use (each adds its own protocol's).
+/// Namespaces both simulators use (each adds its own protocol's). Spelled here again rather
+/// than taken from certvakt-soap: a simulator must not accept a namespace because the code under
+/// test misspells it the same way.
 pub mod ns {
     pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
     pub const WSSE: &str =

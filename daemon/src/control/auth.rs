@@ -195,10 +195,15 @@ impl AccessPolicy {
         // When the member lists stand in, read them now: a member added since the policy was
         // resolved (`usermod -aG`) must not wait for a reload.
         let (admin, read) = match groups {
-            Some(_) => (self.admin.clone(), self.read.clone()),
+            Some(_) => (None, None),
             None => (fresh(&self.admin), fresh(&self.read)),
         };
-        decide(&facts, admin.as_ref(), read.as_ref(), self.root_is_admin)
+        decide(
+            &facts,
+            admin.as_ref().or(self.admin.as_ref()),
+            read.as_ref().or(self.read.as_ref()),
+            self.root_is_admin,
+        )
     }
 
     /// The sentence a refused peer reads.
@@ -256,17 +261,16 @@ fn lookup_group(name: &str, consequence: &str, warnings: &mut Vec<String>) -> Op
     }
 }
 
-/// The group as the group database lists it now; as resolved before if it cannot be read.
+/// The group as the group database lists it now; `None` if it cannot be read (the caller
+/// keeps the list resolved before).
 fn fresh(group: &Option<GroupRef>) -> Option<GroupRef> {
     let known = group.as_ref()?;
-    match Group::from_gid(nix::unistd::Gid::from_raw(known.gid)) {
-        Ok(Some(now)) => Some(GroupRef {
-            name: known.name.clone(),
-            gid: known.gid,
-            members: now.mem,
-        }),
-        _ => Some(known.clone()),
-    }
+    let now = Group::from_gid(nix::unistd::Gid::from_raw(known.gid)).ok()??;
+    Some(GroupRef {
+        name: known.name.clone(),
+        gid: known.gid,
+        members: now.mem,
+    })
 }
 
 fn user_name(uid: u32) -> Option<String> {

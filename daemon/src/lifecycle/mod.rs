@@ -281,12 +281,25 @@ impl Engine {
         let mut records = BTreeMap::new();
         let mut held = BTreeMap::new();
         for cert in &self.config.certificates {
+            let live = live_paths(cert);
+            // Said at start and reload, not months later at the install.
+            for (folder, err) in live.folders_not_writable() {
+                log::warn!(
+                    cert_id = cert.id.as_str();
+                    "{}: certvaktd cannot write to {} ({}): a renewal will fail when it installs. \
+                     Make the folder writable for certvaktd's user; {}",
+                    cert.id,
+                    folder.display(),
+                    err.desc(),
+                    crate::store::read_write_advice(folder)
+                );
+            }
             // An interrupted install is finished with the owner and paths it recorded, so it
             // does not wait for this configuration's owner/group to resolve.
             let own = ownership(cert).unwrap_or_default();
             let loaded = self
                 .store
-                .recover(&cert.id, &live_paths(cert), &own)
+                .recover(&cert.id, &live, &own)
                 .map_err(EngineError::from)
                 .and_then(|done| {
                     if let Some(done) = done {

@@ -155,12 +155,37 @@ fn read_only_hint(source: &std::io::Error, path: &Path) -> String {
     if source.kind() != std::io::ErrorKind::ReadOnlyFilesystem {
         return String::new();
     }
-    let folder = path.parent().unwrap_or(path).display();
     format!(
-        " (under systemd, certvaktd may write only to /var/lib/certvakt and /etc/certvakt/certs; \
-         to let it write here, run `systemctl edit certvakt`, add `[Service]` and \
-         `ReadWritePaths={folder}`, then `systemctl restart certvakt`)"
+        " (the folder is read-only for certvaktd: {})",
+        read_write_advice(path.parent().unwrap_or(path))
     )
+}
+
+/// How an operator lets the packaged service write to `folder`.
+pub fn read_write_advice(folder: &Path) -> String {
+    format!(
+        "under systemd, run `systemctl edit certvakt`, add `[Service]` and \
+         `ReadWritePaths={}`, then `systemctl restart certvakt`",
+        folder.display()
+    )
+}
+
+impl LivePaths {
+    /// The folders of the live files that exist but that this process may not write to, with
+    /// the reason. A folder that does not exist yet is left out: the install makes it.
+    pub fn folders_not_writable(&self) -> Vec<(&Path, nix::errno::Errno)> {
+        use nix::unistd::{AccessFlags, access};
+        let mut folders: Vec<&Path> = self.files().filter_map(|(_, f)| f.parent()).collect();
+        folders.sort();
+        folders.dedup();
+        folders
+            .into_iter()
+            .filter_map(|folder| match access(folder, AccessFlags::W_OK) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => None,
+                Err(err) => Some((folder, err)),
+            })
+            .collect()
+    }
 }
 
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {

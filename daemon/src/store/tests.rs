@@ -984,6 +984,11 @@ fn a_read_only_live_folder_keeps_the_old_files_and_says_how_to_allow_writing() {
         .status()
         .expect("run mount");
     assert!(status.success(), "remount read-only failed ({status})");
+    let live_dir = s.live_dir();
+    assert_eq!(
+        s.live.folders_not_writable(),
+        vec![(live_dir.as_path(), nix::errno::Errno::EROFS)]
+    );
     let v2 = s.store.stage(ID, &version("v2")).unwrap();
     let err = s.store.install(ID, v2, &s.live, &own).unwrap_err();
     let text = err.to_string();
