@@ -3,6 +3,8 @@
 //! The library does the work; the binaries `certvaktd` (the service) and `certvakt` (the
 //! operator's CLI) only parse arguments and call into it. One module per concept:
 //!
+//! - [`bounded`]: reading a file without trusting what sits at its path: regular files only,
+//!   a size cap, never blocking.
 //! - [`config`]: loading the TOML files (main file plus `conf.d/` drop-ins) and validating them,
 //!   every problem at once, with file, line and key.
 //! - [`inventory`]: finding and parsing certificates (PEM, DER, PKCS#12), the Nordic identities
@@ -23,6 +25,7 @@
 //! - [`systemd`]: journal logging and `sd_notify`.
 //! - [`cli`]: the operator's command line.
 
+pub mod bounded;
 pub mod certfile;
 pub mod cli;
 pub mod config;
