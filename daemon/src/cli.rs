@@ -467,7 +467,7 @@ fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-    let loaded = crate::lifecycle::load_and_check(&path);
+    let loaded = crate::plugin_host::load_and_check(&path);
     if args.json {
         let (ok, problems, summary) = match &loaded {
             Ok(config) => (true, &[][..], Some(config.summary())),

@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match crate::lifecycle::load_and_check(path) {
+    match crate::plugin_host::load_and_check(path) {
         Ok(config) => {
             println!("{}: ok: {}", path.display(), config.summary());
             ExitCode::SUCCESS

@@ -18,15 +18,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-mod identity;
 mod keycheck;
+mod org_ids;
 mod parse;
 mod scan;
 #[cfg(test)]
 mod tests;
 
-pub use identity::{SubjectIds, identities, identities_in_name};
 pub use keycheck::{KeyVerdict, check_key};
+pub use org_ids::{SubjectIds, identities, identities_in_name};
 pub use scan::{DEFAULT_MAX_FILE_SIZE, Scanner};
 
 /// What a configured source is.

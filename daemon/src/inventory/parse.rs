@@ -29,7 +29,7 @@ use x509_parser::x509::{SubjectPublicKeyInfo, X509Name};
 
 use crate::certfile::{self, DerKind, Flaw, Refusal};
 
-use super::identity;
+use super::org_ids;
 use super::{CertInfo, KeyInfo, ProblemKind};
 
 /// A parsed certificate plus what the inventory keeps for the key check.
@@ -172,7 +172,7 @@ pub(crate) fn cert_info(der: &[u8], cert: &X509Certificate<'_>) -> ParsedCert {
         sha1: hex_colons(&Sha1::digest(der)),
         sha256: hex_colons(&Sha256::digest(der)),
         sans: sans(cert),
-        identities: identity::identities_in_name(cert.subject()),
+        identities: org_ids::identities_in_name(cert.subject()),
         is_ca: cert.is_ca(),
         self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
         signature_algorithm: signature_algorithm_name(

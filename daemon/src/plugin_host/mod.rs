@@ -30,10 +30,11 @@
 //!   host's TLS, client identities and trust sets: see [`http`]); signing answers "not
 //!   available yet".
 
+mod basic_services;
 pub mod challenges;
 pub mod http;
 mod loader;
-mod services;
+pub mod settings_check;
 #[cfg(test)]
 mod tests;
 
@@ -58,11 +59,12 @@ use serde::de::DeserializeOwned;
 
 use crate::metrics::Metrics;
 
+pub use basic_services::{BasicServices, OpenedTask};
 pub use http::{
     ClientCredentials, HttpError, HttpOutcome, HttpService, IdentitySource, NoIdentities,
     SourceError, TrustFiles, TrustSource,
 };
-pub use services::{BasicServices, OpenedTask};
+pub use settings_check::load_and_check;
 
 /// The services a plugin may ask for during a call: log, clock, state, tasks, keys, HTTP.
 ///

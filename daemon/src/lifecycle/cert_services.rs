@@ -2,8 +2,9 @@
 //!
 //! Contract:
 //! - Log, clock and plugin state are [`BasicServices`]'.
-//! - `open_task` collects the task; the engine writes its files to the outbox and records it
-//!   when the call returns.
+//! - `open_task` collects the task and answers the id the engine files it under when the call
+//!   returns, whatever the call's outcome ([`TaskIds`]); a task with the title of one already
+//!   open is that task, and gets its id.
 //! - `sign` signs with a key the plugin names by role — the pending key of the run, the
 //!   current live key, the previous version's key — read from disk by the host for this one
 //!   signature and dropped (zeroized) right after. The plugin never sees key bytes.
@@ -37,28 +38,62 @@ pub struct KeyFiles {
     pub plugin_keys: Option<PathBuf>,
 }
 
-/// Services for one plugin call about one certificate.
-pub struct EngineServices {
-    basic: BasicServices,
-    keys: KeyFiles,
-    tasks: Mutex<Vec<TaskSpec>>,
+/// The ids tasks opened during one step get: the next free ones of the certificate's record,
+/// or the id of the open task with the same title.
+#[derive(Debug, Clone, Default)]
+pub struct TaskIds {
+    prefix: String,
+    next: usize,
+    open: Vec<(String, String)>,
 }
 
-impl std::fmt::Debug for EngineServices {
+impl TaskIds {
+    /// The ids for tasks opened now for `cert_id`, whose record is `record`.
+    pub fn for_record(cert_id: &str, record: &super::Record) -> TaskIds {
+        let (_, prefix, next) = super::tasks::next_task_ids(cert_id, record);
+        TaskIds {
+            prefix,
+            next,
+            open: record
+                .open_tasks()
+                .map(|t| (t.title.clone(), t.id.clone()))
+                .collect(),
+        }
+    }
+
+    fn assign(&mut self, title: &str) -> String {
+        if let Some((_, id)) = self.open.iter().find(|(t, _)| t == title) {
+            return id.clone();
+        }
+        let id = format!("{}{}", self.prefix, self.next);
+        self.next += 1;
+        self.open.push((title.to_owned(), id.clone()));
+        id
+    }
+}
+
+/// Services for one plugin call about one certificate.
+pub struct CertServices {
+    basic: BasicServices,
+    keys: KeyFiles,
+    tasks: Mutex<(TaskIds, Vec<(String, TaskSpec)>)>,
+}
+
+impl std::fmt::Debug for CertServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineServices")
+        f.debug_struct("CertServices")
             .field("basic", &self.basic)
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
-impl EngineServices {
-    pub fn new(basic: BasicServices, keys: KeyFiles) -> Self {
-        EngineServices {
+impl CertServices {
+    pub fn new(basic: BasicServices, keys: KeyFiles, ids: TaskIds) -> Self {
+        CertServices {
             basic,
             keys,
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new((ids, Vec::new())),
         }
     }
 
@@ -95,9 +130,9 @@ impl EngineServices {
         }
     }
 
-    /// The tasks the plugin opened during the call.
-    pub fn take_tasks(&self) -> Vec<TaskSpec> {
-        std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The tasks the plugin opened since the last take, with the ids it was given.
+    pub fn take_tasks(&self) -> Vec<(String, TaskSpec)> {
+        std::mem::take(&mut self.tasks.lock().unwrap_or_else(|p| p.into_inner()).1)
     }
 
     /// `<plugin state>/keys/<name>.pem`, for a name of `[A-Za-z0-9._-]` not starting with `.`.
@@ -120,9 +155,9 @@ impl EngineServices {
                 format!("`{name}` is not a valid plugin key name (letters, digits, '.', '_', '-')"),
             );
         };
-        let existing = match std::fs::read(&path) {
+        let existing = match crate::bounded::read(&path, crate::bounded::KEY_FILE_LIMIT) {
             Ok(bytes) => Some(zeroize::Zeroizing::new(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => {
                 return error(
                     HostErrorKind::Failed,
@@ -201,7 +236,7 @@ impl EngineServices {
                 format!("there is no {} key to sign with", key_name(key)),
             );
         };
-        let key = match std::fs::read(path)
+        let key = match crate::bounded::read(&path, crate::bounded::KEY_FILE_LIMIT)
             .map(zeroize::Zeroizing::new)
             .map_err(|e| e.to_string())
             .and_then(|bytes| PrivateKey::from_bytes(&bytes).map_err(|e| e.to_string()))
@@ -248,15 +283,14 @@ fn error(kind: HostErrorKind, message: String) -> HostResponse {
     HostResponse::Error(HostError::new(kind, message))
 }
 
-impl HostServices for EngineServices {
+impl HostServices for CertServices {
     fn handle(&self, request: HostRequest) -> HostResponse {
         match request {
             HostRequest::OpenTask(spec) => {
                 let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-                tasks.push(spec);
-                HostResponse::OpenTask {
-                    task_id: format!("pending-{}", tasks.len()),
-                }
+                let task_id = tasks.0.assign(&spec.title);
+                tasks.1.push((task_id.clone(), spec));
+                HostResponse::OpenTask { task_id }
             }
             HostRequest::Sign(sign) => self.sign(&sign.key, sign.algorithm, &sign.data),
             HostRequest::PluginKey { name, algorithm } => self.plugin_key(&name, algorithm),
@@ -275,12 +309,13 @@ mod tests {
     fn a_plugin_key_is_made_once_kept_private_and_signs() {
         let dir = tempfile::tempdir().unwrap();
         let keys_dir = dir.path().join(".keys");
-        let services = EngineServices::new(
+        let services = CertServices::new(
             BasicServices::new("acme", "web", dir.path().join("web")),
             KeyFiles {
                 plugin_keys: Some(keys_dir.clone()),
                 ..KeyFiles::default()
             },
+            TaskIds::default(),
         );
         let ask = || {
             services.handle(HostRequest::PluginKey {
@@ -360,18 +395,20 @@ mod http01_tests {
             key_authorization: "tok_en-1.thumb".into(),
             webroot: None,
         };
-        let off = EngineServices::new(
+        let off = CertServices::new(
             BasicServices::new("acme", "web", dir.path().join("a")),
             KeyFiles::default(),
+            TaskIds::default(),
         );
         match off.handle(publish.clone()) {
             HostResponse::Error(e) => assert!(e.message.contains("http01_listen"), "{e:?}"),
             other => panic!("{other:?}"),
         }
         let responder = Arc::new(Http01Responder::new());
-        let on = EngineServices::new(
+        let on = CertServices::new(
             BasicServices::new("acme", "web", dir.path().join("b")).with_http01(responder),
             KeyFiles::default(),
+            TaskIds::default(),
         );
         assert_eq!(on.handle(publish), HostResponse::Http01Publish);
         assert_eq!(
@@ -388,9 +425,10 @@ mod http01_tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let www = dir.path().join("www");
-        let services = EngineServices::new(
+        let services = CertServices::new(
             BasicServices::new("acme", "web", dir.path().join("state")),
             KeyFiles::default(),
+            TaskIds::default(),
         );
         let publish = |token: &str| {
             services.handle(HostRequest::Http01Publish {
@@ -428,10 +466,11 @@ mod command_tests {
     use super::*;
     use certvakt_plugin_api::RunCommand;
 
-    fn services(dir: &std::path::Path) -> EngineServices {
-        EngineServices::new(
+    fn services(dir: &std::path::Path) -> CertServices {
+        CertServices::new(
             BasicServices::new("acme", "web", dir.join("state")),
             KeyFiles::default(),
+            TaskIds::default(),
         )
     }
 

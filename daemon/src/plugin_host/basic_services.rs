@@ -17,7 +17,7 @@
 //!   (TLS, client identities and trust sets are its business; see [`super::http`]), for this
 //!   plugin and certificate. Without one it answers [`HostErrorKind::NotAvailable`].
 //! - `sign` and `plugin_key` answer [`HostErrorKind::NotAvailable`]: keys are the renewal
-//!   engine's services (`lifecycle::services`), which wrap these.
+//!   engine's services (`lifecycle::cert_services`), which wrap these.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -54,6 +54,9 @@ pub struct BasicServices {
     next_task: AtomicU64,
     http: Option<Arc<HttpService>>,
     http01: Option<Arc<super::challenges::Http01Responder>>,
+    /// Held for as long as these services live: a caller that hands out a token learns that
+    /// every call holding these services has returned when the last holder drops it.
+    token: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl BasicServices {
@@ -72,12 +75,19 @@ impl BasicServices {
             next_task: AtomicU64::new(1),
             http: None,
             http01: None,
+            token: None,
         }
     }
 
     /// Answers the plugin's HTTP requests with `http` (shared by all services of the daemon).
     pub fn with_http(mut self, http: Arc<HttpService>) -> BasicServices {
         self.http = Some(http);
+        self
+    }
+
+    /// Holds `token` for as long as these services live (see the field).
+    pub fn with_token(mut self, token: Arc<dyn std::any::Any + Send + Sync>) -> BasicServices {
+        self.token = Some(token);
         self
     }
 

@@ -1,0 +1,600 @@
+//! The engine's loop: it owns the records, answers commands, takes the inboxes, starts each
+//! certificate's steps in a task of their own and takes the record back when they stop, and
+//! publishes the view.
+//!
+//! Contract:
+//! - The loop never awaits a plugin. It waits only for a command, a step task handing a
+//!   record back, a certificate's last plugin call returning, an inbox change, or the next
+//!   moment something is due.
+//! - A certificate is started only when it is not in flight, not held, not paused, its record
+//!   is on disk, and its time has come; a certificate stays in flight until its task has
+//!   handed the record back *and* every plugin call it made has returned.
+//! - Publishing the view reads no file: the schedule comes from what the last step saw.
+//! - The crash-test hook (`test-hooks` feature only) stops a certificate for ever right after
+//!   the named step is saved, and says so in the journal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{
+    CallToken, CertRenewal, Command, Core, Engine, EngineError, EngineView, Phase, Record,
+};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::plugin_host::{HttpService, Registry, settings_check};
+use crate::store::Store;
+
+/// A certificate whose steps are in flight.
+#[derive(Debug, Clone)]
+pub(super) struct InFlight {
+    /// The step it started to take (for messages).
+    pub step: &'static str,
+    pub since: i64,
+    /// Whether its task has handed the record back.
+    pub record_back: bool,
+    /// Whether every plugin call it made has returned.
+    pub released: bool,
+}
+
+/// What the last step saw of a certificate, for the view.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Seen {
+    /// When the certificate in use is due (no run in progress); `None` when it cannot be read.
+    pub due: Option<i64>,
+    /// The authority's suggested window for the certificate in use.
+    pub window: Option<(i64, i64)>,
+}
+
+/// A step task handing its certificate's record back.
+#[derive(Debug)]
+pub(super) struct StepDone {
+    pub id: String,
+    pub record: Record,
+    /// When to look again (`None`: not until something changes).
+    pub next_at: Option<i64>,
+    pub seen: Option<Seen>,
+    /// The record in memory is not on disk.
+    pub unsaved: bool,
+    /// The crash-test hook stopped it.
+    pub paused: bool,
+    /// The plugin refused the settings (the reason), or accepted them (`None` after a check).
+    pub settings: Option<Result<(), String>>,
+}
+
+impl Engine {
+    /// Opens the store, finishes any install a crash interrupted, and loads every record.
+    pub fn new(
+        config: Arc<Config>,
+        plugins: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        http: Option<Arc<HttpService>>,
+    ) -> Result<Engine, EngineError> {
+        let store = Store::open(&config.daemon.state_dir)?;
+        let pause_after = pause_hook();
+        let (steps_done, steps_rx) = mpsc::unbounded_channel();
+        let (released, released_rx) = mpsc::unbounded_channel();
+        let mut engine = Engine {
+            core: Arc::new(Core {
+                store,
+                plugins,
+                metrics,
+                config,
+                http,
+                http01: None,
+                installed: None,
+                deadline: super::PLUGIN_DEADLINE,
+                pause_after,
+            }),
+            records: BTreeMap::new(),
+            view: Arc::default(),
+            held: BTreeMap::new(),
+            settings_checked: Default::default(),
+            in_flight: BTreeMap::new(),
+            next_at: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            unsaved: Default::default(),
+            paused: Default::default(),
+            nudged: Default::default(),
+            stuck_inbox_files: Default::default(),
+            settling: BTreeMap::new(),
+            steps_done,
+            steps_rx: Some(steps_rx),
+            released,
+            released_rx: Some(released_rx),
+        };
+        engine.load_records();
+        engine.publish(crate::now_unix());
+        Ok(engine)
+    }
+
+    /// The responder that answers ACME http-01 challenges plugins publish.
+    pub fn set_http01(&mut self, responder: Arc<crate::plugin_host::challenges::Http01Responder>) {
+        self.edit_core(|core| core.http01 = Some(responder));
+    }
+
+    /// Where to say that a certificate's live files changed.
+    pub fn notify_installs(&mut self, tx: mpsc::UnboundedSender<String>) {
+        self.edit_core(|core| core.installed = Some(tx));
+    }
+
+    /// The snapshot readers use.
+    pub fn view(&self) -> Arc<std::sync::RwLock<EngineView>> {
+        self.view.clone()
+    }
+
+    /// A new core with `change` made: steps in flight finish with the one they started with.
+    fn edit_core(&mut self, change: impl FnOnce(&mut Core)) {
+        let old = &self.core;
+        let mut core = Core {
+            store: old.store.clone(),
+            plugins: old.plugins.clone(),
+            metrics: old.metrics.clone(),
+            config: old.config.clone(),
+            http: old.http.clone(),
+            http01: old.http01.clone(),
+            installed: old.installed.clone(),
+            deadline: old.deadline,
+            pause_after: old.pause_after,
+        };
+        change(&mut core);
+        self.core = Arc::new(core);
+    }
+
+    /// Finishes interrupted installs and loads each certificate's record, except those in
+    /// flight (their task holds the newer record). A certificate whose install cannot be
+    /// finished or whose record cannot be read is held back (shown in status, never advanced)
+    /// instead of stopping the daemon: a fresh record would start a new run and forget the key
+    /// of the one on disk.
+    pub(super) fn load_records(&mut self) {
+        let core = self.core.clone();
+        let mut records = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        for cert in &core.config.certificates {
+            if self.in_flight.contains_key(&cert.id) {
+                if let Some(record) = self.records.remove(&cert.id) {
+                    records.insert(cert.id.clone(), record);
+                }
+                continue;
+            }
+            let live = super::install::live_paths(cert);
+            // Said at start and reload, not months later at the install.
+            for (folder, err) in live.folders_not_writable() {
+                log::warn!(
+                    cert_id = cert.id.as_str();
+                    "{}: certvaktd cannot write to {} ({}): a renewal will fail when it installs. \
+                     Make the folder writable for certvaktd's user; {}",
+                    cert.id,
+                    folder.display(),
+                    err.desc(),
+                    crate::store::read_write_advice(folder)
+                );
+            }
+            match core.recover_and_load(cert) {
+                Ok(record) => {
+                    records.insert(cert.id.clone(), record);
+                }
+                Err(e) => {
+                    log::error!(cert_id = cert.id.as_str(); "renewal held back: {e}");
+                    held.insert(cert.id.clone(), format!("renewal held back: {e}"));
+                }
+            }
+        }
+        self.records = records;
+        self.held = held;
+    }
+
+    /// Asks every plugin, all at once, whether it accepts its certificates' settings, before
+    /// the first step: a certificate whose settings are refused is held back (and says why in
+    /// status) from the start. A plugin that does not answer in time is asked again before the
+    /// certificate's first step.
+    pub async fn check_all_settings(&mut self) {
+        let core = self.core.clone();
+        let answers = settings_check::ask_plugins(
+            &core.config,
+            &core.plugins,
+            settings_check::CHECK_DEADLINE,
+        )
+        .await;
+        for (i, answer) in answers {
+            let Some(cert) = core.config.certificates.get(i) else {
+                continue;
+            };
+            match answer {
+                Ok(found) => {
+                    if let Some(why) = settings_check::refusal(cert, &found) {
+                        self.held.insert(cert.id.clone(), why);
+                    }
+                    self.settings_checked.insert(cert.id.clone());
+                }
+                Err(e) => {
+                    log::warn!(cert_id = cert.id.as_str(); "settings could not be checked yet: {e}");
+                }
+            }
+        }
+        self.publish(crate::now_unix());
+    }
+
+    /// Runs until `commands` closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let (Some(mut steps), Some(mut released)) = (self.steps_rx.take(), self.released_rx.take())
+        else {
+            log::error!("the renewal engine was started twice");
+            return;
+        };
+        let mut inboxes = crate::watcher::Watcher::new();
+        loop {
+            self.watch_inboxes(&mut inboxes);
+            let settling = self.take_inboxes().await;
+            let now = crate::now_unix();
+            self.start_steps(now);
+            self.publish(now);
+            let wake = self.next_wake(now);
+            let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
+                Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
+            });
+            if let Some(soon) = settling {
+                sleep = sleep.min(soon);
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => return,
+                },
+                Some(done) = steps.recv() => self.step_done(done),
+                Some(id) = released.recv() => self.calls_returned(&id),
+                _ = inboxes.changed() => {
+                    // The quiet rule (see `inbox`) decides when a file is taken; more events
+                    // of the same copy need no separate turn.
+                    inboxes.drain_for(Duration::from_millis(50)).await;
+                }
+                _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    /// The earliest moment a certificate that is not in flight wants its next step.
+    fn next_wake(&self, now: i64) -> Option<i64> {
+        let retry_unsaved =
+            (!self.unsaved.is_empty()).then(|| now + self.core.retry_initial_secs());
+        self.core
+            .config
+            .certificates
+            .iter()
+            .filter(|c| self.startable(&c.id))
+            .filter_map(|c| self.next_at.get(&c.id).copied().unwrap_or(Some(now)))
+            .chain(retry_unsaved)
+            .min()
+    }
+
+    /// Whether `id` may be started (its time aside).
+    fn startable(&self, id: &str) -> bool {
+        !self.in_flight.contains_key(id)
+            && !self.held.contains_key(id)
+            && !self.paused.contains(id)
+            && self
+                .core
+                .plugins
+                .get(self.core.cert(id).map_or("", |c| c.plugin.as_str()))
+                .is_some()
+    }
+
+    /// Starts a step task for every certificate whose time has come, at most
+    /// [`super::STEPS_PER_PLUGIN`] per plugin in flight at once.
+    fn start_steps(&mut self, now: i64) {
+        let core = self.core.clone();
+        let mut per_plugin: BTreeMap<&str, usize> = BTreeMap::new();
+        for id in self.in_flight.keys() {
+            if let Some(cert) = core.cert(id) {
+                *per_plugin.entry(cert.plugin.as_str()).or_default() += 1;
+            }
+        }
+        for cert in &core.config.certificates {
+            if !self.startable(&cert.id) {
+                continue;
+            }
+            let due = self.next_at.get(&cert.id).copied().unwrap_or(Some(now));
+            if due.is_none_or(|at| at > now) {
+                continue;
+            }
+            let running = per_plugin.entry(cert.plugin.as_str()).or_default();
+            if *running >= super::STEPS_PER_PLUGIN {
+                continue;
+            }
+            let Some(plugin) = core.plugins.get(&cert.plugin).cloned() else {
+                continue;
+            };
+            // The task takes a copy; the view shows the record as it was until the task
+            // hands the new one back.
+            let record = self.records.get(&cert.id).cloned().unwrap_or_default();
+            // Write-ahead: no step starts from a record that is not on disk.
+            if self.unsaved.contains(&cert.id) {
+                if let Err(e) = core.store.save_state(&cert.id, &record) {
+                    log::error!(cert_id = cert.id.as_str(); "the renewal state still cannot be saved: {e}");
+                    self.next_at
+                        .insert(cert.id.clone(), Some(now + core.retry_initial_secs()));
+                    continue;
+                }
+                log::info!(cert_id = cert.id.as_str(); "the renewal state is saved again");
+                self.unsaved.remove(&cert.id);
+            }
+            *running += 1;
+            let step = record
+                .run
+                .as_ref()
+                .map_or("due", |r| super::next_step_name(r.phase));
+            self.in_flight.insert(
+                cert.id.clone(),
+                InFlight {
+                    step,
+                    since: now,
+                    record_back: false,
+                    released: false,
+                },
+            );
+            let token = Arc::new(CallToken {
+                id: cert.id.clone(),
+                released: self.released.clone(),
+            });
+            let check_settings = !self.settings_checked.contains(&cert.id);
+            let (core, cert, done) = (core.clone(), cert.clone(), self.steps_done.clone());
+            tokio::spawn(async move {
+                let finished = core
+                    .advance(&cert, &plugin, record, &token, check_settings)
+                    .await;
+                let _ = done.send(finished);
+                drop(token);
+            });
+        }
+    }
+
+    /// A step task handed its record back.
+    fn step_done(&mut self, done: StepDone) {
+        let id = done.id;
+        let configured = self.core.cert(&id).is_some();
+        if let Some(flight) = self.in_flight.get_mut(&id) {
+            flight.record_back = true;
+            if flight.released {
+                self.in_flight.remove(&id);
+            }
+        }
+        if !configured {
+            // Removed from the configuration while it ran: its record is on disk (or not) as
+            // the step left it, and is read again if it comes back.
+            return;
+        }
+        match done.settings {
+            Some(Ok(())) => {
+                self.settings_checked.insert(id.clone());
+            }
+            Some(Err(why)) => {
+                self.held.insert(id.clone(), why);
+            }
+            None => {}
+        }
+        if done.unsaved {
+            self.unsaved.insert(id.clone());
+        }
+        if done.paused {
+            self.paused.insert(id.clone());
+        }
+        if let Some(seen) = done.seen {
+            self.seen.insert(id.clone(), seen);
+        }
+        let mut record = done.record;
+        // `None`: at once (see `Engine::next_at`).
+        let mut next_at = Some(done.next_at);
+        if self.nudged.remove(&id) {
+            // `certvakt renew` while the step ran: no wait before the next one. The record
+            // changed, so it is saved before that step starts.
+            if let Some(run) = record.run.as_mut() {
+                run.wait_until = None;
+            }
+            record.retry_at = None;
+            self.unsaved.insert(id.clone());
+            next_at = None;
+        }
+        match next_at {
+            Some(at) => self.next_at.insert(id.clone(), at),
+            None => self.next_at.remove(&id),
+        };
+        self.records.insert(id, record);
+    }
+
+    /// Every plugin call of `id`'s steps has returned.
+    fn calls_returned(&mut self, id: &str) {
+        if let Some(flight) = self.in_flight.get_mut(id) {
+            flight.released = true;
+            if flight.record_back {
+                self.in_flight.remove(id);
+            }
+        }
+    }
+
+    /// Why `id` cannot be changed by a command now, if it cannot.
+    pub(super) fn busy(&self, id: &str) -> Result<(), EngineError> {
+        match self.in_flight.get(id) {
+            None => Ok(()),
+            Some(flight) => {
+                let secs = (crate::now_unix() - flight.since).max(0);
+                let what = if flight.record_back {
+                    "is waiting for a plugin call that overran its deadline to return"
+                } else {
+                    "is in the middle of a step"
+                };
+                Err(EngineError::Busy(format!(
+                    "{id} {what} (step {}, for {}); try again when it is done (`certvakt show {id}`)",
+                    flight.step,
+                    crate::human_time::format_span(secs.unsigned_abs())
+                )))
+            }
+        }
+    }
+
+    /// Keeps `record` for `id` after a command changed it: saved, or — when it cannot be —
+    /// the record as it was before, and an error. So what a command answered is on disk.
+    pub(super) fn keep(
+        &mut self,
+        id: &str,
+        record: Record,
+        before: Record,
+    ) -> Result<(), EngineError> {
+        match self.core.store.save_state(id, &record) {
+            Ok(()) => {
+                self.unsaved.remove(id);
+                self.records.insert(id.to_owned(), record);
+                self.next_at.remove(id);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!(cert_id = id; "cannot save the renewal state: {e}");
+                self.core.metrics.observe_renewal_failure(id, "save_state");
+                self.records.insert(id.to_owned(), before);
+                Err(EngineError::Other(format!(
+                    "nothing was changed: the renewal state of {id} cannot be saved ({e}); fix that first (see the journal)"
+                )))
+            }
+        }
+    }
+
+    /// Applies a reloaded configuration: a new core, the records read again (except those in
+    /// flight), every plugin's settings checked again, and every certificate looked at now.
+    pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
+        self.edit_core(|core| core.config = config);
+        self.load_records();
+        self.settings_checked.clear();
+        self.next_at.clear();
+        self.unsaved.clear();
+        // A new configuration may have fixed what failed: try again now.
+        for record in self.records.values_mut() {
+            record.retry_at = None;
+        }
+    }
+
+    /// Replaces the view readers see. Reads no file.
+    pub(super) fn publish(&self, now: i64) {
+        let core = &self.core;
+        let certificates = core
+            .config
+            .certificates
+            .iter()
+            .map(|cert| {
+                let record = self.records.get(&cert.id).cloned().unwrap_or_default();
+                let seen = self.seen.get(&cert.id);
+                let mut suggested_window = None;
+                let next_at = match (&record.run, record.retry_at) {
+                    (_, Some(retry)) => Some(retry),
+                    (Some(run), None) => Some(run.wait_until.unwrap_or(now)),
+                    (None, None) => match seen {
+                        Some(seen) => {
+                            suggested_window = seen.window;
+                            seen.due
+                        }
+                        // Not looked at yet: it is, now.
+                        None => Some(now),
+                    }
+                    .map(|due| core.outside_quiet_hours(due.max(now))),
+                };
+                let held = self.held.get(&cert.id);
+                let unsaved = self.unsaved.contains(&cert.id).then(|| {
+                    "the renewal state cannot be saved (see the journal); no further step until it can"
+                        .to_owned()
+                });
+                CertRenewal {
+                    id: cert.id.clone(),
+                    plugin: cert.plugin.clone(),
+                    plugin_loaded: core.plugins.get(&cert.plugin).is_some(),
+                    phase: record.run.as_ref().map(|r| r.phase),
+                    next_at,
+                    failures: record
+                        .failures
+                        .max(u32::from(held.is_some() || unsaved.is_some())),
+                    last_error: held.cloned().or(unsaved).or(record.last_error.clone()),
+                    last_success: record.last_success,
+                    open_tasks: record.open_tasks().cloned().collect(),
+                    suggested_window,
+                    notes: record
+                        .run
+                        .as_ref()
+                        .map_or_else(|| record.last_notes.clone(), |r| r.notes.clone()),
+                }
+            })
+            .collect();
+        let view = EngineView { certificates };
+        core.metrics.observe_renewals(
+            view.certificates
+                .iter()
+                .map(|c| crate::metrics::RenewalSeries {
+                    id: c.id.clone(),
+                    step: c.phase.map(Phase::as_str),
+                    next_at: c.next_at,
+                    consecutive_failures: c.failures,
+                    last_success: c.last_success,
+                    tasks_pending: c.open_tasks.len(),
+                })
+                .collect(),
+        );
+        match self.view.write() {
+            Ok(mut v) => *v = view,
+            Err(poisoned) => *poisoned.into_inner() = view,
+        }
+    }
+
+    /// Whether the crash-test hook stops `record` here; says so in the journal once.
+    pub(super) fn pause_if_reached(&mut self, id: &str) {
+        let reached = self
+            .records
+            .get(id)
+            .is_some_and(|record| self.core.pause_reached(record));
+        if reached && self.paused.insert(id.to_owned()) {
+            self.publish(crate::now_unix());
+            self.core.say_paused();
+        }
+    }
+}
+
+impl Core {
+    pub(super) fn pause_reached(&self, record: &Record) -> bool {
+        self.pause_after.is_some() && record.run.as_ref().map(|r| r.phase) == self.pause_after
+    }
+
+    pub(super) fn say_paused(&self) {
+        log::warn!(
+            "paused after step {} ({})",
+            self.pause_after.map_or("", Phase::as_str),
+            super::PAUSE_ENV
+        );
+    }
+
+    pub(super) fn retry_initial_secs(&self) -> i64 {
+        i64::try_from(self.config.daemon.retry_initial.as_secs().max(1)).unwrap_or(60)
+    }
+
+    pub(super) fn cert(&self, id: &str) -> Option<&crate::config::ManagedCertificate> {
+        self.config.certificates.iter().find(|c| c.id == id)
+    }
+}
+
+/// The step the crash-test hook stops after: read from [`super::PAUSE_ENV`] only in a build
+/// with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+fn pause_hook() -> Option<Phase> {
+    let phase = std::env::var(super::PAUSE_ENV)
+        .ok()
+        .and_then(|v| Phase::ALL.into_iter().find(|p| p.as_str() == v));
+    if let Some(phase) = phase {
+        log::warn!(
+            "{} is set: the renewal engine stops after step {} (a test hook)",
+            super::PAUSE_ENV,
+            phase.as_str()
+        );
+    }
+    phase
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn pause_hook() -> Option<Phase> {
+    None
+}

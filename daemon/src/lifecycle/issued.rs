@@ -1,0 +1,243 @@
+//! A run's key and CSR, and accepting an issued chain.
+//!
+//! Contract:
+//! - The pending key is made once per run (0600, written before anything is asked of a CA) and
+//!   read again after a crash; with `key_policy = "reuse"` it is the live key.
+//! - An issued chain is staged as a new version only after [`super::import::check_chain`]
+//!   passed (the key, validity, organisation, requested usages, `issuer_trust`). A key the CA
+//!   made becomes the pending key only once its chain is staged; the key of the order that was
+//!   with the CA is kept beside it, never overwritten, until the run is over.
+//! - Accepting runs on the blocking pool: it reads files, checks signatures and may build a
+//!   PKCS#12 bundle (slow by design), none of which may stall the runtime thread.
+
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::cert_services::CertServices;
+use super::steps::set_phase;
+use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_password};
+use crate::bounded;
+use crate::config::{Config, KeyPolicy, ManagedCertificate};
+use crate::keys::{self, PrivateKey};
+use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _};
+use crate::store::{self, Store, VersionFiles};
+
+impl Core {
+    /// The pending key (made once, kept across crashes) and the CSR for it.
+    pub(super) async fn make_key_and_csr(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        run: &mut Run,
+        current: Option<&CertFacts>,
+        services: &Arc<CertServices>,
+    ) -> Result<(), EngineError> {
+        let mut profile = plugin
+            .csr_profile(self.context(cert, current), services.clone(), self.deadline)
+            .await?;
+        if let Some(key_type) = cert.renewal.key_type {
+            profile.key = key_type;
+        }
+        let pending = self.store.pending_key_path(&cert.id)?;
+        let key = match bounded::read(&pending, bounded::KEY_FILE_LIMIT) {
+            Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+            Err(e) if e.is_not_found() => {
+                let key = match (cert.renewal.key_policy, &cert.key) {
+                    (KeyPolicy::Reuse, Some(live)) if live.exists() => {
+                        let bytes = Zeroizing::new(
+                            bounded::read(live, bounded::KEY_FILE_LIMIT).map_err(|e| {
+                                EngineError::Other(format!(
+                                    "cannot read the live key: {}",
+                                    e.sentence(live)
+                                ))
+                            })?,
+                        );
+                        PrivateKey::from_bytes(&bytes)?
+                    }
+                    _ => {
+                        let algorithm = profile.key;
+                        tokio::task::spawn_blocking(move || keys::generate(algorithm))
+                            .await
+                            .map_err(|e| {
+                                EngineError::Other(format!("key generation stopped: {e}"))
+                            })??
+                    }
+                };
+                store::atomic::write_file(
+                    &pending,
+                    key.to_pkcs8_pem().as_bytes(),
+                    &store::FileSpec::mode(0o600),
+                )?;
+                log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
+                key
+            }
+            Err(e) => {
+                return Err(EngineError::Other(format!(
+                    "cannot read the pending key: {}",
+                    e.sentence(&pending)
+                )));
+            }
+        };
+        if key.algorithm() != profile.key {
+            // A reused or earlier pending key decides; the CSR must match the key.
+            profile.key = key.algorithm();
+        }
+        let csr = keys::csr(&profile, &key)?;
+        run.csr_pem = Some(csr.pem);
+        run.requested = Some(Requested {
+            key: profile.key,
+            key_usage: profile.key_usage.clone(),
+        });
+        Ok(())
+    }
+
+    /// [`accept_issued`] on the blocking pool; `run` is updated only when it succeeds.
+    pub(super) async fn accept_issued_now(
+        &self,
+        cert: &ManagedCertificate,
+        run: &mut Run,
+        chain: Vec<u8>,
+        key_from_ca: Option<PrivateKey>,
+    ) -> Result<(), EngineError> {
+        let (store, config, cert) = (self.store.clone(), self.config.clone(), cert.clone());
+        let mut staged = run.clone();
+        let (result, staged) = super::blocking(move || {
+            let result = accept_issued(&store, &config, &cert, &mut staged, &chain, key_from_ca);
+            (result, staged)
+        })
+        .await?;
+        result?;
+        *run = staged;
+        Ok(())
+    }
+}
+
+/// Checks an issued chain against the pending key (or the key that came with it) and
+/// stages it as a new version.
+fn accept_issued(
+    store: &Store,
+    config: &Config,
+    cert: &ManagedCertificate,
+    run: &mut Run,
+    chain: &[u8],
+    key_from_ca: Option<PrivateKey>,
+) -> Result<(), EngineError> {
+    let pending = store.pending_key_path(&cert.id)?;
+    let from_ca = key_from_ca.is_some();
+    let key = match key_from_ca {
+        // Written as the pending key only once the chain is checked (below): a refused
+        // bundle must not replace the key of the order that is still with the CA.
+        Some(key) => key,
+        None => {
+            let bytes = bounded::read(&pending, bounded::KEY_FILE_LIMIT).map_err(|e| {
+                EngineError::Import(format!(
+                    "there is no pending key for `{}` ({}): the certificate cannot be checked; start a renewal with `certvakt renew {} --force`",
+                    cert.id,
+                    e.sentence(&pending),
+                    cert.id
+                ))
+            })?;
+            PrivateKey::from_bytes(&Zeroizing::new(bytes))?
+        }
+    };
+    let trust = issuer_trust(config, cert)?;
+    let checked = import::check_chain(
+        cert,
+        chain,
+        &key,
+        run.old.as_ref(),
+        import::Expect {
+            trust: trust.as_ref(),
+            requested: run.requested.as_ref(),
+            key_from_ca: from_ca,
+        },
+        crate::now_unix(),
+    )?;
+    for note in &checked.notes {
+        log::warn!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(); "{note}");
+    }
+    let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
+        (Some(_), Some(password_file)) => {
+            let password = read_password(password_file)?;
+            Some(keys::write_pkcs12(
+                &key,
+                &checked.leaf_der,
+                &checked.chain_der,
+                &password,
+                &cert.id,
+            )?)
+        }
+        _ => None,
+    };
+    let version = store.stage(
+        &cert.id,
+        &VersionFiles {
+            key_pem: Some(key.to_pkcs8_pem()),
+            cert_pem: keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
+            chain_pem: keys::pem_certificates(&checked.chain_der),
+            pkcs12,
+        },
+    )?;
+    if from_ca {
+        // The CA's key is safe in the staged version now. It becomes the pending key; the
+        // key of the order that was with the CA is kept beside it, never overwritten,
+        // until the run is over.
+        if pending.exists() {
+            let kept =
+                pending.with_file_name(format!("pending-key.superseded-{}.pem", crate::now_unix()));
+            std::fs::rename(&pending, &kept).map_err(|e| {
+                EngineError::Other(format!(
+                    "cannot keep the previous pending key as {}: {e}",
+                    kept.display()
+                ))
+            })?;
+        }
+        store::atomic::write_file(
+            &pending,
+            key.to_pkcs8_pem().as_bytes(),
+            &store::FileSpec::mode(0o600),
+        )?;
+    }
+    log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0; "new certificate issued and staged");
+    run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
+    run.new = Some(checked.facts);
+    run.version = Some(version);
+    run.notes = checked.notes;
+    set_phase(run, Phase::Issued, crate::now_unix());
+    Ok(())
+}
+
+/// The roots of the certificate's `issuer_trust` set, read now (a replaced file counts at
+/// once); `None` when it has none.
+fn issuer_trust(
+    config: &Config,
+    cert: &ManagedCertificate,
+) -> Result<Option<import::IssuerTrust>, EngineError> {
+    let Some(name) = &cert.renewal.issuer_trust else {
+        return Ok(None);
+    };
+    let unusable = |why: String| {
+        EngineError::Import(format!(
+            "trust set `{name}` cannot be used to check the new certificate: {why}"
+        ))
+    };
+    let files = config.trust.get(name).ok_or_else(|| {
+        unusable(format!(
+            "issuer_trust of {} names it, but [trust] does not define it",
+            cert.id
+        ))
+    })?;
+    // The same reader as the HTTP service's trust sets: every file, read at each use.
+    let bundle = TrustFiles::new()
+        .with_set(name.as_str(), files.clone())
+        .trust_set(name)
+        .map_err(|e| unusable(e.0))?
+        .unwrap_or_default();
+    let roots =
+        keys::parse_certificate_chain(bundle.as_bytes()).map_err(|e| unusable(e.to_string()))?;
+    Ok(Some(import::IssuerTrust {
+        name: name.clone(),
+        roots,
+    }))
+}
