@@ -397,10 +397,8 @@ impl<'a> Client<'a> {
         let settings = self.settings;
         let key_name = key_name(&settings.directory, settings.account_key);
         let key = AccountKey::load(&self.host, &key_name, settings.account_key)?;
-        let record: Option<AccountRecord> = self
-            .host
-            .state_get(ACCOUNT_STATE)?
-            .and_then(|v| serde_json::from_value(v).ok())
+        let record = self
+            .remembered()?
             .filter(|r: &AccountRecord| r.directory == settings.directory);
         if let Some(record) = &record
             && record.key_name == key_name
@@ -454,6 +452,29 @@ impl<'a> Client<'a> {
             }
         }
         self.create(key)
+    }
+
+    /// The account record a previous call remembered. The record only saves a lookup: the
+    /// account is the key's, and the CA finds it by the key. So a record that does not parse
+    /// is reported and the account looked up again (and remembered anew), rather than
+    /// stopping the run.
+    fn remembered(&self) -> Result<Option<AccountRecord>, Failure> {
+        let value = self.host.state_get(ACCOUNT_STATE)?.unwrap_or(Value::Null);
+        match certvakt_plugin_common::state::parse::<Option<AccountRecord>>(&value) {
+            Ok(record) => Ok(record),
+            Err(unreadable) => {
+                self.host.log_with(
+                    certvakt_plugin_api::LogLevel::Warn,
+                    format!(
+                        "the ACME account record certvakt keeps does not parse \
+                         ({unreadable}): it was written by another version of the acme plugin, \
+                         or it is damaged. Asking the CA for the account of this key again"
+                    ),
+                    &[],
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn remember(&self, account: &Account) -> Result<(), Failure> {

@@ -14,8 +14,11 @@
 //!   reported once as an error (the failed order's URL is remembered in host state, since an
 //!   error does not save the order state).
 //! - The account the CA does not know (any more) is found or registered again, once per call.
+//! - An order state that does not parse is reported in the journal, naming what did not
+//!   parse, and replaced by a new order for the same CSR ([`read_state`]).
 
 use certvakt_plugin_api::{Host, IssueOutcome, LogLevel, OrderContext, PluginError};
+use certvakt_plugin_common::state;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -105,10 +108,7 @@ pub fn advance(
     order: &OrderContext,
     settings: &Settings,
 ) -> Result<IssueOutcome, PluginError> {
-    let mut state: Option<OrderState> = match &order.state {
-        Value::Null => None,
-        value => serde_json::from_value(value.clone()).ok(),
-    };
+    let mut state = read_state(&host, &order.state);
     let client = Client::new(host, settings, cache).map_err(Failure::into_error)?;
     let mut result = drive(&client, order, &mut state);
     if let Err(Failure::NoAccount(why)) = &result {
@@ -137,6 +137,36 @@ pub fn advance(
             Ok(pending(after_secs, &state))
         }
         Err(other) => Err(other.into_error()),
+    }
+}
+
+/// The order the run's state points to; `None` places a new one.
+///
+/// A state that does not parse also places a new one, unlike the plugins whose state is a
+/// journal of changes at an authority (there, such a state stops the run): an ACME order is
+/// safe to redo. The key and the CSR are the run's own and stay the same; the order the state
+/// pointed to expires at the CA unused; at worst the CA issues a second certificate for the
+/// same key, which costs one order of its rate limits. What cannot be redone is the withdrawal
+/// of the responses that order published, listed only in the state: the warning says where to
+/// look (the responder forgets its own within an hour).
+fn read_state(host: &Host<'_>, value: &Value) -> Option<OrderState> {
+    match state::parse::<Option<OrderState>>(value) {
+        Ok(order) => order,
+        Err(unreadable) => {
+            host.log_with(
+                LogLevel::Warn,
+                format!(
+                    "the state of this run's ACME order does not parse ({unreadable}): it was \
+                     written by another version of the acme plugin, or it is damaged. Placing a \
+                     new order for the same CSR; certvakt cannot withdraw the challenge \
+                     responses the old order published: remove any left behind by hand (files \
+                     under the webroot's .well-known/acme-challenge/, _acme-challenge TXT \
+                     records)"
+                ),
+                &[],
+            );
+            None
+        }
     }
 }
 

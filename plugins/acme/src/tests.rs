@@ -567,3 +567,59 @@ fn the_directory_is_read_once_an_hour_not_at_every_call() {
     host.issue(&plugin, order()).expect("pending");
     assert_eq!(reads(&host), 2, "read again after an hour");
 }
+
+#[test]
+fn an_order_state_that_does_not_parse_is_reported_and_a_new_order_placed() {
+    let host = ca();
+    remember_account(&host, &[]);
+    refuse_orders_for(&host, "later", 60);
+    let mut context = order();
+    context.state = json!({ "order": 7, "published": [] });
+    let outcome = host.poll(&Acme::default(), context).expect("pending");
+    assert!(
+        matches!(outcome, IssueOutcome::Pending { .. }),
+        "{outcome:?}"
+    );
+    // A new order for the same CSR: the run goes on (redoing an order is safe).
+    assert!(
+        host.http_requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.url == "https://ca.test/order"),
+        "{:?}",
+        host.http_requests()
+    );
+    // Not silently: the journal says what did not parse and what may be left published.
+    let warning = host
+        .logs()
+        .into_iter()
+        .find(|l| l.message.contains("does not parse"))
+        .unwrap_or_else(|| panic!("no warning: {:?}", host.logs()));
+    assert_eq!(warning.level, certvakt_plugin_api::LogLevel::Warn);
+    for expected in ["`order`", "new order", "withdraw"] {
+        assert!(
+            warning.message.contains(expected),
+            "{expected:?} not in: {}",
+            warning.message
+        );
+    }
+}
+
+#[test]
+fn an_account_record_that_does_not_parse_is_reported_and_looked_up_again() {
+    let host = ca();
+    host.put_state("account", json!({ "directory": DIRECTORY, "url": 5 }));
+    refuse_orders_for(&host, "later", 60);
+    host.issue(&Acme::default(), order()).expect("pending");
+    let warning = host
+        .logs()
+        .into_iter()
+        .find(|l| l.message.contains("does not parse"))
+        .unwrap_or_else(|| panic!("no warning: {:?}", host.logs()));
+    assert_eq!(warning.level, certvakt_plugin_api::LogLevel::Warn);
+    assert!(warning.message.contains("`url`"), "{}", warning.message);
+    // Found again by its key, and remembered whole.
+    assert_eq!(
+        host.state("account").map(|a| a["url"].clone()),
+        Some(json!("https://ca.test/acct/1"))
+    );
+}

@@ -7,8 +7,11 @@
 //!   ordering API, so the order is an operator task, and the renewal comes back as a PKCS#12
 //!   download that `certvakt import` takes in.
 //! - [`settings`]: reading `[certificate.settings]` with every problem reported at once.
+//! - [`state`]: reading a renewal run's state back: `null` is the start, anything else must
+//!   parse or the step stops with an error that names what did not.
 
 pub mod current;
 pub mod mitid;
 pub mod oces3;
 pub mod settings;
+pub mod state;

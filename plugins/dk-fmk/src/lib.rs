@@ -18,7 +18,9 @@
 //! - [`Plugin::verify`] (after the install): Get again, now with the new certificate's own ID
 //!   card: the new certificate works with the SOSI STS and FMK lists it.
 //! - [`Plugin::retire`] (after the overlap): `DeleteFocesWhitelisting` of the old UUID's entry,
-//!   sent as Get listed it, then Get to see it gone.
+//!   sent as Get listed it, then Get to see it gone. A run's state that does not parse stops
+//!   register and retire before they call FMK; it is never read as "nothing recorded", which
+//!   would let retire report done and leave the old entry in place.
 //!
 //! Every call carries a DGWS ID card from the SOSI STS, signed with the certificate in use
 //! ([`sosi`]), and the headers FMK requires ([`message`]). In `mode = "automatic"` certvakt
@@ -33,7 +35,7 @@ use certvakt_plugin_api::{
     KeyRef, LogLevel, OrderContext, Plugin, PluginError, SettingProblem, StepContext, StepOutcome,
     TaskFile, TaskFileContent, TaskSpec, export_plugin,
 };
-use certvakt_plugin_common::{mitid, oces3};
+use certvakt_plugin_common::{mitid, oces3, state};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -57,7 +59,9 @@ pub struct DkFmk;
 
 export_plugin!(DkFmk);
 
-/// What a renewal run remembers between calls: the journal of the push.
+/// What a renewal run remembers between calls: the journal of the push. It holds no personal
+/// data (the Apoteker's CPR stays in the settings): the error for a state that does not parse
+/// may quote it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     /// The whitelisting of the replaced certificate's UUID, exactly as Get listed it, to be
@@ -73,8 +77,20 @@ pub struct RunState {
 }
 
 impl RunState {
-    fn read(state: &Value) -> RunState {
-        serde_json::from_value(state.clone()).unwrap_or_default()
+    /// The run's state for `method`: nothing yet at the run's first call; a state that does
+    /// not parse stops the run ([`state::read`]), since read as "nothing done" it would make
+    /// retire forget the old whitelisting it must delete. `by_hand` is what the owner checks
+    /// in FMK before the step may start afresh.
+    fn read(step: &StepContext, method: &str, by_hand: &str) -> Result<RunState, PluginError> {
+        state::read(
+            &step.state,
+            &state::Step {
+                plugin: DkFmk::NAME,
+                method,
+                certificate_id: &step.certificate.certificate_id,
+                by_hand,
+            },
+        )
     }
 
     fn value(&self) -> Value {
@@ -151,7 +167,12 @@ impl Plugin for DkFmk {
             )
         })?;
         let old_id = identity_of(old, "the certificate in use")?;
-        let mut state = RunState::read(&step.state);
+        let mut state = RunState::read(
+            &step,
+            "register",
+            "nothing needs doing in FMK first (register lists FMK's whitelistings again before \
+             it creates anything, and records the old entry anew)",
+        )?;
         let credential = Credential {
             certificate_pem: &old.pem,
             key: &KeyRef::Current,
@@ -265,7 +286,7 @@ impl Plugin for DkFmk {
 
     fn retire(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {
         let settings = Settings::for_call(&step.certificate.settings)?;
-        let mut state = RunState::read(&step.state);
+        let mut state = RunState::read(&step, "retire", &retire_by_hand(&settings, &step))?;
         let Some(recorded) = state.retire.clone() else {
             // The UUID was kept: the one entry serves the new certificate too.
             return Ok(StepOutcome::Done { state: step.state });
@@ -419,6 +440,35 @@ fn owner_task(
         }],
         completes_by: Completion::Poll,
     })
+}
+
+/// What the owner does in FMK when retire cannot read the run's state: cleared, the state
+/// says there is nothing to delete (as for a kept UUID), so a changed UUID's old entry must be
+/// deleted by hand first.
+fn retire_by_hand(settings: &Settings, step: &StepContext) -> String {
+    let old = step.certificate.current.as_ref().and_then(oces3::identity);
+    let new = step.new.as_ref().and_then(oces3::identity);
+    match (old, new) {
+        (Some(old), Some(new)) if new.same_uuid(&old.uuid) => {
+            "nothing needs deleting in FMK: the new certificate kept the old one's UUID, whose \
+             whitelisting serves it"
+                .into()
+        }
+        (Some(old), Some(new)) => format!(
+            "the new certificate has another UUID ({}), so list FMK's whitelistings of CVR {} \
+             (GetFocesWhitelistings) and delete the replaced certificate's entry, UUID {}, as \
+             the Apoteker (DeleteFocesWhitelisting), because with the state cleared retire \
+             deletes nothing",
+            new.uuid, settings.cvr, old.uuid
+        ),
+        _ => format!(
+            "list FMK's whitelistings of CVR {} (GetFocesWhitelistings) and, if the new \
+             certificate has another UUID than the replaced one, delete the replaced one's \
+             entry as the Apoteker (DeleteFocesWhitelisting), because with the state cleared \
+             retire deletes nothing",
+            settings.cvr
+        ),
+    }
 }
 
 fn find<'a>(listed: &'a [Whitelisting], uuid: &str) -> Option<&'a Whitelisting> {

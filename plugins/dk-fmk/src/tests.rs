@@ -1,6 +1,12 @@
+use certvakt_plugin_api::testing::FakeHost;
+use certvakt_plugin_api::{
+    CertificateContext, CertificateInfo, ErrorKind, PluginError, StepContext, StepOutcome,
+};
 use certvakt_soap::read;
+use certvakt_testkit::{CaShape, LeafSpec, TestCa};
 use serde_json::{Value, json};
 
+use crate::DkFmk;
 use crate::fmk::FmkFault;
 use crate::message::{self, E6, MC, MC160, Operation, Whitelisting};
 use crate::settings::{FmkVersion, Settings};
@@ -202,4 +208,107 @@ fn the_readme_examples_are_valid_settings() {
         checked >= 2,
         "the README shows both modes ({checked} checked)"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run's state
+
+const CVR: &str = "25450442";
+const OLD_UUID: &str = "3f1c2a9e-7b4d-4e2f-9a8b-1c2d3e4f5a6b";
+const NEW_UUID: &str = "8d3fa047-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+
+/// A real OCES3 certificate of the pharmacy's CVR, as the daemon describes it.
+fn oces3(uuid: &str) -> CertificateInfo {
+    let issued = TestCa::new(CaShape::Oces3)
+        .and_then(|ca| ca.issue(&LeafSpec::oces3(CVR, uuid, "Hjørring Svane Apotek")))
+        .unwrap_or_else(|e| panic!("the test CA cannot issue: {e}"));
+    CertificateInfo {
+        pem: issued.cert_pem.clone(),
+        subject: "CN=Hjørring Svane Apotek,O=Hjørring Svane Apotek,C=DK".into(),
+        serial: issued.serial_hex().unwrap_or_default(),
+        not_before: issued.not_before.unix_timestamp(),
+        not_after: issued.not_after.unix_timestamp(),
+        identities: vec![format!("DK CVR {CVR} UUID {uuid}")],
+    }
+}
+
+/// A step of a run that replaces the `OLD_UUID` certificate by a `NEW_UUID` one.
+fn step(state: Value) -> StepContext {
+    StepContext {
+        certificate: CertificateContext {
+            certificate_id: "fmk".into(),
+            settings: settings_value(),
+            environment: "production".into(),
+            current: Some(oces3(OLD_UUID)),
+        },
+        new: Some(oces3(NEW_UUID)),
+        state,
+    }
+}
+
+/// States a version of this plugin could not have written: each with the place that does
+/// not parse.
+fn unreadable_states() -> Vec<(Value, &'static str)> {
+    vec![
+        (json!("retire"), "the whole state"),
+        (json!({ "retire": "3f1c2a9e" }), "`retire`"),
+        (
+            json!({ "retire": { "source": "CVR", "cvr": CVR, "foces_id": 7, "cert_hash": null } }),
+            "`retire.foces_id`",
+        ),
+        (json!({ "kept_uuid": "yes" }), "`kept_uuid`"),
+    ]
+}
+
+fn assert_stops_the_run(error: &PluginError, step: &str, place: &str, host: &FakeHost) {
+    assert_eq!(error.kind, ErrorKind::Permanent, "{error}");
+    for expected in ["dk-fmk", step, place, "certvakt show fmk", "state.json"] {
+        assert!(
+            error.message.contains(expected),
+            "{expected:?} not in: {error}"
+        );
+    }
+    assert!(!error.message.contains("2604276962"), "the CPR: {error}");
+    assert!(
+        host.http_requests().is_empty(),
+        "nothing goes to FMK or the STS: {:?}",
+        host.http_requests()
+    );
+    assert!(host.tasks().is_empty(), "no task: {:?}", host.tasks());
+}
+
+#[test]
+fn retire_stops_on_a_state_that_does_not_parse_and_deletes_nothing() {
+    for (state, place) in unreadable_states() {
+        let host = FakeHost::new();
+        let error = host
+            .retire(&DkFmk, step(state.clone()))
+            .expect_err(&format!("retire reported done on {state}"));
+        assert_stops_the_run(&error, "retire", place, &host);
+        // What the owner must check by hand: the replaced certificate's entry.
+        assert!(error.message.contains(OLD_UUID), "{error}");
+    }
+}
+
+#[test]
+fn register_stops_on_a_state_that_does_not_parse_before_calling_fmk() {
+    for (state, place) in unreadable_states() {
+        let host = FakeHost::new();
+        let error = host
+            .register(&DkFmk, step(state.clone()))
+            .expect_err(&format!("register went on with {state}"));
+        assert_stops_the_run(&error, "register", place, &host);
+    }
+}
+
+#[test]
+fn no_state_yet_is_the_start_of_a_step() {
+    // Null is the first call of a run: retire then has no recorded entry (a kept UUID) and
+    // is done without calling FMK, as before.
+    let host = FakeHost::new();
+    let outcome = host
+        .retire(&DkFmk, step(Value::Null))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, StepOutcome::Done { state: Value::Null });
+    assert!(host.http_requests().is_empty());
 }

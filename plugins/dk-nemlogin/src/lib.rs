@@ -27,7 +27,8 @@
 //! Every other fault is an error naming the fault code and what to check. The first call of
 //! a step always opens its task unless the STS already answers as hoped, whatever else it
 //! answers: the person's work is needed either way. A step's task is opened once (the run's
-//! state remembers it, [`RunState`]); on later polls an STS that does not answer is a
+//! state remembers it, [`RunState`]; a state that does not parse stops the run, it is never
+//! read as "no task yet"); on later polls an STS that does not answer is a
 //! temporary error, which the daemon retries with back-off and shows in `certvakt status`,
 //! while the task stays open.
 
@@ -37,7 +38,7 @@ use certvakt_plugin_api::{
     LogLevel, OrderContext, Plugin, PluginError, SettingProblem, StepContext, StepOutcome,
     TaskSpec, export_plugin,
 };
-use certvakt_plugin_common::{mitid, oces3};
+use certvakt_plugin_common::{mitid, oces3, state};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -65,8 +66,21 @@ pub struct RunState {
 }
 
 impl RunState {
-    fn read(state: &Value) -> RunState {
-        serde_json::from_value(state.clone()).unwrap_or_default()
+    /// The run's state for `method`, read before the STS is asked: nothing yet at the run's
+    /// first call; a state that does not parse stops the run ([`state::read`]). Cleared by a
+    /// person, the step asks the STS again and opens its task again if it must.
+    fn read(step: &StepContext, method: &str) -> Result<RunState, PluginError> {
+        state::read(
+            &step.state,
+            &state::Step {
+                plugin: DkNemlogin::NAME,
+                method,
+                certificate_id: &step.certificate.certificate_id,
+                by_hand: "nothing needs doing in NemLog-in Administration first (the step asks \
+                          the STS again, and opens its task again if the STS does not yet \
+                          answer as hoped)",
+            },
+        )
     }
 
     fn value(&self) -> Value {
@@ -146,13 +160,14 @@ impl Plugin for DkNemlogin {
         } else {
             task::Why::First
         };
+        let state = RunState::read(&step, "register")?;
         let make_task =
             || task::attach(&step.certificate.certificate_id, &settings, new, &der, why);
         let probe = sts::probe(host, &settings, &credential);
         wait_for(
             host,
             &settings,
-            &step,
+            state,
             "register",
             probe,
             Hope::Issued,
@@ -182,6 +197,7 @@ impl Plugin for DkNemlogin {
             key: KeyRef::Current,
             identity: ClientIdentity::Current,
         };
+        let state = RunState::read(&step, "verify")?;
         let make_task = || {
             task::attach(
                 &step.certificate.certificate_id,
@@ -201,7 +217,7 @@ impl Plugin for DkNemlogin {
         wait_for(
             host,
             &settings,
-            &step,
+            state,
             "verify",
             probe,
             Hope::Issued,
@@ -241,12 +257,13 @@ impl Plugin for DkNemlogin {
             key: KeyRef::Previous,
             identity: ClientIdentity::Previous,
         };
+        let state = RunState::read(&step, "retire")?;
         let make_task = || task::detach(&step.certificate.certificate_id, &settings, old, &der);
         let probe = sts::probe(host, &settings, &credential);
         wait_for(
             host,
             &settings,
-            &step,
+            state,
             "retire",
             probe,
             Hope::Refused,
@@ -279,14 +296,13 @@ enum Hope {
 fn wait_for(
     host: &Host<'_>,
     settings: &Settings,
-    step: &StepContext,
+    mut state: RunState,
     name: &str,
     probe: Result<Probe, PluginError>,
     hope: Hope,
     make_task: impl FnOnce() -> TaskSpec,
     on_done: impl FnOnce(&Host<'_>, &str),
 ) -> Result<StepOutcome, PluginError> {
-    let mut state = RunState::read(&step.state);
     let first = state.task_open_for.as_deref() != Some(name);
     let done = match (&probe, hope) {
         (Ok(Probe::Issued { expires }), Hope::Issued) => Some(expires.clone()),

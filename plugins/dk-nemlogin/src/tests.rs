@@ -1072,3 +1072,48 @@ fn the_order_is_a_mitid_erhverv_task_and_the_profile_its_profile() {
         .unwrap_or_else(|| panic!("accepted"));
     assert_eq!(err.fault_code.as_deref(), Some("wrong_cvr"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The run's state
+
+#[test]
+fn a_state_that_does_not_parse_stops_each_step_before_it_asks_the_sts() {
+    let run = Run::new();
+    let unreadable = [
+        (json!("register"), "the whole state"),
+        (json!({ "task_open_for": 3 }), "`task_open_for`"),
+        (json!({ "task_open_for": ["retire"] }), "`task_open_for`"),
+    ];
+    for (state, place) in unreadable {
+        for name in ["register", "verify", "retire"] {
+            // An STS that would answer: the state is the only reason to stop.
+            let host = sts(failed_authentication());
+            let step = run.step(settings_value(), state.clone());
+            let result = match name {
+                "register" => host.register(&DkNemlogin, step),
+                "verify" => host.verify(&DkNemlogin, step),
+                _ => host.retire(&DkNemlogin, step),
+            };
+            let error = result.expect_err(&format!("{name} went on with {state}"));
+            assert_eq!(error.kind, ErrorKind::Permanent, "{name}: {error}");
+            for expected in [
+                "dk-nemlogin",
+                name,
+                place,
+                "certvakt show smdb-prod",
+                "state.json",
+            ] {
+                assert!(
+                    error.message.contains(expected),
+                    "{name}: {expected:?} not in: {error}"
+                );
+            }
+            assert!(
+                host.http_requests().is_empty(),
+                "{name}: no token request: {:?}",
+                host.http_requests()
+            );
+            assert!(host.tasks().is_empty(), "{name}: no task");
+        }
+    }
+}
