@@ -8,6 +8,8 @@
 //!   entry and every key written in a file remembers the file and line it came from
 //!   ([`Origin`], [`Config::key_origins`]); keys not written anywhere take
 //!   [`Config::defaults`].
+//! - Durations are the SDK's ([`crate::duration`]): one syntax for the daemon and the plugins,
+//!   and none longer than 100 years, so no arithmetic on a configured duration can wrap.
 //! - Loading never stops at the first problem: syntax errors, unknown keys, wrong types and
 //!   semantic problems (duplicate ids, relative paths, a bad listen address, ...) are all
 //!   collected and returned together as [`Problem`]s, each naming file, line, key, what is wrong

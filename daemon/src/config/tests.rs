@@ -737,3 +737,80 @@ issuer_trust = "oces"
     );
     assert!(text.contains("write one of oces3"), "{text}");
 }
+
+#[test]
+fn durations_of_100_years_or_more_are_refused() {
+    // 2^63 seconds wraps to a negative i64: the window would mean the opposite.
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+warn_before = "9223372036854775808s"
+retry_max = "36526d"
+
+[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+renew_before = "9223372036854775808s"
+"#,
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("daemon.warn_before", Some(2)),
+            ("daemon.retry_max", Some(3)),
+            ("certificate[0].renew_before", Some(9)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert_eq!(
+        find(&problems, "daemon.warn_before").message,
+        "`9223372036854775808s` is longer than 100 years (36525d), the longest duration \
+         certvakt accepts"
+    );
+    assert_eq!(
+        find(&problems, "daemon.warn_before").hint,
+        "write how long before expiry to warn, e.g. warn_before = \"30d\""
+    );
+    assert!(
+        find(&problems, "certificate[0].renew_before")
+            .message
+            .contains("longer than 100 years"),
+        "{}",
+        render(&problems)
+    );
+}
+
+#[test]
+fn durations_up_to_100_years_load_in_one_syntax() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+warn_before = "36524d23h59m59s"
+retry_initial = "1m30s"
+retry_max = "36525d"
+
+[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+renew_before = "5217w"
+hook_timeout = "1m30s"
+"#,
+    );
+    let config = dir.load_ok();
+    let hundred_years = 36_525 * 86_400;
+    assert_eq!(config.daemon.warn_before.as_secs(), hundred_years - 1);
+    assert_eq!(config.daemon.retry_initial.as_secs(), 90);
+    assert_eq!(config.daemon.retry_max.as_secs(), hundred_years);
+    let r = &config.certificates[0].renewal;
+    assert_eq!(
+        r.renew_before.map(|d| d.as_secs()),
+        Some(5_217 * 7 * 86_400)
+    );
+    assert_eq!(r.hook_timeout.as_secs(), 90);
+}
