@@ -1,10 +1,14 @@
 //! Reading and merging the configuration files.
 //!
 //! Owns the file side of [`super::load`]: which files are read (the main file, then the
-//! regular `*.toml` files in `conf.d/` beside it, not hidden ones, in byte order of their
-//! names), how they merge (section keys: a later file wins; `[[watch]]` and `[[certificate]]`:
-//! appended), and the problems only the text can show: unreadable files, TOML syntax, unknown
-//! keys, wrong types, missing required keys and values the typed [`Config`] cannot hold.
+//! `*.toml` entries in `conf.d/` beside it, not hidden ones, in byte order of their names), how
+//! they merge (section keys: a later file wins; `[[watch]]` and `[[certificate]]`: appended),
+//! and the problems only the text can show: unreadable files, TOML syntax, unknown keys, wrong
+//! types, missing required keys and values the typed [`Config`] cannot hold.
+//!
+//! Every file goes through [`crate::bounded`], like every other file the daemon is told about:
+//! regular files only (a FIFO, socket, device or folder at the path, or a link to one, is
+//! refused at once, never blocked on) and at most [`CONFIG_FILE_LIMIT`] bytes.
 //!
 //! Each table with fixed keys is described once, as a list of [`Field`] rows ([`DAEMON`],
 //! [`CONTROL`], [`METRICS`], [`WATCH`], [`CERTIFICATE`]): the key's name, an example line for
@@ -21,7 +25,6 @@
 //! problems about a key the loader already reported are dropped.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
@@ -36,6 +39,7 @@ use super::{
     Config, ControlSection, DaemonSection, KeyPolicy, ManagedCertificate, MetricsSection, Origin,
     Problem, QuietWindow, Watch,
 };
+use crate::bounded::{self, CONFIG_FILE_LIMIT, ReadError};
 use crate::duration::HumanDuration;
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -687,11 +691,12 @@ impl Loader {
     /// Reads one file and merges what it says into `self.config`.
     fn read(&mut self, path: &Path, role: Role) {
         self.order.push(path.to_path_buf());
-        let bytes = match fs::read(path) {
+        let bytes = match bounded::read(path, CONFIG_FILE_LIMIT) {
             Ok(bytes) => bytes,
             Err(e) => return self.unreadable(path, role, &e),
         };
         self.config.files.push(path.to_path_buf());
+        // Not `bounded::read_to_string`: a UTF-8 problem is reported with its line.
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {
@@ -742,26 +747,52 @@ impl Loader {
         }
     }
 
-    fn unreadable(&mut self, path: &Path, role: Role, e: &io::Error) {
-        let (message, hint) = match (role, e.kind()) {
-            (Role::Main, io::ErrorKind::NotFound) => (
+    fn unreadable(&mut self, path: &Path, role: Role, e: &ReadError) {
+        let denied = matches!(e, ReadError::Io(io) if io.kind() == io::ErrorKind::PermissionDenied);
+        // `ReadError` reads as a sentence tail after the file ("is not a regular file ...").
+        let why = match e {
+            ReadError::Io(io) => io.to_string(),
+            ReadError::NotFound => match std::fs::read_link(path) {
+                Ok(target) => format!(
+                    "it is a symbolic link to {}, which does not exist",
+                    target.display()
+                ),
+                Err(_) => format!("it {e}"),
+            },
+            other => format!("it {other}"),
+        };
+        let too_large = matches!(e, ReadError::TooLarge { .. } | ReadError::Grew { .. });
+        let (message, hint) = match role {
+            Role::Main if e.is_not_found() => (
                 "the configuration file does not exist".to_owned(),
                 "create it (an empty file means all defaults), or pass --config with the path \
                  of the configuration file",
             ),
-            (Role::Main, io::ErrorKind::PermissionDenied) => (
+            Role::Main if denied => (
                 "permission denied reading the configuration file".to_owned(),
                 "make it readable by the user certvakt runs as (e.g. root:certvakt, mode 0640), \
                  or pass --config with another file",
             ),
-            (Role::Main, _) => (
-                format!("cannot read the configuration file: {e}"),
-                "make it a readable regular file, or pass --config with the path of the \
-                 configuration file",
+            Role::Main => (
+                format!("cannot read the configuration file: {why}"),
+                if too_large {
+                    "a configuration file is a few kilobytes: check that this is the right file, \
+                     or pass --config with the path of the configuration file"
+                } else {
+                    "make it a readable regular file, or pass --config with the path of the \
+                     configuration file"
+                },
             ),
-            (Role::DropIn, _) => (
-                format!("cannot read this drop-in file: {e}"),
-                "make it readable by the user certvakt runs as, or move it out of conf.d",
+            Role::DropIn => (
+                format!("cannot read this drop-in file: {why}"),
+                if matches!(e, ReadError::NotRegular) {
+                    "conf.d holds only regular *.toml files: move this one out of conf.d, or \
+                     rename it so it does not end in .toml"
+                } else if too_large {
+                    "a drop-in is a few kilobytes: check what wrote it, or move it out of conf.d"
+                } else {
+                    "make it readable by the user certvakt runs as, or move it out of conf.d"
+                },
             ),
         };
         self.report.problems.push(Problem {
@@ -774,12 +805,15 @@ impl Loader {
     }
 
     /// The drop-ins beside `main`, in byte order of their names. A missing folder is fine.
+    /// Every entry named `*.toml` (hidden ones excepted) is listed whatever it is: [`Self::read`]
+    /// refuses, with a problem naming it, one that is not a regular file (a folder, FIFO or
+    /// device, or a link to one) rather than skip it silently.
     fn dropins(&mut self, main: &Path) -> Vec<PathBuf> {
         let Some(parent) = main.parent() else {
             return Vec::new();
         };
         let dir = parent.join("conf.d");
-        let entries = match fs::read_dir(&dir) {
+        let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
             Err(e) => {
@@ -798,14 +832,8 @@ impl Loader {
             };
             let name = entry.file_name();
             let name = name.as_bytes();
-            if name.starts_with(b".") || !name.ends_with(b".toml") {
-                continue;
-            }
-            let path = entry.path();
-            match fs::metadata(&path) {
-                Ok(meta) if !meta.is_file() => {} // a folder or device named *.toml
-                // A dangling symlink is reported when reading it fails.
-                Ok(_) | Err(_) => files.push(path),
+            if !name.starts_with(b".") && name.ends_with(b".toml") {
+                files.push(entry.path());
             }
         }
         files.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));

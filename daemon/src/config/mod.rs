@@ -1,8 +1,12 @@
 //! Configuration: loading the TOML files and validating what they say.
 //!
 //! Contract:
-//! - [`load`] reads the main file and then every regular `*.toml` file (hidden ones excepted) in
-//!   the `conf.d/` folder beside it, in byte order of the names; a missing `conf.d/` is fine.
+//! - [`load`] reads the main file and then every `*.toml` file (hidden ones excepted) in the
+//!   `conf.d/` folder beside it, in byte order of the names; a missing `conf.d/` is fine. Each
+//!   is read like every file the daemon is told about ([`crate::bounded`]): a regular file of
+//!   at most [`crate::bounded::CONFIG_FILE_LIMIT`] bytes. A FIFO, device, socket or folder at
+//!   the path (or a link to one), or a larger file, is a problem naming it, found at once:
+//!   loading never blocks and never reads more than the cap.
 //!   Tables merge key by key (a later file wins); `[[watch]]` and `[[certificate]]` entries
 //!   append, and their indices (`certificate[2]`) count across all files in that order. Every
 //!   entry and every key written in a file remembers the file and line it came from
