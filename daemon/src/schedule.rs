@@ -49,28 +49,36 @@ pub fn next_wakeup(inventory: &Inventory, now: i64, warn_before: u64) -> i64 {
 /// fixed for `id`. Never before half the lifetime: a `renew_before` as long as the lifetime
 /// (30 days on a 10-minute certificate) would otherwise renew every new certificate at once,
 /// for ever.
+///
+/// No arithmetic here can wrap, whatever the times and however long `renew_before` is: a
+/// `renew_before` beyond `i64::MAX` seconds means "as early as allowed", never "not at all".
 pub fn renewal_due(id: &str, not_before: i64, not_after: i64, renew_before: Option<u64>) -> i64 {
-    let lifetime = (not_after - not_before).max(0);
-    let two_thirds = not_before + lifetime * 2 / 3;
-    let due = match renew_before.and_then(|s| i64::try_from(s).ok()) {
-        Some(before) => two_thirds.min(not_after.saturating_sub(before)),
+    let lifetime = not_after.saturating_sub(not_before).max(0);
+    // In i128: `lifetime * 2` overflows an i64 for lifetimes past half its range.
+    let two_thirds =
+        i64::try_from(i128::from(not_before) + i128::from(lifetime) * 2 / 3).unwrap_or(not_after);
+    let due = match renew_before {
+        Some(before) => {
+            two_thirds.min(not_after.saturating_sub(i64::try_from(before).unwrap_or(i64::MAX)))
+        }
         None => two_thirds,
     };
-    let spread = (lifetime / 100).min(6 * 3_600);
+    let spread = u64::try_from((lifetime / 100).min(6 * 3_600)).unwrap_or(0);
     let jitter = if spread > 0 {
-        (stable_hash(id) % spread as u64) as i64
+        i64::try_from(stable_hash(id) % spread).unwrap_or(0)
     } else {
         0
     };
-    (due - jitter).max(not_before + lifetime / 2)
+    due.saturating_sub(jitter)
+        .max(not_before.saturating_add(lifetime / 2))
 }
 
 /// The time inside an authority's suggested window `[start, end)` at which `id` renews: the
 /// same for the same id and window, spread evenly over the window across ids (RFC 9773 §4.2
 /// asks for a random point; a stable one survives restarts without renewing twice).
 pub fn in_window(id: &str, start: i64, end: i64) -> i64 {
-    let width = (end - start).max(1) as u64;
-    start + (stable_hash(id) % width) as i64
+    let width = u64::try_from(end.saturating_sub(start).max(1)).unwrap_or(1);
+    start.saturating_add(i64::try_from(stable_hash(id) % width).unwrap_or(0))
 }
 
 /// Seconds to wait after the `failures`-th failure in a row (1-based): `initial` doubled per
@@ -187,6 +195,26 @@ mod tests {
         assert_eq!(renewal_due("x", 1_000, 1_000, None), 1_000);
         // renew_before longer than the lifetime: half-way, not at once.
         assert_eq!(renewal_due("short", 1_000, 1_600, Some(30 * 86_400)), 1_300);
+    }
+
+    #[test]
+    fn durations_and_times_at_the_ends_of_their_range_never_wrap() {
+        // A renew_before past i64::MAX seconds is the longest one, not none at all.
+        assert_eq!(renewal_due("short", 1_000, 1_600, Some(u64::MAX)), 1_300);
+        assert_eq!(renewal_due("short", 1_000, 1_600, Some(1 << 63)), 1_300);
+        // Lifetimes that overflow `lifetime * 2`, and windows wider than an i64.
+        let due = renewal_due("a", i64::MIN, i64::MAX, None);
+        assert!((i64::MIN / 2..=i64::MAX / 2).contains(&due), "{due}");
+        let due = renewal_due("a", 0, i64::MAX, Some(u64::MAX));
+        assert_eq!(due, i64::MAX / 2);
+        let t = in_window("a", i64::MIN, i64::MAX);
+        assert!(t < i64::MAX, "{t}");
+        assert_eq!(in_window("a", i64::MAX, i64::MIN), i64::MAX);
+        let far = Inventory {
+            entries: vec![entry(0, i64::MAX)],
+            ..Inventory::default()
+        };
+        assert_eq!(next_transition(&far, 10, u64::MAX), Some(i64::MAX));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[allow(unsafe_code)]
 pub mod abi;
+pub mod duration;
 mod host;
 pub mod messages;
 mod plugin;

@@ -1,13 +1,19 @@
 //! Configuration: loading the TOML files and validating what they say.
 //!
 //! Contract:
-//! - [`load`] reads the main file and then every regular `*.toml` file (hidden ones excepted) in
-//!   the `conf.d/` folder beside it, in byte order of the names; a missing `conf.d/` is fine.
+//! - [`load`] reads the main file and then every `*.toml` file (hidden ones excepted) in the
+//!   `conf.d/` folder beside it, in byte order of the names; a missing `conf.d/` is fine. Each
+//!   is read like every file the daemon is told about ([`crate::bounded`]): a regular file of
+//!   at most [`crate::bounded::CONFIG_FILE_LIMIT`] bytes. A FIFO, device, socket or folder at
+//!   the path (or a link to one), or a larger file, is a problem naming it, found at once:
+//!   loading never blocks and never reads more than the cap.
 //!   Tables merge key by key (a later file wins); `[[watch]]` and `[[certificate]]` entries
 //!   append, and their indices (`certificate[2]`) count across all files in that order. Every
 //!   entry and every key written in a file remembers the file and line it came from
 //!   ([`Origin`], [`Config::key_origins`]); keys not written anywhere take
 //!   [`Config::defaults`].
+//! - Durations are the SDK's ([`crate::duration`]): one syntax for the daemon and the plugins,
+//!   and none longer than 100 years, so no arithmetic on a configured duration can wrap.
 //! - Loading never stops at the first problem: syntax errors, unknown keys, wrong types and
 //!   semantic problems (duplicate ids, relative paths, a bad listen address, ...) are all
 //!   collected and returned together as [`Problem`]s, each naming file, line, key, what is wrong

@@ -737,3 +737,227 @@ issuer_trust = "oces"
     );
     assert!(text.contains("write one of oces3"), "{text}");
 }
+
+/// `load(main)` in a thread: a loader that blocks (on a FIFO, say) fails the test instead of
+/// hanging it.
+fn load_within_seconds(main: &Path) -> Result<Config, Vec<Problem>> {
+    let main = main.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&main));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(result) => result,
+        Err(_) => panic!("loading the configuration blocked for 20 s"),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    if let Err(e) = nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        panic!("mkfifo {}: {e}", path.display());
+    }
+}
+
+fn symlink(target: &str, link: &Path) {
+    if let Err(e) = std::os::unix::fs::symlink(target, link) {
+        panic!("symlink {}: {e}", link.display());
+    }
+}
+
+/// A sparse file of `len` bytes.
+fn sized(path: &Path, len: u64) {
+    let file = match fs::File::create(path) {
+        Ok(file) => file,
+        Err(e) => panic!("create {}: {e}", path.display()),
+    };
+    if let Err(e) = file.set_len(len) {
+        panic!("set_len {}: {e}", path.display());
+    }
+}
+
+#[test]
+fn durations_of_100_years_or_more_are_refused() {
+    // 2^63 seconds wraps to a negative i64: the window would mean the opposite.
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+warn_before = "9223372036854775808s"
+retry_max = "36526d"
+
+[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+renew_before = "9223372036854775808s"
+"#,
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("daemon.warn_before", Some(2)),
+            ("daemon.retry_max", Some(3)),
+            ("certificate[0].renew_before", Some(9)),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert_eq!(
+        find(&problems, "daemon.warn_before").message,
+        "`9223372036854775808s` is longer than 100 years (36525d), the longest duration \
+         certvakt accepts"
+    );
+    assert_eq!(
+        find(&problems, "daemon.warn_before").hint,
+        "write how long before expiry to warn, e.g. warn_before = \"30d\""
+    );
+    assert!(
+        find(&problems, "certificate[0].renew_before")
+            .message
+            .contains("longer than 100 years"),
+        "{}",
+        render(&problems)
+    );
+}
+
+#[test]
+fn durations_up_to_100_years_load_in_one_syntax() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[daemon]
+warn_before = "36524d23h59m59s"
+retry_initial = "1m30s"
+retry_max = "36525d"
+
+[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+renew_before = "5217w"
+hook_timeout = "1m30s"
+"#,
+    );
+    let config = dir.load_ok();
+    let hundred_years = 36_525 * 86_400;
+    assert_eq!(config.daemon.warn_before.as_secs(), hundred_years - 1);
+    assert_eq!(config.daemon.retry_initial.as_secs(), 90);
+    assert_eq!(config.daemon.retry_max.as_secs(), hundred_years);
+    let r = &config.certificates[0].renewal;
+    assert_eq!(
+        r.renew_before.map(|d| d.as_secs()),
+        Some(5_217 * 7 * 86_400)
+    );
+    assert_eq!(r.hook_timeout.as_secs(), 90);
+}
+
+#[test]
+fn a_fifo_as_the_configuration_file_is_refused_at_once() {
+    let dir = Dir::new();
+    // Nobody ever writes to it: a blocking read would wait for ever.
+    mkfifo(&dir.main());
+    let problems = match load_within_seconds(&dir.main()) {
+        Ok(config) => panic!("a FIFO loaded: {config:?}"),
+        Err(problems) => problems,
+    };
+    assert_eq!(places(&problems), [("", None)], "{}", render(&problems));
+    assert_eq!(problems[0].file, dir.main());
+    assert_eq!(
+        problems[0].message,
+        "cannot read the configuration file: it is not a regular file (a FIFO, socket, device \
+         or folder); certvakt reads only regular files"
+    );
+}
+
+#[test]
+fn dev_zero_and_oversized_files_are_not_read_as_the_configuration() {
+    let dir = Dir::new();
+    symlink("/dev/zero", &dir.main());
+    let problems = match load_within_seconds(&dir.main()) {
+        Ok(config) => panic!("/dev/zero loaded: {config:?}"),
+        Err(problems) => problems,
+    };
+    assert_eq!(places(&problems), [("", None)], "{}", render(&problems));
+    assert!(
+        problems[0].message.contains("is not a regular file"),
+        "{}",
+        render(&problems)
+    );
+
+    let big = dir.dir.path().join("big.toml");
+    sized(&big, crate::bounded::CONFIG_FILE_LIMIT + 1);
+    let problems = match load_within_seconds(&big) {
+        Ok(config) => panic!("an oversized file loaded: {config:?}"),
+        Err(problems) => problems,
+    };
+    assert_eq!(
+        problems
+            .iter()
+            .map(|p| (p.file.as_path(), p.message.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            big.as_path(),
+            "cannot read the configuration file: it is 4194305 bytes, more than the 4194304 \
+             bytes certvakt reads from such a file"
+        )]
+    );
+}
+
+#[test]
+fn a_dropin_that_is_not_a_regular_file_is_refused_by_name() {
+    let dir = Dir::new();
+    let main = dir.write("certvakt.toml", "[daemon]\nlog_level = \"info\"\n");
+    // A readable drop-in beside them is still read (its typo is reported in its place).
+    let typo = dir.write("conf.d/10-typo.toml", "[daemon]\nlog_levl = \"debug\"\n");
+    let fifo = dir.dir.path().join("conf.d/20-fifo.toml");
+    mkfifo(&fifo);
+    let zero = dir.dir.path().join("conf.d/30-zero.toml");
+    symlink("/dev/zero", &zero);
+    let folder = dir.dir.path().join("conf.d/40-folder.toml");
+    if let Err(e) = fs::create_dir(&folder) {
+        panic!("mkdir: {e}");
+    }
+    let big = dir.dir.path().join("conf.d/50-big.toml");
+    sized(&big, crate::bounded::CONFIG_FILE_LIMIT + 1);
+    let gone = dir.dir.path().join("conf.d/60-gone.toml");
+    symlink("/nonexistent/certvakt.toml", &gone);
+
+    let problems = match load_within_seconds(&main) {
+        Ok(config) => panic!("loaded: {config:?}"),
+        Err(problems) => problems,
+    };
+    let not_regular = "cannot read this drop-in file: it is not a regular file (a FIFO, socket, \
+                       device or folder); certvakt reads only regular files";
+    let too_big = "cannot read this drop-in file: it is 4194305 bytes, more than the 4194304 \
+                   bytes certvakt reads from such a file";
+    let dangling = "cannot read this drop-in file: it is a symbolic link to \
+                    /nonexistent/certvakt.toml, which does not exist";
+    assert_eq!(
+        problems
+            .iter()
+            .map(|p| (p.file.as_path(), p.line, p.message.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                typo.as_path(),
+                Some(2),
+                "unknown key \"log_levl\" in [daemon]"
+            ),
+            (fifo.as_path(), None, not_regular),
+            (zero.as_path(), None, not_regular),
+            (folder.as_path(), None, not_regular),
+            (big.as_path(), None, too_big),
+            (gone.as_path(), None, dangling),
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert!(
+        problems[1]
+            .hint
+            .starts_with("conf.d holds only regular *.toml files"),
+        "{}",
+        problems[1]
+    );
+}

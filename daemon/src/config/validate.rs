@@ -3,13 +3,14 @@
 //! Everything here is pure (no file system, no user or group lookups) so `check-config`, the
 //! daemon and the tests see the same verdicts. Besides [`validate`] over a whole [`Config`], it
 //! owns the parsing of the few values whose type cannot hold a bad value ([`listen_address`],
-//! [`log_level`]); the loader calls those so the rules live in one place.
+//! [`log_level`], [`key_algorithm`], [`key_policy`], [`file_mode`]); the loader calls those so
+//! the rules live in one place.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use super::{Config, ManagedCertificate, Origin, Problem};
+use super::{Config, KeyPolicy, ManagedCertificate, Origin, Problem};
 
 /// Largest accepted `max_file_size`: 64 MiB.
 pub(super) const MAX_FILE_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -521,6 +522,18 @@ pub(super) fn key_algorithm(
             message: format!("\"{text}\" is not a key type"),
             hint: "write one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384".into(),
         })
+}
+
+/// `key_policy`: `new` or `reuse`.
+pub(super) fn key_policy(text: &str) -> Result<KeyPolicy, Refusal> {
+    match text {
+        "new" => Ok(KeyPolicy::New),
+        "reuse" => Ok(KeyPolicy::Reuse),
+        _ => Err(Refusal {
+            message: format!("\"{text}\" is not a key policy"),
+            hint: "write key_policy = \"new\" (a new key every renewal) or \"reuse\"".into(),
+        }),
+    }
 }
 
 /// `key_mode` / `cert_mode`: an octal string of permission bits, `"0600"` .. `"0777"`.

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use certvakt_plugin_api::duration::HumanDuration;
 use certvakt_plugin_api::profile::KeyAlgorithm;
 use certvakt_plugin_api::{PluginError, SettingDoc, SettingProblem};
 use serde_json::{Map, Value};
@@ -116,7 +117,8 @@ pub fn docs() -> Vec<SettingDoc> {
         SettingDoc::optional(
             "dns_wait",
             "dns-01 only: how long the records need to reach every name server before the \
-             CA may look, e.g. \"30s\", \"2m\". Default \"0s\".",
+             CA may look, e.g. \"30s\", \"2m\", \"1m30s\" (units w d h m s, no bare \
+             numbers). Default \"0s\".",
         )
         .example("\"60s\""),
         SettingDoc::optional(
@@ -322,16 +324,20 @@ impl Settings {
         let challenge_name = r.string("challenge").unwrap_or_else(|| "http-01".into());
         let webroot = r.string("webroot");
         let hook = r.strings("dns_hook");
+        // The SDK's duration syntax, the daemon's own: `"90s"`, `"1m30s"`, at most 100 years.
         let wait_secs = match r.string("dns_wait") {
             None => 0,
-            Some(text) => parse_duration(&text).unwrap_or_else(|| {
-                r.hint(
-                    "dns_wait",
-                    format!("{text:?} is not a duration"),
-                    "write a number with s, m or h, like \"30s\" or \"2m\"",
-                );
-                0
-            }),
+            Some(text) => match text.parse::<HumanDuration>() {
+                Ok(wait) => wait.as_secs(),
+                Err(e) => {
+                    r.hint(
+                        "dns_wait",
+                        e.to_string(),
+                        "write how long to wait with a unit, like \"30s\", \"2m\" or \"1m30s\"",
+                    );
+                    0
+                }
+            },
         };
         let challenge = match challenge_name.as_str() {
             "http-01" => {
@@ -513,23 +519,6 @@ impl Settings {
             ))
         })
     }
-}
-
-/// `"30s"`, `"2m"`, `"1h"`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
 
 /// Why `name` is not a DNS name a public CA certifies (lower case already).

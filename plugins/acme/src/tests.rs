@@ -12,7 +12,7 @@ use crate::Acme;
 use crate::challenge::{self, Published};
 use crate::client::Answer;
 use crate::jws::AccountKey;
-use crate::settings::{Challenge, LETSENCRYPT, Settings, parse_duration};
+use crate::settings::{Challenge, LETSENCRYPT, Settings};
 
 const DIRECTORY: &str = "https://ca.test/dir";
 
@@ -114,13 +114,45 @@ fn every_problem_is_reported_at_once_with_its_key() {
     );
 }
 
+/// The dns-01 wait of `dns_wait = text`, or the problems with it.
+fn dns_wait(text: &str) -> Result<u64, Vec<(String, String)>> {
+    let value = settings(json!({
+        "challenge": "dns-01",
+        "dns_hook": ["/bin/true"],
+        "dns_wait": text,
+    }));
+    match Settings::parse(&value) {
+        Ok(Settings {
+            challenge: Challenge::Dns01 { wait_secs, .. },
+            ..
+        }) => Ok(wait_secs),
+        Ok(other) => panic!("not dns-01: {other:?}"),
+        Err(problems) => Err(problems.into_iter().map(|p| (p.key, p.message)).collect()),
+    }
+}
+
 #[test]
-fn durations_and_the_plugin_describe_its_settings() {
-    assert_eq!(parse_duration("30s"), Some(30));
-    assert_eq!(parse_duration("2m"), Some(120));
-    assert_eq!(parse_duration("90"), Some(90));
-    assert_eq!(parse_duration("1 h"), Some(3600));
-    assert_eq!(parse_duration("soon"), None);
+fn dns_wait_is_written_like_every_other_duration() {
+    assert_eq!(dns_wait("30s"), Ok(30));
+    assert_eq!(dns_wait("2m"), Ok(120));
+    // The daemon's syntax: sums of units, which the plugin's own parser used to refuse.
+    assert_eq!(dns_wait("1m30s"), Ok(90));
+    assert_eq!(dns_wait("1h"), Ok(3600));
+    // And its rules: a bare number is a unit mistake, and 100 years is the most.
+    for (text, why) in [
+        ("90", "a number without a unit"),
+        ("soon", "is not a duration"),
+        ("9223372036854775808s", "longer than 100 years"),
+    ] {
+        let found = dns_wait(text).err().unwrap_or_default();
+        assert_eq!(found.len(), 1, "{text}: {found:?}");
+        assert_eq!(found[0].0, "dns_wait");
+        assert!(found[0].1.contains(why), "{text}: {found:?}");
+    }
+}
+
+#[test]
+fn the_plugin_describes_its_settings() {
     let host = FakeHost::new();
     let about = host.describe(&Acme::default()).expect("describe");
     assert_eq!(about.name, "acme");

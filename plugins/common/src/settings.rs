@@ -8,6 +8,7 @@
 //! r.finish(Settings { cvr, mode })   // Err(every problem) if there was one
 //! ```
 
+use certvakt_plugin_api::duration::HumanDuration;
 use certvakt_plugin_api::{PluginError, SettingDoc, SettingProblem};
 use serde_json::{Map, Value};
 
@@ -139,6 +140,18 @@ impl<'a> SettingsReader<'a> {
         }
     }
 
+    /// A duration in the SDK's syntax, the daemon's own (`"90s"`, `"1m30s"`, `"2h"`; no bare
+    /// numbers, at most 100 years), `default` when left out.
+    pub fn duration(&mut self, key: &str, default: HumanDuration) -> HumanDuration {
+        let mut parsed = None;
+        self.optional(key, |text| {
+            let duration = text.parse::<HumanDuration>().map_err(|e| e.to_string())?;
+            parsed = Some(duration);
+            Ok(())
+        });
+        parsed.unwrap_or(default)
+    }
+
     /// A list of strings, each checked; empty when left out.
     pub fn list(
         &mut self,
@@ -257,6 +270,30 @@ mod tests {
         assert_eq!(keys, ["colour", "cvr", "mode", "lines[1]"]);
         assert_eq!(mode, "automatic");
         assert_eq!(lines, ["a"]);
+    }
+
+    #[test]
+    fn durations_use_the_sdk_syntax() {
+        let docs = [
+            SettingDoc::optional("wait", "wait"),
+            SettingDoc::optional("pause", "pause"),
+            SettingDoc::optional("delay", "delay"),
+        ];
+        let value = json!({"wait": "1m30s", "pause": "90"});
+        let Ok(mut r) = SettingsReader::new(&value, "test", &docs) else {
+            panic!("a table");
+        };
+        let default = HumanDuration(std::time::Duration::from_secs(5));
+        assert_eq!(r.duration("wait", default).as_secs(), 90);
+        assert_eq!(r.duration("pause", default), default);
+        assert_eq!(r.duration("delay", default), default);
+        let problems = r.finish(()).err().unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "pause");
+        assert!(
+            problems[0].message.contains("a number without a unit"),
+            "{problems:?}"
+        );
     }
 
     #[test]
