@@ -333,7 +333,9 @@ impl CertInfo {
             CertState::Expired
         } else if now < self.not_before {
             CertState::NotYetValid
-        } else if self.not_after - now <= warn_before as i64 {
+        } else if self.not_after.saturating_sub(now)
+            <= i64::try_from(warn_before).unwrap_or(i64::MAX)
+        {
             CertState::Expiring
         } else {
             CertState::Ok

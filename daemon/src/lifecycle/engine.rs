@@ -85,7 +85,7 @@ impl Engine {
                 http,
                 http01: None,
                 installed: None,
-                deadline: super::PLUGIN_DEADLINE,
+                deadline: plugin_deadline(),
                 pause_after,
             }),
             records: BTreeMap::new(),
@@ -597,4 +597,19 @@ fn pause_hook() -> Option<Phase> {
 #[cfg(not(feature = "test-hooks"))]
 fn pause_hook() -> Option<Phase> {
     None
+}
+
+/// How long a plugin call may take: [`super::PLUGIN_DEADLINE`], or, in a build with the
+/// `test-hooks` feature, [`super::DEADLINE_ENV`] milliseconds (so a test can overrun it).
+#[cfg(feature = "test-hooks")]
+fn plugin_deadline() -> Duration {
+    std::env::var(super::DEADLINE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(super::PLUGIN_DEADLINE, Duration::from_millis)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn plugin_deadline() -> Duration {
+    super::PLUGIN_DEADLINE
 }

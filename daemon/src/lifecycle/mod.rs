@@ -86,6 +86,9 @@ const STEPS_PER_PLUGIN: usize = 8;
 /// The environment variable of the crash-test hook (see `engine`): honoured only by a build
 /// with the `test-hooks` feature, which the end-to-end tests enable and packages never do.
 pub const PAUSE_ENV: &str = "CERTVAKT_TEST_PAUSE_AFTER";
+/// The environment variable that shortens the plugin call deadline (milliseconds), honoured
+/// only with the `test-hooks` feature, like [`PAUSE_ENV`].
+pub const DEADLINE_ENV: &str = "CERTVAKT_TEST_PLUGIN_DEADLINE_MS";
 
 /// Why a command was refused or a step failed. Messages say what, where and what to do.
 #[derive(Debug, thiserror::Error)]

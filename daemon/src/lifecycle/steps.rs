@@ -546,7 +546,7 @@ impl Core {
             _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
         };
         let now = crate::now_unix();
-        record.retry_at = Some(now + i64::try_from(wait).unwrap_or(i64::MAX / 2));
+        record.retry_at = Some(now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)));
         record.last_error = Some(error.to_string());
         let (step, phase) = record
             .run
