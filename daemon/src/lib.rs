@@ -14,16 +14,24 @@
 //!   belongs to a key.
 //! - [`store`]: the state directory: atomic files, certificate versions, the live install and its
 //!   recovery after a crash, rollback, the renewal state and history.
-//! - [`lifecycle`]: the renewal engine: the state machine from due to retired, operator tasks,
-//!   imports and hooks.
+//! - [`lifecycle`]: the renewal engine: its loop, the state machine from due to retired (each
+//!   certificate's steps in a task of their own), operator tasks, commands, the inbox, imports,
+//!   installs and hooks.
 //! - [`plugin_host`]: loading authority plugins, calling them with a deadline, and the services
 //!   they get (HTTP(S) with client identities and trust sets, state, tasks, signatures).
 //! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
 //! - [`control`]: the control socket protocol, its server, and the client the CLI uses.
-//! - [`service`]: the daemon itself: config, inventory, metrics, control, signals, in one loop.
+//! - [`service`]: the daemon itself: config, inventory, metrics, control, signals, in one loop;
+//!   the control backend, the reports and scan tracking beside it.
 //! - [`signal`]: operating system signals as a small domain enum.
 //! - [`systemd`]: journal logging and `sd_notify`.
-//! - [`cli`]: the operator's command line.
+//! - [`cli`]: the operator's command line; [`daemon_cli`]: `certvaktd`'s.
+//! - [`certfile`]: certificate files as bytes (PEM, DER, PKCS#12 sniffing), below both the
+//!   inventory and `keys`.
+//! - [`duration`]: durations in configuration files (the SDK's parser).
+//! - [`human_time`]: times and spans as operators read them.
+//! - [`httpd`]: the small HTTP server behind `/metrics` and the http-01 responder.
+//! - [`watcher`]: inotify on watched folders and renewal inboxes.
 
 pub mod bounded;
 pub mod certfile;

@@ -61,6 +61,11 @@ impl TaskIds {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn assign_for_test(&mut self, title: &str) -> String {
+        self.assign(title)
+    }
+
     fn assign(&mut self, title: &str) -> String {
         if let Some((_, id)) = self.open.iter().find(|(t, _)| t == title) {
             return id.clone();

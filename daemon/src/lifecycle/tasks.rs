@@ -178,3 +178,69 @@ fn leaf_der(facts: &CertFacts) -> Option<Vec<u8>> {
         .ok()
         .and_then(|ders| ders.into_iter().next())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Run;
+
+    fn task(id: &str, title: &str, closed: bool) -> Task {
+        Task {
+            id: id.into(),
+            cert_id: "web".into(),
+            phase: Phase::Ordered,
+            title: title.into(),
+            instructions: String::new(),
+            files: Vec::new(),
+            completes_by: Completion::Confirm,
+            opened_at: 0,
+            closed_at: closed.then_some(1),
+        }
+    }
+
+    fn record(run: u64, tasks: Vec<Task>) -> Record {
+        Record {
+            run: Some(Run {
+                number: run,
+                reason: crate::lifecycle::Reason::Requested,
+                started_at: 0,
+                phase: Phase::Ordered,
+                phase_at: 0,
+                csr_pem: None,
+                plugin_state: serde_json::Value::Null,
+                old: None,
+                new: None,
+                chain_pem: None,
+                version: None,
+                wait_until: None,
+                notes: Vec::new(),
+                requested: None,
+            }),
+            tasks,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn the_next_id_is_one_past_the_highest_of_the_run_and_never_reused() {
+        assert_eq!(next_task_id("web", &record(2, Vec::new())), "web-2-1");
+        // An earlier run's open task stays; ids of this run count from what is there.
+        let r = record(
+            3,
+            vec![task("web-2-1", "a", false), task("web-3-5", "b", true)],
+        );
+        assert_eq!(next_task_id("web", &r), "web-3-6");
+        assert_eq!(next_task_id("web", &Record::default()), "web-0-1");
+    }
+
+    #[test]
+    fn the_host_hands_out_the_ids_the_engine_files_and_reuses_an_open_titles_id() {
+        use crate::lifecycle::cert_services::TaskIds;
+        let r = record(4, vec![task("web-4-1", "Order it", false)]);
+        let mut ids = TaskIds::for_record("web", &r);
+        assert_eq!(ids.assign_for_test("Order it"), "web-4-1");
+        assert_eq!(ids.assign_for_test("Attach it"), "web-4-2");
+        assert_eq!(ids.assign_for_test("Tell NHN"), "web-4-3");
+        assert_eq!(ids.assign_for_test("Attach it"), "web-4-2");
+    }
+}
