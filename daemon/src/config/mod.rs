@@ -25,6 +25,7 @@ mod load;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
