@@ -118,6 +118,28 @@ pub struct Run {
     pub requested: Option<Requested>,
 }
 
+impl Run {
+    /// Run `number`, started at `now` for `reason`, replacing `old` (when there is one).
+    pub fn new(number: u64, reason: Reason, now: i64, old: Option<CertFacts>) -> Run {
+        Run {
+            number,
+            reason,
+            started_at: now,
+            phase: Phase::Due,
+            phase_at: now,
+            csr_pem: None,
+            plugin_state: Value::Null,
+            old,
+            new: None,
+            chain_pem: None,
+            version: None,
+            wait_until: None,
+            notes: Vec::new(),
+            requested: None,
+        }
+    }
+}
+
 /// The parts of the plugin's CSR profile an issued certificate is checked against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requested {

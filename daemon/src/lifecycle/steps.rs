@@ -504,22 +504,7 @@ impl Core {
         now: i64,
     ) {
         record.runs += 1;
-        record.run = Some(Run {
-            number: record.runs,
-            reason,
-            started_at: now,
-            phase: Phase::Due,
-            phase_at: now,
-            csr_pem: None,
-            plugin_state: Value::Null,
-            old: current,
-            new: None,
-            chain_pem: None,
-            version: None,
-            wait_until: None,
-            notes: Vec::new(),
-            requested: None,
-        });
+        record.run = Some(Run::new(record.runs, reason, now, current));
         record.tasks.retain(|t| t.closed_at.is_none());
         log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
     }

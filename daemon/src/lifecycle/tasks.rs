@@ -201,20 +201,8 @@ mod tests {
     fn record(run: u64, tasks: Vec<Task>) -> Record {
         Record {
             run: Some(Run {
-                number: run,
-                reason: crate::lifecycle::Reason::Requested,
-                started_at: 0,
                 phase: Phase::Ordered,
-                phase_at: 0,
-                csr_pem: None,
-                plugin_state: serde_json::Value::Null,
-                old: None,
-                new: None,
-                chain_pem: None,
-                version: None,
-                wait_until: None,
-                notes: Vec::new(),
-                requested: None,
+                ..Run::new(run, crate::lifecycle::Reason::Requested, 0, None)
             }),
             tasks,
             ..Record::default()
