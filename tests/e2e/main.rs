@@ -9,6 +9,7 @@ mod common;
 mod completion;
 mod config;
 mod denmark;
+mod engine;
 mod manpages;
 mod monitor;
 mod monitoring;

@@ -11,8 +11,8 @@
 //! - Authorities and servers to renew against, on loopback: [`simca`] (a CA with an HTTPS API
 //!   and mutual TLS), [`pebble`] (Let's Encrypt's ACME test server, run for a test), [`ari`]
 //!   (renewal information in front of pebble), [`webroot`] (a web server for a document
-//!   root), and [`mitid`] (a MitID Erhverv stand-in that issues and renews OCES3 certificates
-//!   as PKCS#12 downloads).
+//!   root), [`mitid`] (a MitID Erhverv stand-in that issues and renews OCES3 certificates
+//!   as PKCS#12 downloads), and [`exampleca`] (the API of the SDK's example plugin).
 //! - Authorities spoken to in SOAP: [`fmk`] (Danish FMK whitelisting with a SOSI STS) and
 //!   [`nemlogin`] (the NemLog-in STS with its system-user registry), on [`soapd`], with the
 //!   XML tools in [`xmlsec`] (`xmlsec1`, `xmllint`).
@@ -23,6 +23,7 @@
 pub mod ari;
 pub mod badfiles;
 pub mod ca;
+pub mod exampleca;
 pub mod fmk;
 pub mod harness;
 pub mod leaf;

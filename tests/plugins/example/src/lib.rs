@@ -5,9 +5,8 @@
 //! plugin orders, polls, registers, verifies and retires over Example CA's JSON API, through
 //! the host's HTTP client and keys (the plugin never holds a key or opens a socket).
 //!
-//! `test_panic_in` and `test_delay_ms` exist for certvakt's own tests of the plugin host.
-
-use std::time::Duration;
+//! The `test_*` settings exist for certvakt's own tests of the plugin host and the renewal
+//! engine (see `test_hooks`).
 
 use certvakt_plugin_api::profile::{
     CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyUsage, StringType, SubjectAttribute, oid,
@@ -20,6 +19,8 @@ use certvakt_plugin_api::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+mod test_hooks;
 
 /// The plugin. It keeps nothing between calls: per-renewal data travels in `state`.
 #[derive(Debug, Default)]
@@ -41,6 +42,13 @@ struct Settings {
     test_panic_in: Option<String>,
     #[serde(default)]
     test_delay_ms: u64,
+    #[serde(default)]
+    test_task_in: Option<String>,
+    #[serde(default)]
+    test_fail_in: Option<String>,
+    /// Held for the whole call while a test hook is set (see `test_hooks`).
+    #[serde(skip)]
+    _call: Option<test_hooks::InFlight>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -54,15 +62,14 @@ enum KeyChoice {
 
 impl Settings {
     /// The settings for a call to `method`, after the test hooks have had their say.
-    fn for_call(settings: &Value, method: &str) -> Result<Settings, PluginError> {
-        let settings: Settings = serde_json::from_value(settings.clone())
+    fn for_call(
+        host: &Host<'_>,
+        certificate: &CertificateContext,
+        method: &str,
+    ) -> Result<Settings, PluginError> {
+        let mut settings: Settings = serde_json::from_value(certificate.settings.clone())
             .map_err(|e| PluginError::configuration(format!("settings: {e}")))?;
-        if settings.test_panic_in.as_deref() == Some(method) {
-            panic!("test_panic_in asked {method} to panic");
-        }
-        if settings.test_delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(settings.test_delay_ms));
-        }
+        settings._call = test_hooks::before_call(host, certificate, method, &settings)?;
         Ok(settings)
     }
 }
@@ -88,6 +95,10 @@ impl Plugin for ExampleCa {
                     .example("\"issue\""),
                 SettingDoc::optional("test_delay_ms", "Test hook: sleep in every call.")
                     .example("100"),
+                SettingDoc::optional("test_task_in", "Test hook: the method that opens a task.")
+                    .example("\"register\""),
+                SettingDoc::optional("test_fail_in", "Test hook: the method that fails.")
+                    .example("\"issue\""),
             ],
         }
     }
@@ -133,10 +144,10 @@ impl Plugin for ExampleCa {
 
     fn csr_profile(
         &self,
-        _host: &Host<'_>,
+        host: &Host<'_>,
         certificate: CertificateContext,
     ) -> Result<CsrProfile, PluginError> {
-        let settings = Settings::for_call(&certificate.settings, "csr_profile")?;
+        let settings = Settings::for_call(host, &certificate, "csr_profile")?;
         let attribute = |oid: &str, value: &str| SubjectAttribute {
             oid: oid.into(),
             value: value.into(),
@@ -159,7 +170,7 @@ impl Plugin for ExampleCa {
     }
 
     fn issue(&self, host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
-        let settings = Settings::for_call(&order.certificate.settings, "issue")?;
+        let settings = Settings::for_call(host, &order.certificate, "issue")?;
         let id = &order.certificate.certificate_id;
         let Some(api) = settings.api_url else {
             return Ok(IssueOutcome::Pending {
@@ -205,7 +216,7 @@ impl Plugin for ExampleCa {
     }
 
     fn poll(&self, host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
-        let settings = Settings::for_call(&order.certificate.settings, "poll")?;
+        let settings = Settings::for_call(host, &order.certificate, "poll")?;
         let pending = |state: Value, poll_after_secs| IssueOutcome::Pending {
             poll_after_secs,
             task: None,
@@ -233,7 +244,7 @@ impl Plugin for ExampleCa {
 
     /// Uses every host service: log, state_get/put, now, sign, http, open_task.
     fn register(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {
-        let settings = Settings::for_call(&step.certificate.settings, "register")?;
+        let settings = Settings::for_call(host, &step.certificate, "register")?;
         let Some(new) = &step.new else {
             return Err(PluginError::permanent("register needs the new certificate"));
         };
@@ -308,7 +319,7 @@ impl Plugin for ExampleCa {
     }
 
     fn verify(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {
-        let settings = Settings::for_call(&step.certificate.settings, "verify")?;
+        let settings = Settings::for_call(host, &step.certificate, "verify")?;
         let (Some(api), Some(new)) = (settings.api_url, &step.new) else {
             return Ok(StepOutcome::Done { state: step.state });
         };
@@ -326,7 +337,7 @@ impl Plugin for ExampleCa {
     }
 
     fn retire(&self, host: &Host<'_>, step: StepContext) -> Result<StepOutcome, PluginError> {
-        let settings = Settings::for_call(&step.certificate.settings, "retire")?;
+        let settings = Settings::for_call(host, &step.certificate, "retire")?;
         let (Some(api), Some(old)) = (settings.api_url, &step.certificate.current) else {
             return Ok(StepOutcome::Done { state: step.state });
         };

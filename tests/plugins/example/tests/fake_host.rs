@@ -282,3 +282,97 @@ fn steps_without_an_api_fall_back_to_people_or_nothing() {
     );
     assert!(host.http_requests().is_empty());
 }
+
+/// A step about a certificate of its own: calls with test hooks count themselves per
+/// certificate in the whole process, and the tests here run in parallel.
+fn step_of(id: &str, settings: Value) -> StepContext {
+    let mut step = step(settings, json!({}));
+    step.certificate.certificate_id = id.into();
+    step
+}
+
+#[test]
+fn test_hooks_open_a_task_log_its_id_and_fail_when_asked() {
+    let host = FakeHost::new();
+    let mut settings = manual();
+    settings["test_task_in"] = json!("verify");
+    let outcome = host
+        .verify(&ExampleCa, step_of("hooks", settings.clone()))
+        .unwrap();
+    assert_eq!(outcome, StepOutcome::Done { state: json!({}) });
+    let tasks = host.tasks();
+    assert_eq!(tasks.len(), 1);
+    let (task_id, task) = &tasks[0];
+    assert_eq!(task.title, "Test task opened in verify");
+    let said = format!("test_task_in: verify of hooks opened task {task_id}");
+    assert!(
+        host.logs().iter().any(|l| l.message == said),
+        "{:?}",
+        host.logs()
+    );
+
+    // Another method is left alone.
+    host.retire(&ExampleCa, step_of("hooks", settings.clone()))
+        .unwrap();
+    assert_eq!(host.tasks().len(), 1);
+
+    settings["test_fail_in"] = json!("verify");
+    let err = host
+        .verify(&ExampleCa, step_of("hooks", settings))
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Temporary);
+    assert_eq!(err.message, "test_fail_in asked verify to fail");
+    assert_eq!(
+        host.tasks().len(),
+        2,
+        "the task is opened before the failure"
+    );
+}
+
+#[test]
+fn calls_one_after_the_other_are_no_overlap() {
+    let host = FakeHost::new();
+    let mut settings = manual();
+    settings["test_delay_ms"] = json!(1);
+    for _ in 0..3 {
+        host.verify(&ExampleCa, step_of("one-by-one", settings.clone()))
+            .unwrap();
+    }
+    let logs = host.logs();
+    assert_eq!(logs.len(), 6, "sleeps and slept, three times: {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.message.contains("overlap")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_call_that_starts_while_another_about_the_same_certificate_runs_is_an_overlap() {
+    let slow = FakeHost::new();
+    let second = FakeHost::new();
+    let mut settings = manual();
+    settings["test_delay_ms"] = json!(1_000);
+    std::thread::scope(|scope| {
+        scope.spawn(|| slow.verify(&ExampleCa, step_of("overlapping", settings.clone())));
+        // The first call says when it sleeps; only then is it surely in flight.
+        while !slow.logs().iter().any(|l| l.message.contains("sleeps")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut quick = manual();
+        quick["test_task_in"] = json!("verify");
+        second
+            .retire(&ExampleCa, step_of("overlapping", quick))
+            .unwrap();
+    });
+    let logs = second.logs();
+    assert!(
+        logs.iter().any(|l| l.message
+            == "overlap: retire of overlapping started while 1 other call(s) about it run"),
+        "{logs:?}"
+    );
+    assert!(
+        slow.logs()
+            .iter()
+            .any(|l| l.message == "test_delay_ms: verify of overlapping slept 1000 ms")
+    );
+}
