@@ -168,7 +168,7 @@ pub struct PluginDescriptor {
     pub name: StrRef,
     /// The plugin's own version.
     pub version: StrRef,
-    /// The `certvakt-plugin-api` version the plugin was built against ([`crate::API_VERSION`]).
+    /// The plugin API version the plugin was built against ([`crate::PLUGIN_API_VERSION`]).
     pub api_version: StrRef,
     pub call: PluginCallFn,
     pub free: PluginFreeFn,
@@ -204,7 +204,7 @@ impl StaticDescriptor {
             struct_size: size_of::<PluginDescriptor>() as u32,
             name: StrRef::from_static(name),
             version: StrRef::from_static(version),
-            api_version: StrRef::from_static(crate::API_VERSION),
+            api_version: StrRef::from_static(crate::PLUGIN_API_VERSION),
             call,
             free: plugin_free,
         })

@@ -16,8 +16,14 @@
 /// to the descriptor's layout or calling convention.
 pub const ABI_VERSION: u32 = 1;
 
-/// Version of this crate, which is the message API version a plugin was built against.
-pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Version of the plugin API: the messages ([`messages`]) a plugin was built to exchange,
+/// `MAJOR.MINOR.PATCH`. It is its own version, not this crate's: a release of certvakt that
+/// leaves the messages alone leaves it alone, so plugins built out of tree keep loading.
+/// Bumped only when a message changes: the minor version when fields (with defaults) or
+/// methods are added, the major version for anything else. `tests/wire.rs` holds the bytes of
+/// every message per version and fails when they change without a bump. The descriptor
+/// carries it as `api_version`; [`abi::check_api_version`] decides what fits.
+pub const PLUGIN_API_VERSION: &str = "1.0.0";
 
 #[allow(unsafe_code)]
 pub mod abi;
@@ -27,6 +33,7 @@ pub mod messages;
 mod plugin;
 pub mod profile;
 pub mod testing;
+mod wire;
 
 pub use host::Host;
 pub use messages::{

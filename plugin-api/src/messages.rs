@@ -7,15 +7,20 @@
 //!   whose variant names the request it answers, or [`PluginResponse::Error`].
 //! - During a call the plugin may call the host the same way: a [`HostRequest`] in, a
 //!   [`HostResponse`] (or [`HostResponse::Error`]) out.
+//! - Each pair of enums is declared once, method by method, with `plugin_messages!`
+//!   (`crate::wire`): a method's name, its parameters and its answer are one entry, and the
+//!   method names, `method()`, `encode_params()` and `decode()` all come from it.
 //! - Serialised, a request is `{"method": "<name>", "params": …}` and a response
 //!   `{"response": "<name>", "result": …}`, so the same messages can later travel one per line
 //!   over a pipe to a sandboxed plugin process. Over the C ABI the method name and the
 //!   parameters are passed separately.
 //! - Bytes (signatures, HTTP bodies, binary files) are `Vec<u8>` here and base64 (standard
 //!   alphabet, padded) on the wire.
-//! - Fields may be added (with `#[serde(default)]`) within a minor version of this crate;
-//!   renaming or removing one needs a new minor (while 0.x) or major version, which the host's
-//!   version check then refuses to mix.
+//! - The messages are versioned by [`crate::PLUGIN_API_VERSION`], not by this crate's version:
+//!   fields (with `#[serde(default)]`) and methods may be added in a new minor version;
+//!   renaming or removing anything needs a new major version, which the host's version check
+//!   then refuses to mix. `plugin-api/tests/wire.rs` records every message's bytes per version
+//!   and fails when they change without a new version.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,167 +29,45 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::profile::CsrProfile;
+use crate::wire::plugin_messages;
 
 // ---------------------------------------------------------------------------------------------
 // Host → plugin
 
-/// A call from the host to a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", content = "params", rename_all = "snake_case")]
-pub enum PluginRequest {
-    /// Who are you, and which settings do you take? Answered by [`PluginResponse::Describe`].
-    Describe,
-    /// Check a certificate's `settings` table. Answered by [`PluginResponse::ValidateSettings`].
-    ValidateSettings(ValidateSettings),
-    /// What must the new key and CSR look like? Answered by [`PluginResponse::CsrProfile`].
-    CsrProfile(CertificateContext),
-    /// Order a certificate for this CSR. Answered by [`PluginResponse::Issue`].
-    Issue(OrderContext),
-    /// Is the pending order issued yet? Answered by [`PluginResponse::Poll`].
-    Poll(OrderContext),
-    /// Tell the authority about the new certificate. Answered by [`PluginResponse::Register`].
-    Register(StepContext),
-    /// Check that the authority accepts the new certificate. Answered by
-    /// [`PluginResponse::Verify`].
-    Verify(StepContext),
-    /// Withdraw the old certificate from the authority. Answered by [`PluginResponse::Retire`].
-    Retire(StepContext),
-    /// When does the authority suggest renewing the current certificate? Answered by
-    /// [`PluginResponse::RenewalWindow`]. Asked only while no renewal runs, and only about a
-    /// certificate in use (`current` is set).
-    RenewalWindow(CertificateContext),
-}
-
-/// Method names, as passed over the ABI and written in logs and metrics.
-pub mod method {
-    pub const DESCRIBE: &str = "describe";
-    pub const VALIDATE_SETTINGS: &str = "validate_settings";
-    pub const CSR_PROFILE: &str = "csr_profile";
-    pub const ISSUE: &str = "issue";
-    pub const POLL: &str = "poll";
-    pub const REGISTER: &str = "register";
-    pub const VERIFY: &str = "verify";
-    pub const RETIRE: &str = "retire";
-    pub const RENEWAL_WINDOW: &str = "renewal_window";
-    /// Every plugin method, in lifecycle order.
-    pub const ALL: [&str; 9] = [
-        RENEWAL_WINDOW,
-        DESCRIBE,
-        VALIDATE_SETTINGS,
-        CSR_PROFILE,
-        ISSUE,
-        POLL,
-        REGISTER,
-        VERIFY,
-        RETIRE,
-    ];
-}
-
-impl PluginRequest {
-    /// The method name (the serde tag).
-    pub fn method(&self) -> &'static str {
-        match self {
-            PluginRequest::Describe => method::DESCRIBE,
-            PluginRequest::ValidateSettings(_) => method::VALIDATE_SETTINGS,
-            PluginRequest::CsrProfile(_) => method::CSR_PROFILE,
-            PluginRequest::Issue(_) => method::ISSUE,
-            PluginRequest::Poll(_) => method::POLL,
-            PluginRequest::Register(_) => method::REGISTER,
-            PluginRequest::Verify(_) => method::VERIFY,
-            PluginRequest::Retire(_) => method::RETIRE,
-            PluginRequest::RenewalWindow(_) => method::RENEWAL_WINDOW,
-        }
-    }
-
-    /// The parameters as JSON, as passed over the ABI beside [`PluginRequest::method`].
-    pub fn encode_params(&self) -> Result<Vec<u8>, serde_json::Error> {
-        match self {
-            PluginRequest::Describe => Ok(b"null".to_vec()),
-            PluginRequest::ValidateSettings(params) => serde_json::to_vec(params),
-            PluginRequest::CsrProfile(params) | PluginRequest::RenewalWindow(params) => {
-                serde_json::to_vec(params)
-            }
-            PluginRequest::Issue(params) | PluginRequest::Poll(params) => {
-                serde_json::to_vec(params)
-            }
-            PluginRequest::Register(params)
-            | PluginRequest::Verify(params)
-            | PluginRequest::Retire(params) => serde_json::to_vec(params),
-        }
-    }
-
-    /// The request from a method name and its JSON parameters.
-    pub fn decode(method: &str, params: &[u8]) -> Result<PluginRequest, DecodeError> {
-        let bad = |source| DecodeError::BadParams {
-            method: method.to_owned(),
-            source,
-        };
-        Ok(match method {
-            method::DESCRIBE => PluginRequest::Describe,
-            method::VALIDATE_SETTINGS => {
-                PluginRequest::ValidateSettings(serde_json::from_slice(params).map_err(bad)?)
-            }
-            method::CSR_PROFILE => {
-                PluginRequest::CsrProfile(serde_json::from_slice(params).map_err(bad)?)
-            }
-            method::ISSUE => PluginRequest::Issue(serde_json::from_slice(params).map_err(bad)?),
-            method::POLL => PluginRequest::Poll(serde_json::from_slice(params).map_err(bad)?),
-            method::REGISTER => {
-                PluginRequest::Register(serde_json::from_slice(params).map_err(bad)?)
-            }
-            method::VERIFY => PluginRequest::Verify(serde_json::from_slice(params).map_err(bad)?),
-            method::RETIRE => PluginRequest::Retire(serde_json::from_slice(params).map_err(bad)?),
-            method::RENEWAL_WINDOW => {
-                PluginRequest::RenewalWindow(serde_json::from_slice(params).map_err(bad)?)
-            }
-            other => return Err(DecodeError::UnknownMethod(other.to_owned())),
-        })
-    }
-}
-
-/// A plugin's answer to a [`PluginRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "response", content = "result", rename_all = "snake_case")]
-pub enum PluginResponse {
-    /// Answers [`PluginRequest::Describe`].
-    Describe(Description),
-    /// Answers [`PluginRequest::ValidateSettings`]: every problem found; empty means valid.
-    ValidateSettings(Vec<SettingProblem>),
-    /// Answers [`PluginRequest::CsrProfile`].
-    CsrProfile(CsrProfile),
-    /// Answers [`PluginRequest::Issue`].
-    Issue(IssueOutcome),
-    /// Answers [`PluginRequest::Poll`].
-    Poll(IssueOutcome),
-    /// Answers [`PluginRequest::Register`].
-    Register(StepOutcome),
-    /// Answers [`PluginRequest::Verify`].
-    Verify(StepOutcome),
-    /// Answers [`PluginRequest::Retire`].
-    Retire(StepOutcome),
-    /// Answers [`PluginRequest::RenewalWindow`]: `None` when the authority suggests nothing
-    /// (the daemon's own schedule applies).
-    RenewalWindow(Option<RenewalWindow>),
+plugin_messages! {
+    /// A call from the host to a plugin: one variant per method, declared with its answer.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum PluginRequest;
+    /// A plugin's answer to a [`PluginRequest`]: the variant named after the request it
+    /// answers, or [`PluginResponse::Error`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum PluginResponse;
     /// Answers any request the plugin could not carry out.
-    Error(PluginError),
-}
+    error Error(PluginError);
 
-impl PluginResponse {
-    /// The method this answers (`"error"` for [`PluginResponse::Error`]).
-    pub fn method(&self) -> &'static str {
-        match self {
-            PluginResponse::Describe(_) => method::DESCRIBE,
-            PluginResponse::ValidateSettings(_) => method::VALIDATE_SETTINGS,
-            PluginResponse::CsrProfile(_) => method::CSR_PROFILE,
-            PluginResponse::Issue(_) => method::ISSUE,
-            PluginResponse::Poll(_) => method::POLL,
-            PluginResponse::Register(_) => method::REGISTER,
-            PluginResponse::Verify(_) => method::VERIFY,
-            PluginResponse::Retire(_) => method::RETIRE,
-            PluginResponse::RenewalWindow(_) => method::RENEWAL_WINDOW,
-            PluginResponse::Error(_) => "error",
-        }
-    }
+    /// Who are you, and which settings do you take?
+    "describe" => Describe -> Describe(Description);
+    /// Check a certificate's `settings` table.
+    "validate_settings" => ValidateSettings(params: ValidateSettings)
+        /// Every problem found; empty means valid.
+        -> ValidateSettings(Vec<SettingProblem>);
+    /// What must the new key and CSR look like?
+    "csr_profile" => CsrProfile(certificate: CertificateContext) -> CsrProfile(CsrProfile);
+    /// Order a certificate for this CSR.
+    "issue" => Issue(order: OrderContext) -> Issue(IssueOutcome);
+    /// Is the pending order issued yet?
+    "poll" => Poll(order: OrderContext) -> Poll(IssueOutcome);
+    /// Tell the authority about the new certificate.
+    "register" => Register(step: StepContext) -> Register(StepOutcome);
+    /// Check that the authority accepts the new certificate.
+    "verify" => Verify(step: StepContext) -> Verify(StepOutcome);
+    /// Withdraw the old certificate from the authority.
+    "retire" => Retire(step: StepContext) -> Retire(StepOutcome);
+    /// When does the authority suggest renewing the current certificate? Asked only while no
+    /// renewal runs, and only about a certificate in use (`current` is set).
+    "renewal_window" => RenewalWindow(certificate: CertificateContext)
+        /// `None` when the authority suggests nothing (the daemon's own schedule applies).
+        -> RenewalWindow(Option<RenewalWindow>);
 }
 
 /// Parameters of [`PluginRequest::ValidateSettings`].
@@ -201,7 +84,7 @@ pub struct Description {
     pub name: String,
     /// The plugin's own version.
     pub version: String,
-    /// The `certvakt-plugin-api` version it was built against.
+    /// The plugin API version it was built against ([`crate::PLUGIN_API_VERSION`]).
     pub api_version: String,
     /// The ABI version it was built with.
     pub abi_version: u32,
@@ -528,53 +411,85 @@ pub enum Completion {
 // ---------------------------------------------------------------------------------------------
 // Plugin → host
 
-/// A call from a plugin to the host's services, during a plugin call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", content = "params", rename_all = "snake_case")]
-pub enum HostRequest {
-    /// Write a log line. Answered by [`HostResponse::Log`].
-    Log(LogRecord),
-    /// What time is it? Answered by [`HostResponse::Now`].
-    Now,
-    /// Read a value of the plugin's state for this certificate. Answered by
-    /// [`HostResponse::StateGet`].
-    StateGet { key: String },
-    /// Write (or, with `null`, remove) a value of the plugin's state. Answered by
-    /// [`HostResponse::StatePut`].
-    StatePut { key: String, value: Value },
-    /// Open an operator task now (beside any task an outcome returns). Answered by
-    /// [`HostResponse::OpenTask`].
-    OpenTask(TaskSpec),
-    /// Sign bytes with one of the certificate's keys. Answered by [`HostResponse::Sign`].
-    Sign(SignRequest),
-    /// Make an HTTP(S) request, the host holding TLS and the client identity. Answered by
-    /// [`HostResponse::Http`].
-    Http(HttpRequest),
+plugin_messages! {
+    /// A call from a plugin to the host's services, during a plugin call: one variant per
+    /// service, declared with its answer.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum HostRequest;
+    /// The host's answer to a [`HostRequest`]: the variant named after the request it
+    /// answers, or [`HostResponse::Error`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum HostResponse;
+    /// Answers any request the host could not or would not carry out.
+    error Error(HostError);
+
+    /// Write a log line.
+    "log" => Log(record: LogRecord) -> Log;
+    /// What time is it?
+    "now" => Now
+        /// Seconds since the Unix epoch.
+        -> Now { unix_seconds: i64 };
+    /// Read a value of the plugin's state for this certificate.
+    "state_get" => StateGet { key: String }
+        /// `None` when nothing is stored under the key.
+        -> StateGet { value: Option<Value> };
+    /// Write (or, with `null`, remove) a value of the plugin's state.
+    "state_put" => StatePut { key: String, value: Value }
+        /// Written durably.
+        -> StatePut;
+    /// Open an operator task now (beside any task an outcome returns).
+    "open_task" => OpenTask(task: TaskSpec)
+        /// The task's id.
+        -> OpenTask { task_id: String };
+    /// Sign bytes with one of the certificate's keys.
+    "sign" => Sign(sign: SignRequest)
+        /// The signature (base64 on the wire; ECDSA as DER unless the algorithm is a
+        /// `…Fixed` one).
+        -> Sign {
+            #[serde(with = "base64_bytes")]
+            signature: Vec<u8>,
+        };
+    /// Make an HTTP(S) request, the host holding TLS and the client identity.
+    "http" => Http(request: HttpRequest)
+        /// Whatever status the server gave.
+        -> Http(HttpResponse);
     /// Make (if it does not exist yet) and keep a key for the plugin under `name`, e.g. an ACME
-    /// account key. Answered by [`HostResponse::PluginKey`]; sign with it as
-    /// [`KeyRef::Plugin`].
-    PluginKey {
+    /// account key; sign with it as [`KeyRef::Plugin`].
+    "plugin_key" => PluginKey {
         name: String,
         algorithm: crate::profile::KeyAlgorithm,
-    },
+    }
+        /// The public half (EC: the uncompressed point `04 || x || y`; RSA: the PKCS#1
+        /// `RSAPublicKey` DER), and whether it was made just now.
+        -> PluginKey {
+            #[serde(with = "base64_bytes")]
+            public_key: Vec<u8>,
+            created: bool,
+        };
     /// Answer the ACME http-01 challenge `token` with `key_authorization`: on the host's
     /// responder (`GET /.well-known/acme-challenge/<token>`), or, with `webroot`, as the file
-    /// `<webroot>/.well-known/acme-challenge/<token>` that a web server serves. Answered by
-    /// [`HostResponse::Http01Publish`].
-    Http01Publish {
+    /// `<webroot>/.well-known/acme-challenge/<token>` that a web server serves.
+    "http01_publish" => Http01Publish {
         token: String,
+        #[serde(default)]
         key_authorization: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         webroot: Option<String>,
-    },
-    /// Stop answering `token` (on the responder, or in `webroot`). Answered by
-    /// [`HostResponse::Http01Withdraw`].
-    Http01Withdraw {
+    }
+        /// The responder (or the web server) answers the token now.
+        -> Http01Publish;
+    /// Stop answering `token` (on the responder, or in `webroot`).
+    "http01_withdraw" => Http01Withdraw {
         token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         webroot: Option<String>,
-    },
+    }
+        -> Http01Withdraw;
     /// Run a command the certificate's settings name (e.g. a dns-01 hook), as the daemon runs
-    /// its own hooks. Answered by [`HostResponse::RunCommand`] when it exits 0.
-    RunCommand(RunCommand),
+    /// its own hooks.
+    "run_command" => RunCommand(command: RunCommand)
+        /// The command exited 0.
+        -> RunCommand;
 }
 
 /// Parameters of [`HostRequest::RunCommand`].
@@ -587,214 +502,6 @@ pub struct RunCommand {
     pub env: BTreeMap<String, String>,
     /// The most it may run; the host caps it below the plugin call's deadline.
     pub timeout_ms: u64,
-}
-
-/// Host method names, as passed over the ABI.
-pub mod host_method {
-    pub const LOG: &str = "log";
-    pub const NOW: &str = "now";
-    pub const STATE_GET: &str = "state_get";
-    pub const STATE_PUT: &str = "state_put";
-    pub const OPEN_TASK: &str = "open_task";
-    pub const SIGN: &str = "sign";
-    pub const HTTP: &str = "http";
-    pub const PLUGIN_KEY: &str = "plugin_key";
-    pub const HTTP01_PUBLISH: &str = "http01_publish";
-    pub const HTTP01_WITHDRAW: &str = "http01_withdraw";
-    pub const RUN_COMMAND: &str = "run_command";
-}
-
-/// Parameters of [`HostRequest::StateGet`].
-#[derive(Serialize, Deserialize)]
-struct StateGetParams {
-    key: String,
-}
-
-/// Parameters of [`HostRequest::StatePut`].
-#[derive(Serialize, Deserialize)]
-struct Http01Params {
-    token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    key_authorization: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    webroot: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PluginKeyParams {
-    name: String,
-    algorithm: crate::profile::KeyAlgorithm,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StatePutParams {
-    key: String,
-    value: Value,
-}
-
-impl HostRequest {
-    /// The method name (the serde tag).
-    pub fn method(&self) -> &'static str {
-        match self {
-            HostRequest::Log(_) => host_method::LOG,
-            HostRequest::Now => host_method::NOW,
-            HostRequest::StateGet { .. } => host_method::STATE_GET,
-            HostRequest::StatePut { .. } => host_method::STATE_PUT,
-            HostRequest::OpenTask(_) => host_method::OPEN_TASK,
-            HostRequest::Sign(_) => host_method::SIGN,
-            HostRequest::Http(_) => host_method::HTTP,
-            HostRequest::PluginKey { .. } => host_method::PLUGIN_KEY,
-            HostRequest::Http01Publish { .. } => host_method::HTTP01_PUBLISH,
-            HostRequest::Http01Withdraw { .. } => host_method::HTTP01_WITHDRAW,
-            HostRequest::RunCommand(_) => host_method::RUN_COMMAND,
-        }
-    }
-
-    /// The parameters as JSON, as passed over the ABI beside [`HostRequest::method`].
-    pub fn encode_params(&self) -> Result<Vec<u8>, serde_json::Error> {
-        match self {
-            HostRequest::Log(record) => serde_json::to_vec(record),
-            HostRequest::Now => Ok(b"null".to_vec()),
-            HostRequest::StateGet { key } => {
-                serde_json::to_vec(&StateGetParams { key: key.clone() })
-            }
-            HostRequest::StatePut { key, value } => serde_json::to_vec(&StatePutParams {
-                key: key.clone(),
-                value: value.clone(),
-            }),
-            HostRequest::OpenTask(task) => serde_json::to_vec(task),
-            HostRequest::Sign(sign) => serde_json::to_vec(sign),
-            HostRequest::Http(http) => serde_json::to_vec(http),
-            HostRequest::PluginKey { name, algorithm } => serde_json::to_vec(&PluginKeyParams {
-                name: name.clone(),
-                algorithm: *algorithm,
-            }),
-            HostRequest::Http01Publish {
-                token,
-                key_authorization,
-                webroot,
-            } => serde_json::to_vec(&Http01Params {
-                token: token.clone(),
-                key_authorization: Some(key_authorization.clone()),
-                webroot: webroot.clone(),
-            }),
-            HostRequest::Http01Withdraw { token, webroot } => serde_json::to_vec(&Http01Params {
-                token: token.clone(),
-                key_authorization: None,
-                webroot: webroot.clone(),
-            }),
-            HostRequest::RunCommand(command) => serde_json::to_vec(command),
-        }
-    }
-
-    /// The request from a method name and its JSON parameters.
-    pub fn decode(method: &str, params: &[u8]) -> Result<HostRequest, DecodeError> {
-        let bad = |source| DecodeError::BadParams {
-            method: method.to_owned(),
-            source,
-        };
-        Ok(match method {
-            host_method::LOG => HostRequest::Log(serde_json::from_slice(params).map_err(bad)?),
-            host_method::NOW => HostRequest::Now,
-            host_method::STATE_GET => {
-                let StateGetParams { key } = serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::StateGet { key }
-            }
-            host_method::STATE_PUT => {
-                let StatePutParams { key, value } = serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::StatePut { key, value }
-            }
-            host_method::OPEN_TASK => {
-                HostRequest::OpenTask(serde_json::from_slice(params).map_err(bad)?)
-            }
-            host_method::SIGN => HostRequest::Sign(serde_json::from_slice(params).map_err(bad)?),
-            host_method::HTTP => HostRequest::Http(serde_json::from_slice(params).map_err(bad)?),
-            host_method::HTTP01_PUBLISH => {
-                let Http01Params {
-                    token,
-                    key_authorization,
-                    webroot,
-                } = serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::Http01Publish {
-                    token,
-                    key_authorization: key_authorization.unwrap_or_default(),
-                    webroot,
-                }
-            }
-            host_method::HTTP01_WITHDRAW => {
-                let Http01Params { token, webroot, .. } =
-                    serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::Http01Withdraw { token, webroot }
-            }
-            host_method::RUN_COMMAND => {
-                HostRequest::RunCommand(serde_json::from_slice(params).map_err(bad)?)
-            }
-            host_method::PLUGIN_KEY => {
-                let PluginKeyParams { name, algorithm } =
-                    serde_json::from_slice(params).map_err(bad)?;
-                HostRequest::PluginKey { name, algorithm }
-            }
-            other => return Err(DecodeError::UnknownMethod(other.to_owned())),
-        })
-    }
-}
-
-/// The host's answer to a [`HostRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "response", content = "result", rename_all = "snake_case")]
-pub enum HostResponse {
-    /// Answers [`HostRequest::Log`].
-    Log,
-    /// Answers [`HostRequest::Now`]: seconds since the Unix epoch.
-    Now { unix_seconds: i64 },
-    /// Answers [`HostRequest::StateGet`]: `None` when nothing is stored under the key.
-    StateGet { value: Option<Value> },
-    /// Answers [`HostRequest::StatePut`]: written durably.
-    StatePut,
-    /// Answers [`HostRequest::OpenTask`] with the task's id.
-    OpenTask { task_id: String },
-    /// Answers [`HostRequest::Sign`] with the signature (base64 on the wire; ECDSA as DER).
-    Sign {
-        #[serde(with = "base64_bytes")]
-        signature: Vec<u8>,
-    },
-    /// Answers [`HostRequest::Http`] with whatever status the server gave.
-    Http(HttpResponse),
-    /// Answers [`HostRequest::PluginKey`]: the public half (EC: the uncompressed point
-    /// `04 || x || y`; RSA: the PKCS#1 `RSAPublicKey` DER), and whether it was made just now.
-    PluginKey {
-        #[serde(with = "base64_bytes")]
-        public_key: Vec<u8>,
-        created: bool,
-    },
-    /// Answers [`HostRequest::Http01Publish`]: the responder answers the token now.
-    Http01Publish,
-    /// Answers [`HostRequest::Http01Withdraw`].
-    Http01Withdraw,
-    /// Answers [`HostRequest::RunCommand`]: the command exited 0.
-    RunCommand,
-    /// Answers any request the host could not or would not carry out.
-    Error(HostError),
-}
-
-impl HostResponse {
-    /// The method this answers (`"error"` for [`HostResponse::Error`]).
-    pub fn method(&self) -> &'static str {
-        match self {
-            HostResponse::Log => host_method::LOG,
-            HostResponse::Now { .. } => host_method::NOW,
-            HostResponse::StateGet { .. } => host_method::STATE_GET,
-            HostResponse::StatePut => host_method::STATE_PUT,
-            HostResponse::OpenTask { .. } => host_method::OPEN_TASK,
-            HostResponse::Sign { .. } => host_method::SIGN,
-            HostResponse::Http(_) => host_method::HTTP,
-            HostResponse::PluginKey { .. } => host_method::PLUGIN_KEY,
-            HostResponse::Http01Publish => host_method::HTTP01_PUBLISH,
-            HostResponse::Http01Withdraw => host_method::HTTP01_WITHDRAW,
-            HostResponse::RunCommand => host_method::RUN_COMMAND,
-            HostResponse::Error(_) => "error",
-        }
-    }
 }
 
 /// One log line from a plugin. The host adds `plugin` and `cert_id`.
@@ -1015,8 +722,8 @@ impl HostError {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error(
-        "unknown method {0:?} (this side speaks certvakt-plugin-api {api})",
-        api = crate::API_VERSION
+        "unknown method {0:?} (this side speaks plugin API {api})",
+        api = crate::PLUGIN_API_VERSION
     )]
     UnknownMethod(String),
     #[error("parameters of {method:?} do not decode: {source}")]
@@ -1163,8 +870,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "unknown method \"renew\" (this side speaks certvakt-plugin-api {})",
-                crate::API_VERSION
+                "unknown method \"renew\" (this side speaks plugin API {})",
+                crate::PLUGIN_API_VERSION
             )
         );
         let err = PluginRequest::decode("issue", b"{\"certificate_id\": 3}").unwrap_err();
@@ -1173,6 +880,17 @@ mod tests {
                 .starts_with("parameters of \"issue\" do not decode: "),
             "{err}"
         );
+        let err = HostRequest::decode("sign", b"not json").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("parameters of \"sign\" do not decode: "),
+            "{err}"
+        );
+        // An answer's name is not a request method.
+        assert!(matches!(
+            HostRequest::decode("error", b"null"),
+            Err(DecodeError::UnknownMethod(_))
+        ));
         let err = serde_json::from_str::<SignRequest>(
             r#"{"key":{"type":"current"},"algorithm":"rsa_pkcs1_sha256","data":"@@"}"#,
         )

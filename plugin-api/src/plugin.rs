@@ -159,7 +159,7 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
             Ok(PluginResponse::Describe(Description {
                 name: P::NAME.to_owned(),
                 version: P::VERSION.to_owned(),
-                api_version: crate::API_VERSION.to_owned(),
+                api_version: crate::PLUGIN_API_VERSION.to_owned(),
                 abi_version: crate::ABI_VERSION,
                 summary,
                 settings,

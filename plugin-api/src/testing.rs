@@ -86,9 +86,17 @@ impl FakeHost {
             .push((method.to_owned(), url.to_owned(), response));
     }
 
-    /// Makes a host service (by method name, e.g. `"http"`, see
-    /// [`crate::messages::host_method`]) answer with `error`.
+    /// Makes a host service (by method name, e.g. `"http"`: one of
+    /// [`HostRequest::METHODS`]) answer with `error`.
+    ///
+    /// # Panics
+    /// When `host_method` is not a host method: a misspelt name would otherwise fail nothing.
     pub fn fail(&self, host_method: &str, error: HostError) {
+        assert!(
+            HostRequest::METHODS.contains(&host_method),
+            "FakeHost::fail: {host_method:?} is not a host method (one of {:?})",
+            HostRequest::METHODS
+        );
         self.lock().failures.insert(host_method.to_owned(), error);
     }
 

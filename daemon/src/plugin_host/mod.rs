@@ -52,7 +52,8 @@ use certvakt_plugin_api::messages::{
 };
 use certvakt_plugin_api::profile::CsrProfile;
 use certvakt_plugin_api::{
-    ABI_VERSION, API_VERSION, HostError, HostErrorKind, IssueOutcome, PluginError, StepOutcome,
+    ABI_VERSION, HostError, HostErrorKind, IssueOutcome, PLUGIN_API_VERSION, PluginError,
+    StepOutcome,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -284,7 +285,7 @@ fn check_owner_and_mode(
 
 /// The checks on a readable descriptor: API version, name, and no second plugin of a name.
 fn accept(opened: &loader::Opened, registry: &Registry) -> Result<(), RefusalReason> {
-    certvakt_plugin_api::abi::check_api_version(API_VERSION, &opened.api_version).map_err(
+    certvakt_plugin_api::abi::check_api_version(PLUGIN_API_VERSION, &opened.api_version).map_err(
         |mismatch| RefusalReason::ApiVersion {
             name: opened.name.clone(),
             version: opened.version.clone(),

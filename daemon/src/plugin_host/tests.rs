@@ -113,7 +113,7 @@ async fn the_example_plugin_loads_and_answers_through_the_abi() {
     let plugin = registry.get("example").expect("example loaded");
     assert_eq!(plugin.name, "example");
     assert_eq!(plugin.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(plugin.api_version, certvakt_plugin_api::API_VERSION);
+    assert_eq!(plugin.api_version, certvakt_plugin_api::PLUGIN_API_VERSION);
     assert_eq!(plugin.file, dir.path().join("example.so"));
 
     let services = services(dir.path());
@@ -414,9 +414,9 @@ async fn unknown_methods_and_undecodable_answers_are_named() {
     assert_eq!(
         error.message,
         format!(
-            "plugin example {}: unknown method \"renew\" (this side speaks certvakt-plugin-api {})",
+            "plugin example {}: unknown method \"renew\" (this side speaks plugin API {})",
             env!("CARGO_PKG_VERSION"),
-            certvakt_plugin_api::API_VERSION
+            certvakt_plugin_api::PLUGIN_API_VERSION
         )
     );
     assert_eq!(
@@ -639,15 +639,25 @@ fn api_versions_and_names_are_checked_after_the_descriptor_is_read() {
         raw,
     };
     let empty = Registry::default();
-    let err = accept(&opened("future", "0.2.0"), &empty).unwrap_err();
+    let err = accept(&opened("future", "2.0.0"), &empty).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "future 2.0.0: plugin built against certvakt-plugin-api 0.2.0, this certvaktd uses {host} (while the API is 0.x, major.minor must match): rebuild the plugin against certvakt-plugin-api {host}",
-            host = certvakt_plugin_api::API_VERSION
+            "future 2.0.0: plugin built against certvakt-plugin-api 2.0.0, this certvaktd uses {host} (major versions must match): rebuild the plugin against certvakt-plugin-api {host}",
+            host = certvakt_plugin_api::PLUGIN_API_VERSION
         )
     );
-    let err = accept(&opened("../etc", certvakt_plugin_api::API_VERSION), &empty).unwrap_err();
+    let err = accept(
+        &opened("../etc", certvakt_plugin_api::PLUGIN_API_VERSION),
+        &empty,
+    )
+    .unwrap_err();
     assert!(matches!(err, RefusalReason::BadName { .. }), "{err}");
-    assert!(accept(&opened("dk-fmk", certvakt_plugin_api::API_VERSION), &empty).is_ok());
+    assert!(
+        accept(
+            &opened("dk-fmk", certvakt_plugin_api::PLUGIN_API_VERSION),
+            &empty
+        )
+        .is_ok()
+    );
 }

@@ -100,7 +100,10 @@ fn oces3_subject() -> Vec<SubjectAttribute> {
 fn describes_itself_and_every_setting() {
     let description = FakeHost::new().describe(&ManualCa).unwrap();
     assert_eq!(description.name, "manual");
-    assert_eq!(description.api_version, certvakt_plugin_api::API_VERSION);
+    assert_eq!(
+        description.api_version,
+        certvakt_plugin_api::PLUGIN_API_VERSION
+    );
     let required: Vec<&str> = description
         .settings
         .iter()

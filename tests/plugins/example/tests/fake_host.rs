@@ -1,6 +1,5 @@
 //! Example CA against FakeHost: every method through the real JSON encoding, no daemon.
 
-use certvakt_plugin_api::messages::host_method;
 use certvakt_plugin_api::profile::KeyAlgorithm;
 use certvakt_plugin_api::testing::FakeHost;
 use certvakt_plugin_api::{
@@ -69,7 +68,10 @@ fn ok(status: u16, body: &str) -> HttpResponse {
 fn describes_itself_with_its_settings() {
     let description = FakeHost::new().describe(&ExampleCa).unwrap();
     assert_eq!(description.name, "example");
-    assert_eq!(description.api_version, certvakt_plugin_api::API_VERSION);
+    assert_eq!(
+        description.api_version,
+        certvakt_plugin_api::PLUGIN_API_VERSION
+    );
     let required: Vec<&str> = description
         .settings
         .iter()
@@ -227,7 +229,7 @@ fn refusals_and_host_failures_become_plugin_errors() {
     );
 
     host.fail(
-        host_method::SIGN,
+        "sign",
         HostError::new(HostErrorKind::NotAvailable, "no keys here"),
     );
     let err = host

@@ -1,6 +1,5 @@
 //! The sim CA plugin against FakeHost, with the sim CA's answers canned.
 
-use certvakt_plugin_api::messages::host_method;
 use certvakt_plugin_api::profile::{KeyAlgorithm, StringType, SubjectAltName, oid};
 use certvakt_plugin_api::testing::FakeHost;
 use certvakt_plugin_api::{
@@ -189,7 +188,7 @@ fn server_errors_are_temporary_and_refusals_permanent_with_the_cas_words() {
 fn no_answer_at_all_is_temporary() {
     let host = FakeHost::new();
     host.fail(
-        host_method::HTTP,
+        "http",
         HostError::new(HostErrorKind::Failed, "connection refused"),
     );
     let err = host

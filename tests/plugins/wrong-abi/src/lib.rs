@@ -29,7 +29,7 @@ static DESCRIPTOR: Descriptor = Descriptor(PluginDescriptor {
     struct_size: size_of::<PluginDescriptor>() as u32,
     name: StrRef::from_static("wrong-abi"),
     version: StrRef::from_static(env!("CARGO_PKG_VERSION")),
-    api_version: StrRef::from_static(certvakt_plugin_api::API_VERSION),
+    api_version: StrRef::from_static(certvakt_plugin_api::PLUGIN_API_VERSION),
     call,
     free: plugin_free,
 });
