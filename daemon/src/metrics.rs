@@ -59,6 +59,7 @@ pub struct Metrics {
     config_last_reload_ok: IntGauge,
     control_requests: IntCounterVec,
     plugin_calls: IntCounterVec,
+    plugin_crashes: IntCounterVec,
     plugin_call_duration: HistogramVec,
     plugins: IntGaugeVec,
     plugin_http_requests: IntCounterVec,
@@ -144,9 +145,16 @@ impl Metrics {
         let plugin_calls = IntCounterVec::new(
             Opts::new(
                 "certvakt_plugin_calls_total",
-                "Calls into plugins, by plugin, method and outcome (ok, error, timeout, panic, bad_response, failed).",
+                "Calls into plugins, by plugin, method and outcome (ok, error, timeout, panic, crash, bad_response, failed).",
             ),
             &["plugin", "method", "outcome"],
+        )?;
+        let plugin_crashes = IntCounterVec::new(
+            Opts::new(
+                "certvakt_plugin_crashes_total",
+                "Plugin processes that died or were stopped during a call, by plugin and reason (segfault, bus_error, abort, killed, cpu_limit, forbidden_syscall, signal, exit, deadline, protocol).",
+            ),
+            &["plugin", "reason"],
         )?;
         let plugin_call_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -179,6 +187,7 @@ impl Metrics {
         reg(Box::new(config_last_reload_ok.clone()))?;
         reg(Box::new(control_requests.clone()))?;
         reg(Box::new(plugin_calls.clone()))?;
+        reg(Box::new(plugin_crashes.clone()))?;
         reg(Box::new(plugin_call_duration.clone()))?;
         reg(Box::new(plugins.clone()))?;
         reg(Box::new(plugin_http_requests.clone()))?;
@@ -227,6 +236,7 @@ impl Metrics {
             config_last_reload_ok,
             control_requests,
             plugin_calls,
+            plugin_crashes,
             plugin_call_duration,
             plugins,
             plugin_http_requests,
@@ -291,6 +301,14 @@ impl Metrics {
         self.plugin_call_duration
             .with_label_values(&[plugin])
             .observe(duration.as_secs_f64());
+    }
+
+    /// Counts a plugin process that died or was stopped during a call; `reason` is one of a
+    /// fixed set (see `plugin_host::process::Death::label`).
+    pub fn observe_plugin_crash(&self, plugin: &str, reason: &'static str) {
+        self.plugin_crashes
+            .with_label_values(&[plugin, reason])
+            .inc();
     }
 
     /// Counts one HTTP request a plugin made through the host. `outcome` is one of a fixed set

@@ -207,6 +207,19 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The bytes of a secret file that the certificate's settings name (the host reads it:
+    /// the plugin's process may not open files). A path that is not a value of the settings
+    /// is refused.
+    pub fn read_secret(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        let request = HostRequest::ReadSecret {
+            path: path.to_owned(),
+        };
+        match self.request(&request)? {
+            HostResponse::ReadSecret { bytes } => Ok(bytes),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Signs `data` with one of the certificate's keys; the host hashes it.
     pub fn sign(
         &self,

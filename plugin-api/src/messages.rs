@@ -490,6 +490,15 @@ plugin_messages! {
     "run_command" => RunCommand(command: RunCommand)
         /// The command exited 0.
         -> RunCommand;
+    /// Read a secret file the certificate's settings name (an ACME EAB key, say): the plugin
+    /// process cannot open files itself. Only an absolute path that is a value in the
+    /// certificate's `[certificate.settings]` is read.
+    "read_secret" => ReadSecret { path: String }
+        /// The file's bytes.
+        -> ReadSecret {
+            #[serde(with = "base64_bytes")]
+            bytes: Vec<u8>,
+        };
 }
 
 /// Parameters of [`HostRequest::RunCommand`].

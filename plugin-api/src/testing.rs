@@ -216,6 +216,15 @@ impl FakeHost {
                 fake.commands.push(command);
                 HostResponse::RunCommand
             }
+            // The fake reads the file as it is (the daemon also checks that the settings name
+            // it and caps its size).
+            HostRequest::ReadSecret { path } => match std::fs::read(&path) {
+                Ok(bytes) => HostResponse::ReadSecret { bytes },
+                Err(e) => HostResponse::Error(HostError::new(
+                    HostErrorKind::Failed,
+                    format!("cannot read {path}: {e}"),
+                )),
+            },
             HostRequest::PluginKey { name, .. } => {
                 // A fixed, fake public point per name: enough for a plugin to build its JWK and
                 // to see that the same name gives the same key.

@@ -365,6 +365,9 @@ fn host_requests() -> Vec<HostRequest> {
             env: [("CERTVAKT_TOKEN".to_owned(), "abc".to_owned())].into(),
             timeout_ms: 60_000,
         }),
+        HostRequest::ReadSecret {
+            path: "/etc/certvakt/acme/eab.key".into(),
+        },
     ]
 }
 
@@ -397,6 +400,9 @@ fn host_responses() -> Vec<HostResponse> {
         HostResponse::Http01Publish,
         HostResponse::Http01Withdraw,
         HostResponse::RunCommand,
+        HostResponse::ReadSecret {
+            bytes: b"secret".to_vec(),
+        },
         HostResponse::Error(HostError::new(
             HostErrorKind::NotAvailable,
             "http01_listen is off",

@@ -10,6 +10,7 @@ mod completion;
 mod config;
 mod denmark;
 mod engine;
+mod isolation;
 mod manpages;
 mod monitor;
 mod monitoring;

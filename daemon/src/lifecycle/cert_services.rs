@@ -9,6 +9,9 @@
 //!   current live key, the previous version's key — read from disk by the host for this one
 //!   signature and dropped (zeroized) right after. The plugin never sees key bytes.
 //! - `http` is [`BasicServices`]' too: the host's HTTP client, with the engine's identities.
+//! - `read_secret` reads a file for the plugin, whose process may not open files: only an
+//!   absolute path that is a value of the certificate's settings, through
+//!   [`crate::bounded`] (64 KiB at most), with a warning when any user may read it.
 //! - `run_command` runs a command from the certificate's settings (a dns-01 hook) with the
 //!   engine's hook runner ([`super::hooks::run`]): an absolute program, no shell, a clean
 //!   environment plus the plugin's `CERTVAKT_*` variables, output to the journal, killed with
@@ -81,6 +84,9 @@ impl TaskIds {
 pub struct CertServices {
     basic: BasicServices,
     keys: KeyFiles,
+    /// The certificate's `[certificate.settings]`: the secret files a plugin may have read are
+    /// the absolute paths among its values.
+    settings: serde_json::Value,
     tasks: Mutex<(TaskIds, Vec<(String, TaskSpec)>)>,
 }
 
@@ -98,6 +104,7 @@ impl CertServices {
         CertServices {
             basic,
             keys,
+            settings: serde_json::Value::Null,
             tasks: Mutex::new((ids, Vec::new())),
         }
     }
@@ -132,6 +139,43 @@ impl CertServices {
         match super::hooks::run(super::hooks::HookKind::Plugin, &command.argv, &env, timeout) {
             Ok(()) => HostResponse::RunCommand,
             Err(e) => HostResponse::Error(HostError::new(HostErrorKind::Failed, e.to_string())),
+        }
+    }
+
+    /// Lets the plugin read the secret files `settings` name (see [`HostRequest::ReadSecret`]).
+    pub fn with_settings(mut self, settings: serde_json::Value) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// A secret file the certificate's settings name, read for the plugin. See the module
+    /// contract.
+    fn read_secret(&self, path: &str) -> HostResponse {
+        let named = path.starts_with('/') && names_path(&self.settings, path);
+        if !named {
+            return error(
+                HostErrorKind::Invalid,
+                format!(
+                    "{path:?} is not a path in this certificate's [certificate.settings]: a plugin reads only the secret files its settings name"
+                ),
+            );
+        }
+        let file = std::path::Path::new(path);
+        if let Ok(meta) = std::fs::metadata(file) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o007 != 0 {
+                log::warn!(
+                    cert_id = self.basic.cert_id(), path = path;
+                    "{path} holds a secret and can be read by any user: chmod o-rwx it"
+                );
+            }
+        }
+        match crate::bounded::read(file, crate::bounded::PASSWORD_FILE_LIMIT) {
+            Ok(bytes) => HostResponse::ReadSecret { bytes },
+            Err(e) => error(
+                HostErrorKind::Failed,
+                format!("cannot read {}", e.sentence(file)),
+            ),
         }
     }
 
@@ -274,6 +318,16 @@ impl CertServices {
     }
 }
 
+/// Whether `path` is one of the string values in `settings`, at any depth.
+fn names_path(settings: &serde_json::Value, path: &str) -> bool {
+    match settings {
+        serde_json::Value::String(s) => s == path,
+        serde_json::Value::Array(items) => items.iter().any(|v| names_path(v, path)),
+        serde_json::Value::Object(map) => map.values().any(|v| names_path(v, path)),
+        _ => false,
+    }
+}
+
 fn key_name(key: &KeyRef) -> String {
     match key {
         KeyRef::Pending => "pending (new)".into(),
@@ -300,6 +354,7 @@ impl HostServices for CertServices {
             HostRequest::Sign(sign) => self.sign(&sign.key, sign.algorithm, &sign.data),
             HostRequest::PluginKey { name, algorithm } => self.plugin_key(&name, algorithm),
             HostRequest::RunCommand(command) => self.run_command(command),
+            HostRequest::ReadSecret { path } => self.read_secret(&path),
             other => self.basic.handle(other),
         }
     }

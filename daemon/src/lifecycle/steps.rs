@@ -650,18 +650,21 @@ impl Core {
         if let Some(responder) = &self.http01 {
             basic = basic.with_http01(responder.clone());
         }
-        Ok(Arc::new(CertServices::new(
-            basic,
-            KeyFiles {
-                pending: Some(self.store.pending_key_path(&cert.id)?),
-                current: cert.key.clone(),
-                previous,
-                // `.keys`: a certificate id cannot start with a dot, so no certificate's state folder
-                // can be this one.
-                plugin_keys: Some(self.store.plugin_state_dir(&plugin.name)?.join(".keys")),
-            },
-            TaskIds::for_record(&cert.id, record),
-        )))
+        Ok(Arc::new(
+            CertServices::new(
+                basic,
+                KeyFiles {
+                    pending: Some(self.store.pending_key_path(&cert.id)?),
+                    current: cert.key.clone(),
+                    previous,
+                    // `.keys`: a certificate id cannot start with a dot, so no certificate's state folder
+                    // can be this one.
+                    plugin_keys: Some(self.store.plugin_state_dir(&plugin.name)?.join(".keys")),
+                },
+                TaskIds::for_record(&cert.id, record),
+            )
+            .with_settings(cert.renewal.settings.clone()),
+        ))
     }
 
     pub(super) fn context(

@@ -289,6 +289,10 @@ impl HostServices for BasicServices {
                 HostErrorKind::NotAvailable,
                 "commands are not run here: the renewal engine's services run them",
             )),
+            HostRequest::ReadSecret { .. } => Err(HostError::new(
+                HostErrorKind::NotAvailable,
+                "secret files are not read here: the renewal engine's services read them",
+            )),
             HostRequest::Sign(_) | HostRequest::PluginKey { .. } => Err(HostError::new(
                 HostErrorKind::NotAvailable,
                 "keys are not available here: the renewal engine's services offer them",

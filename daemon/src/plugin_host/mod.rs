@@ -32,8 +32,12 @@
 
 mod basic_services;
 pub mod challenges;
+mod frame;
 pub mod http;
 mod loader;
+pub mod process;
+mod runner;
+pub mod sandbox;
 pub mod settings_check;
 #[cfg(test)]
 mod tests;
@@ -45,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use certvakt_plugin_api::abi::{HostCallHandler, LocalHostTable, VersionMismatch};
+use certvakt_plugin_api::abi::{HostCallHandler, VersionMismatch};
 use certvakt_plugin_api::messages::{
     CertificateContext, Description, HostRequest, HostResponse, OrderContext, PluginRequest,
     PluginResponse, RenewalWindow, SettingProblem, StepContext, ValidateSettings,
@@ -97,9 +101,12 @@ pub struct Refusal {
     pub reason: RefusalReason,
 }
 
-/// Why a plugin file was refused. Each reads after "plugin file PATH: ".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a plugin file was refused. Each reads after "plugin file PATH: ". Sent as JSON by the
+/// plugin process that tried to load it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RefusalReason {
+    #[error("could not be loaded: {how} (certvaktd goes on without it)")]
+    Crashed { how: String },
     #[error("cannot read the plugin folder: {0}")]
     UnreadableDir(String),
     #[error("is a symbolic link: install plugins as regular files")]
@@ -139,6 +146,8 @@ pub enum RefusalReason {
     DescriptorSize { size: u32, needed: usize },
     #[error("has a broken descriptor: {0}")]
     BadDescriptor(String),
+    // Decided by the daemon, never sent by a plugin process.
+    #[serde(skip)]
     #[error("{name} {version}: {mismatch}")]
     ApiVersion {
         name: String,
@@ -153,6 +162,25 @@ pub enum RefusalReason {
     Duplicate { name: String, first: PathBuf },
 }
 
+/// Text a plugin supplied (a task's title, a log line, an error), made safe for a log line
+/// and a terminal: control characters (newlines, escapes, the journal's `<N>` priority
+/// prefixes at a line start included) become visible escapes, and it is cut at 4 KiB.
+pub fn sanitise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for c in text.chars() {
+        if out.len() >= 4096 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn service_uid_text(service_uid: Option<u32>) -> String {
     match service_uid {
         Some(uid) => format!(" or the service user (uid {uid})"),
@@ -165,6 +193,20 @@ fn service_uid_text(service_uid: Option<u32>) -> String {
 /// `service_uid` is the user certvaktd runs as, which may own plugins besides root. A missing
 /// folder is no plugins, not an error (a monitor-only installation has none).
 pub fn load_dir(plugin_dir: &Path, service_uid: Option<u32>, metrics: Arc<Metrics>) -> Registry {
+    load_dir_with(plugin_dir, service_uid, metrics, Path::new(HOST_EXE))
+}
+
+/// The program every plugin process runs: certvaktd (or certvakt) itself, as the kernel knows
+/// it, so a package upgrade that replaces the file does not mix versions.
+pub const HOST_EXE: &str = "/proc/self/exe";
+
+/// [`load_dir`] with the program the plugin processes run (tests name the built certvaktd).
+pub fn load_dir_with(
+    plugin_dir: &Path,
+    service_uid: Option<u32>,
+    metrics: Arc<Metrics>,
+    exe: &Path,
+) -> Registry {
     let mut registry = Registry::default();
     let refuse = |registry: &mut Registry, file: PathBuf, reason: RefusalReason| {
         let refusal = Refusal { file, reason };
@@ -227,8 +269,10 @@ pub fn load_dir(plugin_dir: &Path, service_uid: Option<u32>, metrics: Arc<Metric
             refuse(&mut registry, file, reason);
             continue;
         }
-        let opened = match loader::open(&file) {
-            Ok(opened) => opened,
+        // Loading runs the library's code: in a confined process of its own, so a damaged or
+        // hostile file is refused with the reason and certvaktd goes on.
+        let (opened, first) = match runner::Runner::load(exe, &file) {
+            Ok(loaded) => loaded,
             Err(reason) => {
                 refuse(&mut registry, file, reason);
                 continue;
@@ -243,12 +287,13 @@ pub fn load_dir(plugin_dir: &Path, service_uid: Option<u32>, metrics: Arc<Metric
             api = opened.api_version.as_str(), path = file.display().to_string();
             "plugin loaded"
         );
+        let runner = Arc::new(runner::Runner::new(exe, &file, &opened.name, first));
         registry.loaded.push(LoadedPlugin {
             name: opened.name,
             version: opened.version,
             api_version: opened.api_version,
             file,
-            raw: opened.raw,
+            runner,
             metrics: metrics.clone(),
         });
     }
@@ -284,7 +329,7 @@ fn check_owner_and_mode(
 }
 
 /// The checks on a readable descriptor: API version, name, and no second plugin of a name.
-fn accept(opened: &loader::Opened, registry: &Registry) -> Result<(), RefusalReason> {
+fn accept(opened: &process::Described, registry: &Registry) -> Result<(), RefusalReason> {
     certvakt_plugin_api::abi::check_api_version(PLUGIN_API_VERSION, &opened.api_version).map_err(
         |mismatch| RefusalReason::ApiVersion {
             name: opened.name.clone(),
@@ -325,7 +370,7 @@ pub struct LoadedPlugin {
     /// The plugin-api version it was built against.
     pub api_version: String,
     pub file: PathBuf,
-    raw: loader::RawPlugin,
+    runner: Arc<runner::Runner>,
     metrics: Arc<Metrics>,
 }
 
@@ -352,12 +397,21 @@ pub enum PluginCallError {
         error: PluginError,
     },
     #[error(
-        "plugin {plugin} did not answer {method} within {deadline:?}; the call goes on in the background until the plugin returns"
+        "plugin {plugin} did not answer {method} within {deadline:?}; its process was stopped, and the step is tried again later"
     )]
     Timeout {
         plugin: String,
         method: String,
         deadline: Duration,
+    },
+    /// The plugin's process died during the call (a crash, an abort, a forbidden system
+    /// call, a memory or CPU limit) or broke the protocol; it was reaped, and the next call
+    /// gets a new one.
+    #[error("plugin {plugin}'s {method} call failed: {how}; the step is tried again later")]
+    Crashed {
+        plugin: String,
+        method: String,
+        how: String,
     },
     #[error("the host side of plugin {plugin}'s {method} call panicked: {message}")]
     Panicked {
@@ -404,6 +458,8 @@ pub enum CallOutcome {
     Timeout,
     /// A panic on the host's side of the call.
     Panic,
+    /// The plugin's process died during the call or broke the protocol.
+    Crash,
     /// An answer that does not decode.
     BadResponse,
     /// The call could not be made (encoding, runtime shutting down).
@@ -411,11 +467,12 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    pub const ALL: [CallOutcome; 6] = [
+    pub const ALL: [CallOutcome; 7] = [
         CallOutcome::Ok,
         CallOutcome::Error,
         CallOutcome::Timeout,
         CallOutcome::Panic,
+        CallOutcome::Crash,
         CallOutcome::BadResponse,
         CallOutcome::Failed,
     ];
@@ -426,6 +483,7 @@ impl CallOutcome {
             CallOutcome::Error => "error",
             CallOutcome::Timeout => "timeout",
             CallOutcome::Panic => "panic",
+            CallOutcome::Crash => "crash",
             CallOutcome::BadResponse => "bad_response",
             CallOutcome::Failed => "failed",
         }
@@ -666,20 +724,74 @@ impl LoadedPlugin {
         deadline: Duration,
     ) -> Result<Resp, PluginCallError> {
         let started = Instant::now();
-        let raw = self.raw;
+        let runner = self.runner.clone();
         let blocking_method = method.to_owned();
         let call = tokio::task::spawn_blocking(move || {
             let handler = ServicesHandler { services };
-            let table = LocalHostTable::new(&handler);
-            raw.call(&blocking_method, &params, table.table())
+            runner.call(&blocking_method, &params, &handler, started + deadline)
         });
         let fail = |outcome: CallOutcome, error: PluginCallError| {
             self.observe(method, outcome, started.elapsed());
             Err(error)
         };
-        let answer = match tokio::time::timeout(deadline, call).await {
+        let answer = match call.await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(join)) if join.is_panic() => {
+            Ok(Err(process::CallFailure::Died(death))) if death.killed_at_deadline => {
+                log::warn!(
+                    plugin = self.name.as_str(), method = method, deadline_ms = deadline.as_millis() as u64;
+                    "plugin call overran its deadline; its process was stopped"
+                );
+                self.metrics.observe_plugin_crash(&self.name, death.label());
+                return fail(
+                    CallOutcome::Timeout,
+                    PluginCallError::Timeout {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        deadline,
+                    },
+                );
+            }
+            Ok(Err(process::CallFailure::Died(death))) => {
+                let how = death.describe();
+                log::error!(
+                    plugin = self.name.as_str(), method = method, reason = death.label();
+                    "plugin {} crashed in {method}: {how}", self.name
+                );
+                self.metrics.observe_plugin_crash(&self.name, death.label());
+                return fail(
+                    CallOutcome::Crash,
+                    PluginCallError::Crashed {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        how,
+                    },
+                );
+            }
+            Ok(Err(process::CallFailure::Protocol(why))) => {
+                log::error!(plugin = self.name.as_str(), method = method; "plugin process broke the protocol in {method}: {why}");
+                self.metrics.observe_plugin_crash(&self.name, "protocol");
+                return fail(
+                    CallOutcome::Crash,
+                    PluginCallError::Crashed {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        how: format!(
+                            "its process broke the frame protocol ({why}) and was stopped"
+                        ),
+                    },
+                );
+            }
+            Ok(Err(process::CallFailure::Io(e))) => {
+                return fail(
+                    CallOutcome::Failed,
+                    PluginCallError::NotRun {
+                        plugin: self.name.clone(),
+                        method: method.to_owned(),
+                        reason: format!("its process could not be started: {e}"),
+                    },
+                );
+            }
+            Err(join) if join.is_panic() => {
                 let message = certvakt_plugin_api::abi::panic_message(join.into_panic().as_ref());
                 return fail(
                     CallOutcome::Panic,
@@ -690,27 +802,13 @@ impl LoadedPlugin {
                     },
                 );
             }
-            Ok(Err(join)) => {
+            Err(join) => {
                 return fail(
                     CallOutcome::Failed,
                     PluginCallError::NotRun {
                         plugin: self.name.clone(),
                         method: method.to_owned(),
                         reason: join.to_string(),
-                    },
-                );
-            }
-            Err(_elapsed) => {
-                log::warn!(
-                    plugin = self.name.as_str(), method = method, deadline_ms = deadline.as_millis() as u64;
-                    "plugin call overran its deadline; it keeps a blocking thread until it returns"
-                );
-                return fail(
-                    CallOutcome::Timeout,
-                    PluginCallError::Timeout {
-                        plugin: self.name.clone(),
-                        method: method.to_owned(),
-                        deadline,
                     },
                 );
             }

@@ -37,6 +37,27 @@ fn example() -> PathBuf {
     built("certvakt_plugin_example")
 }
 
+/// certvaktd, which the plugin processes run (this test binary cannot be one).
+fn certvaktd() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("certvaktd");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first with `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// [`super::load_dir`] with plugin processes that run the built certvaktd.
+fn load_dir(dir: &Path, service_uid: Option<u32>, metrics: Arc<Metrics>) -> Registry {
+    load_dir_with(dir, service_uid, metrics, &certvaktd())
+}
+
 /// A plugin folder like a package would make it: mode 0755, owned by whoever runs the test.
 fn plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -392,11 +413,22 @@ async fn a_plugin_that_overruns_its_deadline_times_out() {
     assert_eq!(*deadline, Duration::from_millis(100));
     assert_eq!(
         err.to_string(),
-        "plugin example did not answer csr_profile within 100ms; the call goes on in the background until the plugin returns"
+        "plugin example did not answer csr_profile within 100ms; its process was stopped, and the step is tried again later"
     );
-    assert!(metrics.render(0).contains(
+    let rendered = metrics.render(0);
+    assert!(rendered.contains(
         "certvakt_plugin_calls_total{method=\"csr_profile\",outcome=\"timeout\",plugin=\"example\"} 1\n"
     ));
+    assert!(
+        rendered
+            .contains("certvakt_plugin_crashes_total{plugin=\"example\",reason=\"deadline\"} 1\n"),
+        "{rendered}"
+    );
+    // The stopped call is over: the next one gets a new process and answers.
+    plugin
+        .csr_profile(certificate(settings()), services(dir.path()), DEADLINE)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -630,13 +662,10 @@ fn a_missing_folder_is_no_plugins() {
 #[test]
 fn api_versions_and_names_are_checked_after_the_descriptor_is_read() {
     // The descriptor checks in `accept`, on what a plugin of another API version would say.
-    let (_dir, registry, _metrics) = load_example();
-    let raw = registry.loaded[0].raw;
-    let opened = |name: &str, api: &str| loader::Opened {
+    let opened = |name: &str, api: &str| process::Described {
         name: name.into(),
         version: "2.0.0".into(),
         api_version: api.into(),
-        raw,
     };
     let empty = Registry::default();
     let err = accept(&opened("future", "2.0.0"), &empty).unwrap_err();

@@ -534,11 +534,18 @@ impl<'a> Client<'a> {
         });
         match (&settings.external_account, meta.external_account_required) {
             (Some(eab), _) => {
-                warn_if_readable_by_others(&self.host, &eab.hmac_key_file);
-                let secret = std::fs::read_to_string(&eab.hmac_key_file).map_err(|e| {
+                // The host reads it (this process may not open files) and warns when any user
+                // may read it.
+                let path = eab.hmac_key_file.display().to_string();
+                let bytes = self.host.read_secret(&path).map_err(|e| {
                     PluginError::configuration(format!(
-                        "cannot read the external account binding key {}: {e}",
-                        eab.hmac_key_file.display()
+                        "cannot read the external account binding key {path}: {}",
+                        e.message
+                    ))
+                })?;
+                let secret = String::from_utf8(bytes).map_err(|_| {
+                    PluginError::configuration(format!(
+                        "the external account binding key {path} is not text (base64url)"
                     ))
                 })?;
                 payload["externalAccountBinding"] = jws::external_account_binding(
@@ -620,19 +627,6 @@ impl<'a> Client<'a> {
         );
         self.remember(&account)?;
         Ok(account)
-    }
-}
-
-/// The EAB key is a secret: say so when others may read its file (it is still used).
-fn warn_if_readable_by_others(host: &Host<'_>, path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o007 != 0
-    {
-        host.warn(format!(
-            "{} (the external account binding key) can be read by any user: chmod o-rwx it",
-            path.display()
-        ));
     }
 }
 

@@ -1,0 +1,143 @@
+//! Plugins in processes of their own: a plugin that panics, aborts, segfaults, loops, eats
+//! memory, prints, reaches for a socket or a file, or exits, and a plugin file cut short by a
+//! full disk. For each, the daemon stays up, answers, reports the right reason, and the
+//! renewal goes on once the plugin behaves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use serde_json::Value;
+
+use crate::common::{bins, stderr};
+use crate::renewal::tasks;
+
+/// What each misbehaviour must be reported as, in the certificate's last error, and the
+/// `reason` label it is counted under (`None`: not a crash of the process).
+const ACTS: [(&str, &str, Option<&str>); 10] = [
+    ("panic", "asked to panic", None),
+    ("abort", "SIGABRT", Some("abort")),
+    ("segfault", "SIGSEGV", Some("segfault")),
+    ("loop", "its process was stopped", Some("deadline")),
+    ("allocate", "SIGABRT", Some("abort")),
+    ("socket", "SIGSYS", Some("forbidden_syscall")),
+    ("write_file", "SIGSYS", Some("forbidden_syscall")),
+    // Landlock: the process reads its own library and the system's shared libraries only.
+    ("read_file", "read /etc/passwd: Permission denied", None),
+    ("exit", "exited with status 0", Some("exit")),
+    ("stdout", "", None),
+];
+
+fn hostile_config(dir: &Path, act: impl Fn(&str) -> String) -> String {
+    let mut body = String::new();
+    for (name, _, _) in ACTS {
+        body.push_str(&format!(
+            "[[certificate]]\nid = \"{id}\"\ncert = \"{dir}/live/{id}.pem\"\nkey = \"{dir}/live/{id}.key\"\nplugin = \"hostile\"\n[certificate.settings]\nact = \"{act}\"\n\n",
+            id = name.replace('_', "-"),
+            dir = dir.display(),
+            act = act(name),
+        ));
+    }
+    config_toml(dir, "127.0.0.1:0", &body)
+}
+
+fn renewal<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
+    status["renewals"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id)
+}
+
+#[test]
+fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<()> {
+    let bins = bins()?;
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    harness::install_plugins(&bins, &plugins, &["certvakt-plugin-hostile"])?;
+    // What a full disk during a package upgrade leaves behind: the first 5,000 bytes.
+    let whole = std::fs::read(harness::plugin_library(&bins, "certvakt-plugin-hostile")?)?;
+    let cut = plugins.join("damaged.so");
+    std::fs::write(&cut, &whole[..5_000])?;
+    std::fs::set_permissions(&cut, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(
+        &config,
+        hostile_config(dir.path(), |act: &str| act.to_owned()),
+    )?;
+    let daemon = Daemon::start(
+        &bins,
+        &config,
+        &[(certvakt::lifecycle::DEADLINE_ENV, "2000")],
+    )?;
+
+    // The damaged file is refused with the reason; the good one is loaded.
+    let (_, plugins_report) = daemon.cli_json(&["plugins"])?;
+    let refused = plugins_report["refused"].to_string();
+    ensure!(
+        refused.contains("damaged.so") && refused.contains("SIGBUS"),
+        "{plugins_report:#}"
+    );
+    ensure!(
+        plugins_report["loaded"].to_string().contains("hostile"),
+        "{plugins_report:#}"
+    );
+
+    for (act, expected, _) in ACTS {
+        let id = act.replace('_', "-");
+        let seen = eventually(
+            Duration::from_secs(30),
+            &format!("{act} to be reported"),
+            || {
+                let (_, status) = daemon.cli_json(&["status"]).ok()?;
+                let r = renewal(&status, &id)?;
+                if expected.is_empty() {
+                    // It printed and answered: the run went on to its order task.
+                    return (r["open_tasks"].as_array()?.len() == 1).then_some(());
+                }
+                let error = r["last_error"].as_str()?;
+                error.contains(expected).then_some(())
+            },
+        );
+        if let Err(e) = seen {
+            anyhow::bail!("{e}\n{}", daemon.log_text());
+        }
+    }
+    // Through all of it the daemon answered and runs: the same process as at the start.
+    let out = daemon.cli(&["status"])?;
+    ensure!(out.status.code().is_some(), "{}", stderr(&out));
+    let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    for (_, _, reason) in ACTS {
+        if let Some(reason) = reason {
+            let series =
+                format!("certvakt_plugin_crashes_total{{plugin=\"hostile\",reason=\"{reason}\"}}");
+            ensure!(metrics.contains(&series), "{series} missing:\n{metrics}");
+        }
+    }
+    ensure!(
+        !Path::new("/tmp/certvakt-hostile-plugin-was-here").exists(),
+        "the plugin wrote a file"
+    );
+
+    // The plugin behaves again (a fixed version, here its settings): every renewal goes on.
+    std::fs::write(&config, hostile_config(dir.path(), |_| "none".into()))?;
+    let out = daemon.cli(&["reload"])?;
+    ensure!(out.status.success(), "reload: {}", stderr(&out));
+    let all = eventually(
+        Duration::from_secs(30),
+        "every certificate's order task",
+        || {
+            let open = tasks(&daemon).ok()?;
+            (open.len() == ACTS.len()).then_some(())
+        },
+    );
+    if let Err(e) = all {
+        anyhow::bail!("{e}\n{}", daemon.log_text());
+    }
+    let pid = daemon.pid().context("daemon pid")?;
+    ensure!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the daemon is still the one started"
+    );
+    Ok(())
+}
