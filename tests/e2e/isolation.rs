@@ -141,3 +141,46 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
     );
     Ok(())
 }
+
+#[test]
+fn text_from_a_plugin_reaches_logs_and_terminals_without_control_characters() -> Result<()> {
+    let bins = bins()?;
+    let dir = tempfile::tempdir()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-hostile"],
+    )?;
+    let body = format!(
+        "[[certificate]]\nid = \"forger\"\ncert = \"{dir}/live/forger.pem\"\nplugin = \"hostile\"\n[certificate.settings]\nact = \"none\"\ntitle = \"Order it\\n<0>forged emergency line \\u001b[31mred\\u001b[0m\"\n",
+        dir = dir.path().display()
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+    let task = eventually(Duration::from_secs(20), "the order task", || {
+        tasks(&daemon).ok()?.into_iter().next()
+    })?;
+    let title = task["title"].as_str().unwrap_or_default();
+    ensure!(
+        !title.contains('\n') && !title.contains('\u{1b}') && title.contains("forged"),
+        "{title:?}"
+    );
+    let out = daemon.cli(&["tasks"])?;
+    ensure!(
+        !out.stdout.contains(&0x1b),
+        "an escape reached the terminal"
+    );
+    let out = daemon.cli(&["task", "show", task["id"].as_str().unwrap_or_default()])?;
+    ensure!(
+        !out.stdout.contains(&0x1b),
+        "an escape reached the terminal"
+    );
+    let log = daemon.log_text();
+    ensure!(
+        !log.lines().any(|l| l.starts_with("<0>forged")),
+        "a forged log line:\n{log}"
+    );
+    ensure!(log.contains("forged emergency line"), "{log}");
+    Ok(())
+}

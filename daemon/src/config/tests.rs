@@ -961,3 +961,29 @@ fn a_dropin_that_is_not_a_regular_file_is_refused_by_name() {
         problems[1]
     );
 }
+
+#[test]
+fn a_group_readable_key_needs_a_group_that_is_not_the_read_group() {
+    for (group, refused) in [
+        ("", true),
+        ("group = \"certvakt\"\n", true),
+        ("group = \"fmk\"\n", false),
+    ] {
+        let dir = Dir::new();
+        dir.write("certvakt.toml", &format!(
+            "[[certificate]]\nid = \"web\"\ncert = \"/etc/certvakt/web.pem\"\nkey = \"/etc/certvakt/web.key\"\nplugin = \"manual\"\nkey_mode = \"0640\"\n{group}"
+        ));
+        let found = match crate::config::load(&dir.main()) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        };
+        let about_mode = found.iter().find(|p| p.key == "certificate[0].key_mode");
+        assert_eq!(about_mode.is_some(), refused, "{group:?}: {found:?}");
+        if let Some(problem) = about_mode {
+            assert!(
+                problem.message.contains("read group `certvakt`"),
+                "{problem}"
+            );
+        }
+    }
+}

@@ -483,6 +483,24 @@ impl Validator<'_> {
                     .into(),
             );
         }
+        let read_group = &self.config.control.read_group;
+        if r.key_mode & 0o040 != 0 && r.group.as_ref().is_none_or(|g| g == read_group) {
+            let whose = match &r.group {
+                Some(group) => format!("group {group}"),
+                None => "certvaktd's own group".into(),
+            };
+            self.report(
+                &format!("certificate[{i}].key_mode"),
+                origin,
+                format!(
+                    "{:04o} makes the private key readable by {whose}, and the control socket lets                      the read group `{read_group}` look: everyone allowed to run `certvakt status`                      could read the key",
+                    r.key_mode
+                ),
+                format!(
+                    "write group = the group of the service that reads the key (not                      `{read_group}`), or key_mode = \"0600\""
+                ),
+            );
+        }
         if r.renew_before.is_some_and(|d| d.as_secs() == 0) {
             self.report(
                 &format!("certificate[{i}].renew_before"),

@@ -345,7 +345,8 @@ fn error(kind: HostErrorKind, message: String) -> HostResponse {
 impl HostServices for CertServices {
     fn handle(&self, request: HostRequest) -> HostResponse {
         match request {
-            HostRequest::OpenTask(spec) => {
+            HostRequest::OpenTask(mut spec) => {
+                crate::plugin_host::clean_task(&mut spec);
                 let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
                 let task_id = tasks.0.assign(&spec.title);
                 tasks.1.push((task_id.clone(), spec));

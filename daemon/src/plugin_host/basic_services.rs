@@ -126,17 +126,19 @@ impl BasicServices {
         if level > log::max_level() {
             return;
         }
+        // Plugin text reaches the journal and terminals: no control characters (a newline and
+        // `<0>` would forge a line of another priority on stderr).
+        let values: Vec<(String, String)> = record
+            .fields
+            .iter()
+            .filter(|(key, _)| valid_field_key(key))
+            .take(MAX_FIELDS)
+            .map(|(key, value)| (key.clone(), super::sanitise(value)))
+            .collect();
         let mut fields: Vec<(&str, &str)> =
             vec![("plugin", &self.plugin), ("cert_id", &self.cert_id)];
-        fields.extend(
-            record
-                .fields
-                .iter()
-                .filter(|(key, _)| valid_field_key(key))
-                .take(MAX_FIELDS)
-                .map(|(key, value)| (key.as_str(), value.as_str())),
-        );
-        let message = truncate(&record.message, MAX_MESSAGE_BYTES);
+        fields.extend(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let message = super::sanitise(truncate(&record.message, MAX_MESSAGE_BYTES));
         log::logger().log(
             &log::Record::builder()
                 .level(level)
@@ -147,7 +149,8 @@ impl BasicServices {
         );
     }
 
-    fn open_task(&self, spec: TaskSpec) -> String {
+    fn open_task(&self, mut spec: TaskSpec) -> String {
+        super::clean_task(&mut spec);
         let id = format!(
             "{}.{}",
             self.cert_id,

@@ -57,7 +57,7 @@ use certvakt_plugin_api::messages::{
 use certvakt_plugin_api::profile::CsrProfile;
 use certvakt_plugin_api::{
     ABI_VERSION, HostError, HostErrorKind, IssueOutcome, PLUGIN_API_VERSION, PluginError,
-    StepOutcome,
+    StepOutcome, TaskSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -162,17 +162,73 @@ pub enum RefusalReason {
     Duplicate { name: String, first: PathBuf },
 }
 
+/// Makes the text of a plugin's answer safe where it goes next (logs, status, terminals): the
+/// boundary where plugin text enters the daemon.
+fn clean_response(response: &mut PluginResponse) {
+    match response {
+        PluginResponse::Error(error) => {
+            error.message = sanitise(&error.message);
+            error.fault_code = error.fault_code.as_deref().map(sanitise);
+        }
+        PluginResponse::Issue(IssueOutcome::Pending {
+            task: Some(task), ..
+        })
+        | PluginResponse::Poll(IssueOutcome::Pending {
+            task: Some(task), ..
+        })
+        | PluginResponse::Register(StepOutcome::Pending {
+            task: Some(task), ..
+        })
+        | PluginResponse::Verify(StepOutcome::Pending {
+            task: Some(task), ..
+        })
+        | PluginResponse::Retire(StepOutcome::Pending {
+            task: Some(task), ..
+        }) => {
+            clean_task(task);
+        }
+        PluginResponse::ValidateSettings(problems) => {
+            for problem in problems {
+                problem.key = sanitise(&problem.key);
+                problem.message = sanitise(&problem.message);
+                problem.hint = problem.hint.as_deref().map(sanitise);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A task a plugin asks for: a one-line title, and instructions that keep their lines and
+/// tabs but no other control characters (no terminal escapes).
+pub fn clean_task(task: &mut TaskSpec) {
+    task.title = sanitise(&task.title);
+    task.instructions = sanitise_lines(&task.instructions);
+}
+
+/// [`sanitise`] for text of several lines: newlines and tabs stay.
+pub fn sanitise_lines(text: &str) -> String {
+    escape_controls(text, &['\n', '\t'], 64 * 1024)
+}
+
 /// Text a plugin supplied (a task's title, a log line, an error), made safe for a log line
 /// and a terminal: control characters (newlines, escapes, the journal's `<N>` priority
 /// prefixes at a line start included) become visible escapes, and it is cut at 4 KiB.
 pub fn sanitise(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(4096));
+    escape_controls(text, &[], 4096)
+}
+
+fn escape_controls(text: &str, keep: &[char], limit: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(limit));
     for c in text.chars() {
-        if out.len() >= 4096 {
+        if out.len() >= limit {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // Control characters, and the bidirectional overrides that can make text read as
+        // something else in a terminal.
+        let hostile = (c.is_control() && !keep.contains(&c))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if hostile {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -534,7 +590,9 @@ impl LoadedPlugin {
                 method: method.to_owned(),
                 source,
             })?;
-        let response: PluginResponse = self.call_params(method, params, services, deadline).await?;
+        let mut response: PluginResponse =
+            self.call_params(method, params, services, deadline).await?;
+        clean_response(&mut response);
         match response {
             PluginResponse::Error(error) => Err(PluginCallError::Plugin {
                 plugin: self.name.clone(),

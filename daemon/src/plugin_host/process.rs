@@ -169,9 +169,11 @@ impl PluginProcess {
                 version,
                 api_version,
             }) => Ok(Described {
+                // The name is checked against the naming rule; the versions are shown as
+                // they are, so they are made safe for a terminal.
                 name,
-                version,
-                api_version,
+                version: super::sanitise(&version),
+                api_version: super::sanitise(&api_version),
             }),
             Ok(Frame::Refused(json)) => {
                 let reason = serde_json::from_slice(&json).unwrap_or_else(|e| {

@@ -105,10 +105,21 @@ impl Plugin for Hostile {
     }
 
     fn issue(&self, _host: &Host<'_>, order: OrderContext) -> Result<IssueOutcome, PluginError> {
+        // `title` in the settings: a task title with whatever the test puts in it (newlines,
+        // terminal escapes), to see that the daemon passes none of it on raw.
+        let title = order
+            .certificate
+            .settings
+            .get("title")
+            .and_then(Value::as_str)
+            .map_or_else(
+                || format!("Order {} by hand", order.certificate.certificate_id),
+                str::to_owned,
+            );
         Ok(IssueOutcome::Pending {
             poll_after_secs: 3600,
             task: Some(TaskSpec {
-                title: format!("Order {} by hand", order.certificate.certificate_id),
+                title,
                 instructions: "Sign request.csr and import the certificate.".into(),
                 files: vec![TaskFile {
                     name: "request.csr".into(),
