@@ -7,7 +7,8 @@
 //!   byte, and never reads more than the cap plus one byte (a file that grows while being read
 //!   is refused, not read whole). `/dev/zero`, a FIFO, a socket or a 2 GB file cost nothing.
 //! - Symbolic links are followed (packages and operators link certificate files); what the
-//!   link leads to must pass the same checks.
+//!   link leads to must pass the same checks. [`read_no_follow`] refuses a link instead, for
+//!   files the daemon copies elsewhere (a live folder's files before its first install).
 //! - Errors are sentence tails that follow the path (`"<path> is not a regular file …"`):
 //!   [`ReadError::sentence`] prepends it. They never contain file contents.
 
@@ -38,6 +39,10 @@ pub enum ReadError {
     TooLarge { len: u64, max: u64 },
     #[error("grew past {max} bytes while being read, and was not used")]
     Grew { max: u64 },
+    #[error(
+        "is a symbolic link, and certvakt does not read through links here (what it points to could be any file the daemon may read)"
+    )]
+    Symlink,
     #[error("cannot be read: {0}")]
     Io(std::io::Error),
 }
@@ -55,12 +60,29 @@ impl ReadError {
 
 /// The bytes of the regular file at `path`, at most `max` of them. See the module contract.
 pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    read_with(path, max, 0)
+}
+
+/// [`read`], but a symbolic link at `path` itself is refused ([`ReadError::Symlink`]) rather
+/// than followed: for the live files the daemon copies, where a link could point anywhere.
+pub fn read_no_follow(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    read_with(path, max, nix::fcntl::OFlag::O_NOFOLLOW.bits())
+}
+
+fn read_with(path: &Path, max: u64, flags: i32) -> Result<Vec<u8>, ReadError> {
     let file = File::options()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits())
+        .custom_flags(
+            nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits() | flags,
+        )
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ReadError::NotFound,
+            _ if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32)
+                && flags & nix::fcntl::OFlag::O_NOFOLLOW.bits() != 0 =>
+            {
+                ReadError::Symlink
+            }
             _ => ReadError::Io(e),
         })?;
     let meta = file.metadata().map_err(ReadError::Io)?;
@@ -127,5 +149,6 @@ mod tests {
         let link = dir.path().join("zero.pem");
         std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
         assert!(matches!(read(&link, 10), Err(ReadError::NotRegular)));
+        assert!(matches!(read_no_follow(&link, 10), Err(ReadError::Symlink)));
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod denmark;
 mod engine;
 mod isolation;
+mod live_files;
 mod manpages;
 mod monitor;
 mod monitoring;

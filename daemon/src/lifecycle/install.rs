@@ -175,9 +175,19 @@ impl Core {
             .with_file_name("replaced")
             .join(crate::now_unix().to_string());
         for (what, path) in live.files() {
-            let bytes = match bounded::read(path, bounded::CERT_FILE_LIMIT) {
+            let bytes = match bounded::read_no_follow(path, bounded::CERT_FILE_LIMIT) {
                 Ok(bytes) => Zeroizing::new(bytes),
                 Err(e) if e.is_not_found() => continue,
+                // The install replaces the link itself; what it points to is left as it is,
+                // so nothing is lost, and nothing is read through it.
+                Err(bounded::ReadError::Symlink) => {
+                    log::warn!(
+                        cert_id = cert.id.as_str(), path = path.display().to_string();
+                        "{} is a symbolic link: the install replaces the link with a regular file and leaves what it points to as it is",
+                        path.display()
+                    );
+                    continue;
+                }
                 Err(e) => {
                     return Err(EngineError::Other(format!(
                         "cannot read {} before replacing it: {}; nothing was changed",
@@ -220,48 +230,111 @@ impl Core {
         if self.store.current(&cert.id)?.is_some() || !cert.cert.exists() {
             return Ok(());
         }
-        let cert_bytes = bounded::read(&cert.cert, bounded::CERT_FILE_LIMIT)
-            .map_err(|e| EngineError::Other(format!("cannot read {}", e.sentence(&cert.cert))))?;
+        // Nothing is read through a link here (what it points to could be any file the
+        // daemon may read, and would end up in a version and then in the live folder), and
+        // what is read must be what it claims: a certificate, the key that belongs to it.
+        let not_kept = |why: String| {
+            log::warn!(
+                cert_id = cert.id.as_str();
+                "kept no version of the pair in use before certvakt's first install: {why}; the install replaces the live files (a link is replaced, what it points to is left as it is), and rollback has nothing to go back to"
+            );
+            Ok(())
+        };
+        let cert_bytes = match bounded::read_no_follow(&cert.cert, bounded::CERT_FILE_LIMIT) {
+            Ok(bytes) => bytes,
+            Err(e) => return not_kept(e.sentence(&cert.cert)),
+        };
         let Ok(ders) = keys::parse_certificate_chain(&cert_bytes) else {
-            return Ok(());
+            return not_kept(format!("{} holds no certificate", cert.cert.display()));
         };
         let Some(leaf) = ders.first() else {
-            return Ok(());
+            return not_kept(format!("{} holds no certificate", cert.cert.display()));
         };
         let key_pem = match &cert.key {
-            Some(key) if key.exists() => Some(Zeroizing::new(
-                bounded::read_to_string(key, bounded::KEY_FILE_LIMIT)
-                    .map_err(|e| EngineError::Other(format!("cannot read {}", e.sentence(key))))?,
-            )),
+            Some(path) if path.symlink_metadata().is_ok() => {
+                let text = match bounded::read_no_follow(path, bounded::KEY_FILE_LIMIT) {
+                    Ok(bytes) => Zeroizing::new(bytes),
+                    Err(e) => return not_kept(e.sentence(path)),
+                };
+                let belongs = PrivateKey::from_bytes(&text)
+                    .ok()
+                    .and_then(|key| keys::cert_matches_key(leaf, &key).ok())
+                    .unwrap_or(false);
+                if !belongs {
+                    return not_kept(format!(
+                        "{} is not the key of {}",
+                        path.display(),
+                        cert.cert.display()
+                    ));
+                }
+                match String::from_utf8(text.to_vec()) {
+                    Ok(pem) => Some(Zeroizing::new(pem)),
+                    Err(_) => return not_kept(format!("{} is not a PEM key", path.display())),
+                }
+            }
             Some(_) => return Ok(()),
             None => None,
         };
+        let bundled = || keys::pem_certificates(ders.get(1..).unwrap_or_default());
         let chain_pem = match &cert.renewal.chain {
-            Some(chain) if chain.exists() => {
-                bounded::read_to_string(chain, bounded::CERT_FILE_LIMIT).unwrap_or_default()
-            }
-            _ => keys::pem_certificates(ders.get(1..).unwrap_or_default()),
-        };
-        let pkcs12 = match &live.pkcs12 {
-            Some((bundle, _)) if bundle.exists() => bounded::read(bundle, bounded::CERT_FILE_LIMIT)
-                .ok()
-                .map(Zeroizing::new),
-            // No bundle yet (the first renewal that writes one): the version gets one made
-            // from the pair in use, so it can be installed and rolled back to like any other.
-            Some((_, password_file)) => match &key_pem {
-                Some(key_pem) => {
-                    let key = PrivateKey::from_bytes(key_pem.as_bytes())?;
-                    let password = read_password(password_file)?;
-                    Some(keys::write_pkcs12(
-                        &key,
-                        leaf,
-                        ders.get(1..).unwrap_or_default(),
-                        &password,
-                        &cert.id,
-                    )?)
+            Some(chain) if chain.symlink_metadata().is_ok() => {
+                match bounded::read_no_follow(chain, bounded::CERT_FILE_LIMIT)
+                    .ok()
+                    .filter(|bytes| keys::parse_certificate_chain(bytes).is_ok())
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                {
+                    Some(text) => text,
+                    None => {
+                        log::warn!(
+                            cert_id = cert.id.as_str(), path = chain.display().to_string();
+                            "{} is a link or not certificates: the kept version uses the chain in {} instead",
+                            chain.display(),
+                            cert.cert.display()
+                        );
+                        bundled()
+                    }
                 }
-                None => return Ok(()),
-            },
+            }
+            _ => bundled(),
+        };
+        let made_from_pair =
+            |password_file: &std::path::Path| -> Result<Option<Zeroizing<Vec<u8>>>, EngineError> {
+                let Some(key_pem) = &key_pem else {
+                    return Ok(None);
+                };
+                let key = PrivateKey::from_bytes(key_pem.as_bytes())?;
+                let password = read_password(password_file)?;
+                Ok(Some(keys::write_pkcs12(
+                    &key,
+                    leaf,
+                    ders.get(1..).unwrap_or_default(),
+                    &password,
+                    &cert.id,
+                )?))
+            };
+        let pkcs12 = match &live.pkcs12 {
+            // A bundle in use is kept as it is when it is what it claims: this certificate,
+            // opened with the configured password. Otherwise (a link, another certificate, or
+            // no bundle yet: the first renewal that writes one) the version gets one made from
+            // the pair in use, so it can be installed and rolled back to like any other.
+            Some((bundle, password_file)) => {
+                let own = bounded::read_no_follow(bundle, bounded::CERT_FILE_LIMIT)
+                    .ok()
+                    .filter(|bytes| {
+                        read_password(password_file)
+                            .ok()
+                            .and_then(|password| keys::read_pkcs12(bytes, &password).ok())
+                            .is_some_and(|contents| contents.leaf_der == *leaf)
+                    })
+                    .map(Zeroizing::new);
+                match own {
+                    Some(bytes) => Some(bytes),
+                    None => match made_from_pair(password_file)? {
+                        Some(bytes) => Some(bytes),
+                        None => return Ok(()),
+                    },
+                }
+            }
             None => None,
         };
         let version = self.store.stage(
