@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::control::client::{Client, ClientError};
-use crate::control::protocol::{ErrorCode, Request, Response};
+use crate::control::protocol::{CheckConfigReport, ConfigProblem, ErrorCode, Request, Response};
 
 /// The socket used when nothing else names one.
 pub const DEFAULT_SOCKET: &str = "/run/certvakt/control.sock";
@@ -320,7 +320,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 err,
                 "certvakt: certvaktd answered a {} request with a {} response; use the certvakt CLI of the same package version",
                 request.name(),
-                response_name(&other)
+                other.name()
             );
             Exit::Unknown
         }
@@ -375,23 +375,6 @@ pub fn exit_for_error_code(code: ErrorCode) -> Exit {
         ErrorCode::InvalidConfig => Exit::ConfigInvalid,
         ErrorCode::Refused => Exit::Refused,
         ErrorCode::BadRequest | ErrorCode::Internal => Exit::Unknown,
-    }
-}
-
-fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Status(_) => "status",
-        Response::List { .. } => "list",
-        Response::Show(_) => "show",
-        Response::Reload(_) => "reload",
-        Response::Renew { .. } => "renew",
-        Response::Rollback { .. } => "rollback",
-        Response::Tasks { .. } => "tasks",
-        Response::TaskShow { .. } => "task_show",
-        Response::TaskDone { .. } => "task_done",
-        Response::Import { .. } => "import",
-        Response::Plugins(_) => "plugins",
-        Response::Error { .. } => "error",
     }
 }
 
@@ -455,13 +438,6 @@ fn print_json<T: Serialize>(out: &mut dyn Write, err: &mut dyn Write, value: &T)
     }
 }
 
-#[derive(Debug, Serialize)]
-struct CheckConfigJson<'a> {
-    ok: bool,
-    problems: &'a [config::Problem],
-    summary: Option<String>,
-}
-
 fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let path = args
         .config
@@ -470,13 +446,17 @@ fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let loaded = crate::plugin_host::load_and_check(&path);
     if args.json {
         let (ok, problems, summary) = match &loaded {
-            Ok(config) => (true, &[][..], Some(config.summary())),
-            Err(problems) => (false, problems.as_slice(), None),
+            Ok(config) => (true, Vec::new(), Some(config.summary())),
+            Err(problems) => (
+                false,
+                problems.iter().map(ConfigProblem::from).collect(),
+                None,
+            ),
         };
         print_json(
             out,
             err,
-            &CheckConfigJson {
+            &CheckConfigReport {
                 ok,
                 problems,
                 summary,
