@@ -249,6 +249,76 @@ fn a_forced_renewal_makes_a_new_key_and_rollback_returns_to_the_old_pair() -> Re
     Ok(())
 }
 
+#[test]
+fn renew_wait_stops_at_the_order_task_and_after_the_import_follows_the_run_to_its_end() -> Result<()>
+{
+    let setup = ManualSetup::new()?;
+    // An overlap holds the run at `verified` for a while after the import, so the second
+    // `renew --wait` finds it in progress however fast the steps before it went.
+    let text = std::fs::read_to_string(&setup.config)?.replace(
+        "plugin = \"manual\"\n",
+        "plugin = \"manual\"\noverlap = \"8s\"\n",
+    );
+    std::fs::write(&setup.config, text)?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+
+    // The first issue starts by itself. (While the engine decides whether to start a run, a
+    // command for the certificate is refused at once as busy: wait until the run shows.)
+    eventually(WAIT, "the first issue to start", || {
+        daemon.renewal("web").ok()??.phase.map(|_| ())
+    })?;
+    // The run is followed to the order task, and the CLI says which task and how to complete
+    // it.
+    let out = daemon.cli(&["renew", "web", "--force", "--wait", "--timeout", "1m"])?;
+    let (said, progress) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{progress}{said}");
+    assert!(progress.contains("web: ordered\n"), "{progress}");
+    let task = daemon
+        .tasks()?
+        .into_iter()
+        .next()
+        .context("the order task")?;
+    assert!(
+        said.contains(&format!(
+            "the renewal of web waits for a person: task {} \"{}\"",
+            task.id, task.title
+        )),
+        "{said}"
+    );
+    assert!(said.contains("`certvakt import web FILE`"), "{said}");
+
+    // After the import, the run in progress is followed to its end.
+    let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
+    let chain = format!("{}{}", issued.pem, issued.chain_pem);
+    let out = import_file(
+        &daemon,
+        setup.path(),
+        "web",
+        "issued.pem",
+        chain.as_bytes(),
+        None,
+    )?;
+    ensure!(out.status.success(), "import: {}", stderr(&out));
+    let out = daemon.cli(&["renew", "web", "--wait", "--timeout", "1m"])?;
+    let (said, progress) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "{progress}{said}");
+    let verified = progress.find("web: verified\n");
+    let retired = progress.find("web: retired\n");
+    let completed = progress.find("renewal of web completed at ");
+    assert!(
+        verified.is_some() && verified < retired && retired < completed,
+        "every step in order, then the end: {progress}"
+    );
+    let renewal = daemon.renewal("web")?.context("web's renewal")?;
+    assert!(
+        renewal.phase.is_none() && renewal.last_success.is_some(),
+        "{renewal:?}"
+    );
+    assert!(pair_matches(&setup.cert, &setup.key)?);
+    Ok(())
+}
+
 /// Kills the daemon with SIGKILL right after each step of a run is saved, restarts it, and
 /// checks that no key is lost, the live pair always matches, and the run completes.
 #[test]
