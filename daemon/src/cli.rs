@@ -1,7 +1,9 @@
 //! The operator's command line, `certvakt`: a client of the control socket.
 //!
 //! Contract:
-//! - One request per invocation, synchronous, no async runtime: the CLI must start fast.
+//! - One request per invocation, synchronous, no async runtime: the CLI must start fast. The
+//!   one exception is `renew --wait`, which asks `show` before the renew and then every
+//!   500 ms after it on the same connection, to follow the run ([`follow`]).
 //! - stdout carries the answer (a human text, or with `--json` the daemon's response as pretty
 //!   JSON, error responses included); stderr carries `certvakt: <message>` lines.
 //! - The exit code is a promise scripts and monitoring rely on; it is [`Exit`], documented in
@@ -11,6 +13,7 @@
 //!   configuration if it can be loaded, else [`DEFAULT_SOCKET`].
 //! - `check-config` and `completion` never touch the socket: they work without a daemon.
 
+pub mod follow;
 pub mod render;
 
 use std::ffi::OsString;
@@ -23,7 +26,8 @@ use serde::Serialize;
 
 use crate::config;
 use crate::control::client::{Client, ClientError};
-use crate::control::protocol::{ErrorCode, Request, Response};
+use crate::control::protocol::{CheckConfigReport, ConfigProblem, ErrorCode, Request, Response};
+use certvakt_plugin_api::duration::HumanDuration;
 
 /// The socket used when nothing else names one.
 pub const DEFAULT_SOCKET: &str = "/run/certvakt/control.sock";
@@ -34,11 +38,14 @@ pub const SOCKET_ENV: &str = "CERTVAKT_SOCKET";
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0   OK
-  1   WARNING: status: a certificate expires within warn_before; show: this certificate does
+  1   WARNING: status: a certificate expires within warn_before; show: this certificate does;
+      renew --wait: the run waits for a person, a step failed, or it ended without a new
+      certificate
   2   CRITICAL: status: a certificate has expired or is not yet valid, or a source has a
       problem; show: this certificate has expired or is not yet valid, or its source has a
       problem
-  3   UNKNOWN: certvaktd cannot be reached, or does not speak this certvakt's protocol
+  3   UNKNOWN: certvaktd cannot be reached, or does not speak this certvakt's protocol;
+      renew --wait --timeout: the run is still going when the time is up
   4   forbidden: the request needs more access (root or group certvakt-admin may change
       things, group certvakt may look)
   5   not found: an id or task id certvaktd does not know
@@ -98,6 +105,14 @@ pub enum Command {
         /// Start a renewal even though the certificate is not due.
         #[arg(long)]
         force: bool,
+        /// Follow the run, printing each step as it is taken, until it completes (exit 0),
+        /// waits for a person (exit 1, naming the task and how to complete it) or fails
+        /// (exit 1, with the error and when certvaktd tries again).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (e.g. "10m", "1h"), exit 3; the run goes on.
+        #[arg(long, value_name = "DURATION", requires = "wait")]
+        timeout: Option<HumanDuration>,
     },
     /// Install the previous version of a managed certificate again; needs admin access.
     Rollback { id: String },
@@ -215,7 +230,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         Command::List => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
-        Command::Renew { id, force } => Request::Renew {
+        Command::Renew { id, force, .. } => Request::Renew {
             id: id.clone(),
             force: *force,
         },
@@ -243,7 +258,24 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let socket = socket_path(args.socket.as_deref(), std::env::var_os(SOCKET_ENV), || {
         configured_socket(args.config.as_deref())
     });
-    let response = match Client::connect(&socket).and_then(|mut client| client.request(&request)) {
+    let mut client = match Client::connect(&socket) {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = writeln!(err, "certvakt: {e}");
+            return exit_for_client_error(&e);
+        }
+    };
+    // `renew --wait` follows the run from where it stood before the request.
+    let wait = match &args.command {
+        Command::Renew {
+            id,
+            wait: true,
+            timeout,
+            ..
+        } => Some((id, follow::renewal_before(&mut client, id), *timeout)),
+        _ => None,
+    };
+    let response = match client.request(&request) {
         Ok(response) => response,
         Err(e) => {
             let _ = writeln!(err, "certvakt: {e}");
@@ -291,7 +323,18 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             if !args.json {
                 let _ = writeln!(out, "{message}");
             }
-            Exit::Ok
+            match wait {
+                Some((id, before, timeout)) => follow::follow(
+                    &mut client,
+                    id,
+                    before,
+                    timeout.map(|t| t.0),
+                    args.json,
+                    out,
+                    err,
+                ),
+                None => Exit::Ok,
+            }
         }
         Response::Tasks { tasks } if request == Request::Tasks => {
             if !args.json {
@@ -320,7 +363,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 err,
                 "certvakt: certvaktd answered a {} request with a {} response; use the certvakt CLI of the same package version",
                 request.name(),
-                response_name(&other)
+                other.name()
             );
             Exit::Unknown
         }
@@ -375,23 +418,6 @@ pub fn exit_for_error_code(code: ErrorCode) -> Exit {
         ErrorCode::InvalidConfig => Exit::ConfigInvalid,
         ErrorCode::Refused => Exit::Refused,
         ErrorCode::BadRequest | ErrorCode::Internal => Exit::Unknown,
-    }
-}
-
-fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Status(_) => "status",
-        Response::List { .. } => "list",
-        Response::Show(_) => "show",
-        Response::Reload(_) => "reload",
-        Response::Renew { .. } => "renew",
-        Response::Rollback { .. } => "rollback",
-        Response::Tasks { .. } => "tasks",
-        Response::TaskShow { .. } => "task_show",
-        Response::TaskDone { .. } => "task_done",
-        Response::Import { .. } => "import",
-        Response::Plugins(_) => "plugins",
-        Response::Error { .. } => "error",
     }
 }
 
@@ -455,13 +481,6 @@ fn print_json<T: Serialize>(out: &mut dyn Write, err: &mut dyn Write, value: &T)
     }
 }
 
-#[derive(Debug, Serialize)]
-struct CheckConfigJson<'a> {
-    ok: bool,
-    problems: &'a [config::Problem],
-    summary: Option<String>,
-}
-
 fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let path = args
         .config
@@ -470,13 +489,17 @@ fn check_config(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let loaded = crate::plugin_host::load_and_check(&path);
     if args.json {
         let (ok, problems, summary) = match &loaded {
-            Ok(config) => (true, &[][..], Some(config.summary())),
-            Err(problems) => (false, problems.as_slice(), None),
+            Ok(config) => (true, Vec::new(), Some(config.summary())),
+            Err(problems) => (
+                false,
+                problems.iter().map(ConfigProblem::from).collect(),
+                None,
+            ),
         };
         print_json(
             out,
             err,
-            &CheckConfigJson {
+            &CheckConfigReport {
                 ok,
                 problems,
                 summary,
@@ -567,6 +590,27 @@ mod tests {
 
         let long_help = Args::command().render_long_help().to_string();
         assert!(long_help.contains("64  usage error"), "{long_help}");
+    }
+
+    #[test]
+    fn renew_waits_with_a_timeout_only_when_asked_to_wait() {
+        let args = Args::try_parse_from(["certvakt", "renew", "web", "--wait", "--timeout", "10m"])
+            .expect("parse");
+        assert_eq!(
+            args.command,
+            Command::Renew {
+                id: "web".into(),
+                force: false,
+                wait: true,
+                timeout: Some(HumanDuration(Duration::from_secs(600))),
+            }
+        );
+        let alone = Args::try_parse_from(["certvakt", "renew", "web", "--timeout", "10m"])
+            .expect_err("--timeout needs --wait");
+        assert!(alone.use_stderr());
+        let bare = Args::try_parse_from(["certvakt", "renew", "web", "--wait", "--timeout", "10"])
+            .expect_err("a bare number is no duration");
+        assert!(bare.to_string().contains("is not a duration"), "{bare}");
     }
 
     #[test]

@@ -223,8 +223,7 @@ fn daemon(sizes: &Sizes, rows: &mut Vec<(String, String, String)>) -> Result<()>
 }
 
 fn certvakt_count(d: &Daemon) -> Result<usize> {
-    let (_, list) = d.cli_json(&["list"])?;
-    Ok(list["items"].as_array().map_or(0, Vec::len))
+    Ok(d.list()?.len())
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use certvakt::control::protocol::{Phase, Renewal};
 use certvakt_testkit::ari::AriFront;
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
@@ -135,13 +136,9 @@ esac
     }
 }
 
-fn renewal_of(daemon: &Daemon, id: &str) -> Option<Value> {
-    let (_, status) = daemon.cli_json(&["status"]).ok()?;
-    status["renewals"]
-        .as_array()?
-        .iter()
-        .find(|r| r["id"] == id)
-        .cloned()
+/// The renewal of `id` in `certvakt status`.
+fn renewal_of(daemon: &Daemon, id: &str) -> Option<Renewal> {
+    daemon.renewal(id).ok().flatten()
 }
 
 fn metrics(daemon: &Daemon) -> Option<String> {
@@ -286,7 +283,7 @@ contact = ["mailto:it@apotek.test"]"#
             "{id}: the chain came with the leaf"
         );
         let renewal = renewal_of(&daemon, id).context("status")?;
-        assert_eq!(renewal["failures"], 0, "{id}: {renewal}");
+        assert_eq!(renewal.failures, 0, "{id}: {renewal:?}");
     }
 
     // dns-01 went through the hook: records set, then removed, for the wildcard and the apex.
@@ -365,7 +362,7 @@ fn a_ca_outage_mid_order_backs_off_shows_and_recovers_with_the_same_key() -> Res
     let daemon = Daemon::start(&bins()?, &site.config, &[])?;
     eventually(WAIT, "the order to be placed", || {
         let renewal = renewal_of(&daemon, "web")?;
-        (renewal["phase"] == "ordered").then_some(())
+        (renewal.phase == Some(Phase::Ordered)).then_some(())
     })?;
     pebble.stop_acme()?;
     let pending_key = site.path().join("state/certs/web/pending-key.pem");
@@ -373,13 +370,13 @@ fn a_ca_outage_mid_order_backs_off_shows_and_recovers_with_the_same_key() -> Res
 
     let error = eventually(WAIT, "the failure to show in status", || {
         let renewal = renewal_of(&daemon, "web")?;
-        (renewal["failures"].as_u64()? >= 2).then(|| renewal["last_error"].to_string())
+        (renewal.failures >= 2).then(|| renewal.last_error.unwrap_or_default())
     })?;
     assert!(
         error.contains("connect") || error.contains("refused"),
         "the error names the cause: {error}"
     );
-    let (code, _) = daemon.cli_json(&["status"])?;
+    let (code, _) = daemon.status()?;
     ensure!(code != 0, "status is not OK while renewals fail");
     assert!(!site.live("web.pem").exists(), "nothing installed");
 
@@ -392,7 +389,7 @@ fn a_ca_outage_mid_order_backs_off_shows_and_recovers_with_the_same_key() -> Res
     );
     assert!(pair_matches(&site.live("web.pem"), &site.live("web.key"))?);
     let renewal = renewal_of(&daemon, "web").context("status")?;
-    assert_eq!(renewal["failures"], 0, "{renewal}");
+    assert_eq!(renewal.failures, 0, "{renewal:?}");
     Ok(())
 }
 
@@ -427,8 +424,7 @@ fn external_account_binding_terms_chains_key_rollover_contact_and_revocation() -
     )?;
     let daemon = Daemon::start(&bins()?, &site.config, &[])?;
     let error = eventually(WAIT, "the terms to be asked for", || {
-        let renewal = renewal_of(&daemon, "web")?;
-        renewal["last_error"].as_str().map(str::to_owned)
+        renewal_of(&daemon, "web")?.last_error
     })?;
     assert!(error.contains("agree_terms = true"), "{error}");
     assert!(error.contains("terms of service"), "{error}");
@@ -588,7 +584,7 @@ fn the_cas_renewal_window_decides_when_to_renew() -> Result<()> {
         },
     )?;
     let next = eventually(WAIT, "the next renewal inside the window", || {
-        let next = renewal_of(&daemon, "web")?["next_at"].as_i64()?;
+        let next = renewal_of(&daemon, "web")?.next_at?;
         (start..end).contains(&next).then_some(next)
     });
     if let Err(e) = next {

@@ -2,6 +2,7 @@
 //! and bad files are reported without stopping anything else.
 
 use anyhow::Result;
+use certvakt::control::protocol::{KeyCheck, ProblemKind};
 use certvakt_testkit::badfiles;
 use certvakt_testkit::harness::eventually;
 use certvakt_testkit::{CaShape, LeafSpec, TestCa};
@@ -30,7 +31,7 @@ fn a_new_replaced_or_removed_file_is_noticed_without_a_reload() -> Result<()> {
         problems(&s.daemon)
             .ok()?
             .iter()
-            .any(|(pid, kind)| *pid == id && kind == "not_certificate")
+            .any(|(pid, kind)| *pid == id && *kind == ProblemKind::NotCertificate)
             .then_some(())
     })?;
     assert_eq!(list_ids(&s.daemon)?.len(), before - 1);
@@ -53,10 +54,10 @@ fn directories_symlink_loops_and_huge_files_are_reported_and_the_rest_goes_on() 
     badfiles::make_symlink_loop(&w.join("loop-a.pem"), &w.join("loop-b.pem"))?;
     badfiles::write_huge(&w.join("huge.pem"), 2 * 1024 * 1024)?;
     let expected = [
-        ("a-folder.pem", "is_directory"),
-        ("loop-a.pem", "symlink_loop"),
-        ("loop-b.pem", "symlink_loop"),
-        ("huge.pem", "too_large"),
+        ("a-folder.pem", ProblemKind::IsDirectory),
+        ("loop-a.pem", ProblemKind::SymlinkLoop),
+        ("loop-b.pem", ProblemKind::SymlinkLoop),
+        ("huge.pem", ProblemKind::TooLarge),
     ];
     eventually(WAIT, "every bad file to be reported", || {
         let found = problems(&s.daemon).ok()?;
@@ -73,7 +74,7 @@ fn directories_symlink_loops_and_huge_files_are_reported_and_the_rest_goes_on() 
         before,
         "good files are still all there"
     );
-    let (code, _) = s.daemon.cli_json(&["status"])?;
+    let (code, _) = s.daemon.status()?;
     assert_eq!(code, 2);
     Ok(())
 }
@@ -96,19 +97,19 @@ fn a_key_that_does_not_belong_to_its_certificate_is_a_problem() -> Result<()> {
     let (Some(fmk_key), Some(other_key)) = (fmk, other) else {
         anyhow::bail!("the sample set has dk-fmk and no-nhn");
     };
-    let (_, shown) = s.daemon.cli_json(&["show", "dk-fmk"])?;
-    assert_eq!(shown["entries"][0]["key_check"], "matches");
+    let (_, shown) = s.daemon.show("dk-fmk")?;
+    assert_eq!(shown.entries[0].key_check, KeyCheck::Matches);
 
     std::fs::copy(&other_key, &fmk_key)?;
     eventually(WAIT, "the mismatch to be reported", || {
         problems(&s.daemon)
             .ok()?
             .iter()
-            .any(|(id, kind)| id == "dk-fmk" && kind == "key_mismatch")
+            .any(|(id, kind)| id == "dk-fmk" && *kind == ProblemKind::KeyMismatch)
             .then_some(())
     })?;
-    let (code, shown) = s.daemon.cli_json(&["show", "dk-fmk"])?;
-    assert_eq!(shown["entries"][0]["key_check"], "mismatch");
+    let (code, shown) = s.daemon.show("dk-fmk")?;
+    assert_eq!(shown.entries[0].key_check, KeyCheck::Mismatch);
     assert_eq!(code, 2);
     let log = s.daemon.log_text();
     assert!(
@@ -137,7 +138,7 @@ fn a_managed_certificate_that_arrives_later_in_a_new_folder_is_noticed() -> Resu
     assert!(
         problems(&daemon)?
             .iter()
-            .any(|(id, kind)| id == "late" && kind == "missing"),
+            .any(|(id, kind)| id == "late" && *kind == ProblemKind::Missing),
         "{:?}",
         problems(&daemon)?
     );
@@ -152,8 +153,8 @@ fn a_managed_certificate_that_arrives_later_in_a_new_folder_is_noticed() -> Resu
         WAIT,
         "the late certificate to be found with its key",
         || {
-            let (_, shown) = daemon.cli_json(&["show", "late"]).ok()?;
-            (shown["entries"][0]["key_check"] == "matches").then_some(())
+            let (_, shown) = daemon.show("late").ok()?;
+            (shown.entries.first()?.key_check == KeyCheck::Matches).then_some(())
         },
     )?;
     assert!(problems(&daemon)?.is_empty(), "{:?}", problems(&daemon)?);

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use certvakt::control::protocol::ProblemKind;
 use certvakt_testkit::Manifest;
 use certvakt_testkit::harness::{self, Bins, Daemon};
-use serde_json::Value;
 use tempfile::TempDir;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -49,35 +49,17 @@ pub fn bins() -> Result<Bins> {
 
 /// The ids in `certvakt --json list`.
 pub fn list_ids(daemon: &Daemon) -> Result<Vec<String>> {
-    let (code, list) = daemon.cli_json(&["list"])?;
-    anyhow::ensure!(code == 0, "list exited {code}");
-    Ok(list["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(daemon.list()?.into_iter().map(|item| item.id).collect())
 }
 
 /// The problems in `certvakt --json status`, as (id, kind).
-pub fn problems(daemon: &Daemon) -> Result<Vec<(String, String)>> {
-    let (_, status) = daemon.cli_json(&["status"])?;
-    Ok(status["problems"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["id"].as_str().unwrap_or_default().to_owned(),
-                        p["kind"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+pub fn problems(daemon: &Daemon) -> Result<Vec<(String, ProblemKind)>> {
+    let (_, status) = daemon.status()?;
+    Ok(status
+        .problems
+        .into_iter()
+        .map(|p| (p.id, p.kind))
+        .collect())
 }
 
 pub fn stdout(out: &std::process::Output) -> String {
@@ -86,10 +68,6 @@ pub fn stdout(out: &std::process::Output) -> String {
 
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn field<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
-    path.iter().fold(value, |v, k| &v[*k])
 }
 
 pub fn is_root() -> bool {

@@ -4,18 +4,15 @@
 //! over mutual TLS), and a municipality's SMDB system user's, proven against the NemLog-in
 //! STS simulator while a person attaches and provisions it in the simulated administration.
 
-use std::path::Path;
-
 use anyhow::{Context, Result, bail, ensure};
+use certvakt::control::protocol::{Renewal, Task};
 use certvakt_testkit::PemPaths;
 use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::mitid::{Download, MitIdErhverv, identity};
 use certvakt_testkit::nemlogin::{Environment, NemLoginOptions, NemLoginSimulator};
-use serde_json::Value;
 
 use crate::common::{WAIT, bins, stderr, stdout};
-use crate::renewal::tasks;
 
 const CVR: &str = "25450442";
 const NAME: &str = "Hjørring Svane Apotek FMK";
@@ -120,19 +117,9 @@ poll_seconds = 5
         Ok(stdout(&out))
     }
 
-    /// The certificate's line of `certvakt status`.
-    fn status(&self) -> Value {
-        self.daemon
-            .cli_json(&["status"])
-            .ok()
-            .and_then(|(_, s)| {
-                s["renewals"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["id"] == self.id)
-                    .cloned()
-            })
-            .unwrap_or_default()
+    /// The certificate's line of `certvakt status`, once it has one.
+    fn status(&self) -> Option<Renewal> {
+        self.daemon.renewal(self.id).ok().flatten()
     }
 
     /// Waits for `check`; on a timeout, the error shows the status and the daemon's log.
@@ -140,7 +127,7 @@ poll_seconds = 5
         match eventually(WAIT, what, check) {
             Ok(value) => Ok(value),
             Err(e) => bail!(
-                "{e}\nstatus: {:#}\n{}",
+                "{e}\nstatus: {:#?}\n{}",
                 self.status(),
                 self.daemon.log_text()
             ),
@@ -148,19 +135,20 @@ poll_seconds = 5
     }
 
     /// Waits for an open task whose title contains `needle`.
-    fn wait_task(&self, needle: &str) -> Result<Value> {
+    fn wait_task(&self, needle: &str) -> Result<Task> {
         self.wait("the task", || {
-            tasks(&self.daemon)
+            self.daemon
+                .tasks()
                 .ok()?
                 .into_iter()
-                .find(|t| t["title"].as_str().is_some_and(|s| s.contains(needle)))
+                .find(|t| t.title.contains(needle))
         })
     }
 
     /// Waits for the run to fail with an error containing `needle`; returns the error.
     fn wait_error(&self, needle: &str) -> Result<String> {
         self.wait("the failure to show", || {
-            let error = self.status()["last_error"].as_str()?.to_owned();
+            let error = self.status()?.last_error?;
             error.contains(needle).then_some(error)
         })
     }
@@ -168,9 +156,8 @@ poll_seconds = 5
     /// Waits until the run is over and `download` is the live certificate.
     fn wait_done(&self, download: &Download) -> Result<()> {
         self.wait("the renewal to finish", || {
-            let r = self.status();
-            (self.live_is(download) && r["phase"].is_null() && r["last_success"].is_i64())
-                .then_some(())
+            let r = self.status()?;
+            (self.live_is(download) && r.phase.is_none() && r.last_success.is_some()).then_some(())
         })
     }
 
@@ -179,8 +166,8 @@ poll_seconds = 5
             .is_ok_and(|live| live.trim() == download.certificate.cert_pem.trim())
     }
 
-    fn has_open_task(&self, task: &Value) -> Result<bool> {
-        Ok(tasks(&self.daemon)?.iter().any(|t| t["id"] == task["id"]))
+    fn has_open_task(&self, task: &Task) -> Result<bool> {
+        Ok(self.daemon.tasks()?.iter().any(|t| t.id == task.id))
     }
 
     /// Asks the daemon to take the next step now rather than at the next poll.
@@ -282,15 +269,13 @@ apoteker_cpr = "2604276962""#,
 }
 
 /// The file of `task` whose name ends with `suffix`, read.
-fn task_file(task: &Value, suffix: &str) -> Result<String> {
-    let path = task["files"]
-        .as_array()
-        .context("task files")?
+fn task_file(task: &Task, suffix: &str) -> Result<String> {
+    let path = task
+        .files
         .iter()
-        .filter_map(Value::as_str)
-        .find(|f| f.ends_with(suffix))
-        .with_context(|| format!("no {suffix} among {}", task["files"]))?;
-    Ok(std::fs::read_to_string(Path::new(path))?)
+        .find(|f| f.to_string_lossy().ends_with(suffix))
+        .with_context(|| format!("no {suffix} among {:?}", task.files))?;
+    Ok(std::fs::read_to_string(path)?)
 }
 
 fn uuid_of(download: &Download) -> Result<String> {
@@ -305,7 +290,7 @@ fn a_renewal_that_keeps_the_uuid_is_verified_in_fmk_and_nothing_is_created() -> 
     let renew = pharmacy.daemon.cli(&["renew", "fmk", "--force"])?;
     ensure!(renew.status.success(), "renew: {}", stderr(&renew));
     let order = pharmacy.wait_task("MitID Erhverv")?;
-    let instructions = order["instructions"].as_str().unwrap_or_default();
+    let instructions = &order.instructions;
     assert!(instructions.contains(&uuid), "{instructions}");
     assert!(
         instructions.contains("certvakt import fmk"),
@@ -471,8 +456,7 @@ fn an_fmk_fault_stops_the_renewal_with_fmks_words_until_a_person_acts() -> Resul
     // Fixed at FMK's end; the operator says so.
     pharmacy.fmk.set_fault("CreateFocesWhitelisting", None);
     let task = pharmacy.wait_task("")?;
-    let id = task["id"].as_str().context("task id")?;
-    let done = pharmacy.daemon.cli(&["task", "done", id])?;
+    let done = pharmacy.daemon.cli(&["task", "done", &task.id])?;
     ensure!(done.status.success(), "task done: {}", stderr(&done));
     pharmacy.wait_done(&new_order)?;
     assert_eq!(pharmacy.uuids(), [uuid_of(&new_order)?]);
@@ -581,14 +565,12 @@ sts_trust = "authority""#,
 
 /// Plays the administrator in NemLog-in Administration: the certificate from the task's
 /// `.cer` file is attached to the system user (not yet provisioned).
-fn attach_from_task(town: &Municipality, task: &Value, expected: &Download) -> Result<()> {
-    let path = task["files"]
-        .as_array()
-        .context("task files")?
+fn attach_from_task(town: &Municipality, task: &Task, expected: &Download) -> Result<()> {
+    let path = task
+        .files
         .iter()
-        .filter_map(Value::as_str)
-        .find(|f| f.ends_with(".cer"))
-        .with_context(|| format!("no .cer among {}", task["files"]))?;
+        .find(|f| f.extension() == Some("cer".as_ref()))
+        .with_context(|| format!("no .cer among {:?}", task.files))?;
     let cer = std::fs::read(path)?;
     ensure!(
         cer == expected.certificate.cert_der,
@@ -605,7 +587,7 @@ fn an_smdb_system_user_renewal_waits_for_provisioning_then_installs_and_detaches
     town.import(&renewal)?;
 
     let attach = town.wait_task("Attach")?;
-    let text = attach["instructions"].as_str().unwrap_or_default();
+    let text = &attach.instructions;
     for expected in [
         ENTITY_ID,
         "Provisioner til produktion",
@@ -715,8 +697,8 @@ fn the_nemlogin_sts_down_keeps_the_old_certificate_until_it_is_back() -> Result<
     town.nemlogin.set_down(false);
     town.nudge()?;
     town.wait("the STS's answer to replace the error", || {
-        let r = town.status();
-        (r["last_error"].is_null() && r["failures"] == 0).then_some(())
+        let r = town.status()?;
+        (r.last_error.is_none() && r.failures == 0).then_some(())
     })?;
     assert!(town.has_open_task(&attach)?);
 

@@ -4,25 +4,24 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
+use certvakt::control::protocol::{Health, KeyCheck, NordicIdentity};
 use certvakt_testkit::harness;
 
-use crate::common::{Sample, bins, field, list_ids, problems, stderr, stdout};
+use crate::common::{Sample, bins, list_ids, problems, stderr, stdout};
 
 #[test]
 fn status_list_and_show_report_every_sample_file_as_the_manifest_expects() -> Result<()> {
     let s = Sample::start()?;
-    let (code, status) = s.daemon.cli_json(&["status"])?;
-    assert_eq!(status["response"], "status");
-    assert_eq!(status["health"], "critical", "{status:#}");
+    let (code, status) = s.daemon.status()?;
+    assert_eq!(status.health, Health::Critical, "{status:#?}");
     assert_eq!(code, 2, "status exits 2 (critical) when something expired");
 
-    let (_, list) = s.daemon.cli_json(&["list"])?;
-    let items = list["items"].as_array().context("items")?;
+    let items = s.daemon.list()?;
     let state_of = |id: &str| {
         items
             .iter()
-            .find(|i| i["id"] == id)
-            .map(|i| i["state"].as_str().unwrap_or_default().to_owned())
+            .find(|i| i.id == id)
+            .map(|i| i.state.as_str().to_owned())
     };
     let found = problems(&s.daemon)?;
     let watched = s.watched();
@@ -36,7 +35,7 @@ fn status_list_and_show_report_every_sample_file_as_the_manifest_expects() -> Re
             assert!(
                 found
                     .iter()
-                    .any(|(pid, kind)| *pid == id && *kind == file.expect),
+                    .any(|(pid, kind)| *pid == id && kind.as_str() == file.expect),
                 "{id}: expected problem {} in {found:?}",
                 file.expect
             );
@@ -63,29 +62,29 @@ fn status_list_and_show_report_every_sample_file_as_the_manifest_expects() -> Re
             managed.id
         );
     }
-    let counts = &status["counts"];
-    assert_eq!(counts["problems"].as_u64(), Some(found.len() as u64));
-    assert!(counts["expired"].as_u64() >= Some(1));
-    assert!(counts["expiring"].as_u64() >= Some(1));
+    let counts = &status.counts;
+    assert_eq!(counts.problems, found.len());
+    assert!(counts.expired >= 1);
+    assert!(counts.expiring >= 1);
     Ok(())
 }
 
 #[test]
 fn show_names_the_nordic_identity_and_exits_by_that_certificates_health() -> Result<()> {
     let s = Sample::start()?;
-    let (code, shown) = s.daemon.cli_json(&["show", "dk-fmk"])?;
-    assert_eq!(code, 0, "{shown:#}");
-    let first = &shown["entries"][0];
-    assert_eq!(first["id"], "dk-fmk");
-    assert_eq!(first["key_check"], "matches");
-    let identity = field(first, &["cert", "identities"])[0].clone();
-    assert_eq!(identity["scheme"], "dk_oces3");
-    let cvr = identity["cvr"].as_str().context("cvr")?;
+    let (code, shown) = s.daemon.show("dk-fmk")?;
+    assert_eq!(code, 0, "{shown:#?}");
+    let first = shown.entries.first().context("an entry")?;
+    assert_eq!(first.id, "dk-fmk");
+    assert_eq!(first.key_check, KeyCheck::Matches);
+    let Some(NordicIdentity::DkOces3 { cvr, uuid }) = first.cert.identities.first() else {
+        anyhow::bail!("dk-fmk carries no OCES3 identity: {first:#?}");
+    };
     assert!(
         cvr.len() == 8 && cvr.bytes().all(|b| b.is_ascii_digit()),
         "{cvr}"
     );
-    assert!(identity["uuid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(uuid.as_ref().is_some_and(|u| u.len() == 36), "{uuid:?}");
 
     let human = s.daemon.cli(&["show", "dk-fmk"])?;
     let text = stdout(&human);
@@ -188,10 +187,8 @@ fn metrics_pass_promtool_and_carry_each_certificate() -> Result<()> {
     );
     promtool_check(&text)?;
 
-    let (_, shown) = s.daemon.cli_json(&["show", "dk-fmk"])?;
-    let not_after = field(&shown["entries"][0], &["cert", "not_after"])
-        .as_f64()
-        .context("not_after")?;
+    let (_, shown) = s.daemon.show("dk-fmk")?;
+    let not_after = shown.entries.first().context("an entry")?.cert.not_after as f64;
     let fmk = [
         ("id", "dk-fmk"),
         ("source", "managed"),

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use certvakt::control::protocol::{Completion, KeyCheck, Phase, Task};
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::{CaShape, TestCa};
-use serde_json::Value;
 
 use crate::common::{WAIT, bins, pair_matches, stderr, stdout};
 
@@ -75,21 +75,15 @@ key_type = "ec-p256"
     }
 }
 
-/// The open tasks, as JSON.
-pub fn tasks(daemon: &Daemon) -> Result<Vec<Value>> {
-    let (code, json) = daemon.cli_json(&["tasks"])?;
-    ensure!(code == 0, "tasks exited {code}");
-    Ok(json["tasks"].as_array().cloned().unwrap_or_default())
-}
-
 /// Plays the CA: takes the CSR from the task's files, signs it, writes the certificate to a
 /// file, and imports it with the CLI.
 pub fn answer_the_order(daemon: &Daemon, ca: &TestCa, work: &Path) -> Result<std::process::Output> {
     let task = eventually(WAIT, "an operator task to order the certificate", || {
-        tasks(daemon)
+        daemon
+            .tasks()
             .ok()?
             .into_iter()
-            .find(|t| t["cert_id"] == "web")
+            .find(|t| t.cert_id == "web")
     })?;
     let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
     let chain = format!("{}{}", issued.pem, issued.chain_pem);
@@ -97,14 +91,12 @@ pub fn answer_the_order(daemon: &Daemon, ca: &TestCa, work: &Path) -> Result<std
 }
 
 /// The CSR (PEM) among an order task's files.
-pub fn task_csr(task: &Value) -> Result<String> {
-    let file = task["files"]
-        .as_array()
-        .context("task files")?
+pub fn task_csr(task: &Task) -> Result<String> {
+    let file = task
+        .files
         .iter()
-        .filter_map(|f| f.as_str())
-        .find(|f| f.ends_with(".csr"))
-        .with_context(|| format!("no CSR among the task's files {}", task["files"]))?;
+        .find(|f| f.extension() == Some("csr".as_ref()))
+        .with_context(|| format!("no CSR among the task's files {:?}", task.files))?;
     Ok(std::fs::read_to_string(file)?)
 }
 
@@ -137,19 +129,23 @@ fn a_first_certificate_is_ordered_through_a_task_imported_and_installed() -> Res
     let ca = TestCa::new(CaShape::Tls)?;
 
     // The plugin is loaded, and the first issue started by itself.
-    let (_, plugins) = daemon.cli_json(&["plugins"])?;
-    assert_eq!(plugins["loaded"][0]["name"], "manual", "{plugins:#}");
+    let (_, plugins) = daemon.plugins()?;
+    assert_eq!(plugins.loaded[0].name, "manual", "{plugins:#?}");
     let task = eventually(WAIT, "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
-    assert_eq!(task["completes_by"], "import");
-    let shown = daemon.cli(&["task", "show", task["id"].as_str().unwrap_or_default()])?;
+    assert_eq!(task.completes_by, Completion::Import);
+    let shown = daemon.cli(&["task", "show", &task.id])?;
     let text = stdout(&shown);
     assert!(text.contains("certvakt import web"), "{text}");
     assert!(text.contains("Test CA"), "{text}");
-    let (code, status) = daemon.cli_json(&["status"])?;
+    let (code, status) = daemon.status()?;
     assert!(code >= 1, "a pending task is at least a warning");
-    assert_eq!(status["renewals"][0]["phase"], "ordered", "{status:#}");
+    assert_eq!(
+        status.renewals[0].phase,
+        Some(Phase::Ordered),
+        "{status:#?}"
+    );
     let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
     assert!(
         metrics.contains("certvakt_tasks_pending{id=\"web\"} 1"),
@@ -181,9 +177,8 @@ fn a_first_certificate_is_ordered_through_a_task_imported_and_installed() -> Res
         stderr(&out)
     );
     let done = eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        let r = &status["renewals"][0];
-        (r["phase"].is_null() && r["last_success"].is_i64()).then_some(())
+        let r = daemon.renewal("web").ok()??;
+        (r.phase.is_none() && r.last_success.is_some()).then_some(())
     });
     if let Err(e) = done {
         bail!("{e}\n{}", daemon.log_text());
@@ -206,7 +201,7 @@ fn a_first_certificate_is_ordered_through_a_task_imported_and_installed() -> Res
         hook.starts_with("web "),
         "deploy hook ran with the id: {hook:?}"
     );
-    assert!(tasks(&daemon)?.is_empty());
+    assert!(daemon.tasks()?.is_empty());
     let (_, metrics) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
     assert!(
         metrics.contains("certvakt_renewals_total{id=\"web\"} 1"),
@@ -214,8 +209,8 @@ fn a_first_certificate_is_ordered_through_a_task_imported_and_installed() -> Res
     );
     // The inventory sees the new live certificate with a matching key.
     eventually(WAIT, "the inventory to see the new certificate", || {
-        let (_, shown) = daemon.cli_json(&["show", "web"]).ok()?;
-        (shown["entries"][0]["key_check"] == "matches").then_some(())
+        let (_, shown) = daemon.show("web").ok()?;
+        (shown.entries.first()?.key_check == KeyCheck::Matches).then_some(())
     })?;
     Ok(())
 }
@@ -228,8 +223,7 @@ fn a_forced_renewal_makes_a_new_key_and_rollback_returns_to_the_old_pair() -> Re
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     eventually(WAIT, "the first issue to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     })?;
     let first_key = std::fs::read(&setup.key)?;
     let first_cert = std::fs::read(&setup.cert)?;
@@ -243,9 +237,8 @@ fn a_forced_renewal_makes_a_new_key_and_rollback_returns_to_the_old_pair() -> Re
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     eventually(WAIT, "the second run to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        let r = &status["renewals"][0];
-        (r["phase"].is_null() && std::fs::read(&setup.key).ok()? != first_key).then_some(())
+        let r = daemon.renewal("web").ok()??;
+        (r.phase.is_none() && std::fs::read(&setup.key).ok()? != first_key).then_some(())
     })?;
     assert!(pair_matches(&setup.cert, &setup.key)?);
 
@@ -253,6 +246,76 @@ fn a_forced_renewal_makes_a_new_key_and_rollback_returns_to_the_old_pair() -> Re
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(&setup.key)?, first_key);
     assert_eq!(std::fs::read(&setup.cert)?, first_cert);
+    Ok(())
+}
+
+#[test]
+fn renew_wait_stops_at_the_order_task_and_after_the_import_follows_the_run_to_its_end() -> Result<()>
+{
+    let setup = ManualSetup::new()?;
+    // An overlap holds the run at `verified` for a while after the import, so the second
+    // `renew --wait` finds it in progress however fast the steps before it went.
+    let text = std::fs::read_to_string(&setup.config)?.replace(
+        "plugin = \"manual\"\n",
+        "plugin = \"manual\"\noverlap = \"8s\"\n",
+    );
+    std::fs::write(&setup.config, text)?;
+    let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+
+    // The first issue starts by itself. (While the engine decides whether to start a run, a
+    // command for the certificate is refused at once as busy: wait until the run shows.)
+    eventually(WAIT, "the first issue to start", || {
+        daemon.renewal("web").ok()??.phase.map(|_| ())
+    })?;
+    // The run is followed to the order task, and the CLI says which task and how to complete
+    // it.
+    let out = daemon.cli(&["renew", "web", "--force", "--wait", "--timeout", "1m"])?;
+    let (said, progress) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{progress}{said}");
+    assert!(progress.contains("web: ordered\n"), "{progress}");
+    let task = daemon
+        .tasks()?
+        .into_iter()
+        .next()
+        .context("the order task")?;
+    assert!(
+        said.contains(&format!(
+            "the renewal of web waits for a person: task {} \"{}\"",
+            task.id, task.title
+        )),
+        "{said}"
+    );
+    assert!(said.contains("`certvakt import web FILE`"), "{said}");
+
+    // After the import, the run in progress is followed to its end.
+    let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
+    let chain = format!("{}{}", issued.pem, issued.chain_pem);
+    let out = import_file(
+        &daemon,
+        setup.path(),
+        "web",
+        "issued.pem",
+        chain.as_bytes(),
+        None,
+    )?;
+    ensure!(out.status.success(), "import: {}", stderr(&out));
+    let out = daemon.cli(&["renew", "web", "--wait", "--timeout", "1m"])?;
+    let (said, progress) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "{progress}{said}");
+    let verified = progress.find("web: verified\n");
+    let retired = progress.find("web: retired\n");
+    let completed = progress.find("renewal of web completed at ");
+    assert!(
+        verified.is_some() && verified < retired && retired < completed,
+        "every step in order, then the end: {progress}"
+    );
+    let renewal = daemon.renewal("web")?.context("web's renewal")?;
+    assert!(
+        renewal.phase.is_none() && renewal.last_success.is_some(),
+        "{renewal:?}"
+    );
+    assert!(pair_matches(&setup.cert, &setup.key)?);
     Ok(())
 }
 
@@ -279,8 +342,7 @@ fn a_kill_9_after_any_step_resumes_without_losing_a_key() -> Result<()> {
             let out = answer_the_order(&daemon, &ca, setup.path())?;
             ensure!(out.status.success(), "{}", stderr(&out));
             eventually(WAIT, "the first issue", || {
-                let (_, status) = daemon.cli_json(&["status"]).ok()?;
-                status["renewals"][0]["last_success"].is_i64().then_some(())
+                daemon.renewal("web").ok()??.last_success.map(|_| ())
             })?;
         }
         let old_key = std::fs::read(&setup.key)?;
@@ -332,9 +394,8 @@ fn a_kill_9_after_any_step_resumes_without_losing_a_key() -> Result<()> {
             WAIT,
             &format!("the run to complete after a kill after {step}"),
             || {
-                let (_, status) = daemon.cli_json(&["status"]).ok()?;
-                let r = &status["renewals"][0];
-                (r["phase"].is_null() && r["failures"] == 0).then_some(())
+                let r = daemon.renewal("web").ok()??;
+                (r.phase.is_none() && r.failures == 0).then_some(())
             },
         );
         if let Err(e) = done {
@@ -402,13 +463,6 @@ sans = ["DNS:apotek-test.example"]
     Ok(config)
 }
 
-fn renewal_of<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
-    status["renewals"]
-        .as_array()?
-        .iter()
-        .find(|r| r["id"] == id)
-}
-
 #[test]
 fn a_ca_with_an_api_issues_renews_on_schedule_and_failures_back_off() -> Result<()> {
     use certvakt_testkit::simca::{SimCa, SimCaConfig};
@@ -435,10 +489,8 @@ fn a_ca_with_an_api_issues_renews_on_schedule_and_failures_back_off() -> Result<
     let daemon = Daemon::start(&bins, &config, &[])?;
 
     let failing = eventually(WAIT, "the failure to show", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        let web = renewal_of(&status, "web")?;
-        (web["failures"].as_u64()? >= 1)
-            .then(|| web["last_error"].as_str().unwrap_or_default().to_owned())
+        let web = daemon.renewal("web").ok()??;
+        (web.failures >= 1).then(|| web.last_error.unwrap_or_default())
     })?;
     assert!(
         failing.contains("503") || failing.contains("temporar"),
@@ -451,9 +503,8 @@ fn a_ca_with_an_api_issues_renews_on_schedule_and_failures_back_off() -> Result<
     );
 
     let first = eventually(Duration::from_secs(40), "the first certificate", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        let web = renewal_of(&status, "web")?;
-        (web["last_success"].is_i64() && web["failures"] == 0).then_some(())?;
+        let web = daemon.renewal("web").ok()??;
+        (web.last_success.is_some() && web.failures == 0).then_some(())?;
         std::fs::read(dir.path().join("live/web.pem")).ok()
     });
     let first = match first {
@@ -494,7 +545,7 @@ fn a_certificate_dropped_into_the_inbox_is_imported_and_a_wrong_one_set_aside() 
     let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
     let ca = TestCa::new(CaShape::Tls)?;
     let task = eventually(WAIT, "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
     let inbox = setup.path().join("state/certs/web/inbox");
     ensure!(
@@ -520,8 +571,7 @@ fn a_certificate_dropped_into_the_inbox_is_imported_and_a_wrong_one_set_aside() 
     )?;
     std::fs::rename(inbox.join(".incoming"), inbox.join("from-ca.pem"))?;
     let done = eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     });
     if let Err(e) = done {
         bail!("{e}\n{}", daemon.log_text());
@@ -548,8 +598,7 @@ fn the_pair_in_use_before_certvakt_is_kept_and_can_be_rolled_back_to() -> Result
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     })?;
     assert_ne!(std::fs::read_to_string(&setup.key)?, own.key_pem);
     let out = daemon.cli(&["rollback", "web"])?;
@@ -568,16 +617,15 @@ fn settings_the_plugin_refuses_hold_the_certificate_back_until_a_reload_fixes_th
         good.replace("key_type = \"ec-p256\"", "key_type = \"dsa-512\""),
     )?;
     let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
-    let (code, status) = daemon.cli_json(&["status"])?;
-    let web = &status["renewals"][0];
-    let error = web["last_error"].as_str().unwrap_or_default();
+    let (code, status) = daemon.status()?;
+    let error = status.renewals[0].last_error.as_deref().unwrap_or_default();
     assert!(
         error.contains("settings.key_type") && error.contains("dsa-512"),
-        "{status:#}"
+        "{status:#?}"
     );
     assert!(code >= 1);
     assert!(
-        tasks(&daemon)?.is_empty(),
+        daemon.tasks()?.is_empty(),
         "a held certificate orders nothing"
     );
 
@@ -585,7 +633,7 @@ fn settings_the_plugin_refuses_hold_the_certificate_back_until_a_reload_fixes_th
     let out = daemon.cli(&["reload"])?;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let task = eventually(WAIT, "the order task after the fix", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     });
     if let Err(e) = task {
         bail!("{e}\n{}", daemon.log_text());
@@ -603,17 +651,14 @@ fn nothing_starts_inside_quiet_hours() -> Result<()> {
     );
     std::fs::write(&setup.config, text)?;
     let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
-    let (_, status) = daemon.cli_json(&["status"])?;
-    let next = status["renewals"][0]["next_at"]
-        .as_i64()
-        .context("next_at")?;
-    let now = status["now"].as_i64().context("now")?;
+    let (_, status) = daemon.status()?;
+    let next = status.renewals[0].next_at.context("next_at")?;
     assert!(
-        next > now + 3_600,
-        "the first issue waits for the quiet hours: {status:#}"
+        next > status.now + 3_600,
+        "the first issue waits for the quiet hours: {status:#?}"
     );
     std::thread::sleep(Duration::from_millis(1_500));
-    assert!(tasks(&daemon)?.is_empty(), "no order inside quiet hours");
+    assert!(daemon.tasks()?.is_empty(), "no order inside quiet hours");
     assert!(
         !setup
             .path()
@@ -674,8 +719,7 @@ fn a_live_file_certvakt_did_not_write_is_kept_before_it_is_replaced() -> Result<
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     eventually(WAIT, "the first issue", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     })?;
     assert_ne!(std::fs::read_to_string(&setup.key)?, hand_made.key_pem);
     let replaced = setup.path().join("state/certs/web/replaced");
@@ -756,7 +800,7 @@ fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
     let renew = daemon.cli(&["renew", "fmk", "--force"])?;
     ensure!(renew.status.success(), "renew: {}", stderr(&renew));
     let task = eventually(WAIT, "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
     let csr = task_csr(&task)?;
     let import = |issued: certvakt_testkit::ca::CsrCertificate, name: &str| {
@@ -772,7 +816,7 @@ fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
         said.contains("does not chain to trust set `oces3`"),
         "{said}"
     );
-    assert!(!tasks(&daemon)?.is_empty(), "the order task stays open");
+    assert!(!daemon.tasks()?.is_empty(), "the order task stays open");
 
     // From MitID Erhverv, but a new order (another UUID): taken, and noted.
     let new_uuid = "0443b8ae-dfd0-48c1-8af4-b9993cbce492";
@@ -792,13 +836,8 @@ fn issuer_trust_refuses_a_stranger_and_a_new_uuid_is_noted() -> Result<()> {
     assert!(said.contains("note: ") && said.contains(new_uuid), "{said}");
     // Still shown once the renewal is complete: it matters to whoever registers the new one.
     eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        let fmk = status["renewals"]
-            .as_array()?
-            .iter()
-            .find(|r| r["id"] == "fmk")?
-            .clone();
-        (fmk["last_success"].is_i64() && fmk["phase"].is_null()).then_some(())
+        let fmk = daemon.renewal("fmk").ok()??;
+        (fmk.last_success.is_some() && fmk.phase.is_none()).then_some(())
     })?;
     let show = daemon.cli(&["show", "fmk"])?;
     let shown = stdout(&show);
@@ -841,7 +880,7 @@ subject = [
     std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
     let daemon = Daemon::start(&bins, &config, &[])?;
     let task = eventually(WAIT, "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
     let csr = task_csr(&task)?;
     let mitid = TestCa::new(CaShape::Oces3)?;

@@ -3,7 +3,8 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use certvakt::control::protocol::ProblemKind;
 
 use crate::common::Sample;
 
@@ -126,21 +127,15 @@ fn an_unreadable_file_is_reported_when_the_daemon_runs_unprivileged() -> Result<
     )?;
     let secret = certs.join("secret.pem").display().to_string();
     let readable = certs.join("readable.pem").display().to_string();
-    let (code, status) = daemon.cli_json(&["status"])?;
+    let (code, status) = daemon.status()?;
     assert_eq!(code, 2);
-    let problems = status["problems"].as_array().cloned().unwrap_or_default();
-    let problem = problems
+    let problem = status
+        .problems
         .iter()
-        .find(|p| p["path"] == secret.as_str())
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(problem["kind"], "unreadable", "{status:#}");
-    assert!(
-        problem["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("ermission denied")),
-        "{problem:#}"
-    );
+        .find(|p| p.path == secret)
+        .with_context(|| format!("no problem for {secret}: {status:#?}"))?;
+    assert_eq!(problem.kind, ProblemKind::Unreadable, "{status:#?}");
+    assert!(problem.message.contains("ermission denied"), "{problem:#?}");
     assert_eq!(crate::common::list_ids(&daemon)?, vec![readable]);
     Ok(())
 }

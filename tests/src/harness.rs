@@ -9,6 +9,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use certvakt::control::protocol::{
+    ListItem, PluginsReport, Renewal, Response, ShowReport, StatusReport, Task,
+};
+use serde::de::DeserializeOwned;
 
 /// The two binaries under test.
 #[derive(Debug, Clone)]
@@ -187,6 +191,69 @@ impl Daemon {
         Ok((code, value))
     }
 
+    /// Runs `certvakt --json ARGS` and reads stdout as `T`, one of the control protocol's
+    /// own types (`certvakt::control::protocol`: [`Response`], or a report such as
+    /// [`StatusReport`], which ignores the `response` tag): exit code and answer. A field the
+    /// answer lacks is an error naming it, where an untyped read would see an empty value.
+    pub fn cli_typed<T: DeserializeOwned>(&self, args: &[&str]) -> Result<(i32, T)> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.cli(&full)?;
+        let code = out.status.code().unwrap_or(-1);
+        let value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "certvakt {full:?} exited {code}; stdout is not a {}: {}\nstderr: {}",
+                std::any::type_name::<T>(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((code, value))
+    }
+
+    /// `certvakt --json status`: exit code and report.
+    pub fn status(&self) -> Result<(i32, StatusReport)> {
+        self.cli_typed(&["status"])
+    }
+
+    /// The renewal of `id` in `status`, if it is a managed certificate.
+    pub fn renewal(&self, id: &str) -> Result<Option<Renewal>> {
+        let (_, status) = self.status()?;
+        Ok(status.renewals.into_iter().find(|r| r.id == id))
+    }
+
+    /// `certvakt --json list`.
+    pub fn list(&self) -> Result<Vec<ListItem>> {
+        match self.cli_typed(&["list"])? {
+            (0, Response::List { items }) => Ok(items),
+            (code, other) => bail!("list exited {code} with {other:?}"),
+        }
+    }
+
+    /// `certvakt --json show ID`: exit code and report.
+    pub fn show(&self, id: &str) -> Result<(i32, ShowReport)> {
+        match self.cli_typed(&["show", id])? {
+            (code, Response::Show(report)) => Ok((code, report)),
+            (code, other) => bail!("show {id} exited {code} with {other:?}"),
+        }
+    }
+
+    /// `certvakt --json tasks`: the open operator tasks.
+    pub fn tasks(&self) -> Result<Vec<Task>> {
+        match self.cli_typed(&["tasks"])? {
+            (0, Response::Tasks { tasks }) => Ok(tasks),
+            (code, other) => bail!("tasks exited {code} with {other:?}"),
+        }
+    }
+
+    /// `certvakt --json plugins`: exit code and report.
+    pub fn plugins(&self) -> Result<(i32, PluginsReport)> {
+        match self.cli_typed(&["plugins"])? {
+            (code, Response::Plugins(report)) => Ok((code, report)),
+            (code, other) => bail!("plugins exited {code} with {other:?}"),
+        }
+    }
+
     /// Sends a signal (`"HUP"`, `"TERM"`, `"KILL"`) with kill(1).
     pub fn signal(&self, name: &str) -> Result<()> {
         let pid = self.pid().context("daemon already stopped")?;
@@ -221,10 +288,9 @@ impl Daemon {
 
     /// The metrics endpoint's address, from `status`.
     pub fn metrics_addr(&self) -> Result<String> {
-        let (_, status) = self.cli_json(&["status"])?;
-        status["metrics_listen"]
-            .as_str()
-            .map(str::to_owned)
+        let (_, status) = self.status()?;
+        status
+            .metrics_listen
             .context("status has no metrics_listen")
     }
 }

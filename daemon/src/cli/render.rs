@@ -5,11 +5,9 @@
 //! Long fields are shortened only inside tables; key/value blocks show everything.
 
 use crate::control::protocol::{
-    Health, ListItem, PluginsReport, ShowReport, ShownEntry, StatusReport,
+    CertState, Completion, Health, KeyCheck, ListItem, NordicIdentity, PluginsReport, Renewal,
+    ShowReport, ShownEntry, SourceKind, SourceProblem, StatusReport, Task,
 };
-use crate::inventory::{CertState, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
-use crate::lifecycle::{CertRenewal, Task};
-use certvakt_plugin_api::Completion;
 
 use super::Exit;
 pub use crate::human_time::{format_date, format_left, format_span, format_time};
@@ -297,7 +295,7 @@ fn key_check_word(check: KeyCheck) -> &'static str {
 }
 
 fn render_entry(out: &mut String, shown: &ShownEntry) {
-    let entry = &shown.entry;
+    let entry = shown;
     let cert = &entry.cert;
     out.push_str(&format!("{}\n", entry.id));
     push_field(
@@ -462,7 +460,7 @@ pub fn exit_for_show(report: &ShowReport) -> Exit {
     }
 }
 
-fn plugin_text(r: &CertRenewal) -> String {
+fn plugin_text(r: &Renewal) -> String {
     if r.plugin_loaded {
         r.plugin.clone()
     } else {
@@ -470,7 +468,7 @@ fn plugin_text(r: &CertRenewal) -> String {
     }
 }
 
-fn step_text(r: &CertRenewal) -> String {
+fn step_text(r: &Renewal) -> String {
     match r.phase {
         Some(phase) => format!("{} (renewal in progress)", phase.as_str()),
         None => "idle".into(),
@@ -478,7 +476,7 @@ fn step_text(r: &CertRenewal) -> String {
 }
 
 /// One line per managed certificate: plugin, step, next action, failures, last renewal.
-pub fn renewal_table(renewals: &[CertRenewal], now: i64) -> String {
+pub fn renewal_table(renewals: &[Renewal], now: i64) -> String {
     let rows: Vec<Vec<String>> = renewals
         .iter()
         .map(|r| {
@@ -617,8 +615,7 @@ pub fn render_plugins(report: &PluginsReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::Counts;
-    use crate::inventory::ProblemKind;
+    use crate::control::protocol::{Counts, ProblemKind};
     use std::path::PathBuf;
 
     #[test]
@@ -880,7 +877,7 @@ mod tests {
         );
         assert!(render_status(&report).ends_with("\nNothing needs attention.\n"));
 
-        report.renewals = vec![CertRenewal {
+        report.renewals = vec![Renewal {
             id: "shop".into(),
             plugin: "manual".into(),
             plugin_loaded: true,
@@ -902,11 +899,7 @@ mod tests {
     }
 
     fn shown(state: CertState, seconds_left: i64) -> ShownEntry {
-        ShownEntry {
-            entry: crate::inventory::example_entry(),
-            state,
-            seconds_left,
-        }
+        ShownEntry::new(&crate::inventory::example_entry(), state, seconds_left)
     }
 
     #[test]
@@ -960,7 +953,7 @@ mod tests {
         let with_problem = ShowReport {
             problems: vec![SourceProblem {
                 id: "fmk-prod".into(),
-                source: report.entries[0].entry.source.clone(),
+                source: report.entries[0].source.clone(),
                 path: "/etc/certvakt/fmk.key".into(),
                 kind: ProblemKind::KeyMismatch,
                 message: "the key does not belong".into(),

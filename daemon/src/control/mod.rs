@@ -9,11 +9,17 @@
 //! - Bad lines get an `error` response, never a dropped connection without a word; a line longer
 //!   than [`MAX_LINE`] closes the connection.
 //! - [`client::Client`] is what the CLI uses; it turns a version mismatch into a readable error.
+//! - What crosses the socket is [`protocol`] and [`wire`], the protocol's own types: the
+//!   daemon's internal types are converted into them, never sent as they are, and their JSON
+//!   is pinned per protocol version (`golden.rs`).
 
 pub mod auth;
 pub mod client;
+#[cfg(test)]
+mod golden;
 pub mod protocol;
 pub mod server;
+pub mod wire;
 
 use std::future::Future;
 

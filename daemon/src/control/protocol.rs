@@ -5,16 +5,25 @@
 //! that any two versions of certvakt can read each other's hello and say clearly that they do
 //! not fit, instead of failing on a parse error. After a successful hello the client sends
 //! [`Request`]s and reads one [`Response`] for each, in order.
+//!
+//! Everything here, and in [`super::wire`], is the protocol's own: no internal type of the
+//! daemon crosses the socket, so renaming one changes nothing on the wire. `certvakt --json`
+//! prints these responses as they are. The JSON of every response variant is pinned in
+//! `src/control/golden/` (see `golden.rs`): a change there is a change of
+//! [`PROTOCOL_VERSION`].
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problem;
-use crate::inventory::{CertState, Entry, SourceKind, SourceProblem};
-use crate::lifecycle::{CertRenewal, Task};
+pub use super::wire::{
+    CertInfo, CertState, Completion, ConfigProblem, KeyCheck, KeyInfo, NordicIdentity, Phase,
+    ProblemKind, Renewal, ShownEntry, SourceKind, SourceProblem, Task,
+};
 
-/// Bumped whenever a request or response changes incompatibly.
+/// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
+/// hello and refuse each other, with a sentence, when it differs. The golden files in
+/// `src/control/golden/` record the JSON of each version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
@@ -136,40 +145,59 @@ impl Request {
     }
 }
 
-/// The answer to one [`Request`]; each variant is named after its request.
+/// The answer to one [`Request`]; each variant is named after its request, and its `response`
+/// tag is that name (`{"response":"status",…}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
+    /// Answers [`Request::Status`]: the daemon and every certificate at a glance, with each
+    /// managed certificate's renewal.
     Status(StatusReport),
-    List {
-        items: Vec<ListItem>,
-    },
+    /// Answers [`Request::List`]: one item per certificate found, in inventory order.
+    List { items: Vec<ListItem> },
+    /// Answers [`Request::Show`]: the certificates under the id, their source's problems and
+    /// the renewal.
     Show(ShowReport),
+    /// Answers [`Request::Reload`] when the new configuration was valid and applied (a refused
+    /// one is an [`ErrorCode::InvalidConfig`] error).
     Reload(ReloadReport),
-    Renew {
-        message: String,
-    },
-    Rollback {
-        message: String,
-    },
-    Tasks {
-        tasks: Vec<Task>,
-    },
-    TaskShow {
-        task: Task,
-    },
-    TaskDone {
-        message: String,
-    },
-    Import {
-        message: String,
-    },
+    /// Answers [`Request::Renew`]: what the renewal engine did (started a run, nudged the run in
+    /// progress, or why nothing was due), as a sentence.
+    Renew { message: String },
+    /// Answers [`Request::Rollback`]: the version installed again, as a sentence.
+    Rollback { message: String },
+    /// Answers [`Request::Tasks`]: every open operator task.
+    Tasks { tasks: Vec<Task> },
+    /// Answers [`Request::TaskShow`]: one open task, with its instructions and files.
+    TaskShow { task: Task },
+    /// Answers [`Request::TaskDone`]: what completing the task did, as a sentence.
+    TaskDone { message: String },
+    /// Answers [`Request::Import`]: what the imported certificate was taken for, as a sentence.
+    Import { message: String },
+    /// Answers [`Request::Plugins`]: the plugins loaded and the files refused.
     Plugins(PluginsReport),
-    /// The request failed; `code` is for scripts, `message` for people.
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
+    /// Answers any request that failed; `code` is for scripts, `message` for people.
+    Error { code: ErrorCode, message: String },
+}
+
+impl Response {
+    /// Its name, as in the `response` tag: the name of the request it answers, or `error`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "status",
+            Response::List { .. } => "list",
+            Response::Show(_) => "show",
+            Response::Reload(_) => "reload",
+            Response::Renew { .. } => "renew",
+            Response::Rollback { .. } => "rollback",
+            Response::Tasks { .. } => "tasks",
+            Response::TaskShow { .. } => "task_show",
+            Response::TaskDone { .. } => "task_done",
+            Response::Import { .. } => "import",
+            Response::Plugins(_) => "plugins",
+            Response::Error { .. } => "error",
+        }
+    }
 }
 
 /// Why a request failed.
@@ -235,7 +263,7 @@ pub struct StatusReport {
     pub problems: Vec<SourceProblem>,
     /// Each managed certificate's renewal.
     #[serde(default)]
-    pub renewals: Vec<CertRenewal>,
+    pub renewals: Vec<Renewal>,
     /// Plugin files refused at start-up.
     #[serde(default)]
     pub plugins_refused: usize,
@@ -267,15 +295,7 @@ pub struct ShowReport {
     pub problems: Vec<SourceProblem>,
     /// The renewal, for a managed certificate.
     #[serde(default)]
-    pub renewal: Option<CertRenewal>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShownEntry {
-    #[serde(flatten)]
-    pub entry: Entry,
-    pub state: CertState,
-    pub seconds_left: i64,
+    pub renewal: Option<Renewal>,
 }
 
 /// `reload`: what the new configuration and scan found.
@@ -284,19 +304,6 @@ pub struct ReloadReport {
     pub summary: String,
     pub certificates: usize,
     pub problems: usize,
-}
-
-/// The problems of a refused reload travel inside the error message; this renders them.
-pub fn problems_message(problems: &[Problem]) -> String {
-    let mut out = format!(
-        "the new configuration has {} problem(s); the running configuration stays in force:",
-        problems.len()
-    );
-    for p in problems {
-        out.push('\n');
-        out.push_str(&p.to_string());
-    }
-    out
 }
 
 /// `plugins`.
@@ -321,4 +328,16 @@ pub struct PluginInfo {
 pub struct RefusedPlugin {
     pub file: PathBuf,
     pub reason: String,
+}
+
+/// What `certvakt check-config --json` prints (the CLI checks the files itself; this never
+/// crosses the socket, but scripts read it like the responses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckConfigReport {
+    /// No problem was found.
+    pub ok: bool,
+    /// Every problem found, in file order.
+    pub problems: Vec<ConfigProblem>,
+    /// What the configuration holds, when it is valid.
+    pub summary: Option<String>,
 }

@@ -9,11 +9,11 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::report::{list_items, show_report, status_report};
+use super::report::{list_items, problems_message, show_report, status_report};
 use super::{Command, View};
 use crate::control::Backend;
 use crate::control::protocol::{
-    ErrorCode, PluginInfo, PluginsReport, RefusedPlugin, Request, Response, problems_message,
+    ErrorCode, PluginInfo, PluginsReport, RefusedPlugin, Request, Response, Task,
 };
 use crate::lifecycle::client_identities::SharedConfig;
 use crate::lifecycle::{self, EngineError, EngineView};
@@ -120,10 +120,10 @@ impl Backend for Shared {
                 }
             }
             Request::Tasks => Response::Tasks {
-                tasks: self.engine_view().tasks().cloned().collect(),
+                tasks: self.engine_view().tasks().map(Task::from).collect(),
             },
             Request::TaskShow { id } => match self.engine_view().tasks().find(|t| t.id == id) {
-                Some(task) => Response::TaskShow { task: task.clone() },
+                Some(task) => Response::TaskShow { task: task.into() },
                 None => Response::Error {
                     code: ErrorCode::NotFound,
                     message: format!("no open task `{id}` (see `certvakt tasks`)"),

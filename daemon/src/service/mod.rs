@@ -23,7 +23,7 @@ mod report;
 mod scan;
 
 use backend::Shared;
-use report::status_line;
+use report::{problems_message, status_line};
 use scan::Scanning;
 
 use std::future::Future;
@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{self, Config, Problem};
 use crate::control;
 use crate::control::auth::AccessPolicy;
-use crate::control::protocol::{ReloadReport, problems_message};
+use crate::control::protocol::ReloadReport;
 use crate::inventory::Inventory;
 use crate::lifecycle::client_identities::{Identities, SharedConfig, Trust};
 use crate::lifecycle::{self, Engine, EngineError};

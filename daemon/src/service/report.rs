@@ -1,7 +1,11 @@
 //! The reports the control socket answers with: status, list and show, made from the
-//! published snapshots (the inventory, the configuration and the renewal engine's view).
+//! published snapshots (the inventory, the configuration and the renewal engine's view) and
+//! converted into the protocol's own types on the way.
 
-use crate::control::protocol::{Counts, Health, ListItem, ShowReport, ShownEntry, StatusReport};
+use crate::config::Problem;
+use crate::control::protocol::{
+    Counts, Health, ListItem, Renewal, ShowReport, ShownEntry, SourceProblem, StatusReport,
+};
 use crate::inventory::{CertState, Entry, NordicIdentity};
 use crate::lifecycle::EngineView;
 
@@ -61,7 +65,7 @@ pub(super) fn status_report(
     };
     let mut attention: Vec<ListItem> = list_items(view, now)
         .into_iter()
-        .filter(|item| item.state != CertState::Ok)
+        .filter(|item| item.state != CertState::Ok.into())
         .collect();
     attention.sort_by_key(|item| item.not_after);
     StatusReport {
@@ -79,8 +83,13 @@ pub(super) fn status_report(
         health,
         counts,
         attention,
-        problems: view.inventory.problems.clone(),
-        renewals: engine.certificates.clone(),
+        problems: view
+            .inventory
+            .problems
+            .iter()
+            .map(SourceProblem::from)
+            .collect(),
+        renewals: engine.certificates.iter().map(Renewal::from).collect(),
         plugins_refused,
     }
 }
@@ -92,13 +101,13 @@ pub(super) fn list_items(view: &View, now: i64) -> Vec<ListItem> {
         .iter()
         .map(|entry| ListItem {
             id: entry.id.clone(),
-            source: entry.source.clone(),
+            source: (&entry.source).into(),
             path: entry.path.clone(),
             name: display_name(&entry.cert.subject),
             identity: entry.cert.identities.first().map(NordicIdentity::label),
             not_after: entry.cert.not_after,
             seconds_left: entry.cert.not_after - now,
-            state: entry.cert.state_at(now, warn),
+            state: entry.cert.state_at(now, warn).into(),
         })
         .collect()
 }
@@ -135,20 +144,30 @@ pub(super) fn show_report(
         id: id.to_owned(),
         entries: entries
             .into_iter()
-            .map(|e| ShownEntry {
-                entry: e.clone(),
-                state: e.cert.state_at(now, warn),
-                seconds_left: e.cert.not_after - now,
-            })
+            .map(|e| ShownEntry::new(e, e.cert.state_at(now, warn).into(), e.cert.not_after - now))
             .collect(),
         problems: inv
             .problems
             .iter()
             .filter(|p| p.id == base)
-            .cloned()
+            .map(SourceProblem::from)
             .collect(),
-        renewal: engine.get(&base).cloned(),
+        renewal: engine.get(&base).map(Renewal::from),
     })
+}
+
+/// The problems of a refused reload travel inside the error message (and `status`'s
+/// `last_reload_error`); this renders them.
+pub(super) fn problems_message(problems: &[Problem]) -> String {
+    let mut out = format!(
+        "the new configuration has {} problem(s); the running configuration stays in force:",
+        problems.len()
+    );
+    for p in problems {
+        out.push('\n');
+        out.push_str(&p.to_string());
+    }
+    out
 }
 
 pub(super) fn source_id(entry_id: &str) -> &str {

@@ -176,12 +176,12 @@ fn run() -> Result<()> {
             break;
         }
         operate(&daemon, &pharmacy, &mut done_tasks)?;
-        let (_, status) = daemon.cli_json(&["status"])?;
+        let (_, status) = daemon.status()?;
         let issued = ["web-demo", "fmk-demo", "shop-web"].iter().all(|id| {
-            status["renewals"]
-                .as_array()
-                .and_then(|r| r.iter().find(|c| c["id"] == *id))
-                .is_some_and(|c| c["last_success"].is_i64())
+            status
+                .renewals
+                .iter()
+                .any(|c| c.id == *id && c.last_success.is_some())
         });
         if issued && !printed_issued {
             printed_issued = true;
@@ -227,21 +227,16 @@ fn run() -> Result<()> {
 /// PKCS#12 with the CLI; any other by signing its CSR with the stand-in's CA and dropping the
 /// certificate into the certificate's inbox.
 fn operate(daemon: &Daemon, pharmacy: &Pharmacy, done: &mut Vec<String>) -> Result<()> {
-    let (_, tasks) = daemon.cli_json(&["tasks"])?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    for task in tasks["tasks"].as_array().cloned().unwrap_or_default() {
-        let id = task["id"].as_str().unwrap_or_default().to_owned();
-        let opened = task["opened_at"].as_i64().unwrap_or(now);
-        if done.contains(&id) || now - opened < OPERATOR_DELAY.as_secs() as i64 {
+    for task in daemon.tasks()? {
+        let id = task.id.clone();
+        if done.contains(&id) || now - task.opened_at < OPERATOR_DELAY.as_secs() as i64 {
             continue;
         }
-        let cert_id = task["cert_id"].as_str().unwrap_or_default();
-        if task["title"]
-            .as_str()
-            .is_some_and(|t| t.contains("MitID Erhverv"))
-        {
+        let cert_id = task.cert_id.as_str();
+        if task.title.contains("MitID Erhverv") {
             let live = std::fs::read_to_string(pharmacy.dir.join("fmk-demo.cert.pem"))?;
             let renewal = pharmacy.portal.renew(&live)?;
             let (bundle, password) = renewal.write(&pharmacy.dir.join("Downloads"), "fmk-demo")?;
@@ -263,11 +258,11 @@ fn operate(daemon: &Daemon, pharmacy: &Pharmacy, done: &mut Vec<String>) -> Resu
             done.push(id);
             continue;
         }
-        let Some(csr) = task["files"].as_array().and_then(|f| {
-            f.iter()
-                .filter_map(|p| p.as_str())
-                .find(|p| p.ends_with(".csr"))
-        }) else {
+        let Some(csr) = task
+            .files
+            .iter()
+            .find(|p| p.extension() == Some("csr".as_ref()))
+        else {
             continue;
         };
         let csr = std::fs::read_to_string(csr)?;
