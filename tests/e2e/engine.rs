@@ -15,7 +15,7 @@ use certvakt_testkit::{CaShape, LeafSpec, TestCa};
 use serde_json::Value;
 
 use crate::common::{WAIT, bins, pair_matches, stderr, stdout};
-use crate::renewal::{ManualSetup, answer_the_order, task_csr, tasks};
+use crate::renewal::{ManualSetup, answer_the_order, task_csr};
 
 /// A folder with the example plugin installed and a configuration of what `body` writes for
 /// the folder, with the shortest retry waits the configuration allows.
@@ -70,6 +70,15 @@ fn renewal_of(status: &Value, id: &str) -> Option<Value> {
         .iter()
         .find(|r| r["id"] == id)
         .cloned()
+}
+
+/// `certvakt --json tasks`, read into the protocol's typed tasks (a renamed field fails
+/// there), then as JSON values for the comparisons below.
+fn tasks(daemon: &Daemon) -> Result<Vec<Value>> {
+    Ok(serde_json::to_value(daemon.tasks()?)?
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// `id`'s renewal in `certvakt --json status`.
@@ -468,7 +477,7 @@ fn a_file_still_being_copied_into_the_inbox_waits_until_it_is_whole() -> Result<
     let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
     let ca = TestCa::new(CaShape::Tls)?;
     let task = eventually(WAIT, "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
     let issued = ca.issue_from_csr(&task_csr(&task)?, |_| {})?;
     let whole = format!("{}{}", issued.pem, issued.chain_pem).into_bytes();

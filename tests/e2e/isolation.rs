@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
-use serde_json::Value;
 
 use crate::common::{bins, stderr};
-use crate::renewal::tasks;
 
 /// What each misbehaviour must be reported as, in the certificate's last error, and the
 /// `reason` label it is counted under (`None`: not a crash of the process).
@@ -42,13 +40,6 @@ fn hostile_config(dir: &Path, act: impl Fn(&str) -> String) -> String {
     config_toml(dir, "127.0.0.1:0", &body)
 }
 
-fn renewal<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
-    status["renewals"]
-        .as_array()?
-        .iter()
-        .find(|r| r["id"] == id)
-}
-
 #[test]
 fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<()> {
     let bins = bins()?;
@@ -72,15 +63,17 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
     )?;
 
     // The damaged file is refused with the reason; the good one is loaded.
-    let (_, plugins_report) = daemon.cli_json(&["plugins"])?;
-    let refused = plugins_report["refused"].to_string();
+    let (_, report) = daemon.plugins()?;
     ensure!(
-        refused.contains("damaged.so") && refused.contains("SIGBUS"),
-        "{plugins_report:#}"
+        report
+            .refused
+            .iter()
+            .any(|r| r.file.ends_with("damaged.so") && r.reason.contains("SIGBUS")),
+        "{report:#?}"
     );
     ensure!(
-        plugins_report["loaded"].to_string().contains("hostile"),
-        "{plugins_report:#}"
+        report.loaded.iter().any(|p| p.name == "hostile"),
+        "{report:#?}"
     );
 
     for (act, expected, _) in ACTS {
@@ -89,14 +82,12 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
             Duration::from_secs(30),
             &format!("{act} to be reported"),
             || {
-                let (_, status) = daemon.cli_json(&["status"]).ok()?;
-                let r = renewal(&status, &id)?;
+                let r = daemon.renewal(&id).ok()??;
                 if expected.is_empty() {
                     // It printed and answered: the run went on to its order task.
-                    return (r["open_tasks"].as_array()?.len() == 1).then_some(());
+                    return (r.open_tasks.len() == 1).then_some(());
                 }
-                let error = r["last_error"].as_str()?;
-                error.contains(expected).then_some(())
+                r.last_error?.contains(expected).then_some(())
             },
         );
         if let Err(e) = seen {
@@ -127,7 +118,7 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
         Duration::from_secs(30),
         "every certificate's order task",
         || {
-            let open = tasks(&daemon).ok()?;
+            let open = daemon.tasks().ok()?;
             (open.len() == ACTS.len()).then_some(())
         },
     );
@@ -159,9 +150,9 @@ fn text_from_a_plugin_reaches_logs_and_terminals_without_control_characters() ->
     std::fs::write(&config, config_toml(dir.path(), "127.0.0.1:0", &body))?;
     let daemon = Daemon::start(&bins, &config, &[])?;
     let task = eventually(Duration::from_secs(20), "the order task", || {
-        tasks(&daemon).ok()?.into_iter().next()
+        daemon.tasks().ok()?.into_iter().next()
     })?;
-    let title = task["title"].as_str().unwrap_or_default();
+    let title = task.title.as_str();
     ensure!(
         !title.contains('\n') && !title.contains('\u{1b}') && title.contains("forged"),
         "{title:?}"
@@ -171,7 +162,7 @@ fn text_from_a_plugin_reaches_logs_and_terminals_without_control_characters() ->
         !out.stdout.contains(&0x1b),
         "an escape reached the terminal"
     );
-    let out = daemon.cli(&["task", "show", task["id"].as_str().unwrap_or_default()])?;
+    let out = daemon.cli(&["task", "show", &task.id])?;
     ensure!(
         !out.stdout.contains(&0x1b),
         "an escape reached the terminal"

@@ -69,8 +69,7 @@ fn a_link_in_the_live_folder_never_publishes_what_it_points_to() -> Result<()> {
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     let done = eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     });
     if let Err(e) = done {
         anyhow::bail!("{e}\n{}", daemon.log_text());
@@ -117,8 +116,7 @@ fn a_key_that_is_a_link_is_not_copied_into_a_version() -> Result<()> {
     let out = answer_the_order(&daemon, &ca, setup.path())?;
     ensure!(out.status.success(), "{}", stderr(&out));
     eventually(WAIT, "the renewal to complete", || {
-        let (_, status) = daemon.cli_json(&["status"]).ok()?;
-        status["renewals"][0]["last_success"].is_i64().then_some(())
+        daemon.renewal("web").ok()??.last_success.map(|_| ())
     })?;
     let marker = own.key_pem.lines().nth(1).context("a key line")?.as_bytes();
     let copies = files_holding(setup.path(), marker, &elsewhere);
