@@ -213,7 +213,7 @@ fn restrict_files(plugin: &Path) {
     match status {
         Ok(s) if s.ruleset == RulesetStatus::FullyEnforced => {}
         Ok(_) => eprintln!(
-            "certvaktd plugin-host: this kernel does not enforce Landlock; the plugin process relies on seccomp and resource limits"
+            "certvaktd plugin-host: Landlock is not available here (the kernel lacks it, or a container's or the service's system call filter withholds it); the plugin process relies on seccomp and resource limits"
         ),
         Err(e) => eprintln!("certvaktd plugin-host: Landlock could not be set up ({e})"),
     }
@@ -326,8 +326,7 @@ fn filter_system_calls() -> Result<(), String> {
     )
     .map_err(|e| format!("seccomp: {e}"))?;
     let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: {e:?}"))?;
-    // prctl(PR_SET_SECCOMP), not the seccomp() call, which the service unit's own filter denies;
-    // the process has one thread at this point.
+    // The process has one thread at this point.
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
 }
 
