@@ -727,20 +727,8 @@ impl HostError {
     }
 }
 
-/// A request that could not be decoded from its method name and parameters.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error(
-        "unknown method {0:?} (this side speaks plugin API {api})",
-        api = crate::PLUGIN_API_VERSION
-    )]
-    UnknownMethod(String),
-    #[error("parameters of {method:?} do not decode: {source}")]
-    BadParams {
-        method: String,
-        source: serde_json::Error,
-    },
-}
+/// A request that could not be decoded (defined beside the decoder).
+pub use crate::wire::DecodeError;
 
 /// Serde for `Vec<u8>` as a base64 string (standard alphabet, padded).
 pub mod base64_bytes {

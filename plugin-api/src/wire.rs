@@ -20,7 +20,20 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::messages::DecodeError;
+/// A request that could not be decoded from its method name and parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "unknown method {0:?} (this side speaks plugin API {api})",
+        api = crate::PLUGIN_API_VERSION
+    )]
+    UnknownMethod(String),
+    #[error("parameters of {method:?} do not decode: {source}")]
+    BadParams {
+        method: String,
+        source: serde_json::Error,
+    },
+}
 
 /// The tag and content keys of every request enum (the `#[serde]` attribute
 /// [`plugin_messages!`] puts on it).
