@@ -617,13 +617,13 @@ fn settings_the_plugin_refuses_hold_the_certificate_back_until_a_reload_fixes_th
         good.replace("key_type = \"ec-p256\"", "key_type = \"dsa-512\""),
     )?;
     let daemon = Daemon::start(&bins()?, &setup.config, &[])?;
-    let (code, status) = daemon.status()?;
-    let error = status.renewals[0].last_error.as_deref().unwrap_or_default();
-    assert!(
-        error.contains("settings.key_type") && error.contains("dsa-512"),
-        "{status:#?}"
-    );
-    assert!(code >= 1);
+    // The plugin is asked before the certificate's first step, which the engine takes at once.
+    let (code, status) = eventually(WAIT, "the settings to be refused", || {
+        let (code, status) = daemon.status().ok()?;
+        let error = status.renewals[0].last_error.as_deref().unwrap_or_default();
+        (error.contains("settings.key_type") && error.contains("dsa-512")).then_some((code, status))
+    })?;
+    assert!(code >= 1, "{status:#?}");
     assert!(
         daemon.tasks()?.is_empty(),
         "a held certificate orders nothing"

@@ -21,6 +21,20 @@ impl Engine {
     pub(super) async fn command(&mut self, command: Command) {
         let touched = match command {
             Command::Renew { id, force, reply } => {
+                // Right after a start or a reload every certificate's first step (is it due?)
+                // is being taken: a renew then waits for that step, briefly, instead of being
+                // refused.
+                let deciding = self.in_flight.contains_key(&id)
+                    && self.records.get(&id).is_none_or(|r| r.run.is_none());
+                if deciding {
+                    self.deferred.push(super::engine::Deferred {
+                        id,
+                        force,
+                        reply,
+                        until: std::time::Instant::now() + super::engine::DEFER_RENEW,
+                    });
+                    return;
+                }
                 let result = self.renew(&id, force).await;
                 let _ = reply.send(result);
                 Some(id)
@@ -69,7 +83,7 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownCertificate(id.to_owned()))
     }
 
-    async fn renew(&mut self, id: &str, force: bool) -> Result<String, EngineError> {
+    pub(super) async fn renew(&mut self, id: &str, force: bool) -> Result<String, EngineError> {
         let cert = self.managed(id)?;
         if self.core.plugins.get(&cert.plugin).is_none() {
             return Err(EngineError::PluginMissing {

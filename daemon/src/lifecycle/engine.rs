@@ -24,7 +24,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::plugin_host::{HttpService, Registry, settings_check};
+use crate::plugin_host::{HttpService, Registry};
 use crate::store::Store;
 
 /// A certificate whose steps are in flight.
@@ -37,6 +37,19 @@ pub(super) struct InFlight {
     pub record_back: bool,
     /// Whether every plugin call it made has returned.
     pub released: bool,
+}
+
+/// How long a `renew` waits for the certificate's step in flight when no run is in progress
+/// (the engine is deciding whether one is due) before it is refused as busy.
+pub(super) const DEFER_RENEW: Duration = Duration::from_secs(5);
+
+/// A `renew` waiting for its certificate's step in flight to end.
+#[derive(Debug)]
+pub(super) struct Deferred {
+    pub id: String,
+    pub force: bool,
+    pub reply: tokio::sync::oneshot::Sender<Result<String, EngineError>>,
+    pub until: std::time::Instant,
 }
 
 /// What the last step saw of a certificate, for the view.
@@ -98,6 +111,7 @@ impl Engine {
             unsaved: Default::default(),
             paused: Default::default(),
             nudged: Default::default(),
+            deferred: Vec::new(),
             stuck_inbox_files: Default::default(),
             settling: BTreeMap::new(),
             steps_done,
@@ -186,37 +200,6 @@ impl Engine {
         self.held = held;
     }
 
-    /// Asks every plugin, all at once, whether it accepts its certificates' settings, before
-    /// the first step: a certificate whose settings are refused is held back (and says why in
-    /// status) from the start. A plugin that does not answer in time is asked again before the
-    /// certificate's first step.
-    pub async fn check_all_settings(&mut self) {
-        let core = self.core.clone();
-        let answers = settings_check::ask_plugins(
-            &core.config,
-            &core.plugins,
-            settings_check::CHECK_DEADLINE,
-        )
-        .await;
-        for (i, answer) in answers {
-            let Some(cert) = core.config.certificates.get(i) else {
-                continue;
-            };
-            match answer {
-                Ok(found) => {
-                    if let Some(why) = settings_check::refusal(cert, &found) {
-                        self.held.insert(cert.id.clone(), why);
-                    }
-                    self.settings_checked.insert(cert.id.clone());
-                }
-                Err(e) => {
-                    log::warn!(cert_id = cert.id.as_str(); "settings could not be checked yet: {e}");
-                }
-            }
-        }
-        self.publish(crate::now_unix());
-    }
-
     /// Runs until `commands` closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let (Some(mut steps), Some(mut released)) = (self.steps_rx.take(), self.released_rx.take())
@@ -231,10 +214,14 @@ impl Engine {
             let now = crate::now_unix();
             self.start_steps(now);
             self.publish(now);
+            self.answer_deferred().await;
             let wake = self.next_wake(now);
             let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
                 Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
             });
+            if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
+                sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
+            }
             if let Some(soon) = settling {
                 sleep = sleep.min(soon);
             }
@@ -243,14 +230,48 @@ impl Engine {
                     Some(command) => self.command(command).await,
                     None => return,
                 },
-                Some(done) = steps.recv() => self.step_done(done),
-                Some(id) = released.recv() => self.calls_returned(&id),
+                Some(done) = steps.recv() => {
+                    self.step_done(done);
+                    // Under a mass renewal many steps end together: take them all before the
+                    // view is made again, which costs a pass over every certificate.
+                    while let Ok(done) = steps.try_recv() {
+                        self.step_done(done);
+                    }
+                    while let Ok(id) = released.try_recv() {
+                        self.calls_returned(&id);
+                    }
+                }
+                Some(id) = released.recv() => {
+                    self.calls_returned(&id);
+                    while let Ok(id) = released.try_recv() {
+                        self.calls_returned(&id);
+                    }
+                }
                 _ = inboxes.changed() => {
                     // The quiet rule (see `inbox`) decides when a file is taken; more events
                     // of the same copy need no separate turn.
                     inboxes.drain_for(Duration::from_millis(50)).await;
                 }
                 _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    /// Carries out each deferred `renew` whose certificate is no longer in flight, and refuses
+    /// the ones that waited [`DEFER_RENEW`].
+    async fn answer_deferred(&mut self) {
+        let now = std::time::Instant::now();
+        for deferred in std::mem::take(&mut self.deferred) {
+            if !self.in_flight.contains_key(&deferred.id) {
+                let result = self.renew(&deferred.id, deferred.force).await;
+                let _ = deferred.reply.send(result);
+                self.pause_if_reached(&deferred.id);
+            } else if deferred.until <= now {
+                let _ = deferred
+                    .reply
+                    .send(self.busy(&deferred.id).map(|()| String::new()));
+            } else {
+                self.deferred.push(deferred);
             }
         }
     }
@@ -263,22 +284,19 @@ impl Engine {
             .config
             .certificates
             .iter()
-            .filter(|c| self.startable(&c.id))
+            .filter(|c| self.startable(c))
             .filter_map(|c| self.next_at.get(&c.id).copied().unwrap_or(Some(now)))
             .chain(retry_unsaved)
             .min()
     }
 
-    /// Whether `id` may be started (its time aside).
-    fn startable(&self, id: &str) -> bool {
+    /// Whether `cert` may be started (its time aside).
+    fn startable(&self, cert: &crate::config::ManagedCertificate) -> bool {
+        let id = cert.id.as_str();
         !self.in_flight.contains_key(id)
             && !self.held.contains_key(id)
             && !self.paused.contains(id)
-            && self
-                .core
-                .plugins
-                .get(self.core.cert(id).map_or("", |c| c.plugin.as_str()))
-                .is_some()
+            && self.core.plugins.get(&cert.plugin).is_some()
     }
 
     /// Starts a step task for every certificate whose time has come, at most
@@ -292,7 +310,7 @@ impl Engine {
             }
         }
         for cert in &core.config.certificates {
-            if !self.startable(&cert.id) {
+            if !self.startable(cert) {
                 continue;
             }
             let due = self.next_at.get(&cert.id).copied().unwrap_or(Some(now));
@@ -476,12 +494,14 @@ impl Engine {
     /// Replaces the view readers see. Reads no file.
     pub(super) fn publish(&self, now: i64) {
         let core = &self.core;
+        let none = Record::default();
         let certificates = core
             .config
             .certificates
             .iter()
             .map(|cert| {
-                let record = self.records.get(&cert.id).cloned().unwrap_or_default();
+                // Read in place: a record holds PEM and CSR text that the view does not need.
+                let record = self.records.get(&cert.id).unwrap_or(&none);
                 let seen = self.seen.get(&cert.id);
                 let mut suggested_window = None;
                 let next_at = match (&record.run, record.retry_at) {

@@ -40,50 +40,52 @@ impl Core {
             profile.key = key_type;
         }
         let pending = self.store.pending_key_path(&cert.id)?;
-        let key = match bounded::read(&pending, bounded::KEY_FILE_LIMIT) {
-            Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
-            Err(e) if e.is_not_found() => {
-                let key = match (cert.renewal.key_policy, &cert.key) {
-                    (KeyPolicy::Reuse, Some(live)) if live.exists() => {
-                        let bytes = Zeroizing::new(
-                            bounded::read(live, bounded::KEY_FILE_LIMIT).map_err(|e| {
-                                EngineError::Other(format!(
-                                    "cannot read the live key: {}",
-                                    e.sentence(live)
-                                ))
-                            })?,
-                        );
-                        PrivateKey::from_bytes(&bytes)?
-                    }
-                    _ => {
-                        let algorithm = profile.key;
-                        tokio::task::spawn_blocking(move || keys::generate(algorithm))
-                            .await
-                            .map_err(|e| {
-                                EngineError::Other(format!("key generation stopped: {e}"))
-                            })??
-                    }
-                };
-                store::atomic::write_file(
-                    &pending,
-                    key.to_pkcs8_pem().as_bytes(),
-                    &store::FileSpec::mode(0o600),
-                )?;
-                log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
-                key
+        let cert = cert.clone();
+        // Reading or making the key (RSA takes a while), writing it with its fsyncs, and the
+        // CSR's signature: all off the runtime thread.
+        let (profile, csr) = super::blocking(move || -> Result<_, EngineError> {
+            let cert = &cert;
+            let mut profile = profile;
+                let key = match bounded::read(&pending, bounded::KEY_FILE_LIMIT) {
+                Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+                Err(e) if e.is_not_found() => {
+                    let key = match (cert.renewal.key_policy, &cert.key) {
+                        (KeyPolicy::Reuse, Some(live)) if live.exists() => {
+                            let bytes = Zeroizing::new(
+                                bounded::read(live, bounded::KEY_FILE_LIMIT).map_err(|e| {
+                                    EngineError::Other(format!(
+                                        "cannot read the live key: {}",
+                                        e.sentence(live)
+                                    ))
+                                })?,
+                            );
+                            PrivateKey::from_bytes(&bytes)?
+                        }
+                        _ => keys::generate(profile.key)?,
+                    };
+                    store::atomic::write_file(
+                        &pending,
+                        key.to_pkcs8_pem().as_bytes(),
+                        &store::FileSpec::mode(0o600),
+                    )?;
+                    log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
+                    key
+                }
+                Err(e) => {
+                    return Err(EngineError::Other(format!(
+                        "cannot read the pending key: {}",
+                        e.sentence(&pending)
+                    )));
+                }
+            };
+            if key.algorithm() != profile.key {
+                // A reused or earlier pending key decides; the CSR must match the key.
+                profile.key = key.algorithm();
             }
-            Err(e) => {
-                return Err(EngineError::Other(format!(
-                    "cannot read the pending key: {}",
-                    e.sentence(&pending)
-                )));
-            }
-        };
-        if key.algorithm() != profile.key {
-            // A reused or earlier pending key decides; the CSR must match the key.
-            profile.key = key.algorithm();
-        }
-        let csr = keys::csr(&profile, &key)?;
+            let csr = keys::csr(&profile, &key)?;
+            Ok((profile, csr))
+        })
+        .await??;
         run.csr_pem = Some(csr.pem);
         run.requested = Some(Requested {
             key: profile.key,

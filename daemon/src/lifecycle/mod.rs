@@ -261,6 +261,8 @@ pub struct Engine {
     unsaved: BTreeSet<String>,
     /// Certificates whose next step follows at once when their step in flight is over.
     nudged: BTreeSet<String>,
+    /// `renew` commands waiting for their certificate's step in flight.
+    deferred: Vec<engine::Deferred>,
     /// Certificates stopped by the crash-test hook.
     paused: BTreeSet<String>,
     /// Inbox files that could not be moved away after their import was tried.

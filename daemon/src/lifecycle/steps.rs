@@ -96,7 +96,7 @@ impl Core {
                 Err(error) => {
                     self.failed(cert, &mut record, &error);
                     done.next_at = record.retry_at;
-                    done.unsaved = !self.save(&cert.id, &record);
+                    done.unsaved = !self.save(&cert.id, &record).await;
                     break;
                 }
             };
@@ -119,7 +119,7 @@ impl Core {
                     Some(record.retry_at)
                 }
             };
-            if record != before && !self.save(&cert.id, &record) {
+            if record != before && !self.save(&cert.id, &record).await {
                 done.unsaved = true;
                 done.next_at = Some(crate::now_unix() + self.retry_initial_secs());
                 break;
@@ -166,8 +166,14 @@ impl Core {
 
     /// Saves the record; says whether it is on disk. The caller stops acting for this
     /// certificate when it is not: acting on what is not written ahead would be lost at a crash.
-    pub(super) fn save(&self, id: &str, record: &Record) -> bool {
-        match self.store.save_state(id, record) {
+    /// The write (with its fsyncs) runs on the blocking pool, off the runtime thread that
+    /// answers the control socket.
+    pub(super) async fn save(&self, id: &str, record: &Record) -> bool {
+        let (store, key, copy) = (self.store.clone(), id.to_owned(), record.clone());
+        let saved = super::blocking(move || store.save_state(&key, &copy))
+            .await
+            .and_then(|r| r.map_err(EngineError::from));
+        match saved {
             Ok(()) => true,
             Err(e) => {
                 log::error!(cert_id = id; "cannot save the renewal state (no further step until it can): {e}");

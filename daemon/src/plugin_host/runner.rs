@@ -19,8 +19,9 @@ use certvakt_plugin_api::abi::HostCallHandler;
 use super::RefusalReason;
 use super::process::{CallFailure, Described, PluginProcess};
 
-/// At most this many idle processes are kept per plugin.
-const MAX_IDLE: usize = 4;
+/// At most this many idle processes are kept per plugin (as many as the renewal engine and
+/// the settings check run calls of one plugin at once).
+const MAX_IDLE: usize = 8;
 
 /// See the module contract.
 #[derive(Debug)]

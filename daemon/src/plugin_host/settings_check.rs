@@ -62,6 +62,9 @@ fn check_plugin_settings(config: &Config) -> Vec<Problem> {
     problems(config, answers)
 }
 
+/// At most this many settings are asked about at once.
+const CONCURRENT_CHECKS: usize = 8;
+
 /// How long a plugin may take to answer whether it accepts a certificate's settings.
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -77,6 +80,8 @@ pub async fn ask_plugins(
     deadline: Duration,
 ) -> Vec<SettingsAnswer> {
     let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
+    // Each call runs in a plugin process: a thousand certificates must not start a thousand.
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS));
     let mut calls = tokio::task::JoinSet::new();
     for (i, cert) in config.certificates.iter().enumerate() {
         let Some(plugin) = plugins.get(&cert.plugin).cloned() else {
@@ -88,7 +93,9 @@ pub async fn ask_plugins(
             scratch.clone(),
         ));
         let settings = cert.renewal.settings.clone();
+        let slots = slots.clone();
         calls.spawn(async move {
+            let _slot = slots.acquire_owned().await;
             (
                 i,
                 plugin.validate_settings(settings, services, deadline).await,

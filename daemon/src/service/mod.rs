@@ -156,7 +156,6 @@ pub async fn run(
     };
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
-    engine.check_all_settings().await;
     let engine_task = tokio::spawn(engine.run(engine_rx));
     let mut scanning = Scanning::new(&config);
     let inventory = scanning.run(&config, &metrics, true).await;
