@@ -16,3 +16,4 @@ mod monitor;
 mod monitoring;
 mod renewal;
 mod service;
+mod surface;
