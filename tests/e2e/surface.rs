@@ -11,9 +11,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use certvakt_testkit::harness::{Daemon, config_toml};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 
-use crate::common::{bins, is_root, stderr};
+use crate::common::{WAIT, bins, is_root, list_ids, stderr};
 
 /// The uid of the local attacker: `nobody`.
 const ATTACKER_UID: u32 = 65534;
@@ -81,17 +81,18 @@ impl Holder {
     /// the first connection (as a Rust string literal).
     fn finish(mut self) -> Result<(usize, String)> {
         drop(self.stdin.take());
-        let closed = self.line()?;
-        let first = self.line()?;
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest)?;
         let _ = self.child.wait();
-        let closed = closed
-            .strip_prefix("closed ")
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("certvakt-hold said {closed:?}"))?;
-        let first = first
-            .strip_prefix("first: ")
-            .with_context(|| format!("certvakt-hold said {first:?}"))?;
-        Ok((closed, first.to_owned()))
+        let said = |prefix: &str| {
+            rest.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .with_context(|| format!("certvakt-hold said {rest:?}"))
+        };
+        let closed = said("closed ")?
+            .parse()
+            .with_context(|| format!("certvakt-hold said {rest:?}"))?;
+        Ok((closed, said("first: ")?.to_owned()))
     }
 }
 
@@ -305,5 +306,127 @@ fn a_reader_sending_huge_lines_on_many_connections_pins_no_memory() -> Result<()
     );
     // Root is still served.
     assert_eq!(daemon.cli(&["status"])?.status.code(), Some(0));
+    Ok(())
+}
+
+/// A daemon over the sample set with `/metrics` on loopback, limited to 1,024 open files (the
+/// soft limit systemd gives a service by default), and `extra` certificate files in a watched
+/// folder of their own.
+fn limited_sample_daemon(
+    extra: usize,
+) -> Result<(tempfile::TempDir, certvakt_testkit::Manifest, Daemon)> {
+    let dir = tempfile::Builder::new().prefix("certvakt-e2e.").tempdir()?;
+    let (config, manifest) = harness::write_sample_daemon_dir(dir.path(), "127.0.0.1:0")?;
+    if extra > 0 {
+        let many = dir.path().join("many");
+        certvakt_testkit::write_many(&many, extra)?;
+        let mut text = std::fs::read_to_string(&config)?;
+        text.push_str(&format!(
+            "\n[[watch]]\npaths = [\"{}/*.pem\"]\n",
+            many.display()
+        ));
+        std::fs::write(&config, text)?;
+    }
+    let daemon =
+        Daemon::start_wrapped(&bins()?, &config, &[], &["prlimit", "--nofile=1024", "--"])?;
+    Ok((dir, manifest, daemon))
+}
+
+#[test]
+fn a_flood_of_connections_to_metrics_leaves_the_inventory_whole() -> Result<()> {
+    let (_dir, manifest, daemon) = limited_sample_daemon(0)?;
+    let addr = daemon.metrics_addr()?;
+    let before = list_ids(&daemon)?;
+    ensure!(before.len() > 5, "{before:?}");
+    let log_before = log_lines(&daemon).len();
+
+    // 1,100 connections that send nothing, kept open (reopened when closed) by two processes.
+    let (first, a) = Holder::start(None, &["tcp", &addr, "550", "--refill", "--hold", "60"])?;
+    let (second, b) = Holder::start(None, &["tcp", &addr, "550", "--refill", "--hold", "60"])?;
+    ensure!(a + b > 1024, "only {} connections", a + b);
+
+    // A certificate arrives meanwhile: the rescan must open its folder and the file.
+    let source = manifest
+        .files
+        .iter()
+        .find(|f| {
+            f.kind == "cert_pem"
+                && f.expect == "ok"
+                && f.path.starts_with(manifest.dir.join("watched"))
+        })
+        .context("a valid watched PEM in the sample set")?;
+    let arrived = manifest.dir.join("watched").join("zz-arrived.pem");
+    std::fs::copy(&source.path, &arrived)?;
+    let arrived_id = arrived.display().to_string();
+    // The daemon still answers, found the new one, and lost none of the others.
+    let seen = eventually(
+        WAIT,
+        "the rescan to find the new certificate and keep the others",
+        || {
+            let ids = list_ids(&daemon).ok()?;
+            (ids.contains(&arrived_id) && before.iter().all(|id| ids.contains(id))).then_some(ids)
+        },
+    );
+    drop((first, second));
+    if let Err(e) = seen {
+        let ids = list_ids(&daemon).unwrap_or_default();
+        bail!("{e}; now listed: {ids:#?}");
+    }
+
+    // After the flood the endpoint answers, with the new certificate in it.
+    let (code, text) = eventually(WAIT, "/metrics to answer", || {
+        harness::http_get(&addr, "/metrics").ok()
+    })?;
+    assert_eq!(code, 200);
+    assert!(text.contains(&arrived_id), "{text}");
+    // And the flood cost a few log lines, not one per connection.
+    let lines = log_lines(&daemon);
+    let about_flood = lines[log_before..]
+        .iter()
+        .filter(|l| l.contains("server=metrics"))
+        .count();
+    assert!(about_flood <= 10, "{}", lines[log_before..].join("\n"));
+    Ok(())
+}
+
+#[test]
+fn clients_that_never_read_their_metrics_do_not_grow_the_daemon() -> Result<()> {
+    // 1,000 more certificates: a /metrics answer of about half a megabyte.
+    let (_dir, _manifest, daemon) = limited_sample_daemon(1000)?;
+    let addr = daemon.metrics_addr()?;
+    let pid = daemon.pid().context("pid")?;
+    let (code, text) = harness::http_get(&addr, "/metrics")?;
+    assert_eq!(code, 200);
+    ensure!(text.len() > 256 * 1024, "{} bytes", text.len());
+    let baseline = rss_kib(pid)?;
+
+    // 300 clients, each asking 20 times over one connection and never reading an answer.
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let (holder, connected) = Holder::start(
+        None,
+        &[
+            "tcp", &addr, "300", "--send", &request, "--repeat", "20", "--hold", "60",
+        ],
+    )?;
+    ensure!(connected == 300, "{connected} connected");
+    // Watched for ten seconds: the daemon's memory stays within a few answers of where it was.
+    let mut peak = baseline;
+    for _ in 0..100 {
+        peak = peak.max(rss_kib(pid)?);
+        if peak > baseline + 24 * 1024 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(holder);
+    assert!(
+        peak <= baseline + 24 * 1024,
+        "RSS grew from {baseline} KiB to {peak} KiB with 300 clients that never read"
+    );
+    // The endpoint still answers.
+    let (code, _) = eventually(WAIT, "/metrics to answer", || {
+        harness::http_get(&addr, "/metrics").ok()
+    })?;
+    assert_eq!(code, 200);
     Ok(())
 }

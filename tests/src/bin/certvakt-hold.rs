@@ -2,8 +2,8 @@
 //! that try the daemon's listeners as an attacker on the same host would.
 //!
 //! ```text
-//! certvakt-hold unix PATH COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed] [--hold SECS]
-//! certvakt-hold tcp ADDR COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed] [--hold SECS]
+//! certvakt-hold unix PATH COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed | --refill] [--hold SECS]
+//! certvakt-hold tcp ADDR COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed | --refill] [--hold SECS]
 //! ```
 //!
 //! It connects COUNT times (a connection that fails is counted, not fatal) and prints
@@ -13,8 +13,11 @@
 //! until its stdin closes or, with `--until-closed`, until the other side has closed every one
 //! of them; at most `--hold` seconds (default 60, so that a forgotten helper never outlives a
 //! test for long). It prints `closed M` (how many the other side closed) and `first: TEXT` (what came
-//! back on the first connection, as a Rust string literal), then exits. Only with
-//! `--until-closed` does it read at all: without, it is a client that never reads.
+//! back on the first connection, as a Rust string literal), then exits. With `--refill` it
+//! keeps COUNT connections open instead: every quarter of a second, each one the other side
+//! has closed is opened again (and sent TEXT again), until stdin closes. Only with
+//! `--until-closed` or `--refill` does it read at all: without, it is a client that never
+//! reads.
 //!
 //! Run it as another user with `setpriv --reuid=65534 --regid=65534 --clear-groups --`; each
 //! process holds at most a few hundred connections, so that it stays within the usual limit of
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 /// What is kept of what comes back on a connection.
 const KEEP_RECEIVED: usize = 16 * 1024;
 
-const USAGE: &str = "usage: certvakt-hold unix|tcp PATH|ADDR COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed] [--hold SECS]";
+const USAGE: &str = "usage: certvakt-hold unix|tcp PATH|ADDR COUNT [--send TEXT] [--repeat K] [--long-line BYTES] [--until-closed | --refill] [--hold SECS]";
 
 /// One held connection.
 enum Conn {
@@ -88,6 +91,7 @@ struct Options {
     repeat: usize,
     long_line: usize,
     until_closed: bool,
+    refill: bool,
     hold: Duration,
 }
 
@@ -111,6 +115,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         repeat: 1,
         long_line: 0,
         until_closed: false,
+        refill: false,
         hold: Duration::from_secs(60),
     };
     let mut rest = rest.iter();
@@ -139,6 +144,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 options.hold = Duration::from_secs(secs);
             }
             "--until-closed" => options.until_closed = true,
+            "--refill" => options.refill = true,
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
@@ -203,9 +209,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut closed = vec![false; conns.len()];
     let mut received = vec![Vec::new(); conns.len()];
+    let mut reopened = 0usize;
     loop {
         send_more(&mut conns, &mut sent, payload.as_bytes());
-        if options.until_closed {
+        if options.until_closed || options.refill {
             for ((conn, closed), received) in conns
                 .iter_mut()
                 .zip(closed.iter_mut())
@@ -215,8 +222,24 @@ fn main() -> ExitCode {
                     *closed = conn.closed_by_peer(received);
                 }
             }
-            if closed.iter().all(|c| *c) {
+            if options.until_closed && closed.iter().all(|c| *c) {
                 break;
+            }
+        }
+        if options.refill {
+            for ((conn, closed), sent) in conns
+                .iter_mut()
+                .zip(closed.iter_mut())
+                .zip(sent.iter_mut())
+                .filter(|((_, closed), _)| **closed)
+            {
+                if let Ok(fresh) = connect(&options) {
+                    let _ = fresh.set_nonblocking();
+                    *conn = fresh;
+                    *closed = false;
+                    *sent = 0;
+                    reopened += 1;
+                }
             }
         }
         // With --until-closed, only the other side (or --hold) ends the wait.
@@ -224,7 +247,11 @@ fn main() -> ExitCode {
         if released || started.elapsed() >= options.hold {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let pause = if options.refill { 250 } else { 50 };
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    if options.refill {
+        println!("reopened {reopened}");
     }
     println!("closed {}", closed.iter().filter(|c| **c).count());
     let first = received
