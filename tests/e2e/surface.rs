@@ -430,3 +430,67 @@ fn clients_that_never_read_their_metrics_do_not_grow_the_daemon() -> Result<()> 
     assert_eq!(code, 200);
     Ok(())
 }
+
+/// Sets the soft limit of open files of the running process `pid` with prlimit(1).
+fn set_open_files_limit(pid: u32, soft: u32) -> Result<()> {
+    let out = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={soft}:"))
+        .output()
+        .context("prlimit (util-linux)")?;
+    ensure!(out.status.success(), "prlimit: {}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn a_rescan_short_of_open_files_keeps_every_certificate_and_is_retried_soon() -> Result<()> {
+    let (_dir, manifest, daemon) = limited_sample_daemon(0)?;
+    let pid = daemon.pid().context("pid")?;
+    let before = list_ids(&daemon)?;
+    ensure!(before.len() > 5, "{before:?}");
+    let log_before = log_lines(&daemon).len();
+
+    // From now on the daemon cannot open a single file more (its descriptors 0, 1 and 2
+    // alone are more than the limit), and a certificate arrives: the rescan cannot read
+    // the watched folder.
+    set_open_files_limit(pid, 3)?;
+    let source = manifest
+        .files
+        .iter()
+        .find(|f| {
+            f.kind == "cert_pem"
+                && f.expect == "ok"
+                && f.path.starts_with(manifest.dir.join("watched"))
+        })
+        .context("a valid watched PEM in the sample set")?;
+    let arrived = manifest.dir.join("watched").join("zz-arrived.pem");
+    std::fs::copy(&source.path, &arrived)?;
+    let said = eventually(WAIT, "the rescan to say it is incomplete", || {
+        log_lines(&daemon)[log_before..]
+            .iter()
+            .find(|l| l.contains("scan incomplete: too many open files"))
+            .cloned()
+    });
+    set_open_files_limit(pid, 1024)?;
+    if let Err(e) = said {
+        bail!("{e}:\n{}", log_lines(&daemon)[log_before..].join("\n"));
+    }
+
+    // With nothing changed on disk since, the daemon scans again soon, and finds the new
+    // certificate beside every one it knew.
+    let arrived_id = arrived.display().to_string();
+    eventually(WAIT, "the retried scan to find everything", || {
+        let ids = list_ids(&daemon).ok()?;
+        (ids.contains(&arrived_id) && before.iter().all(|id| ids.contains(id))).then_some(())
+    })?;
+    // Nothing was ever taken for lost or for a matter of permissions.
+    let lines = log_lines(&daemon);
+    for line in &lines[log_before..] {
+        assert!(
+            !line.contains("no longer found") && !line.contains("give the certvakt service user"),
+            "{}",
+            lines[log_before..].join("\n")
+        );
+    }
+    Ok(())
+}
