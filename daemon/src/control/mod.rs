@@ -9,7 +9,7 @@
 //! - Bad lines get an `error` response, never a dropped connection without a word; a request
 //!   line longer than the server's budget ([`server::ADMIN_MAX_LINE`] for admins,
 //!   [`server::READ_MAX_LINE`] for readers) is answered with an error that says so, then the
-//!   connection closes. Which connections are served at all is [`admission`]'s business.
+//!   connection closes. Which connections are served at all is `admission`'s business.
 //! - [`client::Client`] is what the CLI uses; it turns a version mismatch into a readable error.
 
 mod admission;

@@ -9,7 +9,7 @@
 //!   local user, so a connection's peer is judged right after `accept`, before anything is read
 //!   from it and before it counts against any limit: its kernel credentials, then its groups
 //!   ([`super::auth`]). A refused peer reads its refusal (a hello reply with an error) and is
-//!   closed at once; it never holds a place. Places ([`super::admission`]): at most
+//!   closed at once; it never holds a place. Places (`super::admission`): at most
 //!   [`MAX_CONNECTIONS`] served at once, of which the last [`ADMIN_RESERVE`] are kept for root
 //!   and the admin group, and at most [`MAX_PER_UID`] per uid without admin access; so no reader
 //!   or stranger can keep root out. A peer turned away for lack of room reads one error line
