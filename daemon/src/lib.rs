@@ -31,6 +31,7 @@
 //! - [`duration`]: durations in configuration files (the SDK's parser).
 //! - [`human_time`]: times and spans as operators read them.
 //! - [`httpd`]: the small HTTP server behind `/metrics` and the http-01 responder.
+//! - [`log_limit`]: log lines a peer can cause, at most one per peer and interval.
 //! - [`watcher`]: inotify on watched folders and renewal inboxes.
 
 pub mod bounded;
@@ -45,6 +46,7 @@ pub mod human_time;
 pub mod inventory;
 pub mod keys;
 pub mod lifecycle;
+pub mod log_limit;
 pub mod metrics;
 pub mod plugin_host;
 pub mod schedule;

@@ -13,13 +13,17 @@
 //!   registry costs about half a kilobyte; five families over 1,000 certificates is 2.5 MB).
 //!   The rest (counters, histograms, build info) lives in the registry.
 //! - [`serve`] answers `GET /metrics` (text format 0.0.4), `GET /` and `GET /healthz`.
+//!   Scrapes in the same second with nothing observed in between get the very same body
+//!   ([`Metrics::render_shared`]): the text is the same, so a burst of scrapes (or of clients
+//!   that never read their answer) shares one copy instead of holding one each.
 //!
 //! The `prometheus` crate is used (the design card's choice) without default features: its
 //! protobuf encoder is not needed and carried an advisory.
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -70,6 +74,18 @@ pub struct Metrics {
     renewal_failures: IntCounterVec,
     renewals_done: IntCounterVec,
     hook_failures: IntCounterVec,
+    /// Bumped after every change, so that [`Metrics::render_shared`] knows when its last
+    /// body is still the text a new rendering would give.
+    generation: AtomicU64,
+    last_render: Mutex<Option<Rendered>>,
+}
+
+/// A rendered exposition and what it was rendered from.
+#[derive(Debug, Clone)]
+struct Rendered {
+    generation: u64,
+    now: i64,
+    body: Bytes,
 }
 
 impl Metrics {
@@ -245,7 +261,15 @@ impl Metrics {
             renewal_failures,
             renewals_done,
             hook_failures,
+            generation: AtomicU64::new(0),
+            last_render: Mutex::new(None),
         })
+    }
+
+    /// Marks that something rendered has changed. Called after the change, so that a body
+    /// rendered in between is never taken for the new state.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes a scan's result: counters now, per-certificate series at the next scrape.
@@ -270,6 +294,7 @@ impl Metrics {
             Ok(mut current) => *current = inventory.clone(),
             Err(poisoned) => *poisoned.into_inner() = inventory.clone(),
         }
+        self.changed();
     }
 
     /// Counts a configuration reload.
@@ -277,6 +302,7 @@ impl Metrics {
         let result = if applied { "applied" } else { "invalid" };
         self.reloads.with_label_values(&[result]).inc();
         self.config_last_reload_ok.set(i64::from(applied));
+        self.changed();
     }
 
     /// Counts a control request. `outcome` is one of a fixed set (`ok`, `error`, `forbidden`).
@@ -284,6 +310,7 @@ impl Metrics {
         self.control_requests
             .with_label_values(&[request, outcome])
             .inc();
+        self.changed();
     }
 
     /// Counts one call into a plugin and its duration. `method` is a plugin-api method name
@@ -301,6 +328,7 @@ impl Metrics {
         self.plugin_call_duration
             .with_label_values(&[plugin])
             .observe(duration.as_secs_f64());
+        self.changed();
     }
 
     /// Counts a plugin process that died or was stopped during a call; `reason` is one of a
@@ -309,6 +337,7 @@ impl Metrics {
         self.plugin_crashes
             .with_label_values(&[plugin, reason])
             .inc();
+        self.changed();
     }
 
     /// Counts one HTTP request a plugin made through the host. `outcome` is one of a fixed set
@@ -317,6 +346,7 @@ impl Metrics {
         self.plugin_http_requests
             .with_label_values(&[plugin, outcome])
             .inc();
+        self.changed();
     }
 
     /// Records how many plugin files the last load accepted and refused.
@@ -327,21 +357,25 @@ impl Metrics {
         self.plugins
             .with_label_values(&["refused"])
             .set(refused as i64);
+        self.changed();
     }
 
     /// A renewal step failed.
     pub fn observe_renewal_failure(&self, id: &str, step: &str) {
         self.renewal_failures.with_label_values(&[id, step]).inc();
+        self.changed();
     }
 
     /// A renewal completed.
     pub fn observe_renewal_success(&self, id: &str) {
         self.renewals_done.with_label_values(&[id]).inc();
+        self.changed();
     }
 
     /// A deploy or post hook failed.
     pub fn observe_hook_failure(&self, id: &str, hook: &str) {
         self.hook_failures.with_label_values(&[id, hook]).inc();
+        self.changed();
     }
 
     /// The renewal engine's latest state, rendered at the next scrape.
@@ -350,6 +384,36 @@ impl Metrics {
             Ok(mut current) => *current = Arc::new(series),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(series),
         }
+        self.changed();
+    }
+
+    /// [`Metrics::render`] as a shared body: when nothing was observed since the last
+    /// rendering and `now` is the same second, the text would be the same, so the same bytes
+    /// are handed out again (a reference, not a copy).
+    pub fn render_shared(&self, now: i64) -> Bytes {
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(last) = self
+            .last_render
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|r| r.generation == generation && r.now == now)
+        {
+            return last.body.clone();
+        }
+        let mut text = self.render(now);
+        // Kept for a while and shared: no spare capacity.
+        text.shrink_to_fit();
+        let body = Bytes::from(text);
+        *self
+            .last_render
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Rendered {
+            generation,
+            now,
+            body: body.clone(),
+        });
+        body
     }
 
     /// The text exposition, with clock-dependent values computed for `now`.
@@ -598,7 +662,7 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(crate::now_unix()),
+            metrics.render_shared(crate::now_unix()),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/" => reply(
@@ -657,6 +721,29 @@ mod tests {
         let text = metrics.render(2_000);
         assert!(!text.contains(r#"id="b""#), "{text}");
         assert!(text.contains(&format!("certvakt_certificate_key_matches{a} 0\n")));
+    }
+
+    #[test]
+    fn scrapes_share_one_body_until_something_changes() {
+        let metrics = Metrics::new(0).unwrap();
+        let first = metrics.render_shared(2_000);
+        let second = metrics.render_shared(2_000);
+        // The same bytes, not an equal copy.
+        assert_eq!(first.as_ptr(), second.as_ptr());
+        assert_eq!(first, Bytes::from(metrics.render(2_000)));
+        // Another second: rendered again (expiry values depend on it).
+        let later = metrics.render_shared(2_001);
+        assert_ne!(later.as_ptr(), first.as_ptr());
+        // Something observed: rendered again, and the change is in it.
+        metrics.observe_reload(false);
+        let changed = metrics.render_shared(2_001);
+        assert_ne!(changed.as_ptr(), later.as_ptr());
+        let text = std::str::from_utf8(&changed).unwrap();
+        assert!(
+            text.contains("certvakt_config_last_reload_successful 0"),
+            "{text}"
+        );
+        assert_eq!(changed, Bytes::from(metrics.render(2_001)));
     }
 
     #[test]

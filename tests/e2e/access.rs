@@ -117,12 +117,13 @@ fn a_client_of_another_protocol_version_gets_a_sentence_not_a_parse_error() -> R
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
     let reply: serde_json::Value = serde_json::from_str(&line)?;
-    assert_eq!(reply["hello"]["protocol"], 1);
+    let ours = certvakt::control::protocol::PROTOCOL_VERSION;
+    assert_eq!(reply["hello"]["protocol"], ours);
     let error = reply["hello"]["error"]
         .as_str()
         .context("an error sentence")?;
     assert!(
-        error.contains("protocol 1") && error.contains("999"),
+        error.contains(&format!("protocol {ours}")) && error.contains("999"),
         "{error}"
     );
     assert_eq!(reply["hello"]["access"], "none");

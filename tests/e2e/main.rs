@@ -17,3 +17,4 @@ mod monitor;
 mod monitoring;
 mod renewal;
 mod service;
+mod surface;

@@ -174,11 +174,20 @@ impl AccessPolicy {
         &self.read_name
     }
 
+    /// The access that needs no lookup at all: root's. `None` means [`access_for`] must look
+    /// the peer's groups up. Lets the control server admit root without waiting for the
+    /// lookups of other peers.
+    ///
+    /// [`access_for`]: AccessPolicy::access_for
+    pub fn access_without_lookup(&self, peer: &PeerCredentials) -> Option<Access> {
+        (self.root_is_admin && peer.uid == 0).then_some(Access::Admin)
+    }
+
     /// What this peer may do. Reads `/proc/<pid>/status` and, when needed, the user database;
     /// both can block (NSS may ask LDAP), so async callers run this on a blocking thread.
     pub fn access_for(&self, peer: &PeerCredentials) -> Access {
-        if self.root_is_admin && peer.uid == 0 {
-            return Access::Admin;
+        if let Some(access) = self.access_without_lookup(peer) {
+            return access;
         }
         let groups = peer.pid.and_then(|pid| supplementary_groups(pid, peer.uid));
         // The user name is only needed when the member lists stand in for unknown groups.
@@ -565,6 +574,13 @@ mod tests {
             pid: None,
         };
         assert_eq!(policy.access_for(&root), Access::Admin);
+        // Root needs no lookup; anyone else does.
+        assert_eq!(policy.access_without_lookup(&root), Some(Access::Admin));
+        assert_eq!(policy.access_without_lookup(&stranger), None);
+        assert_eq!(
+            policy.without_root_rule().access_without_lookup(&root),
+            None
+        );
     }
 
     #[test]

@@ -262,8 +262,9 @@ mod tests {
 
     #[test]
     fn reads_a_good_hello_reply() {
-        let reply =
-            read_hello_reply(r#"{"hello":{"protocol":1,"version":"0.1.0","access":"read"}}"#);
+        let reply = read_hello_reply(&format!(
+            r#"{{"hello":{{"protocol":{PROTOCOL_VERSION},"version":"0.1.0","access":"read"}}}}"#
+        ));
         let reply = reply.expect("accepted");
         assert_eq!(reply.access, Access::Read);
         assert_eq!(reply.version, "0.1.0");
@@ -294,7 +295,9 @@ mod tests {
     #[test]
     fn hello_errors_become_refusals_and_garbage_a_protocol_error() {
         let err = read_hello_reply(
-            r#"{"hello":{"protocol":1,"version":"0.1.0","access":"none","error":"uid 5 may not"}}"#,
+            &format!(
+                r#"{{"hello":{{"protocol":{PROTOCOL_VERSION},"version":"0.1.0","access":"none","error":"uid 5 may not"}}}}"#
+            ),
         )
         .expect_err("refused");
         assert!(

@@ -24,7 +24,7 @@ pub use super::wire::{
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
 /// hello and refuse each other, with a sentence, when it differs. The golden files in
 /// `src/control/golden/` record the JSON of each version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,17 +5,32 @@
 //!   already listening is an error, a stale socket left by a killed daemon is replaced, and
 //!   anything that is not a socket is never deleted. The returned [`SocketGuard`] removes the
 //!   socket file again when dropped (a clean exit), unless another daemon has replaced it.
-//! - [`serve`] accepts connections until `shutdown` completes, at most [`MAX_CONNECTIONS`] at
-//!   once (more are turned away with one line). Each connection: the peer's kernel credentials,
-//!   a [`Hello`](super::protocol::Hello) exchange (protocol mismatch and refusal are answered in
-//!   the hello reply, then the connection closes), then one [`Response`] per request line, in
-//!   order. Requests are checked against the peer's [`Access`] before the [`Backend`] sees them.
-//! - A line longer than [`MAX_LINE`] closes the connection; a connection idle for
-//!   [`IDLE_TIMEOUT`] is closed. Before the hello the peer is not yet known to be allowed in
-//!   (the socket is open to every local user), so the hello line gets a far smaller budget:
-//!   [`HELLO_MAX_LINE`] bytes within [`HELLO_TIMEOUT`]. On shutdown no new connection is accepted, idle connections
-//!   close at once, and requests already being handled finish within [`DRAIN_DEADLINE`].
-//! - Logs name peers and request names, never request or response payloads.
+//! - [`serve`] accepts connections until `shutdown` completes. The socket is open to every
+//!   local user, so a connection's peer is judged right after `accept`, before anything is read
+//!   from it and before it counts against any limit: its kernel credentials, then its groups
+//!   ([`super::auth`]). A refused peer reads its refusal (a hello reply with an error) and is
+//!   closed at once; it never holds a place. Places (`super::admission`): at most
+//!   [`MAX_CONNECTIONS`] served at once, of which the last [`ADMIN_RESERVE`] are kept for root
+//!   and the admin group, and at most [`MAX_PER_UID`] per uid without admin access; so no reader
+//!   or stranger can keep root out. A peer turned away for lack of room reads one error line
+//!   saying so. Telling refused and turned-away peers why is bounded too ([`MAX_TELLING`]);
+//!   beyond that a connection is closed without a word.
+//! - A served connection: a [`Hello`](super::protocol::Hello) exchange (a protocol mismatch is
+//!   answered in the hello reply, then the connection closes), then one [`Response`] per request
+//!   line, in order. Requests are checked against the peer's [`Access`] before the [`Backend`]
+//!   sees them.
+//! - Budgets: the hello must arrive within [`HELLO_TIMEOUT`] and fit in [`HELLO_MAX_LINE`]
+//!   bytes (a longer one closes the connection without a word); a request line may be
+//!   [`ADMIN_MAX_LINE`] bytes from an admin (an `import` carries a file) and [`READ_MAX_LINE`]
+//!   from a reader; a longer line is answered with a `bad_request` error that says so, and the
+//!   connection closes. A connection silent for [`IDLE_TIMEOUT`] is closed. A line buffer that a
+//!   large request grew is given back after that request, so an open connection keeps no more
+//!   than [`KEEP_BUFFER`] bytes between requests, and nothing once closed.
+//! - On shutdown no new connection is accepted, idle connections close at once, and requests
+//!   already being handled finish within [`DRAIN_DEADLINE`].
+//! - Logs name peers and request names, never request or response payloads. What a peer can
+//!   make the daemon log about its connections is limited to one line per uid per
+//!   [`LOG_INTERVAL`], the next line saying how many were left out.
 
 use std::fmt;
 use std::fs;
@@ -27,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{Level, debug, warn};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{
@@ -37,27 +52,61 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::Backend;
+use super::admission::{Admission, Busy, Checking, Quotas, Slot};
 use super::auth::{AccessPolicy, PeerCredentials};
 use super::protocol::{
     Access, ErrorCode, HelloReply, HelloReplyBody, PROTOCOL_VERSION, Request, Response,
 };
-use super::{Backend, MAX_LINE};
+use crate::log_limit::{LogLimit, left_out};
 
-/// Connections served at once; more are turned away with one error line.
+/// Connections served at once, all peers together; more are turned away with one error line.
 pub const MAX_CONNECTIONS: usize = 64;
-/// A connection that sends nothing for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Of [`MAX_CONNECTIONS`], the places only root and the admin group may take: readers and
+/// strangers can never take the last ones, so root can always get in.
+pub const ADMIN_RESERVE: usize = 16;
+/// Connections one uid without admin access may hold at once, being checked or served. The
+/// CLI uses one connection per command; eight leaves room for a few scripts in parallel.
+pub const MAX_PER_UID: usize = 8;
+/// Connections whose peer's groups are being looked up at once (reading `/proc`, and the group
+/// database, which may ask a directory server). Root needs no lookup and is not counted.
+pub const MAX_CHECKING: usize = 32;
+/// Refused or turned-away peers being told why at once (each for at most a second); beyond
+/// this, such a connection is closed without a word.
+pub const MAX_TELLING: usize = 16;
+/// A connection that sends nothing for this long is closed. The CLI sends its request right
+/// after the hello; only a client that has nothing to say waits this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The hello must arrive within this time after connecting.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest hello line: a hello is under 200 bytes, and 64 idle strangers must not be able to make
-/// the daemon hold 64 × [`MAX_LINE`] bytes.
+/// Longest hello line: a hello is under 200 bytes.
 pub const HELLO_MAX_LINE: usize = 64 * 1024;
+/// Longest request line from a peer with read access: what a reader may ask (`status`,
+/// `show` with an id, …) fits in a few hundred bytes.
+pub const READ_MAX_LINE: usize = 64 * 1024;
+/// Longest request line from an admin: an `import` carries the file in base64, and a file
+/// dropped into an inbox may be 1 MiB ([`crate::bounded::CERT_FILE_LIMIT`]); the same file must
+/// fit through the socket, with room for the password and the JSON around it. A PKCS#12
+/// bundle is a few KiB, a chain in PEM rarely more than 20 KiB.
+pub const ADMIN_MAX_LINE: usize = base64_len(crate::bounded::CERT_FILE_LIMIT) + 64 * 1024;
+/// A line buffer larger than this after a request is given back rather than kept for the
+/// next one.
+pub const KEEP_BUFFER: usize = 16 * 1024;
+/// Connection log lines per uid: at most one per this interval.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How long requests in flight may take to finish once shutdown has begun.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a connection we end waits for the client to hang up; see [`hang_up`].
 const HANG_UP_LINGER: Duration = Duration::from_secs(1);
+/// How long a refused or turned-away peer has to take its one line.
+const TELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest part of a bad line quoted back in a `bad_request` error.
 const QUOTE_LIMIT: usize = 200;
+
+/// The length of `bytes` bytes in padded base64.
+const fn base64_len(bytes: u64) -> usize {
+    (bytes.div_ceil(3) * 4) as usize
+}
 
 /// The socket file and its listener; removes the file when dropped.
 #[derive(Debug)]
@@ -174,10 +223,16 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_connections: usize,
-    pub max_line: usize,
+    pub admin_reserve: usize,
+    pub max_per_uid: usize,
+    pub max_checking: usize,
+    pub max_telling: usize,
+    pub read_max_line: usize,
+    pub admin_max_line: usize,
     pub idle_timeout: Duration,
     pub hello_max_line: usize,
     pub hello_timeout: Duration,
+    pub log_interval: Duration,
     pub drain_deadline: Duration,
 }
 
@@ -185,11 +240,28 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: MAX_CONNECTIONS,
-            max_line: MAX_LINE,
+            admin_reserve: ADMIN_RESERVE,
+            max_per_uid: MAX_PER_UID,
+            max_checking: MAX_CHECKING,
+            max_telling: MAX_TELLING,
+            read_max_line: READ_MAX_LINE,
+            admin_max_line: ADMIN_MAX_LINE,
             idle_timeout: IDLE_TIMEOUT,
             hello_max_line: HELLO_MAX_LINE,
             hello_timeout: HELLO_TIMEOUT,
+            log_interval: LOG_INTERVAL,
             drain_deadline: DRAIN_DEADLINE,
+        }
+    }
+}
+
+impl Limits {
+    fn quotas(&self) -> Quotas {
+        Quotas {
+            total: self.max_connections,
+            admin_reserve: self.admin_reserve,
+            per_uid: self.max_per_uid,
+            checking: self.max_checking,
         }
     }
 }
@@ -207,6 +279,26 @@ pub async fn serve<B: Backend>(
     serve_with(listener, backend, policy, shutdown, Limits::default()).await;
 }
 
+/// What every connection of one server shares.
+struct Shared<B> {
+    backend: Arc<B>,
+    admission: Arc<Admission>,
+    /// Places for telling refused and turned-away peers why.
+    telling: Arc<Semaphore>,
+    /// Connection log lines, per uid; `None` for the listener's own trouble.
+    quiet: LogLimit<Option<u32>>,
+    limits: Limits,
+}
+
+impl<B> Shared<B> {
+    /// Logs a line about a connection of `uid`, at most one per uid and interval.
+    fn log(&self, level: Level, uid: Option<u32>, line: impl FnOnce() -> String) {
+        if let Some(count) = self.quiet.admit(&uid) {
+            log::log!(level, "control: {}{}", line(), left_out(count));
+        }
+    }
+}
+
 pub(crate) async fn serve_with<B: Backend>(
     listener: UnixListener,
     backend: Arc<B>,
@@ -214,10 +306,13 @@ pub(crate) async fn serve_with<B: Backend>(
     shutdown: impl Future<Output = ()>,
     limits: Limits,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    // Turning a client away costs a task for up to two seconds; under a flood of connections
-    // those are bounded too, and beyond them a connection is simply closed.
-    let refusals = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Arc::new(Shared {
+        backend,
+        admission: Admission::new(limits.quotas()),
+        telling: Arc::new(Semaphore::new(limits.max_telling)),
+        quiet: LogLimit::new(limits.log_interval),
+        limits,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -227,23 +322,48 @@ pub(crate) async fn serve_with<B: Backend>(
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => report_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                            tasks.spawn(turn_away(stream, limits.max_connections, permit));
+                    let peer = match stream.peer_cred() {
+                        Ok(cred) => PeerCredentials {
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                            pid: cred.pid(),
+                        },
+                        Err(e) => {
+                            shared.log(Level::Warn, None, || format!(
+                                "cannot read the credentials of a new connection, closing it: {e}"
+                            ));
+                            continue;
                         }
-                        continue;
                     };
+                    // Read once per connection: a policy replaced on reload applies to the
+                    // next connection.
+                    let policy = policy.read().unwrap_or_else(PoisonError::into_inner).clone();
                     let conn = Connection {
-                        backend: backend.clone(),
-                        policy: policy.clone(),
+                        shared: shared.clone(),
                         stop: stop_rx.clone(),
-                        limits,
+                        peer,
                     };
-                    tasks.spawn(conn.run(stream, permit));
+                    match policy.access_without_lookup(&peer) {
+                        Some(access) => {
+                            tasks.spawn(conn.admit(stream, None, access, policy));
+                        }
+                        None => match shared.admission.check(peer.uid) {
+                            Ok(checking) => {
+                                tasks.spawn(conn.check(stream, checking, policy));
+                            }
+                            Err(busy) => {
+                                if let Some(told) = conn.turn_away(stream, busy) {
+                                    tasks.spawn(told);
+                                }
+                            }
+                        },
+                    }
                 }
                 Err(e) => {
                     // Typically EMFILE: back off briefly instead of spinning on the error.
-                    warn!("control: accepting a connection failed: {e}");
+                    shared.log(Level::Warn, None, || {
+                        format!("accepting a connection failed: {e}")
+                    });
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -277,22 +397,12 @@ fn report_join(joined: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Tells a client over the connection limit why it is turned away. This is an error response
-/// rather than a hello reply so that the client can tell "busy" from "refused".
-async fn turn_away(mut stream: UnixStream, max: usize, permit: OwnedSemaphorePermit) {
+/// Sends a refused or turned-away peer its one line and hangs up; the permit bounds how many
+/// are told at once.
+async fn tell<T: Serialize>(mut stream: UnixStream, line: T, permit: OwnedSemaphorePermit) {
     let _permit = permit;
-    warn!("control: {max} connections are open; turning a new one away");
-    let response = Response::Error {
-        code: ErrorCode::Internal,
-        message: format!(
-            "certvaktd is busy: {max} control connections are open; try again in a moment"
-        ),
-    };
     let (mut reader, mut writer) = stream.split();
-    if send(&mut writer, &response, Duration::from_secs(1))
-        .await
-        .is_ok()
-    {
+    if send(&mut writer, &line, TELL_TIMEOUT).await.is_ok() {
         hang_up(&mut reader, &mut writer).await;
     }
 }
@@ -336,7 +446,8 @@ pub(crate) enum LineRead {
     TooLong,
 }
 
-/// Reads one line of at most `max` bytes into `buf`, without buffering more than that.
+/// Reads one line of at most `max` bytes into `buf`, without buffering more than that: the
+/// buffer's capacity never grows past `max` on account of this line.
 pub(crate) async fn read_line_limited<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -358,8 +469,15 @@ pub(crate) async fn read_line_limited<R: AsyncBufRead + Unpin>(
             Some(i) => &available[..i],
             None => available,
         };
-        if buf.len() + chunk.len() > max {
+        let needed = buf.len() + chunk.len();
+        if needed > max {
             return Ok(LineRead::TooLong);
+        }
+        if needed > buf.capacity() {
+            // Grow by doubling as `Vec` would, but never past the limit: a line just under
+            // it must not cost twice the limit.
+            let target = (buf.capacity() * 2).clamp(needed, max);
+            buf.reserve_exact(target - buf.len());
         }
         buf.extend_from_slice(chunk);
         let used = chunk.len() + usize::from(newline.is_some());
@@ -373,13 +491,21 @@ pub(crate) async fn read_line_limited<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// Gives back a line buffer that a large request grew, so that an idle connection holds no
+/// more than [`KEEP_BUFFER`] bytes.
+fn release_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
+}
+
 /// How a connection ends when no further line is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     /// Closed, silent, failed or shutting down: just drop it.
     Quietly,
-    /// We refuse what the peer is sending (a line too long): hang up gracefully.
-    Refused,
+    /// A line longer than the budget: the peer is told so, and the connection hung up.
+    TooLong,
 }
 
 /// How long a line may be and how long the peer may take to send it.
@@ -389,75 +515,35 @@ struct Budget {
     timeout: Duration,
 }
 
+/// One accepted connection, its peer known from the kernel.
 struct Connection<B> {
-    backend: Arc<B>,
-    policy: Arc<RwLock<AccessPolicy>>,
+    shared: Arc<Shared<B>>,
     stop: watch::Receiver<bool>,
-    limits: Limits,
+    peer: PeerCredentials,
 }
 
 impl<B: Backend> Connection<B> {
-    async fn run(mut self, stream: UnixStream, permit: OwnedSemaphorePermit) {
-        let _permit = permit;
-        let peer = match stream.peer_cred() {
-            Ok(cred) => PeerCredentials {
-                uid: cred.uid(),
-                gid: cred.gid(),
-                pid: cred.pid(),
-            },
-            Err(e) => {
-                warn!("control: cannot read the credentials of a new connection, closing it: {e}");
-                return;
-            }
-        };
-        let (read_half, mut writer) = stream.into_split();
-        let mut reader = BufReader::new(read_half);
-        let mut line = Vec::new();
+    fn log(&self, level: Level, line: impl FnOnce() -> String) {
+        self.shared.log(level, Some(self.peer.uid), line);
+    }
 
-        let hello_budget = Budget {
-            max_line: self.limits.hello_max_line,
-            timeout: self.limits.hello_timeout,
+    /// Tells a peer there is no room for it, if there is room to tell; the task to spawn.
+    /// This is an error response rather than a hello reply so that the client can tell
+    /// "busy" from "refused".
+    fn turn_away(self, stream: UnixStream, busy: Busy) -> Option<impl Future<Output = ()>> {
+        let peer = self.peer;
+        self.log(Level::Warn, || format!("{peer}: turned away: {busy}"));
+        let permit = self.shared.telling.clone().try_acquire_owned().ok()?;
+        let response = Response::Error {
+            code: ErrorCode::Internal,
+            message: busy.sentence(),
         };
-        if let Err(ended) = self
-            .next_line(&mut reader, &mut line, &peer, hello_budget)
-            .await
-        {
-            if ended == Ended::Refused {
-                hang_up(&mut reader, &mut writer).await;
-            }
-            return;
-        }
-        let Some(hello) = ClientHello::parse(&line) else {
-            info!("control: {peer}: first line is not a hello; closing");
-            let reply = hello_error(format!(
-                "expected a hello first, like {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"version\":\"{}\",\"program\":\"certvakt\"}}}}",
-                crate::VERSION
-            ));
-            if send(&mut writer, &reply, self.limits.idle_timeout)
-                .await
-                .is_ok()
-            {
-                hang_up(&mut reader, &mut writer).await;
-            }
-            return;
-        };
-        if hello.protocol != u64::from(PROTOCOL_VERSION) {
-            info!("control: {peer}: {hello} speaks another control protocol; closing");
-            let reply = hello_error(mismatch_message(&hello));
-            if send(&mut writer, &reply, self.limits.idle_timeout)
-                .await
-                .is_ok()
-            {
-                hang_up(&mut reader, &mut writer).await;
-            }
-            return;
-        }
+        Some(tell(stream, response, permit))
+    }
 
-        let policy = self
-            .policy
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+    /// Looks the peer's groups up, then serves it or refuses it.
+    async fn check(self, stream: UnixStream, checking: Checking, policy: AccessPolicy) {
+        let peer = self.peer;
         // Group and user lookups may block (NSS, LDAP): keep them off the async threads.
         let decided = tokio::task::spawn_blocking(move || {
             let access = policy.access_for(&peer);
@@ -468,20 +554,88 @@ impl<B: Backend> Connection<B> {
         let (access, refusal, policy) = match decided {
             Ok(decided) => decided,
             Err(e) => {
-                warn!("control: {peer}: deciding access failed, closing: {e}");
+                self.log(Level::Warn, || {
+                    format!("{peer}: deciding access failed, closing: {e}")
+                });
                 return;
             }
         };
         if let Some(refusal) = refusal {
-            info!(
-                "control: {peer} ({hello}) refused: in neither group {} nor {}",
-                policy.read_name(),
-                policy.admin_name()
-            );
-            if send(&mut writer, &hello_error(refusal), self.limits.idle_timeout)
-                .await
-                .is_ok()
-            {
+            // The place of the check is given back before the peer is told: a refused peer
+            // never holds one while it reads.
+            drop(checking);
+            self.log(Level::Info, || {
+                format!(
+                    "{peer} refused: in neither group {} nor {}",
+                    policy.read_name(),
+                    policy.admin_name()
+                )
+            });
+            if let Ok(permit) = self.shared.telling.clone().try_acquire_owned() {
+                tell(stream, hello_error(refusal), permit).await;
+            }
+            return;
+        }
+        self.admit(stream, Some(checking), access, policy).await;
+    }
+
+    /// Takes a place for a peer with `access`, or turns it away.
+    async fn admit(
+        self,
+        stream: UnixStream,
+        checking: Option<Checking>,
+        access: Access,
+        policy: AccessPolicy,
+    ) {
+        match self.shared.admission.admit(checking, self.peer.uid, access) {
+            Ok(slot) => self.serve(stream, access, policy, slot).await,
+            Err(busy) => {
+                if let Some(told) = self.turn_away(stream, busy) {
+                    told.await;
+                }
+            }
+        }
+    }
+
+    /// The hello exchange, then requests until the peer is done.
+    async fn serve(mut self, stream: UnixStream, access: Access, policy: AccessPolicy, slot: Slot) {
+        let _slot = slot;
+        let peer = self.peer;
+        let limits = self.shared.limits;
+        let (read_half, mut writer) = stream.into_split();
+        let mut reader = BufReader::new(read_half);
+        let mut line = Vec::new();
+
+        let hello_budget = Budget {
+            max_line: limits.hello_max_line,
+            timeout: limits.hello_timeout,
+        };
+        if let Err(ended) = self.next_line(&mut reader, &mut line, hello_budget).await {
+            // A hello too long is not answered: whatever sends it is no certvakt client.
+            if ended == Ended::TooLong {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        }
+        let Some(hello) = ClientHello::parse(&line) else {
+            self.log(Level::Info, || {
+                format!("{peer}: first line is not a hello; closing")
+            });
+            let reply = hello_error(format!(
+                "expected a hello first, like {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"version\":\"{}\",\"program\":\"certvakt\"}}}}",
+                crate::VERSION
+            ));
+            if send(&mut writer, &reply, limits.idle_timeout).await.is_ok() {
+                hang_up(&mut reader, &mut writer).await;
+            }
+            return;
+        };
+        if hello.protocol != u64::from(PROTOCOL_VERSION) {
+            self.log(Level::Info, || {
+                format!("{peer}: {hello} speaks another control protocol; closing")
+            });
+            let reply = hello_error(mismatch_message(&hello));
+            if send(&mut writer, &reply, limits.idle_timeout).await.is_ok() {
                 hang_up(&mut reader, &mut writer).await;
             }
             return;
@@ -499,22 +653,34 @@ impl<B: Backend> Connection<B> {
                 error: None,
             },
         };
-        if let Err(e) = send(&mut writer, &reply, self.limits.idle_timeout).await {
-            warn!("control: {peer}: sending the hello reply failed: {e}");
+        if let Err(e) = send(&mut writer, &reply, limits.idle_timeout).await {
+            self.log(Level::Warn, || {
+                format!("{peer}: sending the hello reply failed: {e}")
+            });
             return;
         }
 
         let request_budget = Budget {
-            max_line: self.limits.max_line,
-            timeout: self.limits.idle_timeout,
+            max_line: match access {
+                Access::Admin => limits.admin_max_line,
+                Access::Read | Access::None => limits.read_max_line,
+            },
+            timeout: limits.idle_timeout,
         };
         loop {
-            if let Err(ended) = self
-                .next_line(&mut reader, &mut line, &peer, request_budget)
-                .await
-            {
-                if ended == Ended::Refused {
-                    hang_up(&mut reader, &mut writer).await;
+            release_large(&mut line);
+            if let Err(ended) = self.next_line(&mut reader, &mut line, request_budget).await {
+                if ended == Ended::TooLong {
+                    let refusal = Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: too_long_message(access, request_budget.max_line),
+                    };
+                    if send(&mut writer, &refusal, limits.idle_timeout)
+                        .await
+                        .is_ok()
+                    {
+                        hang_up(&mut reader, &mut writer).await;
+                    }
                 }
                 return;
             }
@@ -527,11 +693,13 @@ impl<B: Backend> Connection<B> {
                     }
                 }
                 Ok(request) if request.needs() > access => {
-                    info!(
-                        "control: {peer}: {} refused, it needs {} access",
-                        request.name(),
-                        access_word(request.needs())
-                    );
+                    self.log(Level::Info, || {
+                        format!(
+                            "{peer}: {} refused, it needs {} access",
+                            request.name(),
+                            access_word(request.needs())
+                        )
+                    });
                     Response::Error {
                         code: ErrorCode::Forbidden,
                         message: format!(
@@ -548,12 +716,14 @@ impl<B: Backend> Connection<B> {
                     debug!("control: {peer}: {name}");
                     // Not raced against shutdown: a request that has started is allowed to finish
                     // (the drain deadline bounds it).
-                    let response = self.backend.handle(request).await;
+                    let response = self.shared.backend.handle(request).await;
                     encodable(response, name)
                 }
             };
-            if let Err(e) = send(&mut writer, &response, self.limits.idle_timeout).await {
-                warn!("control: {peer}: sending a response failed, closing: {e}");
+            if let Err(e) = send(&mut writer, &response, limits.idle_timeout).await {
+                self.log(Level::Warn, || {
+                    format!("{peer}: sending a response failed, closing: {e}")
+                });
                 return;
             }
         }
@@ -564,9 +734,9 @@ impl<B: Backend> Connection<B> {
         &mut self,
         reader: &mut R,
         line: &mut Vec<u8>,
-        peer: &PeerCredentials,
         budget: Budget,
     ) -> Result<(), Ended> {
+        let peer = self.peer;
         match self.wait_line(reader, line, budget).await {
             Incoming::Line => Ok(()),
             Incoming::Closed => {
@@ -574,22 +744,25 @@ impl<B: Backend> Connection<B> {
                 Err(Ended::Quietly)
             }
             Incoming::TooLong => {
-                info!(
-                    "control: {peer}: line longer than {} bytes; closing",
-                    budget.max_line
-                );
-                Err(Ended::Refused)
+                self.log(Level::Info, || {
+                    format!(
+                        "{peer}: line longer than {} bytes; closing",
+                        budget.max_line
+                    )
+                });
+                Err(Ended::TooLong)
             }
             Incoming::Idle => {
-                info!(
-                    "control: {peer}: silent for {} s; closing",
-                    budget.timeout.as_secs()
-                );
+                self.log(Level::Info, || {
+                    format!("{peer}: silent for {} s; closing", budget.timeout.as_secs())
+                });
                 Err(Ended::Quietly)
             }
             Incoming::Shutdown => Err(Ended::Quietly),
             Incoming::Failed(e) => {
-                warn!("control: {peer}: reading failed, closing: {e}");
+                self.log(Level::Warn, || {
+                    format!("{peer}: reading failed, closing: {e}")
+                });
                 Err(Ended::Quietly)
             }
         }
@@ -619,6 +792,19 @@ impl<B: Backend> Connection<B> {
             // Also when the sender is gone: the server is no longer there to serve.
             _ = self.stop.changed() => Incoming::Shutdown,
         }
+    }
+}
+
+/// The `bad_request` message for a request line over the budget.
+fn too_long_message(access: Access, max: usize) -> String {
+    match access {
+        Access::Admin => format!(
+            "the request is longer than {max} bytes, the most certvaktd reads in one line (an import carries a file of at most {} bytes); the connection is closed",
+            crate::bounded::CERT_FILE_LIMIT
+        ),
+        Access::Read | Access::None => format!(
+            "the request is longer than {max} bytes, the most certvaktd reads in one line from a peer with read access; the connection is closed"
+        ),
     }
 }
 
@@ -840,12 +1026,19 @@ mod tests {
     struct Server {
         _dir: tempfile::TempDir,
         path: PathBuf,
+        /// Replaced by tests to let the same test process in as someone else.
+        policy: Arc<RwLock<AccessPolicy>>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         task: tokio::task::JoinHandle<()>,
         _guard: SocketGuard,
     }
 
     impl Server {
+        /// From the next connection on, the test process is judged by `policy`.
+        fn set_policy(&self, policy: AccessPolicy) {
+            *self.policy.write().expect("policy lock") = policy;
+        }
+
         async fn shutdown(mut self) {
             if let Some(stop) = self.stop.take() {
                 let _ = stop.send(());
@@ -864,10 +1057,11 @@ mod tests {
         let guard = bind(&path).expect("bind");
         let listener = guard.tokio_listener().expect("tokio listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let policy = Arc::new(RwLock::new(policy));
         let task = tokio::spawn(serve_with(
             listener,
             Arc::new(FakeBackend),
-            Arc::new(RwLock::new(policy)),
+            policy.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -876,6 +1070,7 @@ mod tests {
         Server {
             _dir: dir,
             path,
+            policy,
             stop: Some(stop),
             task,
             _guard: guard,
@@ -967,7 +1162,9 @@ mod tests {
         let reply: HelloReply = serde_json::from_str(&lines[0]).expect("hello reply");
         let error = reply.hello.error.expect("an error");
         assert!(
-            error.starts_with("expected a hello first, like {\"hello\":{\"protocol\":1,"),
+            error.starts_with(&format!(
+                "expected a hello first, like {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},"
+            )),
             "{error}"
         );
         assert_eq!(reply.hello.access, Access::None);
@@ -1079,17 +1276,81 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn too_long_lines_close_the_connection() {
+    async fn too_long_lines_are_refused_with_a_sentence_and_close_the_connection() {
         let limits = Limits {
-            max_line: 64,
+            admin_max_line: 64,
+            read_max_line: 32,
             ..Limits::default()
         };
         let server = start(admin_policy(), limits);
         let hello = hello_line();
         let long = "y".repeat(65);
         let lines = raw_exchange(&server.path, &[&hello, &long, r#"{"request":"list"}"#]).await;
-        assert_eq!(lines.len(), 1, "only the hello reply: {lines:?}");
+        assert_eq!(lines.len(), 2, "the hello reply and the refusal: {lines:?}");
+        let refusal: Response = serde_json::from_str(&lines[1]).expect("a response");
+        assert_eq!(
+            refusal,
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                message: format!(
+                    "the request is longer than 64 bytes, the most certvaktd reads in one line (an import carries a file of at most {} bytes); the connection is closed",
+                    crate::bounded::CERT_FILE_LIMIT
+                ),
+            }
+        );
         server.shutdown().await;
+
+        // A reader's budget is its own, smaller one.
+        let server = start(read_policy(), limits);
+        let lines = raw_exchange(&server.path, &[&hello, &"z".repeat(33)]).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].contains("longer than 32 bytes") && lines[1].contains("read access"),
+            "{}",
+            lines[1]
+        );
+        server.shutdown().await;
+    }
+
+    #[test]
+    fn an_import_of_the_largest_inbox_file_fits_the_admin_budget() {
+        use base64::Engine as _;
+        let limit = usize::try_from(crate::bounded::CERT_FILE_LIMIT).expect("fits");
+        let request = Request::Import {
+            id: "a".repeat(64),
+            data: base64::engine::general_purpose::STANDARD.encode(vec![0u8; limit]),
+            password: Some("p".repeat(1024)),
+        };
+        let line = serde_json::to_string(&request).expect("encode");
+        assert!(line.len() <= ADMIN_MAX_LINE, "{} bytes", line.len());
+        const { assert!(ADMIN_MAX_LINE < 2 * 1024 * 1024) };
+        // What a reader may send at all fits in the reader's budget many times over.
+        let show = serde_json::to_string(&Request::Show { id: "a".repeat(64) }).expect("encode");
+        assert!(show.len() * 100 < READ_MAX_LINE);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn line_buffers_do_not_keep_what_a_large_request_grew() {
+        // Reading a line just under the limit never reserves more than the limit.
+        let max = 100_000;
+        let mut input = vec![b'x'; max - 1];
+        input.push(b'\n');
+        let mut reader = BufReader::with_capacity(4096, input.as_slice());
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_limited(&mut reader, &mut buf, max)
+                .await
+                .expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf.len(), max - 1);
+        assert!(buf.capacity() <= max, "capacity {}", buf.capacity());
+        // After the request, the buffer is given back; a small one is kept.
+        release_large(&mut buf);
+        assert_eq!(buf.capacity(), 0);
+        let mut small = Vec::with_capacity(KEEP_BUFFER);
+        release_large(&mut small);
+        assert_eq!(small.capacity(), KEEP_BUFFER);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -1137,6 +1398,139 @@ mod tests {
             "certvaktd is busy: 1 control connections are open; try again in a moment"
         );
         drop(first);
+        server.shutdown().await;
+    }
+
+    /// Connects and says hello as the CLI does, on the blocking pool.
+    async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let path = path.to_owned();
+        blocking(move || Client::connect(&path)).await
+    }
+
+    /// Reads what the server sends until it closes, or until `within` passes.
+    async fn read_until_closed(stream: &mut UnixStream, within: Duration) -> String {
+        let mut text = Vec::new();
+        tokio::time::timeout(within, stream.read_to_end(&mut text))
+            .await
+            .expect("the server closed the connection in time")
+            .expect("read");
+        String::from_utf8(text).expect("utf-8")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn strangers_are_refused_at_once_without_waiting_for_a_hello() {
+        let server = start(stranger_policy(), Limits::default());
+        let mut stream = UnixStream::connect(&server.path).await.expect("connect");
+        // Nothing sent: the refusal comes anyway, well before the hello timeout.
+        let text = read_until_closed(&mut stream, HELLO_TIMEOUT / 2).await;
+        let reply: HelloReply = serde_json::from_str(text.trim_end()).expect("a hello reply");
+        assert_eq!(reply.hello.access, Access::None);
+        let error = reply.hello.error.expect("a refusal");
+        assert!(error.contains("may not use certvakt"), "{error}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn strangers_holding_connections_keep_no_one_out() {
+        let limits = Limits {
+            max_connections: 2,
+            admin_reserve: 1,
+            ..Limits::default()
+        };
+        let server = start(stranger_policy(), limits);
+        // Forty strangers connect and never hang up; each is refused (or, past the places
+        // for telling, closed without a word).
+        let mut strangers = Vec::new();
+        for _ in 0..40 {
+            let mut stream = UnixStream::connect(&server.path).await.expect("connect");
+            let mut first = String::new();
+            let n = tokio::time::timeout(
+                HELLO_TIMEOUT / 2,
+                BufReader::new(&mut stream).read_line(&mut first),
+            )
+            .await
+            .expect("refused at once")
+            .expect("read");
+            assert!(n == 0 || first.contains("may not use certvakt"), "{first}");
+            strangers.push(stream);
+        }
+        // While they are all still connected, the admin gets in, twice.
+        server.set_policy(admin_policy());
+        let first = connect(&server.path).await.expect("admin gets in");
+        let second = connect(&server.path).await.expect("admin gets in again");
+        assert_eq!(first.access(), Access::Admin);
+        drop((first, second, strangers));
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn readers_cannot_take_the_places_kept_for_admins() {
+        let limits = Limits {
+            max_connections: 3,
+            admin_reserve: 1,
+            ..Limits::default()
+        };
+        let server = start(read_policy(), limits);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(connect(&server.path).await.expect("a reader gets in"));
+        }
+        let third = connect(&server.path).await;
+        let Err(ClientError::Unavailable(message)) = third else {
+            panic!("expected the third reader to be turned away, got {third:?}");
+        };
+        assert_eq!(
+            message,
+            "certvaktd is busy: 2 control connections are open, and the rest are kept for root and the admin group; try again in a moment"
+        );
+        server.set_policy(admin_policy());
+        let admin = connect(&server.path)
+            .await
+            .expect("the admin takes the reserve");
+        assert_eq!(admin.access(), Access::Admin);
+        held.push(admin);
+        let fourth = connect(&server.path).await;
+        assert!(
+            matches!(&fourth, Err(ClientError::Unavailable(m)) if m.contains("3 control connections are open")),
+            "{fourth:?}"
+        );
+        drop(held);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_uid_without_admin_access_holds_a_few_connections_at_most() {
+        let limits = Limits {
+            max_per_uid: 2,
+            ..Limits::default()
+        };
+        let server = start(read_policy(), limits);
+        let first = connect(&server.path).await.expect("first");
+        let second = connect(&server.path).await.expect("second");
+        let third = connect(&server.path).await;
+        let Err(ClientError::Unavailable(message)) = third else {
+            panic!("expected the third connection to be turned away, got {third:?}");
+        };
+        assert_eq!(
+            message,
+            format!(
+                "certvaktd is busy: uid {} already has 2 control connections open, the most one user without admin access may have; close one, or try again in a moment",
+                nix::unistd::getuid()
+            )
+        );
+        // A connection closed gives its place back.
+        drop(first);
+        let again = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match connect(&server.path).await {
+                    Ok(client) => return client,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await
+        .expect("the place is given back");
+        drop((second, again));
         server.shutdown().await;
     }
 

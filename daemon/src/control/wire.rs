@@ -106,10 +106,13 @@ pub enum ProblemKind {
     Pkcs12Password,
     KeyMismatch,
     KeyUnreadable,
+    /// The scan could not read this source for want of a resource (too many open files, no
+    /// memory); what the last scan found there is kept.
+    ScanIncomplete,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 11] = [
+    pub const ALL: [ProblemKind; 12] = [
         ProblemKind::Missing,
         ProblemKind::NoMatch,
         ProblemKind::Unreadable,
@@ -121,6 +124,7 @@ impl ProblemKind {
         ProblemKind::Pkcs12Password,
         ProblemKind::KeyMismatch,
         ProblemKind::KeyUnreadable,
+        ProblemKind::ScanIncomplete,
     ];
 
     /// The name on the wire.
@@ -137,6 +141,7 @@ impl ProblemKind {
             ProblemKind::Pkcs12Password => "pkcs12_password",
             ProblemKind::KeyMismatch => "key_mismatch",
             ProblemKind::KeyUnreadable => "key_unreadable",
+            ProblemKind::ScanIncomplete => "scan_incomplete",
         }
     }
 }
@@ -155,6 +160,7 @@ impl From<inventory::ProblemKind> for ProblemKind {
             inventory::ProblemKind::Pkcs12Password => ProblemKind::Pkcs12Password,
             inventory::ProblemKind::KeyMismatch => ProblemKind::KeyMismatch,
             inventory::ProblemKind::KeyUnreadable => ProblemKind::KeyUnreadable,
+            inventory::ProblemKind::ScanIncomplete => ProblemKind::ScanIncomplete,
         }
     }
 }

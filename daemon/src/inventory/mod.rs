@@ -12,6 +12,10 @@
 //!   files are not read or parsed again, so a rescan of 10,000 files costs about one `stat` each.
 //! - Private keys are read only to check that they belong to the certificate, and are never
 //!   logged, stored or returned.
+//! - A scan that cannot look at something for want of a resource (too many open files, no
+//!   memory) never takes that for a verdict on the file: what the last scan found there is
+//!   kept, and one [`ProblemKind::ScanIncomplete`] problem per source says so
+//!   ([`Inventory::is_complete`]); the daemon scans again within [`RETRY_INCOMPLETE`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ mod tests;
 
 pub use keycheck::{KeyVerdict, check_key};
 pub use org_ids::{SubjectIds, identities, identities_in_name};
-pub use scan::{DEFAULT_MAX_FILE_SIZE, Scanner};
+pub use scan::{DEFAULT_MAX_FILE_SIZE, RETRY_INCOMPLETE, Scanner};
 
 /// What a configured source is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +212,9 @@ pub enum ProblemKind {
     KeyMismatch,
     /// The configured key could not be read or parsed.
     KeyUnreadable,
+    /// The scan could not read a file or folder of this source for want of a resource (too
+    /// many open files, no memory); what the last scan found there is kept.
+    ScanIncomplete,
 }
 
 impl ProblemKind {
@@ -225,11 +232,12 @@ impl ProblemKind {
             ProblemKind::Pkcs12Password => "pkcs12_password",
             ProblemKind::KeyMismatch => "key_mismatch",
             ProblemKind::KeyUnreadable => "key_unreadable",
+            ProblemKind::ScanIncomplete => "scan_incomplete",
         }
     }
 
     /// Every kind, for metrics that must show zero as well.
-    pub const ALL: [ProblemKind; 11] = [
+    pub const ALL: [ProblemKind; 12] = [
         ProblemKind::Missing,
         ProblemKind::NoMatch,
         ProblemKind::Unreadable,
@@ -241,6 +249,7 @@ impl ProblemKind {
         ProblemKind::Pkcs12Password,
         ProblemKind::KeyMismatch,
         ProblemKind::KeyUnreadable,
+        ProblemKind::ScanIncomplete,
     ];
 }
 
@@ -268,6 +277,16 @@ pub struct Inventory {
     /// Files looked at in this scan, and how many of them were read and parsed (not cached).
     pub files_seen: usize,
     pub files_parsed: usize,
+}
+
+impl Inventory {
+    /// Whether the scan could look at everything (no [`ProblemKind::ScanIncomplete`]).
+    pub fn is_complete(&self) -> bool {
+        !self
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::ScanIncomplete)
+    }
 }
 
 /// Parses every certificate in `bytes` (PEM with any number of certificates and other blocks,

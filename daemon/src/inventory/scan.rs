@@ -21,6 +21,13 @@
 //! - PKCS#12 passwords are read only when a bundle must be parsed, never cached, and zeroed
 //!   after use; a trailing newline in the password file is not part of the password.
 //! - Cold scans of many files parse on up to four threads.
+//! - Errors that say the daemon or the system is short of something right now — `EMFILE`,
+//!   `ENFILE`, `ENOMEM`, `EAGAIN` — say nothing about a file. A file that cannot be opened or
+//!   read for one keeps what the last scan found in it (its cached certificates or problem, and
+//!   its key's verdict), a folder that cannot be read while expanding a pattern keeps the files
+//!   the last scan found through that pattern, and nothing of it is cached. Each source so
+//!   affected gets one [`ProblemKind::ScanIncomplete`] problem ("scan incomplete: too many open
+//!   files …"), never an "unreadable" one with a permissions hint.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
@@ -38,6 +45,9 @@ use super::{Entry, Inventory, KeyCheck, ProblemKind, Source, SourceKind, SourceP
 
 /// The default `max_file_size` (1 MiB), as in the configuration.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// How soon the daemon scans again after a scan that could not look at everything.
+pub const RETRY_INCOMPLETE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A password file larger than this is not a password file.
 const PASSWORD_FILE_LIMIT: u64 = 4096;
@@ -74,6 +84,8 @@ struct PasswordId {
     stamp: Option<Stamp>,
     /// Why it cannot be used (missing, unreadable, a directory), as a sentence tail.
     unavailable: Option<String>,
+    /// Why it could not even be looked at now (see [`is_transient`]).
+    transient: Option<String>,
 }
 
 /// What one file turned out to be.
@@ -85,6 +97,9 @@ enum Outcome {
     },
     /// A problem kind and a sentence tail that follows the path.
     Problem(ProblemKind, String),
+    /// Not looked at for want of a resource (the reason, see [`is_transient`]): says nothing
+    /// about the file; never cached.
+    Transient(String),
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +114,47 @@ struct CachedKey {
     stamp: Stamp,
     cert_public_key: Vec<u8>,
     verdict: KeyVerdict,
+}
+
+/// The sources a scan could not look at completely: per source index, the places (files or
+/// folders) and why.
+#[derive(Debug, Default)]
+struct Incomplete {
+    by_source: std::collections::BTreeMap<usize, (Vec<String>, String)>,
+}
+
+impl Incomplete {
+    fn note(&mut self, source: usize, place: &Path, reason: String) {
+        let (places, _) = self
+            .by_source
+            .entry(source)
+            .or_insert_with(|| (Vec::new(), reason));
+        places.push(place.display().to_string());
+    }
+
+    /// One [`ProblemKind::ScanIncomplete`] problem per source.
+    fn problems(self, sources: &[Source]) -> impl Iterator<Item = SourceProblem> + '_ {
+        self.by_source
+            .into_iter()
+            .map(move |(index, (places, reason))| {
+                let source = &sources[index];
+                let what = match places.as_slice() {
+                    [one] => one.clone(),
+                    [first, ..] => format!("{} files and folders ({first}, …)", places.len()),
+                    [] => source.path.clone(),
+                };
+                SourceProblem {
+                    id: source_id(source),
+                    source: source.kind.clone(),
+                    path: source.path.clone(),
+                    kind: ProblemKind::ScanIncomplete,
+                    message: format!(
+                        "scan incomplete: {reason}: {what} could not be read; what the last scan found there is kept, and certvakt scans again within {} s",
+                        RETRY_INCOMPLETE.as_secs()
+                    ),
+                }
+            })
+    }
 }
 
 /// One file to look at in this scan.
@@ -157,11 +213,13 @@ impl Scanner {
     /// Scans every source. Never fails as a whole: what goes wrong is in `problems`.
     pub fn scan(&mut self, sources: &[Source]) -> Inventory {
         let mut problems = Vec::new();
+        let mut incomplete = Incomplete::default();
         let passwords: Vec<Option<PasswordId>> = sources
             .iter()
-            .map(|source| password_id(source, &mut problems))
+            .enumerate()
+            .map(|(i, source)| password_id(i, source, &mut problems, &mut incomplete))
             .collect();
-        let work = expand_sources(sources, &mut problems);
+        let work = self.expand_sources(sources, &mut problems, &mut incomplete);
 
         // Stat everything; decide what must be read.
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(work.len());
@@ -220,13 +278,24 @@ impl Scanner {
                 SourceKind::Managed { id, .. } => id.clone(),
                 SourceKind::Watched { .. } => w.path.display().to_string(),
             };
-            let outcome = outcome.unwrap_or_else(|| {
-                Outcome::Problem(
+            let outcome = match outcome {
+                Some(Outcome::Transient(reason)) => {
+                    // Nothing is known of the file now: what the last scan found stands.
+                    incomplete.note(w.source, &w.path, reason);
+                    match self.files.get(&w.path) {
+                        Some(cached) => cached.outcome.clone(),
+                        None => continue,
+                    }
+                }
+                Some(outcome) => outcome,
+                None => Outcome::Problem(
                     ProblemKind::Unreadable,
                     "was not scanned (internal error)".into(),
-                )
-            });
+                ),
+            };
             let (format, certs) = match outcome {
+                // Never cached, so never what the last scan found.
+                Outcome::Transient(_) => continue,
                 Outcome::Problem(kind, tail) => {
                     problems.push(SourceProblem {
                         id: base_id,
@@ -243,10 +312,22 @@ impl Scanner {
             if let (SourceKind::Managed { key: Some(key), .. }, Some(first)) =
                 (&source.kind, certs.first())
             {
-                let verdict = self.key_verdict(key, &first.public_key);
+                let verdict = match self.key_verdict(key, &first.public_key) {
+                    Ok(verdict) => Some(verdict),
+                    Err(reason) => {
+                        incomplete.note(w.source, key, reason);
+                        // The verdict on this key the last time it could be read, if any.
+                        self.keys
+                            .get(key)
+                            .filter(|c| c.cert_public_key == first.public_key)
+                            .map(|c| c.verdict.clone())
+                    }
+                };
                 first_key_check = match verdict {
-                    KeyVerdict::Matches => KeyCheck::Matches,
-                    KeyVerdict::Mismatch => {
+                    // Never read, and not readable now: the incomplete scan says why.
+                    None => KeyCheck::Unreadable,
+                    Some(KeyVerdict::Matches) => KeyCheck::Matches,
+                    Some(KeyVerdict::Mismatch) => {
                         problems.push(SourceProblem {
                             id: base_id.clone(),
                             source: source.kind.clone(),
@@ -260,7 +341,7 @@ impl Scanner {
                         });
                         KeyCheck::Mismatch
                     }
-                    KeyVerdict::Unreadable(tail) => {
+                    Some(KeyVerdict::Unreadable(tail)) => {
                         problems.push(SourceProblem {
                             id: base_id.clone(),
                             source: source.kind.clone(),
@@ -303,6 +384,7 @@ impl Scanner {
         in_use.sort();
         in_use.dedup();
         self.paths_in_use = in_use;
+        problems.extend(incomplete.problems(sources));
 
         Inventory {
             entries,
@@ -318,23 +400,28 @@ impl Scanner {
         precheck(meta, self.max_file_size)
     }
 
-    fn key_verdict(&mut self, key: &Path, cert_public_key: &[u8]) -> KeyVerdict {
+    /// The key's verdict; `Err` with the reason when the key could not be looked at for want
+    /// of a resource (see [`is_transient`]).
+    fn key_verdict(&mut self, key: &Path, cert_public_key: &[u8]) -> Result<KeyVerdict, String> {
         let meta = match fs::metadata(key) {
             Ok(meta) => meta,
             Err(e) => {
-                let Outcome::Problem(_, tail) = io_outcome(key, &e) else {
-                    return KeyVerdict::Unreadable(format!("cannot be read: {e}"));
+                return match io_outcome(key, &e) {
+                    Outcome::Transient(reason) => Err(reason),
+                    Outcome::Problem(_, tail) => Ok(KeyVerdict::Unreadable(tail)),
+                    Outcome::Certs { .. } => {
+                        Ok(KeyVerdict::Unreadable(format!("cannot be read: {e}")))
+                    }
                 };
-                return KeyVerdict::Unreadable(tail);
             }
         };
         if let Some(Outcome::Problem(_, tail)) = precheck(&meta, self.max_file_size) {
-            return KeyVerdict::Unreadable(tail);
+            return Ok(KeyVerdict::Unreadable(tail));
         }
         let stamp = Stamp::of(&meta);
         if let Some(c) = self.keys.get(key) {
             if c.stamp == stamp && c.cert_public_key == cert_public_key {
-                return c.verdict.clone();
+                return Ok(c.verdict.clone());
             }
         }
         let (stamp, verdict) = match read_capped(key, self.max_file_size) {
@@ -342,9 +429,10 @@ impl Scanner {
                 let bytes = Zeroizing::new(bytes);
                 (stamp, keycheck::check_key(&bytes, cert_public_key))
             }
-            Err(Outcome::Problem(_, tail)) => return KeyVerdict::Unreadable(tail),
+            Err(Outcome::Transient(reason)) => return Err(reason),
+            Err(Outcome::Problem(_, tail)) => return Ok(KeyVerdict::Unreadable(tail)),
             Err(Outcome::Certs { .. }) => {
-                return KeyVerdict::Unreadable("could not be read".into());
+                return Ok(KeyVerdict::Unreadable("could not be read".into()));
             }
         };
         self.keys.insert(
@@ -355,8 +443,94 @@ impl Scanner {
                 verdict: verdict.clone(),
             },
         );
-        verdict
+        Ok(verdict)
     }
+
+    /// The files to look at, in source order: managed files always; watched files unless a
+    /// managed source or an earlier pattern already has them.
+    fn expand_sources(
+        &self,
+        sources: &[Source],
+        problems: &mut Vec<SourceProblem>,
+        incomplete: &mut Incomplete,
+    ) -> Vec<Work> {
+        let managed: HashSet<PathBuf> = sources
+            .iter()
+            .filter(|s| matches!(s.kind, SourceKind::Managed { .. }))
+            .map(|s| PathBuf::from(&s.path))
+            .collect();
+        let mut watched_seen: HashSet<PathBuf> = HashSet::new();
+        let mut work = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            match &source.kind {
+                SourceKind::Managed { .. } => work.push(Work {
+                    source: i,
+                    path: PathBuf::from(&source.path),
+                }),
+                SourceKind::Watched { .. } => {
+                    let expanded = expand_pattern(source, problems);
+                    let found = match expanded.transient {
+                        None => expanded.found,
+                        Some((folder, reason)) => {
+                            incomplete.note(i, &folder, reason);
+                            self.found_before(source, expanded.found)
+                        }
+                    };
+                    for path in found {
+                        if !managed.contains(&path) && watched_seen.insert(path.clone()) {
+                            work.push(Work { source: i, path });
+                        }
+                    }
+                }
+            }
+        }
+        work
+    }
+
+    /// `found` and every file the last scan read through `source`'s pattern, in path order:
+    /// the files a folder that could not be read now still holds, as far as anyone knows.
+    fn found_before(&self, source: &Source, mut found: Vec<PathBuf>) -> Vec<PathBuf> {
+        if let Ok(pattern) = glob::Pattern::new(&source.path) {
+            let known: HashSet<PathBuf> = found.iter().cloned().collect();
+            found.extend(
+                self.files
+                    .keys()
+                    .filter(|p| pattern.matches_path_with(p, glob_options()) && !known.contains(*p))
+                    .cloned(),
+            );
+            found.sort();
+        }
+        found
+    }
+}
+
+/// How patterns match: `*` does not cross `/` and does not match a leading `.`.
+fn glob_options() -> glob::MatchOptions {
+    glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    }
+}
+
+/// Whether an I/O error says the daemon or the system is short of something right now
+/// (`EMFILE`, `ENFILE`, `ENOMEM`, `EAGAIN`) rather than anything about the file; if so, how to
+/// say it.
+fn transient_reason(e: &io::Error) -> Option<String> {
+    use nix::errno::Errno;
+    let reason = match Errno::from_raw(e.raw_os_error()?) {
+        Errno::EMFILE => "too many open files (certvaktd's limit, LimitNOFILE in its unit)",
+        Errno::ENFILE => "too many open files (the system's limit, fs.file-max)",
+        Errno::ENOMEM => "out of memory",
+        Errno::EAGAIN => "resource temporarily unavailable",
+        _ => return None,
+    };
+    Some(reason.to_owned())
+}
+
+/// [`transient_reason`] as a yes or no.
+fn is_transient(e: &io::Error) -> bool {
+    transient_reason(e).is_some()
 }
 
 fn precheck(meta: &Metadata, max_file_size: u64) -> Option<Outcome> {
@@ -387,8 +561,14 @@ fn precheck(meta: &Metadata, max_file_size: u64) -> Option<Outcome> {
 
 /// The password file of a source, `stat`ed; a missing or unreadable one is a problem of the
 /// source (reported once per scan).
-fn password_id(source: &Source, problems: &mut Vec<SourceProblem>) -> Option<PasswordId> {
+fn password_id(
+    index: usize,
+    source: &Source,
+    problems: &mut Vec<SourceProblem>,
+    incomplete: &mut Incomplete,
+) -> Option<PasswordId> {
     let path = source.pkcs12_password_file.as_ref()?;
+    let mut transient = None;
     let (stamp, unavailable) = match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => (
             None,
@@ -404,6 +584,11 @@ fn password_id(source: &Source, problems: &mut Vec<SourceProblem>) -> Option<Pas
         Ok(meta) => (Some(Stamp::of(&meta)), None),
         Err(e) => match io_outcome(path, &e) {
             Outcome::Problem(kind, tail) => (None, Some((kind, tail))),
+            Outcome::Transient(reason) => {
+                incomplete.note(index, path, reason.clone());
+                transient = Some(reason);
+                (None, None)
+            }
             Outcome::Certs { .. } => (None, Some((ProblemKind::Unreadable, e.to_string()))),
         },
     };
@@ -423,6 +608,7 @@ fn password_id(source: &Source, problems: &mut Vec<SourceProblem>) -> Option<Pas
         path: path.clone(),
         stamp,
         unavailable: unavailable.map(|(_, tail)| tail),
+        transient,
     })
 }
 
@@ -437,38 +623,21 @@ fn has_glob_meta(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-/// The files to look at, in source order: managed files always; watched files unless a
-/// managed source or an earlier pattern already has them.
-fn expand_sources(sources: &[Source], problems: &mut Vec<SourceProblem>) -> Vec<Work> {
-    let managed: HashSet<PathBuf> = sources
-        .iter()
-        .filter(|s| matches!(s.kind, SourceKind::Managed { .. }))
-        .map(|s| PathBuf::from(&s.path))
-        .collect();
-    let mut watched_seen: HashSet<PathBuf> = HashSet::new();
-    let mut work = Vec::new();
-    for (i, source) in sources.iter().enumerate() {
-        match &source.kind {
-            SourceKind::Managed { .. } => work.push(Work {
-                source: i,
-                path: PathBuf::from(&source.path),
-            }),
-            SourceKind::Watched { .. } => {
-                for path in expand_pattern(source, problems) {
-                    if !managed.contains(&path) && watched_seen.insert(path.clone()) {
-                        work.push(Work { source: i, path });
-                    }
-                }
-            }
-        }
-    }
-    work
+/// What expanding one pattern found.
+#[derive(Debug, Default)]
+struct Expanded {
+    found: Vec<PathBuf>,
+    /// A folder that could not be read for want of a resource, and why.
+    transient: Option<(PathBuf, String)>,
 }
 
-fn expand_pattern(source: &Source, problems: &mut Vec<SourceProblem>) -> Vec<PathBuf> {
+fn expand_pattern(source: &Source, problems: &mut Vec<SourceProblem>) -> Expanded {
     let pattern = source.path.as_str();
     if !has_glob_meta(pattern) {
-        return vec![PathBuf::from(pattern)];
+        return Expanded {
+            found: vec![PathBuf::from(pattern)],
+            transient: None,
+        };
     }
     let problem = |path: String, kind: ProblemKind, message: String| SourceProblem {
         id: path.clone(),
@@ -477,12 +646,7 @@ fn expand_pattern(source: &Source, problems: &mut Vec<SourceProblem>) -> Vec<Pat
         kind,
         message,
     };
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
-    let paths = match glob::glob_with(pattern, options) {
+    let paths = match glob::glob_with(pattern, glob_options()) {
         Ok(paths) => paths,
         Err(e) => {
             problems.push(problem(
@@ -490,14 +654,21 @@ fn expand_pattern(source: &Source, problems: &mut Vec<SourceProblem>) -> Vec<Pat
                 ProblemKind::NoMatch,
                 format!("pattern {pattern} is not a valid glob pattern ({e}) and matches nothing; fix the [[watch]] entry"),
             ));
-            return Vec::new();
+            return Expanded::default();
         }
     };
     let mut found = Vec::new();
     let mut errors = 0;
+    let mut transient = None;
     for entry in paths {
         match entry {
             Ok(path) => found.push(path),
+            Err(e) if is_transient(e.error()) => {
+                if transient.is_none() {
+                    let reason = transient_reason(e.error()).unwrap_or_default();
+                    transient = Some((e.path().to_path_buf(), reason));
+                }
+            }
             Err(e) => {
                 errors += 1;
                 let path = e.path().display().to_string();
@@ -512,18 +683,21 @@ fn expand_pattern(source: &Source, problems: &mut Vec<SourceProblem>) -> Vec<Pat
             }
         }
     }
-    if found.is_empty() && errors == 0 {
+    if found.is_empty() && errors == 0 && transient.is_none() {
         problems.push(problem(
             pattern.to_string(),
             ProblemKind::NoMatch,
             format!("pattern {pattern} matches no file; check the pattern, or remove the [[watch]] entry if the files are gone for good"),
         ));
     }
-    found
+    Expanded { found, transient }
 }
 
 /// An I/O error of `path` as a problem.
 fn io_outcome(path: &Path, e: &io::Error) -> Outcome {
+    if let Some(reason) = transient_reason(e) {
+        return Outcome::Transient(reason);
+    }
     if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
         return Outcome::Problem(
             ProblemKind::SymlinkLoop,
@@ -562,8 +736,9 @@ fn read_capped(path: &Path, max: u64) -> Result<(Stamp, Vec<u8>), Outcome> {
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| {
-            Outcome::Problem(ProblemKind::Unreadable, format!("could not be read: {e}"))
+        .map_err(|e| match transient_reason(&e) {
+            Some(reason) => Outcome::Transient(reason),
+            None => Outcome::Problem(ProblemKind::Unreadable, format!("could not be read: {e}")),
         })?;
     if bytes.len() as u64 > max {
         return Err(Outcome::Problem(
@@ -574,16 +749,22 @@ fn read_capped(path: &Path, max: u64) -> Result<(Stamp, Vec<u8>), Outcome> {
     Ok((Stamp::of(&meta), bytes))
 }
 
-fn read_password(id: &PasswordId) -> Result<Zeroizing<String>, String> {
+/// The password; `Err` with [`Outcome::Problem`] (its tail says why it cannot be used) or
+/// [`Outcome::Transient`].
+fn read_password(id: &PasswordId) -> Result<Zeroizing<String>, Outcome> {
+    let unusable = |why: String| Outcome::Problem(ProblemKind::Pkcs12Password, why);
+    if let Some(reason) = &id.transient {
+        return Err(Outcome::Transient(reason.clone()));
+    }
     if let Some(why) = &id.unavailable {
-        return Err(why.clone());
+        return Err(unusable(why.clone()));
     }
     let (_, bytes) = read_capped(&id.path, PASSWORD_FILE_LIMIT).map_err(|o| match o {
-        Outcome::Problem(_, tail) => tail,
-        Outcome::Certs { .. } => "could not be read".into(),
+        Outcome::Certs { .. } => unusable("could not be read".into()),
+        other => other,
     })?;
     let bytes = Zeroizing::new(bytes);
-    let text = std::str::from_utf8(&bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| unusable("is not UTF-8 text".into()))?;
     // `echo secret > file` adds a newline that is not part of the password.
     let trimmed = text.strip_suffix('\n').unwrap_or(text);
     let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
@@ -615,8 +796,17 @@ fn read_and_parse(
                         source: &source,
                     }
                 }
-                Err(why) => {
+                // Nothing is known of the bundle now; nothing of it is cached.
+                Err(Outcome::Transient(why)) => return (None, Outcome::Transient(why)),
+                Err(Outcome::Problem(_, why)) => {
                     reason = why;
+                    Password::Unavailable {
+                        source: &source,
+                        reason: &reason,
+                    }
+                }
+                Err(Outcome::Certs { .. }) => {
+                    reason = "could not be read".into();
                     Password::Unavailable {
                         source: &source,
                         reason: &reason,

@@ -1005,6 +1005,154 @@ fn max_file_size_change_drops_the_cache() {
     assert_eq!((inv.entries.len(), inv.files_parsed), (1, 1));
 }
 
+// ----- a scan short of open files -----
+
+/// Names the test a child process of this test binary is to run (see [`in_child_process`]).
+const CHILD: &str = "CERTVAKT_TEST_CHILD";
+
+/// Runs `test` (its full name) again in a child process of this test binary, alone, with
+/// [`CHILD`] naming it, and checks that it passed there; true only in that child, where the
+/// test does its work. For tests that change what belongs to the whole process (its limit of
+/// open files) and must not disturb the tests running beside them.
+fn in_child_process(test: &str) -> bool {
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .expect("run the test in a child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} failed in its child process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// While alive, this process cannot open one more file (`EMFILE`): its soft limit of open
+/// files is the lowest free descriptor. Restores the limit when dropped.
+struct NoMoreOpenFiles {
+    soft: u64,
+    hard: u64,
+}
+
+impl NoMoreOpenFiles {
+    fn now() -> NoMoreOpenFiles {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        use std::os::fd::AsRawFd as _;
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let lowest_free = fs::File::open("/dev/null").expect("open").as_raw_fd();
+        let lowest_free = u64::try_from(lowest_free).expect("a descriptor");
+        setrlimit(Resource::RLIMIT_NOFILE, lowest_free, hard).expect("setrlimit");
+        assert!(fs::File::open("/dev/null").is_err(), "the limit holds");
+        NoMoreOpenFiles { soft, hard }
+    }
+}
+
+impl Drop for NoMoreOpenFiles {
+    fn drop(&mut self) {
+        let _ = nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            self.soft,
+            self.hard,
+        );
+    }
+}
+
+fn ids(inv: &Inventory) -> Vec<&str> {
+    inv.entries.iter().map(|e| e.id.as_str()).collect()
+}
+
+#[test]
+fn a_scan_short_of_open_files_keeps_what_it_knew_and_says_so() {
+    if !in_child_process(
+        "inventory::tests::a_scan_short_of_open_files_keeps_what_it_knew_and_says_so",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::root_only(CaShape::Tls).expect("ca");
+    let folder = dir.path().join("watched");
+    fs::create_dir(&folder).expect("mkdir");
+    for i in 0..3 {
+        let name = format!("c{i}.example");
+        fs::write(folder.join(format!("c{i}.pem")), tls(&ca, &name).cert_pem).expect("write");
+    }
+    let pair = tls(&ca, "k.example")
+        .write_pem(&dir.path().join("managed"), "k")
+        .expect("pem");
+    let sources = vec![
+        watched(&folder.join("*.pem")),
+        managed("k", &pair.cert, Some(&pair.key)),
+    ];
+    let mut scanner = Scanner::default();
+    let first = scanner.scan(&sources);
+    assert_eq!(first.entries.len(), 4, "{:#?}", first.problems);
+    assert!(first.problems.is_empty() && first.is_complete());
+
+    // Files change and a new one arrives while the daemon cannot open anything.
+    fs::write(folder.join("c1.pem"), tls(&ca, "changed.example").cert_pem).expect("write");
+    fs::write(folder.join("c9.pem"), tls(&ca, "new.example").cert_pem).expect("write");
+    let cert = fs::read(&pair.cert).expect("read");
+    let key = fs::read(&pair.key).expect("read");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&pair.cert, &cert).expect("rewrite");
+    fs::write(&pair.key, &key).expect("rewrite");
+    let short = {
+        let _limit = NoMoreOpenFiles::now();
+        scanner.scan(&sources)
+    };
+    // Everything the first scan found is still there, as it was, the key's verdict too.
+    assert_eq!(ids(&short), ids(&first));
+    assert_eq!(short.entries, first.entries);
+    assert_eq!(entry(&short, "k").key_check, KeyCheck::Matches);
+    // One problem per source says why, and no "unreadable" one sends anyone to fix access.
+    let kinds: Vec<ProblemKind> = short.problems.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [ProblemKind::ScanIncomplete, ProblemKind::ScanIncomplete],
+        "{:#?}",
+        short.problems
+    );
+    for p in &short.problems {
+        assert!(
+            p.message
+                .starts_with("scan incomplete: too many open files")
+                && p.message.contains("what the last scan found there is kept")
+                && !p.message.contains("access"),
+            "{}",
+            p.message
+        );
+    }
+    assert_eq!(
+        problem(&short, &folder.join("*.pem")).id,
+        folder.join("*.pem").display().to_string()
+    );
+    assert_eq!(problem(&short, &pair.cert).id, "k");
+    assert!(!short.is_complete());
+
+    // With files to open again, the next scan sees everything as it is now.
+    let after = scanner.scan(&sources);
+    assert!(after.problems.is_empty(), "{:#?}", after.problems);
+    assert!(after.is_complete());
+    assert_eq!(after.entries.len(), 5);
+    assert!(
+        after
+            .entries
+            .iter()
+            .any(|e| e.cert.subject == "CN=changed.example")
+    );
+    assert!(
+        after
+            .entries
+            .iter()
+            .any(|e| e.cert.subject == "CN=new.example")
+    );
+}
+
 // ----- configuration -----
 
 #[test]

@@ -215,6 +215,8 @@ pub async fn run(
         let now = crate::now_unix();
         let wake_at = crate::schedule::next_wakeup(&view.inventory, now, warn_before(&view.config));
         let sleep = Duration::from_secs(u64::try_from(wake_at - now).unwrap_or(0).max(1));
+        // After a scan that could not look at everything, scan again soon.
+        let sleep = scanning.retry_in().map_or(sleep, |retry| sleep.min(retry));
 
         let rescan = tokio::select! {
             _ = &mut shutdown => {

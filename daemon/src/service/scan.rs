@@ -1,5 +1,11 @@
 //! Scan tracking: the scanner, the folder watcher, and the change log that says each change
 //! of a certificate's state or a source's problems once.
+//!
+//! A scan never erases what the last one found because of a passing shortage: a scan that
+//! could not look at everything (see [`Inventory::is_complete`]), or that failed as a whole
+//! (the last inventory stands then), makes the loop scan again within
+//! [`inventory::RETRY_INCOMPLETE`] ([`Scanning::retry_in`]), not at the next change or the
+//! safety rescan hours later.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +25,10 @@ pub(super) struct Scanning {
     pub(super) scanner: Scanner,
     pub(super) watcher: Watcher,
     pub(super) tracker: Tracker,
+    /// What the last scan found, kept when a scan fails as a whole.
+    last: Arc<Inventory>,
+    /// Whether the last scan could not look at everything.
+    incomplete: bool,
 }
 
 impl Scanning {
@@ -27,7 +37,15 @@ impl Scanning {
             scanner: Scanner::new(config.daemon.max_file_size),
             watcher: Watcher::new(),
             tracker: Tracker::default(),
+            last: Arc::new(Inventory::default()),
+            incomplete: false,
         }
+    }
+
+    /// How soon the loop must scan again whatever else happens: after a scan that could not
+    /// look at everything.
+    pub(super) fn retry_in(&self) -> Option<Duration> {
+        self.incomplete.then_some(inventory::RETRY_INCOMPLETE)
     }
 
     /// Scans, then hands the result to the metrics, the watcher (which folders to watch) and
@@ -43,17 +61,26 @@ impl Scanning {
         first: bool,
     ) -> Arc<Inventory> {
         let mut rounds = 0;
-        let (inventory, took) = loop {
-            let (inventory, took) = self.scan(config).await;
+        let scanned = loop {
+            let Some((inventory, took)) = self.scan(config).await else {
+                break None;
+            };
             rounds += 1;
             if self.watch(config) == 0 || rounds == MAX_SCAN_ROUNDS {
-                break (inventory, took);
+                break Some((inventory, took));
             }
         };
+        let Some((inventory, took)) = scanned else {
+            // The scan failed as a whole: what the last one found stands.
+            self.incomplete = true;
+            return self.last.clone();
+        };
         let inventory = Arc::new(inventory);
+        self.incomplete = !inventory.is_complete();
         metrics.observe_inventory(&inventory, took);
         self.tracker
             .observe(&inventory, crate::now_unix(), warn_before(config), first);
+        self.last = inventory.clone();
         inventory
     }
 
@@ -80,8 +107,9 @@ impl Scanning {
             .set_paths(patterns.chain(in_use).chain(configured))
     }
 
-    /// Scans on a blocking thread; the scanner (and its cache) travels there and back.
-    pub(super) async fn scan(&mut self, config: &Config) -> (Inventory, Duration) {
+    /// Scans on a blocking thread; the scanner (and its cache) travels there and back. `None`
+    /// when the scan failed as a whole (logged).
+    pub(super) async fn scan(&mut self, config: &Config) -> Option<(Inventory, Duration)> {
         let sources = inventory::sources_from_config(config);
         let mut owned = std::mem::take(&mut self.scanner);
         owned.set_max_file_size(config.daemon.max_file_size);
@@ -94,12 +122,12 @@ impl Scanning {
         match joined {
             Ok((back, inventory)) => {
                 self.scanner = back;
-                (inventory, started.elapsed())
+                Some((inventory, started.elapsed()))
             }
             Err(err) => {
-                log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping the daemon up, the next change or reload scans again");
+                log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping what the last scan found, and scanning again within {} s", inventory::RETRY_INCOMPLETE.as_secs());
                 self.scanner = Scanner::new(config.daemon.max_file_size);
-                (Inventory::default(), started.elapsed())
+                None
             }
         }
     }
