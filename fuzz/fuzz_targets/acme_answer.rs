@@ -2,7 +2,8 @@
 //! problem documents, the certificate chain, renewal information) as the acme plugin reads
 //! them. The first byte picks what runs: an order (`issue`), the CA's renewal window, a
 //! revocation (`retire` with `revoke_old`), each with its HTTP requests answered by the parts
-//! of the rest in order, or a raw call to the plugin.
+//! of the rest in order (a pending order is polled with its state while answers are left), or
+//! a raw call to the plugin.
 #![no_main]
 
 use certvakt_fuzz::{ScriptedHost, call, oces3, parts, raw_call};
@@ -11,7 +12,7 @@ use certvakt_plugin_acme::client::{Directory, Problem};
 use std::sync::OnceLock;
 
 use certvakt_plugin_api::messages::{PluginRequest, PluginResponse};
-use certvakt_plugin_api::{CertificateContext, OrderContext, StepContext};
+use certvakt_plugin_api::{CertificateContext, IssueOutcome, OrderContext, StepContext};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
@@ -88,9 +89,25 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     // A fresh plugin per input: its cache of directories and nonces must not carry over.
-    let _ = call(
-        &Acme::default(),
-        &ScriptedHost::from_parts(&answers),
-        &request,
-    );
+    let plugin = Acme::default();
+    let host = ScriptedHost::from_parts(&answers);
+    let mut response = call(&plugin, &host, &request);
+    // An order goes on as the daemon drives it: polled with the state the last call left,
+    // while there are answers for it (finalize, the chain).
+    for _ in 0..8 {
+        let (PluginResponse::Issue(IssueOutcome::Pending { state, .. })
+        | PluginResponse::Poll(IssueOutcome::Pending { state, .. })) = response
+        else {
+            break;
+        };
+        if host.answers_left() == 0 {
+            break;
+        }
+        let poll = PluginRequest::Poll(OrderContext {
+            certificate: context(false),
+            csr_pem: csr().into(),
+            state,
+        });
+        response = call(&plugin, &host, &poll);
+    }
 });

@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let answers = parts(rest);
-    let version = if pick & 1 == 0 { "1.4.6E6" } else { "1.6.0" };
+    let version = if pick & 1 == 0 { "1.4.6-E6" } else { "1.6.0" };
     let retire_state = json!({
         "retire": { "source": "CVR", "cvr": CVR, "foces_id": OLD_UUID, "cert_hash": null }
     });

@@ -26,7 +26,7 @@ fn step(state: Value) -> StepContext {
                 "cvr": CVR,
                 "web_service": "Smdb_Sts_Dev",
                 "privileges": ["urn:dk:smdb:prod:indberetter"],
-                "applies_to": "https://smdb.sundhedsdatastyrelsen.dk/",
+                "applies_to": "https://smdb.sundhedsdatastyrelsen.dk",
                 "sts_endpoint": "https://sts.example/SecurityTokenService.svc",
                 "sts_trust": "nemlogin-sts",
             }),

@@ -17,7 +17,8 @@
 //! - [`call`] runs one plugin method through the real codec (`dispatch`) and checks the
 //!   plugin's answer decodes: a plugin must always answer, whatever its authority said. A panic
 //!   anywhere aborts the process (libFuzzer's panic hook runs before the SDK's catch_unwind),
-//!   so the fuzzer sees it as the crash it is.
+//!   so the fuzzer sees it as the crash it is. With `CERTVAKT_FUZZ_SHOW` set it prints the
+//!   answer, to see how far a seed gets (`fuzz/target/*/release/TARGET SEED`).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -107,6 +108,14 @@ impl ScriptedHost {
         ScriptedHost::new(data.iter().map(|part| http_response(part)))
     }
 
+    /// How many scripted HTTP answers are left.
+    pub fn answers_left(&self) -> usize {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn answer(&self, request: HostRequest) -> HostResponse {
         match request {
             HostRequest::Http(http) => {
@@ -115,6 +124,10 @@ impl ScriptedHost {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .pop_front();
+                if std::env::var_os("CERTVAKT_FUZZ_SHOW").is_some() {
+                    let status = next.as_ref().map(|a| a.status);
+                    eprintln!("http {} {} -> {status:?}", http.method, http.url);
+                }
                 match next {
                     Some(mut answer) => {
                         fill_placeholders(&mut answer, &http.body);
@@ -178,6 +191,9 @@ pub fn call<P: Plugin>(plugin: &P, host: &ScriptedHost, request: &PluginRequest)
     let table = LocalHostTable::new(host);
     let sdk_host = Host::new(table.table());
     let answer = certvakt_plugin_api::dispatch(plugin, request.method(), &params, &sdk_host);
+    if std::env::var_os("CERTVAKT_FUZZ_SHOW").is_some() {
+        eprintln!("{}: {}", request.method(), String::from_utf8_lossy(&answer));
+    }
     match serde_json::from_slice::<PluginResponse>(&answer) {
         Ok(response) => response,
         Err(e) => panic!(

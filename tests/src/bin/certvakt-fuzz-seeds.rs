@@ -711,14 +711,18 @@ fn acme(seeds: &mut Seeds) -> Result<()> {
         directory.clone(),
         new_nonce.clone(),
         account.clone(),
+        // The account read back by its URL.
+        account.clone(),
+        order("pending"),
+        // The order read back by its URL.
         order("pending"),
         authz(1, "apotek.example", "pending"),
         authz(2, "www.apotek.example", "pending"),
         challenge.clone(),
         challenge,
-        authz(1, "apotek.example", "valid"),
-        authz(2, "www.apotek.example", "valid"),
+        // The next poll: the order is ready, finalized, valid; then the chain.
         order("ready"),
+        order("processing"),
         order("valid"),
         chain,
     ];
