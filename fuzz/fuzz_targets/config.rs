@@ -7,20 +7,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static (tempfile::TempDir, PathBuf) {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+fn dir() -> &'static (PathBuf, PathBuf) {
+    static DIR: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     DIR.get_or_init(|| {
-        // Memory, where there is a tmpfs: one write per input.
-        let base = std::path::Path::new("/dev/shm");
-        let dir = if base.is_dir() {
-            tempfile::tempdir_in(base)
-        } else {
-            tempfile::tempdir()
-        }
-        .expect("a temporary folder");
-        std::fs::create_dir(dir.path().join("conf.d")).expect("conf.d");
-        let main = dir.path().join("certvakt.toml");
-        (dir, main)
+        let dir = certvakt_fuzz::scratch_dir();
+        std::fs::create_dir(dir.join("conf.d")).expect("conf.d");
+        (dir.to_owned(), dir.join("certvakt.toml"))
     })
 }
 
@@ -28,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let (dir, main) = dir();
     let parts = certvakt_fuzz::parts(data);
     std::fs::write(main, parts[0]).expect("the main file is written");
-    let dropin = dir.path().join("conf.d/50-fuzz.toml");
+    let dropin = dir.join("conf.d/50-fuzz.toml");
     match parts.get(1) {
         Some(bytes) => std::fs::write(&dropin, bytes).expect("the drop-in is written"),
         None => {

@@ -2,15 +2,27 @@
 //! the inbox, and a watched `.p12`.
 #![no_main]
 
+use certvakt_fuzz::show;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (password, bytes) = certvakt_fuzz::first_line(data, 64);
-    if let Ok(contents) = certvakt::keys::read_pkcs12(bytes, &password) {
-        assert!(
-            !contents.leaf_der.is_empty(),
-            "an opened bundle has its certificate"
-        );
+    match certvakt::keys::read_pkcs12(bytes, &password) {
+        Ok(contents) => {
+            assert!(
+                !contents.leaf_der.is_empty(),
+                "an opened bundle has its certificate"
+            );
+            show(format_args!(
+                "read_pkcs12: key {}, chain of {}",
+                contents.key.is_some(),
+                contents.chain_der.len()
+            ));
+        }
+        Err(e) => show(format_args!("read_pkcs12: {e}")),
     }
-    let _ = certvakt::inventory::parse_certificates(bytes, Some(&password));
+    match certvakt::inventory::parse_certificates(bytes, Some(&password)) {
+        Ok((format, certs)) => show(format_args!("inventory: {format}, {}", certs.len())),
+        Err((kind, message)) => show(format_args!("inventory: {kind:?} {message}")),
+    }
 });

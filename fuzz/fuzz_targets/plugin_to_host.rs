@@ -3,30 +3,21 @@
 //! The host must survive any bytes a plugin returns.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use certvakt::plugin_host::challenges::Http01Responder;
 use certvakt::plugin_host::{BasicServices, HostServices, RefusalReason};
 use certvakt_plugin_api::messages::{HostRequest, HostResponse, PluginResponse};
 use libfuzzer_sys::fuzz_target;
 
-fn state_dir() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = std::path::Path::new("/dev/shm");
-        if base.is_dir() {
-            tempfile::tempdir_in(base)
-        } else {
-            tempfile::tempdir()
-        }
-        .expect("a temporary folder")
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let (method, params) = certvakt_fuzz::first_line(data, 64);
     if let Ok(request) = HostRequest::decode(&method, params) {
-        let dir = state_dir().path();
+        let dir = certvakt_fuzz::scratch_dir();
+        // What one input wrote goes before the next: a long run must not fill the folder.
+        for sub in ["state", "webroot"] {
+            let _ = std::fs::remove_dir_all(dir.join(sub));
+        }
         // A webroot is the operator's folder: keep the files this run writes inside ours.
         let request = match request {
             HostRequest::Http01Publish {

@@ -14,6 +14,9 @@
 //!   the SDK's `FakeHost`. In an answer, `@CONTEXT@` and `@MESSAGE_ID@` are replaced by the
 //!   `Context` attribute and `MessageID` the request carried, so the fuzzer can reach the reader
 //!   of an STS token, which must echo the request's random identifiers.
+//! - [`scratch_dir`] is one folder per process for targets that must write files, under
+//!   `TMPDIR` (`scripts/fuzz` points it at a folder in memory that it removes after the run:
+//!   libFuzzer exits without running destructors).
 //! - [`call`] runs one plugin method through the real codec (`dispatch`) and checks the
 //!   plugin's answer decodes: a plugin must always answer, whatever its authority said. A panic
 //!   anywhere aborts the process (libFuzzer's panic hook runs before the SDK's catch_unwind),
@@ -21,6 +24,7 @@
 //!   answer, to see how far a seed gets (`fuzz/target/*/release/TARGET SEED`).
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use certvakt_plugin_api::abi::{HostCallHandler, LocalHostTable};
@@ -251,5 +255,19 @@ pub fn raw_call<P: Plugin>(plugin: &P, host: &ScriptedHost, data: &[u8]) {
             "the plugin's answer to {method:?} does not decode: {e}: {}",
             String::from_utf8_lossy(&answer)
         );
+    }
+}
+
+/// This process's scratch folder (see the module contract).
+pub fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary folder"))
+        .path()
+}
+
+/// Prints `what` when `CERTVAKT_FUZZ_SHOW` is set (see the module contract).
+pub fn show(what: impl std::fmt::Display) {
+    if std::env::var_os("CERTVAKT_FUZZ_SHOW").is_some() {
+        eprintln!("{what}");
     }
 }

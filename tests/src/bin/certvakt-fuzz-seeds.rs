@@ -257,6 +257,43 @@ fn certificates(seeds: &mut Seeds) -> Result<()> {
         seeds.add("pkcs12", &format!("leaf-{n}.p12"), with_password)?;
         seeds.add("cert_file", &format!("leaf-{n}.p12"), bundle.as_slice())?;
     }
+    // Bundles without a MAC and with bags in the clear (valid PKCS#12, and what lets the
+    // fuzzer change the bags: a mutated MACed bundle stops at its MAC).
+    let ca = TestCa::new(CaShape::Oces3)?;
+    let leaf = ca.issue(
+        &LeafSpec::oces3(
+            "25450442",
+            "6a1f3c2e-9d4b-4e8a-b1c7-2f5d8e9a0b3c",
+            "Svane Apotek",
+        )
+        .key_type(KeyType::EcP256),
+    )?;
+    let key_id = b"fuzz-key-id".as_slice();
+    let with_key = clear_pkcs12(&[
+        key_bag(&leaf.key_pkcs8_der, Some(key_id)),
+        cert_bag(&leaf.cert_der, Some(key_id)),
+        cert_bag(&leaf.chain_der[0], None),
+    ]);
+    let unpaired = clear_pkcs12(&[
+        cert_bag(&leaf.chain_der[0], None),
+        key_bag(&leaf.key_pkcs8_der, None),
+        cert_bag(&leaf.cert_der, None),
+    ]);
+    let certificates_only = clear_pkcs12(
+        &std::iter::once(cert_bag(&leaf.cert_der, None))
+            .chain(leaf.chain_der.iter().map(|der| cert_bag(der, None)))
+            .collect::<Vec<_>>(),
+    );
+    for (name, bundle) in [
+        ("clear-with-key.p12", with_key),
+        ("clear-unpaired.p12", unpaired),
+        ("clear-certificates.p12", certificates_only),
+    ] {
+        seeds.add("cert_file", name, &bundle)?;
+        let mut with_password = b"\n".to_vec();
+        with_password.extend(bundle);
+        seeds.add("pkcs12", name, with_password)?;
+    }
     // A MitID Erhverv download, as `certvakt import` gets it.
     let mitid = certvakt_testkit::mitid::MitIdErhverv::new()?;
     let download = mitid.order("25450442", "Svane Apotek")?;
@@ -764,4 +801,82 @@ fn acme(seeds: &mut Seeds) -> Result<()> {
     )?;
     seeds.add_parts("acme_answer", "documents", 3, &[directory, window, problem])?;
     Ok(())
+}
+
+/// DER: a tag, its length, its content.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend(&bytes[skip..]);
+    }
+    out.extend(content);
+    out
+}
+
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const OCTET_STRING: u8 = 0x04;
+const EXPLICIT_0: u8 = 0xa0;
+/// pkcs7-data, 1.2.840.113549.1.7.1
+const OID_DATA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
+];
+/// keyBag, 1.2.840.113549.1.12.10.1.1
+const OID_KEY_BAG: &[u8] = &[
+    0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x01,
+];
+/// certBag, 1.2.840.113549.1.12.10.1.3
+const OID_CERT_BAG: &[u8] = &[
+    0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x03,
+];
+/// x509Certificate, 1.2.840.113549.1.9.22.1
+const OID_X509: &[u8] = &[
+    0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x16, 0x01,
+];
+/// localKeyId, 1.2.840.113549.1.9.21
+const OID_LOCAL_KEY_ID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x15,
+];
+
+fn bag(kind: &[u8], value: &[u8], local_key_id: Option<&[u8]>) -> Vec<u8> {
+    let mut content = kind.to_vec();
+    content.extend(tlv(EXPLICIT_0, value));
+    if let Some(id) = local_key_id {
+        let mut attribute = OID_LOCAL_KEY_ID.to_vec();
+        attribute.extend(tlv(SET, &tlv(OCTET_STRING, id)));
+        content.extend(tlv(SET, &tlv(SEQUENCE, &attribute)));
+    }
+    tlv(SEQUENCE, &content)
+}
+
+/// A keyBag: the PKCS#8 key in the clear.
+fn key_bag(pkcs8: &[u8], local_key_id: Option<&[u8]>) -> Vec<u8> {
+    bag(OID_KEY_BAG, pkcs8, local_key_id)
+}
+
+/// A certBag with an X.509 certificate.
+fn cert_bag(der: &[u8], local_key_id: Option<&[u8]>) -> Vec<u8> {
+    let mut cert = OID_X509.to_vec();
+    cert.extend(tlv(EXPLICIT_0, &tlv(OCTET_STRING, der)));
+    bag(OID_CERT_BAG, &tlv(SEQUENCE, &cert), local_key_id)
+}
+
+/// `PFX { version 3, authSafe data { SafeContents of bags } }`: no encryption, no MAC.
+fn clear_pkcs12(bags: &[Vec<u8>]) -> Vec<u8> {
+    let data = |content: &[u8]| {
+        let mut info = OID_DATA.to_vec();
+        info.extend(tlv(EXPLICIT_0, &tlv(OCTET_STRING, content)));
+        tlv(SEQUENCE, &info)
+    };
+    let safe_contents = tlv(SEQUENCE, &bags.concat());
+    let auth_safe = tlv(SEQUENCE, &data(&safe_contents));
+    let mut pfx = vec![0x02, 0x01, 0x03];
+    pfx.extend(data(&auth_safe));
+    tlv(SEQUENCE, &pfx)
 }
