@@ -907,4 +907,30 @@ mod tests {
         assert_eq!(from_host.kind, ErrorKind::Temporary);
         assert_eq!(from_host.message, "host service: connection refused");
     }
+
+    /// Found by the `host_to_plugin` fuzz target (kept verbatim): a number too large for an
+    /// integer is a float, and serde_json's default float parser did not read back the
+    /// shortest form it writes itself, so the settings (and a plugin's state) changed by one
+    /// unit in the last place on every trip between daemon and plugin.
+    #[test]
+    fn a_large_number_in_the_settings_survives_the_trip_unchanged() {
+        let input = br#"issue
+{"certificate_id":"","csr_pem":"","environment":"p","settings":{"":{"":104377777777777777712}}}"#;
+        let (method, params) = input.split_at(5);
+        let request = PluginRequest::decode(std::str::from_utf8(method).unwrap(), &params[1..])
+            .expect("a valid issue request");
+        let again = request.encode_params().unwrap();
+        let back = PluginRequest::decode(request.method(), &again).unwrap();
+        assert_eq!(back, request);
+        // The same for any value on the wire: written, read, written again gives the same.
+        let value: Value =
+            serde_json::from_str("[104377777777777777712, 1.8043777777777775e24, 0.1, 5e-324]")
+                .unwrap();
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            value,
+            "{text}"
+        );
+    }
 }

@@ -876,6 +876,16 @@ fn access_word(access: Access) -> &'static str {
     }
 }
 
+/// What a connection makes of one line from a client: as a hello, the sentence a client of
+/// another protocol would get (`None` when the line is no hello), and as a request, the
+/// request or the `bad_request` message. Both parsers at once, without a socket, for the
+/// fuzz target and the regression tests of bytes it found.
+pub fn read_client_line(line: &[u8]) -> (Option<String>, Result<Request, String>) {
+    let hello =
+        ClientHello::parse(line).map(|hello| format!("{hello}: {}", mismatch_message(&hello)));
+    (hello, parse_request(line))
+}
+
 /// Parses a request line; the error is the message of a `bad_request` response.
 fn parse_request(line: &[u8]) -> Result<Request, String> {
     let text = String::from_utf8_lossy(line);

@@ -32,7 +32,7 @@
 
 mod basic_services;
 pub mod challenges;
-mod frame;
+pub mod frame;
 pub mod http;
 mod loader;
 pub mod process;
