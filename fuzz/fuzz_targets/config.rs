@@ -29,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
     }
     match certvakt::config::load(main) {
         Ok(config) => {
+            // What loads has been validated: checking it again finds nothing.
+            let problems = certvakt::config::validate(&config);
+            assert!(problems.is_empty(), "{problems:?}");
             let _ = config.summary();
             let _ = certvakt::inventory::sources_from_config(&config);
         }
