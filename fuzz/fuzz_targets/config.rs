@@ -40,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
                 !problems.is_empty(),
                 "a refused configuration names a problem"
             );
-            let _ = certvakt::control::protocol::problems_message(&problems);
+            // Every problem reads as a sentence (file, line, key, hint).
+            for problem in &problems {
+                let _ = problem.to_string();
+            }
         }
     }
 });
