@@ -119,7 +119,17 @@ pub fn import_file(
         std::fs::write(&password_file, password)?;
         args.extend(["--password-file", password_file.as_str()]);
     }
-    daemon.cli(&args)
+    // A command for a certificate whose step is being taken is refused at once as busy; an
+    // operator sends it again, and so does this helper (for at most WAIT).
+    let started = std::time::Instant::now();
+    loop {
+        let out = daemon.cli(&args)?;
+        let busy = String::from_utf8_lossy(&out.stderr).contains("in the middle of a step");
+        if !busy || started.elapsed() > WAIT {
+            return Ok(out);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
