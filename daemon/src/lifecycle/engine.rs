@@ -141,18 +141,7 @@ impl Engine {
 
     /// A new core with `change` made: steps in flight finish with the one they started with.
     fn edit_core(&mut self, change: impl FnOnce(&mut Core)) {
-        let old = &self.core;
-        let mut core = Core {
-            store: old.store.clone(),
-            plugins: old.plugins.clone(),
-            metrics: old.metrics.clone(),
-            config: old.config.clone(),
-            http: old.http.clone(),
-            http01: old.http01.clone(),
-            installed: old.installed.clone(),
-            deadline: old.deadline,
-            pause_after: old.pause_after,
-        };
+        let mut core = Core::clone(&self.core);
         change(&mut core);
         self.core = Arc::new(core);
     }

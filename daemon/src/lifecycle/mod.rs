@@ -217,6 +217,7 @@ enum Progress {
 /// What a step needs, shared by the engine loop and the step tasks it starts: the parts of
 /// the engine that do not change while a step runs. A reload makes a new one; a step in
 /// flight finishes with the one it started with.
+#[derive(Clone)]
 struct Core {
     store: Store,
     plugins: Arc<Registry>,

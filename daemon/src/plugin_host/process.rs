@@ -201,7 +201,7 @@ impl PluginProcess {
                 )))
             }
             Err(_) => {
-                let death = self.reap(false);
+                let death = self.reap();
                 Err(RefusalReason::Crashed {
                     how: death.describe(),
                 })
@@ -275,7 +275,7 @@ impl PluginProcess {
     /// The process failed to take or answer a call: it is reaped and described.
     fn failed(&mut self, error: FrameError) -> CallFailure {
         match error {
-            FrameError::Closed | FrameError::Io(_) => CallFailure::Died(self.reap(false)),
+            FrameError::Closed | FrameError::Io(_) => CallFailure::Died(self.reap()),
             other => {
                 self.kill();
                 CallFailure::Protocol(other.to_string())
@@ -284,7 +284,7 @@ impl PluginProcess {
     }
 
     /// Waits for the process to end (killing it if it has not within a second).
-    fn reap(&mut self, killed: bool) -> Death {
+    fn reap(&mut self) -> Death {
         let started = Instant::now();
         let status = loop {
             match self.child.try_wait() {
@@ -302,7 +302,7 @@ impl PluginProcess {
         let death = Death {
             signal: status.and_then(|s| s.signal()),
             code: status.and_then(|s| s.code()),
-            killed_at_deadline: killed,
+            killed_at_deadline: false,
         };
         log::debug!(plugin = self.plugin.as_str(); "plugin process ended: {}", death.describe());
         death
