@@ -2,9 +2,11 @@
 //! configuration.
 //!
 //! Contract:
-//! - Every command is answered at once: none waits for a plugin. A command that would change
-//!   a certificate whose steps are in flight is refused at once, and says why and when to try
-//!   again.
+//! - Every command is answered promptly: none waits for a plugin call longer than
+//!   [`super::engine::DEFER_COMMAND`]. A command for a certificate whose step is being taken
+//!   waits for that step to end (most take milliseconds), then is carried out; if the step
+//!   takes longer, the command is refused, saying why and when to try again. A `renew` of a run
+//!   in progress is answered at once, and the next step follows the one being taken.
 //! - An answer that says something was done is true on disk: the record is saved before the
 //!   answer, and a command whose effect could not be saved answers an error and leaves the
 //!   record as it was.
@@ -18,23 +20,44 @@ use super::{Command, Engine, EngineError, Phase, Reason, import};
 use crate::config::ManagedCertificate;
 
 impl Engine {
+    /// Takes a command: a command for a certificate whose step is being taken waits for that
+    /// step (see [`super::engine::Deferred`]); the rest are carried out now.
     pub(super) async fn command(&mut self, command: Command) {
+        if let Some(id) = self.waits_for(&command) {
+            self.deferred.push(super::engine::Deferred {
+                id,
+                command,
+                until: std::time::Instant::now() + super::engine::DEFER_COMMAND,
+            });
+            return;
+        }
+        self.carry_out(command).await;
+    }
+
+    /// The certificate `command` must wait for, when its step is being taken. A `renew` of a
+    /// run in progress never waits: it is answered at once and the next step follows the one
+    /// being taken without its wait.
+    fn waits_for(&self, command: &Command) -> Option<String> {
+        let id = match command {
+            Command::Renew { id, .. } => {
+                let run_in_progress = self.records.get(id).is_some_and(|r| r.run.is_some());
+                (!run_in_progress).then(|| id.clone())
+            }
+            Command::Import { id, .. } | Command::Rollback { id, .. } => Some(id.clone()),
+            Command::TaskDone { task_id, .. } => self
+                .records
+                .iter()
+                .find(|(_, r)| r.open_tasks().any(|t| &t.id == task_id))
+                .map(|(id, _)| id.clone()),
+            Command::Reconfigure(_) => None,
+        }?;
+        self.in_flight.contains_key(&id).then_some(id)
+    }
+
+    /// Carries out a command now and answers it.
+    pub(super) async fn carry_out(&mut self, command: Command) {
         let touched = match command {
             Command::Renew { id, force, reply } => {
-                // Right after a start or a reload every certificate's first step (is it due?)
-                // is being taken: a renew then waits for that step, briefly, instead of being
-                // refused.
-                let deciding = self.in_flight.contains_key(&id)
-                    && self.records.get(&id).is_none_or(|r| r.run.is_none());
-                if deciding {
-                    self.deferred.push(super::engine::Deferred {
-                        id,
-                        force,
-                        reply,
-                        until: std::time::Instant::now() + super::engine::DEFER_RENEW,
-                    });
-                    return;
-                }
                 let result = self.renew(&id, force).await;
                 let _ = reply.send(result);
                 Some(id)

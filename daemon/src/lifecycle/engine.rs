@@ -39,16 +39,15 @@ pub(super) struct InFlight {
     pub released: bool,
 }
 
-/// How long a `renew` waits for the certificate's step in flight when no run is in progress
-/// (the engine is deciding whether one is due) before it is refused as busy.
-pub(super) const DEFER_RENEW: Duration = Duration::from_secs(5);
+/// How long a command for a certificate whose step is being taken waits for that step to end
+/// before it is refused as busy.
+pub(super) const DEFER_COMMAND: Duration = Duration::from_secs(5);
 
-/// A `renew` waiting for its certificate's step in flight to end.
+/// A command waiting for its certificate's step in flight to end.
 #[derive(Debug)]
 pub(super) struct Deferred {
     pub id: String,
-    pub force: bool,
-    pub reply: tokio::sync::oneshot::Sender<Result<String, EngineError>>,
+    pub command: Command,
     pub until: std::time::Instant,
 }
 
@@ -246,19 +245,16 @@ impl Engine {
         }
     }
 
-    /// Carries out each deferred `renew` whose certificate is no longer in flight, and refuses
-    /// the ones that waited [`DEFER_RENEW`].
+    /// Carries out each deferred command whose certificate is no longer in flight, and
+    /// refuses the ones that waited [`DEFER_COMMAND`].
     async fn answer_deferred(&mut self) {
         let now = std::time::Instant::now();
         for deferred in std::mem::take(&mut self.deferred) {
             if !self.in_flight.contains_key(&deferred.id) {
-                let result = self.renew(&deferred.id, deferred.force).await;
-                let _ = deferred.reply.send(result);
-                self.pause_if_reached(&deferred.id);
+                self.carry_out(deferred.command).await;
             } else if deferred.until <= now {
-                let _ = deferred
-                    .reply
-                    .send(self.busy(&deferred.id).map(|()| String::new()));
+                let busy = self.busy(&deferred.id).map(|()| String::new());
+                deferred.command.refuse(busy);
             } else {
                 self.deferred.push(deferred);
             }

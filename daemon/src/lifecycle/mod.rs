@@ -151,6 +151,20 @@ pub enum Command {
     Reconfigure(Arc<Config>),
 }
 
+impl Command {
+    /// Answers the command with `answer` without carrying it out (a refusal).
+    fn refuse(self, answer: Result<String, EngineError>) {
+        let reply = match self {
+            Command::Renew { reply, .. }
+            | Command::Import { reply, .. }
+            | Command::TaskDone { reply, .. }
+            | Command::Rollback { reply, .. } => reply,
+            Command::Reconfigure(_) => return,
+        };
+        let _ = reply.send(answer);
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -262,7 +276,7 @@ pub struct Engine {
     unsaved: BTreeSet<String>,
     /// Certificates whose next step follows at once when their step in flight is over.
     nudged: BTreeSet<String>,
-    /// `renew` commands waiting for their certificate's step in flight.
+    /// Commands waiting for their certificate's step in flight.
     deferred: Vec<engine::Deferred>,
     /// Certificates stopped by the crash-test hook.
     paused: BTreeSet<String>,
