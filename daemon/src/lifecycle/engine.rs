@@ -113,6 +113,9 @@ impl Engine {
             deferred: Vec::new(),
             stuck_inbox_files: Default::default(),
             settling: BTreeMap::new(),
+            inbox_watch_stale: true,
+            inbox_all: true,
+            inbox_ids: Default::default(),
             steps_done,
             steps_rx: Some(steps_rx),
             released,
@@ -197,8 +200,19 @@ impl Engine {
         };
         let mut inboxes = crate::watcher::Watcher::new();
         loop {
-            self.watch_inboxes(&mut inboxes);
-            let settling = self.take_inboxes().await;
+            // Inboxes are looked at when something may be there, not at every turn: with a
+            // thousand certificates every turn would be a thousand folder reads.
+            if self.inbox_watch_stale {
+                self.watch_inboxes(&mut inboxes);
+                self.inbox_watch_stale = false;
+            }
+            // Without a watch, every turn looks, as nothing else would notice a new file.
+            self.inbox_all |= inboxes.folders() == 0;
+            let settling = if self.inbox_all || !self.inbox_ids.is_empty() {
+                self.take_inboxes().await
+            } else {
+                None
+            };
             let now = crate::now_unix();
             self.start_steps(now);
             self.publish(now);
@@ -236,11 +250,16 @@ impl Engine {
                     }
                 }
                 _ = inboxes.changed() => {
+                    self.inbox_all = true;
                     // The quiet rule (see `inbox`) decides when a file is taken; more events
                     // of the same copy need no separate turn.
                     inboxes.drain_for(Duration::from_millis(50)).await;
                 }
-                _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+                _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {
+                    // A timed wake also looks at every inbox, in case a change went unseen
+                    // (inotify's queue overflowed, or no watch could be set).
+                    self.inbox_all = true;
+                }
             }
         }
     }
@@ -467,6 +486,8 @@ impl Engine {
     pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
         self.edit_core(|core| core.config = config);
         self.load_records();
+        self.inbox_watch_stale = true;
+        self.inbox_all = true;
         self.settings_checked.clear();
         self.next_at.clear();
         self.unsaved.clear();

@@ -12,6 +12,8 @@
 //!   PKCS#12 from a CA may hold the only copy of its key. A file that cannot be moved is
 //!   remembered and not imported again.
 //! - A certificate whose steps are in flight keeps its inbox until they end.
+//! - Inboxes are read when the watcher saw a change (and at start and after a reload), and
+//!   then only the ones still holding files that were not taken: never at every turn.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
@@ -51,7 +53,16 @@ impl Engine {
     /// Imports the quiet files of every inbox; answers how soon a file that is not quiet yet
     /// may be (the loop wakes then), or `None` when none is settling.
     pub(super) async fn take_inboxes(&mut self) -> Option<Duration> {
-        let certs: Vec<ManagedCertificate> = self.core.config.certificates.clone();
+        let all = std::mem::take(&mut self.inbox_all);
+        let wanted = std::mem::take(&mut self.inbox_ids);
+        let certs: Vec<ManagedCertificate> = self
+            .core
+            .config
+            .certificates
+            .iter()
+            .filter(|c| all || wanted.contains(&c.id))
+            .cloned()
+            .collect();
         let mut soonest: Option<Duration> = None;
         let mut still_there = std::collections::BTreeSet::new();
         for cert in certs {
@@ -73,15 +84,21 @@ impl Engine {
                 still_there.insert(file.clone());
                 if let Some(wait) = self.not_quiet(&file, &meta) {
                     soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                    // Looked at again at the next turn (which the wait above brings).
+                    self.inbox_ids.insert(cert.id.clone());
                     continue;
                 }
                 if self.in_flight.contains_key(&cert.id) {
+                    // Looked at again when the step is over (its end wakes the loop).
+                    self.inbox_ids.insert(cert.id.clone());
                     continue;
                 }
                 self.settling.remove(&file);
                 self.take_file(&cert, &inbox, file).await;
             }
         }
+        // Every certificate with a settling file was looked at (it stays in `inbox_ids` until
+        // its files are taken), so what was not seen now is gone.
         self.settling.retain(|path, _| still_there.contains(path));
         soonest
     }

@@ -282,6 +282,12 @@ pub struct Engine {
     paused: BTreeSet<String>,
     /// Inbox files that could not be moved away after their import was tried.
     stuck_inbox_files: BTreeSet<PathBuf>,
+    /// Whether the inbox folders to watch must be set again (at start and after a reload).
+    inbox_watch_stale: bool,
+    /// Whether every inbox must be looked at (at start, after a reload, after a change the
+    /// watcher saw); otherwise only `inbox_ids`, the ones that still hold files.
+    inbox_all: bool,
+    inbox_ids: BTreeSet<String>,
     /// Inbox files seen but not quiet yet: size and modification time when last looked at.
     settling: BTreeMap<PathBuf, inbox::Settling>,
     steps_done: mpsc::UnboundedSender<engine::StepDone>,
