@@ -48,6 +48,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod log_limit;
 pub mod metrics;
+pub mod notify;
 pub mod plugin_host;
 pub mod schedule;
 pub mod service;

@@ -97,6 +97,12 @@ pub struct Config {
     pub trust: BTreeMap<String, Vec<PathBuf>>,
     pub watch: Vec<Watch>,
     pub certificates: Vec<ManagedCertificate>,
+    /// `[mail]`: the SMTP relay mail routes (and plugins' own mail) go through.
+    pub mail: MailSection,
+    /// `[notifications]`: when reminders and failure notices are due, how long to retry.
+    pub notifications: NotificationsSection,
+    /// `[[notify]]`: where events go.
+    pub notify: Vec<NotifyRoute>,
     /// Every file that was read, main file first, in the order merged.
     pub files: Vec<PathBuf>,
     /// Where each key that was written in a file came from, keyed by the same dotted path as
@@ -298,6 +304,9 @@ impl Config {
             trust: BTreeMap::new(),
             watch: Vec::new(),
             certificates: Vec::new(),
+            mail: MailSection::default(),
+            notifications: NotificationsSection::default(),
+            notify: Vec::new(),
             files: Vec::new(),
             key_origins: BTreeMap::new(),
         }
@@ -317,6 +326,238 @@ impl Config {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "off".into()),
         )
+    }
+}
+
+/// An event a `[[notify]]` route can be told of.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A step needs a person: the task's title, instructions, deadline and files.
+    TaskOpened,
+    /// A task is still open: again every `remind_every`, more often near the deadline.
+    TaskReminder,
+    /// A renewal keeps failing (`failing_after` failures, or any failure within
+    /// `failing_within` of expiry).
+    RenewalFailing,
+    /// A certificate nothing renews entered `warn_before`.
+    Expiring,
+    /// A certificate expired.
+    Expired,
+    /// A renewal completed (off unless a route names it).
+    RenewalCompleted,
+    /// A plugin file was refused at start.
+    PluginRefused,
+    /// A plugin's own mail to an authority, sent for it (never routed; listed for the
+    /// metrics' `event` label).
+    PluginMail,
+    /// `certvakt notify test`.
+    Test,
+}
+
+impl NotifyEvent {
+    /// The events a route may name, in the order documented.
+    pub const ROUTABLE: [NotifyEvent; 7] = [
+        NotifyEvent::TaskOpened,
+        NotifyEvent::TaskReminder,
+        NotifyEvent::RenewalFailing,
+        NotifyEvent::Expiring,
+        NotifyEvent::Expired,
+        NotifyEvent::RenewalCompleted,
+        NotifyEvent::PluginRefused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::TaskOpened => "task_opened",
+            NotifyEvent::TaskReminder => "task_reminder",
+            NotifyEvent::RenewalFailing => "renewal_failing",
+            NotifyEvent::Expiring => "expiring",
+            NotifyEvent::Expired => "expired",
+            NotifyEvent::RenewalCompleted => "renewal_completed",
+            NotifyEvent::PluginRefused => "plugin_refused",
+            NotifyEvent::PluginMail => "plugin_mail",
+            NotifyEvent::Test => "test",
+        }
+    }
+
+    /// What a route gets when it names no `events`: all but `renewal_completed`.
+    pub fn defaults() -> Vec<NotifyEvent> {
+        NotifyEvent::ROUTABLE
+            .into_iter()
+            .filter(|e| *e != NotifyEvent::RenewalCompleted)
+            .collect()
+    }
+}
+
+impl fmt::Display for NotifyEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the connection to the mail relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587; the default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only to a relay on a loopback address.
+    None,
+}
+
+impl MailTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailTls::Starttls => "starttls",
+            MailTls::Tls => "tls",
+            MailTls::None => "none",
+        }
+    }
+
+    /// The usual port of the mode.
+    pub fn default_port(self) -> u16 {
+        match self {
+            MailTls::Starttls => 587,
+            MailTls::Tls => 465,
+            MailTls::None => 25,
+        }
+    }
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MailSection {
+    /// `relay`: the SMTP server's host name or address; unset, no mail is sent.
+    pub relay: Option<String>,
+    /// `port`: default by `tls` (587, 465, 25).
+    pub port: Option<u16>,
+    /// `tls`: `starttls` (default), `tls` or `none` (loopback relays only).
+    pub tls: MailTls,
+    /// `username` and `password_file`: SMTP AUTH (PLAIN or LOGIN), only over TLS.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// `from`: the sender address of every mail (a route may name its own).
+    pub from: Option<String>,
+    /// `trust`: a `[trust]` set for the relay's certificate; default the system's roots.
+    pub trust: Option<String>,
+    /// `hello_name`: the name in EHLO; default the machine's host name.
+    pub hello_name: Option<String>,
+}
+
+impl MailSection {
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.tls.default_port())
+    }
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationsSection {
+    /// `remind_every` (default `"1d"`): how often an open task is brought up again.
+    pub remind_every: HumanDuration,
+    /// `remind_often_within` (default `"7d"`) and `remind_often_every` (default `"4h"`):
+    /// reminders come this often once the certificate expires within that long.
+    pub remind_often_within: HumanDuration,
+    pub remind_often_every: HumanDuration,
+    /// `failing_after` (default 3): a renewal that failed this many times in a row is told.
+    pub failing_after: u32,
+    /// `failing_within` (default `"14d"`): any failure is told once the certificate expires
+    /// within this long.
+    pub failing_within: HumanDuration,
+    /// `retry_for` (default `"2d"`): how long a message is retried before it counts as
+    /// undeliverable (it stays in `certvakt status` and the metrics).
+    pub retry_for: HumanDuration,
+    /// `timeout` (default `"30s"`): one attempt to send, connect to last byte.
+    pub timeout: HumanDuration,
+}
+
+impl Default for NotificationsSection {
+    fn default() -> NotificationsSection {
+        let d = |secs| HumanDuration(std::time::Duration::from_secs(secs));
+        NotificationsSection {
+            remind_every: d(86_400),
+            remind_often_within: d(7 * 86_400),
+            remind_often_every: d(4 * 3_600),
+            failing_after: 3,
+            failing_within: d(14 * 86_400),
+            retry_for: d(2 * 86_400),
+            timeout: d(30),
+        }
+    }
+}
+
+/// One `[[notify]]` route: which events, about which certificates, go where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotifyRoute {
+    /// `name`: unique, `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`; default `notify-<index>`.
+    pub name: String,
+    /// `events`: default all but `renewal_completed`.
+    pub events: Vec<NotifyEvent>,
+    /// `certificates`: ids (`[[certificate]]` ids, or watched files' paths); empty: all.
+    pub certificates: Vec<String>,
+    /// `plugins`: only certificates renewed by these plugins; empty: all.
+    pub plugins: Vec<String>,
+    pub channel: RouteChannel,
+    pub origin: Origin,
+}
+
+impl NotifyRoute {
+    /// Whether an event about `cert` (its id and plugin, when it has them) goes this way.
+    pub fn wants(&self, event: NotifyEvent, cert: Option<(&str, Option<&str>)>) -> bool {
+        if event == NotifyEvent::Test {
+            return true;
+        }
+        if !self.events.contains(&event) {
+            return false;
+        }
+        let Some((id, plugin)) = cert else {
+            // Not about a certificate (a refused plugin): only routes not narrowed to some.
+            return self.certificates.is_empty() && self.plugins.is_empty();
+        };
+        (self.certificates.is_empty() || self.certificates.iter().any(|c| c == id))
+            && (self.plugins.is_empty()
+                || plugin.is_some_and(|p| self.plugins.iter().any(|x| x == p)))
+    }
+}
+
+/// Where a route sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "channel", rename_all = "snake_case")]
+pub enum RouteChannel {
+    /// `channel = "mail"`: `to` (required), `cc`, `from` (default `[mail] from`).
+    Mail {
+        to: Vec<String>,
+        cc: Vec<String>,
+        from: Option<String>,
+    },
+    /// `channel = "webhook"`: `url` (https, or http to loopback), `secret_file` (the HMAC
+    /// key), `trust` (a `[trust]` set for the receiver's certificate).
+    Webhook {
+        url: String,
+        secret_file: Option<PathBuf>,
+        trust: Option<String>,
+    },
+    /// `channel = "command"`: `command` (absolute program, then arguments), `timeout`.
+    Command {
+        command: Vec<String>,
+        timeout: HumanDuration,
+    },
+}
+
+impl RouteChannel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RouteChannel::Mail { .. } => "mail",
+            RouteChannel::Webhook { .. } => "webhook",
+            RouteChannel::Command { .. } => "command",
+        }
     }
 }
 

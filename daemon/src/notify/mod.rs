@@ -1,0 +1,22 @@
+//! Telling people: events (a task waiting for a person, a renewal failing, a certificate
+//! expiring) go out by mail, webhook or command, through the `[[notify]]` routes.
+//!
+//! Contract:
+//! - Nothing is sent that is not first on disk: a message is written to the outbox
+//!   (`<state_dir>/notify/outbox.json`, atomically) before its first attempt, and leaves it
+//!   only when delivered. So a relay that is down, a restart, or a kill -9 delays a message
+//!   but never loses it, and a message is sent once per route: every attempt carries the same
+//!   id (mail `Message-ID`, webhook `Idempotency-Key`).
+//! - What cannot be delivered within `retry_for` stays in the outbox as undeliverable: shown
+//!   by `certvakt status`, counted in the metrics, never silently dropped.
+//! - Sending never holds up the engine, the control socket or `/metrics`: attempts run in
+//!   tasks of their own, each bounded by `[notifications] timeout`.
+//!
+//! The map:
+//! - [`message`]: what is sent, the same for every channel.
+//! - [`channels`]: mail (SMTP over rustls), webhook (signed JSON POST), command.
+
+pub mod channels;
+pub mod message;
+
+pub use message::{Attachment, Message};
