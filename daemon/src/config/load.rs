@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
+use super::routes;
 use super::validate::{self};
 use super::{Config, ManagedCertificate, Problem, Watch};
 use crate::bounded::{self, CONFIG_FILE_LIMIT, ReadError};
@@ -47,6 +48,9 @@ pub(super) fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
                 "metrics" => &METRICS_KEYS,
                 "watch" => &WATCH_KEYS,
                 "certificate" => &CERTIFICATE_KEYS,
+                "mail" => &routes::MAIL_KEYS,
+                "notifications" => &routes::NOTIFICATIONS_KEYS,
+                "notify" => &routes::NOTIFY_KEYS,
                 _ => &[],
             };
             (table, keys)
@@ -332,6 +336,43 @@ impl Loader {
                         config.certificates.push(cert);
                     }
                 }
+                "mail" => {
+                    if let Some(table) = section(report, src, "mail", v) {
+                        let mail = &mut config.mail;
+                        report.walk(src, "mail", "[mail]", routes::MAIL, table, mail);
+                    }
+                }
+                "notifications" => {
+                    if let Some(table) = section(report, src, "notifications", v) {
+                        let n = &mut config.notifications;
+                        let what = "[notifications]";
+                        report.walk(src, "notifications", what, routes::NOTIFICATIONS, table, n);
+                    }
+                }
+                "notify" => {
+                    let first = config.notify.len();
+                    for (item, prefix) in entries(report, src, "notify", v, first) {
+                        let header = item.span().start;
+                        let index = config.notify.len();
+                        let mut draft = routes::RouteDraft::default();
+                        if let Some(table) = entry_table(report, src, &prefix, "notify", item) {
+                            let fields = routes::NOTIFY;
+                            report.walk(src, &prefix, "[[notify]]", fields, table, &mut draft);
+                            report.missing(src, header, &prefix, "notify", fields, table);
+                        }
+                        let origin = src.origin(header);
+                        if let Some(route) =
+                            routes::finish(report, src, header, &prefix, index, draft, origin)
+                        {
+                            config.notify.push(route);
+                        } else {
+                            // Kept as a placeholder so later indices stay the operator's.
+                            config
+                                .notify
+                                .push(routes::placeholder(index, src.origin(header)));
+                        }
+                    }
+                }
                 _ => report.unknown_top(src, k),
             }
         }
@@ -493,8 +534,40 @@ mod tests {
             examples("[control]", CONTROL),
             examples("[metrics]", METRICS),
             "[trust]\noces3 = [\"/etc/certvakt/trust/oces3.pem\"]\n".to_owned(),
+            "smtp-ca = [\"/etc/certvakt/trust/smtp.pem\"]\n".to_owned(),
+            "hooks-ca = [\"/etc/certvakt/trust/hooks.pem\"]\n".to_owned(),
             examples("[[watch]]", WATCH),
             examples("[[certificate]]", CERTIFICATE),
+            examples("[mail]", routes::MAIL),
+            examples("[notifications]", routes::NOTIFICATIONS),
+        ]
+        .concat();
+        // One route per channel, each with the keys its channel takes (the common ones in the
+        // first).
+        let route = |keys: &[&str]| {
+            let lines: Vec<&str> = routes::NOTIFY
+                .iter()
+                .filter(|f| keys.contains(&f.name))
+                .map(|f| f.example)
+                .collect();
+            format!("[[notify]]\n{}\n", lines.join("\n"))
+        };
+        let text = [
+            text,
+            route(&[
+                "name",
+                "channel",
+                "events",
+                "certificates",
+                "plugins",
+                "to",
+                "cc",
+                "from",
+            ]),
+            route(&["url", "secret_file", "trust"])
+                .replace("[[notify]]\n", "[[notify]]\nchannel = \"webhook\"\n"),
+            route(&["command", "timeout"])
+                .replace("[[notify]]\n", "[[notify]]\nchannel = \"command\"\n"),
         ]
         .concat();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -506,8 +579,10 @@ mod tests {
         };
         for (table, keys) in known_keys() {
             for key in keys {
-                let dotted = match table {
-                    "watch" | "certificate" => format!("{table}[0].{key}"),
+                let dotted = match (table, *key) {
+                    ("notify", "url" | "secret_file" | "trust") => format!("notify[1].{key}"),
+                    ("notify", "command" | "timeout") => format!("notify[2].{key}"),
+                    ("watch" | "certificate" | "notify", _) => format!("{table}[0].{key}"),
                     _ => format!("{table}.{key}"),
                 };
                 let line = config.key_origins.get(&dotted).map(|o| o.line);
@@ -518,7 +593,12 @@ mod tests {
                 assert!(line.is_some(), "{dotted} was not accepted:\n{text}");
                 // Keys that two tables share (pkcs12_password_file) match the first; the rest
                 // must sit on the line their example was written on.
-                if !matches!(*key, "pkcs12_password_file") {
+                if !matches!(
+                    (table, *key),
+                    (_, "pkcs12_password_file")
+                        | ("notify", "from" | "trust" | "timeout")
+                        | ("notifications", "timeout")
+                ) {
                     assert_eq!(line, expected, "{dotted}");
                 }
             }

@@ -21,11 +21,15 @@
 //! - [`validate`] is a pure function over an already loaded [`Config`]; `check-config`,
 //!   `ExecStartPre` and SIGHUP all go through [`load`], which calls it.
 
+#[macro_use]
+mod values;
 mod load;
+mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_routes;
 mod validate;
-mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -575,6 +579,8 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
 pub fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
     load::known_keys()
 }
+
+pub use routes::check_secret_files;
 
 /// Semantic checks of a loaded configuration; returns every problem found.
 ///

@@ -8,23 +8,23 @@ use std::time::Duration;
 use super::*;
 
 /// A temporary `/etc/certvakt`: the main file and its `conf.d`.
-struct Dir {
-    dir: tempfile::TempDir,
+pub(super) struct Dir {
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Dir {
-    fn new() -> Dir {
+    pub(super) fn new() -> Dir {
         match tempfile::tempdir() {
             Ok(dir) => Dir { dir },
             Err(e) => panic!("tempdir: {e}"),
         }
     }
 
-    fn main(&self) -> PathBuf {
+    pub(super) fn main(&self) -> PathBuf {
         self.dir.path().join("certvakt.toml")
     }
 
-    fn write(&self, relative: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, relative: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(relative);
         let parent = path.parent().unwrap_or(self.dir.path());
         if let Err(e) = fs::create_dir_all(parent) {
@@ -36,14 +36,14 @@ impl Dir {
         path
     }
 
-    fn load_ok(&self) -> Config {
+    pub(super) fn load_ok(&self) -> Config {
         match load(&self.main()) {
             Ok(config) => config,
             Err(problems) => panic!("unexpected problems:\n{}", render(&problems)),
         }
     }
 
-    fn load_err(&self) -> Vec<Problem> {
+    pub(super) fn load_err(&self) -> Vec<Problem> {
         match load(&self.main()) {
             Ok(config) => panic!("expected problems, got {config:?}"),
             Err(problems) => problems,
@@ -60,11 +60,11 @@ fn render(problems: &[Problem]) -> String {
 }
 
 /// `(key, line)` of every problem, to compare in one assertion.
-fn places(problems: &[Problem]) -> Vec<(&str, Option<usize>)> {
+pub(super) fn places(problems: &[Problem]) -> Vec<(&str, Option<usize>)> {
     problems.iter().map(|p| (p.key.as_str(), p.line)).collect()
 }
 
-fn find<'p>(problems: &'p [Problem], key: &str) -> &'p Problem {
+pub(super) fn find<'p>(problems: &'p [Problem], key: &str) -> &'p Problem {
     match problems.iter().find(|p| p.key == key) {
         Some(p) => p,
         None => panic!("no problem for {key} in:\n{}", render(problems)),
@@ -314,7 +314,8 @@ fn unknown_keys_suggest_the_closest_valid_key() {
     );
     assert_eq!(
         find(&problems, "deamon").hint,
-        "did you mean \"daemon\"? Valid sections: daemon, control, metrics, trust, watch, certificate"
+        "did you mean \"daemon\"? Valid sections: daemon, control, metrics, trust, watch, certificate, mail, \
+         notifications, notify"
     );
     assert_eq!(
         find(&problems, "metrics.port").hint,

@@ -150,6 +150,9 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "trust",
     "watch",
     "certificate",
+    "mail",
+    "notifications",
+    "notify",
 ];
 
 /// One file's text, for turning byte offsets into lines.

@@ -377,7 +377,8 @@ async fn reload(
                 plugin_host::settings_check::CHECK_DEADLINE,
             )
             .await;
-            let problems = plugin_host::settings_check::problems(&config, answers);
+            let mut problems = config::check_secret_files(&config);
+            problems.extend(plugin_host::settings_check::problems(&config, answers));
             if problems.is_empty() {
                 Ok(config)
             } else {
