@@ -17,6 +17,8 @@
 //! - [`channels`]: mail (SMTP over rustls), webhook (signed JSON POST), command.
 
 pub mod channels;
+pub mod derive;
 pub mod message;
+pub mod outbox;
 
 pub use message::{Attachment, Message};

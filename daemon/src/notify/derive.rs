@@ -1,0 +1,636 @@
+//! Which events are due: a pure function of what the daemon knows now ([`Snapshot`]) and what
+//! it has already told ([`Told`]).
+//!
+//! Contract:
+//! - Events are edges of conditions that hold for a while: "task T is open", "renewal of C is
+//!   failing", "certificate F is expiring with nothing to renew it". A condition is told once
+//!   when it starts; open tasks and failing renewals are told again every `remind_every`, and
+//!   every `remind_often_every` once the certificate expires within `remind_often_within`.
+//! - What was told is remembered by condition key, on disk with the outbox, so a restart tells
+//!   nothing twice and a condition that started while the daemon was down (or before this
+//!   version) is told at the next look.
+//! - A failing renewal's condition ends when the view shows it no longer failing (the next
+//!   failure streak is told again). Other conditions are forgotten only after they have been
+//!   absent for [`FORGET_AFTER`], so a file that is unreadable for one scan does not make its
+//!   certificate's expiry told twice.
+//! - Each event has an id that stays the same however often it is derived: the condition key
+//!   and how many times it was told.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{NotificationsSection, NotifyEvent};
+use crate::human_time::{format_left, format_time};
+
+/// How long a condition that is no longer seen is remembered as told.
+pub const FORGET_AFTER: i64 = 30 * 86_400;
+
+/// What the daemon knows now, as the notifier needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub now: i64,
+    /// The managed certificates.
+    pub managed: Vec<Managed>,
+    /// Every certificate the inventory found (managed ones too), the leaf of each file.
+    pub certificates: Vec<Seen>,
+    /// Plugin files refused at start: file and why.
+    pub refused_plugins: Vec<(String, String)>,
+    /// `[daemon] warn_before`, seconds.
+    pub warn_before: i64,
+    /// This machine's name, for the messages.
+    pub host: String,
+}
+
+/// A managed certificate's renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Managed {
+    pub id: String,
+    pub plugin: String,
+    pub plugin_loaded: bool,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub last_success: Option<i64>,
+    /// The expiry of the certificate in use, when the inventory has read it.
+    pub not_after: Option<i64>,
+    pub subject: Option<String>,
+    pub tasks: Vec<OpenTask>,
+}
+
+/// An operator task that is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTask {
+    pub id: String,
+    pub title: String,
+    pub instructions: String,
+    /// How the person says it is done: a sentence with the exact command.
+    pub when_done: String,
+    pub opened_at: i64,
+    /// Its files (the instructions file first); attached to mail.
+    pub files: Vec<PathBuf>,
+}
+
+/// A certificate the inventory found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The managed id, or the file path.
+    pub id: String,
+    pub path: PathBuf,
+    pub subject: String,
+    pub serial: String,
+    pub sha256: String,
+    pub not_after: i64,
+    /// Whether something renews it (a managed certificate whose plugin is loaded).
+    pub renewed: bool,
+    /// The plugin of a managed certificate.
+    pub plugin: Option<String>,
+}
+
+/// What was told of one condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    /// How many times (the first telling and every reminder).
+    pub count: u32,
+    pub last_at: i64,
+    /// When the condition was last seen holding.
+    pub seen_at: i64,
+}
+
+/// Every condition told, by key.
+pub type Ledger = BTreeMap<String, Told>;
+
+/// An event that is due now: tell it, then record `key` as told `count` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub key: String,
+    pub count: u32,
+    pub event: NotifyEvent,
+    pub cert_id: Option<String>,
+    pub plugin: Option<String>,
+    pub task_id: Option<String>,
+    pub deadline: Option<i64>,
+    pub subject: String,
+    pub body: String,
+    /// Files to attach (read when the message is written to the outbox).
+    pub files: Vec<PathBuf>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Due {
+    /// The event's id: stable for this key and count, 32 hex digits.
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("{}#{}", self.key, self.count));
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The events due now, in a stable order, and the ledger as it is after telling them (also
+/// with `seen_at` refreshed and forgotten conditions dropped).
+pub fn due(
+    snapshot: &Snapshot,
+    told: &Ledger,
+    settings: &NotificationsSection,
+) -> (Vec<Due>, Ledger) {
+    let now = snapshot.now;
+    let mut out = Vec::new();
+    let mut holding: Vec<String> = Vec::new();
+    let mut ended: Vec<String> = Vec::new();
+    let reminder_gap = |not_after: Option<i64>| -> i64 {
+        let often =
+            not_after.is_some_and(|t| t - now <= settings.remind_often_within.as_secs() as i64);
+        if often {
+            settings.remind_often_every.as_secs() as i64
+        } else {
+            settings.remind_every.as_secs() as i64
+        }
+    };
+    let mut tell = |key: String, remind_every: Option<i64>, make: &dyn Fn(u32) -> Due| {
+        holding.push(key.clone());
+        let count = match told.get(&key) {
+            None => 1,
+            Some(t) => match remind_every {
+                Some(gap) if now >= t.last_at.saturating_add(gap) => t.count + 1,
+                _ => return,
+            },
+        };
+        let mut due = make(count);
+        due.key = key;
+        due.count = count;
+        out.push(due);
+    };
+
+    for cert in &snapshot.managed {
+        let expires = cert
+            .not_after
+            .map(|t| format!("{} ({})", format_time(t), format_left(t - now)))
+            .unwrap_or_else(|| "unknown (the certificate file could not be read)".into());
+        for task in &cert.tasks {
+            let make = |count: u32| {
+                let (event, prefix) = if count == 1 {
+                    (NotifyEvent::TaskOpened, "Action needed")
+                } else {
+                    (NotifyEvent::TaskReminder, "Reminder")
+                };
+                let attached: Vec<String> = attachments(&task.files)
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                let mut body = String::new();
+                if count > 1 {
+                    body.push_str(&format!(
+                        "This task has been waiting since {}. Reminder {}.\n\n",
+                        format_time(task.opened_at),
+                        count - 1
+                    ));
+                }
+                body.push_str(&format!(
+                    "{}\n\n{}\n\nCertificate: {}{}\nExpires: {}\nTask: {}\nWhen done: {}\n",
+                    task.title,
+                    task.instructions.trim_end(),
+                    cert.id,
+                    cert.subject
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default(),
+                    expires,
+                    task.id,
+                    task.when_done,
+                ));
+                if !attached.is_empty() {
+                    body.push_str(&format!("Attached: {}\n", attached.join(", ")));
+                }
+                body.push_str(&footer(
+                    &snapshot.host,
+                    &format!("certvakt task show {}", task.id),
+                ));
+                let mut details = serde_json::Map::new();
+                details.insert("title".into(), task.title.clone().into());
+                details.insert("opened_at".into(), task.opened_at.into());
+                details.insert("reminder".into(), (count - 1).into());
+                details.insert("when_done".into(), task.when_done.clone().into());
+                Due {
+                    key: String::new(),
+                    count,
+                    event,
+                    cert_id: Some(cert.id.clone()),
+                    plugin: Some(cert.plugin.clone()),
+                    task_id: Some(task.id.clone()),
+                    deadline: cert.not_after,
+                    subject: format!("[certvakt] {prefix}: {} — {}", cert.id, task.title),
+                    body,
+                    files: attachments(&task.files),
+                    details,
+                }
+            };
+            tell(
+                format!("task:{}", task.id),
+                Some(reminder_gap(cert.not_after)),
+                &make,
+            );
+        }
+
+        let near = cert
+            .not_after
+            .is_some_and(|t| t - now <= settings.failing_within.as_secs() as i64);
+        let failing = cert.failures >= settings.failing_after || (cert.failures > 0 && near);
+        let key = format!("failing:{}", cert.id);
+        if failing {
+            let make = |count: u32| {
+                let mut details = serde_json::Map::new();
+                details.insert("failures".into(), cert.failures.into());
+                details.insert(
+                    "last_error".into(),
+                    cert.last_error
+                        .clone()
+                        .map_or(serde_json::Value::Null, Into::into),
+                );
+                Due {
+                    key: String::new(),
+                    count,
+                    event: NotifyEvent::RenewalFailing,
+                    cert_id: Some(cert.id.clone()),
+                    plugin: Some(cert.plugin.clone()),
+                    task_id: None,
+                    deadline: cert.not_after,
+                    subject: format!(
+                        "[certvakt] Renewal failing: {} ({} failure(s) in a row)",
+                        cert.id, cert.failures
+                    ),
+                    body: format!(
+                        "The renewal of {} has failed {} time(s) in a row and certvakt keeps retrying.\n\n\
+                         Last error: {}\n\nCertificate: {}{}\nPlugin: {}\nExpires: {}\n{}",
+                        cert.id,
+                        cert.failures,
+                        cert.last_error.as_deref().unwrap_or("(none recorded)"),
+                        cert.id,
+                        cert.subject
+                            .as_ref()
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default(),
+                        cert.plugin,
+                        expires,
+                        footer(&snapshot.host, &format!("certvakt show {}", cert.id)),
+                    ),
+                    files: Vec::new(),
+                    details,
+                }
+            };
+            tell(key, Some(reminder_gap(cert.not_after)), &make);
+        } else if cert.failures == 0 {
+            // The streak is over: the next one is told again.
+            ended.push(key);
+        }
+
+        if let Some(done) = cert.last_success {
+            let make = |count: u32| Due {
+                key: String::new(),
+                count,
+                event: NotifyEvent::RenewalCompleted,
+                cert_id: Some(cert.id.clone()),
+                plugin: Some(cert.plugin.clone()),
+                task_id: None,
+                deadline: None,
+                subject: format!("[certvakt] Renewed: {}", cert.id),
+                body: format!(
+                    "{} was renewed at {}. It now expires {}.\n{}",
+                    cert.id,
+                    format_time(done),
+                    expires,
+                    footer(&snapshot.host, &format!("certvakt show {}", cert.id)),
+                ),
+                files: Vec::new(),
+                details: serde_json::Map::new(),
+            };
+            tell(format!("completed:{}:{done}", cert.id), None, &make);
+        }
+    }
+
+    for seen in &snapshot.certificates {
+        let left = seen.not_after - now;
+        let about = format!(
+            "Certificate: {}\nFile: {}\nSubject: {}\nSerial: {}\nExpires: {} ({})\n",
+            seen.id,
+            seen.path.display(),
+            seen.subject,
+            seen.serial,
+            format_time(seen.not_after),
+            format_left(left)
+        );
+        let details = || {
+            let mut d = serde_json::Map::new();
+            d.insert("path".into(), seen.path.display().to_string().into());
+            d.insert("subject".into(), seen.subject.clone().into());
+            d.insert("serial".into(), seen.serial.clone().into());
+            d.insert("sha256".into(), seen.sha256.clone().into());
+            d.insert("not_after".into(), seen.not_after.into());
+            d
+        };
+        if left <= 0 {
+            let make = |count: u32| Due {
+                key: String::new(),
+                count,
+                event: NotifyEvent::Expired,
+                cert_id: Some(seen.id.clone()),
+                plugin: seen.plugin.clone(),
+                task_id: None,
+                deadline: Some(seen.not_after),
+                subject: format!("[certvakt] EXPIRED: {}", seen.id),
+                body: format!(
+                    "This certificate has expired; whatever uses it is failing now.\n\n{about}{}",
+                    footer(&snapshot.host, "certvakt status")
+                ),
+                files: Vec::new(),
+                details: details(),
+            };
+            tell(format!("expired:{}", seen.sha256), None, &make);
+        } else if left <= snapshot.warn_before && !seen.renewed {
+            let make = |count: u32| Due {
+                key: String::new(),
+                count,
+                event: NotifyEvent::Expiring,
+                cert_id: Some(seen.id.clone()),
+                plugin: seen.plugin.clone(),
+                task_id: None,
+                deadline: Some(seen.not_after),
+                subject: format!(
+                    "[certvakt] Expiring in {}, nothing renews it: {}",
+                    format_left(left),
+                    seen.id
+                ),
+                body: format!(
+                    "certvakt watches this certificate but does not renew it; renew it by hand \
+                     before it expires.\n\n{about}{}",
+                    footer(&snapshot.host, "certvakt list")
+                ),
+                files: Vec::new(),
+                details: details(),
+            };
+            tell(format!("expiring:{}", seen.sha256), None, &make);
+        }
+    }
+
+    for (file, reason) in &snapshot.refused_plugins {
+        let make = |count: u32| {
+            let mut details = serde_json::Map::new();
+            details.insert("file".into(), file.clone().into());
+            details.insert("reason".into(), reason.clone().into());
+            Due {
+                key: String::new(),
+                count,
+                event: NotifyEvent::PluginRefused,
+                cert_id: None,
+                plugin: None,
+                task_id: None,
+                deadline: None,
+                subject: format!("[certvakt] Plugin refused: {file}"),
+                body: format!(
+                    "certvakt did not load the plugin file {file}: {reason}\n\nThe certificates it \
+                     renews are watched, not renewed, until it loads.\n{}",
+                    footer(&snapshot.host, "certvakt plugins")
+                ),
+                files: Vec::new(),
+                details,
+            }
+        };
+        tell(
+            format!("plugin_refused:{file}:{}", short_hash(reason)),
+            None,
+            &make,
+        );
+    }
+
+    let mut ledger = told.clone();
+    for key in &ended {
+        ledger.remove(key);
+    }
+    for due in &out {
+        ledger.insert(
+            due.key.clone(),
+            Told {
+                count: due.count,
+                last_at: now,
+                seen_at: now,
+            },
+        );
+    }
+    for key in &holding {
+        if let Some(t) = ledger.get_mut(key) {
+            t.seen_at = now;
+        }
+    }
+    ledger.retain(|_, t| now - t.seen_at < FORGET_AFTER);
+    (out, ledger)
+}
+
+/// A task's files to attach: all but the instructions, which are the body.
+fn attachments(files: &[PathBuf]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "instructions.txt"))
+        .cloned()
+        .collect()
+}
+
+fn footer(host: &str, command: &str) -> String {
+    format!("\n--\ncertvakt on {host}. More: `{command}`\n")
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text)[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    fn snapshot(now: i64) -> Snapshot {
+        Snapshot {
+            now,
+            managed: vec![Managed {
+                id: "fmk-prod".into(),
+                plugin: "dk-fmk".into(),
+                plugin_loaded: true,
+                failures: 0,
+                last_error: None,
+                last_success: None,
+                not_after: Some(now + 20 * DAY),
+                subject: Some("CN=Apotek".into()),
+                tasks: vec![OpenTask {
+                    id: "fmk-prod-1-1".into(),
+                    title: "Forny certifikatet i MitID Erhverv".into(),
+                    instructions: "Log ind og bestil — æ ø å".into(),
+                    when_done: "certvakt import fmk-prod <file>".into(),
+                    opened_at: now,
+                    files: vec![
+                        PathBuf::from("/var/lib/certvakt/outbox/x/instructions.txt"),
+                        PathBuf::from("/var/lib/certvakt/outbox/x/request.csr"),
+                    ],
+                }],
+            }],
+            certificates: Vec::new(),
+            refused_plugins: Vec::new(),
+            warn_before: 30 * DAY,
+            host: "apotek-srv1".into(),
+        }
+    }
+
+    fn events(dues: &[Due]) -> Vec<(NotifyEvent, u32)> {
+        dues.iter().map(|d| (d.event, d.count)).collect()
+    }
+
+    #[test]
+    fn a_task_is_told_once_then_reminded_and_more_often_near_expiry() {
+        let settings = NotificationsSection::default();
+        let t0 = 1_000_000_000;
+        let (dues, ledger) = due(&snapshot(t0), &Ledger::new(), &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::TaskOpened, 1)]);
+        let opened = &dues[0];
+        assert!(
+            opened.subject.contains("Forny certifikatet"),
+            "{}",
+            opened.subject
+        );
+        assert!(opened.body.contains("æ ø å"));
+        assert!(
+            opened
+                .body
+                .contains("When done: certvakt import fmk-prod <file>")
+        );
+        assert!(opened.body.contains("Attached: request.csr"));
+        assert_eq!(
+            opened.files,
+            vec![PathBuf::from("/var/lib/certvakt/outbox/x/request.csr")]
+        );
+        assert_eq!(opened.deadline, Some(t0 + 20 * DAY));
+        // Looking again (or after a restart, with the ledger from disk) tells nothing new.
+        let (again, ledger) = due(&snapshot(t0 + 60), &ledger, &settings);
+        assert!(again.is_empty());
+        // A day on: the first reminder, with its own id.
+        let mut later = snapshot(t0 + DAY);
+        later.managed[0].not_after = Some(t0 + 20 * DAY);
+        let (reminded, ledger) = due(&later, &ledger, &settings);
+        assert_eq!(events(&reminded), vec![(NotifyEvent::TaskReminder, 2)]);
+        assert_ne!(reminded[0].id(), opened.id());
+        assert!(reminded[0].subject.starts_with("[certvakt] Reminder"));
+        // Within remind_often_within of expiry, every remind_often_every (4 h).
+        let mut near = snapshot(t0 + 15 * DAY);
+        near.managed[0].not_after = Some(t0 + 20 * DAY);
+        let (r3, ledger) = due(&near, &ledger, &settings);
+        assert_eq!(events(&r3), vec![(NotifyEvent::TaskReminder, 3)]);
+        near.now += 3 * 3600;
+        assert!(due(&near, &ledger, &settings).0.is_empty());
+        near.now += 3600;
+        assert_eq!(
+            events(&due(&near, &ledger, &settings).0),
+            vec![(NotifyEvent::TaskReminder, 4)]
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_for_the_same_condition_and_count() {
+        let settings = NotificationsSection::default();
+        let a = due(&snapshot(5), &Ledger::new(), &settings).0;
+        let b = due(&snapshot(99), &Ledger::new(), &settings).0;
+        assert_eq!(a[0].id(), b[0].id());
+        assert_eq!(a[0].id().len(), 32);
+    }
+
+    #[test]
+    fn a_failing_renewal_is_told_after_n_failures_and_again_after_it_recovered() {
+        let settings = NotificationsSection::default();
+        let now = 2_000_000_000;
+        let mut s = snapshot(now);
+        s.managed[0].tasks.clear();
+        s.managed[0].not_after = Some(now + 60 * DAY);
+        s.managed[0].failures = 2;
+        s.managed[0].last_error = Some("FMK answered 503".into());
+        assert!(due(&s, &Ledger::new(), &settings).0.is_empty());
+        s.managed[0].failures = 3;
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::RenewalFailing, 1)]);
+        assert!(dues[0].body.contains("FMK answered 503"));
+        s.managed[0].failures = 4;
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        // Recovered: the ledger forgets, and the next streak is told again.
+        s.managed[0].failures = 0;
+        let (_, ledger) = due(&s, &ledger, &settings);
+        assert!(!ledger.contains_key("failing:fmk-prod"));
+        // Near expiry one failure is enough.
+        s.managed[0].failures = 1;
+        s.managed[0].not_after = Some(now + 10 * DAY);
+        assert_eq!(
+            events(&due(&s, &ledger, &settings).0),
+            vec![(NotifyEvent::RenewalFailing, 1)]
+        );
+    }
+
+    #[test]
+    fn expiry_is_told_for_what_nothing_renews_and_expired_for_all_once() {
+        let settings = NotificationsSection::default();
+        let now = 1_500_000_000;
+        let mut s = snapshot(now);
+        s.managed.clear();
+        let seen = |id: &str, days: i64, renewed: bool| Seen {
+            id: id.into(),
+            path: PathBuf::from(format!("/etc/ssl/{id}.pem")),
+            subject: format!("CN={id}"),
+            serial: "01".into(),
+            sha256: format!("sha-{id}"),
+            not_after: now + days * DAY,
+            renewed,
+            plugin: None,
+        };
+        s.certificates = vec![
+            seen("far", 90, false),
+            seen("soon", 10, false),
+            seen("soon-renewed", 10, true),
+            seen("gone", -1, true),
+        ];
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        let got: Vec<(NotifyEvent, &str)> = dues
+            .iter()
+            .map(|d| (d.event, d.cert_id.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (NotifyEvent::Expiring, "soon"),
+                (NotifyEvent::Expired, "gone")
+            ]
+        );
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        // Gone from one scan (an unreadable file) and back: not told again.
+        let mut blink = s.clone();
+        blink.certificates.clear();
+        blink.now += 600;
+        let (_, ledger) = due(&blink, &ledger, &settings);
+        s.now += 1200;
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        // Forgotten only after FORGET_AFTER.
+        blink.now = s.now + FORGET_AFTER + 1;
+        let (_, ledger) = due(&blink, &ledger, &settings);
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn a_refused_plugin_is_told_once_per_reason() {
+        let settings = NotificationsSection::default();
+        let mut s = snapshot(10);
+        s.managed.clear();
+        s.refused_plugins = vec![("/usr/lib/certvakt/plugins/x.so".into(), "truncated".into())];
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::PluginRefused, 1)]);
+        assert!(dues[0].cert_id.is_none());
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        s.refused_plugins[0].1 = "built for another plugin API".into();
+        assert_eq!(due(&s, &ledger, &settings).0.len(), 1);
+    }
+}
