@@ -9,7 +9,8 @@
 //!
 //! A plugin has its own copy of std, tokio and `log` (it is a separate shared library), so
 //! `log::info!` inside a plugin goes nowhere and a tokio `Handle` is not found: log through
-//! [`Host::log`], and reach the network only through [`Host::http`].
+//! [`Host::log`], and reach the network only through [`Host::http`] (and mail through
+//! [`Host::send_mail`]).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use serde_json::Value;
 use crate::abi::HostTable;
 use crate::messages::{
     HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse, KeyRef,
-    LogLevel, LogRecord, SignRequest, SignatureAlgorithm, TaskSpec,
+    LogLevel, LogRecord, Mail, MailOutcome, SignRequest, SignatureAlgorithm, TaskSpec,
 };
 
 /// The daemon's services, for the duration of one plugin call.
@@ -234,6 +235,22 @@ impl<'a> Host<'a> {
         });
         match self.request(&request)? {
             HostResponse::Sign { signature } => Ok(signature),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Has the host send `mail` (to an authority: an access request, a note to support).
+    /// With the operator's leave for this certificate (`plugin_mail = true`) it goes out
+    /// through the operator's relay and the answer is [`MailOutcome::Queued`]; without it the
+    /// answer is [`MailOutcome::ForPerson`], the mail as an `.eml` file: attach it to the task
+    /// you open (a [`TaskFile`](crate::TaskFile) with
+    /// [`TaskFileContent::Base64`](crate::TaskFileContent::Base64)) so the person sends it.
+    /// Asking again for the same mail (a retried step) does not send it twice. A mail that
+    /// breaks the host's rules (see [`Mail`]) is refused with [`HostErrorKind::Invalid`]; a
+    /// host that cannot send mail answers [`HostErrorKind::NotAvailable`].
+    pub fn send_mail(&self, mail: Mail) -> Result<MailOutcome, HostError> {
+        match self.request(&HostRequest::SendMail(mail))? {
+            HostResponse::SendMail(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }

@@ -499,6 +499,69 @@ plugin_messages! {
             #[serde(with = "base64_bytes")]
             bytes: Vec<u8>,
         };
+    /// Send a mail the plugin prepared to an authority (an access request to a region, a
+    /// note to a CA's support), since the plugin process cannot reach a mail relay. The host
+    /// sends it through the operator's relay only when the operator allowed that for this
+    /// certificate (`plugin_mail = true`); otherwise it renders the mail as an `.eml` file for
+    /// a person to send. The same mail asked again (a retried step) is not sent twice.
+    "send_mail" => SendMail(mail: Mail)
+        /// Sent, or handed back for a person to send.
+        -> SendMail(MailOutcome);
+}
+
+/// Parameters of [`HostRequest::SendMail`]: a plain-text mail with optional attachments.
+///
+/// The host checks it before anything is sent or rendered, and refuses it
+/// ([`HostErrorKind::Invalid`], naming the rule) when it has more than 10 recipients (`to`
+/// and `cc` together), an address that is not a plain `local@domain`, a subject longer than
+/// 200 characters or with a line break, a body over 64 KiB, or more than 8 attachments or
+/// 2 MiB of them, or an attachment name that is not a plain file name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mail {
+    /// The recipients, plain `local@domain` addresses (`registrator@region.example`).
+    pub to: Vec<String>,
+    /// Copies, plain addresses like `to`.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Where answers should go, when not to the sender the operator configured.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// One line.
+    pub subject: String,
+    /// Plain text.
+    pub body: String,
+    #[serde(default)]
+    pub attachments: Vec<MailAttachment>,
+}
+
+/// One file attached to a [`Mail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailAttachment {
+    /// File name, without folders (`request.csr`).
+    pub name: String,
+    /// Its MIME type (`application/pkcs10`, `application/pdf`).
+    pub content_type: String,
+    /// The file's bytes (base64 on the wire).
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// The answer to [`HostRequest::SendMail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MailOutcome {
+    /// Handed to the operator's mail relay (or to the host's outbox, which delivers it): the
+    /// mail's `Message-ID`, the same when the same mail is asked again.
+    Queued { message_id: String },
+    /// Not sent: the operator did not allow this certificate's plugin to send mail, so here is
+    /// the mail as an `.eml` file (RFC 5322, the recipients and subject filled in) for a person
+    /// to send. Attach it to the task the plugin opens, as a [`TaskFile`] named `file_name`
+    /// with [`TaskFileContent::Base64`]`(eml)`, and say in the instructions to send it.
+    ForPerson {
+        file_name: String,
+        #[serde(with = "base64_bytes")]
+        eml: Vec<u8>,
+    },
 }
 
 /// Parameters of [`HostRequest::RunCommand`].
@@ -815,6 +878,7 @@ mod tests {
                 data: vec![0, 1, 255],
             }),
             HostRequest::Http(HttpRequest::post("https://ca.example/orders", "{}")),
+            HostRequest::SendMail(mail()),
         ];
         for request in requests {
             let params = request.encode_params().unwrap();
@@ -827,6 +891,83 @@ mod tests {
             assert_eq!(
                 HostRequest::decode(request.method(), &params).unwrap(),
                 request
+            );
+        }
+    }
+
+    fn mail() -> Mail {
+        Mail {
+            to: vec!["registrator@region.example".into()],
+            cc: vec!["support@cgi.example".into()],
+            reply_to: None,
+            subject: "Behörighet till eFrikort".into(),
+            body: "Hej,\nvi ansöker om behörighet.\n".into(),
+            attachments: vec![MailAttachment {
+                name: "request.csr".into(),
+                content_type: "application/pkcs10".into(),
+                bytes: b"hi".to_vec(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_mail_and_its_outcomes_cross_in_the_documented_form_and_come_back_unchanged() {
+        let request = HostRequest::SendMail(mail());
+        assert_eq!(request.method(), "send_mail");
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"method": "send_mail", "params": {
+                "to": ["registrator@region.example"],
+                "cc": ["support@cgi.example"],
+                "reply_to": null,
+                "subject": "Behörighet till eFrikort",
+                "body": "Hej,\nvi ansöker om behörighet.\n",
+                "attachments": [{"name": "request.csr", "content_type": "application/pkcs10", "bytes": "aGk="}],
+            }})
+        );
+        // Only `to`, `subject` and `body` must be written.
+        let minimal = HostRequest::decode(
+            "send_mail",
+            br#"{"to": ["a@b.example"], "subject": "s", "body": "b"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            minimal,
+            HostRequest::SendMail(Mail {
+                to: vec!["a@b.example".into()],
+                cc: Vec::new(),
+                reply_to: None,
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: Vec::new(),
+            })
+        );
+        let err = HostRequest::decode("send_mail", br#"{"to": ["a@b.example"], "body": "b"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("subject"), "{err}");
+
+        let outcomes = [
+            (
+                MailOutcome::Queued {
+                    message_id: "<m-1@certvakt.example>".into(),
+                },
+                json!({"response": "send_mail", "result": {"outcome": "queued", "message_id": "<m-1@certvakt.example>"}}),
+            ),
+            (
+                MailOutcome::ForPerson {
+                    file_name: "access.eml".into(),
+                    eml: b"hi".to_vec(),
+                },
+                json!({"response": "send_mail", "result": {"outcome": "for_person", "file_name": "access.eml", "eml": "aGk="}}),
+            ),
+        ];
+        for (outcome, wire) in outcomes {
+            let response = HostResponse::SendMail(outcome);
+            assert_eq!(response.method(), "send_mail");
+            assert_eq!(serde_json::to_value(&response).unwrap(), wire);
+            assert_eq!(
+                serde_json::from_value::<HostResponse>(wire).unwrap(),
+                response
             );
         }
     }

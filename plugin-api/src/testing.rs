@@ -10,6 +10,12 @@
 //!   [`FakeHost::DEFAULT_NOW`]); signs with a canned signature (default
 //!   [`FakeHost::DEFAULT_SIGNATURE`]); answers HTTP from canned responses matched by method
 //!   and URL, and with a [`HostErrorKind::Failed`] error for anything not canned.
+//! - `send_mail` records each distinct mail once ([`FakeHost::mails`]) and answers
+//!   [`MailOutcome::Queued`] with the id `<mail-N@fakehost.invalid>`, or, after
+//!   [`FakeHost::set_mail_for_person`], [`MailOutcome::ForPerson`] with `mail-N.eml` (a plain
+//!   rendering of the headers and the body, attachments named). The same mail asked again gets
+//!   the same answer and is not recorded again, as the daemon does not send it twice. The
+//!   fake does not check the host's rules for a mail (recipients, sizes, names).
 //! - Any host service can be made to fail with [`FakeHost::fail`], to test error paths.
 //! - No I/O, no threads, no clock: tests are deterministic.
 
@@ -22,9 +28,9 @@ use crate::abi::{HostCallHandler, LocalHostTable};
 use crate::host::Host;
 use crate::messages::{
     CertificateContext, Description, HostError, HostErrorKind, HostRequest, HostResponse,
-    HttpRequest, HttpResponse, IssueOutcome, LogRecord, OrderContext, PluginError, PluginRequest,
-    PluginResponse, RenewalWindow, RunCommand, SettingProblem, SignRequest, StepContext,
-    StepOutcome, TaskSpec, ValidateSettings,
+    HttpRequest, HttpResponse, IssueOutcome, LogRecord, Mail, MailOutcome, OrderContext,
+    PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingProblem,
+    SignRequest, StepContext, StepOutcome, TaskSpec, ValidateSettings,
 };
 use crate::plugin::{Plugin, dispatch};
 use crate::profile::CsrProfile;
@@ -48,6 +54,8 @@ struct Fake {
     plugin_keys: std::collections::BTreeSet<String>,
     http01: std::collections::BTreeMap<String, String>,
     commands: Vec<RunCommand>,
+    mails: Vec<Mail>,
+    mail_for_person: bool,
     failures: BTreeMap<String, HostError>,
 }
 
@@ -135,6 +143,18 @@ impl FakeHost {
     /// key authorization.
     pub fn http01(&self) -> std::collections::BTreeMap<String, String> {
         self.lock().http01.clone()
+    }
+
+    /// Makes `send_mail` answer [`MailOutcome::ForPerson`] (`true`: as a host whose operator
+    /// did not allow this certificate's plugin to send mail) or [`MailOutcome::Queued`]
+    /// (`false`, the default).
+    pub fn set_mail_for_person(&self, for_person: bool) {
+        self.lock().mail_for_person = for_person;
+    }
+
+    /// Every distinct mail the plugin asked the host to send, in the order first asked.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.lock().mails.clone()
     }
 
     /// Every signing request so far.
@@ -225,6 +245,27 @@ impl FakeHost {
                     format!("cannot read {path}: {e}"),
                 )),
             },
+            HostRequest::SendMail(mail) => {
+                // The same mail again is the same message: not recorded (sent) twice.
+                let number = match fake.mails.iter().position(|m| *m == mail) {
+                    Some(index) => index + 1,
+                    None => {
+                        fake.mails.push(mail.clone());
+                        fake.mails.len()
+                    }
+                };
+                let outcome = if fake.mail_for_person {
+                    MailOutcome::ForPerson {
+                        file_name: format!("mail-{number}.eml"),
+                        eml: render_eml(&mail).into_bytes(),
+                    }
+                } else {
+                    MailOutcome::Queued {
+                        message_id: format!("<mail-{number}@fakehost.invalid>"),
+                    }
+                };
+                HostResponse::SendMail(outcome)
+            }
             HostRequest::PluginKey { name, .. } => {
                 // A fixed, fake public point per name: enough for a plugin to build its JWK and
                 // to see that the same name gives the same key.
@@ -358,6 +399,28 @@ impl FakeHost {
     }
 }
 
+/// A plain rendering of `mail` for [`MailOutcome::ForPerson`]: headers, a blank line, the
+/// body, and a line naming each attachment. Enough to see what a person would get; not MIME.
+fn render_eml(mail: &Mail) -> String {
+    let mut eml = format!("To: {}\r\n", mail.to.join(", "));
+    if !mail.cc.is_empty() {
+        eml.push_str(&format!("Cc: {}\r\n", mail.cc.join(", ")));
+    }
+    if let Some(reply_to) = &mail.reply_to {
+        eml.push_str(&format!("Reply-To: {reply_to}\r\n"));
+    }
+    eml.push_str(&format!("Subject: {}\r\n\r\n{}", mail.subject, mail.body));
+    for attachment in &mail.attachments {
+        eml.push_str(&format!(
+            "\r\n[attachment {} ({}, {} bytes)]",
+            attachment.name,
+            attachment.content_type,
+            attachment.bytes.len()
+        ));
+    }
+    eml
+}
+
 /// The plugin's error as is; an answer to another method as a permanent error naming both.
 fn unexpected(method: &str, response: PluginResponse) -> PluginError {
     match response {
@@ -376,5 +439,69 @@ impl HostCallHandler for FakeHost {
             Err(e) => HostResponse::Error(HostError::new(HostErrorKind::Invalid, e.to_string())),
         };
         serde_json::to_vec(&response).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::MailAttachment;
+
+    fn mail(subject: &str) -> Mail {
+        Mail {
+            to: vec!["registrator@region.example".into()],
+            cc: vec!["support@cgi.example".into()],
+            reply_to: Some("it@vardcentral.example".into()),
+            subject: subject.into(),
+            body: "Hej".into(),
+            attachments: vec![MailAttachment {
+                name: "request.csr".into(),
+                content_type: "application/pkcs10".into(),
+                bytes: vec![1, 2, 3],
+            }],
+        }
+    }
+
+    #[test]
+    fn mails_are_recorded_once_and_queued_or_handed_to_a_person() {
+        let fake = FakeHost::new();
+        let table = LocalHostTable::new(&fake);
+        let host = Host::new(table.table());
+        assert_eq!(
+            host.send_mail(mail("one")).unwrap(),
+            MailOutcome::Queued {
+                message_id: "<mail-1@fakehost.invalid>".into()
+            }
+        );
+        // A retried step asks again for the same mail: the same answer, not a second mail.
+        assert_eq!(
+            host.send_mail(mail("one")).unwrap(),
+            MailOutcome::Queued {
+                message_id: "<mail-1@fakehost.invalid>".into()
+            }
+        );
+        fake.set_mail_for_person(true);
+        let MailOutcome::ForPerson { file_name, eml } = host.send_mail(mail("two")).unwrap() else {
+            panic!("expected the mail for a person");
+        };
+        assert_eq!(file_name, "mail-2.eml");
+        let eml = String::from_utf8(eml).unwrap();
+        assert!(
+            eml.starts_with(
+                "To: registrator@region.example\r\nCc: support@cgi.example\r\n\
+                 Reply-To: it@vardcentral.example\r\nSubject: two\r\n\r\nHej"
+            ),
+            "{eml}"
+        );
+        assert!(eml.contains("request.csr"), "{eml}");
+        assert_eq!(fake.mails(), vec![mail("one"), mail("two")]);
+
+        fake.fail(
+            "send_mail",
+            HostError::new(HostErrorKind::NotAvailable, "no relay"),
+        );
+        let err = host.send_mail(mail("three")).unwrap_err();
+        assert_eq!(err.kind, HostErrorKind::NotAvailable);
+        assert_eq!(fake.mails().len(), 2);
     }
 }

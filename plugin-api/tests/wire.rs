@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use certvakt_plugin_api::messages::{
     CertificateContext, CertificateInfo, ClientIdentity, Completion, Description, ErrorKind,
     HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse, IssueOutcome,
-    KeyRef, LogLevel, LogRecord, OrderContext, PluginError, PluginRequest, PluginResponse,
-    RenewalWindow, RunCommand, SettingDoc, SettingProblem, SignRequest, SignatureAlgorithm,
-    StepContext, StepOutcome, TaskFile, TaskFileContent, TaskSpec, ValidateSettings,
+    KeyRef, LogLevel, LogRecord, Mail, MailAttachment, MailOutcome, OrderContext, PluginError,
+    PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingDoc, SettingProblem,
+    SignRequest, SignatureAlgorithm, StepContext, StepOutcome, TaskFile, TaskFileContent, TaskSpec,
+    ValidateSettings,
 };
 use certvakt_plugin_api::profile::{
     CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyUsage, StringType, SubjectAltName,
@@ -368,6 +369,26 @@ fn host_requests() -> Vec<HostRequest> {
         HostRequest::ReadSecret {
             path: "/etc/certvakt/acme/eab.key".into(),
         },
+        HostRequest::SendMail(Mail {
+            to: vec!["efrikort.behorighet@region.example".into()],
+            cc: vec!["support@cgi.example".into()],
+            reply_to: Some("it@vardcentral.example".into()),
+            subject: "Behörighet till eFrikort för SE2321000016-39KJ".into(),
+            body: "Hej,\nvi ansöker om behörighet till eFrikort.\n".into(),
+            attachments: vec![MailAttachment {
+                name: "request.csr".into(),
+                content_type: "application/pkcs10".into(),
+                bytes: vec![0, 1, 254, 255],
+            }],
+        }),
+        HostRequest::SendMail(Mail {
+            to: vec!["support@cgi.example".into()],
+            cc: Vec::new(),
+            reply_to: None,
+            subject: "Nytt certifikat".into(),
+            body: "Hej".into(),
+            attachments: Vec::new(),
+        }),
     ]
 }
 
@@ -403,6 +424,13 @@ fn host_responses() -> Vec<HostResponse> {
         HostResponse::ReadSecret {
             bytes: b"secret".to_vec(),
         },
+        HostResponse::SendMail(MailOutcome::Queued {
+            message_id: "<efrikort-1.7f3a@certvakt.vardcentral.example>".into(),
+        }),
+        HostResponse::SendMail(MailOutcome::ForPerson {
+            file_name: "efrikort-behorighet.eml".into(),
+            eml: b"To: efrikort.behorighet@region.example\r\nSubject: =?utf-8?q?Beh=C3=B6righet?=\r\n\r\nHej\r\n".to_vec(),
+        }),
         HostResponse::Error(HostError::new(
             HostErrorKind::NotAvailable,
             "http01_listen is off",
@@ -621,6 +649,10 @@ fn messages_of_older_minor_versions_still_decode() -> Result<()> {
         if version_of(&version).map(|v| v.0) != major {
             continue;
         }
+        // A plugin built against an older minor version still loads: the host's version
+        // check lets it in.
+        certvakt_plugin_api::abi::check_api_version(PLUGIN_API_VERSION, &version)
+            .map_err(|e| format!("a plugin built against {version} would be refused: {e}"))?;
         let file = recorded(&version)?;
         let old = |what: &str, e: &dyn std::fmt::Display| {
             format!("plugin API {version}'s {what} no longer decodes: {e}")

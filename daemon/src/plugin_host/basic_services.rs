@@ -17,7 +17,8 @@
 //!   (TLS, client identities and trust sets are its business; see [`super::http`]), for this
 //!   plugin and certificate. Without one it answers [`HostErrorKind::NotAvailable`].
 //! - `sign` and `plugin_key` answer [`HostErrorKind::NotAvailable`]: keys are the renewal
-//!   engine's services (`lifecycle::cert_services`), which wrap these.
+//!   engine's services (`lifecycle::cert_services`), which wrap these. So does `send_mail`:
+//!   whether a plugin may send mail is decided per certificate, by those services.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -296,6 +297,11 @@ impl HostServices for BasicServices {
                 HostErrorKind::NotAvailable,
                 "secret files are not read here: the renewal engine's services read them",
             )),
+            HostRequest::SendMail(_) => Err(HostError::new(
+                HostErrorKind::NotAvailable,
+                "mail is not sent here: the daemon sends a plugin's mail only during a renewal \
+                 step of a certificate whose plugin_mail allows it",
+            )),
             HostRequest::Sign(_) | HostRequest::PluginKey { .. } => Err(HostError::new(
                 HostErrorKind::NotAvailable,
                 "keys are not available here: the renewal engine's services offer them",
@@ -477,6 +483,28 @@ mod tests {
             assert_eq!(error.kind, HostErrorKind::NotAvailable);
             assert!(error.message.contains("not available"), "{}", error.message);
         }
+    }
+
+    #[test]
+    fn mail_is_refused_without_a_certificate() {
+        let temp = tempfile::tempdir().unwrap();
+        let mail = certvakt_plugin_api::Mail {
+            to: vec!["registrator@region.example".into()],
+            cc: Vec::new(),
+            reply_to: None,
+            subject: "Access".into(),
+            body: "Hello".into(),
+            attachments: Vec::new(),
+        };
+        let HostResponse::Error(error) = services(temp.path()).handle(HostRequest::SendMail(mail))
+        else {
+            panic!("expected an error");
+        };
+        assert_eq!(error.kind, HostErrorKind::NotAvailable);
+        assert!(
+            error.message.starts_with("mail is not sent here"),
+            "{error:?}"
+        );
     }
 
     #[test]
