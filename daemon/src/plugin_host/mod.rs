@@ -29,12 +29,15 @@
 //!   files, operator tasks, and HTTP(S) through an [`HttpService`] when one is given (the
 //!   host's TLS, client identities and trust sets: see [`http`]); signing answers "not
 //!   available yet".
+//! - A plugin's mail (`send_mail`) is checked by [`clean_mail`] (see [`mail`]) and then
+//!   handed to the daemon's [`MailOut`], by the services of a call about one certificate.
 
 mod basic_services;
 pub mod challenges;
 pub mod frame;
 pub mod http;
 mod loader;
+pub mod mail;
 pub mod process;
 mod runner;
 pub mod sandbox;
@@ -69,6 +72,7 @@ pub use http::{
     ClientCredentials, HttpError, HttpOutcome, HttpService, IdentitySource, NoIdentities,
     SourceError, TrustFiles, TrustSource,
 };
+pub use mail::{MailOut, clean_mail};
 pub use settings_check::load_and_check;
 
 /// The services a plugin may ask for during a call: log, clock, state, tasks, keys, HTTP.
