@@ -254,6 +254,10 @@ pub struct Renewal {
     pub post_hook: Option<Vec<String>>,
     /// `hook_timeout` (default `"60s"`).
     pub hook_timeout: HumanDuration,
+    /// `plugin_mail` (default `false`): whether the plugin's mail to the authority (an access
+    /// request, a note to support) goes out through `[mail]`; otherwise it is handed to a
+    /// person as an `.eml` file in the plugin's task.
+    pub plugin_mail: bool,
     /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
     pub settings: serde_json::Value,
 }
@@ -277,6 +281,7 @@ impl Default for Renewal {
             deploy_hook: None,
             post_hook: None,
             hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            plugin_mail: false,
             settings: serde_json::Value::Object(serde_json::Map::new()),
         }
     }

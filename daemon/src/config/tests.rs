@@ -628,6 +628,7 @@ overlap = "14d"
 issuer_trust = "oces3"
 deploy_hook = ["/usr/bin/systemctl", "reload", "fmk-client"]
 hook_timeout = "2m"
+plugin_mail = true
 
 [certificate.settings]
 cvr = "25450442"
@@ -655,6 +656,7 @@ pharmacy = { name = "Hjørring Apotek", ean = 5790000123456 }
     assert_eq!(r.overlap.as_secs(), 14 * 86_400);
     assert_eq!(r.issuer_trust.as_deref(), Some("oces3"));
     assert_eq!(r.hook_timeout.as_secs(), 120);
+    assert!(r.plugin_mail);
     assert_eq!(
         r.deploy_hook.as_deref(),
         Some(
@@ -712,6 +714,56 @@ settings = "none"
         "{text}"
     );
     assert!(text.contains("absolute path"), "{text}");
+}
+
+#[test]
+fn plugin_mail_is_off_unless_set_and_must_be_a_boolean() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "efrikort"
+cert = "/etc/certvakt/efrikort/cert.pem"
+plugin = "manual"
+"#,
+    );
+    assert!(!dir.load_ok().certificates[0].renewal.plugin_mail);
+
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "efrikort"
+cert = "/etc/certvakt/efrikort/cert.pem"
+plugin = "manual"
+plugin_mail = "true"
+
+[[certificate]]
+id = "siths"
+cert = "/etc/certvakt/siths/cert.pem"
+plugin = "manual"
+plugin_mail = 1
+"#,
+    );
+    let problems = dir.load_err();
+    assert_eq!(
+        places(&problems),
+        [
+            ("certificate[0].plugin_mail", Some(5)),
+            ("certificate[1].plugin_mail", Some(11))
+        ],
+        "{}",
+        render(&problems)
+    );
+    assert_eq!(problems[0].message, "must be true or false, not a string");
+    assert_eq!(
+        problems[0].hint,
+        "write it without quotes: plugin_mail = true"
+    );
+    assert_eq!(problems[1].message, "must be true or false, not an integer");
+    assert_eq!(
+        problems[1].hint,
+        "write true or false, e.g. plugin_mail = true"
+    );
 }
 
 #[test]

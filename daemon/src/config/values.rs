@@ -121,6 +121,7 @@ pub(super) const CERTIFICATE: &[Field<ManagedCertificate>] = &[
     field!(post_hook = r#"["/usr/bin/systemctl", "reload", "nginx"]"#, command
         => |c, v| c.renewal.post_hook = Some(v)),
     field!(hook_timeout = r#""2m""#, duration => |c, v| c.renewal.hook_timeout = v),
+    field!(plugin_mail = "true", boolean => |c, v| c.renewal.plugin_mail = v),
     field!(settings = r#"{ cvr = "25450442" }"#, settings => |c, v| c.renewal.settings = v),
 ];
 
@@ -409,6 +410,24 @@ pub(super) fn string(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Strin
         v,
         format!("must be a string, not {}", describe(v.get_ref())),
         format!("write it in double quotes, e.g. {}", at.example),
+    );
+    None
+}
+
+/// `true` or `false`, unquoted.
+pub(super) fn boolean(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<bool> {
+    let hint = match v.get_ref() {
+        DeValue::Boolean(b) => return Some(*b),
+        DeValue::String(s) if matches!(&**s, "true" | "false") => {
+            format!("write it without quotes: {} = {s}", at.name())
+        }
+        _ => format!("write true or false, e.g. {}", at.example),
+    };
+    r.refuse(
+        at,
+        v,
+        format!("must be true or false, not {}", describe(v.get_ref())),
+        hint,
     );
     None
 }

@@ -16,17 +16,21 @@
 //!   engine's hook runner ([`super::hooks::run`]): an absolute program, no shell, a clean
 //!   environment plus the plugin's `CERTVAKT_*` variables, output to the journal, killed with
 //!   its process group after the timeout, capped at [`MAX_COMMAND_SECS`].
+//! - `send_mail` checks the plugin's mail ([`crate::plugin_host::clean_mail`]) and hands it to
+//!   the daemon's [`MailOut`] given with [`CertServices::with_mail`], telling it whether the
+//!   certificate's `plugin_mail` allows sending (otherwise it renders the mail for a person).
+//!   Without a `MailOut` it answers [`HostErrorKind::NotAvailable`].
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use certvakt_plugin_api::messages::{HostRequest, HostResponse, KeyRef, SignatureAlgorithm};
 use certvakt_plugin_api::profile::KeyAlgorithm;
-use certvakt_plugin_api::{HostError, HostErrorKind, TaskSpec};
+use certvakt_plugin_api::{HostError, HostErrorKind, Mail, MailOutcome, TaskSpec};
 
 use crate::keys::{self, PrivateKey};
-use crate::plugin_host::{BasicServices, HostServices};
+use crate::plugin_host::{BasicServices, HostServices, MailOut};
 
 /// The longest a plugin's command may run: well inside the plugin call's deadline.
 pub const MAX_COMMAND_SECS: u64 = 90;
@@ -88,6 +92,10 @@ pub struct CertServices {
     /// the absolute paths among its values.
     settings: serde_json::Value,
     tasks: Mutex<(TaskIds, Vec<(String, TaskSpec)>)>,
+    /// Where the plugin's mail goes, if anywhere.
+    mail_out: Option<Arc<dyn MailOut>>,
+    /// The certificate's `plugin_mail`: whether the mail may be sent (not only rendered).
+    plugin_mail: bool,
 }
 
 impl std::fmt::Debug for CertServices {
@@ -95,6 +103,8 @@ impl std::fmt::Debug for CertServices {
         f.debug_struct("CertServices")
             .field("basic", &self.basic)
             .field("keys", &self.keys)
+            .field("mail_out", &self.mail_out)
+            .field("plugin_mail", &self.plugin_mail)
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +116,50 @@ impl CertServices {
             keys,
             settings: serde_json::Value::Null,
             tasks: Mutex::new((ids, Vec::new())),
+            mail_out: None,
+            plugin_mail: false,
         }
+    }
+
+    /// Hands the plugin's mail to `mail_out`, which sends it when `plugin_mail` (the
+    /// certificate's key of that name) is true and renders it for a person otherwise.
+    pub fn with_mail(mut self, mail_out: Arc<dyn MailOut>, plugin_mail: bool) -> Self {
+        self.mail_out = Some(mail_out);
+        self.plugin_mail = plugin_mail;
+        self
+    }
+
+    /// A plugin's mail: checked, then sent or rendered by the [`MailOut`]. See the module
+    /// contract.
+    fn send_mail(&self, mail: Mail) -> Result<MailOutcome, HostError> {
+        let mail = crate::plugin_host::clean_mail(mail)?;
+        let Some(mail_out) = &self.mail_out else {
+            return Err(HostError::new(
+                HostErrorKind::NotAvailable,
+                "this certvaktd cannot send mail for plugins here (its mail service is not \
+                 running): do what the mail was for by hand",
+            ));
+        };
+        let cert_id = self.basic.cert_id();
+        let recipients = mail.to.len() + mail.cc.len();
+        // The subject passed clean_mail: one line, no control characters.
+        let subject = mail.subject.clone();
+        let outcome = mail_out.send(cert_id, self.plugin_mail, mail);
+        match &outcome {
+            Ok(MailOutcome::Queued { message_id }) => log::info!(
+                cert_id = cert_id, message_id = message_id.as_str();
+                "the plugin's mail \"{subject}\" to {recipients} recipient(s) is queued"
+            ),
+            Ok(MailOutcome::ForPerson { file_name, .. }) => log::info!(
+                cert_id = cert_id, file = file_name.as_str(), plugin_mail = self.plugin_mail;
+                "the plugin's mail \"{subject}\" is handed to a person to send, as {file_name}"
+            ),
+            Err(e) => log::warn!(
+                cert_id = cert_id;
+                "the plugin's mail \"{subject}\" was not sent: {e}"
+            ),
+        }
+        outcome
     }
 
     fn run_command(&self, command: certvakt_plugin_api::RunCommand) -> HostResponse {
@@ -356,6 +409,9 @@ impl HostServices for CertServices {
             HostRequest::PluginKey { name, algorithm } => self.plugin_key(&name, algorithm),
             HostRequest::RunCommand(command) => self.run_command(command),
             HostRequest::ReadSecret { path } => self.read_secret(&path),
+            HostRequest::SendMail(mail) => self
+                .send_mail(mail)
+                .map_or_else(HostResponse::Error, HostResponse::SendMail),
             other => self.basic.handle(other),
         }
     }
@@ -587,6 +643,161 @@ mod command_tests {
                 HostResponse::Error(e) => assert_eq!(e.kind, HostErrorKind::Invalid, "{e:?}"),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod mail_tests {
+    use std::sync::Arc;
+
+    use certvakt_plugin_api::MailAttachment;
+
+    use super::*;
+    use crate::config::{Config, ManagedCertificate, Origin};
+    use crate::lifecycle::{CallToken, Engine, Record};
+
+    /// A [`MailOut`] that keeps what it was given and answers as the notifier would.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        sent: Mutex<Vec<(String, bool, Mail)>>,
+    }
+
+    impl MailOut for Recorder {
+        fn send(&self, cert_id: &str, allowed: bool, mail: Mail) -> Result<MailOutcome, HostError> {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push((cert_id.to_owned(), allowed, mail));
+            Ok(if allowed {
+                MailOutcome::Queued {
+                    message_id: format!("<{}@certvakt.test>", sent.len()),
+                }
+            } else {
+                MailOutcome::ForPerson {
+                    file_name: "mail.eml".into(),
+                    eml: b"To: x\r\n\r\nbody".to_vec(),
+                }
+            })
+        }
+    }
+
+    fn mail() -> Mail {
+        Mail {
+            to: vec!["efrikort.behorighet@region.example".into()],
+            cc: vec!["support@cgi.example".into()],
+            reply_to: None,
+            subject: "Behörighet till eFrikort".into(),
+            body: "Hej,\r\nvi ansöker om behörighet.\u{1b}\n".into(),
+            attachments: vec![MailAttachment {
+                name: "request.csr".into(),
+                content_type: "application/pkcs10".into(),
+                bytes: vec![1, 2, 3],
+            }],
+        }
+    }
+
+    fn certificate(id: &str, plugin_mail: bool) -> ManagedCertificate {
+        let mut cert = ManagedCertificate::new(
+            id,
+            format!("/etc/certvakt/{id}/cert.pem").into(),
+            "manual",
+            Origin {
+                file: "/etc/certvakt/certvakt.toml".into(),
+                line: 1,
+            },
+        );
+        cert.renewal.plugin_mail = plugin_mail;
+        cert
+    }
+
+    /// The renewal engine's services for one step of `cert`, as a step gets them.
+    fn services_of(engine: &Engine, cert: &ManagedCertificate) -> Arc<CertServices> {
+        let (released, _) = tokio::sync::mpsc::unbounded_channel();
+        let token = Arc::new(CallToken {
+            id: cert.id.clone(),
+            released,
+        });
+        engine
+            .core
+            .services(cert, &cert.plugin, &Record::default(), &token)
+            .unwrap()
+    }
+
+    fn engine(state_dir: &std::path::Path, certificates: Vec<ManagedCertificate>) -> Engine {
+        let mut config = Config::defaults();
+        config.daemon.state_dir = state_dir.to_owned();
+        config.certificates = certificates;
+        Engine::new(
+            Arc::new(config),
+            Arc::default(),
+            Arc::new(crate::metrics::Metrics::new(0).unwrap()),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_plugins_mail_goes_to_the_mail_out_allowed_as_its_certificate_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let (allowed, refused) = (certificate("efrikort", true), certificate("siths", false));
+        let mut engine = engine(dir.path(), vec![allowed.clone(), refused.clone()]);
+        let recorder = Arc::new(Recorder::default());
+        engine.set_mail_out(recorder.clone());
+
+        let answer = services_of(&engine, &allowed).handle(HostRequest::SendMail(mail()));
+        assert_eq!(
+            answer,
+            HostResponse::SendMail(MailOutcome::Queued {
+                message_id: "<1@certvakt.test>".into()
+            })
+        );
+        let answer = services_of(&engine, &refused).handle(HostRequest::SendMail(mail()));
+        assert!(
+            matches!(
+                answer,
+                HostResponse::SendMail(MailOutcome::ForPerson { .. })
+            ),
+            "{answer:?}"
+        );
+
+        let sent = recorder.sent.lock().unwrap().clone();
+        let routed: Vec<(&str, bool)> = sent.iter().map(|(id, a, _)| (id.as_str(), *a)).collect();
+        assert_eq!(routed, [("efrikort", true), ("siths", false)]);
+        // What reached the MailOut went through clean_mail.
+        assert_eq!(sent[0].2.body, "Hej,\nvi ansöker om behörighet.\\u{1b}\n");
+    }
+
+    #[test]
+    fn a_mail_breaking_a_rule_never_reaches_the_mail_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = certificate("efrikort", true);
+        let mut engine = engine(dir.path(), vec![cert.clone()]);
+        let recorder = Arc::new(Recorder::default());
+        engine.set_mail_out(recorder.clone());
+        let injected = Mail {
+            subject: "Access\r\nBcc: everyone@evil.example".into(),
+            ..mail()
+        };
+        match services_of(&engine, &cert).handle(HostRequest::SendMail(injected)) {
+            HostResponse::Error(e) => {
+                assert_eq!(e.kind, HostErrorKind::Invalid);
+                assert!(e.message.contains("line break"), "{e:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(recorder.sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_a_mail_out_a_plugins_mail_is_not_available() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = certificate("efrikort", true);
+        let engine = engine(dir.path(), vec![cert.clone()]);
+        match services_of(&engine, &cert).handle(HostRequest::SendMail(mail())) {
+            HostResponse::Error(e) => {
+                assert_eq!(e.kind, HostErrorKind::NotAvailable);
+                assert!(e.message.contains("cannot send mail"), "{e:?}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

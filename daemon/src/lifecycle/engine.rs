@@ -96,6 +96,7 @@ impl Engine {
                 config,
                 http,
                 http01: None,
+                mail_out: None,
                 installed: None,
                 deadline: plugin_deadline(),
                 pause_after,
@@ -129,6 +130,12 @@ impl Engine {
     /// The responder that answers ACME http-01 challenges plugins publish.
     pub fn set_http01(&mut self, responder: Arc<crate::plugin_host::challenges::Http01Responder>) {
         self.edit_core(|core| core.http01 = Some(responder));
+    }
+
+    /// Where a plugin's mail goes: sent through the relay when the certificate's `plugin_mail`
+    /// allows it, otherwise rendered for a person. Without it a plugin's mail is refused.
+    pub fn set_mail_out(&mut self, mail_out: Arc<dyn crate::plugin_host::MailOut>) {
+        self.edit_core(|core| core.mail_out = Some(mail_out));
     }
 
     /// Where to say that a certificate's live files changed.

@@ -69,7 +69,7 @@ use crate::config::Config;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::plugin_host::challenges::Http01Responder;
-use crate::plugin_host::{HttpService, PluginCallError, Registry};
+use crate::plugin_host::{HttpService, MailOut, PluginCallError, Registry};
 use crate::store::{self, Store};
 
 pub use run::{CertFacts, Phase, Reason, Record, Requested, Run, Suggestion, Task};
@@ -239,6 +239,9 @@ struct Core {
     config: Arc<Config>,
     http: Option<Arc<HttpService>>,
     http01: Option<Arc<Http01Responder>>,
+    /// Where a plugin's mail goes (sent, or rendered for a person); `None`: plugins' mail is
+    /// refused as not available.
+    mail_out: Option<Arc<dyn MailOut>>,
     /// Told the id of every certificate whose live files changed (install, rollback), so
     /// the inventory rescans at once rather than when inotify's events arrive.
     installed: Option<mpsc::UnboundedSender<String>>,

@@ -91,7 +91,7 @@ impl Core {
                 break;
             }
             let before = record.clone();
-            let services = match self.services(cert, plugin, &record, token) {
+            let services = match self.services(cert, &plugin.name, &record, token) {
                 Ok(services) => services,
                 Err(error) => {
                     self.failed(cert, &mut record, &error);
@@ -632,45 +632,47 @@ impl Core {
         Ok(())
     }
 
-    /// The host services for the calls of one step: keys by role, tasks under the ids the
-    /// engine will file them with, and the token that keeps the certificate busy until the
-    /// last call returns.
+    /// The host services for the calls of one step of `plugin`: keys by role, tasks under the
+    /// ids the engine will file them with, mail as the certificate's `plugin_mail` allows, and
+    /// the token that keeps the certificate busy until the last call returns.
     pub(super) fn services(
         &self,
         cert: &ManagedCertificate,
-        plugin: &LoadedPlugin,
+        plugin: &str,
         record: &Record,
         token: &Arc<CallToken>,
     ) -> Result<Arc<CertServices>, EngineError> {
-        let state_dir = self.store.plugin_state_dir(&plugin.name)?.join(&cert.id);
+        let state_dir = self.store.plugin_state_dir(plugin)?.join(&cert.id);
         let previous = self
             .store
             .previous(&cert.id)?
             .and_then(|v| self.store.version_files(&cert.id, v).ok())
             .and_then(|p| p.key);
-        let mut basic = BasicServices::new(plugin.name.clone(), cert.id.clone(), state_dir)
-            .with_token(token.clone());
+        let mut basic =
+            BasicServices::new(plugin, cert.id.clone(), state_dir).with_token(token.clone());
         if let Some(http) = &self.http {
             basic = basic.with_http(http.clone());
         }
         if let Some(responder) = &self.http01 {
             basic = basic.with_http01(responder.clone());
         }
-        Ok(Arc::new(
-            CertServices::new(
-                basic,
-                KeyFiles {
-                    pending: Some(self.store.pending_key_path(&cert.id)?),
-                    current: cert.key.clone(),
-                    previous,
-                    // `.keys`: a certificate id cannot start with a dot, so no certificate's state folder
-                    // can be this one.
-                    plugin_keys: Some(self.store.plugin_state_dir(&plugin.name)?.join(".keys")),
-                },
-                TaskIds::for_record(&cert.id, record),
-            )
-            .with_settings(cert.renewal.settings.clone()),
-        ))
+        let mut services = CertServices::new(
+            basic,
+            KeyFiles {
+                pending: Some(self.store.pending_key_path(&cert.id)?),
+                current: cert.key.clone(),
+                previous,
+                // `.keys`: a certificate id cannot start with a dot, so no certificate's state folder
+                // can be this one.
+                plugin_keys: Some(self.store.plugin_state_dir(plugin)?.join(".keys")),
+            },
+            TaskIds::for_record(&cert.id, record),
+        )
+        .with_settings(cert.renewal.settings.clone());
+        if let Some(mail_out) = &self.mail_out {
+            services = services.with_mail(mail_out.clone(), cert.renewal.plugin_mail);
+        }
+        Ok(Arc::new(services))
     }
 
     pub(super) fn context(
