@@ -32,6 +32,8 @@
 //! - [`human_time`]: times and spans as operators read them.
 //! - [`httpd`]: the small HTTP server behind `/metrics` and the http-01 responder.
 //! - [`log_limit`]: log lines a peer can cause, at most one per peer and interval.
+//! - [`program`]: running a configured program (hooks, notification commands): no shell, a
+//!   clean environment, stdin fed, bounded in time and output.
 //! - [`watcher`]: inotify on watched folders and renewal inboxes.
 
 pub mod bounded;
@@ -50,6 +52,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod notify;
 pub mod plugin_host;
+pub mod program;
 pub mod schedule;
 pub mod service;
 pub mod signal;

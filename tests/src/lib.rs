@@ -13,6 +13,9 @@
 //!   (renewal information in front of pebble), [`webroot`] (a web server for a document
 //!   root), [`mitid`] (a MitID Erhverv stand-in that issues and renews OCES3 certificates
 //!   as PKCS#12 downloads), and [`exampleca`] (the API of the SDK's example plugin).
+//! - Peers of the notification channels, on loopback: [`smtp`] (a real SMTP server,
+//!   Debian's aiosmtpd, with STARTTLS, TLS and AUTH, decoding what it gets with Python's
+//!   `email` package) and [`webhook`] (an HTTP receiver that checks signatures).
 //! - Authorities spoken to in SOAP: [`fmk`] (Danish FMK whitelisting with a SOSI STS) and
 //!   [`nemlogin`] (the NemLog-in STS with its system-user registry), on [`soapd`], with the
 //!   XML tools in [`xmlsec`] (`xmlsec1`, `xmllint`).
@@ -33,7 +36,9 @@ pub mod pebble;
 pub mod sample;
 pub mod serve;
 pub mod simca;
+pub mod smtp;
 pub mod soapd;
+pub mod webhook;
 pub mod webroot;
 pub mod xmlsec;
 

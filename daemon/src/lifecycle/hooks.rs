@@ -4,13 +4,12 @@
 //!
 //! A hook is a program with arguments (no shell), run with a clean environment plus
 //! `CERTVAKT_*` variables naming the certificate and its files, its stdin closed, killed when
-//! it overruns `hook_timeout`. Its output goes to the journal, a line at a time, capped.
+//! it overruns `hook_timeout`. Its output goes to the journal, a line at a time, capped. The
+//! running itself is [`crate::program::run`]'s.
 
-use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::program::{Exit, Program};
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +72,6 @@ pub enum HookError {
     },
 }
 
-const OUTPUT_CAP: usize = 4096;
-
 /// Runs `argv` as the `kind` hook; blocks (call it on a blocking thread).
 pub fn run(
     kind: HookKind,
@@ -82,113 +79,50 @@ pub fn run(
     env: &HookEnv,
     timeout: Duration,
 ) -> Result<(), HookError> {
-    let Some((program, args)) = argv.split_first() else {
+    let Some(program) = argv.first() else {
         return Ok(());
     };
     let hook = kind.as_str();
-    let mut child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("CERTVAKT_HOOK", hook)
-        .env("CERTVAKT_CERT_ID", &env.cert_id)
-        .env("CERTVAKT_CERT_PATH", &env.cert)
-        .env("CERTVAKT_KEY_PATH", &env.key)
-        .env("CERTVAKT_CHAIN_PATH", &env.chain)
-        .env("CERTVAKT_FULLCHAIN_PATH", &env.fullchain)
-        .env("CERTVAKT_OLD_SERIAL", &env.old_serial)
-        .env("CERTVAKT_NEW_SERIAL", &env.new_serial)
-        .env("CERTVAKT_OUTCOME", &env.outcome)
-        .envs(env.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(Path::new("/"))
-        // Its own process group, so a timeout kills what the hook started too (a shell's
-        // children would otherwise keep running and hold its output open).
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| HookError::Start {
-            hook,
-            program: program.clone(),
-            source,
-        })?;
-    // Read the output on threads so a chatty hook cannot fill a pipe and stall.
-    let (output_tx, output_rx) = std::sync::mpsc::channel::<String>();
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    let mut vars: Vec<(String, String)> = [
+        ("CERTVAKT_HOOK", hook),
+        ("CERTVAKT_CERT_ID", &env.cert_id),
+        ("CERTVAKT_CERT_PATH", &env.cert),
+        ("CERTVAKT_KEY_PATH", &env.key),
+        ("CERTVAKT_CHAIN_PATH", &env.chain),
+        ("CERTVAKT_FULLCHAIN_PATH", &env.fullchain),
+        ("CERTVAKT_OLD_SERIAL", &env.old_serial),
+        ("CERTVAKT_NEW_SERIAL", &env.new_serial),
+        ("CERTVAKT_OUTCOME", &env.outcome),
     ]
     .into_iter()
-    .flatten()
-    .map(|mut pipe| {
-        let output_tx = output_tx.clone();
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if all.len() < OUTPUT_CAP {
-                    all.extend_from_slice(&buf[..n.min(OUTPUT_CAP - all.len())]);
-                }
-            }
-            let _ = output_tx.send(String::from_utf8_lossy(&all).into_owned());
-        })
-    })
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    drop(output_tx);
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= timeout => {
-                if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => break None,
-        }
-    };
-    // A hook that leaves a background process holding its output open must not hold up the
-    // renewal: wait a moment for the output, then go on without the rest.
-    let mut output = String::new();
-    for _ in &readers {
-        match output_rx.recv_timeout(Duration::from_secs(2)) {
-            Ok(part) => output.push_str(&part),
-            Err(_) => break,
-        }
-    }
-    drop(readers);
-    for line in output.lines().filter(|l| !l.trim().is_empty()) {
-        log::info!(cert_id = env.cert_id.as_str(), hook = hook; "{line}");
-    }
-    match status {
-        Some(status) if status.success() => Ok(()),
-        Some(status) => Err(HookError::Failed {
+    vars.extend(env.extra.iter().cloned());
+    let finished = crate::program::run(&Program {
+        argv,
+        env: vars,
+        stdin: None,
+        timeout,
+        log_target: module_path!(),
+        log_fields: vec![("cert_id", env.cert_id.clone()), ("hook", hook.to_owned())],
+    })
+    .map_err(|source| HookError::Start {
+        hook,
+        program: program.clone(),
+        source,
+    })?;
+    match finished.exit {
+        Exit::Status(status) if status.success() => Ok(()),
+        Exit::Status(status) => Err(HookError::Failed {
             hook,
             program: program.clone(),
             status: status.to_string(),
-            output: last_line(&output),
+            output: finished
+                .last_line()
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default(),
         }),
-        None => Err(HookError::Timeout {
+        Exit::TimedOut => Err(HookError::Timeout {
             hook,
             program: program.clone(),
             secs: timeout.as_secs(),
@@ -196,17 +130,10 @@ pub fn run(
     }
 }
 
-fn last_line(output: &str) -> String {
-    output
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| format!(": {}", l.trim()))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn sh(script: &str) -> Vec<String> {

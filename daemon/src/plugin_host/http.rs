@@ -61,6 +61,8 @@
 
 mod tls;
 
+pub(crate) use tls::{find_rustls_error, load_system_roots};
+
 #[cfg(test)]
 pub(crate) mod tests;
 

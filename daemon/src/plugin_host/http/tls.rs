@@ -162,12 +162,8 @@ impl ClientCache {
         if let Some(roots) = cached.as_ref() {
             return Ok(roots.clone());
         }
-        let loaded = rustls_native_certs::load_native_certs();
-        for error in &loaded.errors {
-            log::warn!(error = error.to_string().as_str(); "some system root certificates could not be read");
-        }
         let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
+        let (added, ignored) = roots.add_parsable_certificates(load_system_roots());
         if ignored > 0 {
             log::debug!(added = added, ignored = ignored; "system root certificates loaded, some unusable as trust anchors");
         }
@@ -180,6 +176,17 @@ impl ClientCache {
         *cached = Some(roots.clone());
         Ok(roots)
     }
+}
+
+/// The system's root certificates, read now (see the module documentation for where from);
+/// files that cannot be read are logged. Plugin HTTP and the mail relay both trust these
+/// when they name no trust set.
+pub(crate) fn load_system_roots() -> Vec<CertificateDer<'static>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    for error in &loaded.errors {
+        log::warn!(error = error.to_string().as_str(); "some system root certificates could not be read");
+    }
+    loaded.certs
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -292,8 +299,9 @@ fn certified_key(
 }
 
 /// The rustls error inside an error chain. tokio-rustls and hyper wrap it in `io::Error`,
-/// whose `source()` skips the wrapped error itself, so those are opened by hand.
-pub(super) fn find_rustls_error<'a>(
+/// whose `source()` skips the wrapped error itself, so those are opened by hand. The mail
+/// channel finds its handshake errors with it too.
+pub(crate) fn find_rustls_error<'a>(
     error: &'a (dyn StdError + 'static),
 ) -> Option<&'a rustls::Error> {
     let mut current = Some(error);
