@@ -135,6 +135,11 @@ pub enum Command {
     },
     /// The plugins loaded, and the plugin files refused with the reason.
     Plugins,
+    /// Notifications: test the [[notify]] routes, or retry what could not be delivered.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Print the shell completion script for bash, zsh or fish; works without the daemon.
     Completion {
         #[arg(value_enum, value_name = "SHELL")]
@@ -162,6 +167,19 @@ pub enum TaskAction {
         #[arg(value_name = "TASK")]
         id: String,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test message through every route (or the one named) now, and show each
+    /// result; exit 1 if any failed. Needs admin access.
+    Test {
+        #[arg(value_name = "ROUTE")]
+        route: Option<String>,
+    },
+    /// Queue the undeliverable notifications (see `certvakt status`) again; needs admin
+    /// access.
+    Retry,
 }
 
 /// What the process exits with; see [`EXIT_CODES_HELP`].
@@ -254,6 +272,14 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             }
         },
         Command::Plugins => Request::Plugins,
+        Command::Notify {
+            action: NotifyAction::Test { route },
+        } => Request::NotifyTest {
+            route: route.clone(),
+        },
+        Command::Notify {
+            action: NotifyAction::Retry,
+        } => Request::NotifyRetry,
     };
     let socket = socket_path(args.socket.as_deref(), std::env::var_os(SOCKET_ENV), || {
         configured_socket(args.config.as_deref())
@@ -357,6 +383,25 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             } else {
                 Exit::Warning
             }
+        }
+        Response::NotifyTest { results } if matches!(request, Request::NotifyTest { .. }) => {
+            if !args.json {
+                let _ = out.write_all(render::render_notify_test(&results).as_bytes());
+            }
+            if results.iter().all(|r| r.ok) {
+                Exit::Ok
+            } else {
+                Exit::Warning
+            }
+        }
+        Response::NotifyRetry { queued } if request == Request::NotifyRetry => {
+            if !args.json {
+                let _ = writeln!(
+                    out,
+                    "{queued} undeliverable notification(s) queued again; `certvakt status` shows how they fare"
+                );
+            }
+            Exit::Ok
         }
         other => {
             let _ = writeln!(
@@ -759,6 +804,7 @@ mod tests {
                     problems: vec![],
                     renewals: Vec::new(),
                     plugins_refused: 0,
+                    notifications: Default::default(),
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {

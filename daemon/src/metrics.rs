@@ -74,6 +74,9 @@ pub struct Metrics {
     renewal_failures: IntCounterVec,
     renewals_done: IntCounterVec,
     hook_failures: IntCounterVec,
+    notifications: IntCounterVec,
+    notifications_queued: IntGaugeVec,
+    notifications_oldest: Gauge,
     /// Bumped after every change, so that [`Metrics::render_shared`] knows when its last
     /// body is still the text a new rendering would give.
     generation: AtomicU64,
@@ -241,6 +244,30 @@ impl Metrics {
         reg(Box::new(renewal_failures.clone()))?;
         reg(Box::new(renewals_done.clone()))?;
         reg(Box::new(hook_failures.clone()))?;
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "certvakt_notifications_total",
+                "Attempts to deliver a notification, by channel (mail, webhook, command), event and result (sent; failed: retried later; undeliverable: given up, see certvakt status).",
+            ),
+            &["channel", "event", "result"],
+        )?;
+        let notifications_queued = IntGaugeVec::new(
+            Opts::new(
+                "certvakt_notifications_queued",
+                "Notifications in the outbox, by state (pending: being retried; undeliverable: given up, kept until certvakt notify retry).",
+            ),
+            &["state"],
+        )?;
+        let notifications_oldest = Gauge::with_opts(Opts::new(
+            "certvakt_notifications_oldest_undelivered_seconds",
+            "Age of the oldest notification not delivered yet (0 when the outbox is empty).",
+        ))?;
+        reg(Box::new(notifications.clone()))?;
+        reg(Box::new(notifications_queued.clone()))?;
+        reg(Box::new(notifications_oldest.clone()))?;
+        for state in ["pending", "undeliverable"] {
+            notifications_queued.with_label_values(&[state]);
+        }
         Ok(Metrics {
             registry,
             certificates,
@@ -261,6 +288,9 @@ impl Metrics {
             renewal_failures,
             renewals_done,
             hook_failures,
+            notifications,
+            notifications_queued,
+            notifications_oldest,
             generation: AtomicU64::new(0),
             last_render: Mutex::new(None),
         })
@@ -378,6 +408,28 @@ impl Metrics {
         self.changed();
     }
 
+    /// One attempt to deliver a notification; `result` is `sent`, `failed` or
+    /// `undeliverable`, `channel` and `event` come from fixed sets.
+    pub fn observe_notification(&self, channel: &str, event: &str, result: &'static str) {
+        self.notifications
+            .with_label_values(&[channel, event, result])
+            .inc();
+        self.changed();
+    }
+
+    /// The outbox after a change: how many are pending and undeliverable, and the age of
+    /// the oldest of them (seconds).
+    pub fn observe_outbox(&self, pending: usize, undeliverable: usize, oldest_age: i64) {
+        self.notifications_queued
+            .with_label_values(&["pending"])
+            .set(pending as i64);
+        self.notifications_queued
+            .with_label_values(&["undeliverable"])
+            .set(undeliverable as i64);
+        self.notifications_oldest.set(oldest_age.max(0) as f64);
+        self.changed();
+    }
+
     /// The renewal engine's latest state, rendered at the next scrape.
     pub fn observe_renewals(&self, series: Vec<RenewalSeries>) {
         match self.renewals.lock() {
@@ -451,6 +503,19 @@ pub struct RenewalSeries {
     pub consecutive_failures: u32,
     pub last_success: Option<i64>,
     pub tasks_pending: usize,
+    /// The open tasks, for `certvakt_task_opened_timestamp_seconds`.
+    pub tasks: Vec<TaskSeries>,
+}
+
+/// One open operator task in the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSeries {
+    pub id: String,
+    /// The step the task leads to.
+    pub step: &'static str,
+    /// `import`, `confirm` or `poll`.
+    pub completes_by: &'static str,
+    pub opened_at: i64,
 }
 
 /// Every step name a run can be at, so `certvakt_renewal_step` shows the whole set.
@@ -528,6 +593,27 @@ fn render_renewals(out: &mut String, renewals: &[RenewalSeries]) {
     );
     for r in renewals {
         sample(out, name, &r.id, r.tasks_pending as i64);
+    }
+    let name = "certvakt_task_opened_timestamp_seconds";
+    family(
+        out,
+        name,
+        "When each open operator task was opened, seconds since the Unix epoch; labels name the certificate, the task, the step it leads to and how it completes (import, confirm, poll).",
+    );
+    for r in renewals {
+        for t in &r.tasks {
+            out.push_str(name);
+            labels(
+                out,
+                &[
+                    ("id", &r.id),
+                    ("task", &t.id),
+                    ("step", t.step),
+                    ("completes_by", t.completes_by),
+                ],
+            );
+            let _ = writeln!(out, " {}", t.opened_at);
+        }
     }
 }
 

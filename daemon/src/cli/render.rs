@@ -252,6 +252,44 @@ pub fn render_status(report: &StatusReport) -> String {
             ),
         );
     }
+    let n = &report.notifications;
+    if n.routes > 0 || n.pending > 0 || !n.undeliverable.is_empty() || n.problem.is_some() {
+        let mut line = format!("{} route(s)", n.routes);
+        if n.pending > 0 {
+            line.push_str(&format!(", {} being sent", n.pending));
+            if let Some(at) = n.oldest_pending_at {
+                line.push_str(&format!(
+                    " (oldest queued {} ago)",
+                    crate::human_time::format_span(report.now.saturating_sub(at).max(0) as u64)
+                ));
+            }
+        }
+        if !n.undeliverable.is_empty() {
+            line.push_str(&format!(
+                ", {} UNDELIVERABLE (`certvakt notify retry` once fixed)",
+                n.undeliverable.len()
+            ));
+        }
+        if let Some(at) = n.last_sent_at {
+            line.push_str(&format!(
+                ", last sent {}",
+                crate::human_time::format_time(at)
+            ));
+        }
+        push_field(&mut out, "notify", &line);
+        if let Some(problem) = &n.problem {
+            out.push_str(&format!("  {problem}\n"));
+        }
+        for u in &n.undeliverable {
+            out.push_str(&format!(
+                "  {} via {} ({} attempt(s)): {}\n",
+                u.subject,
+                u.route,
+                u.attempts,
+                u.last_error.as_deref().unwrap_or("(no error recorded)")
+            ));
+        }
+    }
     if !report.renewals.is_empty() {
         out.push_str("\nRenewals:\n");
         out.push_str(&renewal_table(&report.renewals, report.now));
@@ -612,6 +650,21 @@ pub fn render_plugins(report: &PluginsReport) -> String {
     out
 }
 
+/// `certvakt notify test`: one line per route.
+pub fn render_notify_test(results: &[crate::control::protocol::NotifyTestResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        out.push_str(&format!(
+            "{} {} ({}): {}\n",
+            if r.ok { "ok    " } else { "FAILED" },
+            r.route,
+            r.channel,
+            r.detail
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,6 +828,7 @@ mod tests {
             problems: vec![],
             renewals: Vec::new(),
             plugins_refused: 0,
+            notifications: Default::default(),
         }
     }
 

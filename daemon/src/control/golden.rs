@@ -204,6 +204,21 @@ fn status() -> StatusReport {
         problems: problems(),
         renewals: renewals(),
         plugins_refused: 1,
+        notifications: Notifications {
+            routes: 2,
+            pending: 1,
+            oldest_pending_at: Some(1_795_999_000),
+            undeliverable: vec![UndeliveredNotification {
+                route: "tickets".into(),
+                event: "task_opened".into(),
+                subject: "[certvakt] Action needed: fmk-prod — Forny certifikatet".into(),
+                queued_at: 1_795_000_000,
+                attempts: 14,
+                last_error: Some("HTTP 404 from tickets.example".into()),
+            }],
+            last_sent_at: Some(1_795_999_500),
+            problem: None,
+        },
     }
 }
 
@@ -217,6 +232,7 @@ fn quiet_status() -> StatusReport {
         problems: Vec::new(),
         renewals: Vec::new(),
         plugins_refused: 0,
+        notifications: Notifications::default(),
         ..status()
     }
 }
@@ -406,6 +422,26 @@ fn responses() -> Vec<(&'static str, Vec<Response>)> {
         ),
         ("plugins", vec![Response::Plugins(plugins())]),
         (
+            "notify_test",
+            vec![Response::NotifyTest {
+                results: vec![
+                    NotifyTestResult {
+                        route: "it-desk".into(),
+                        channel: "mail".into(),
+                        ok: true,
+                        detail: "250 2.0.0 Ok: queued as 4F2A".into(),
+                    },
+                    NotifyTestResult {
+                        route: "tickets".into(),
+                        channel: "webhook".into(),
+                        ok: false,
+                        detail: "https://tickets.example/hooks answered HTTP 401".into(),
+                    },
+                ],
+            }],
+        ),
+        ("notify_retry", vec![Response::NotifyRetry { queued: 1 }]),
+        (
             "error",
             [
                 ErrorCode::BadRequest,
@@ -458,6 +494,11 @@ fn requests() -> Vec<Request> {
             password: None,
         },
         Request::Plugins,
+        Request::NotifyTest { route: None },
+        Request::NotifyTest {
+            route: Some("it-desk".into()),
+        },
+        Request::NotifyRetry,
     ]
 }
 

@@ -24,7 +24,7 @@ pub use super::wire::{
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
 /// hello and refuse each other, with a sentence, when it differs. The golden files in
 /// `src/control/golden/` record the JSON of each version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,13 @@ pub enum Request {
     },
     /// The plugins loaded, and the files refused with the reason; read access.
     Plugins,
+    /// Send a test message through one `[[notify]]` route, or every route; admin access.
+    NotifyTest {
+        #[serde(default)]
+        route: Option<String>,
+    },
+    /// Try the undeliverable notifications again; admin access.
+    NotifyRetry,
 }
 
 impl Request {
@@ -123,7 +130,9 @@ impl Request {
             | Request::Renew { .. }
             | Request::Rollback { .. }
             | Request::TaskDone { .. }
-            | Request::Import { .. } => Access::Admin,
+            | Request::Import { .. }
+            | Request::NotifyTest { .. }
+            | Request::NotifyRetry => Access::Admin,
         }
     }
 
@@ -141,6 +150,8 @@ impl Request {
             Request::TaskDone { .. } => "task_done",
             Request::Import { .. } => "import",
             Request::Plugins => "plugins",
+            Request::NotifyTest { .. } => "notify_test",
+            Request::NotifyRetry => "notify_retry",
         }
     }
 }
@@ -176,6 +187,10 @@ pub enum Response {
     Import { message: String },
     /// Answers [`Request::Plugins`]: the plugins loaded and the files refused.
     Plugins(PluginsReport),
+    /// Answers [`Request::NotifyTest`]: each route's result, in configuration order.
+    NotifyTest { results: Vec<NotifyTestResult> },
+    /// Answers [`Request::NotifyRetry`]: how many undeliverable messages are queued again.
+    NotifyRetry { queued: usize },
     /// Answers any request that failed; `code` is for scripts, `message` for people.
     Error { code: ErrorCode, message: String },
 }
@@ -195,6 +210,8 @@ impl Response {
             Response::TaskDone { .. } => "task_done",
             Response::Import { .. } => "import",
             Response::Plugins(_) => "plugins",
+            Response::NotifyTest { .. } => "notify_test",
+            Response::NotifyRetry { .. } => "notify_retry",
             Response::Error { .. } => "error",
         }
     }
@@ -267,6 +284,46 @@ pub struct StatusReport {
     /// Plugin files refused at start-up.
     #[serde(default)]
     pub plugins_refused: usize,
+    /// The notification outbox.
+    #[serde(default)]
+    pub notifications: Notifications,
+}
+
+/// The notification outbox, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notifications {
+    /// How many `[[notify]]` routes are configured.
+    pub routes: usize,
+    /// Messages still being tried.
+    pub pending: usize,
+    /// When the oldest of them was queued (Unix seconds).
+    pub oldest_pending_at: Option<i64>,
+    /// Messages given up on: kept until `certvakt notify retry`.
+    pub undeliverable: Vec<UndeliveredNotification>,
+    pub last_sent_at: Option<i64>,
+    /// Why the outbox could not be read or written.
+    pub problem: Option<String>,
+}
+
+/// A notification that could not be delivered within `retry_for`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredNotification {
+    pub route: String,
+    pub event: String,
+    pub subject: String,
+    pub queued_at: i64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// One route's result in `notify test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyTestResult {
+    pub route: String,
+    pub channel: String,
+    pub ok: bool,
+    /// The relay's or receiver's answer, or why it failed.
+    pub detail: String,
 }
 
 /// One certificate in `list` (and in `status.attention`).

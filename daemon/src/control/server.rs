@@ -977,6 +977,7 @@ mod tests {
             problems: vec![],
             renewals: Vec::new(),
             plugins_refused: 0,
+            notifications: Default::default(),
         }
     }
 

@@ -566,6 +566,20 @@ impl Engine {
                     consecutive_failures: c.failures,
                     last_success: c.last_success,
                     tasks_pending: c.open_tasks.len(),
+                    tasks: c
+                        .open_tasks
+                        .iter()
+                        .map(|t| crate::metrics::TaskSeries {
+                            id: t.id.clone(),
+                            step: t.phase.as_str(),
+                            completes_by: match t.completes_by {
+                                certvakt_plugin_api::Completion::Import => "import",
+                                certvakt_plugin_api::Completion::Confirm => "confirm",
+                                certvakt_plugin_api::Completion::Poll => "poll",
+                            },
+                            opened_at: t.opened_at,
+                        })
+                        .collect(),
                 })
                 .collect(),
         );

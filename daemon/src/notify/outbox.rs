@@ -96,7 +96,7 @@ impl Delivery {
 }
 
 /// The outbox file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outbox {
     path: PathBuf,
 }

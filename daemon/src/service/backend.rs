@@ -23,7 +23,8 @@ use crate::plugin_host::Registry;
 /// The part of the daemon the control socket talks to.
 pub(super) struct Shared {
     pub(super) started_at: i64,
-    pub(super) view: RwLock<Arc<View>>,
+    pub(super) view: Arc<RwLock<Arc<View>>>,
+    pub(super) notifier: crate::notify::Notifier,
     pub(super) metrics: Arc<Metrics>,
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) plugins: Arc<Registry>,
@@ -59,6 +60,7 @@ impl Backend for Shared {
                 self.started_at,
                 &self.engine_view(),
                 self.plugins.refused.len(),
+                &self.notifier.view(),
             )),
             Request::List => Response::List {
                 items: list_items(&self.view(), crate::now_unix()),
@@ -130,6 +132,22 @@ impl Backend for Shared {
                 },
             },
             Request::Plugins => Response::Plugins(self.plugins_report()),
+            Request::NotifyTest { route } => self.notify_test(route).await,
+            Request::NotifyRetry => {
+                let (reply, rx) = oneshot::channel();
+                match self.notifier.ask(crate::notify::Request::Retry { reply }) {
+                    Ok(()) => match rx.await {
+                        Ok(queued) => Response::NotifyRetry { queued },
+                        Err(_) => {
+                            internal("the notifier stopped before answering; see the journal")
+                        }
+                    },
+                    Err(e) => Response::Error {
+                        code: ErrorCode::Refused,
+                        message: e,
+                    },
+                }
+            }
         };
         let outcome = match response {
             Response::Error { .. } => "error",
@@ -145,6 +163,38 @@ impl Shared {
         match self.engine_view.read() {
             Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// `certvakt notify test`: the notifier sends through the routes and answers each result.
+    async fn notify_test(&self, route: Option<String>) -> Response {
+        let (reply, rx) = oneshot::channel();
+        if let Err(e) = self
+            .notifier
+            .ask(crate::notify::Request::Test { route, reply })
+        {
+            return Response::Error {
+                code: ErrorCode::Refused,
+                message: e,
+            };
+        }
+        match rx.await {
+            Ok(Ok(results)) => Response::NotifyTest {
+                results: results
+                    .into_iter()
+                    .map(|r| crate::control::protocol::NotifyTestResult {
+                        route: r.route,
+                        channel: r.channel,
+                        ok: r.ok,
+                        detail: r.detail,
+                    })
+                    .collect(),
+            },
+            Ok(Err(message)) => Response::Error {
+                code: ErrorCode::NotFound,
+                message,
+            },
+            Err(_) => internal("the notifier stopped before answering; see the journal"),
         }
     }
 

@@ -21,6 +21,7 @@
 mod backend;
 mod report;
 mod scan;
+mod snapshot;
 
 use backend::Shared;
 use report::{problems_message, status_line};
@@ -41,6 +42,7 @@ use crate::inventory::Inventory;
 use crate::lifecycle::client_identities::{Identities, SharedConfig, Trust};
 use crate::lifecycle::{self, Engine, EngineError};
 use crate::metrics::{self, Metrics, MetricsError};
+use crate::notify;
 use crate::plugin_host::{self, HttpService, Registry};
 use crate::signal::{Signal, Signals};
 use crate::store::Store;
@@ -123,7 +125,7 @@ pub async fn run(
     let config = Arc::new(config);
     let plugins = Arc::new(load_plugins(&config, &metrics));
     let shared_config: SharedConfig = Arc::new(RwLock::new(config.clone()));
-    let http = Arc::new(HttpService::new(
+    let http: Arc<HttpService> = Arc::new(HttpService::new(
         tokio::runtime::Handle::current(),
         Arc::new(Identities {
             store: Store::open(&config.daemon.state_dir).map_err(EngineError::from)?,
@@ -134,7 +136,12 @@ pub async fn run(
         }),
         metrics.clone(),
     ));
-    let mut engine = Engine::new(config.clone(), plugins.clone(), metrics.clone(), Some(http))?;
+    let mut engine = Engine::new(
+        config.clone(),
+        plugins.clone(),
+        metrics.clone(),
+        Some(http.clone()),
+    )?;
     let (installed_tx, mut installed) = mpsc::unbounded_channel();
     engine.notify_installs(installed_tx);
     let http01_task = match config.daemon.http01_listen {
@@ -154,21 +161,42 @@ pub async fn run(
         }
         None => None,
     };
+    // The notifier's handle first: the engine's plugins send their mail through it.
+    let (people, pending_notifier) = notify::sender::handle();
+    engine.set_mail_out(Arc::new(notify::plugin_mail::PluginMailer::new(
+        people.clone(),
+        shared_config.clone(),
+    )));
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
     let engine_task = tokio::spawn(engine.run(engine_rx));
     let mut scanning = Scanning::new(&config);
     let inventory = scanning.run(&config, &metrics, true).await;
 
+    let view = Arc::new(RwLock::new(Arc::new(View {
+        config: config.clone(),
+        inventory,
+        config_loaded_at: started_at,
+        last_reload_error: None,
+        metrics_listen: metrics_listen.clone(),
+    })));
+    let notify_task = notify::sender::start(
+        pending_notifier,
+        config.clone(),
+        Some(http),
+        metrics.clone(),
+        snapshot::look(
+            view.clone(),
+            engine_view.clone(),
+            plugins.clone(),
+            notify::channels::host_name(),
+        ),
+        stopped(stop_rx.clone()),
+    );
     let shared = Arc::new(Shared {
         started_at,
-        view: RwLock::new(Arc::new(View {
-            config: config.clone(),
-            inventory,
-            config_loaded_at: started_at,
-            last_reload_error: None,
-            metrics_listen: metrics_listen.clone(),
-        })),
+        view,
+        notifier: people,
         metrics: metrics.clone(),
         commands: commands_tx,
         plugins,
@@ -282,6 +310,7 @@ pub async fn run(
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
+        let _ = notify_task.await;
     };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -434,6 +463,12 @@ async fn reload(
         .engine
         .send(lifecycle::Command::Reconfigure(config.clone()))
         .await;
+    if let Err(e) = shared
+        .notifier
+        .ask(notify::Request::Reconfigure(config.clone()))
+    {
+        log::warn!("the notifier did not take the new configuration: {e}");
+    }
     let report = ReloadReport {
         summary: config.summary(),
         certificates: inventory.entries.len(),

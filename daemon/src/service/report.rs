@@ -49,6 +49,7 @@ pub(super) fn status_report(
     started_at: i64,
     engine: &EngineView,
     plugins_refused: usize,
+    outbox: &crate::notify::OutboxView,
 ) -> StatusReport {
     let now = crate::now_unix();
     let counts = counts(view, now);
@@ -58,7 +59,12 @@ pub(super) fn status_report(
         .any(|c| c.failures > 0 || !c.open_tasks.is_empty() || !c.plugin_loaded);
     let health = if counts.expired + counts.not_yet_valid + counts.problems > 0 {
         Health::Critical
-    } else if counts.expiring > 0 || renewal_trouble || plugins_refused > 0 {
+    } else if counts.expiring > 0
+        || renewal_trouble
+        || plugins_refused > 0
+        || !outbox.undeliverable.is_empty()
+        || outbox.problem.is_some()
+    {
         Health::Warning
     } else {
         Health::Ok
@@ -91,6 +97,7 @@ pub(super) fn status_report(
             .collect(),
         renewals: engine.certificates.iter().map(Renewal::from).collect(),
         plugins_refused,
+        notifications: notifications(outbox),
     }
 }
 
@@ -184,6 +191,29 @@ pub(super) fn display_name(subject: &str) -> String {
         .find_map(|part| part.strip_prefix("CN="))
         .unwrap_or(subject)
         .to_owned()
+}
+
+/// The outbox, as the protocol shows it.
+fn notifications(outbox: &crate::notify::OutboxView) -> crate::control::protocol::Notifications {
+    crate::control::protocol::Notifications {
+        routes: outbox.routes,
+        pending: outbox.pending,
+        oldest_pending_at: outbox.oldest_pending_at,
+        undeliverable: outbox
+            .undeliverable
+            .iter()
+            .map(|u| crate::control::protocol::UndeliveredNotification {
+                route: u.route.clone(),
+                event: u.event.clone(),
+                subject: u.subject.clone(),
+                queued_at: u.created_at,
+                attempts: u.attempts,
+                last_error: u.last_error.clone(),
+            })
+            .collect(),
+        last_sent_at: outbox.last_sent_at,
+        problem: outbox.problem.clone(),
+    }
 }
 
 #[cfg(test)]
