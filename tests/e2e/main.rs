@@ -15,6 +15,7 @@ mod live_files;
 mod manpages;
 mod monitor;
 mod monitoring;
+mod notify;
 mod renewal;
 mod service;
 mod surface;

@@ -88,6 +88,7 @@ pub(super) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     problems.extend(
         validate::validate(&config)
             .into_iter()
+            .chain(super::routes::check_secret_files(&config))
             .filter(|p| !reported.iter().any(|r| covers(r, &p.key))),
     );
     if problems.is_empty() {
@@ -571,6 +572,16 @@ mod tests {
         ]
         .concat();
         let dir = tempfile::tempdir().expect("tempdir");
+        // The secret files the examples name must be there to be read.
+        let mut text = text;
+        for secret in ["smtp.pass", "webhook.key"] {
+            let path = dir.path().join(secret);
+            std::fs::write(&path, "s3cret\n").expect("write");
+            text = text.replace(
+                &format!("/etc/certvakt/secrets/{secret}"),
+                &path.display().to_string(),
+            );
+        }
         let main = dir.path().join("certvakt.toml");
         std::fs::write(&main, &text).expect("write");
         let config = match load(&main) {

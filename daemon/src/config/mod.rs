@@ -585,8 +585,6 @@ pub fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
     load::known_keys()
 }
 
-pub use routes::check_secret_files;
-
 /// Semantic checks of a loaded configuration; returns every problem found.
 ///
 /// Pure: no file system, no user or group lookups. Problems point at the lines recorded in

@@ -327,8 +327,9 @@ fn events(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Vec<NotifyEvent>
 
 /// The secret files the notification tables name (`[mail] password_file`, each webhook's
 /// `secret_file`): each must be a readable, non-empty regular file. Not part of the pure
-/// [`super::validate`]; `check-config`, the start and every reload run it.
-pub fn check_secret_files(config: &super::Config) -> Vec<super::Problem> {
+/// [`super::validate`]; [`super::load`] runs it after it, so `check-config`, the start and
+/// every reload report an unreadable secret with the configuration's other problems.
+pub(super) fn check_secret_files(config: &super::Config) -> Vec<super::Problem> {
     let mut files: Vec<(String, &std::path::Path, Option<&Origin>)> = Vec::new();
     if let Some(file) = &config.mail.password_file {
         files.push(("mail.password_file".into(), file, None));

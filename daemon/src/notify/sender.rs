@@ -185,7 +185,8 @@ struct Sender {
     state: State,
     /// The state in memory differs from the file.
     dirty: bool,
-    /// When `seen_at` times were last written (they alone do not make the state dirty).
+    /// The snapshot time `seen_at` times were last written at (they alone do not make the
+    /// state dirty).
     saved_seen_at: i64,
     problem: Option<String>,
     in_flight: BTreeSet<String>,
@@ -283,7 +284,8 @@ impl Sender {
         if !changed && !seen_stale {
             return;
         }
-        let now = snapshot.now;
+        // Deliveries run on the real clock (the snapshot's may be a test clock).
+        let now = crate::now_unix();
         for due in dues {
             let message = self.message(&due, now).await;
             let cert = due.cert_id.as_deref().map(|id| (id, due.plugin.as_deref()));
@@ -317,6 +319,7 @@ impl Sender {
             }
         }
         self.state.told = ledger;
+        self.saved_seen_at = snapshot.now;
         self.trim_queue();
         self.dirty = true;
     }
@@ -384,7 +387,6 @@ impl Sender {
         match result {
             Ok(()) => {
                 self.dirty = false;
-                self.saved_seen_at = crate::now_unix();
                 if self
                     .problem
                     .as_deref()

@@ -19,8 +19,7 @@ use crate::metrics::Metrics;
 /// Loads the configuration at `path` and checks every managed certificate's plugin settings.
 pub fn load_and_check(path: &std::path::Path) -> Result<Config, Vec<Problem>> {
     let config = crate::config::load(path)?;
-    let mut problems = crate::config::check_secret_files(&config);
-    problems.extend(check_plugin_settings(&config));
+    let problems = check_plugin_settings(&config);
     if problems.is_empty() {
         Ok(config)
     } else {

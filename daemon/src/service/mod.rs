@@ -21,7 +21,7 @@
 mod backend;
 mod report;
 mod scan;
-mod snapshot;
+pub mod snapshot;
 
 use backend::Shared;
 use report::{problems_message, status_line};
@@ -406,8 +406,7 @@ async fn reload(
                 plugin_host::settings_check::CHECK_DEADLINE,
             )
             .await;
-            let mut problems = config::check_secret_files(&config);
-            problems.extend(plugin_host::settings_check::problems(&config, answers));
+            let problems = plugin_host::settings_check::problems(&config, answers);
             if problems.is_empty() {
                 Ok(config)
             } else {

@@ -27,8 +27,27 @@ pub(super) fn look(
             Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        Some(snapshot(&view, &engine, &plugins, &host, crate::now_unix()))
+        Some(snapshot(&view, &engine, &plugins, &host, now()))
     })
+}
+
+/// The environment variable of the notifier's test clock: a file holding seconds to add to
+/// the time the notifier sees, so an end-to-end test can let a day pass for reminders.
+/// Honoured only with the `test-hooks` feature, which packages never have.
+pub const CLOCK_ENV: &str = "CERTVAKT_TEST_NOTIFY_CLOCK";
+
+#[cfg(feature = "test-hooks")]
+fn now() -> i64 {
+    let skew = std::env::var_os(CLOCK_ENV)
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    crate::now_unix() + skew
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn now() -> i64 {
+    crate::now_unix()
 }
 
 fn snapshot(
