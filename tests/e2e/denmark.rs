@@ -322,6 +322,82 @@ fn a_renewal_that_keeps_the_uuid_is_verified_in_fmk_and_nothing_is_created() -> 
 }
 
 #[test]
+fn the_mitid_erhverv_task_reaches_the_pharmacy_by_mail_with_its_text_and_files() -> Result<()> {
+    // A relay on this machine (no TLS: loopback only), and a route to the pharmacy's IT.
+    let smtp =
+        certvakt_testkit::smtp::SmtpSink::start(certvakt_testkit::smtp::SmtpOptions::plain())?;
+    let routes = format!(
+        r#"
+[mail]
+relay = "127.0.0.1"
+port = {}
+tls = "none"
+from = "certvakt@svaneapotek.example"
+
+[[notify]]
+name = "apotek-it"
+channel = "mail"
+to = ["it@svaneapotek.example"]
+"#,
+        smtp.port()
+    );
+    let pharmacy = Pharmacy::start(FmkOptions::default(), true, &routes)?;
+    let uuid = uuid_of(&pharmacy.current)?;
+    let renew = pharmacy.daemon.cli(&["renew", "fmk", "--force"])?;
+    ensure!(renew.status.success(), "renew: {}", stderr(&renew));
+    let order = pharmacy.wait_task("MitID Erhverv")?;
+
+    let mails = smtp
+        .wait_for(1, WAIT)
+        .with_context(|| pharmacy.daemon.log_text())?;
+    let mail = &mails[0];
+    assert!(mail.defects.is_empty(), "{:?}", mail.defects);
+    assert_eq!(mail.rcpt_tos, ["it@svaneapotek.example"]);
+    assert_eq!(
+        mail.subject,
+        format!("[certvakt] Action needed: fmk — {}", order.title)
+    );
+    let text = mail.text.as_deref().context("no text body")?;
+    // The plugin's own words, as the task has them: the UUID to keep, how to hand it over.
+    assert!(text.contains(order.instructions.trim()), "{text}");
+    assert!(text.contains(&uuid), "{text}");
+    assert!(text.contains("certvakt import fmk"), "{text}");
+    // The deadline: the certificate in use and when it expires.
+    assert!(text.contains("Expires: "), "{text}");
+    assert!(
+        text.contains(NAME),
+        "the subject of the certificate in use: {text}"
+    );
+    // The files the task carries, attached as they are in its folder.
+    for file in order
+        .files
+        .iter()
+        .filter(|f| !f.ends_with("instructions.txt"))
+    {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("file name")?;
+        let attached = mail
+            .attachments
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .with_context(|| format!("{name} is not attached: {:?}", mail.attachments))?;
+        let bytes = std::fs::read(file)?;
+        assert_eq!(attached.sha256, sha256_hex(&bytes), "{name}");
+    }
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
 fn a_new_uuid_is_whitelisted_before_the_install_and_the_old_entry_deleted_after() -> Result<()> {
     let pharmacy = Pharmacy::start(FmkOptions::default(), true, "fmk_version = \"1.6.0\"")?;
     let old = uuid_of(&pharmacy.current)?;

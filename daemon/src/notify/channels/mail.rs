@@ -27,8 +27,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
+use lettre::message::{Attachment as MimeAttachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
@@ -131,10 +133,19 @@ fn build(
                 ContentType::parse("application/octet-stream")
                     .map_err(|e| SendError::Permanent(format!("cannot make a MIME type: {e}")))?,
             );
-            parts = parts.singlepart(
-                MimeAttachment::new(attachment.name.clone())
-                    .body(attachment.bytes.clone(), content_type),
-            );
+            // Always base64: lettre sends bytes it judges to be 7-bit text as they are, and a
+            // PEM file with bare LF line ends then arrives as one over-long line, which relays
+            // refuse (RFC 5321 4.5.3.1.6) or, worse, read as the end of the data.
+            let body =
+                Body::new_with_encoding(attachment.bytes.clone(), ContentTransferEncoding::Base64)
+                    .map_err(|_| {
+                        SendError::Permanent(format!(
+                            "the attachment {} could not be encoded",
+                            attachment.name
+                        ))
+                    })?;
+            parts = parts
+                .singlepart(MimeAttachment::new(attachment.name.clone()).body(body, content_type));
         }
         builder.multipart(parts)
     };

@@ -889,3 +889,45 @@ async fn a_relay_that_never_answers_is_transient_at_the_timeout() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pem_chain_with_bare_line_feeds_arrives_whole() {
+    // A certificate chain as the task folder holds it: ASCII, LF line ends, over 1000 bytes.
+    // Sent as-is it would be one line of several kilobytes, which relays refuse.
+    let fixture = MailFixture::new();
+    let sink = SmtpSink::start(SmtpOptions::plain()).unwrap();
+    let section = fixture.section(&sink, MailTls::None);
+    let pem: String = (0..3)
+        .map(|_| {
+            let body: String = (0..20).map(|i| format!("{:064}\n", i)).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+        })
+        .collect();
+    assert!(pem.len() > 3000 && !pem.contains('\r'));
+    let mut msg = message();
+    msg.attachments = vec![Attachment {
+        name: "current-certificate.pem".into(),
+        content_type: content_type("current-certificate.pem").into(),
+        bytes: pem.clone().into_bytes(),
+    }];
+    let (to, cc) = recipients();
+    let envelope = Envelope {
+        from: "certvakt@apotek.example",
+        to: &to,
+        cc: &cc,
+    };
+    mail::send(
+        &section,
+        &fixture.trust,
+        &msg,
+        &envelope,
+        "pem@certvakt.example",
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let mails = sink.wait_for(1, TIMEOUT).unwrap();
+    let attached = &mails[0].attachments[0];
+    assert_eq!(attached.name.as_deref(), Some("current-certificate.pem"));
+    assert_eq!(attached.sha256, sha256_hex(pem.as_bytes()));
+}
