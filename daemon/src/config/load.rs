@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use super::routes;
-use super::validate::{self};
 use super::{Config, ManagedCertificate, Problem, Watch};
 use crate::bounded::{self, CONFIG_FILE_LIMIT, ReadError};
 
@@ -86,7 +85,7 @@ pub(super) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
         .map(|p| p.key.clone())
         .collect();
     problems.extend(
-        validate::validate(&config)
+        super::validate(&config)
             .into_iter()
             .chain(super::routes::check_secret_files(&config))
             .filter(|p| !reported.iter().any(|r| covers(r, &p.key))),

@@ -30,6 +30,7 @@ mod tests;
 #[cfg(test)]
 mod tests_routes;
 mod validate;
+mod validate_notify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -591,7 +592,9 @@ pub fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
 /// [`Config::key_origins`] and the entries' origins; a key without a recorded line is reported
 /// against the main file without a line.
 pub fn validate(config: &Config) -> Vec<Problem> {
-    validate::validate(config)
+    let mut problems = validate::validate(config);
+    problems.extend(validate_notify::validate(config));
+    problems
 }
 
 /// A daily window of local time, `start` to `end` in minutes after midnight; `end` before

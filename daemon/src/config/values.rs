@@ -11,6 +11,7 @@ use certvakt_plugin_api::profile::KeyAlgorithm;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+pub(super) use super::validate::closest;
 use super::validate::{self, MAX_FILE_SIZE_LIMIT, Refusal};
 use super::{
     ControlSection, DaemonSection, KeyPolicy, ManagedCertificate, MetricsSection, Origin, Problem,
@@ -229,17 +230,6 @@ pub(super) fn to_json(value: &DeValue<'_>) -> serde_json::Value {
                 .collect(),
         ),
     }
-}
-
-/// The valid key nearest to `name`, if it is at most two edits away (and closer than the
-/// length of `name`, so `x` does not suggest `id`).
-pub(super) fn closest<'k>(name: &str, valid: &[&'k str]) -> Option<&'k str> {
-    valid
-        .iter()
-        .map(|candidate| (strsim::levenshtein(name, candidate), *candidate))
-        .filter(|&(distance, _)| distance <= 2 && distance < name.chars().count())
-        .min_by_key(|&(distance, _)| distance)
-        .map(|(_, candidate)| candidate)
 }
 
 /// What reading found besides the values: every problem, and the line of every accepted key.

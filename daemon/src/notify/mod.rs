@@ -16,16 +16,19 @@
 //! - [`message`]: what is sent, the same for every channel.
 //! - [`derive`]: which events are due, from a snapshot of the daemon and what was told.
 //! - [`outbox`]: the file of what was told and what is still to deliver.
-//! - [`sender`]: the task that looks, queues and delivers; `notify test`.
+//! - [`sender`]: the task that looks, queues and hands out attempts.
+//! - [`deliver`]: one attempt by a route's channel; `notify test`.
 //! - [`plugin_mail`]: a plugin's own mail, sent or handed to the person as a file.
 //! - [`channels`]: mail (SMTP over rustls), webhook (signed JSON POST), command.
 
 pub mod channels;
+pub mod deliver;
 pub mod derive;
 pub mod message;
 pub mod outbox;
 pub mod plugin_mail;
 pub mod sender;
 
+pub use deliver::TestResult;
 pub use message::{Attachment, Message};
-pub use sender::{Notifier, OutboxView, Request, TestResult, Undelivered};
+pub use sender::{Notifier, OutboxView, Request, Undelivered};

@@ -30,6 +30,7 @@ use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::mitid::{MitIdErhverv, identity};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
+use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
 
 /// How long the simulated operator takes to handle a task.
 const OPERATOR_DELAY: Duration = Duration::from_secs(8);
@@ -107,6 +108,10 @@ fn run() -> Result<()> {
     )?;
     let sim_files = sim.write_files(&dir.join("simca"))?;
     let pharmacy = Pharmacy::start(&dir)?;
+    // The pharmacy's mail relay: a real SMTP server on loopback that keeps every mail.
+    let mailbox = SmtpSink::start(SmtpOptions::plain()).context(
+        "starting the demo's mail server (scripts/install-test-deps installs python3-aiosmtpd)",
+    )?;
     let manifest = certvakt_testkit::write_sample_set(&dir.join("certs"))?;
     let config = dir.join("certvakt.toml");
     std::fs::write(
@@ -119,7 +124,7 @@ fn run() -> Result<()> {
             &sim.url(),
             &pebble,
             &pharmacy,
-        ),
+        ) + &mail_config(mailbox.port()),
     )?;
 
     let daemon = Daemon::start(&bins, &config, &[]).with_context(|| {
@@ -166,15 +171,36 @@ fn run() -> Result<()> {
         "  metrics:   curl -s http://{metrics}/metrics | grep -E '^certvakt_(renewal|tasks|certificate_expiry)'"
     );
     println!("  log:       {}", daemon.log.display());
+    println!(
+        "  mailbox:   {} (each mail to it@demo-apotek.example as N.eml, and N.json as a mail client decodes it)",
+        mailbox.folder().display()
+    );
+    println!("             {cli} notify test");
     println!();
 
     let started = Instant::now();
     let mut done_tasks = Vec::new();
     let mut printed_issued = false;
+    let mut mails_seen = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        // Each mail as it lands: the person hears of a task before the simulated operator
+        // does it.
+        let mails = mailbox.messages();
+        for mail in mails.iter().skip(mails_seen) {
+            println!(
+                "  mail to {}: {}\n             {}",
+                mail.rcpt_tos.join(", "),
+                mail.subject,
+                mailbox
+                    .folder()
+                    .join(format!("{}.eml", mail.index))
+                    .display()
+            );
+        }
+        mails_seen = mails.len();
         operate(&daemon, &pharmacy, &mut done_tasks)?;
         let (_, status) = daemon.status()?;
         let issued = ["web-demo", "fmk-demo", "shop-web"].iter().all(|id| {
@@ -356,6 +382,24 @@ impl Pharmacy {
 fn inbox_of(daemon: &Daemon, cert_id: &str) -> Result<PathBuf> {
     let dir = daemon.config.parent().context("config folder")?;
     Ok(dir.join("state/certs").join(cert_id).join("inbox"))
+}
+
+/// The pharmacy's relay and one route: every task and trouble to the IT desk by mail.
+fn mail_config(port: u16) -> String {
+    format!(
+        r#"
+[mail]
+relay = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "certvakt@demo-apotek.example"
+
+[[notify]]
+name = "it-desk"
+channel = "mail"
+to = ["it@demo-apotek.example"]
+"#
+    )
 }
 
 fn demo_config(
