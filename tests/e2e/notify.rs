@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use certvakt_testkit::harness::{Daemon, eventually, http_get};
+use certvakt_testkit::harness::{self, Daemon, config_toml, eventually, http_get};
 use certvakt_testkit::smtp::{ReceivedMail, SmtpOptions, SmtpSink};
 use certvakt_testkit::webhook::{WebhookReceiver, expected_signature};
 use certvakt_testkit::{CaShape, IssuedCert, KeyType, LeafSpec, TestCa};
@@ -446,5 +446,131 @@ fn check_config_names_a_bad_route_and_an_unreadable_secret() -> Result<()> {
     if !text.contains("notify[0].secret_file") {
         bail!("the missing secret file is not named:\n{text}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_plugins_mail_goes_once_when_allowed_and_to_the_person_as_a_file_otherwise() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-example"],
+    )?;
+    let smtp = SmtpSink::start(SmtpOptions::plain())?;
+    let live = dir.path().join("live");
+    // `allowed` sends its access request and then fails, so the step (and the request) is
+    // tried again every second; `by-hand` may not send mail.
+    let body = format!(
+        r#"
+[mail]
+relay = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "certvakt@apotek.example"
+
+[[certificate]]
+id = "allowed"
+cert = "{live}/allowed.pem"
+plugin = "example"
+plugin_mail = true
+[certificate.settings]
+common_name = "allowed.apotek.example"
+organisation = "Hjørring Apotek"
+test_mail_in = "issue"
+test_fail_in = "issue"
+
+[[certificate]]
+id = "by-hand"
+cert = "{live}/by-hand.pem"
+plugin = "example"
+[certificate.settings]
+common_name = "by-hand.apotek.example"
+organisation = "Hjørring Apotek"
+test_mail_in = "issue"
+"#,
+        port = smtp.port(),
+        live = live.display(),
+    );
+    let text = config_toml(dir.path(), "127.0.0.1:0", &body).replace(
+        "log_level = \"debug\"",
+        "log_level = \"debug\"\nretry_initial = \"1s\"\nretry_max = \"2s\"",
+    );
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, text)?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+
+    // The request was asked for three times: one mail, the same id each time.
+    let queued = eventually(WAIT, "three tries of allowed's issue", || {
+        let ids: Vec<String> = daemon
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split("test_mail_in: issue of allowed: queued ").nth(1))
+            .map(str::to_owned)
+            .collect();
+        (ids.len() >= 3).then_some(ids)
+    })
+    .with_context(|| daemon.log_text())?;
+    assert!(queued.iter().all(|id| id == &queued[0]), "{queued:?}");
+    let mails = smtp.wait_for(1, WAIT)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let mails_now = smtp.messages();
+    assert_eq!(
+        mails_now.len(),
+        1,
+        "{:?}",
+        mails_now.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    let mail = &mails[0];
+    assert_eq!(
+        mail.subject,
+        "Ansökan om behörighet för allowed — Region Västra Götaland"
+    );
+    assert_eq!(
+        mail.rcpt_tos,
+        ["access@region.example", "support@cgi.example"]
+    );
+    assert!(
+        mail.text
+            .as_deref()
+            .is_some_and(|t| t.contains("Åsa Öberg")),
+        "{:?}",
+        mail.text
+    );
+    assert_eq!(
+        mail.attachments
+            .iter()
+            .filter_map(|a| a.name.as_deref())
+            .collect::<Vec<_>>(),
+        ["ansokan.txt"]
+    );
+    assert_eq!(
+        mail.headers.get("X-Certvakt-Event").map(String::as_str),
+        Some("plugin_mail")
+    );
+
+    // Not allowed: a task carries the mail, ready to send, and the relay got nothing.
+    let task = eventually(WAIT, "by-hand's task", || {
+        daemon
+            .tasks()
+            .ok()?
+            .into_iter()
+            .find(|t| t.cert_id == "by-hand" && t.title.contains("access request"))
+    })?;
+    let eml = task
+        .files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".eml"))
+        .with_context(|| format!("no .eml among {:?}", task.files))?;
+    let eml = std::fs::read_to_string(eml)?;
+    assert!(eml.contains("To: access@region.example"), "{eml}");
+    assert!(eml.contains("ansokan.txt"), "{eml}");
+    assert!(
+        smtp.messages()
+            .iter()
+            .all(|m| !m.subject.contains("by-hand")),
+        "by-hand's mail went out"
+    );
     Ok(())
 }

@@ -46,6 +46,8 @@ struct Settings {
     test_task_in: Option<String>,
     #[serde(default)]
     test_fail_in: Option<String>,
+    #[serde(default)]
+    test_mail_in: Option<String>,
     /// Held for the whole call while a test hook is set (see `test_hooks`).
     #[serde(skip)]
     _call: Option<test_hooks::InFlight>,
@@ -99,6 +101,11 @@ impl Plugin for ExampleCa {
                     .example("\"register\""),
                 SettingDoc::optional("test_fail_in", "Test hook: the method that fails.")
                     .example("\"issue\""),
+                SettingDoc::optional(
+                    "test_mail_in",
+                    "Test hook: the method that has the host send an access request by mail.",
+                )
+                .example("\"issue\""),
             ],
         }
     }

@@ -8,6 +8,11 @@
 //! - `test_task_in = "<method>"`: that method opens a task through the host, logs the id the
 //!   host answered (`test_task_in: <method> of <id> opened task <task id>`), then goes on as
 //!   usual.
+//! - `test_mail_in = "<method>"`: that method asks the host to send an access request by mail
+//!   (to `access@region.example`, in Swedish, with an attachment) and logs the outcome
+//!   (`test_mail_in: <method> of <id>: queued <message id>`); when the host hands it to the
+//!   person instead, opens a task carrying the `.eml` file
+//!   (`…: for the person as <file>`).
 //! - `test_fail_in = "<method>"`: that method fails with a temporary error, after the hooks
 //!   above.
 //! - While any hook is set, each call counts itself per certificate in this process, from its
@@ -18,7 +23,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use certvakt_plugin_api::{CertificateContext, Completion, Host, PluginError, TaskSpec};
+use certvakt_plugin_api::{
+    CertificateContext, Completion, Host, Mail, MailAttachment, MailOutcome, PluginError, TaskFile,
+    TaskFileContent, TaskSpec,
+};
 
 use crate::Settings;
 
@@ -36,6 +44,7 @@ pub(crate) fn before_call(
     let hooked = settings.test_panic_in.is_some()
         || settings.test_delay_ms > 0
         || settings.test_task_in.is_some()
+        || settings.test_mail_in.is_some()
         || settings.test_fail_in.is_some();
     if !hooked {
         return Ok(None);
@@ -62,12 +71,55 @@ pub(crate) fn before_call(
             "test_task_in: {method} of {id} opened task {task_id}"
         ));
     }
+    if settings.test_mail_in.as_deref() == Some(method) {
+        send_access_request(host, id, method)?;
+    }
     if settings.test_fail_in.as_deref() == Some(method) {
         return Err(PluginError::temporary(format!(
             "test_fail_in asked {method} to fail"
         )));
     }
     Ok(Some(call))
+}
+
+/// The access request an authority wants by mail, as the Swedish eFrikort plugin will send it.
+fn send_access_request(host: &Host<'_>, id: &str, method: &str) -> Result<(), PluginError> {
+    let mail = Mail {
+        to: vec!["access@region.example".into()],
+        cc: vec!["support@cgi.example".into()],
+        reply_to: Some("it@apotek.example".into()),
+        subject: format!("Ansökan om behörighet för {id} — Region Västra Götaland"),
+        body: format!(
+            "Hej!\n\nVi ansöker om behörighet till eFrikort för {id}.\nMed vänliga hälsningar,\nÅsa Öberg\n"
+        ),
+        attachments: vec![MailAttachment {
+            name: "ansokan.txt".into(),
+            content_type: "text/plain".into(),
+            bytes: "HSA-id: SE2321000016-39KJ\n".as_bytes().to_vec(),
+        }],
+    };
+    match host.send_mail(mail)? {
+        MailOutcome::Queued { message_id } => {
+            host.info(format!(
+                "test_mail_in: {method} of {id}: queued {message_id}"
+            ));
+        }
+        MailOutcome::ForPerson { file_name, eml } => {
+            host.open_task(TaskSpec {
+                title: "Send the access request to the region".into(),
+                instructions: format!("Open {file_name} in your mail program and send it."),
+                files: vec![TaskFile {
+                    name: file_name.clone(),
+                    content: TaskFileContent::Base64(eml),
+                }],
+                completes_by: Completion::Confirm,
+            })?;
+            host.info(format!(
+                "test_mail_in: {method} of {id}: for the person as {file_name}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One call counted in [`CALLS_IN_FLIGHT`], until dropped (by a panic's unwinding too).
