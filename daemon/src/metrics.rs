@@ -247,7 +247,7 @@ impl Metrics {
         let notifications = IntCounterVec::new(
             Opts::new(
                 "certvakt_notifications_total",
-                "Attempts to deliver a notification, by channel (mail, webhook, command), event and result (sent; failed: retried later; undeliverable: given up, see certvakt status).",
+                "Attempts to deliver a notification, by channel (mail, webhook, command), event and result (sent; failed: retried later; undeliverable: given up, see certvakt status; dropped: undeliverable for 30 days).",
             ),
             &["channel", "event", "result"],
         )?;

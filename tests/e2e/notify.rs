@@ -574,3 +574,44 @@ test_mail_in = "issue"
     );
     Ok(())
 }
+
+#[test]
+fn a_route_removed_by_a_reload_takes_its_undelivered_messages_with_it() -> Result<()> {
+    let site = Site::new(WEBHOOK_ROUTE)?;
+    std::fs::write(&site.secret_file, "not the shared secret")?;
+    let daemon = site.start()?;
+    open_task(&daemon)?;
+    eventually(WAIT, "the delivery to be given up", || {
+        let (_, status) = daemon.status().ok()?;
+        (!status.notifications.undeliverable.is_empty()).then_some(())
+    })?;
+    let config = std::fs::read_to_string(&site.setup.config)?;
+    let route = WEBHOOK_ROUTE
+        .replace("{webhook}", &site.hooks.url("/certvakt"))
+        .replace("{secret}", &site.secret_file.display().to_string());
+    ensure!(
+        config.contains(route.trim()),
+        "the route is not in the configuration"
+    );
+    std::fs::write(&site.setup.config, config.replace(route.trim(), ""))?;
+    let out = daemon.cli(&["reload"])?;
+    ensure!(out.status.success(), "reload: {}", stderr(&out));
+    let status = eventually(WAIT, "the outbox to forget the route", || {
+        let (_, status) = daemon.status().ok()?;
+        status
+            .notifications
+            .undeliverable
+            .is_empty()
+            .then_some(status)
+    })?;
+    assert_eq!(status.notifications.routes, 0);
+    assert_eq!(status.notifications.pending, 0);
+    assert!(
+        daemon
+            .log_text()
+            .contains("route tickets is no longer configured; its undelivered message is dropped"),
+        "{}",
+        daemon.log_text()
+    );
+    Ok(())
+}

@@ -10,7 +10,8 @@
 //!   (journal, `certvakt status`), and starts with an empty outbox.
 //! - Attempts back off: 5 s after the first failure, doubling to at most 30 minutes; after
 //!   `retry_for` a delivery is undeliverable (kept, shown, counted; `certvakt notify retry`
-//!   tries it again).
+//!   tries it again); 30 days later it is dropped, said in the journal and counted. A
+//!   delivery whose route was removed from the configuration is dropped at the reload.
 
 use std::path::{Path, PathBuf};
 

@@ -40,6 +40,8 @@ pub const LOOK_EVERY: Duration = Duration::from_secs(2);
 const PARALLEL: usize = 4;
 /// At most this many bytes of files are attached to one message; the rest are named in it.
 const ATTACH_LIMIT: u64 = 4 * 1024 * 1024;
+/// How long an undeliverable message is kept after it was given up on.
+const KEEP_UNDELIVERABLE: i64 = 30 * 86_400;
 /// The route name of a plugin's own mail.
 pub const PLUGIN_MAIL_ROUTE: &str = "plugin-mail";
 
@@ -214,6 +216,7 @@ impl Sender {
             if tokio::time::Instant::now() >= next_look {
                 next_look = tokio::time::Instant::now() + LOOK_EVERY;
                 self.take_look().await;
+                self.expire_undeliverable(crate::now_unix());
             }
             if self.dirty {
                 self.save().await;
@@ -369,6 +372,52 @@ impl Sender {
         }
     }
 
+    /// A route the operator removed takes its undelivered messages with it (said in the
+    /// journal); a plugin's own mail has no route and stays.
+    fn drop_removed_routes(&mut self) {
+        let config = self.config.clone();
+        let before = self.state.queue.len();
+        self.state.queue.retain(|d| {
+            let keep = d.envelope.is_some() || config.notify.iter().any(|r| r.name == d.route);
+            if !keep {
+                log::warn!(
+                    route = d.route.as_str(), notify_id = d.id.as_str();
+                    "route {} is no longer configured; its undelivered message is dropped: {}",
+                    d.route, d.message.subject
+                );
+            }
+            keep
+        });
+        if self.state.queue.len() != before {
+            self.dirty = true;
+        }
+    }
+
+    /// Undeliverable messages are kept for [`KEEP_UNDELIVERABLE`] after they were given up
+    /// on (status shows them, `notify retry` sends them again), then dropped with a line in
+    /// the journal and a count in the metrics.
+    fn expire_undeliverable(&mut self, now: i64) {
+        let metrics = self.metrics.clone();
+        let before = self.state.queue.len();
+        self.state.queue.retain(|d| {
+            let expired = d
+                .gave_up_at
+                .is_some_and(|at| now - at >= KEEP_UNDELIVERABLE);
+            if expired {
+                log::error!(
+                    route = d.route.as_str(), notify_id = d.id.as_str();
+                    "notification dropped after {} days undeliverable: {}",
+                    KEEP_UNDELIVERABLE / 86_400, d.message.subject
+                );
+                metrics.observe_notification(&d.channel, d.message.event.as_str(), "dropped");
+            }
+            !expired
+        });
+        if self.state.queue.len() != before {
+            self.dirty = true;
+        }
+    }
+
     async fn save(&mut self) {
         let outbox = self.outbox.clone();
         let state = self.state.clone();
@@ -513,7 +562,10 @@ impl Sender {
                 }
                 let _ = reply.send(n);
             }
-            Request::Reconfigure(config) => self.config = config,
+            Request::Reconfigure(config) => {
+                self.config = config;
+                self.drop_removed_routes();
+            }
             Request::PluginMail {
                 message,
                 envelope,
