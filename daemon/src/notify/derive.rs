@@ -165,7 +165,9 @@ pub fn due(
         let expires = cert
             .not_after
             .map(|t| format!("{} ({})", format_time(t), format_left(t - now)))
-            .unwrap_or_else(|| "unknown (no certificate in use yet, or its file cannot be read)".into());
+            .unwrap_or_else(|| {
+                "unknown (no certificate in use yet, or its file cannot be read)".into()
+            });
         for task in &cert.tasks {
             let make = |count: u32| {
                 let (event, prefix) = if count == 1 {
