@@ -252,6 +252,11 @@ mod tests {
             sniff_der(b"\x30\x77\x02\x01\x01\x04\x20"),
             DerKind::PrivateKey
         );
+        // BER, as Windows and older Java write PKCS#12: indefinite lengths.
+        assert_eq!(
+            sniff_der(b"\x30\x80\x02\x01\x03\x30\x80\x06\x09"),
+            DerKind::Pkcs12
+        );
         assert_eq!(sniff_der(b"hello world"), DerKind::Unknown);
         assert_eq!(sniff_der(b""), DerKind::Unknown);
     }

@@ -28,6 +28,8 @@
 //! - [`cli`]: the operator's command line; [`daemon_cli`]: `certvaktd`'s.
 //! - [`certfile`]: certificate files as bytes (PEM, DER, PKCS#12 sniffing), below both the
 //!   inventory and `keys`.
+//! - [`ber`]: BER → DER for the PKCS#12 bundles Windows and older Java write, before
+//!   p12-keystore reads them.
 //! - [`duration`]: durations in configuration files (the SDK's parser).
 //! - [`human_time`]: times and spans as operators read them.
 //! - [`httpd`]: the small HTTP server behind `/metrics` and the http-01 responder.
@@ -36,6 +38,7 @@
 //!   clean environment, stdin fed, bounded in time and output.
 //! - [`watcher`]: inotify on watched folders and renewal inboxes.
 
+pub mod ber;
 pub mod bounded;
 pub mod certfile;
 pub mod cli;

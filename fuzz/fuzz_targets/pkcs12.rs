@@ -7,6 +7,25 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (password, bytes) = certvakt_fuzz::first_line(data, 64);
+    // The BER normaliser both readers call first: what it gives is DER, so it gives it back
+    // unchanged and uncopied.
+    if let Some(der) = certvakt::ber::to_der(bytes) {
+        match certvakt::ber::to_der(&der) {
+            Some(std::borrow::Cow::Borrowed(again)) => {
+                assert_eq!(again, &*der, "DER comes back as the same bytes");
+            }
+            other => panic!("the normaliser's DER is not a fixed point: {other:?}"),
+        }
+        show(format_args!(
+            "ber: {} bytes, {}",
+            der.len(),
+            if matches!(der, std::borrow::Cow::Borrowed(_)) {
+                "already DER"
+            } else {
+                "rewritten"
+            }
+        ));
+    }
     match certvakt::keys::read_pkcs12(bytes, &password) {
         Ok(contents) => {
             assert!(

@@ -16,6 +16,7 @@ mod manpages;
 mod monitor;
 mod monitoring;
 mod notify;
+mod pkcs12_ber;
 mod renewal;
 mod service;
 mod surface;

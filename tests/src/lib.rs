@@ -3,6 +3,7 @@
 //! - [`ca`]: [`TestCa`], test certificate authorities named like the Nordic issuers.
 //! - [`leaf`]: [`LeafSpec`] for OCES3, OCES2, SITHS, DVV, SEID 2, SEID 1 and TLS-shaped
 //!   certificates, and [`IssuedCert`] with its PEM / DER / PKCS#12 writers.
+//! - [`ber`]: a DER PKCS#12 bundle re-encoded with BER, as Windows and older Java write it.
 //! - [`badfiles`]: the broken files an inventory meets (empty, garbage, truncated, key only,
 //!   directory, symlink loop, huge, unreadable).
 //! - [`harness`]: driving the real `certvaktd` and `certvakt` binaries (tests, demo).
@@ -25,6 +26,7 @@
 
 pub mod ari;
 pub mod badfiles;
+pub mod ber;
 pub mod ca;
 pub mod exampleca;
 pub mod fmk;

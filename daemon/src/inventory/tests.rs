@@ -518,6 +518,66 @@ fn pkcs12_with_right_wrong_and_missing_password() {
     );
 }
 
+#[test]
+fn pkcs12_written_with_ber_is_listed_with_its_password_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(CaShape::BuypassSeid2).expect("ca");
+    let c = ca
+        .issue(&LeafSpec::seid2("100101696", "TESTVIRKSOMHET").key_type(KeyType::EcP256))
+        .expect("issue");
+    let der = c.pkcs12_bytes("passord").expect("p12");
+    let ber = certvakt_testkit::ber::pkcs12_to_ber(&der).expect("ber");
+    let bundle = dir.path().join("windows.p12");
+    fs::write(&bundle, &ber).expect("write");
+    let password_file = dir.path().join("windows.pass");
+    fs::write(&password_file, "passord\n").expect("write");
+    let wrong = dir.path().join("wrong.pass");
+    fs::write(&wrong, "ikke-passord\n").expect("write");
+    let cut = dir.path().join("cut.p12");
+    fs::write(&cut, &ber[..ber.len() - 2]).expect("write");
+
+    let mut scanner = Scanner::default();
+    let inv = scanner.scan(&[
+        with_password(managed("nhn", &bundle, None), &password_file),
+        with_password(managed("nhn-wrong", &bundle, None), &wrong),
+        with_password(managed("nhn-cut", &cut, None), &password_file),
+    ]);
+
+    // The same certificates as the DER bundle's, in the same order.
+    let (_, from_der) = parse_certificates(&der, Some("passord")).expect("DER");
+    assert_eq!(from_der.len(), 3);
+    let ids = ["nhn", "nhn#1", "nhn#2"];
+    for (id, want) in ids.iter().zip(&from_der) {
+        let e = entry(&inv, id);
+        assert_eq!(e.format, "pkcs12");
+        assert_eq!(&*e.cert, want, "{id}");
+    }
+    assert_eq!(
+        entry(&inv, "nhn").cert.identities,
+        vec![NordicIdentity::NoOrgNumber {
+            orgnr: "100101696".into(),
+            seid: 2
+        }]
+    );
+
+    let of = |id: &str| {
+        inv.problems
+            .iter()
+            .find(|p| p.id == id)
+            .unwrap_or_else(|| panic!("no problem for {id}: {:#?}", inv.problems))
+    };
+    assert_eq!(of("nhn-wrong").kind, ProblemKind::Pkcs12Password);
+    assert!(of("nhn-wrong").message.contains("does not open"));
+    assert_eq!(of("nhn-cut").kind, ProblemKind::Malformed);
+    assert!(
+        of("nhn-cut")
+            .message
+            .contains("is a damaged PKCS#12 bundle"),
+        "{}",
+        of("nhn-cut").message
+    );
+}
+
 // ----- scanning -----
 
 #[test]

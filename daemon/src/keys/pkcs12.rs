@@ -69,9 +69,13 @@ pub fn write_pkcs12(
 /// of the chain. The leaf is the certificate paired with the key by localKeyId, or, in bundles
 /// without that attribute, the one with the key's public key; a key that belongs to none of
 /// the certificates is an error. Without a key, the leaf is the first certificate that is not
-/// a CA. Legacy bundles (3DES, RC2) are read too.
+/// a CA. Legacy bundles (3DES, RC2) are read too, and so are bundles written with BER
+/// (Windows, older Java), through [`crate::ber::to_der`].
 pub fn read_pkcs12(bytes: &[u8], password: &str) -> Result<Pkcs12Contents, KeyError> {
-    let archive = Pkcs12Archive::from_pkcs12(bytes, password).map_err(|e| match e {
+    // Input the normaliser cannot read goes to p12-keystore as it is, which says what is wrong.
+    let der = crate::ber::to_der(bytes);
+    let der = der.as_deref().unwrap_or(bytes);
+    let archive = Pkcs12Archive::from_pkcs12(der, password).map_err(|e| match e {
         P12Error::MacError(_) | P12Error::UnpadError | P12Error::Pkcs5Error(_) => {
             KeyError::Pkcs12Password
         }

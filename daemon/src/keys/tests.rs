@@ -1086,6 +1086,166 @@ fn pkcs12_from_openssl_and_a_mismatched_bundle() {
     );
 }
 
+/// `read_pkcs12`'s result compared with the DER bundle's (the key by its public key).
+fn same_contents(a: &Pkcs12Contents, b: &Pkcs12Contents) -> bool {
+    a.key.as_ref().map(PrivateKey::public_key_raw) == b.key.as_ref().map(PrivateKey::public_key_raw)
+        && a.leaf_der == b.leaf_der
+        && a.chain_der == b.chain_der
+}
+
+#[test]
+fn pkcs12_written_with_ber_as_windows_does_is_read() {
+    let key = generate(KeyAlgorithm::Rsa2048).expect("key");
+    let issued = issue(&key);
+    let d = issued.dir.path();
+    let password = "Vinter-2026";
+    let der = write_pkcs12(
+        &key,
+        &issued.leaf_der,
+        std::slice::from_ref(&issued.ca_der),
+        password,
+        "Buypass",
+    )
+    .expect("write");
+    let ber = certvakt_testkit::ber::pkcs12_to_ber(&der).expect("ber");
+    assert_ne!(ber, *der);
+    let path = write(d, "windows.p12", &ber);
+
+    // It is BER, and OpenSSL opens it with its password (and verifies the MAC) ...
+    let asn1 = openssl(&["asn1parse", "-inform", "DER", "-in", p(&path)]);
+    assert!(
+        asn1.lines().next().is_some_and(|l| l.contains("l=inf")),
+        "{asn1}"
+    );
+    assert!(asn1.contains("cons: OCTET STRING"), "{asn1}");
+    let chunks = asn1.matches("prim: OCTET STRING").count();
+    assert!(chunks >= 3, "the authSafe is in 1000-byte chunks:\n{asn1}");
+    let passin = format!("pass:{password}");
+    let info = openssl(&[
+        "pkcs12",
+        "-in",
+        p(&path),
+        "-nokeys",
+        "-info",
+        "-passin",
+        &passin,
+    ]);
+    assert!(info.contains("MAC: sha256"), "{info}");
+    assert!(info.contains("subject=CN = leaf.example"), "{info}");
+    let (ok, text) = openssl_status(&[
+        "pkcs12",
+        "-in",
+        p(&path),
+        "-nokeys",
+        "-info",
+        "-passin",
+        "pass:Sommer-2025",
+    ]);
+    assert!(!ok, "openssl must refuse the wrong password: {text}");
+
+    // ... and so do we: the same key, leaf and chain as from the DER bundle.
+    let from_der = read_pkcs12(&der, password).expect("DER");
+    let from_ber = read_pkcs12(&ber, password).expect("BER");
+    assert!(from_ber.key.is_some());
+    assert!(same_contents(&from_ber, &from_der), "{from_ber:?}");
+    assert_eq!(from_ber.leaf_der, issued.leaf_der);
+    assert_eq!(from_ber.chain_der, vec![issued.ca_der.clone()]);
+    // The envelope was all that changed: normalised, it is the DER bundle again.
+    assert_eq!(crate::ber::to_der(&ber).as_deref(), Some(&der[..]));
+
+    assert_eq!(
+        read_pkcs12(&ber, "Sommer-2025").expect_err("wrong password"),
+        KeyError::Pkcs12Password
+    );
+    // The MAC is checked over the joined chunks: a flipped byte in the middle of one fails it.
+    let first_chunk = ber
+        .windows(6)
+        .position(|w| w == b"\x24\x80\x04\x82\x03\xe8")
+        .expect("a constructed OCTET STRING of 1000-byte chunks")
+        + 6;
+    let mut tampered = ber.clone();
+    tampered[first_chunk + 500] ^= 0x01;
+    assert!(crate::ber::to_der(&tampered).is_some(), "still BER");
+    assert_eq!(
+        read_pkcs12(&tampered, password).expect_err("tampered"),
+        KeyError::Pkcs12Password
+    );
+    for cut in [ber.len() / 2, ber.len() - 2, 40] {
+        let err = read_pkcs12(&ber[..cut], password).expect_err("cut off");
+        assert!(
+            matches!(err, KeyError::Pkcs12Damaged(_)),
+            "cut at {cut}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn pkcs12_from_openssls_legacy_path_is_read_der_and_ber() {
+    let key = generate(KeyAlgorithm::Rsa2048).expect("key");
+    let issued = issue(&key);
+    let d = issued.dir.path();
+    let key_path = write(d, "key.pem", &*key.to_pkcs8_pem());
+    let leaf_path = write(
+        d,
+        "leaf.crt",
+        pem_certificates(std::slice::from_ref(&issued.leaf_der)),
+    );
+    let ca_path = write(
+        d,
+        "ca.crt",
+        pem_certificates(std::slice::from_ref(&issued.ca_der)),
+    );
+    let p12_path = d.join("legacy.p12");
+    // What OpenSSL 1.x wrote by default: 3DES for the key, RC2-40 for the certificates, a
+    // SHA-1 MAC (OpenSSL 3 needs its legacy provider for RC2).
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-legacy",
+        "-inkey",
+        p(&key_path),
+        "-in",
+        p(&leaf_path),
+        "-certfile",
+        p(&ca_path),
+        "-name",
+        "Commfides",
+        "-passout",
+        "pass:gammel",
+        "-out",
+        p(&p12_path),
+    ]);
+    let info = openssl(&[
+        "pkcs12",
+        "-legacy",
+        "-in",
+        p(&p12_path),
+        "-nokeys",
+        "-info",
+        "-passin",
+        "pass:gammel",
+    ]);
+    assert!(info.contains("MAC: sha1"), "{info}");
+    assert!(info.contains("pbeWithSHA1And40BitRC2-CBC"), "{info}");
+    assert!(info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{info}");
+
+    let der = read(&p12_path);
+    let ber = certvakt_testkit::ber::pkcs12_to_ber(&der).expect("ber");
+    for bytes in [&der, &ber] {
+        let contents = read_pkcs12(bytes, "gammel").expect("read");
+        assert_eq!(
+            contents.key.as_ref().map(PrivateKey::public_key_raw),
+            Some(key.public_key_raw())
+        );
+        assert_eq!(contents.leaf_der, issued.leaf_der);
+        assert_eq!(contents.chain_der, vec![issued.ca_der.clone()]);
+        assert_eq!(
+            read_pkcs12(bytes, "ny").expect_err("wrong password"),
+            KeyError::Pkcs12Password
+        );
+    }
+}
+
 #[test]
 fn certificate_chains_are_read_from_pem_and_der() {
     let key = generate(KeyAlgorithm::EcP256).expect("key");

@@ -260,6 +260,11 @@ fn certificates(seeds: &mut Seeds) -> Result<()> {
         with_password.extend(bundle.iter());
         seeds.add("pkcs12", &format!("leaf-{n}.p12"), with_password)?;
         seeds.add("cert_file", &format!("leaf-{n}.p12"), bundle.as_slice())?;
+        // The same bundle in BER, as Windows and older Java write it.
+        let ber = certvakt_testkit::ber::pkcs12_to_ber(&bundle)?;
+        let mut with_password = b"fuzz password\n".to_vec();
+        with_password.extend(&ber);
+        seeds.add("pkcs12", &format!("leaf-{n}-ber.p12"), with_password)?;
     }
     // Bundles without a MAC and with bags in the clear (valid PKCS#12, and what lets the
     // fuzzer change the bags: a mutated MACed bundle stops at its MAC).
@@ -294,9 +299,13 @@ fn certificates(seeds: &mut Seeds) -> Result<()> {
         ("clear-certificates.p12", certificates_only),
     ] {
         seeds.add("cert_file", name, &bundle)?;
+        let ber = certvakt_testkit::ber::pkcs12_to_ber(&bundle)?;
         let mut with_password = b"\n".to_vec();
         with_password.extend(bundle);
         seeds.add("pkcs12", name, with_password)?;
+        let mut with_password = b"\n".to_vec();
+        with_password.extend(ber);
+        seeds.add("pkcs12", &name.replace(".p12", "-ber.p12"), with_password)?;
     }
     // A MitID Erhverv download, as `certvakt import` gets it.
     let mitid = certvakt_testkit::mitid::MitIdErhverv::new()?;
