@@ -164,8 +164,9 @@ systemctl daemon-reload
 must "the service that uses the certificate runs" systemctl start shop-web.service
 must "certvakt-reload@shop-web.service.path is enabled and watching" \
   systemctl enable --now certvakt-reload@shop-web.service.path
+# The unit's ExecReload signals the daemon (SIGHUP), which then applies the file: wait for it.
 must "systemctl reload certvakt applies the new certificate entry" \
-  bash -c 'systemctl reload certvakt && certvakt show shop'
+  bash -c 'systemctl reload certvakt && wait_for 20 certvakt show shop'
 must "certvakt renew shop --force opens the manual order task" bash -c '
   csr=/var/lib/certvakt/certs/shop/outbox/*/request.csr
   certvakt renew shop --force && wait_for 30 compgen -G "$csr" && cp $csr '"$work"'/new.csr'
