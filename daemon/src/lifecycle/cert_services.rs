@@ -249,14 +249,20 @@ impl CertServices {
     }
 
     /// Makes the plugin's key `name` if it does not exist (0600, atomically: a crash leaves
-    /// the old file or none, never half a key), and answers its public half.
+    /// the old file or none, never half a key), and answers its public half. Calls about
+    /// several certificates run at once and share keys (an ACME account key): looking and
+    /// making happen under one lock, so one key is made and every caller gets that one.
     fn plugin_key(&self, name: &str, algorithm: KeyAlgorithm) -> HostResponse {
+        static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let Some(path) = self.plugin_key_path(name) else {
             return error(
                 HostErrorKind::Invalid,
                 format!("`{name}` is not a valid plugin key name (letters, digits, '.', '_', '-')"),
             );
         };
+        let _making = MAKING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let existing = match crate::bounded::read(&path, crate::bounded::KEY_FILE_LIMIT) {
             Ok(bytes) => Some(zeroize::Zeroizing::new(bytes)),
             Err(e) if e.is_not_found() => None,
@@ -494,6 +500,57 @@ mod tests {
             data: vec![1],
         }));
         assert!(matches!(unknown, HostResponse::Error(_)), "{unknown:?}");
+    }
+}
+
+#[cfg(test)]
+mod plugin_key_race_tests {
+    use super::*;
+
+    /// Several certificates of one plugin renewing at once ask for the same shared key (an
+    /// ACME account key) in the same moment: one key is made, and every caller gets its public
+    /// half, the one on disk.
+    #[test]
+    fn calls_that_race_for_a_new_plugin_key_all_get_the_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys_dir = dir.path().join(".keys");
+        let answers: Vec<(Vec<u8>, bool)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..8)
+                .map(|n| {
+                    let keys_dir = keys_dir.clone();
+                    let cert = dir.path().join(format!("site-{n}"));
+                    scope.spawn(move || {
+                        let services = CertServices::new(
+                            BasicServices::new("acme", format!("site-{n}"), cert),
+                            KeyFiles {
+                                plugin_keys: Some(keys_dir),
+                                ..KeyFiles::default()
+                            },
+                            TaskIds::default(),
+                        );
+                        match services.handle(HostRequest::PluginKey {
+                            name: "account".into(),
+                            algorithm: KeyAlgorithm::EcP256,
+                        }) {
+                            HostResponse::PluginKey {
+                                public_key,
+                                created,
+                            } => (public_key, created),
+                            other => panic!("call {n}: {other:?}"),
+                        }
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let on_disk = PrivateKey::from_bytes(&std::fs::read(keys_dir.join("account.pem")).unwrap())
+            .unwrap()
+            .public_key_raw();
+        assert!(
+            answers.iter().all(|(public, _)| *public == on_disk),
+            "a caller got a key that is not the one kept"
+        );
+        assert_eq!(answers.iter().filter(|(_, created)| *created).count(), 1);
     }
 }
 
