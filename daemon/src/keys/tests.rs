@@ -1010,35 +1010,8 @@ fn pkcs12_from_openssl_and_a_mismatched_bundle() {
     let key = generate(KeyAlgorithm::EcP384).expect("key");
     let issued = issue(&key);
     let d = issued.dir.path();
-    let key_path = write(d, "key.pem", &*key.to_pkcs8_pem());
-    let leaf_path = write(
-        d,
-        "leaf.crt",
-        pem_certificates(std::slice::from_ref(&issued.leaf_der)),
-    );
-    let ca_path = write(
-        d,
-        "ca.crt",
-        pem_certificates(std::slice::from_ref(&issued.ca_der)),
-    );
-    let p12_path = d.join("openssl.p12");
     // As an authority's portal would make it; OpenSSL 3 defaults (AES-256, SHA-256 MAC).
-    openssl(&[
-        "pkcs12",
-        "-export",
-        "-inkey",
-        p(&key_path),
-        "-in",
-        p(&leaf_path),
-        "-certfile",
-        p(&ca_path),
-        "-name",
-        "Buypass",
-        "-passout",
-        "pass:levering",
-        "-out",
-        p(&p12_path),
-    ]);
+    let p12_path = openssl_bundle(&key, &issued, "openssl.p12", "Buypass", "levering", &[]);
     let contents = read_pkcs12(&read(&p12_path), "levering").expect("read");
     let loaded = contents.key.expect("the bundle has a key");
     assert_eq!(loaded.algorithm(), KeyAlgorithm::EcP384);
@@ -1053,9 +1026,9 @@ fn pkcs12_from_openssl_and_a_mismatched_bundle() {
         "-export",
         "-nokeys",
         "-in",
-        p(&leaf_path),
+        p(&d.join("leaf.crt")),
         "-certfile",
-        p(&ca_path),
+        p(&d.join("ca.crt")),
         "-passout",
         "pass:x",
         "-out",
@@ -1183,38 +1156,16 @@ fn pkcs12_written_with_ber_as_windows_does_is_read() {
 fn pkcs12_from_openssls_legacy_path_is_read_der_and_ber() {
     let key = generate(KeyAlgorithm::Rsa2048).expect("key");
     let issued = issue(&key);
-    let d = issued.dir.path();
-    let key_path = write(d, "key.pem", &*key.to_pkcs8_pem());
-    let leaf_path = write(
-        d,
-        "leaf.crt",
-        pem_certificates(std::slice::from_ref(&issued.leaf_der)),
-    );
-    let ca_path = write(
-        d,
-        "ca.crt",
-        pem_certificates(std::slice::from_ref(&issued.ca_der)),
-    );
-    let p12_path = d.join("legacy.p12");
     // What OpenSSL 1.x wrote by default: 3DES for the key, RC2-40 for the certificates, a
     // SHA-1 MAC (OpenSSL 3 needs its legacy provider for RC2).
-    openssl(&[
-        "pkcs12",
-        "-export",
-        "-legacy",
-        "-inkey",
-        p(&key_path),
-        "-in",
-        p(&leaf_path),
-        "-certfile",
-        p(&ca_path),
-        "-name",
+    let p12_path = openssl_bundle(
+        &key,
+        &issued,
+        "legacy.p12",
         "Commfides",
-        "-passout",
-        "pass:gammel",
-        "-out",
-        p(&p12_path),
-    ]);
+        "gammel",
+        &["-legacy"],
+    );
     let info = openssl(&[
         "pkcs12",
         "-legacy",
@@ -1285,4 +1236,48 @@ fn certificate_chains_are_read_from_pem_and_der() {
     let bundle = write_pkcs12(&key, &issued.leaf_der, &[], "x", "leaf").expect("bundle");
     assert!(problem(&bundle).starts_with("file is a PKCS#12 bundle"));
     assert!(problem(&issued.leaf_der[..200]).contains("damaged"));
+}
+
+/// `openssl pkcs12 -export` of `key`, its certificate and the CA as `file` in the issued
+/// folder, with `extra` options (e.g. `-legacy`).
+fn openssl_bundle(
+    key: &PrivateKey,
+    issued: &Issued,
+    file: &str,
+    name: &str,
+    password: &str,
+    extra: &[&str],
+) -> std::path::PathBuf {
+    let d = issued.dir.path();
+    let key_path = write(d, "key.pem", &*key.to_pkcs8_pem());
+    let leaf_path = write(
+        d,
+        "leaf.crt",
+        pem_certificates(std::slice::from_ref(&issued.leaf_der)),
+    );
+    let ca_path = write(
+        d,
+        "ca.crt",
+        pem_certificates(std::slice::from_ref(&issued.ca_der)),
+    );
+    let p12_path = d.join(file);
+    let passout = format!("pass:{password}");
+    let mut args = vec!["pkcs12", "-export"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "-inkey",
+        p(&key_path),
+        "-in",
+        p(&leaf_path),
+        "-certfile",
+        p(&ca_path),
+        "-name",
+        name,
+        "-passout",
+        &passout,
+        "-out",
+        p(&p12_path),
+    ]);
+    openssl(&args);
+    p12_path
 }
