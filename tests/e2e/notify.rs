@@ -549,6 +549,9 @@ test_mail_in = "issue"
         mail.headers.get("X-Certvakt-Event").map(String::as_str),
         Some("plugin_mail")
     );
+    // Answers go to the pharmacy's IT, as the plugin asked.
+    let raw = String::from_utf8_lossy(&mail.raw);
+    assert!(raw.contains("\r\nReply-To: it@apotek.example\r\n"), "{raw}");
 
     // Not allowed: a task carries the mail, ready to send, and the relay got nothing.
     let task = eventually(WAIT, "by-hand's task", || {
@@ -565,6 +568,7 @@ test_mail_in = "issue"
         .with_context(|| format!("no .eml among {:?}", task.files))?;
     let eml = std::fs::read_to_string(eml)?;
     assert!(eml.contains("To: access@region.example"), "{eml}");
+    assert!(eml.contains("Reply-To: it@apotek.example"), "{eml}");
     assert!(eml.contains("ansokan.txt"), "{eml}");
     assert!(
         smtp.messages()

@@ -42,6 +42,7 @@ pub(super) async fn attempt(
             from: &from,
             to: &envelope.to,
             cc: &envelope.cc,
+            reply_to: envelope.reply_to.as_deref(),
         };
         return channels::mail::send(
             &config.mail,
@@ -81,6 +82,7 @@ async fn send_by(
                 from: &from,
                 to,
                 cc,
+                reply_to: None,
             };
             channels::mail::send(
                 &config.mail,

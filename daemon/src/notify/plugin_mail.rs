@@ -128,6 +128,7 @@ impl crate::plugin_host::MailOut for PluginMailer {
             from: &from,
             to: &mail.to,
             cc: &mail.cc,
+            reply_to: mail.reply_to.as_deref(),
         };
         let eml = render(
             &message,

@@ -52,6 +52,8 @@ pub struct Envelope<'a> {
     pub from: &'a str,
     pub to: &'a [String],
     pub cc: &'a [String],
+    /// Where answers go, when not to `from` (a plugin's mail to an authority: the pharmacy's IT).
+    pub reply_to: Option<&'a str>,
 }
 
 /// `X-Certvakt-Event: <event>`.
@@ -117,6 +119,9 @@ fn build(
         let to = mailbox(to, "recipient (`to`)")?;
         recipients.push(to.email.clone());
         builder = builder.to(to);
+    }
+    if let Some(reply_to) = envelope.reply_to {
+        builder = builder.reply_to(mailbox(reply_to, "reply address (`reply_to`)")?);
     }
     for cc in envelope.cc {
         let cc = mailbox(cc, "recipient (`cc`)")?;

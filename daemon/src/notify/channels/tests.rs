@@ -138,6 +138,7 @@ async fn send_mail(section: &MailSection, fixture: &MailFixture) -> Result<Strin
         from: "Certvakt på apotek <certvakt@apotek.example>",
         to: &to,
         cc: &cc,
+        reply_to: None,
     };
     mail::send(
         section,
@@ -456,6 +457,7 @@ fn render_refuses_bad_addresses_by_name() {
         from: "certvakt@apotek.example",
         to: &to,
         cc: &[],
+        reply_to: None,
     };
     let text = match mail::render(&message(), &envelope, "x@y") {
         Err(SendError::Permanent(text)) => text,
@@ -469,6 +471,7 @@ fn render_refuses_bad_addresses_by_name() {
         from: "nobody",
         to: &to,
         cc: &[],
+        reply_to: None,
     };
     let text = match mail::render(&message(), &envelope, "x@y") {
         Err(SendError::Permanent(text)) => text,
@@ -480,6 +483,7 @@ fn render_refuses_bad_addresses_by_name() {
         from: "certvakt@apotek.example",
         to: &[],
         cc: &[],
+        reply_to: None,
     };
     assert!(matches!(
         mail::render(&message(), &envelope, "x@y"),
@@ -494,6 +498,7 @@ fn render_is_the_same_mail_at_every_attempt_but_its_boundaries() {
         from: "certvakt@apotek.example",
         to: &to,
         cc: &[],
+        reply_to: None,
     };
     let mut msg = message();
     msg.attachments.clear();
@@ -871,6 +876,7 @@ async fn a_relay_that_never_answers_is_transient_at_the_timeout() {
         from: "certvakt@apotek.example",
         to: &to,
         cc: &cc,
+        reply_to: None,
     };
     let started = Instant::now();
     let result = mail::send(
@@ -915,6 +921,7 @@ async fn a_pem_chain_with_bare_line_feeds_arrives_whole() {
         from: "certvakt@apotek.example",
         to: &to,
         cc: &cc,
+        reply_to: None,
     };
     mail::send(
         &section,
