@@ -269,7 +269,8 @@ fn a_relay_that_is_down_delays_the_mail_across_a_kill_9_and_it_arrives_once() ->
             .log_text()
             .contains("notification not sent yet (attempt 1)")
             .then_some(())
-    })?;
+    })
+    .with_context(|| daemon.log_text())?;
     let (code, status) = daemon.status()?;
     assert_eq!(
         status.notifications.pending, 1,

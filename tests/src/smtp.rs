@@ -188,6 +188,9 @@ pub struct SmtpSink {
     folder: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// While stopped: the port, bound but not listening, so connections to it are refused
+    /// and no other test's server can take it meanwhile.
+    held: Option<socket2::Socket>,
 }
 
 impl SmtpSink {
@@ -241,6 +244,7 @@ impl SmtpSink {
             folder,
             port: 0,
             child: None,
+            held: None,
         };
         sink.spawn()?;
         Ok(sink)
@@ -319,17 +323,21 @@ impl SmtpSink {
         }
     }
 
-    /// Kills the server; its port refuses connections until [`SmtpSink::start_again`].
+    /// Kills the server; its port refuses connections until [`SmtpSink::start_again`], and
+    /// stays ours: it is held bound (not listening), so another server started meanwhile by
+    /// a test running beside this one cannot take it and answer in the sink's place.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.held = hold_port(self.port);
         }
     }
 
     /// Starts the server again on the same port and folder (mails kept, numbering goes on).
     pub fn start_again(&mut self) -> Result<()> {
         self.stop();
+        self.held = None;
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.dir.path().join("config.json"))?)?;
         config["port"] = self.port.into();
@@ -402,6 +410,17 @@ impl SmtpSink {
             tail.join("\n")
         )
     }
+}
+
+/// Binds 127.0.0.1:`port` without listening (address reuse on, as the server's own socket
+/// had it): connections get a reset, and no one else can bind the port.
+fn hold_port(port: u16) -> Option<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.bind(&address.into()).ok()?;
+    Some(socket)
 }
 
 impl Drop for SmtpSink {
