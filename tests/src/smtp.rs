@@ -425,7 +425,11 @@ fn hold_port(port: u16) -> Option<socket2::Socket> {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.stop();
+        // Gone for good: the port is not held.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

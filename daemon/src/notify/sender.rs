@@ -54,7 +54,10 @@ pub enum Request {
         reply: oneshot::Sender<Result<Vec<TestResult>, String>>,
     },
     /// Try the undeliverable messages again.
-    Retry { reply: oneshot::Sender<usize> },
+    /// Answered once the outbox saying so is on disk.
+    Retry {
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
     /// The configuration was reloaded.
     Reconfigure(Arc<Config>),
     /// A plugin's own mail (to an authority): queued, answered once on disk.
@@ -162,6 +165,7 @@ pub fn start(
         problem: None,
         in_flight: BTreeSet::new(),
         waiting_for_save: Vec::new(),
+        retries_waiting: Vec::new(),
         last_sent_at: None,
         host: channels::host_name(),
     };
@@ -185,6 +189,8 @@ struct Sender {
     in_flight: BTreeSet<String>,
     /// Plugin mails to answer once the outbox holding them is on disk.
     waiting_for_save: Vec<(String, std::sync::mpsc::SyncSender<Result<String, String>>)>,
+    /// `notify retry` answers (with how many were queued again), likewise after the save.
+    retries_waiting: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
     last_sent_at: Option<i64>,
     host: String,
 }
@@ -438,12 +444,20 @@ impl Sender {
                 for (id, reply) in self.waiting_for_save.drain(..) {
                     let _ = reply.send(Ok(id));
                 }
+                for (reply, n) in self.retries_waiting.drain(..) {
+                    let _ = reply.send(Ok(n));
+                }
             }
             Err(e) => {
                 if self.problem.as_deref() != Some(e.as_str()) {
                     log::error!("{e}; nothing is sent until it can be written");
                 }
                 self.problem = Some(e.clone());
+                for (reply, _) in self.retries_waiting.drain(..) {
+                    let _ = reply.send(Err(format!(
+                        "the retry is not on disk yet ({e}); it takes effect once the outbox can be written"
+                    )));
+                }
                 let waiting: Vec<_> = self.waiting_for_save.drain(..).collect();
                 for (id, reply) in waiting {
                     self.state.queue.retain(|d| d.id != id);
@@ -557,10 +571,13 @@ impl Sender {
                     d.next_at = now;
                     n += 1;
                 }
-                if n > 0 {
+                if n == 0 {
+                    let _ = reply.send(Ok(0));
+                } else {
+                    // Answered after the save: a kill -9 right after the answer keeps it.
                     self.dirty = true;
+                    self.retries_waiting.push((reply, n));
                 }
-                let _ = reply.send(n);
             }
             Request::Reconfigure(config) => {
                 self.config = config;

@@ -137,7 +137,11 @@ impl Backend for Shared {
                 let (reply, rx) = oneshot::channel();
                 match self.notifier.ask(crate::notify::Request::Retry { reply }) {
                     Ok(()) => match rx.await {
-                        Ok(queued) => Response::NotifyRetry { queued },
+                        Ok(Ok(queued)) => Response::NotifyRetry { queued },
+                        Ok(Err(message)) => Response::Error {
+                            code: ErrorCode::Refused,
+                            message,
+                        },
                         Err(_) => {
                             internal("the notifier stopped before answering; see the journal")
                         }
