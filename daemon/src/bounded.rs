@@ -116,6 +116,26 @@ pub fn read_to_string(path: &Path, max: u64) -> Result<String, ReadError> {
     })
 }
 
+/// A secret file (a password, an HMAC key, a plugin's EAB key): read like any other file
+/// here (at most [`PASSWORD_FILE_LIMIT`]) into a buffer cleared when dropped; a file every
+/// user may read is warned about in the journal (never its content).
+pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ReadError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o007 != 0
+    {
+        let shown = path.display().to_string();
+        log::warn!(path = shown.as_str(); "{shown} holds a secret and can be read by any user: chmod o-rwx it");
+    }
+    read(path, PASSWORD_FILE_LIMIT).map(zeroize::Zeroizing::new)
+}
+
+/// A secret's bytes without the one line end (`\n` or `\r\n`) that `echo` leaves.
+pub fn without_line_end(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

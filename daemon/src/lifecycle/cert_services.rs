@@ -214,17 +214,10 @@ impl CertServices {
             );
         }
         let file = std::path::Path::new(path);
-        if let Ok(meta) = std::fs::metadata(file) {
-            use std::os::unix::fs::PermissionsExt as _;
-            if meta.permissions().mode() & 0o007 != 0 {
-                log::warn!(
-                    cert_id = self.basic.cert_id(), path = path;
-                    "{path} holds a secret and can be read by any user: chmod o-rwx it"
-                );
-            }
-        }
-        match crate::bounded::read(file, crate::bounded::PASSWORD_FILE_LIMIT) {
-            Ok(bytes) => HostResponse::ReadSecret { bytes },
+        match crate::bounded::read_secret(file) {
+            Ok(bytes) => HostResponse::ReadSecret {
+                bytes: bytes.to_vec(),
+            },
             Err(e) => error(
                 HostErrorKind::Failed,
                 format!("cannot read {}", e.sentence(file)),

@@ -343,14 +343,12 @@ pub fn next_step_name(phase: Phase) -> &'static str {
 
 /// Reads a PKCS#12 password file (one line; a trailing newline is not part of it).
 fn read_password(path: &std::path::Path) -> Result<Zeroizing<String>, EngineError> {
-    let text = crate::bounded::read(path, crate::bounded::PASSWORD_FILE_LIMIT)
-        .map(Zeroizing::new)
-        .map_err(|e| {
-            EngineError::Other(format!(
-                "cannot read the PKCS#12 password file: {}",
-                e.sentence(path)
-            ))
-        })?;
+    let text = crate::bounded::read_secret(path).map_err(|e| {
+        EngineError::Other(format!(
+            "cannot read the PKCS#12 password file: {}",
+            e.sentence(path)
+        ))
+    })?;
     let text = std::str::from_utf8(&text).map_err(|_| {
         EngineError::Other(format!(
             "the PKCS#12 password file {} is not UTF-8 text",

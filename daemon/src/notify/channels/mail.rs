@@ -379,7 +379,7 @@ fn prepare(
                     "[mail] has `username = {username:?}` but no `password_file`: set it to a file holding the relay password."
                 )));
             };
-            let bytes = super::read_secret(path, "[mail]").map_err(|sentence| {
+            let bytes = super::read_secret(path).map_err(|sentence| {
                 SendError::Permanent(format!(
                     "The mail to {at} was not sent: cannot read [mail] password_file {sentence}. Fix the file or `password_file`."
                 ))

@@ -37,31 +37,12 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// A secret file (the SMTP password, a webhook key) as an attempt reads it: bounded, one
-/// trailing newline (`\n` or `\r\n`) dropped, in a buffer cleared when dropped. A file any
-/// user can read is warned about (for `route`, or `[mail]`). `Err` is a sentence naming the
-/// path and what is wrong, never the contents.
-pub(crate) fn read_secret(path: &Path, route: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o007 != 0 {
-            let shown = path.display().to_string();
-            log::warn!(
-                route = route, path = shown.as_str();
-                "{shown} holds a secret and can be read by any user: chmod o-rwx it"
-            );
-        }
-    }
-    let mut bytes = Zeroizing::new(
-        crate::bounded::read(path, crate::bounded::PASSWORD_FILE_LIMIT)
-            .map_err(|e| e.sentence(path))?,
-    );
-    let newline = if bytes.ends_with(b"\r\n") {
-        2
-    } else {
-        usize::from(bytes.ends_with(b"\n"))
-    };
-    let keep = bytes.len() - newline;
-    bytes.truncate(keep);
-    Ok(bytes)
+/// A secret file (the SMTP password, a webhook key) as an attempt reads it: through
+/// [`crate::bounded::read_secret`], one trailing line end dropped. `Err` is a sentence naming
+/// the path and what is wrong, never the contents.
+pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    let bytes = crate::bounded::read_secret(path).map_err(|e| e.sentence(path))?;
+    Ok(Zeroizing::new(
+        crate::bounded::without_line_end(&bytes).to_vec(),
+    ))
 }

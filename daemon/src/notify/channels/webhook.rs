@@ -182,7 +182,7 @@ pub async fn send(
 }
 
 fn read_secret(path: &Path, route: &str) -> Result<Zeroizing<Vec<u8>>, SendError> {
-    super::read_secret(path, route).map_err(|sentence| {
+    super::read_secret(path).map_err(|sentence| {
         SendError::Permanent(format!(
             "The webhook of route `{route}` was not sent: cannot read its secret_file {sentence}. Fix the file or the route's `secret_file`."
         ))
