@@ -68,6 +68,12 @@ plugin_messages! {
     "renewal_window" => RenewalWindow(certificate: CertificateContext)
         /// `None` when the authority suggests nothing (the daemon's own schedule applies).
         -> RenewalWindow(Option<RenewalWindow>);
+    /// Does the newly issued (or imported) certificate, or set, fit what the authority needs?
+    /// Asked before anything is staged, after the daemon's own checks (key, validity,
+    /// organisation, `issuer_trust`). Added in 1.3.0; a plugin without it has no objections.
+    "check_issued" => CheckIssued(check: CheckIssued)
+        /// Every objection, one sentence each; empty means the certificate fits.
+        -> CheckIssued(Vec<String>);
 }
 
 /// Parameters of [`PluginRequest::ValidateSettings`].
@@ -189,9 +195,21 @@ pub struct CertificateContext {
     pub settings: Value,
     /// The environment the certificate is for (`production`, `test`, …).
     pub environment: String,
-    /// The certificate in use now; `None` for a first issuance.
+    /// The certificate in use now; `None` for a first issuance. For a certificate set, the
+    /// primary role's certificate (the first of `roles`).
     #[serde(default)]
     pub current: Option<CertificateInfo>,
+    /// A certificate set's roles as configured, the primary role first (`authentication`,
+    /// then e.g. `encryption`, `signing`); empty for a single certificate. Added in 1.3.0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The set's other certificates in use now, by role. Added in 1.3.0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub current_set: BTreeMap<String, CertificateInfo>,
+    /// In [`PluginRequest::CsrProfile`] for a set whose keys certvakt makes: the role the
+    /// profile is for (the daemon asks once per role). Added in 1.3.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Parameters of [`PluginRequest::Issue`] and [`PluginRequest::Poll`].
@@ -199,8 +217,13 @@ pub struct CertificateContext {
 pub struct OrderContext {
     #[serde(flatten)]
     pub certificate: CertificateContext,
-    /// The CSR the daemon made from the plugin's [`CsrProfile`], as PEM.
+    /// The CSR the daemon made from the plugin's [`CsrProfile`], as PEM (for a set, the
+    /// primary role's).
     pub csr_pem: String,
+    /// For a set whose keys certvakt makes: the CSRs of the other roles, by role. Added in
+    /// 1.3.0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub csr_set: BTreeMap<String, String>,
     /// The plugin's state for this renewal run, as it last returned it (`null` at first).
     #[serde(default)]
     pub state: Value,
@@ -212,12 +235,30 @@ pub struct OrderContext {
 pub struct StepContext {
     #[serde(flatten)]
     pub certificate: CertificateContext,
-    /// The newly issued certificate, once known.
+    /// The newly issued certificate, once known (for a set, the primary role's).
     #[serde(default)]
     pub new: Option<CertificateInfo>,
+    /// The new set's other certificates, by role. Added in 1.3.0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub new_set: BTreeMap<String, CertificateInfo>,
     /// The plugin's state for this renewal run, as it last returned it.
     #[serde(default)]
     pub state: Value,
+}
+
+/// Parameters of [`PluginRequest::CheckIssued`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckIssued {
+    #[serde(flatten)]
+    pub certificate: CertificateContext,
+    /// The new certificate (for a set, the primary role's).
+    pub new: CertificateInfo,
+    /// The new set's other certificates, by role.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub new_set: BTreeMap<String, CertificateInfo>,
+    /// Whether the CA made the keys (a PKCS#12 import) rather than certvakt.
+    #[serde(default)]
+    pub key_from_ca: bool,
 }
 
 /// The result of [`PluginRequest::Issue`] or [`PluginRequest::Poll`].
@@ -226,6 +267,12 @@ pub struct StepContext {
 pub enum IssueOutcome {
     /// The certificate is issued: leaf first, then the intermediates, as PEM.
     Issued { chain_pem: String },
+    /// A certificate set is issued: the primary role's chain as in `Issued`, and each other
+    /// role's chain (leaf first, PEM) by role. Added in 1.3.0.
+    IssuedSet {
+        chain_pem: String,
+        set: BTreeMap<String, String>,
+    },
     /// Not yet: ask again after `poll_after_secs`, or when the operator completes `task`.
     Pending {
         poll_after_secs: u64,
@@ -818,6 +865,9 @@ mod tests {
 
     fn context() -> CertificateContext {
         CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "fmk-prod".into(),
             settings: json!({"cvr": "25450442"}),
             environment: "production".into(),
@@ -834,11 +884,13 @@ mod tests {
             }),
             PluginRequest::CsrProfile(context()),
             PluginRequest::Issue(OrderContext {
+                csr_set: Default::default(),
                 certificate: context(),
                 csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
                 state: Value::Null,
             }),
             PluginRequest::Retire(StepContext {
+                new_set: Default::default(),
                 certificate: context(),
                 new: None,
                 state: json!({"step": 2}),

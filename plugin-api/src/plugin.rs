@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use crate::host::Host;
 use crate::messages::{
-    CertificateContext, Description, IssueOutcome, OrderContext, PluginError, PluginRequest,
-    PluginResponse, RenewalWindow, SettingDoc, SettingProblem, StepContext, StepOutcome,
+    CertificateContext, CheckIssued, Description, IssueOutcome, OrderContext, PluginError,
+    PluginRequest, PluginResponse, RenewalWindow, SettingDoc, SettingProblem, StepContext,
+    StepOutcome,
 };
 use crate::profile::CsrProfile;
 
@@ -120,6 +121,19 @@ pub trait Plugin: Send + Sync + 'static {
         let _ = (host, certificate);
         Ok(None)
     }
+
+    /// Objections to a newly issued or imported certificate (or set), one sentence each,
+    /// before the daemon stages it: what the authority needs beyond the daemon's own checks
+    /// (a profile, a key usage per role). Pure by convention: look, do not change anything.
+    /// Default: no objections.
+    fn check_issued(
+        &self,
+        host: &Host<'_>,
+        check: CheckIssued,
+    ) -> Result<Vec<String>, PluginError> {
+        let _ = (host, check);
+        Ok(Vec::new())
+    }
 }
 
 /// Answers one call: `method` and its JSON `params` in, a JSON [`PluginResponse`] out.
@@ -179,6 +193,9 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
         PluginRequest::RenewalWindow(certificate) => plugin
             .renewal_window(host, certificate)
             .map(PluginResponse::RenewalWindow),
+        PluginRequest::CheckIssued(check) => plugin
+            .check_issued(host, check)
+            .map(PluginResponse::CheckIssued),
     };
     outcome.unwrap_or_else(PluginResponse::Error)
 }

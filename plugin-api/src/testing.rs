@@ -27,10 +27,10 @@ use serde_json::Value;
 use crate::abi::{HostCallHandler, LocalHostTable};
 use crate::host::Host;
 use crate::messages::{
-    CertificateContext, Description, HostError, HostErrorKind, HostRequest, HostResponse,
-    HttpRequest, HttpResponse, IssueOutcome, LogRecord, Mail, MailOutcome, OrderContext,
-    PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingProblem,
-    SignRequest, StepContext, StepOutcome, TaskSpec, ValidateSettings,
+    CertificateContext, CheckIssued, Description, HostError, HostErrorKind, HostRequest,
+    HostResponse, HttpRequest, HttpResponse, IssueOutcome, LogRecord, Mail, MailOutcome,
+    OrderContext, PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand,
+    SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec, ValidateSettings,
 };
 use crate::plugin::{Plugin, dispatch};
 use crate::profile::CsrProfile;
@@ -384,6 +384,17 @@ impl FakeHost {
         match self.call(plugin, &PluginRequest::Retire(step)) {
             PluginResponse::Retire(outcome) => Ok(outcome),
             other => Err(unexpected("retire", other)),
+        }
+    }
+
+    pub fn check_issued<P: Plugin>(
+        &self,
+        plugin: &P,
+        check: CheckIssued,
+    ) -> Result<Vec<String>, PluginError> {
+        match self.call(plugin, &PluginRequest::CheckIssued(check)) {
+            PluginResponse::CheckIssued(objections) => Ok(objections),
+            other => Err(unexpected("check_issued", other)),
         }
     }
 

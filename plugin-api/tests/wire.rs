@@ -10,16 +10,16 @@
 //!   version still decode: a minor version only adds.
 //! - Every request and response variant has a sample, so a new one cannot go unrecorded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use certvakt_plugin_api::messages::{
-    CertificateContext, CertificateInfo, ClientIdentity, Completion, Description, ErrorKind,
-    HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse, IssueOutcome,
-    KeyRef, LogLevel, LogRecord, Mail, MailAttachment, MailOutcome, OrderContext, PluginError,
-    PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingDoc, SettingProblem,
-    SignRequest, SignatureAlgorithm, StepContext, StepOutcome, TaskFile, TaskFileContent, TaskSpec,
-    ValidateSettings,
+    CertificateContext, CertificateInfo, CheckIssued, ClientIdentity, Completion, Description,
+    ErrorKind, HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse,
+    IssueOutcome, KeyRef, LogLevel, LogRecord, Mail, MailAttachment, MailOutcome, OrderContext,
+    PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingDoc,
+    SettingProblem, SignRequest, SignatureAlgorithm, StepContext, StepOutcome, TaskFile,
+    TaskFileContent, TaskSpec, ValidateSettings,
 };
 use certvakt_plugin_api::profile::{
     CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyUsage, StringType, SubjectAltName,
@@ -62,6 +62,28 @@ fn context() -> CertificateContext {
         settings: json!({"cvr": "25450442", "environment": "production"}),
         environment: "production".into(),
         current: Some(current()),
+        roles: Vec::new(),
+        current_set: BTreeMap::new(),
+        role: None,
+    }
+}
+
+/// A Norwegian enterprise certificate set: authentication + encryption, and signing.
+fn set_context() -> CertificateContext {
+    CertificateContext {
+        certificate_id: "virksomhet".into(),
+        settings: json!({"organisation_number": "100101696"}),
+        environment: "test".into(),
+        current: Some(current()),
+        roles: vec!["authentication".into(), "signing".into()],
+        current_set: BTreeMap::from([(
+            "signing".into(),
+            CertificateInfo {
+                serial: "01:8c:bb".into(),
+                ..current()
+            },
+        )]),
+        role: None,
     }
 }
 
@@ -73,6 +95,7 @@ fn order(state: Value) -> OrderContext {
         },
         csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
             .into(),
+        csr_set: BTreeMap::new(),
         state,
     }
 }
@@ -84,6 +107,7 @@ fn step(state: Value) -> StepContext {
             serial: "02:cd".into(),
             ..current()
         }),
+        new_set: BTreeMap::new(),
         state,
     }
 }
@@ -139,6 +163,45 @@ fn plugin_requests() -> Vec<PluginRequest> {
             ..step(json!({"step": 2}))
         }),
         PluginRequest::RenewalWindow(context()),
+        PluginRequest::CsrProfile(CertificateContext {
+            role: Some("signing".into()),
+            ..set_context()
+        }),
+        PluginRequest::Issue(OrderContext {
+            certificate: set_context(),
+            csr_set: BTreeMap::from([(
+                "signing".into(),
+                "-----BEGIN CERTIFICATE REQUEST-----\nMIIC\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
+            )]),
+            ..order(Value::Null)
+        }),
+        PluginRequest::Register(StepContext {
+            certificate: set_context(),
+            new_set: BTreeMap::from([(
+                "signing".into(),
+                CertificateInfo {
+                    serial: "01:9d".into(),
+                    ..current()
+                },
+            )]),
+            ..step(json!({"written": false}))
+        }),
+        PluginRequest::CheckIssued(CheckIssued {
+            certificate: set_context(),
+            new: CertificateInfo {
+                serial: "01:9c".into(),
+                ..current()
+            },
+            new_set: BTreeMap::from([(
+                "signing".into(),
+                CertificateInfo {
+                    serial: "01:9d".into(),
+                    ..current()
+                },
+            )]),
+            key_from_ca: true,
+        }),
     ]
 }
 
@@ -228,6 +291,17 @@ fn plugin_responses() -> Vec<PluginResponse> {
             explanation: Some("https://ca.example/incidents/42".into()),
         })),
         PluginResponse::RenewalWindow(None),
+        PluginResponse::Issue(IssueOutcome::IssuedSet {
+            chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            set: BTreeMap::from([(
+                "signing".into(),
+                "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n".into(),
+            )]),
+        }),
+        PluginResponse::CheckIssued(Vec::new()),
+        PluginResponse::CheckIssued(vec![
+            "the signing certificate lacks the key usage nonRepudiation".into(),
+        ]),
         PluginResponse::Error(
             PluginError::new(ErrorKind::Temporary, "FMK did not answer").with_fault_code("E503"),
         ),

@@ -242,6 +242,7 @@ impl Core {
             }
             Phase::KeyGenerated | Phase::Ordered => {
                 let order = OrderContext {
+                    csr_set: Default::default(),
                     certificate: self.context(cert, run.old.as_ref()),
                     csr_pem: run.csr_pem.clone().unwrap_or_default(),
                     state: run.plugin_state.clone(),
@@ -253,6 +254,12 @@ impl Core {
                 };
                 let opened = services.take_tasks();
                 match outcome {
+                    IssueOutcome::IssuedSet { .. } => {
+                        return Err(EngineError::Other(format!(
+                            "plugin {} answered with a certificate set, but `{}` is configured as a single certificate",
+                            cert.plugin, cert.id
+                        )));
+                    }
                     IssueOutcome::Issued { chain_pem } => {
                         self.accept_issued_now(cert, run, chain_pem.into_bytes(), None)
                             .await?;
@@ -448,6 +455,7 @@ impl Core {
     /// What register, verify and retire are told about the certificate and the run.
     fn step_context(&self, cert: &ManagedCertificate, run: &Run) -> StepContext {
         StepContext {
+            new_set: Default::default(),
             certificate: self.context(cert, run.old.as_ref()),
             new: run.new.clone(),
             state: run.plugin_state.clone(),
@@ -682,6 +690,9 @@ impl Core {
     ) -> CertificateContext {
         let settings = &cert.renewal.settings;
         CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: cert.id.clone(),
             settings: settings.clone(),
             environment: settings

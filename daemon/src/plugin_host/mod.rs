@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 
 use certvakt_plugin_api::abi::{HostCallHandler, VersionMismatch};
 use certvakt_plugin_api::messages::{
-    CertificateContext, Description, HostRequest, HostResponse, OrderContext, PluginRequest,
-    PluginResponse, RenewalWindow, SettingProblem, StepContext, ValidateSettings,
+    CertificateContext, CheckIssued, Description, HostRequest, HostResponse, OrderContext,
+    PluginRequest, PluginResponse, RenewalWindow, SettingProblem, StepContext, ValidateSettings,
 };
 use certvakt_plugin_api::profile::CsrProfile;
 use certvakt_plugin_api::{
@@ -697,6 +697,31 @@ impl LoadedPlugin {
                 if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
             {
                 Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// The plugin's objections to a new certificate or set before it is staged. A plugin
+    /// built before this method existed answers "unknown method": that is no objection.
+    pub async fn check_issued(
+        &self,
+        check: CheckIssued,
+        services: Arc<dyn HostServices>,
+        deadline: Duration,
+    ) -> Result<Vec<String>, PluginCallError> {
+        let request = PluginRequest::CheckIssued(check);
+        let answer = self
+            .ask(request, services, deadline, |r| match r {
+                PluginResponse::CheckIssued(objections) => Some(objections),
+                _ => None,
+            })
+            .await;
+        match answer {
+            Err(PluginCallError::Plugin { error, .. })
+                if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
+            {
+                Ok(Vec::new())
             }
             other => other,
         }

@@ -100,6 +100,9 @@ fn services(dir: &Path) -> Arc<BasicServices> {
 
 fn certificate(settings: Value) -> CertificateContext {
     CertificateContext {
+        roles: Vec::new(),
+        current_set: Default::default(),
+        role: None,
         certificate_id: "apotek-prod".into(),
         settings,
         environment: "test".into(),
@@ -113,6 +116,7 @@ fn settings() -> Value {
 
 fn order(settings: Value) -> OrderContext {
     OrderContext {
+        csr_set: Default::default(),
         certificate: certificate(settings),
         csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n".into(),
         state: Value::Null,
@@ -223,6 +227,7 @@ async fn host_services_reach_the_plugin_and_signing_is_not_there_yet() {
     let plugin = registry.get("example").unwrap();
     let services = services(dir.path());
     let step = |settings: Value| StepContext {
+        new_set: Default::default(),
         certificate: certificate(settings),
         new: Some(CertificateInfo {
             pem: "PEM".into(),

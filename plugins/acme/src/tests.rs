@@ -256,7 +256,11 @@ fn ca() -> FakeHost {
 
 fn order() -> OrderContext {
     OrderContext {
+        csr_set: Default::default(),
         certificate: CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "web".into(),
             settings: settings(json!({})),
             environment: "production".into(),

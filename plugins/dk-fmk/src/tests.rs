@@ -235,7 +235,11 @@ fn oces3(uuid: &str) -> CertificateInfo {
 /// A step of a run that replaces the `OLD_UUID` certificate by a `NEW_UUID` one.
 fn step(state: Value) -> StepContext {
     StepContext {
+        new_set: Default::default(),
         certificate: CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "fmk".into(),
             settings: settings_value(),
             environment: "production".into(),

@@ -85,6 +85,7 @@ impl Run {
 
     fn step(&self, settings: Value, state: Value) -> StepContext {
         StepContext {
+            new_set: Default::default(),
             certificate: context(settings, Some(self.old.0.clone())),
             new: Some(self.new.0.clone()),
             state,
@@ -94,6 +95,9 @@ impl Run {
 
 fn context(settings: Value, current: Option<CertificateInfo>) -> CertificateContext {
     CertificateContext {
+        roles: Vec::new(),
+        current_set: Default::default(),
+        role: None,
         certificate_id: "smdb-prod".into(),
         settings,
         environment: "production".into(),
@@ -1027,6 +1031,7 @@ fn the_order_is_a_mitid_erhverv_task_and_the_profile_its_profile() {
     let run = Run::new();
     let host = FakeHost::new();
     let order = OrderContext {
+        csr_set: Default::default(),
         certificate: context(settings_value(), Some(run.old.0.clone())),
         csr_pem: String::new(),
         state: Value::Null,

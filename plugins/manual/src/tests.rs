@@ -18,6 +18,9 @@ const UUID: &str = "8d3fa047-5b6c-4d7e-8f90-a1b2c3d4e5f6";
 
 fn context(settings: Value, current: Option<CertificateInfo>) -> CertificateContext {
     CertificateContext {
+        roles: Vec::new(),
+        current_set: Default::default(),
+        role: None,
         certificate_id: "fmk-prod".into(),
         settings,
         environment: "production".into(),
@@ -27,6 +30,7 @@ fn context(settings: Value, current: Option<CertificateInfo>) -> CertificateCont
 
 fn order(settings: Value, current: Option<CertificateInfo>) -> OrderContext {
     OrderContext {
+        csr_set: Default::default(),
         certificate: context(settings, current),
         csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n…\n-----END CERTIFICATE REQUEST-----\n"
             .into(),
@@ -382,6 +386,7 @@ fn poll_waits_for_the_import_and_keeps_the_state() {
 fn register_verify_and_retire_have_nothing_to_do() {
     let host = FakeHost::new();
     let step = || StepContext {
+        new_set: Default::default(),
         certificate: context(oces3_settings(), Some(oces3_current())),
         new: None,
         state: json!({ "ordered_at": 1 }),

@@ -14,6 +14,9 @@ const API: &str = "https://api.example-ca.test";
 
 fn certificate(settings: Value) -> CertificateContext {
     CertificateContext {
+        roles: Vec::new(),
+        current_set: Default::default(),
+        role: None,
         certificate_id: "apotek-prod".into(),
         settings,
         environment: "production".into(),
@@ -34,6 +37,7 @@ fn info(serial: &str) -> CertificateInfo {
 
 fn order(settings: Value, state: Value) -> OrderContext {
     OrderContext {
+        csr_set: Default::default(),
         certificate: certificate(settings),
         csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n...\n".into(),
         state,
@@ -42,6 +46,7 @@ fn order(settings: Value, state: Value) -> OrderContext {
 
 fn step(settings: Value, state: Value) -> StepContext {
     StepContext {
+        new_set: Default::default(),
         certificate: certificate(settings),
         new: Some(info("0B")),
         state,

@@ -25,7 +25,11 @@ fn settings() -> Value {
 
 fn order(settings: Value, state: Value) -> OrderContext {
     OrderContext {
+        csr_set: Default::default(),
         certificate: CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "web".into(),
             settings,
             environment: "test".into(),
