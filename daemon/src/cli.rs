@@ -124,12 +124,14 @@ pub enum Command {
         action: TaskAction,
     },
     /// Hand certvaktd the certificate the CA issued (PEM or DER, with or without chain), or
-    /// the PKCS#12 bundle the CA made (with --password-file); needs admin access.
+    /// the PKCS#12 bundle the CA made (with --password-file); for a certificate set, every
+    /// file of the set at once; needs admin access.
     Import {
         id: String,
-        #[arg(value_hint = ValueHint::FilePath)]
-        file: PathBuf,
-        /// File holding the PKCS#12 bundle's password.
+        /// The file, or a set's files (in any order: each goes to the role its key usage fits).
+        #[arg(value_hint = ValueHint::FilePath, required = true, num_args = 1..)]
+        file: Vec<PathBuf>,
+        /// File holding the password of the PKCS#12 bundle(s).
         #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
         password_file: Option<PathBuf>,
     },
@@ -479,11 +481,21 @@ fn response_name_matches(request: &Request) -> bool {
 
 /// Reads the file to import (the CLI runs as the operator, who can read it; the daemon may
 /// not) and its password file.
-fn import_request(id: &str, file: &Path, password_file: Option<&Path>) -> Result<Request, String> {
+fn import_request(
+    id: &str,
+    files: &[PathBuf],
+    password_file: Option<&Path>,
+) -> Result<Request, String> {
     use base64::Engine as _;
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
-    );
+    let mut data = Vec::with_capacity(files.len());
+    for file in files {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        );
+        data.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
+    }
+    let mut data = data.into_iter();
+    let first = data.next().ok_or("name the file to import")?;
     let password = match password_file {
         Some(path) => {
             let text =
@@ -496,8 +508,9 @@ fn import_request(id: &str, file: &Path, password_file: Option<&Path>) -> Result
     };
     Ok(Request::Import {
         id: id.to_owned(),
-        data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        data: first,
         password,
+        more: data.collect(),
     })
 }
 

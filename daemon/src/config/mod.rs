@@ -29,6 +29,8 @@ mod routes;
 mod tests;
 #[cfg(test)]
 mod tests_routes;
+#[cfg(test)]
+mod tests_set;
 mod validate;
 mod validate_notify;
 
@@ -261,6 +263,47 @@ pub struct Renewal {
     pub plugin_mail: bool,
     /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
     pub settings: serde_json::Value,
+    /// `legacy_cert` and `legacy_key`: where the certificate and key of the version replaced
+    /// by the last install stay readable until the run retires (a message system still
+    /// decrypting what senders encrypted to the old certificate). Written at each install,
+    /// removed when the run is over.
+    pub legacy_cert: Option<PathBuf>,
+    pub legacy_key: Option<PathBuf>,
+    /// `[certificate.set.<role>]`: the other certificates of a set (Norwegian enterprise
+    /// certificates come as two or three), renewed, checked, installed and rolled back with
+    /// this one as one version. Empty for a single certificate; this entry's own files are
+    /// then the set's primary role, `authentication`.
+    pub set: std::collections::BTreeMap<String, SetMember>,
+}
+
+/// The roles a set may name beside its primary role ([`PRIMARY_ROLE`]).
+pub const SET_ROLES: &[&str] = &["encryption", "signing"];
+/// The role of a set's primary certificate: the `[[certificate]]`'s own files.
+pub const PRIMARY_ROLE: &str = "authentication";
+
+/// One more certificate of a set, `[certificate.set.<role>]`: where its files go. Every
+/// key means what the same key of the `[[certificate]]` means.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SetMember {
+    pub cert: PathBuf,
+    pub key: Option<PathBuf>,
+    pub chain: Option<PathBuf>,
+    pub fullchain: Option<PathBuf>,
+    pub pkcs12: Option<PathBuf>,
+    pub legacy_cert: Option<PathBuf>,
+    pub legacy_key: Option<PathBuf>,
+}
+
+impl ManagedCertificate {
+    /// The set's roles, the primary first; empty for a single certificate.
+    pub fn roles(&self) -> Vec<String> {
+        if self.renewal.set.is_empty() {
+            return Vec::new();
+        }
+        std::iter::once(PRIMARY_ROLE.to_owned())
+            .chain(self.renewal.set.keys().cloned())
+            .collect()
+    }
 }
 
 impl Default for Renewal {
@@ -284,6 +327,9 @@ impl Default for Renewal {
             hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             plugin_mail: false,
             settings: serde_json::Value::Object(serde_json::Map::new()),
+            legacy_cert: None,
+            legacy_key: None,
+            set: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -461,6 +461,84 @@ impl Validator<'_> {
         }
     }
 
+    /// A certificate set's files (`[certificate.set.<role>]`, `legacy_cert`, `legacy_key`):
+    /// absolute, each path used once across the whole set, legacy files in pairs, and a
+    /// PKCS#12 output only with a password.
+    fn set(&mut self, i: usize, cert: &ManagedCertificate) {
+        let origin = Some(&cert.origin);
+        let r = &cert.renewal;
+        let mut files: Vec<(String, &Path)> = vec![(format!("certificate[{i}].cert"), &cert.cert)];
+        for (name, path) in [
+            ("key", &cert.key),
+            ("chain", &r.chain),
+            ("fullchain", &r.fullchain),
+            ("pkcs12", &r.pkcs12),
+            ("legacy_cert", &r.legacy_cert),
+            ("legacy_key", &r.legacy_key),
+        ] {
+            if let Some(path) = path {
+                files.push((format!("certificate[{i}].{name}"), path.as_path()));
+            }
+        }
+        let mut pairs = vec![(format!("certificate[{i}]"), &r.legacy_cert, &r.legacy_key)];
+        for (role, m) in &r.set {
+            let at = format!("certificate[{i}].set.{role}");
+            files.push((format!("{at}.cert"), m.cert.as_path()));
+            for (name, path) in [
+                ("key", &m.key),
+                ("chain", &m.chain),
+                ("fullchain", &m.fullchain),
+                ("pkcs12", &m.pkcs12),
+                ("legacy_cert", &m.legacy_cert),
+                ("legacy_key", &m.legacy_key),
+            ] {
+                if let Some(path) = path {
+                    files.push((format!("{at}.{name}"), path.as_path()));
+                }
+            }
+            pairs.push((at.clone(), &m.legacy_cert, &m.legacy_key));
+            if m.pkcs12.is_some() && cert.pkcs12_password_file.is_none() {
+                self.report(
+                    &format!("{at}.pkcs12"),
+                    origin,
+                    "a PKCS#12 output needs a password".into(),
+                    "add pkcs12_password_file = \"/etc/certvakt/secrets/<id>.pass\" to the \
+                     [[certificate]] (one password for every bundle of the set)"
+                        .into(),
+                );
+            }
+        }
+        for (at, legacy_cert, legacy_key) in pairs {
+            if legacy_cert.is_some() != legacy_key.is_some() {
+                self.report(
+                    &format!("{at}.legacy_key"),
+                    origin,
+                    "legacy_cert and legacy_key go together: the old certificate is of no use \
+                     to a message system without its key, nor the key without it"
+                        .into(),
+                    "write both, or neither".into(),
+                );
+            }
+        }
+        // The single certificate's own files are checked in `renewal`; here what a set or a
+        // legacy pair adds.
+        let added = |key: &str| key.contains(".set.") || key.contains(".legacy_");
+        for (n, (key, path)) in files.iter().enumerate() {
+            if !added(key) {
+                continue;
+            }
+            self.absolute(key, origin, path, "/etc/certvakt/nhn/signing.pem");
+            if let Some((first, _)) = files[..n].iter().find(|(_, p)| p == path) {
+                self.report(
+                    key,
+                    origin,
+                    format!("{} is already the file of {first}", path.display()),
+                    "give every file of the set its own path".into(),
+                );
+            }
+        }
+    }
+
     /// The renewal keys of one `[[certificate]]`.
     fn renewal(&mut self, i: usize, cert: &ManagedCertificate) {
         let origin = Some(&cert.origin);
@@ -483,6 +561,7 @@ impl Validator<'_> {
                 );
             }
         }
+        self.set(i, cert);
         if r.pkcs12.is_some() && cert.pkcs12_password_file.is_none() {
             self.report(
                 &format!("certificate[{i}].pkcs12"),

@@ -14,8 +14,8 @@ use toml::de::{DeString, DeTable, DeValue};
 pub(super) use super::validate::closest;
 use super::validate::{self, MAX_FILE_SIZE_LIMIT, Refusal};
 use super::{
-    ControlSection, DaemonSection, KeyPolicy, ManagedCertificate, MetricsSection, Origin, Problem,
-    QuietWindow, Watch,
+    ControlSection, DaemonSection, KeyPolicy, ManagedCertificate, MetricsSection, Origin,
+    PRIMARY_ROLE, Problem, QuietWindow, SET_ROLES, SetMember, Watch,
 };
 use crate::duration::HumanDuration;
 
@@ -124,6 +124,26 @@ pub(super) const CERTIFICATE: &[Field<ManagedCertificate>] = &[
     field!(hook_timeout = r#""2m""#, duration => |c, v| c.renewal.hook_timeout = v),
     field!(plugin_mail = "true", boolean => |c, v| c.renewal.plugin_mail = v),
     field!(settings = r#"{ cvr = "25450442" }"#, settings => |c, v| c.renewal.settings = v),
+    field!(legacy_cert = r#""/etc/certvakt/nhn/legacy-cert.pem""#, path
+        => |c, v| c.renewal.legacy_cert = Some(v)),
+    field!(legacy_key = r#""/etc/certvakt/nhn/legacy-key.pem""#, path
+        => |c, v| c.renewal.legacy_key = Some(v)),
+    field!(set = r#"{ signing = { cert = "/etc/certvakt/nhn/signing.pem" } }"#, set
+        => |c, v| c.renewal.set = v),
+];
+
+/// `[certificate.set.<role>]`
+pub(super) const SET_MEMBER: &[Field<SetMember>] = &[
+    field!(required cert = r#""/etc/certvakt/nhn/signing.pem""#, path => |m, v| m.cert = v),
+    field!(key = r#""/etc/certvakt/nhn/signing.key""#, path => |m, v| m.key = Some(v)),
+    field!(chain = r#""/etc/certvakt/nhn/signing-chain.pem""#, path => |m, v| m.chain = Some(v)),
+    field!(fullchain = r#""/etc/certvakt/nhn/signing-full.pem""#, path
+        => |m, v| m.fullchain = Some(v)),
+    field!(pkcs12 = r#""/etc/certvakt/nhn/signing.p12""#, path => |m, v| m.pkcs12 = Some(v)),
+    field!(legacy_cert = r#""/etc/certvakt/nhn/legacy-encryption.pem""#, path
+        => |m, v| m.legacy_cert = Some(v)),
+    field!(legacy_key = r#""/etc/certvakt/nhn/legacy-encryption.key""#, path
+        => |m, v| m.legacy_key = Some(v)),
 ];
 
 /// The names of `fields`, in order (`N` is `fields.len()`): for hints and
@@ -591,6 +611,72 @@ pub(super) fn command(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Vec<
 }
 
 /// `[certificate.settings]`: the plugin's own table, handed to it as JSON.
+/// `[certificate.set.<role>]` tables: one per role of [`SET_ROLES`], each read with
+/// [`SET_MEMBER`]'s rows.
+pub(super) fn set(
+    r: &mut Report,
+    at: &At<'_>,
+    v: &Value<'_>,
+) -> Option<BTreeMap<String, SetMember>> {
+    let DeValue::Table(table) = v.get_ref() else {
+        r.refuse(
+            at,
+            v,
+            format!("must be a table, not {}", describe(v.get_ref())),
+            "write each further certificate of the set below its own header, e.g. \
+             [certificate.set.signing], after this [[certificate]]'s other keys"
+                .into(),
+        );
+        return None;
+    };
+    // Every role read whole is kept, so the checks after loading see it too.
+    let mut members = BTreeMap::new();
+    for (k, item) in table.iter() {
+        let role: &str = k.get_ref();
+        let key = format!("{}.{role}", at.key);
+        if !SET_ROLES.contains(&role) {
+            r.problem(
+                at.src,
+                k.span().start,
+                &key,
+                format!("`{role}` is not a role of a certificate set"),
+                format!(
+                    "write one of {} (the [[certificate]]'s own files are the `{PRIMARY_ROLE}` role)",
+                    SET_ROLES.join(", ")
+                ),
+            );
+            continue;
+        }
+        let DeValue::Table(fields) = item.get_ref() else {
+            r.problem(
+                at.src,
+                item.span().start,
+                &key,
+                format!("must be a table, not {}", describe(item.get_ref())),
+                format!("write the role's files below a [certificate.set.{role}] header"),
+            );
+            continue;
+        };
+        let mut member = SetMember::default();
+        let what = format!("[certificate.set.{role}]");
+        let before = r.problems.len();
+        r.walk(at.src, &key, &what, SET_MEMBER, fields, &mut member);
+        if !fields.contains_key("cert") {
+            r.problem(
+                at.src,
+                item.span().start,
+                &format!("{key}.cert"),
+                format!("this {what} has no cert"),
+                format!("add {} below the {what} header", SET_MEMBER[0].example),
+            );
+        }
+        if r.problems.len() == before {
+            members.insert(role.to_owned(), member);
+        }
+    }
+    Some(members)
+}
+
 pub(super) fn settings(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<serde_json::Value> {
     if matches!(v.get_ref(), DeValue::Table(_)) {
         return Some(to_json(v.get_ref()));

@@ -484,14 +484,22 @@ fn requests() -> Vec<Request> {
             id: "fmk-prod-3-1".into(),
         },
         Request::Import {
+            more: Vec::new(),
             id: "fmk-prod".into(),
             data: "MIIB".into(),
             password: Some("secret".into()),
         },
         Request::Import {
+            more: Vec::new(),
             id: "fmk-prod".into(),
             data: "MIIB".into(),
             password: None,
+        },
+        Request::Import {
+            id: "virksomhet".into(),
+            data: "MIIB".into(),
+            password: Some("secret".into()),
+            more: vec!["MIIC".into()],
         },
         Request::Plugins,
         Request::NotifyTest { route: None },

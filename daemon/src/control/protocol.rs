@@ -24,7 +24,7 @@ pub use super::wire::{
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
 /// hello and refuse each other, with a sentence, when it differs. The golden files in
 /// `src/control/golden/` record the JSON of each version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,12 +98,15 @@ pub enum Request {
     /// Mark a `confirm` task done; admin access.
     TaskDone { id: String },
     /// A certificate from the CA for `id`: PEM/DER certificates, or a PKCS#12 with
-    /// `password`; `data` is base64. Admin access.
+    /// `password`; `data` is base64; a set's further files in `more`. Admin access.
     Import {
         id: String,
         data: String,
         #[serde(default)]
         password: Option<String>,
+        /// A certificate set's further files, base64, opened with the same `password`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        more: Vec<String>,
     },
     /// The plugins loaded, and the files refused with the reason; read access.
     Plugins,

@@ -1328,6 +1328,7 @@ mod tests {
         use base64::Engine as _;
         let limit = usize::try_from(crate::bounded::CERT_FILE_LIMIT).expect("fits");
         let request = Request::Import {
+            more: Vec::new(),
             id: "a".repeat(64),
             data: base64::engine::general_purpose::STANDARD.encode(vec![0u8; limit]),
             password: Some("p".repeat(1024)),

@@ -64,11 +64,11 @@ impl Engine {
             }
             Command::Import {
                 id,
-                bytes,
+                files,
                 password,
                 reply,
             } => {
-                let result = self.import(&id, bytes, password).await;
+                let result = self.import(&id, files, password).await;
                 let _ = reply.send(result);
                 Some(id)
             }
@@ -173,22 +173,37 @@ impl Engine {
     pub(super) async fn import(
         &mut self,
         id: &str,
-        bytes: zeroize::Zeroizing<Vec<u8>>,
+        files: Vec<zeroize::Zeroizing<Vec<u8>>>,
         password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<String, EngineError> {
         let cert = self.managed(id)?;
         self.busy(id)?;
         // A PKCS#12 is opened with a deliberately slow key derivation: off the runtime thread.
         let parsed = super::blocking(move || {
-            import::read_import(&bytes, password.as_deref().map(|p| p.as_str()))
+            let several = files.len() > 1;
+            files
+                .iter()
+                .enumerate()
+                .map(|(n, bytes)| {
+                    import::read_import(bytes, password.as_deref().map(|p| p.as_str())).map_err(
+                        |e| match e {
+                            EngineError::Import(why) if several => {
+                                EngineError::Import(format!("file {}: {why}", n + 1))
+                            }
+                            other => other,
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, EngineError>>()
         })
         .await??;
+        let has_key = parsed.iter().all(|p| p.key.is_some());
         let now = crate::now_unix();
         let before = self.records.get(id).cloned().unwrap_or_default();
         let mut record = before.clone();
         let result = async {
             if record.run.is_none() {
-                if parsed.key.is_none() {
+                if !has_key {
                     return Err(EngineError::Import(format!(
                         "no renewal of {id} is waiting for a certificate, and the file has no key: start one with `certvakt renew {id} --force` and send its CSR to the CA, or import the PKCS#12 the CA made (it carries its key)"
                     )));
@@ -207,7 +222,7 @@ impl Engine {
                 )));
             }
             self.core
-                .accept_issued_now(&cert, run, parsed.chain_pem, parsed.key)
+                .accept_issued_now(&cert, run, parsed)
                 .await?;
             close_tasks(&mut record, Phase::Ordered, now);
             let (serial, notes) = record

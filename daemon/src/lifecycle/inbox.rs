@@ -143,7 +143,7 @@ impl Engine {
             Some(path) => read_password(path).ok(),
             None => None,
         };
-        let result = self.import(&cert.id, bytes, password).await;
+        let result = self.import(&cert.id, vec![bytes], password).await;
         let name = file
             .file_name()
             .map(|n| n.to_os_string())

@@ -220,7 +220,7 @@ impl Core {
     }
 
     /// Before the first install over files certvakt did not write, keeps them as a version of
-    /// their own, so the old pair can be rolled back to and the old key is never lost.
+    /// their own, so the old pair (or set) can be rolled back to and the old key is never lost.
     async fn adopt_live(
         &self,
         cert: &ManagedCertificate,
@@ -230,122 +230,31 @@ impl Core {
         if self.store.current(&cert.id)?.is_some() || !cert.cert.exists() {
             return Ok(());
         }
-        // Nothing is read through a link here (what it points to could be any file the
-        // daemon may read, and would end up in a version and then in the live folder), and
-        // what is read must be what it claims: a certificate, the key that belongs to it.
-        let not_kept = |why: String| {
-            log::warn!(
-                cert_id = cert.id.as_str();
-                "kept no version of the pair in use before certvakt's first install: {why}; the install replaces the live files (a link is replaced, what it points to is left as it is), and rollback has nothing to go back to"
-            );
-            Ok(())
+        let primary = InUse {
+            cert: &cert.cert,
+            key: cert.key.as_ref(),
+            chain: cert.renewal.chain.as_ref(),
+            pkcs12: &live.pkcs12,
         };
-        let cert_bytes = match bounded::read_no_follow(&cert.cert, bounded::CERT_FILE_LIMIT) {
-            Ok(bytes) => bytes,
-            Err(e) => return not_kept(e.sentence(&cert.cert)),
+        let Some(mut files) = adopt_role(cert, primary)? else {
+            return Ok(());
         };
-        let Ok(ders) = keys::parse_certificate_chain(&cert_bytes) else {
-            return not_kept(format!("{} holds no certificate", cert.cert.display()));
-        };
-        let Some(leaf) = ders.first() else {
-            return not_kept(format!("{} holds no certificate", cert.cert.display()));
-        };
-        let key_pem = match &cert.key {
-            Some(path) if path.symlink_metadata().is_ok() => {
-                let text = match bounded::read_no_follow(path, bounded::KEY_FILE_LIMIT) {
-                    Ok(bytes) => Zeroizing::new(bytes),
-                    Err(e) => return not_kept(e.sentence(path)),
-                };
-                let belongs = PrivateKey::from_bytes(&text)
-                    .ok()
-                    .and_then(|key| keys::cert_matches_key(leaf, &key).ok())
-                    .unwrap_or(false);
-                if !belongs {
-                    return not_kept(format!(
-                        "{} is not the key of {}",
-                        path.display(),
-                        cert.cert.display()
-                    ));
-                }
-                match String::from_utf8(text.to_vec()) {
-                    Ok(pem) => Some(Zeroizing::new(pem)),
-                    Err(_) => return not_kept(format!("{} is not a PEM key", path.display())),
-                }
-            }
-            Some(_) => return Ok(()),
-            None => None,
-        };
-        let bundled = || keys::pem_certificates(ders.get(1..).unwrap_or_default());
-        let chain_pem = match &cert.renewal.chain {
-            Some(chain) if chain.symlink_metadata().is_ok() => {
-                match bounded::read_no_follow(chain, bounded::CERT_FILE_LIMIT)
-                    .ok()
-                    .filter(|bytes| keys::parse_certificate_chain(bytes).is_ok())
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                {
-                    Some(text) => text,
-                    None => {
-                        log::warn!(
-                            cert_id = cert.id.as_str(), path = chain.display().to_string();
-                            "{} is a link or not certificates: the kept version uses the chain in {} instead",
-                            chain.display(),
-                            cert.cert.display()
-                        );
-                        bundled()
-                    }
-                }
-            }
-            _ => bundled(),
-        };
-        let made_from_pair =
-            |password_file: &std::path::Path| -> Result<Option<Zeroizing<Vec<u8>>>, EngineError> {
-                let Some(key_pem) = &key_pem else {
-                    return Ok(None);
-                };
-                let key = PrivateKey::from_bytes(key_pem.as_bytes())?;
-                let password = read_password(password_file)?;
-                Ok(Some(keys::write_pkcs12(
-                    &key,
-                    leaf,
-                    ders.get(1..).unwrap_or_default(),
-                    &password,
-                    &cert.id,
-                )?))
+        for (role, member) in &cert.renewal.set {
+            let Some(member_live) = live.set.get(role) else {
+                continue;
             };
-        let pkcs12 = match &live.pkcs12 {
-            // A bundle in use is kept as it is when it is what it claims: this certificate,
-            // opened with the configured password. Otherwise (a link, another certificate, or
-            // no bundle yet: the first renewal that writes one) the version gets one made from
-            // the pair in use, so it can be installed and rolled back to like any other.
-            Some((bundle, password_file)) => {
-                let own = bounded::read_no_follow(bundle, bounded::CERT_FILE_LIMIT)
-                    .ok()
-                    .filter(|bytes| {
-                        read_password(password_file)
-                            .ok()
-                            .and_then(|password| keys::read_pkcs12(bytes, &password).ok())
-                            .is_some_and(|contents| contents.leaf_der == *leaf)
-                    })
-                    .map(Zeroizing::new);
-                match own {
-                    Some(bytes) => Some(bytes),
-                    None => match made_from_pair(password_file)? {
-                        Some(bytes) => Some(bytes),
-                        None => return Ok(()),
-                    },
-                }
-            }
-            None => None,
-        };
-        let version = self.store.stage(
-            &cert.id,
-            &VersionFiles {
-                key_pem,
-                cert_pem: keys::pem_certificates(std::slice::from_ref(leaf)),
-                chain_pem,
-                pkcs12,
-            },
-        )?;
+            let in_use = InUse {
+                cert: &member.cert,
+                key: member.key.as_ref(),
+                chain: member.chain.as_ref(),
+                pkcs12: &member_live.pkcs12,
+            };
+            let Some(member_files) = adopt_role(cert, in_use)? else {
+                return Ok(());
+            };
+            files.set.insert(role.clone(), member_files);
+        }
+        let version = self.store.stage(&cert.id, &files)?;
         // Installing the adopted version writes the same pair again and makes it `current`,
         // so the new install records it as `previous`.
         let (store, id, live, own) = (
@@ -371,14 +280,37 @@ pub(super) async fn read_live(cert: &ManagedCertificate) -> Result<Option<CertFa
 
 /// [`read_live`] on the calling thread.
 fn read_live_now(cert: &ManagedCertificate) -> Result<Option<CertFacts>, EngineError> {
+    read_live_file(cert, &cert.cert)
+}
+
+/// The live certificates of a set's other roles, by role (a role whose file does not exist
+/// yet has none), on the calling thread.
+pub(super) fn read_live_members(
+    cert: &ManagedCertificate,
+) -> Result<std::collections::BTreeMap<String, CertFacts>, EngineError> {
+    let mut members = std::collections::BTreeMap::new();
+    for (role, member) in &cert.renewal.set {
+        if let Some(facts) = read_live_file(cert, &member.cert)? {
+            members.insert(role.clone(), facts);
+        }
+    }
+    Ok(members)
+}
+
+/// The leaf of one live certificate file of `cert` (PEM, DER, or a PKCS#12 opened with the
+/// certificate's password); `None` when the file does not exist.
+fn read_live_file(
+    cert: &ManagedCertificate,
+    path: &std::path::Path,
+) -> Result<Option<CertFacts>, EngineError> {
     let unreadable = |why: String| {
         EngineError::Other(format!(
             "the live certificate {} of {} cannot be read ({why}); no renewal starts until it can (fix the file, or move it away for a first issue)",
-            cert.cert.display(),
+            path.display(),
             cert.id
         ))
     };
-    let bytes = match bounded::read(&cert.cert, bounded::CERT_FILE_LIMIT) {
+    let bytes = match bounded::read(path, bounded::CERT_FILE_LIMIT) {
         Ok(bytes) => bytes,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(unreadable(format!("it {e}"))),
@@ -412,17 +344,167 @@ async fn live_is_pkcs12(cert: &ManagedCertificate) -> bool {
     .unwrap_or(false)
 }
 
+/// The files of one certificate in use before certvakt's first install.
+struct InUse<'a> {
+    cert: &'a std::path::Path,
+    key: Option<&'a PathBuf>,
+    chain: Option<&'a PathBuf>,
+    pkcs12: &'a Option<(PathBuf, PathBuf)>,
+}
+
+/// One certificate in use (a single one, or a role of a set) as a version's files; `None`
+/// (with the reason logged) when it cannot be kept.
+fn adopt_role(
+    cert: &ManagedCertificate,
+    in_use: InUse<'_>,
+) -> Result<Option<VersionFiles>, EngineError> {
+    // Nothing is read through a link here (what it points to could be any file the
+    // daemon may read, and would end up in a version and then in the live folder), and
+    // what is read must be what it claims: a certificate, the key that belongs to it.
+    let not_kept = |why: String| {
+        log::warn!(
+            cert_id = cert.id.as_str();
+            "kept no version of the pair in use before certvakt's first install: {why}; the install replaces the live files (a link is replaced, what it points to is left as it is), and rollback has nothing to go back to"
+        );
+        Ok(None)
+    };
+    let cert_bytes = match bounded::read_no_follow(in_use.cert, bounded::CERT_FILE_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(e) => return not_kept(e.sentence(in_use.cert)),
+    };
+    let Ok(ders) = keys::parse_certificate_chain(&cert_bytes) else {
+        return not_kept(format!(
+            "{} holds no certificate",
+            in_use.cert.to_path_buf().display()
+        ));
+    };
+    let Some(leaf) = ders.first() else {
+        return not_kept(format!(
+            "{} holds no certificate",
+            in_use.cert.to_path_buf().display()
+        ));
+    };
+    let key_pem = match in_use.key {
+        Some(path) if path.symlink_metadata().is_ok() => {
+            let text = match bounded::read_no_follow(path, bounded::KEY_FILE_LIMIT) {
+                Ok(bytes) => Zeroizing::new(bytes),
+                Err(e) => return not_kept(e.sentence(path)),
+            };
+            let belongs = PrivateKey::from_bytes(&text)
+                .ok()
+                .and_then(|key| keys::cert_matches_key(leaf, &key).ok())
+                .unwrap_or(false);
+            if !belongs {
+                return not_kept(format!(
+                    "{} is not the key of {}",
+                    path.display(),
+                    in_use.cert.to_path_buf().display()
+                ));
+            }
+            match String::from_utf8(text.to_vec()) {
+                Ok(pem) => Some(Zeroizing::new(pem)),
+                Err(_) => return not_kept(format!("{} is not a PEM key", path.display())),
+            }
+        }
+        Some(_) => return Ok(None),
+        None => None,
+    };
+    let bundled = || keys::pem_certificates(ders.get(1..).unwrap_or_default());
+    let chain_pem = match in_use.chain {
+        Some(chain) if chain.symlink_metadata().is_ok() => {
+            match bounded::read_no_follow(chain, bounded::CERT_FILE_LIMIT)
+                .ok()
+                .filter(|bytes| keys::parse_certificate_chain(bytes).is_ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+            {
+                Some(text) => text,
+                None => {
+                    log::warn!(
+                        cert_id = cert.id.as_str(), path = chain.display().to_string();
+                        "{} is a link or not certificates: the kept version uses the chain in {} instead",
+                        chain.display(),
+                        in_use.cert.to_path_buf().display()
+                    );
+                    bundled()
+                }
+            }
+        }
+        _ => bundled(),
+    };
+    let made_from_pair =
+        |password_file: &std::path::Path| -> Result<Option<Zeroizing<Vec<u8>>>, EngineError> {
+            let Some(key_pem) = &key_pem else {
+                return Ok(None);
+            };
+            let key = PrivateKey::from_bytes(key_pem.as_bytes())?;
+            let password = read_password(password_file)?;
+            Ok(Some(keys::write_pkcs12(
+                &key,
+                leaf,
+                ders.get(1..).unwrap_or_default(),
+                &password,
+                &cert.id,
+            )?))
+        };
+    let pkcs12 = match in_use.pkcs12 {
+        // A bundle in use is kept as it is when it is what it claims: this certificate,
+        // opened with the configured password. Otherwise (a link, another certificate, or
+        // no bundle yet: the first renewal that writes one) the version gets one made from
+        // the pair in use, so it can be installed and rolled back to like any other.
+        Some((bundle, password_file)) => {
+            let own = bounded::read_no_follow(bundle, bounded::CERT_FILE_LIMIT)
+                .ok()
+                .filter(|bytes| {
+                    read_password(password_file)
+                        .ok()
+                        .and_then(|password| keys::read_pkcs12(bytes, &password).ok())
+                        .is_some_and(|contents| contents.leaf_der == *leaf)
+                })
+                .map(Zeroizing::new);
+            match own {
+                Some(bytes) => Some(bytes),
+                None => match made_from_pair(password_file)? {
+                    Some(bytes) => Some(bytes),
+                    None => return Ok(None),
+                },
+            }
+        }
+        None => None,
+    };
+    Ok(Some(VersionFiles::single(
+        key_pem,
+        keys::pem_certificates(std::slice::from_ref(leaf)),
+        chain_pem,
+        pkcs12,
+    )))
+}
+
 pub(super) fn live_paths(cert: &ManagedCertificate) -> LivePaths {
+    let r = &cert.renewal;
+    let password = &cert.pkcs12_password_file;
     LivePaths {
         cert: cert.cert.clone(),
         key: cert.key.clone(),
-        chain: cert.renewal.chain.clone(),
-        fullchain: cert.renewal.fullchain.clone(),
-        pkcs12: cert
-            .renewal
-            .pkcs12
-            .clone()
-            .zip(cert.pkcs12_password_file.clone()),
+        chain: r.chain.clone(),
+        fullchain: r.fullchain.clone(),
+        pkcs12: r.pkcs12.clone().zip(password.clone()),
+        legacy: r.legacy_cert.clone().zip(r.legacy_key.clone()),
+        set: r
+            .set
+            .iter()
+            .map(|(role, m)| {
+                let paths = LivePaths {
+                    cert: m.cert.clone(),
+                    key: m.key.clone(),
+                    chain: m.chain.clone(),
+                    fullchain: m.fullchain.clone(),
+                    pkcs12: m.pkcs12.clone().zip(password.clone()),
+                    legacy: m.legacy_cert.clone().zip(m.legacy_key.clone()),
+                    set: Default::default(),
+                };
+                (role.clone(), paths)
+            })
+            .collect(),
     }
 }
 

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::cert_services::CertServices;
+use super::import::Imported;
 use super::steps::set_phase;
-use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_password};
+use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_password, set};
 use crate::bounded;
-use crate::config::{Config, KeyPolicy, ManagedCertificate};
+use crate::config::{Config, KeyPolicy, ManagedCertificate, PRIMARY_ROLE};
 use crate::keys::{self, PrivateKey};
 use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _};
 use crate::store::{self, Store, VersionFiles};
@@ -99,13 +100,16 @@ impl Core {
         &self,
         cert: &ManagedCertificate,
         run: &mut Run,
-        chain: Vec<u8>,
-        key_from_ca: Option<PrivateKey>,
+        delivered: Vec<Imported>,
     ) -> Result<(), EngineError> {
         let (store, config, cert) = (self.store.clone(), self.config.clone(), cert.clone());
         let mut staged = run.clone();
         let (result, staged) = super::blocking(move || {
-            let result = accept_issued(&store, &config, &cert, &mut staged, &chain, key_from_ca);
+            let result = if cert.roles().is_empty() {
+                accept_single(&store, &config, &cert, &mut staged, delivered)
+            } else {
+                accept_set(&store, &config, &cert, &mut staged, delivered)
+            };
             (result, staged)
         })
         .await?;
@@ -113,6 +117,179 @@ impl Core {
         *run = staged;
         Ok(())
     }
+}
+
+/// One delivered certificate for a single-certificate entry: [`accept_issued`].
+fn accept_single(
+    store: &Store,
+    config: &Config,
+    cert: &ManagedCertificate,
+    run: &mut Run,
+    delivered: Vec<Imported>,
+) -> Result<(), EngineError> {
+    let mut delivered = delivered.into_iter();
+    let (Some(item), None) = (delivered.next(), delivered.next()) else {
+        return Err(EngineError::Import(format!(
+            "{} is a single certificate: import one file (its certificate, or the PKCS#12 the CA made)",
+            cert.id
+        )));
+    };
+    accept_issued(store, config, cert, run, &item.chain_pem, item.key)
+}
+
+/// Checks the certificates of a set, one per role, each against the key that came with it
+/// and the certificate of its role it replaces, and stages them as one version.
+fn accept_set(
+    store: &Store,
+    config: &Config,
+    cert: &ManagedCertificate,
+    run: &mut Run,
+    delivered: Vec<Imported>,
+) -> Result<(), EngineError> {
+    let roles = cert.roles();
+    if run.old_set.is_empty() && run.old.is_some() {
+        // The set in use now: the install has not happened yet, so it is what the run
+        // replaces.
+        run.old_set = super::install::read_live_members(cert)?;
+    }
+    let mut parts = Vec::with_capacity(delivered.len());
+    let mut described = Vec::with_capacity(delivered.len());
+    for (n, item) in delivered.into_iter().enumerate() {
+        let Some(key) = item.key else {
+            return Err(EngineError::Import(format!(
+                "file {} holds certificates but no key: the set {} is imported as the PKCS#12 files the CA made, each with its key (`certvakt import {} FILE1 FILE2 … --password-file FILE`)",
+                n + 1,
+                cert.id,
+                cert.id
+            )));
+        };
+        let ders = keys::parse_certificate_chain(&item.chain_pem)?;
+        let mut leaf = None;
+        for der in &ders {
+            if keys::cert_matches_key(der, &key)? {
+                leaf = Some(der);
+                break;
+            }
+        }
+        let Some(leaf) = leaf else {
+            return Err(EngineError::Import(format!(
+                "file {} holds a key, but none of its {} certificate(s) belongs to it: the file is not as the CA made it",
+                n + 1,
+                ders.len()
+            )));
+        };
+        described.push(set::Delivered {
+            serial: import::facts(leaf)?.serial,
+            usages: set::Usages::of(leaf),
+        });
+        parts.push(Some((item.chain_pem, key)));
+    }
+    let order = set::assign(&cert.id, &roles, &described)?;
+    let trust = issuer_trust(config, cert)?;
+    let now = crate::now_unix();
+    let password = match &cert.pkcs12_password_file {
+        Some(file) => Some(read_password(file)?),
+        None => None,
+    };
+    let mut primary = None;
+    let mut members = std::collections::BTreeMap::new();
+    let mut notes = Vec::new();
+    for (role, i) in roles.iter().zip(order) {
+        let Some((chain, key)) = parts.get_mut(i).and_then(Option::take) else {
+            return Err(EngineError::Other(format!(
+                "certificate {} of the set was given two roles",
+                i + 1
+            )));
+        };
+        let (old, pkcs12_out) = if role == PRIMARY_ROLE {
+            (run.old.as_ref(), cert.renewal.pkcs12.is_some())
+        } else {
+            let member = cert.renewal.set.get(role);
+            (
+                run.old_set.get(role),
+                member.is_some_and(|m| m.pkcs12.is_some()),
+            )
+        };
+        let expect = import::Expect {
+            trust: trust.as_ref(),
+            requested: None,
+            key_from_ca: true,
+        };
+        let checked = import::check_chain(cert, &chain, &key, old, expect, now)?;
+        let pkcs12 = match (pkcs12_out, &password) {
+            (true, Some(password)) => Some(keys::write_pkcs12(
+                &key,
+                &checked.leaf_der,
+                &checked.chain_der,
+                password,
+                &format!("{}-{role}", cert.id),
+            )?),
+            _ => None,
+        };
+        let files = VersionFiles::single(
+            Some(key.to_pkcs8_pem()),
+            keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
+            keys::pem_certificates(&checked.chain_der),
+            pkcs12,
+        );
+        notes.extend(checked.notes.iter().cloned());
+        if role == PRIMARY_ROLE {
+            primary = Some((files, checked, key));
+        } else {
+            members.insert(role.clone(), (files, checked.facts));
+        }
+    }
+    let Some((mut files, checked, key)) = primary else {
+        return Err(EngineError::Other(
+            "the set has no primary certificate".into(),
+        ));
+    };
+    for (role, (member, _)) in &members {
+        files.set.insert(role.clone(), member.clone());
+    }
+    for note in &notes {
+        log::warn!(cert_id = cert.id.as_str(); "{note}");
+    }
+    let version = store.stage(&cert.id, &files)?;
+    keep_key_from_ca(store, cert, &key)?;
+    log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0, roles = roles.join(","); "new certificate set issued and staged");
+    run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
+    run.new = Some(checked.facts);
+    run.new_set = members
+        .into_iter()
+        .map(|(role, (_, facts))| (role, facts))
+        .collect();
+    run.version = Some(version);
+    run.notes = notes;
+    run.plugin_checked = false;
+    set_phase(run, Phase::Issued, now);
+    Ok(())
+}
+
+/// The CA's key is safe in the staged version now. It becomes the pending key; the key of
+/// the order that was with the CA is kept beside it, never overwritten, until the run is over.
+fn keep_key_from_ca(
+    store: &Store,
+    cert: &ManagedCertificate,
+    key: &PrivateKey,
+) -> Result<(), EngineError> {
+    let pending = store.pending_key_path(&cert.id)?;
+    if pending.exists() {
+        let kept =
+            pending.with_file_name(format!("pending-key.superseded-{}.pem", crate::now_unix()));
+        std::fs::rename(&pending, &kept).map_err(|e| {
+            EngineError::Other(format!(
+                "cannot keep the previous pending key as {}: {e}",
+                kept.display()
+            ))
+        })?;
+    }
+    store::atomic::write_file(
+        &pending,
+        key.to_pkcs8_pem().as_bytes(),
+        &store::FileSpec::mode(0o600),
+    )?;
+    Ok(())
 }
 
 /// Checks an issued chain against the pending key (or the key that came with it) and
@@ -174,38 +351,22 @@ fn accept_issued(
     };
     let version = store.stage(
         &cert.id,
-        &VersionFiles {
-            key_pem: Some(key.to_pkcs8_pem()),
-            cert_pem: keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
-            chain_pem: keys::pem_certificates(&checked.chain_der),
+        &VersionFiles::single(
+            Some(key.to_pkcs8_pem()),
+            keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
+            keys::pem_certificates(&checked.chain_der),
             pkcs12,
-        },
+        ),
     )?;
     if from_ca {
-        // The CA's key is safe in the staged version now. It becomes the pending key; the
-        // key of the order that was with the CA is kept beside it, never overwritten,
-        // until the run is over.
-        if pending.exists() {
-            let kept =
-                pending.with_file_name(format!("pending-key.superseded-{}.pem", crate::now_unix()));
-            std::fs::rename(&pending, &kept).map_err(|e| {
-                EngineError::Other(format!(
-                    "cannot keep the previous pending key as {}: {e}",
-                    kept.display()
-                ))
-            })?;
-        }
-        store::atomic::write_file(
-            &pending,
-            key.to_pkcs8_pem().as_bytes(),
-            &store::FileSpec::mode(0o600),
-        )?;
+        keep_key_from_ca(store, cert, &key)?;
     }
     log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0; "new certificate issued and staged");
     run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
     run.new = Some(checked.facts);
     run.version = Some(version);
     run.notes = checked.notes;
+    run.plugin_checked = false;
     set_phase(run, Phase::Issued, crate::now_unix());
     Ok(())
 }

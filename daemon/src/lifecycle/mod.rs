@@ -34,6 +34,7 @@
 //! - `steps`: the state machine: one step of one certificate, and what a step failing means.
 //! - `issued`: the key and CSR of a run, and accepting an issued chain (with issuer trust).
 //! - [`import`]: what an imported file holds, and the checks an issued chain must pass.
+//! - `set`: which delivered certificate is which role of a certificate set.
 //! - `install`: installing a staged version, the hooks around it, and the live files.
 //! - `tasks`: operator tasks: opening them with their files, closing them.
 //! - `commands`: what an operator asks: renew, import, task done, rollback.
@@ -53,6 +54,7 @@ mod inbox;
 mod install;
 mod issued;
 pub mod run;
+mod set;
 mod steps;
 mod tasks;
 
@@ -130,10 +132,11 @@ pub enum Command {
         force: bool,
         reply: oneshot::Sender<Result<String, EngineError>>,
     },
-    /// A certificate (PEM/DER chain or PKCS#12) from the CA for `id`.
+    /// A certificate (PEM/DER chain or PKCS#12) from the CA for `id`; a set's files
+    /// (one PKCS#12 per role, or several), all opened with `password`.
     Import {
         id: String,
-        bytes: Zeroizing<Vec<u8>>,
+        files: Vec<Zeroizing<Vec<u8>>>,
         password: Option<Zeroizing<String>>,
         reply: oneshot::Sender<Result<String, EngineError>>,
     },
@@ -169,8 +172,9 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Renew { id, force, .. } => write!(f, "Renew {{ id: {id:?}, force: {force} }}"),
-            Command::Import { id, bytes, .. } => {
-                write!(f, "Import {{ id: {id:?}, {} bytes, .. }}", bytes.len())
+            Command::Import { id, files, .. } => {
+                let sizes: Vec<usize> = files.iter().map(|f| f.len()).collect();
+                write!(f, "Import {{ id: {id:?}, bytes: {sizes:?}, .. }}")
             }
             Command::TaskDone { task_id, .. } => write!(f, "TaskDone {{ task_id: {task_id:?} }}"),
             Command::Rollback { id, .. } => write!(f, "Rollback {{ id: {id:?} }}"),

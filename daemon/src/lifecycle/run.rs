@@ -5,6 +5,8 @@
 //! through the store) after every step, and every step is written so that doing it again after
 //! a crash is harmless. `phase` is the last step completed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -101,6 +103,16 @@ pub struct Run {
     /// The new certificate, once issued.
     #[serde(default)]
     pub new: Option<CertFacts>,
+    /// A certificate set's other roles being replaced, by role.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub old_set: BTreeMap<String, CertFacts>,
+    /// A certificate set's other new certificates, by role, once issued.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub new_set: BTreeMap<String, CertFacts>,
+    /// Whether the plugin saw the staged certificate (or set) and had no objection
+    /// (`check_issued`), which it does before registration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plugin_checked: bool,
     /// The new certificate's chain (PEM), once issued.
     #[serde(default)]
     pub chain_pem: Option<String>,
@@ -131,6 +143,9 @@ impl Run {
             plugin_state: Value::Null,
             old,
             new: None,
+            old_set: BTreeMap::new(),
+            new_set: BTreeMap::new(),
+            plugin_checked: false,
             chain_pem: None,
             version: None,
             wait_until: None,

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use certvakt_plugin_api::messages::{
-    CertificateContext, IssueOutcome, OrderContext, StepContext, StepOutcome,
+    CertificateContext, CheckIssued, IssueOutcome, OrderContext, StepContext, StepOutcome,
 };
 use certvakt_plugin_api::{Completion, ErrorKind, TaskSpec};
 use serde_json::Value;
@@ -261,8 +261,11 @@ impl Core {
                         )));
                     }
                     IssueOutcome::Issued { chain_pem } => {
-                        self.accept_issued_now(cert, run, chain_pem.into_bytes(), None)
-                            .await?;
+                        let delivered = super::import::Imported {
+                            chain_pem: chain_pem.into_bytes(),
+                            key: None,
+                        };
+                        self.accept_issued_now(cert, run, vec![delivered]).await?;
                         close_tasks(record, Phase::Ordered, now);
                         self.file_opened(cert, record, Phase::Ordered, opened, now);
                     }
@@ -290,6 +293,17 @@ impl Core {
             }
             Phase::Issued | Phase::Installed => {
                 let registering = run.phase == Phase::Issued;
+                if registering
+                    && !run.plugin_checked
+                    && !self
+                        .plugin_check(cert, plugin, record, services, now)
+                        .await?
+                {
+                    return Ok(Progress::Wait(None));
+                }
+                let Some(run) = record.run.as_mut() else {
+                    return Ok(Progress::Wait(None));
+                };
                 let step = self.step_context(cert, run);
                 let outcome = if registering {
                     plugin
@@ -455,11 +469,95 @@ impl Core {
     /// What register, verify and retire are told about the certificate and the run.
     fn step_context(&self, cert: &ManagedCertificate, run: &Run) -> StepContext {
         StepContext {
-            new_set: Default::default(),
-            certificate: self.context(cert, run.old.as_ref()),
+            new_set: run.new_set.clone(),
+            certificate: self.run_context(cert, run),
             new: run.new.clone(),
             state: run.plugin_state.clone(),
         }
+    }
+
+    /// The certificate as a run sees it: what it replaces, with a set's other roles.
+    fn run_context(&self, cert: &ManagedCertificate, run: &Run) -> CertificateContext {
+        CertificateContext {
+            current_set: run.old_set.clone(),
+            ..self.context(cert, run.old.as_ref())
+        }
+    }
+
+    /// Before registration: the plugin looks at the staged certificate (or set) and may
+    /// object. An objection sends the run back to waiting for a certificate, with a task that
+    /// says what was wrong; the refused version is never installed.
+    async fn plugin_check(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        record: &mut Record,
+        services: &Arc<CertServices>,
+        now: i64,
+    ) -> Result<bool, EngineError> {
+        let Some(run) = record.run.as_mut() else {
+            return Ok(false);
+        };
+        if run.plugin_checked {
+            return Ok(true);
+        }
+        let Some(new) = run.new.clone() else {
+            return Ok(true);
+        };
+        let check = CheckIssued {
+            certificate: self.run_context(cert, run),
+            new,
+            new_set: run.new_set.clone(),
+            key_from_ca: run.csr_pem.is_none(),
+        };
+        let objections = plugin
+            .check_issued(check, services.clone(), self.deadline)
+            .await?;
+        let _ = services.take_tasks();
+        if objections.is_empty() {
+            run.plugin_checked = true;
+            return Ok(true);
+        }
+        let serial = run
+            .new
+            .as_ref()
+            .map(|n| n.serial.clone())
+            .unwrap_or_default();
+        let refused = run.version.take();
+        run.new = None;
+        run.new_set.clear();
+        run.chain_pem = None;
+        run.notes.clear();
+        set_phase(run, Phase::Ordered, now);
+        let message = format!(
+            "the {} plugin refused certificate {serial} of {} before registration: {}",
+            cert.plugin,
+            cert.id,
+            objections.join("; ")
+        );
+        log::error!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), serial = serial.as_str(), version = refused.map_or(0, |v| v.0); "{message}; it stays staged but is never installed");
+        let spec = TaskSpec {
+            title: format!(
+                "Get a certificate for {} that the {} plugin accepts",
+                cert.id, cert.plugin
+            ),
+            instructions: format!(
+                "certvakt staged the certificate you imported (serial {serial}), but the {} plugin found it unfit for the authority, so it was not registered or installed:\n\n{}\n\nOrder a certificate that fits (the plugin's earlier task says what to order), then import it: certvakt import {} FILE… --password-file FILE",
+                cert.plugin,
+                objections
+                    .iter()
+                    .map(|o| format!("- {o}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                cert.id
+            ),
+            files: Vec::new(),
+            completes_by: certvakt_plugin_api::Completion::Import,
+        };
+        record.last_error = Some(message);
+        let files = Certificates::of(record);
+        self.open_task(cert, record, Phase::Ordered, spec, None, files, now)?;
+        Ok(false)
     }
 
     /// Files the tasks a plugin opened through the host during a call that answered, under
@@ -586,6 +684,10 @@ impl Core {
         record: &mut Record,
         now: i64,
     ) -> Result<(), EngineError> {
+        // The retention the replaced version's legacy files were kept for is over with the
+        // run (the plugin's retire step decides when that is).
+        self.store
+            .remove_legacy(&cert.id, &super::install::live_paths(cert))?;
         let removed = self.store.retire(&cert.id, 0)?;
         let pending = self.store.pending_key_path(&cert.id)?;
         // The pending key is now in the installed version: safe to remove the copy.
@@ -690,7 +792,7 @@ impl Core {
     ) -> CertificateContext {
         let settings = &cert.renewal.settings;
         CertificateContext {
-            roles: Vec::new(),
+            roles: cert.roles(),
             current_set: Default::default(),
             role: None,
             certificate_id: cert.id.clone(),

@@ -98,16 +98,28 @@ impl Backend for Shared {
                 )
                 .await
             }
-            Request::Import { id, data, password } => {
+            Request::Import {
+                id,
+                data,
+                password,
+                more,
+            } => {
                 use base64::Engine as _;
-                match base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) {
-                    Ok(bytes) => {
-                        let bytes = zeroize::Zeroizing::new(bytes);
+                let decoded: Result<Vec<_>, _> = std::iter::once(&data)
+                    .chain(&more)
+                    .map(|data| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(data.as_bytes())
+                            .map(zeroize::Zeroizing::new)
+                    })
+                    .collect();
+                match decoded {
+                    Ok(files) => {
                         let password = password.map(zeroize::Zeroizing::new);
                         self.ask_engine(
                             |reply| lifecycle::Command::Import {
                                 id,
-                                bytes,
+                                files,
                                 password,
                                 reply,
                             },

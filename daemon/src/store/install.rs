@@ -32,7 +32,10 @@ use super::live::{CURRENT_FILE, CurrentRecord, INTENT_FILE, Intent, read_current
 use super::versions::{
     KEY_FILE, PKCS12_FILE, read_version_dir, remove_incomplete, version_dir, versions_dir,
 };
-use super::{LivePaths, META_MODE, Ownership, Result, Store, StoreError, VersionId, fault, io_err};
+use super::{
+    LivePaths, META_MODE, Ownership, Result, Store, StoreError, VersionFiles, VersionId, fault,
+    io_err,
+};
 
 /// Mode of a live folder the store creates.
 const LIVE_FOLDER_MODE: u32 = 0o755;
@@ -67,8 +70,12 @@ impl Store {
         live: &LivePaths,
         own: &Ownership,
     ) -> Result<Vec<(PathBuf, Zeroizing<Vec<u8>>)>> {
-        let dir = version_dir(&self.cert_dir("read", id)?, n);
-        let plan = plan("read", id, n, &dir, live, own)?;
+        let cert_dir = self.cert_dir("read", id)?;
+        let dir = version_dir(&cert_dir, n);
+        let previous = read_current(&cert_dir)?
+            .previous
+            .map(|p| version_dir(&cert_dir, p));
+        let plan = plan("read", id, n, &dir, live, own, previous.as_deref())?;
         Ok(plan.into_iter().map(|f| (f.target, f.bytes)).collect())
     }
 
@@ -86,6 +93,16 @@ impl Store {
         self.install_version("rollback", id, previous, live, own, record.current)?;
         log::info!(cert_id = id, version = previous.0; "rolled back to the previous version");
         Ok(previous)
+    }
+
+    /// Removes the `legacy` files (the replaced version's certificate and key) of every role,
+    /// at the end of a run: the retention they were kept for is over. Returns what was removed.
+    pub fn remove_legacy(&self, id: &str, live: &LivePaths) -> Result<Vec<PathBuf>> {
+        let removed = remove_legacy_files(live)?;
+        for path in &removed {
+            log::info!(cert_id = id, path = path.display().to_string(); "removed the legacy certificate or key of the replaced version");
+        }
+        Ok(removed)
     }
 
     /// The version live on the paths, as last recorded.
@@ -157,7 +174,8 @@ impl Store {
                 path: dir,
             });
         }
-        let plan = plan(op, id, n, &dir, live, own)?;
+        let previous_dir = previous.map(|p| version_dir(&cert_dir, p));
+        let plan = plan(op, id, n, &dir, live, own, previous_dir.as_deref())?;
         create_live_folders(live)?;
 
         // Phase 1. An error drops `prepared`, which removes every temp written so far.
@@ -204,7 +222,8 @@ impl Store {
 }
 
 /// The live files, in switch order: key first, so that whenever the new certificate is live its
-/// key is too.
+/// key is too; then a set's other roles the same way. `previous_dir` is the version the install
+/// replaces, whose files go to the `legacy` paths.
 fn plan(
     op: &'static str,
     id: &str,
@@ -212,8 +231,59 @@ fn plan(
     dir: &Path,
     live: &LivePaths,
     own: &Ownership,
+    previous_dir: Option<&Path>,
 ) -> Result<Vec<Planned>> {
     let files = read_version_dir(dir)?;
+    let previous = match previous_dir.filter(|d| d.is_dir()) {
+        Some(dir) => Some(read_version_dir(dir)?),
+        None => None,
+    };
+    let mut plan = Vec::with_capacity(5);
+    let at = Version { op, id, n, dir };
+    plan_role(&mut plan, &at, "", &files, previous.as_ref(), live, own)?;
+    for (role, member_live) in &live.set {
+        let member = files.set.get(role).ok_or_else(|| StoreError::MissingFile {
+            op,
+            id: id.to_string(),
+            version: n,
+            what: "certificate of a role of the set",
+            path: dir.join(role),
+        })?;
+        let previous = previous.as_ref().and_then(|p| p.set.get(role));
+        plan_role(&mut plan, &at, role, member, previous, member_live, own)?;
+    }
+
+    let mut seen = BTreeSet::new();
+    for file in &plan {
+        if !seen.insert(file.target.as_path()) {
+            return Err(StoreError::BadTarget {
+                op,
+                path: file.target.clone(),
+                reason: "the same path is configured for two live files",
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// The version a plan is made from, for errors.
+struct Version<'a> {
+    op: &'static str,
+    id: &'a str,
+    n: VersionId,
+    dir: &'a Path,
+}
+
+/// The live files of one certificate (a single one, or one role of a set).
+fn plan_role(
+    plan: &mut Vec<Planned>,
+    at: &Version<'_>,
+    role: &str,
+    files: &VersionFiles,
+    previous: Option<&VersionFiles>,
+    live: &LivePaths,
+    own: &Ownership,
+) -> Result<()> {
     let key_spec = FileSpec {
         mode: own.key_mode,
         owner: own.owner,
@@ -224,29 +294,29 @@ fn plan(
         ..key_spec
     };
     let missing = |what: &'static str, name: &str| StoreError::MissingFile {
-        op,
-        id: id.to_string(),
-        version: n,
+        op: at.op,
+        id: at.id.to_string(),
+        version: at.n,
         what,
-        path: dir.join(name),
+        path: at.dir.join(role).join(name),
     };
     let public = |target: &Path, text: String| Planned {
         target: target.to_path_buf(),
         bytes: Zeroizing::new(text.into_bytes()),
         spec: cert_spec,
     };
+    let secret = |target: &Path, key: &Zeroizing<String>| Planned {
+        target: target.to_path_buf(),
+        bytes: Zeroizing::new(key.as_bytes().to_vec()),
+        spec: key_spec,
+    };
 
-    let mut plan = Vec::with_capacity(5);
     if let Some(target) = &live.key {
         let key = files
             .key_pem
             .as_ref()
             .ok_or_else(|| missing("key", KEY_FILE))?;
-        plan.push(Planned {
-            target: target.clone(),
-            bytes: Zeroizing::new(key.as_bytes().to_vec()),
-            spec: key_spec,
-        });
+        plan.push(secret(target, key));
     }
     plan.push(public(&live.cert, files.cert_pem.clone()));
     if let Some(target) = &live.chain {
@@ -271,24 +341,40 @@ fn plan(
             spec: key_spec,
         });
     }
+    // The replaced version's key and certificate, for a message system still decrypting what
+    // was encrypted to it. Without a version before (a first issue) there is nothing to keep.
+    if let (Some((cert_target, key_target)), Some(previous)) = (&live.legacy, previous)
+        && let Some(key) = &previous.key_pem
+    {
+        plan.push(secret(key_target, key));
+        plan.push(public(cert_target, previous.cert_pem.clone()));
+    }
+    Ok(())
+}
 
-    let mut seen = BTreeSet::new();
-    for file in &plan {
-        if !seen.insert(file.target.as_path()) {
-            return Err(StoreError::BadTarget {
-                op,
-                path: file.target.clone(),
-                reason: "the same path is configured for two live files",
-            });
+/// Removes the `legacy` files of every role, durably; a file already gone is fine.
+fn remove_legacy_files(live: &LivePaths) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let roles = std::iter::once(live).chain(live.set.values());
+    for (cert, key) in roles.filter_map(|l| l.legacy.as_ref()) {
+        for path in [cert, key] {
+            match fs::remove_file(path) {
+                Ok(()) => {
+                    atomic::fsync_dir(atomic::parent_dir(path))?;
+                    removed.push(path.clone());
+                }
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(io_err("remove legacy file", path)(err)),
+            }
         }
     }
-    Ok(plan)
+    Ok(removed)
 }
 
 /// Creates the folders of live files that do not exist yet (a first issue may name new ones),
 /// mode 0755: services must be able to reach their files.
 fn create_live_folders(live: &LivePaths) -> Result<()> {
-    for (_, target) in live.files() {
+    for (_, target) in live.files().into_iter() {
         if let Some(folder) = target
             .parent()
             .filter(|p| !p.as_os_str().is_empty() && !p.exists())
@@ -305,7 +391,7 @@ fn create_live_folders(live: &LivePaths) -> Result<()> {
 
 /// Removes temp files a crash left beside the live paths (they are ours by name).
 fn remove_stale_temps(live: &LivePaths) -> Result<()> {
-    for (_, target) in live.files() {
+    for (_, target) in live.files().into_iter() {
         if let Some(temp) = atomic::temp_path(target) {
             remove_temp(&temp)?;
         }

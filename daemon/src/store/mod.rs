@@ -29,6 +29,7 @@
 //! ```text
 //! certs/<id>/
 //!     versions/<n>/{key.pem 0600, cert.pem 0644, chain.pem 0644, bundle.p12 0600}
+//!     versions/<n>/<role>/       a certificate set's other roles, the same files each
 //!     versions/<n>.partial/      a staging cut short (ignored; removed by stage, retire, recover)
 //!     versions/<n>.retiring/     a removal cut short (ignored; removed by stage, retire, recover)
 //!     next-version.json          {"next": n}: the number the next stage gets
@@ -40,6 +41,7 @@
 //! plugins/<plugin>/              a plugin's own state
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,8 @@ mod journal;
 mod live;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_set;
 mod versions;
 
 pub use atomic::FileSpec;
@@ -175,7 +179,11 @@ impl LivePaths {
     /// the reason. A folder that does not exist yet is left out: the install makes it.
     pub fn folders_not_writable(&self) -> Vec<(&Path, nix::errno::Errno)> {
         use nix::unistd::{AccessFlags, access};
-        let mut folders: Vec<&Path> = self.files().filter_map(|(_, f)| f.parent()).collect();
+        let mut folders: Vec<&Path> = self
+            .files()
+            .into_iter()
+            .filter_map(|(_, f)| f.parent())
+            .collect();
         folders.sort();
         folders.dedup();
         folders
@@ -215,6 +223,27 @@ pub struct VersionFiles {
     pub chain_pem: String,
     /// A PKCS#12 bundle, already encrypted with the password of the live password file.
     pub pkcs12: Option<Zeroizing<Vec<u8>>>,
+    /// A certificate set's other roles, by role (`signing`, …), each in its own folder of
+    /// the version; their own `set` is empty. Empty for a single certificate.
+    pub set: BTreeMap<String, VersionFiles>,
+}
+
+impl VersionFiles {
+    /// One certificate's files, with no further roles.
+    pub fn single(
+        key_pem: Option<Zeroizing<String>>,
+        cert_pem: String,
+        chain_pem: String,
+        pkcs12: Option<Zeroizing<Vec<u8>>>,
+    ) -> VersionFiles {
+        VersionFiles {
+            key_pem,
+            cert_pem,
+            chain_pem,
+            pkcs12,
+            set: BTreeMap::new(),
+        }
+    }
 }
 
 /// Where the files of a staged version are.
@@ -239,12 +268,34 @@ pub struct LivePaths {
     /// (bundle path, password file). The password file belongs to the operator and is never
     /// written: the bundle in the version was made with the password it holds.
     pub pkcs12: Option<(PathBuf, PathBuf)>,
+    /// (certificate, key): where the certificate and key of the version this install replaces
+    /// stay readable, until [`Store::remove_legacy`] at the end of the run. Left alone when
+    /// there is no version before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<(PathBuf, PathBuf)>,
+    /// A certificate set's other roles, by role, installed with this one (after it, each
+    /// key before its certificate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, LivePaths>,
 }
 
 impl LivePaths {
-    /// The configured live files with their roles (`key`, `cert`, `chain`, `fullchain`,
-    /// `pkcs12`), in switch order.
-    pub fn files(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+    /// The configured live files with what they are (`key`, `cert`, `chain`, `fullchain`,
+    /// `pkcs12`, `legacy-cert`, `legacy-key`; a set's other roles prefixed `signing-cert`, …),
+    /// in switch order.
+    pub fn files(&self) -> Vec<(String, &Path)> {
+        let mut files = self.own_files("");
+        for (role, member) in &self.set {
+            files.extend(member.own_files(&format!("{role}-")));
+        }
+        files
+    }
+
+    fn own_files(&self, prefix: &str) -> Vec<(String, &Path)> {
+        let (legacy_cert, legacy_key) = match &self.legacy {
+            Some((cert, key)) => (Some(cert.as_path()), Some(key.as_path())),
+            None => (None, None),
+        };
         [
             ("key", self.key.as_deref()),
             ("cert", Some(self.cert.as_path())),
@@ -254,9 +305,12 @@ impl LivePaths {
                 "pkcs12",
                 self.pkcs12.as_ref().map(|(bundle, _)| bundle.as_path()),
             ),
+            ("legacy-key", legacy_key),
+            ("legacy-cert", legacy_cert),
         ]
         .into_iter()
-        .filter_map(|(role, path)| Some((role, path?)))
+        .filter_map(|(what, path)| Some((format!("{prefix}{what}"), path?)))
+        .collect()
     }
 }
 

@@ -20,6 +20,7 @@ const ID: &str = "fmk-prod.system_1";
 
 fn version(tag: &str) -> VersionFiles {
     VersionFiles {
+        set: Default::default(),
         key_pem: Some(Zeroizing::new(format!(
             "-----BEGIN PRIVATE KEY-----\nkey of {tag}\n-----END PRIVATE KEY-----\n"
         ))),
@@ -37,6 +38,8 @@ fn version(tag: &str) -> VersionFiles {
 
 fn live_paths(dir: &Path) -> LivePaths {
     LivePaths {
+        legacy: None,
+        set: Default::default(),
         cert: dir.join("org.crt"),
         key: Some(dir.join("org.key")),
         chain: Some(dir.join("chain.pem")),

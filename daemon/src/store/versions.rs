@@ -10,7 +10,7 @@
 //! Numbers come from `next-version.json`, which is advanced (durably) before the folder is
 //! created: a number is used at most once, even when its staging crashes or it is retired.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::DirBuilderExt;
@@ -293,7 +293,26 @@ fn write_version(partial: &Path, files: &VersionFiles) -> Result<()> {
             &FileSpec::mode(SECRET_MODE),
         )?;
     }
+    for (role, member) in &files.set {
+        check_role(role, partial)?;
+        write_version(&partial.join(role), member)?;
+    }
     fault::point("version written", partial)
+}
+
+/// A set's role names a folder inside the version: lower-case letters only.
+fn check_role(role: &str, dir: &Path) -> Result<()> {
+    if !role.is_empty() && role.len() <= 32 && role.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Ok(());
+    }
+    Err(StoreError::Io {
+        op: "stage set member",
+        path: dir.join(role),
+        source: std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "a role of a certificate set is named by lower-case letters only",
+        ),
+    })
 }
 
 pub(crate) fn read_version_dir(dir: &Path) -> Result<VersionFiles> {
@@ -317,11 +336,27 @@ pub(crate) fn read_version_dir(dir: &Path) -> Result<VersionFiles> {
         let path = dir.join(name);
         fs::read_to_string(&path).map_err(io_err("read", &path))
     };
+    let mut set = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list version", dir))? {
+        let entry = entry.map_err(io_err("list version", dir))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(io_err("stat", &entry.path()))?
+            .is_dir();
+        let name = entry.file_name();
+        if let (true, Some(role)) = (is_dir, name.to_str())
+            && check_role(role, dir).is_ok()
+        {
+            let member = read_version_dir(&entry.path())?;
+            set.insert(role.to_owned(), member);
+        }
+    }
     Ok(VersionFiles {
         key_pem,
         cert_pem: read_text(CERT_FILE)?,
         chain_pem: read_text(CHAIN_FILE)?,
         pkcs12: read_secret(&dir.join(PKCS12_FILE))?,
+        set,
     })
 }
 

@@ -122,6 +122,7 @@ fn control(seeds: &mut Seeds) -> Result<()> {
         Request::TaskShow { id: "fmk.1".into() },
         Request::TaskDone { id: "fmk.1".into() },
         Request::Import {
+            more: Vec::new(),
             id: "kanta".into(),
             data,
             password: Some("secret".into()),
