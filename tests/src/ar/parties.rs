@@ -187,8 +187,25 @@ impl Parties {
         }
     }
 
-    /// Adds (or replaces) an organisation with its services.
-    pub fn insert(&self, organization: Organization) {
+    /// Adds (or replaces) an organisation with its services. Addresses seeded without a
+    /// `last_changed` (0) are stamped with the simulator's now.
+    pub fn insert(&self, mut organization: Organization) {
+        let now = self.clock.now();
+        let stamp = |addresses: &mut Vec<Address>, future: &mut Vec<FutureAddress>| {
+            for a in addresses.iter_mut().filter(|a| a.last_changed == 0) {
+                a.last_changed = now;
+            }
+            for f in future.iter_mut().filter(|f| f.last_changed == 0) {
+                f.last_changed = now;
+            }
+        };
+        stamp(
+            &mut organization.addresses,
+            &mut organization.future_addresses,
+        );
+        for service in &mut organization.services {
+            stamp(&mut service.addresses, &mut service.future_addresses);
+        }
         lock(&self.organizations).insert(organization.her_id, organization);
     }
 
