@@ -7,6 +7,8 @@
 //! - [`parties`]: organisations and services by HER-id with their current and future
 //!   electronic addresses (promotion at `ValidFrom`, inheritance of the organisation's).
 //! - [`clock`]: the injectable simulator clock everything here reads.
+//! - [`receiver`]: a helsenorge-like message sender that looks certificates up in AR, caches
+//!   them, and encrypts to the cached one.
 //!
 //! **Server.** [`ArSim::start`] serves HTTPS on loopback (its own thread; no client
 //! certificate; the TLS root is [`ArSim::server_root_pem`]) with two bindings of
@@ -75,6 +77,7 @@ pub mod clock;
 pub mod directory;
 mod operations;
 pub mod parties;
+pub mod receiver;
 mod schemas;
 mod service;
 #[cfg(test)]

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use rcgen::KeyUsagePurpose;
 use x509_parser::num_bigint::BigUint;
 
+use super::receiver::{self, MessageSender, SenderConfig};
 use super::*;
 use crate::ca::{CaShape, KeyType, TestCa};
 use crate::leaf::{IssuedCert, LeafSpec};
@@ -974,5 +975,64 @@ fn search_providers_are_listed_and_ar_can_be_down() -> Result<()> {
         call(&f.sim, &SOAP12, "GetCommunicationPartyDetails", &body)?.status,
         200
     );
+    Ok(())
+}
+
+#[test]
+fn a_sender_keeps_encrypting_to_the_cached_certificate_until_its_cache_expires() -> Result<()> {
+    let f = fixture()?;
+    let next = CertSet::mint(&f.ca, NEXT_SERIALS)?;
+    let url = next.publish(&f.sim, T0)?;
+    let sender = MessageSender::new(SenderConfig {
+        url_basic: f.sim.url_basic(),
+        server_root_pem: f.sim.server_root_pem(),
+        username: USER.to_owned(),
+        password: PASSWORD.to_owned(),
+        cache_seconds: 3_600,
+        clock: f.sim.clock(),
+    });
+    let old_key = &f.current.encryption.key_pem;
+    let new_key = &next.encryption.key_pem;
+    let sealed = sender.send(ORG, b"resept 1")?;
+    assert_eq!(receiver::decrypt(old_key, &sealed)?, b"resept 1");
+    assert!(receiver::decrypt(new_key, &sealed).is_err());
+
+    // The address changes now; the sender's cache is 30 minutes old when it sends again.
+    ok(
+        &f.sim,
+        &Call::default(),
+        "UpdateOrganizationDetails",
+        &update_body(
+            false,
+            ORG,
+            Some(&format!("{}{}", e_ds(&url), e_edi())),
+            None,
+        ),
+    )?;
+    f.sim.clock().advance(1_800);
+    let sealed = sender.send(ORG, b"resept 2")?;
+    assert_eq!(
+        receiver::decrypt(old_key, &sealed)?,
+        b"resept 2",
+        "still the old certificate"
+    );
+    assert!(receiver::decrypt(new_key, &sealed).is_err());
+    assert_eq!(sender.lookups(), 1);
+
+    f.sim.clock().advance(1_800);
+    let sealed = sender.send(ORG, b"resept 3")?;
+    assert_eq!(
+        receiver::decrypt(new_key, &sealed)?,
+        b"resept 3",
+        "the cache expired"
+    );
+    assert!(receiver::decrypt(old_key, &sealed).is_err());
+    assert_eq!(sender.lookups(), 2);
+
+    // A party without an E_DS is an error naming AR's reason; a signing-only certificate
+    // cannot be encrypted to.
+    let error = format!("{:#}", sender.send(OTHER_ORG, b"x").expect_err("no E_DS"));
+    assert!(error.contains("no E_DS"), "{error}");
+    assert!(receiver::encrypt(&next.signing.cert_der, b"x").is_err());
     Ok(())
 }
