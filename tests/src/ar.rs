@@ -129,13 +129,24 @@ pub mod ns {
         "http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher";
 }
 
-/// An NHN service account (tjenestekonto) and the parties it may write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An NHN service account (tjenestekonto) and the parties it may write. Its `Debug` leaves
+/// the password out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServiceAccount {
     pub username: String,
     pub password: String,
     /// HER-ids (organisations or services) it may update.
     pub may_write: Vec<i32>,
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("may_write", &self.may_write)
+            .finish()
+    }
 }
 
 impl ServiceAccount {

@@ -32,8 +32,8 @@ use super::lock;
 use super::ns::{CERTIFICATE_DETAILS, CP, SOAP11};
 use crate::soapd::{PostOptions, post_raw};
 
-/// Where and how a [`MessageSender`] asks AR.
-#[derive(Debug, Clone)]
+/// Where and how a [`MessageSender`] asks AR. Its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct SenderConfig {
     /// AR's SOAP 1.1 endpoint (`ArSim::url_basic`).
     pub url_basic: String,
@@ -46,6 +46,17 @@ pub struct SenderConfig {
     pub cache_seconds: i64,
     /// The simulator clock (`ArSim::clock`).
     pub clock: Clock,
+}
+
+impl std::fmt::Debug for SenderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderConfig")
+            .field("url_basic", &self.url_basic)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("cache_seconds", &self.cache_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A sender with its certificate cache.

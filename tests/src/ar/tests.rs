@@ -1036,3 +1036,28 @@ fn a_sender_keeps_encrypting_to_the_cached_certificate_until_its_cache_expires()
     assert!(receiver::encrypt(&next.signing.cert_der, b"x").is_err());
     Ok(())
 }
+
+#[test]
+fn passwords_stay_out_of_debug_output() {
+    let account = ServiceAccount::new(USER, PASSWORD, &[ORG]);
+    let config = ArConfig {
+        accounts: vec![account.clone()],
+        ..ArConfig::default()
+    };
+    let sender = SenderConfig {
+        url_basic: "https://127.0.0.1:1/v1/AR/Basic".to_owned(),
+        server_root_pem: String::new(),
+        username: USER.to_owned(),
+        password: PASSWORD.to_owned(),
+        cache_seconds: 60,
+        clock: Clock::real(),
+    };
+    for shown in [
+        format!("{account:?}"),
+        format!("{config:?}"),
+        format!("{sender:?}"),
+    ] {
+        assert!(shown.contains(USER), "{shown}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+}
