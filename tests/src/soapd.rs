@@ -6,9 +6,10 @@
 //! - TLS by rustls (aws-lc-rs), HTTP/1.1 by hyper, on its own thread ([`Served`]). With client
 //!   roots the server requires mutual TLS ([`crate::simca`]'s acceptor): a client without a
 //!   certificate chaining to them fails the handshake and nothing is read.
-//! - The handler sees the path, `SOAPAction` (as sent, quotes included), whether the body came
-//!   chunked, the body, and the client's certificate chain; it runs on the blocking pool, so a
-//!   handler that starts `xmllint` or `xmlsec1` does not stall other connections.
+//! - The handler sees the path, `SOAPAction` (as sent, quotes included), `Content-Type`,
+//!   `Authorization`, whether the body came chunked, the body, and the client's certificate
+//!   chain; it runs on the blocking pool, so a handler that starts `xmllint` or `xmlsec1` does
+//!   not stall other connections. Its answer may carry extra headers (`WWW-Authenticate`).
 //! - Bodies over [`MAX_BODY`] are refused with 413 before the handler is called.
 //! - The server's certificate is for `127.0.0.1`, `localhost` and `::1`, from its own
 //!   [`CaShape::Tls`] test CA ([`ServerIdentity`]).
@@ -64,6 +65,8 @@ pub struct SoapRequest {
     /// The `SOAPAction` header as sent (quotes included), if any.
     pub soap_action: Option<String>,
     pub content_type: Option<String>,
+    /// The `Authorization` header as sent, if any.
+    pub authorization: Option<String>,
     /// The body came with `Transfer-Encoding: chunked`.
     pub chunked: bool,
     pub body: Vec<u8>,
@@ -88,6 +91,8 @@ pub struct SoapReply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Headers sent besides `Content-Type` (name, value).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl SoapReply {
@@ -97,6 +102,7 @@ impl SoapReply {
             status,
             content_type: "text/xml; charset=utf-8",
             body,
+            headers: Vec::new(),
         }
     }
 
@@ -106,7 +112,14 @@ impl SoapReply {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.to_owned(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with the header `name: value` added.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> SoapReply {
+        self.headers.push((name, value.to_owned()));
+        self
     }
 }
 
@@ -334,6 +347,7 @@ async fn answer(
     };
     let soap_action = header("soapaction");
     let content_type = header("content-type");
+    let authorization = header("authorization");
     let chunked = request
         .headers()
         .get_all(TRANSFER_ENCODING)
@@ -358,6 +372,7 @@ async fn answer(
         path,
         soap_action,
         content_type,
+        authorization,
         chunked,
         body,
         client_chain,
@@ -375,6 +390,11 @@ fn reply(answer: SoapReply) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
     response
 }
 
@@ -398,6 +418,38 @@ pub fn post(
     body: &str,
     options: &PostOptions<'_>,
 ) -> Result<(u16, String)> {
+    post_raw(url, server_root_pem, body, options, &[]).map(|r| (r.status, r.body))
+}
+
+/// An answer as [`post_raw`] read it.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Every header line (name lowercased, value trimmed), in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The first value of the header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`post`] with `headers` (name, value) added to the request (a `Content-Type` among them
+/// replaces `text/xml`), returning the answer's headers too.
+pub fn post_raw(
+    url: &str,
+    server_root_pem: &str,
+    body: &str,
+    options: &PostOptions<'_>,
+    headers: &[(&str, &str)],
+) -> Result<RawResponse> {
     let rest = url
         .strip_prefix("https://")
         .with_context(|| format!("{url} is not an https URL"))?;
@@ -438,9 +490,18 @@ pub fn post(
             .with_context(|| format!("connecting to {authority}"))?;
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
         let mut tls = connector.connect(name, tcp).await.context("TLS handshake")?;
+        let content_type = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map_or("text/xml; charset=utf-8", |(_, value)| *value);
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: text/xml; charset=utf-8\r\nConnection: close\r\n"
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nConnection: close\r\n"
         );
+        for (name, value) in headers {
+            if !name.eq_ignore_ascii_case("content-type") {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
         if let Some(action) = options.soap_action {
             head.push_str(&format!("SOAPAction: {action}\r\n"));
         }
@@ -468,7 +529,7 @@ pub fn post(
     })
 }
 
-fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
+fn parse_response(raw: &[u8]) -> Result<RawResponse> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -479,12 +540,22 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
         .context("no HTTP status line")?;
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
     let chunked = head.lines().any(|line| {
         let line = line.to_ascii_lowercase();
         line.starts_with("transfer-encoding:") && line.contains("chunked")
     });
     if !chunked {
-        return Ok((status, body.to_owned()));
+        return Ok(RawResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        });
     }
     let mut out = String::new();
     let mut rest = body;
@@ -494,7 +565,11 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
         };
         let size = usize::from_str_radix(size.trim(), 16).context("a chunk size")?;
         if size == 0 {
-            return Ok((status, out));
+            return Ok(RawResponse {
+                status,
+                headers,
+                body: out,
+            });
         }
         let chunk = after.get(..size).context("a truncated chunk")?;
         out.push_str(chunk);
