@@ -13,7 +13,9 @@
 //! - SE: an HSA-ID in `serialNumber`: `SE` + 10 or more digits, optionally `-` + letters and
 //!   digits (`SE2321000016-39KJ`, `SE13813023981`); also the test form `TSTNMT2321000156-B02`.
 //! - NO: `organizationIdentifier` = `NTRNO-<9 digits>` (SEID 2), or a `serialNumber` of
-//!   exactly 9 digits (SEID 1) when the subject's country is NO or absent.
+//!   exactly 9 digits (SEID 1) when the subject's country is NO or absent and the subject is
+//!   not a person's: a subject with a given name or surname (a personal certificate, whose
+//!   `serialNumber` identifies the person) carries no organisation number.
 //! - FI: `organizationIdentifier` = `NTRFI-<Y-tunnus>` (`1234567-8`); a `serialNumber` that is
 //!   a Y-tunnus, or a SOTE organisation OID under Finland's arc `1.2.246.`, when the country is
 //!   FI or absent. fi-kanta.md could not confirm where DVV puts these, so all three are read;
@@ -28,6 +30,8 @@ const OID_ORGANIZATION_IDENTIFIER: &str = "2.5.4.97";
 const OID_SERIAL_NUMBER: &str = "2.5.4.5";
 const OID_ORGANIZATION: &str = "2.5.4.10";
 const OID_COUNTRY: &str = "2.5.4.6";
+const OID_GIVEN_NAME: &str = "2.5.4.42";
+const OID_SURNAME: &str = "2.5.4.4";
 
 /// The subject attributes the identity rules look at (first value of each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +44,9 @@ pub struct SubjectIds<'a> {
     pub organization: Option<&'a str>,
     /// `C` (2.5.4.6).
     pub country: Option<&'a str>,
+    /// Whether the subject names a person: it has a `givenName` (2.5.4.42) or `surname`
+    /// (2.5.4.4).
+    pub person: bool,
 }
 
 impl<'a> SubjectIds<'a> {
@@ -48,8 +55,13 @@ impl<'a> SubjectIds<'a> {
     pub fn from_name(name: &'a X509Name<'a>) -> SubjectIds<'a> {
         let mut ids = SubjectIds::default();
         for attr in name.iter_attributes() {
+            let oid = attr.attr_type().to_id_string();
+            if oid == OID_GIVEN_NAME || oid == OID_SURNAME {
+                ids.person = true;
+                continue;
+            }
             let Ok(value) = attr.as_str() else { continue };
-            let slot = match attr.attr_type().to_id_string().as_str() {
+            let slot = match oid.as_str() {
                 OID_ORGANIZATION_IDENTIFIER => &mut ids.organization_identifier,
                 OID_SERIAL_NUMBER => &mut ids.serial_number,
                 OID_ORGANIZATION => &mut ids.organization,
@@ -113,7 +125,9 @@ pub fn identities(ids: &SubjectIds<'_>) -> Vec<NordicIdentity> {
             orgnr: orgnr.to_string(),
             seid: 2,
         });
-    } else if let Some(orgnr) = serial.filter(|s| is_digits(s, 9) && country_is("NO")) {
+    } else if let Some(orgnr) =
+        serial.filter(|s| is_digits(s, 9) && country_is("NO") && !ids.person)
+    {
         found.push(NordicIdentity::NoOrgNumber {
             orgnr: orgnr.to_string(),
             seid: 1,
@@ -252,7 +266,31 @@ mod tests {
             serial_number,
             organization,
             country,
+            person: false,
         })
+    }
+
+    #[test]
+    fn a_personal_norwegian_certificate_is_not_an_organisation() {
+        let person = SubjectIds {
+            organization_identifier: None,
+            serial_number: Some("983544622"),
+            organization: None,
+            country: Some("NO"),
+            person: true,
+        };
+        assert_eq!(identities(&person), vec![]);
+        // The same subject without a name of a person is a SEID 1 enterprise certificate.
+        assert_eq!(
+            identities(&SubjectIds {
+                person: false,
+                ..person
+            }),
+            vec![NordicIdentity::NoOrgNumber {
+                orgnr: "983544622".into(),
+                seid: 1
+            }]
+        );
     }
 
     #[test]
