@@ -189,6 +189,9 @@ pub enum Pkcs12Form {
     /// lengths, the authSafe in 1000-byte chunks), as Windows and older Java write it
     /// ([`crate::ber::pkcs12_to_ber`]).
     Ber,
+    /// [`Pkcs12Form::Ber`] with BER inside the MACed content too and the MAC computed over
+    /// those BER bytes, as Windows writes it ([`crate::ber::pkcs12_to_ber_inside`]).
+    BerInside,
 }
 
 /// What makes one certificate of a set wrong (for tests of certvakt's set checks).
@@ -772,7 +775,7 @@ pub fn pkcs12(issued: &IssuedCert, password: &str, form: Pkcs12Form) -> Result<V
         Pkcs12Form::Der => writer
             .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
             .mac_algorithm(MacAlgorithm::HmacSha256),
-        Pkcs12Form::Legacy | Pkcs12Form::Ber => writer
+        Pkcs12Form::Legacy | Pkcs12Form::Ber | Pkcs12Form::BerInside => writer
             .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
             .mac_algorithm(MacAlgorithm::HmacSha1),
     };
@@ -780,6 +783,7 @@ pub fn pkcs12(issued: &IssuedCert, password: &str, form: Pkcs12Form) -> Result<V
     match form {
         Pkcs12Form::Der | Pkcs12Form::Legacy => Ok(der),
         Pkcs12Form::Ber => crate::ber::pkcs12_to_ber(&der),
+        Pkcs12Form::BerInside => crate::ber::pkcs12_to_ber_inside(&der, password),
     }
 }
 

@@ -253,7 +253,7 @@ fn a_buypass_set_is_two_p12_files_with_the_seid2_profile() {
 #[test]
 fn buypass_files_in_ber_and_legacy_form_open_in_openssl() {
     let ca = SeidCa::buypass().expect("ca");
-    for form in [Pkcs12Form::Legacy, Pkcs12Form::Ber] {
+    for form in [Pkcs12Form::Legacy, Pkcs12Form::Ber, Pkcs12Form::BerInside] {
         let set = ca
             .issue_set(&order().password("Hemmelig 123").form(form))
             .expect("set");
@@ -264,7 +264,9 @@ fn buypass_files_in_ber_and_legacy_form_open_in_openssl() {
             .zip(set.write_files(dir.path()).expect("write"))
         {
             match form {
-                Pkcs12Form::Ber => assert_eq!(&bytes[..2], &[0x30, 0x80], "indefinite PFX"),
+                Pkcs12Form::Ber | Pkcs12Form::BerInside => {
+                    assert_eq!(&bytes[..2], &[0x30, 0x80], "indefinite PFX")
+                }
                 _ => assert_ne!(bytes[1], 0x80),
             }
             assert_openssl_reads(&path, "Hemmelig 123", 3);
