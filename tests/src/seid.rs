@@ -534,13 +534,12 @@ impl SeidCa {
         let mut files = Vec::new();
         for &role in self.vendor.roles() {
             let serial = self.next_serial();
-            let mut params = self.params(order, role, &serial, not_before)?;
+            let params = self.params(order, role, &serial, not_before)?;
             let rsa1024 = order.flaws_of(role).any(|f| *f == Flaw::Rsa1024);
             let (cert, key_pkcs8_der) = if rsa1024 {
                 let (pkcs8, spki) = openssl_rsa1024()?;
                 let public = rcgen::SubjectPublicKeyInfo::from_der(&spki)
                     .map_err(|e| anyhow!("the RSA 1024 public key: {e}"))?;
-                params.use_authority_key_identifier_extension = true;
                 let cert = params
                     .signed_by(&public, self.ca.signing_issuer())
                     .context("signing the RSA 1024 certificate")?;
