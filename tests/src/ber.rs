@@ -7,9 +7,19 @@
 //! pieces. The authSafe octets themselves stay as they are: the MAC is computed over them, so
 //! the bundle still opens with its password, in OpenSSL too. The DER tree is read with
 //! asn1-rs (x509-parser's); the BER bytes are written here.
+//!
+//! [`pkcs12_to_ber_inside`] goes further, as Windows does: the MACed content itself, the
+//! AuthenticatedSafe, is BER too (indefinite lengths; the SafeContents of its unencrypted
+//! parts BER as well, in chunked OCTET STRINGs), and the MAC is computed anew over those BER
+//! bytes with the bundle's password, salt and iteration count (RFC 7292 key derivation from
+//! the `pkcs12` crate, HMAC from the `hmac` crate). Encrypted parts keep their ciphertext.
 
-use anyhow::{Context, Result, anyhow, ensure};
-use x509_parser::asn1_rs::{Any, Class, FromDer, Header, Length, Tag, ToDer};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use hmac::{Hmac, KeyInit, Mac};
+use pkcs12::cms::cert::x509::der::asn1::OctetString;
+use pkcs12::cms::cert::x509::der::{self, Decode, Encode};
+use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+use x509_parser::asn1_rs::{Any, Class, FromDer, Header, Length, Oid, Tag, ToDer};
 
 /// The size of the authSafe chunks (Windows writes 1000-byte pieces).
 pub const CHUNK: usize = 1000;
@@ -24,6 +34,111 @@ pub fn pkcs12_to_ber(der: &[u8]) -> Result<Vec<u8>> {
     );
     let mut out = Vec::with_capacity(der.len() + 64);
     element(der, false, &mut out)?;
+    Ok(out)
+}
+
+/// The DER PKCS#12 `der` with BER also inside its MACed content, MACed anew with `password`
+/// (see the module docs). The bundle's MAC must be HMAC-SHA1 or HMAC-SHA256.
+pub fn pkcs12_to_ber_inside(der: &[u8], password: &str) -> Result<Vec<u8>> {
+    let mut pfx =
+        pkcs12::Pfx::from_der(der).map_err(|e| anyhow!("the bundle is not a PFX: {e}"))?;
+    ensure!(
+        pfx.auth_safe.content_type.to_string() == "1.2.840.113549.1.7.1",
+        "the bundle's authSafe is not id-data"
+    );
+    let octets = pfx
+        .auth_safe
+        .content
+        .decode_as::<OctetString>()
+        .map_err(|e| anyhow!("the authSafe content is not an OCTET STRING: {e}"))?;
+    let inner = auth_safe_to_ber(octets.as_bytes())?;
+    let mac = pfx.mac_data.as_mut().context("the bundle has no MAC")?;
+    let salt = mac.mac_salt.as_bytes().to_vec();
+    let kind = Pkcs12KeyType::Mac;
+    let digest = match mac.mac.algorithm.oid.to_string().as_str() {
+        "1.3.14.3.2.26" => {
+            let key = derive_key_utf8::<sha1::Sha1>(password, &salt, kind, mac.iterations, 20)?;
+            let mut hmac = Hmac::<sha1::Sha1>::new_from_slice(&key)?;
+            hmac.update(&inner);
+            hmac.finalize().into_bytes().to_vec()
+        }
+        "2.16.840.1.101.3.4.2.1" => {
+            let key = derive_key_utf8::<sha2::Sha256>(password, &salt, kind, mac.iterations, 32)?;
+            let mut hmac = Hmac::<sha2::Sha256>::new_from_slice(&key)?;
+            hmac.update(&inner);
+            hmac.finalize().into_bytes().to_vec()
+        }
+        other => bail!("a MAC with digest {other} is not one this writer recomputes"),
+    };
+    mac.mac.digest = OctetString::new(digest)?;
+    pfx.auth_safe.content = der::Any::encode_from(&OctetString::new(inner)?)?;
+    pkcs12_to_ber(&pfx.to_der()?)
+}
+
+/// The DER AuthenticatedSafe `der` as BER: indefinite lengths, and each id-data part's
+/// SafeContents BER in a chunked OCTET STRING.
+fn auth_safe_to_ber(der: &[u8]) -> Result<Vec<u8>> {
+    let (rest, safe) = Any::from_der(der).map_err(|e| anyhow!("the AuthenticatedSafe: {e}"))?;
+    ensure!(
+        rest.is_empty() && safe.tag() == Tag::Sequence,
+        "the AuthenticatedSafe is not one SEQUENCE"
+    );
+    let id_data =
+        Oid::from(&[1, 2, 840, 113549, 1, 7, 1]).map_err(|e| anyhow!("the id-data OID: {e:?}"))?;
+    let mut out = Vec::with_capacity(der.len() + 256);
+    write_header(
+        &mut out,
+        Class::Universal,
+        true,
+        Tag::Sequence,
+        Length::Indefinite,
+    )?;
+    let mut input = safe.data;
+    while !input.is_empty() {
+        let (rest, info) = Any::from_der(input).map_err(|e| anyhow!("a ContentInfo: {e}"))?;
+        let raw = &input[..input.len() - rest.len()];
+        let (after_oid, oid) =
+            Oid::from_der(info.data).map_err(|e| anyhow!("a ContentInfo's type: {e}"))?;
+        if oid == id_data {
+            let (_, zero) = Any::from_der(after_oid).map_err(|e| anyhow!("[0]: {e}"))?;
+            let (_, string) = Any::from_der(zero.data).map_err(|e| anyhow!("content: {e}"))?;
+            let mut contents = Vec::with_capacity(string.data.len() + 64);
+            let rest = element(string.data, false, &mut contents)?;
+            ensure!(rest.is_empty(), "bytes after a SafeContents");
+            write_header(
+                &mut out,
+                Class::Universal,
+                true,
+                Tag::Sequence,
+                Length::Indefinite,
+            )?;
+            out.extend_from_slice(&info.data[..info.data.len() - after_oid.len()]);
+            write_header(
+                &mut out,
+                Class::ContextSpecific,
+                true,
+                Tag(0),
+                Length::Indefinite,
+            )?;
+            write_header(
+                &mut out,
+                Class::Universal,
+                true,
+                Tag::OctetString,
+                Length::Indefinite,
+            )?;
+            for chunk in contents.chunks(CHUNK) {
+                let length = Length::Definite(chunk.len());
+                write_header(&mut out, Class::Universal, false, Tag::OctetString, length)?;
+                out.extend_from_slice(chunk);
+            }
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        } else {
+            element(raw, false, &mut out)?;
+        }
+        input = rest;
+    }
+    out.extend_from_slice(&[0, 0]);
     Ok(out)
 }
 

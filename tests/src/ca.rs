@@ -217,6 +217,9 @@ pub(crate) fn printable(value: &str) -> Result<DnValue> {
 /// A root CA and (unless made with [`TestCa::root_only`]) an issuing CA below it.
 pub struct TestCa {
     shape: CaShape,
+    /// The CAs' common names: the shape's, unless [`TestCa::named`] gave others.
+    root_name: String,
+    issuing_name: String,
     root: CertifiedIssuer<'static, KeyPair>,
     intermediate: Option<CertifiedIssuer<'static, KeyPair>>,
     /// Random-ish per CA, so two CAs in one test do not share serials either.
@@ -251,13 +254,36 @@ impl TestCa {
         TestCa::build(shape, key_type, true)
     }
 
+    /// Like [`TestCa::with_key_type`] with other common names in the shape's DN layout (e.g.
+    /// `Buypass Class 3 Test4 CA G2 ST Business`, the soft-token issuer, under the HT shape's
+    /// attributes).
+    pub fn named(
+        shape: CaShape,
+        key_type: KeyType,
+        root_name: &str,
+        issuing_name: &str,
+    ) -> Result<TestCa> {
+        TestCa::build_named(shape, key_type, true, root_name, issuing_name)
+    }
+
     fn build(shape: CaShape, key_type: KeyType, with_intermediate: bool) -> Result<TestCa> {
+        let (root_name, issuing_name) = (shape.root_name(), shape.issuing_name());
+        TestCa::build_named(shape, key_type, with_intermediate, root_name, issuing_name)
+    }
+
+    fn build_named(
+        shape: CaShape,
+        key_type: KeyType,
+        with_intermediate: bool,
+        root_name: &str,
+        issuing_name: &str,
+    ) -> Result<TestCa> {
         let now = now_seconds();
         let serial_prefix = serial_prefix();
         let next_serial = AtomicU64::new(1);
 
         let mut root_params = CertificateParams::default();
-        root_params.distinguished_name = shape.dn(shape.root_name())?;
+        root_params.distinguished_name = shape.dn(root_name)?;
         root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         root_params.not_before = now - Duration::days(365);
@@ -268,7 +294,7 @@ impl TestCa {
 
         let intermediate = if with_intermediate {
             let mut params = CertificateParams::default();
-            params.distinguished_name = shape.dn(shape.issuing_name())?;
+            params.distinguished_name = shape.dn(issuing_name)?;
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             params.key_usages = vec![
                 KeyUsagePurpose::DigitalSignature,
@@ -288,6 +314,8 @@ impl TestCa {
 
         Ok(TestCa {
             shape,
+            root_name: root_name.to_string(),
+            issuing_name: issuing_name.to_string(),
             root,
             intermediate,
             serial_prefix,
@@ -300,12 +328,17 @@ impl TestCa {
     }
 
     /// The common name of the CA that signs leaves.
-    pub fn issuer_name(&self) -> &'static str {
+    pub fn issuer_name(&self) -> &str {
         if self.intermediate.is_some() {
-            self.shape.issuing_name()
+            &self.issuing_name
         } else {
-            self.shape.root_name()
+            &self.root_name
         }
+    }
+
+    /// The issuing (intermediate) CA certificate, PEM; `None` for [`TestCa::root_only`].
+    pub fn intermediate_pem(&self) -> Option<String> {
+        self.intermediate.as_ref().map(|i| i.pem())
     }
 
     /// The root certificate, PEM.

@@ -7,12 +7,12 @@
 //! - PEM and DER are read by [`crate::certfile`] (which `keys` uses too, so both say the same
 //!   about a bad file): its not-a-certificate and malformed flaws become
 //!   [`ProblemKind::NotCertificate`] and [`ProblemKind::Malformed`], with its sentence.
-//! - PKCS#12 is parsed only by p12-keystore, after [`crate::ber::to_der`] has made a bundle
-//!   written with BER (Windows, older Java) DER: every certificate of the bundle; those
-//!   paired with a private key come first, so index 0 is the bundle's own certificate. No
-//!   password: the empty password is tried, then [`ProblemKind::Pkcs12Password`]. The
-//!   bundle's private key is decrypted by p12-keystore (it cannot be skipped) and dropped at
-//!   once.
+//! - PKCS#12 is parsed only by p12-keystore, after [`crate::ber::pkcs12_to_der`] has made a
+//!   bundle written with BER (Windows, older Java) DER, inside its MACed content too: every
+//!   certificate of the bundle; those paired with a private key come first, so index 0 is
+//!   the bundle's own certificate. No password: the empty password is tried, then
+//!   [`ProblemKind::Pkcs12Password`]. The bundle's private key is decrypted by p12-keystore
+//!   (it cannot be skipped) and dropped at once.
 //! - Problem messages are sentence tails that follow the file name (`"<path> is empty"`): the
 //!   caller prepends it. They never contain file contents.
 //! - Fingerprints are SHA-1 / SHA-256 over the certificate's exact DER bytes.
@@ -112,23 +112,29 @@ fn parse_pkcs12(bytes: &[u8], password: Password<'_>) -> Result<Vec<ParsedCert>,
         // Some bundles are made with an empty password; trying it costs one KDF run.
         Password::None | Password::Unavailable { .. } => "",
     };
-    // Bundles written with BER (Windows, older Java) are made DER first; input the normaliser
-    // cannot read goes to p12-keystore as it is, which says what is wrong.
-    let der = crate::ber::to_der(bytes);
-    let der = der.as_deref().unwrap_or(bytes);
-    let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(der, secret) {
+    let wrong_password = || {
+        let message = match password {
+            Password::None => "is a PKCS#12 bundle and needs a password; set pkcs12_password_file for this source to a file that holds it".to_string(),
+            Password::Given { source, .. } => format!(
+                "is a PKCS#12 bundle that the password in {source} does not open; put this bundle's password in that file"
+            ),
+            Password::Unavailable { source, reason } => format!(
+                "is a PKCS#12 bundle, and its password file {source} could not be read ({reason})"
+            ),
+        };
+        (ProblemKind::Pkcs12Password, message)
+    };
+    // Bundles written with BER (Windows, older Java) are made DER first, inside the MACed
+    // content too; input the normaliser cannot read goes to p12-keystore as it is, which says
+    // what is wrong.
+    let der = match crate::ber::pkcs12_to_der(bytes, secret) {
+        crate::ber::Pkcs12Der::Bytes(der) => der,
+        crate::ber::Pkcs12Der::WrongMac => return Err(wrong_password()),
+    };
+    let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(&der, secret) {
         Ok(archive) => archive,
         Err(P12Error::MacError(_) | P12Error::UnpadError | P12Error::Pkcs5Error(_)) => {
-            let message = match password {
-                Password::None => "is a PKCS#12 bundle and needs a password; set pkcs12_password_file for this source to a file that holds it".to_string(),
-                Password::Given { source, .. } => format!(
-                    "is a PKCS#12 bundle that the password in {source} does not open; put this bundle's password in that file"
-                ),
-                Password::Unavailable { source, reason } => format!(
-                    "is a PKCS#12 bundle, and its password file {source} could not be read ({reason})"
-                ),
-            };
-            return Err((ProblemKind::Pkcs12Password, message));
+            return Err(wrong_password());
         }
         Err(e) => {
             return Err((

@@ -519,6 +519,30 @@ fn pkcs12_with_right_wrong_and_missing_password() {
 }
 
 #[test]
+fn pkcs12_with_ber_inside_its_mac_is_parsed_with_its_password() {
+    let ca = TestCa::new(CaShape::BuypassSeid2).expect("ca");
+    let c = ca
+        .issue(&LeafSpec::seid2("100101696", "TESTVIRKSOMHET").key_type(KeyType::EcP256))
+        .expect("issue");
+    let der = c.pkcs12_bytes("passord").expect("p12");
+    let ber = certvakt_testkit::ber::pkcs12_to_ber_inside(&der, "passord").expect("ber");
+    let (_, from_der) = parse_certificates(&der, Some("passord")).expect("DER");
+    let (format, from_ber) = parse_certificates(&ber, Some("passord")).expect("BER inside");
+    assert_eq!(format, "pkcs12");
+    assert_eq!(from_ber.len(), 3);
+    assert_eq!(from_ber, from_der);
+
+    let (kind, message) = parse_certificates(&ber, Some("ikke-passord")).expect_err("wrong");
+    assert_eq!(kind, ProblemKind::Pkcs12Password);
+    assert!(message.contains("does not open"), "{message}");
+    let (kind, message) = parse_certificates(&ber, None).expect_err("missing");
+    assert_eq!(kind, ProblemKind::Pkcs12Password);
+    assert!(message.contains("pkcs12_password_file"), "{message}");
+    let (kind, _) = parse_certificates(&ber[..ber.len() / 2], Some("passord")).expect_err("cut");
+    assert_eq!(kind, ProblemKind::Malformed);
+}
+
+#[test]
 fn pkcs12_written_with_ber_is_listed_with_its_password_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new(CaShape::BuypassSeid2).expect("ca");

@@ -70,12 +70,15 @@ pub fn write_pkcs12(
 /// without that attribute, the one with the key's public key; a key that belongs to none of
 /// the certificates is an error. Without a key, the leaf is the first certificate that is not
 /// a CA. Legacy bundles (3DES, RC2) are read too, and so are bundles written with BER
-/// (Windows, older Java), through [`crate::ber::to_der`].
+/// (Windows, older Java), also inside the MACed content, through
+/// [`crate::ber::pkcs12_to_der`].
 pub fn read_pkcs12(bytes: &[u8], password: &str) -> Result<Pkcs12Contents, KeyError> {
     // Input the normaliser cannot read goes to p12-keystore as it is, which says what is wrong.
-    let der = crate::ber::to_der(bytes);
-    let der = der.as_deref().unwrap_or(bytes);
-    let archive = Pkcs12Archive::from_pkcs12(der, password).map_err(|e| match e {
+    let der = match crate::ber::pkcs12_to_der(bytes, password) {
+        crate::ber::Pkcs12Der::Bytes(der) => der,
+        crate::ber::Pkcs12Der::WrongMac => return Err(KeyError::Pkcs12Password),
+    };
+    let archive = Pkcs12Archive::from_pkcs12(&der, password).map_err(|e| match e {
         P12Error::MacError(_) | P12Error::UnpadError | P12Error::Pkcs5Error(_) => {
             KeyError::Pkcs12Password
         }

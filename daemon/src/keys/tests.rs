@@ -1153,6 +1153,113 @@ fn pkcs12_written_with_ber_as_windows_does_is_read() {
 }
 
 #[test]
+fn pkcs12_with_ber_inside_its_mac_as_windows_writes_it_is_read() {
+    let key = generate(KeyAlgorithm::Rsa2048).expect("key");
+    let issued = issue(&key);
+    let d = issued.dir.path();
+    let password = "Vinter-2026";
+    // Ours (PBES2, HMAC-SHA256) and OpenSSL's legacy one (RC2-40, 3DES, HMAC-SHA1).
+    let ours = write_pkcs12(
+        &key,
+        &issued.leaf_der,
+        std::slice::from_ref(&issued.ca_der),
+        password,
+        "Buypass",
+    )
+    .expect("write")
+    .to_vec();
+    let legacy = read(&openssl_bundle(
+        &key,
+        &issued,
+        "legacy.p12",
+        "Commfides",
+        password,
+        &["-legacy"],
+    ));
+    for (n, der) in [ours, legacy].into_iter().enumerate() {
+        let ber = certvakt_testkit::ber::pkcs12_to_ber_inside(&der, password).expect("ber");
+        let path = write(d, &format!("inside-{n}.p12"), &ber);
+
+        // The MACed content is BER (the authSafe's first chunk starts an indefinite
+        // SEQUENCE), and OpenSSL verifies its MAC over those bytes and reads it ...
+        let chunk = ber
+            .windows(3)
+            .position(|w| w == b"\x24\x80\x04")
+            .expect("a chunked authSafe")
+            + 3;
+        let length_bytes = if ber[chunk] & 0x80 == 0 {
+            1
+        } else {
+            1 + usize::from(ber[chunk] & 0x7f)
+        };
+        assert_eq!(&ber[chunk + length_bytes..][..2], b"\x30\x80");
+        let passin = format!("pass:{password}");
+        let mut args = vec![
+            "pkcs12",
+            "-in",
+            p(&path),
+            "-nokeys",
+            "-info",
+            "-passin",
+            &passin,
+        ];
+        if n == 1 {
+            args.push("-legacy");
+        }
+        let info = openssl(&args);
+        assert!(info.contains("subject=CN = leaf.example"), "{info}");
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == passin { "pass:Sommer-2025" } else { a })
+            .collect();
+        let (ok, text) = openssl_status(&args);
+        assert!(!ok, "openssl must refuse the wrong password: {text}");
+
+        // ... and so do we, with the same contents as from the DER bundle.
+        let from_der = read_pkcs12(&der, password).expect("DER");
+        let from_ber = read_pkcs12(&ber, password).expect("BER inside the MAC");
+        assert!(from_ber.key.is_some());
+        assert!(same_contents(&from_ber, &from_der), "{from_ber:?}");
+        assert_eq!(from_ber.leaf_der, issued.leaf_der);
+        assert_eq!(from_ber.chain_der, vec![issued.ca_der.clone()]);
+
+        assert_eq!(
+            read_pkcs12(&ber, "Sommer-2025").expect_err("wrong password"),
+            KeyError::Pkcs12Password
+        );
+        assert_eq!(
+            read_pkcs12(&ber, "").expect_err("no password"),
+            KeyError::Pkcs12Password
+        );
+        // The MAC covers the file's own bytes: one flipped in the last content chunk (past the
+        // BER headers, in ciphertext or a certificate) fails it as OpenSSL's check would.
+        // (A byte of the outer BER envelope would make the file damaged instead: skip those.)
+        let (at, tampered) = (100..ber.len() - 150)
+            .rev()
+            .map(|at| {
+                let mut tampered = ber.clone();
+                tampered[at] ^= 0x01;
+                (at, tampered)
+            })
+            .find(|(_, tampered)| crate::ber::to_der(tampered).is_some())
+            .expect("a content byte");
+        assert_eq!(
+            read_pkcs12(&tampered, password).expect_err("tampered"),
+            KeyError::Pkcs12Password,
+            "flipped at {at} of {}",
+            ber.len()
+        );
+        for cut in [ber.len() / 2, ber.len() - 2, 40] {
+            let err = read_pkcs12(&ber[..cut], password).expect_err("cut off");
+            assert!(
+                matches!(err, KeyError::Pkcs12Damaged(_)),
+                "cut at {cut}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn pkcs12_from_openssls_legacy_path_is_read_der_and_ber() {
     let key = generate(KeyAlgorithm::Rsa2048).expect("key");
     let issued = issue(&key);
