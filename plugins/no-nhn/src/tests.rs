@@ -1482,3 +1482,42 @@ fn the_order_is_a_task_with_one_csr_per_role_for_commfides_keys() {
         ]
     );
 }
+
+#[test]
+fn the_readme_examples_are_valid_settings() {
+    let readme = include_str!("../README.md");
+    let mut checked = 0;
+    for block in readme.split("```toml").skip(1) {
+        let Some((toml_text, _)) = block.split_once("```") else {
+            continue;
+        };
+        let doc: toml::Table = toml::from_str(toml_text)
+            .unwrap_or_else(|e| panic!("a README TOML block does not parse: {e}\n{toml_text}"));
+        let certificates = doc.get("certificate").and_then(|c| c.as_array());
+        for certificate in certificates.into_iter().flatten() {
+            if certificate.get("plugin").and_then(|p| p.as_str()) != Some("no-nhn") {
+                continue;
+            }
+            let settings = certificate
+                .get("settings")
+                .cloned()
+                .unwrap_or(toml::Value::Table(toml::Table::new()));
+            let value = serde_json::to_value(settings).unwrap_or_default();
+            let parsed = Settings::parse(&value).unwrap_or_else(|p| panic!("{p:?}\n{toml_text}"));
+            // The set's roles are the CA's.
+            let mut roles: Vec<&str> = certificate
+                .get("set")
+                .and_then(|s| s.as_table())
+                .map(|s| s.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            roles.insert(0, "authentication");
+            assert_eq!(roles, parsed.ca.roles(), "{toml_text}");
+            assert!(certificate.get("issuer_trust").is_some(), "{toml_text}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the README shows a Buypass and a Commfides set ({checked})"
+    );
+}
