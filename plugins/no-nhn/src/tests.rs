@@ -1521,3 +1521,155 @@ fn the_readme_examples_are_valid_settings() {
         "the README shows a Buypass and a Commfides set ({checked})"
     );
 }
+
+#[test]
+fn the_real_ar_sample_is_read_address_by_address() {
+    let sample = include_str!(
+        "../../../../shared/protocols/reference/no-nhn/samples/ar-GetCommunicationPartyDetails-organization-response.xml"
+    );
+    let fake = FakeHost::new();
+    fake.respond_http_with(move |_| Some(response(200, sample.to_owned())));
+    let table = certvakt_plugin_api::abi::LocalHostTable::new(&fake);
+    let host = certvakt_plugin_api::Host::new(table.table());
+    let mut value = settings_value();
+    value["binding"] = json!("soap12");
+    let settings = Settings::parse(&value).expect("valid");
+    let mut ar = crate::ar::Ar::new(&host, &settings);
+    let party = ar.details(HER).expect("the sample reads");
+    let addresses: Vec<(&str, &str, bool)> = party
+        .electronic
+        .iter()
+        .map(|a| (a.type_code(), a.address(), a.inherited()))
+        .collect();
+    // The organisation's own two addresses; the services' (nested) ones are not mixed in.
+    assert_eq!(addresses, [("E_EDI", EDI, false), ("E_DS", OLD_URL, false)]);
+    assert!(party.future.is_empty());
+    assert_eq!(party.physical.len(), 2);
+    assert_eq!(
+        party.current_certificate().map(|a| a.address()),
+        Some(OLD_URL)
+    );
+    // Another HER-id's answer is not taken for this one.
+    let err = ar.details(SERVICE_HER).expect_err("another party");
+    assert!(err.message.contains("not 8143060"), "{err}");
+}
+
+#[test]
+fn a_commfides_set_is_found_by_hex_serials_and_its_encryption_certificate() {
+    let auth = issue(
+        CaShape::Commfides,
+        &seid2(vec![KeyUsagePurpose::DigitalSignature]),
+    );
+    let enc = issue(
+        CaShape::Commfides,
+        &seid2(vec![
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::DataEncipherment,
+        ]),
+    );
+    let sign = issue(CaShape::Commfides, &seid2(sign_usage()));
+    let url = ldap::url(
+        "ldap.test.commfides.com",
+        "ou=Legal-Person-G3,dc=commfides,dc=com",
+        SerialForm::LowerHex,
+        &[&BuypassSet::serial(&enc), &BuypassSet::serial(&sign)],
+    );
+    let host = FakeHost::new();
+    // The fake AR knows the set by the encryption and signing certificates.
+    let as_set = BuypassSet {
+        auth: enc.clone(),
+        sign: sign.clone(),
+    };
+    let ar = FakeAr::new(&host, &as_set);
+    ar.with(|s| {
+        s.published = true;
+        s.new_url = url.clone();
+    });
+    let mut settings = settings_value();
+    settings["ca"] = json!("commfides");
+    settings["service_her_ids"] = json!([]);
+    let step = StepContext {
+        certificate: context(settings, &["authentication", "encryption", "signing"]),
+        new: Some(info(&auth)),
+        new_set: BTreeMap::from([
+            ("encryption".to_owned(), info(&enc)),
+            ("signing".to_owned(), info(&sign)),
+        ]),
+        state: Value::Null,
+    };
+    let outcome = register(&host, step).expect("written");
+    assert_eq!(run_state(&outcome).url.as_deref(), Some(url.as_str()));
+    assert!(url.contains(&format!(
+        "(certificateSerialNumber={})",
+        BigUint::from_bytes_be(&BuypassSet::serial(&enc)).to_str_radix(16)
+    )));
+    ar.with(|s| assert_eq!(s.parties[&HER].future[0].0, url));
+}
+
+#[test]
+fn a_looked_up_base_is_kept_when_it_finds_the_set() {
+    let set = BuypassSet::new();
+    let host = FakeHost::new();
+    let ar = FakeAr::new(&host, &set);
+    ar.with(|s| s.published = true);
+    // GetLdapSearchProviders lists two bases on the Buypass test host and one elsewhere.
+    let providers = format!(
+        "<GetLdapSearchProvidersResponse xmlns=\"{CP}\"><GetLdapSearchProvidersResult \
+         xmlns:b=\"{SEARCH_RESULT}\">\
+         <b:LdapSearchProvider><b:BaseUrl>ldap://ldap.commfides.com/ou=Legal-Person-G3,dc=commfides,dc=com</b:BaseUrl><b:DisplayName>Commfides</b:DisplayName></b:LdapSearchProvider>\
+         <b:LdapSearchProvider><b:BaseUrl>ldap://ldap.test4.buypass.no/dc=Buypass,dc=no,CN=Buypass%20Class%203%20Test4%20CA%203</b:BaseUrl><b:DisplayName>Buypass SEID 1</b:DisplayName></b:LdapSearchProvider>\
+         <b:LdapSearchProvider><b:BaseUrl>ldap://ldap.test4.buypass.no/dc=Buypass,dc=no,CN=Buypass%20Class%203%20Test4%20CA%20G2</b:BaseUrl><b:DisplayName>Buypass</b:DisplayName></b:LdapSearchProvider>\
+         </GetLdapSearchProvidersResult></GetLdapSearchProvidersResponse>"
+    );
+    // The fake AR does not answer GetLdapSearchProviders: a host whose responder answers it
+    // and hands every other request to the same fake AR.
+    let looked_up = FakeHost::new();
+    looked_up.set_now(now());
+    let inner = ar.clone();
+    looked_up.respond_http_with(move |request| {
+        let action = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "SOAPAction")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if action.ends_with("GetLdapSearchProviders\"") {
+            Some(response(200, envelope(false, &providers)))
+        } else {
+            inner.answer(request)
+        }
+    });
+    let mut settings = settings_value();
+    settings["ldap_base"] = json!("lookup");
+    let outcome = register(&looked_up, step(settings, &set, Value::Null)).expect("written");
+    assert_eq!(run_state(&outcome).url.as_deref(), Some(set.url().as_str()));
+    let searched: Vec<String> = ar.with(|s| {
+        s.requests
+            .iter()
+            .filter(|(op, _)| op == "SearchCertificatesByLdapUrl")
+            .map(|(_, body)| body.clone())
+            .collect()
+    });
+    assert_eq!(
+        searched.len(),
+        2,
+        "the SEID 1 base first, then the one that finds the set"
+    );
+    assert_eq!(ar.updates().len(), 2);
+}
+
+#[test]
+fn verify_names_the_url_when_the_tls_connection_fails() {
+    let set = BuypassSet::new();
+    let host = FakeHost::new();
+    let mut settings = settings_value();
+    settings["verify_url"] = json!("https://kjernejournal.test.nhn.no/");
+    let err = host
+        .verify(&NoNhn, step(settings, &set, Value::Null))
+        .expect_err("no answer");
+    assert_eq!(err.kind, ErrorKind::Temporary);
+    assert!(
+        err.message.contains("https://kjernejournal.test.nhn.no/"),
+        "{err}"
+    );
+}
