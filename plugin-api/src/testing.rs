@@ -9,7 +9,9 @@
 //!   requests; keeps state in a map; answers `now` from a settable clock (default
 //!   [`FakeHost::DEFAULT_NOW`]); signs with a canned signature (default
 //!   [`FakeHost::DEFAULT_SIGNATURE`]); answers HTTP from canned responses matched by method
-//!   and URL, and with a [`HostErrorKind::Failed`] error for anything not canned.
+//!   and URL, and with a [`HostErrorKind::Failed`] error for anything not canned. A responder
+//!   ([`FakeHost::respond_http_with`]) is asked first, for services that answer many requests
+//!   on one URL (a SOAP endpoint with many operations): it sees the whole request.
 //! - `send_mail` records each distinct mail once ([`FakeHost::mails`]) and answers
 //!   [`MailOutcome::Queued`] with the id `<mail-N@fakehost.invalid>`, or, after
 //!   [`FakeHost::set_mail_for_person`], [`MailOutcome::ForPerson`] with `mail-N.eml` (a plain
@@ -49,6 +51,7 @@ struct Fake {
     tasks: Vec<(String, TaskSpec)>,
     state: BTreeMap<String, Value>,
     http: Vec<(String, String, HttpResponse)>,
+    responders: Vec<Responder>,
     http_requests: Vec<HttpRequest>,
     sign_requests: Vec<SignRequest>,
     plugin_keys: std::collections::BTreeSet<String>,
@@ -57,6 +60,17 @@ struct Fake {
     mails: Vec<Mail>,
     mail_for_person: bool,
     failures: BTreeMap<String, HostError>,
+}
+
+/// A function answering HTTP requests in a test ([`FakeHost::respond_http_with`]).
+type RespondFn = dyn Fn(&HttpRequest) -> Option<HttpResponse> + Send + Sync;
+
+struct Responder(Box<RespondFn>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 impl FakeHost {
@@ -92,6 +106,16 @@ impl FakeHost {
             .retain(|(m, u, _)| !(m.eq_ignore_ascii_case(method) && u == url));
         fake.http
             .push((method.to_owned(), url.to_owned(), response));
+    }
+
+    /// Adds a responder asked before the canned responses: `Some` answers the request, `None`
+    /// passes it on (to the next responder, then to the canned responses). Responders are asked
+    /// in the order added; they run while the fake is locked, so they must not call it.
+    pub fn respond_http_with(
+        &self,
+        responder: impl Fn(&HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
+    ) {
+        self.lock().responders.push(Responder(Box::new(responder)));
     }
 
     /// Makes a host service (by method name, e.g. `"http"`: one of
@@ -201,11 +225,13 @@ impl FakeHost {
                 HostResponse::Sign { signature }
             }
             HostRequest::Http(http) => {
-                let canned = fake
-                    .http
-                    .iter()
-                    .find(|(m, u, _)| m.eq_ignore_ascii_case(&http.method) && *u == http.url)
-                    .map(|(_, _, response)| response.clone());
+                let answered = fake.responders.iter().find_map(|r| (r.0)(&http));
+                let canned = answered.or_else(|| {
+                    fake.http
+                        .iter()
+                        .find(|(m, u, _)| m.eq_ignore_ascii_case(&http.method) && *u == http.url)
+                        .map(|(_, _, response)| response.clone())
+                });
                 let answer = match canned {
                     Some(response) => HostResponse::Http(response),
                     None => HostResponse::Error(HostError::new(
@@ -471,6 +497,38 @@ mod tests {
                 bytes: vec![1, 2, 3],
             }],
         }
+    }
+
+    #[test]
+    fn a_responder_answers_before_the_canned_responses_and_may_pass() {
+        let fake = FakeHost::new();
+        let canned = |status| HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        fake.respond_http("POST", "https://ar.example/v1/AR", canned(200));
+        fake.respond_http_with(move |request: &HttpRequest| {
+            (request.body == b"fault").then(|| HttpResponse {
+                status: 500,
+                headers: Vec::new(),
+                body: b"answered".to_vec(),
+            })
+        });
+        let table = LocalHostTable::new(&fake);
+        let host = Host::new(table.table());
+        let answered = host
+            .http(HttpRequest::post("https://ar.example/v1/AR", "fault"))
+            .unwrap();
+        assert_eq!(
+            (answered.status, answered.body),
+            (500, b"answered".to_vec())
+        );
+        let passed = host
+            .http(HttpRequest::post("https://ar.example/v1/AR", "other"))
+            .unwrap();
+        assert_eq!(passed.status, 200);
+        assert_eq!(fake.http_requests().len(), 2);
     }
 
     #[test]
