@@ -15,6 +15,7 @@ mod live_files;
 mod manpages;
 mod monitor;
 mod monitoring;
+mod norway;
 mod notify;
 mod pkcs12_ber;
 mod renewal;

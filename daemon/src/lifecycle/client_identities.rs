@@ -1,8 +1,9 @@
 //! Where the host's HTTP client finds client identities and trust anchors for a plugin's
 //! request: the certificates certvakt manages, and the `[trust]` sets of the configuration.
 //!
-//! - `current`: the live certificate (with the configured chain, or the full chain) and key of
-//!   the certificate the call is about; `named(ID)`: the same for another managed certificate.
+//! - `current`: the live certificate (with the configured chain, or the full chain, or else the
+//!   chain certvakt keeps with the current version) and key of the certificate the call is
+//!   about; `named(ID)`: the same for another managed certificate.
 //! - `previous`: the previous installed version, from the store.
 //! - `pending`: the run's new key with its certificate, once it is issued and staged (an
 //!   authority can be told about the new certificate over a connection made with it).
@@ -46,7 +47,10 @@ fn read_key(path: &std::path::Path) -> Result<Zeroizing<String>, SourceError> {
     read(path, "the key").map(Zeroizing::new)
 }
 
-fn live(cert: &ManagedCertificate) -> Result<Option<ClientCredentials>, SourceError> {
+fn live(
+    cert: &ManagedCertificate,
+    store: &crate::store::Store,
+) -> Result<Option<ClientCredentials>, SourceError> {
     let Some(key) = &cert.key else {
         return Err(SourceError(format!(
             "certificate {} has no key configured, so it cannot be a client identity",
@@ -58,12 +62,35 @@ fn live(cert: &ManagedCertificate) -> Result<Option<ClientCredentials>, SourceEr
         (_, Some(chain)) if chain.exists() => {
             read(&cert.cert, "the certificate")? + &read(chain, "the chain")?
         }
-        _ => read(&cert.cert, "the certificate")?,
+        _ => {
+            let leaf = read(&cert.cert, "the certificate")?;
+            let chain = stored_chain(cert, store, &leaf);
+            leaf + &chain
+        }
     };
     Ok(Some(ClientCredentials {
         chain_pem,
         key_pem: read_key(key)?,
     }))
+}
+
+/// The chain certvakt keeps with the live certificate (the current version's), when no chain
+/// file is configured: a server needs the intermediates to check a client certificate, and the
+/// live certificate file holds the leaf alone. Empty when the live file is not the current
+/// version's certificate (the operator replaced it) or the version cannot be read.
+fn stored_chain(cert: &ManagedCertificate, store: &crate::store::Store, leaf: &str) -> String {
+    let Ok(Some(version)) = store.current(&cert.id) else {
+        return String::new();
+    };
+    let Ok(files) = store.version_files(&cert.id, version) else {
+        return String::new();
+    };
+    match std::fs::read_to_string(&files.cert) {
+        Ok(kept) if kept.trim() == leaf.trim() => {
+            std::fs::read_to_string(&files.chain).unwrap_or_default()
+        }
+        _ => String::new(),
+    }
 }
 
 impl IdentitySource for Identities {
@@ -87,8 +114,8 @@ impl IdentitySource for Identities {
         let store_error = |e: crate::store::StoreError| SourceError(e.to_string());
         match identity {
             ClientIdentity::None => Ok(None),
-            ClientIdentity::Current => live(find(cert_id)?),
-            ClientIdentity::Named(name) => live(find(name)?),
+            ClientIdentity::Current => live(find(cert_id)?, &self.store),
+            ClientIdentity::Named(name) => live(find(name)?, &self.store),
             ClientIdentity::Previous => {
                 let Some(version) = self.store.previous(cert_id).map_err(store_error)? else {
                     return Err(SourceError(format!("{cert_id} has no previous version")));

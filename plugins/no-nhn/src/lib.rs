@@ -411,7 +411,7 @@ impl Plugin for NoNhn {
 
         // 3. Until the switch time, the old set stays in use.
         if now < switch_at {
-            let wait = u64::try_from(switch_at - now).unwrap_or(0).max(60);
+            let wait = u64::try_from(switch_at - now).unwrap_or(0).max(1);
             host.info(format!(
                 "the new E_DS address is written for {valid_from}; certvakt reads AR back then \
                  and installs the new set"
@@ -549,7 +549,7 @@ impl Plugin for NoNhn {
         let until = switch + settings.legacy_decrypt_retention.as_secs_i64();
         if now < until {
             return Ok(StepOutcome::Pending {
-                poll_after_secs: u64::try_from(until - now).unwrap_or(0).max(60),
+                poll_after_secs: u64::try_from(until - now).unwrap_or(0).max(1),
                 task: None,
                 state: state.value(),
             });

@@ -126,6 +126,10 @@ pub struct Settings {
 }
 
 /// AR's address per environment and binding (brief §2.1; production `/Basic` by analogy).
+/// The shortest `publish_poll`: a test service of one's own may be asked this often; NHN's
+/// should be asked far less (the default is 15 minutes).
+pub const MIN_PUBLISH_POLL_SECS: u64 = 5;
+
 pub fn default_ar_endpoint(environment: Environment, binding: Binding) -> &'static str {
     match (environment, binding) {
         (Environment::Test, Binding::Basic) => "https://ws-web.test.nhn.no/v1/AR/Basic",
@@ -307,10 +311,16 @@ impl Settings {
         let fallback_write_current = r.flag("fallback_write_current", false);
         let legacy_decrypt_retention = r.duration("legacy_decrypt_retention", days(30));
         for (key, duration) in [("publish_poll", publish_poll)] {
-            if duration.as_secs() < 60 {
+            if duration.as_secs() < MIN_PUBLISH_POLL_SECS {
                 r.problem(
-                    SettingProblem::new(key, format!("{duration} is shorter than a minute"))
-                        .with_hint("AR is a shared service: ask at most once a minute"),
+                    SettingProblem::new(
+                        key,
+                        format!("{duration} is shorter than {MIN_PUBLISH_POLL_SECS} seconds"),
+                    )
+                    .with_hint(
+                        "AR is a shared service: the default, every 15 minutes, is plenty; \
+                         ask more often only against a test service of your own",
+                    ),
                 );
             }
         }

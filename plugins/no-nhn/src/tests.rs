@@ -616,7 +616,7 @@ fn every_settings_problem_is_reported_at_once_and_defaults_follow_ca_and_environ
         "service_her_ids": [8143060, -1],
         "password_file": "relative.pass",
         "binding": "soap13",
-        "publish_poll": "10s",
+        "publish_poll": "4s",
         "colour": "red",
     });
     let problems = Settings::parse(&value).err().unwrap_or_default();

@@ -168,6 +168,10 @@ pub enum Party {
 pub struct Parties {
     clock: Clock,
     organizations: Arc<Mutex<BTreeMap<i32, Organization>>>,
+    /// Whether future addresses become current at `ValidFrom` (default true); off, the
+    /// simulator is an AR that stores them and never promotes them (open question 2 of the
+    /// protocol brief).
+    promote: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Parties {
@@ -184,7 +188,13 @@ impl Parties {
         Parties {
             clock,
             organizations: Arc::new(Mutex::new(BTreeMap::new())),
+            promote: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
+    }
+
+    /// Whether future addresses become current at `ValidFrom` from now on.
+    pub fn set_promote_future(&self, on: bool) {
+        self.promote.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Adds (or replaces) an organisation with its services. Addresses seeded without a
@@ -213,7 +223,8 @@ impl Parties {
     fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<i32, Organization>) -> R) -> R {
         let now = self.clock.now();
         let mut organizations = lock(&self.organizations);
-        for org in organizations.values_mut() {
+        let promoting = self.promote.load(std::sync::atomic::Ordering::SeqCst);
+        for org in organizations.values_mut().filter(|_| promoting) {
             promote(&mut org.addresses, &mut org.future_addresses, now);
             for service in &mut org.services {
                 promote(&mut service.addresses, &mut service.future_addresses, now);
