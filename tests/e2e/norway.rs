@@ -44,6 +44,8 @@ struct Options {
     trust: String,
     /// The password the daemon is given for the service account.
     password: String,
+    /// SOAP 1.2 + WS-Addressing instead of the `/Basic` binding.
+    soap12: bool,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             settings: String::new(),
             trust: String::new(),
             password: PASSWORD.into(),
+            soap12: false,
         }
     }
 }
@@ -205,7 +208,11 @@ legacy_decrypt_retention = "8s"
                 legacy_lines.as_str()
             },
             password = password.display(),
-            endpoint = ar.url_basic(),
+            endpoint = if options.soap12 {
+                ar.url_soap12()
+            } else {
+                ar.url_basic()
+            },
             settings = options.settings,
             trust = options.trust,
         );
@@ -495,6 +502,178 @@ fn a_buypass_set_is_renewed_registered_for_the_switch_time_and_the_old_key_still
             && c.client_serial.as_deref() == Some(new_auth.serial.hex().as_str())),
         "{:#?}",
         endpoint.connections()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_commfides_set_with_a_service_is_written_over_soap12_and_made_current_when_ar_does_not_switch()
+-> Result<()> {
+    let site = Site::start(Options {
+        commfides: true,
+        soap12: true,
+        settings: format!(
+            "binding = \"soap12\"\nservice_her_ids = [{SERVICE_HER_ID}]\nfallback_write_current = true\n"
+        ),
+        ..Options::default()
+    })?;
+    // This AR keeps future addresses but never makes them current.
+    site.ar.parties().set_promote_future(false);
+    let task = site.renew()?;
+    ensure!(task.instructions.contains("Commfides"), "{task:#?}");
+    let new = site.ca.issue_set(&SetOrder::new(ORGNR, NAME))?;
+    ensure!(new.files.len() == 3, "Commfides delivers three files");
+    let new_url = publish(&site.ar, &site.ca, &new, 0)?;
+    site.import_ok(&new)?;
+    site.wait_done(&new)?;
+
+    // The address names the encryption and signing certificates by lowercase hex serial,
+    // and is current for the organisation and its service, written by the fallback.
+    for role in [SeidRole::Encryption, SeidRole::Signing] {
+        let hex = new.cert(role)?.serial.hex();
+        ensure!(new_url.contains(&hex), "{new_url} lacks {hex}");
+    }
+    for her_id in [HER_ID, SERVICE_HER_ID] {
+        ensure!(
+            current_e_ds(&site.ar, her_id).as_deref() == Some(new_url.as_str()),
+            "HER-id {her_id}: {:?}",
+            current_e_ds(&site.ar, her_id)
+        );
+    }
+    let writes = site.writes();
+    ensure!(
+        writes
+            .iter()
+            .filter(|w| *w == "UpdateOrganizationDetails")
+            .count()
+            == 2
+            && writes
+                .iter()
+                .filter(|w| *w == "UpdateServiceDetails")
+                .count()
+                == 2,
+        "a future write and a current write for each party: {writes:?}"
+    );
+    ensure!(
+        site.ar
+            .requests()
+            .iter()
+            .all(|r| r.binding == certvakt_testkit::ar::Binding::Soap12 && r.dropped.is_empty()),
+        "every request over SOAP 1.2, nothing dropped"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_wrong_service_account_and_ar_being_down_change_nothing_and_say_why() -> Result<()> {
+    let site = Site::start(Options {
+        password: "feil-passord".into(),
+        ..Options::default()
+    })?;
+    site.renew()?;
+    let new = site.ca.issue_set(&SetOrder::new(ORGNR, NAME))?;
+    publish(&site.ar, &site.ca, &new, 0)?;
+    site.import_ok(&new)?;
+    let error = site.wait_error("401")?;
+    ensure!(error.contains("tjenestekonto"), "{error}");
+    ensure!(site.writes().is_empty() && site.live_is(&site.current)?);
+
+    // The operator corrects the password (read at each call); AR is down meanwhile.
+    site.ar.set_down(true);
+    std::fs::write(site.dir.path().join("ar.pass"), format!("{PASSWORD}\n"))?;
+    let nudge = site.daemon()?.cli(&["renew", ID])?;
+    ensure!(nudge.status.success(), "{}", stderr(&nudge));
+    let error = site.wait_error("not answering")?;
+    ensure!(error.contains("nothing was changed"), "{error}");
+    ensure!(site.writes().is_empty() && site.live_is(&site.current)?);
+
+    // AR is back: the renewal goes on by itself from where it stopped.
+    site.ar.set_down(false);
+    let nudge = site.daemon()?.cli(&["renew", ID])?;
+    ensure!(nudge.status.success(), "{}", stderr(&nudge));
+    site.wait_done(&new)?;
+    ensure!(
+        site.writes() == ["UpdateOrganizationDetails"],
+        "{:?}",
+        site.writes()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_set_for_another_organisation_or_of_seid_1_is_refused_and_never_installed() -> Result<()> {
+    let site = Site::start(Options::default())?;
+    site.renew()?;
+    // Another organisation: the daemon's own check refuses it at the import.
+    let other = site
+        .ca
+        .issue_set(&SetOrder::new("974760673", "ANNEN VIRKSOMHET"))?;
+    let out = site.import(&other)?;
+    ensure!(
+        out.status.code() == Some(7),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    ensure!(
+        stderr(&out).contains("another organisation"),
+        "{}",
+        stderr(&out)
+    );
+    // One certificate of the set with a SEID 1 subject: the same organisation number, so the
+    // daemon takes it, and the plugin objects before anything is registered.
+    let seid1 = site
+        .ca
+        .issue_set(&SetOrder::new(ORGNR, NAME).flaw(SeidRole::Signing, Flaw::Seid1Subject))?;
+    publish(&site.ar, &site.ca, &seid1, 0)?;
+    site.import_ok(&seid1)?;
+    let task = site.wait_task("that the no-nhn plugin accepts")?;
+    ensure!(task.instructions.contains("SEID 1"), "{task:#?}");
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(site.writes().is_empty(), "{:?}", site.writes());
+    ensure!(site.live_is(&site.current)?);
+    let searched = site
+        .ar
+        .requests()
+        .iter()
+        .any(|r| r.operation == "SearchCertificatesByLdapUrl");
+    ensure!(!searched, "registration started for a refused set");
+    Ok(())
+}
+
+#[test]
+fn a_kill_9_in_the_middle_of_registration_resumes_without_writing_twice() -> Result<()> {
+    let mut site = Site::start(Options::default())?;
+    site.renew()?;
+    let new = site.ca.issue_set(&SetOrder::new(ORGNR, NAME))?;
+    let new_url = publish(&site.ar, &site.ca, &new, 0)?;
+    site.import_ok(&new)?;
+    let valid_from = site.wait("the future address", || {
+        site.ar
+            .parties()
+            .future_addresses(HER_ID)?
+            .into_iter()
+            .find(|f| f.address == new_url)
+            .map(|f| f.valid_from)
+    })?;
+    // Killed while waiting for the switch time, after the write.
+    site.restart()?;
+    site.wait_done(&new)?;
+    ensure!(
+        site.writes() == ["UpdateOrganizationDetails"],
+        "{:?}",
+        site.writes()
+    );
+    ensure!(current_e_ds(&site.ar, HER_ID).as_deref() == Some(new_url.as_str()));
+    let promoted_at = site
+        .ar
+        .parties()
+        .effective_addresses(HER_ID)
+        .and_then(|a| a.into_iter().find(|a| a.address.type_code == E_DS))
+        .map(|a| a.address.last_changed);
+    ensure!(
+        promoted_at == Some(valid_from),
+        "the switch time moved: {promoted_at:?} != {valid_from}"
     );
     Ok(())
 }
