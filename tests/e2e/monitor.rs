@@ -287,7 +287,14 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
         "{text}"
     );
     assert!(
-        text.contains("all three certificates were issued and installed"),
+        text.contains("all four certificates were issued and installed"),
+        "{text}"
+    );
+    // The Norwegian set: ordered by the operator, written to AR once, read back.
+    assert!(text.contains("operator: task nhn-demo-"), "{text}");
+    assert!(text.contains("UpdateOrganizationDetails x1"), "{text}");
+    assert!(
+        text.contains("E_DS now: ldap://ldap.test4.buypass.no/"),
         "{text}"
     );
     assert!(text.contains("/metrics answered HTTP 200"), "{text}");

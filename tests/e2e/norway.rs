@@ -677,3 +677,90 @@ fn a_kill_9_in_the_middle_of_registration_resumes_without_writing_twice() -> Res
     );
     Ok(())
 }
+
+#[test]
+fn a_commfides_set_from_certvakt_s_own_keys_is_ordered_with_one_csr_per_role() -> Result<()> {
+    let site = Site::start(Options {
+        commfides: true,
+        settings: "key_source = \"certvakt\"\n".into(),
+        ..Options::default()
+    })?;
+    let task = site.renew()?;
+    // One CSR per role, each for a key certvakt made and keeps 0600.
+    let mut csrs = Vec::new();
+    for (role, name) in [
+        (SeidRole::Authentication, "authentication.csr"),
+        (SeidRole::Encryption, "encryption.csr"),
+        (SeidRole::Signing, "signing.csr"),
+    ] {
+        let path = task
+            .files
+            .iter()
+            .find(|f| f.file_name().is_some_and(|n| n == name))
+            .with_context(|| format!("the task has no {name}: {:?}", task.files))?;
+        csrs.push((role, std::fs::read_to_string(path)?));
+    }
+    let pending: Vec<PathBuf> = std::fs::read_dir(site.dir.path().join("state/certs").join(ID))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pending-key"))
+        })
+        .collect();
+    ensure!(pending.len() == 3, "one pending key per role: {pending:?}");
+    for key in &pending {
+        use std::os::unix::fs::PermissionsExt as _;
+        ensure!(std::fs::metadata(key)?.permissions().mode() & 0o777 == 0o600);
+    }
+
+    let csr_refs: Vec<(SeidRole, &str)> = csrs.iter().map(|(r, c)| (*r, c.as_str())).collect();
+    let issued = site
+        .ca
+        .issue_from_csrs(&SetOrder::new(ORGNR, NAME), &csr_refs)?;
+    let provider = LdapProvider::commfides_test();
+    for cert in &issued.certs {
+        site.ar
+            .directory()
+            .publish_to(&provider, &cert.cert_der, site.ar.clock().now())?;
+    }
+    // The operator imports the three PEM files the portal gave, no password.
+    let downloads = site.dir.path().join("Downloads");
+    let files = issued.write_files(&downloads)?;
+    let mut args = vec!["import", ID];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let out = site.daemon()?.cli(&args)?;
+    ensure!(
+        out.status.success(),
+        "import: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    site.wait("the new set to be installed and the run to end", || {
+        let r = site.status()?;
+        let installed = issued.certs.iter().all(|c| {
+            let (_, paths) = site
+                .live
+                .iter()
+                .find(|(role, _)| *role == c.role)
+                .expect("role");
+            std::fs::read_to_string(&paths.cert).is_ok_and(|live| live.trim() == c.cert_pem.trim())
+        });
+        (installed && r.phase.is_none() && r.last_success.is_some()).then_some(())
+    })?;
+    // Each live key is the pending key its certificate was issued for, and the pending keys
+    // are gone with the run.
+    for (role, paths) in &site.live {
+        ensure!(
+            crate::common::pair_matches(&paths.cert, &paths.key)?,
+            "{role:?}: the live key is not the new certificate's"
+        );
+    }
+    ensure!(
+        pending.iter().all(|p| !p.exists()),
+        "pending keys left behind"
+    );
+    Ok(())
+}

@@ -25,7 +25,8 @@ use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _};
 use crate::store::{self, Store, VersionFiles};
 
 impl Core {
-    /// The pending key (made once, kept across crashes) and the CSR for it.
+    /// The pending key (made once, kept across crashes) and the CSR for it; for a
+    /// certificate set, one per role, each from the plugin's profile for that role.
     pub(super) async fn make_key_and_csr(
         &self,
         cert: &ManagedCertificate,
@@ -34,64 +35,58 @@ impl Core {
         current: Option<&CertFacts>,
         services: &Arc<CertServices>,
     ) -> Result<(), EngineError> {
-        let mut profile = plugin
-            .csr_profile(self.context(cert, current), services.clone(), self.deadline)
-            .await?;
-        if let Some(key_type) = cert.renewal.key_type {
-            profile.key = key_type;
-        }
-        let pending = self.store.pending_key_path(&cert.id)?;
-        let cert = cert.clone();
-        // Reading or making the key (RSA takes a while), writing it with its fsyncs, and the
-        // CSR's signature: all off the runtime thread.
-        let (profile, csr) = super::blocking(move || -> Result<_, EngineError> {
-            let cert = &cert;
-            let mut profile = profile;
-                let key = match bounded::read(&pending, bounded::KEY_FILE_LIMIT) {
-                Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
-                Err(e) if e.is_not_found() => {
-                    let key = match (cert.renewal.key_policy, &cert.key) {
-                        (KeyPolicy::Reuse, Some(live)) if live.exists() => {
-                            let bytes = Zeroizing::new(
-                                bounded::read(live, bounded::KEY_FILE_LIMIT).map_err(|e| {
-                                    EngineError::Other(format!(
-                                        "cannot read the live key: {}",
-                                        e.sentence(live)
-                                    ))
-                                })?,
-                            );
-                            PrivateKey::from_bytes(&bytes)?
-                        }
-                        _ => keys::generate(profile.key)?,
-                    };
-                    store::atomic::write_file(
-                        &pending,
-                        key.to_pkcs8_pem().as_bytes(),
-                        &store::FileSpec::mode(0o600),
-                    )?;
-                    log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
-                    key
-                }
-                Err(e) => {
-                    return Err(EngineError::Other(format!(
-                        "cannot read the pending key: {}",
-                        e.sentence(&pending)
-                    )));
-                }
-            };
-            if key.algorithm() != profile.key {
-                // A reused or earlier pending key decides; the CSR must match the key.
-                profile.key = key.algorithm();
+        let roles = cert.roles();
+        let mut csrs = std::collections::BTreeMap::new();
+        for role in roles
+            .iter()
+            .map(Some)
+            .chain(roles.is_empty().then_some(None))
+        {
+            let mut context = self.context(cert, current);
+            context.role = role.cloned();
+            let mut profile = plugin
+                .csr_profile(context, services.clone(), self.deadline)
+                .await?;
+            if let Some(key_type) = cert.renewal.key_type {
+                profile.key = key_type;
             }
-            let csr = keys::csr(&profile, &key)?;
-            Ok((profile, csr))
-        })
-        .await??;
+            let (pending, live) = match role {
+                Some(role) if role != PRIMARY_ROLE => (
+                    pending_role_key_path(&self.store, &cert.id, role)?,
+                    cert.renewal.set.get(role).and_then(|m| m.key.clone()),
+                ),
+                _ => (self.store.pending_key_path(&cert.id)?, cert.key.clone()),
+            };
+            let cert = cert.clone();
+            // Reading or making the key (RSA takes a while), writing it with its fsyncs, and
+            // the CSR's signature: all off the runtime thread.
+            let made = super::blocking(move || {
+                pending_key_and_csr(&cert, &pending, live.as_deref(), profile)
+            })
+            .await??;
+            csrs.insert(role.cloned().unwrap_or_default(), made);
+        }
+        let primary = if roles.is_empty() { "" } else { PRIMARY_ROLE };
+        let Some((profile, csr)) = csrs.remove(primary) else {
+            return Err(EngineError::Other(
+                "no CSR was made for the certificate".into(),
+            ));
+        };
         run.csr_pem = Some(csr.pem);
         run.requested = Some(Requested {
             key: profile.key,
             key_usage: profile.key_usage.clone(),
         });
+        for (role, (profile, csr)) in csrs {
+            run.csr_set.insert(role.clone(), csr.pem);
+            run.requested_set.insert(
+                role,
+                Requested {
+                    key: profile.key,
+                    key_usage: profile.key_usage.clone(),
+                },
+            );
+        }
         Ok(())
     }
 
@@ -152,18 +147,46 @@ fn accept_set(
         // replaces.
         run.old_set = super::install::read_live_members(cert)?;
     }
-    let mut parts = Vec::with_capacity(delivered.len());
-    let mut described = Vec::with_capacity(delivered.len());
+    // Certificates for certvakt's own keys (a CSR per role) go to the role whose pending key
+    // they belong to; those the CA made keys for, to the role their key usage fits.
+    let pending = pending_set_keys(store, cert, &roles)?;
+    let mut taken: std::collections::BTreeMap<String, (Vec<u8>, PrivateKey, bool)> =
+        std::collections::BTreeMap::new();
+    let mut from_ca = Vec::new();
+    let mut described = Vec::new();
     for (n, item) in delivered.into_iter().enumerate() {
-        let Some(key) = item.key else {
-            return Err(EngineError::Import(format!(
-                "file {} holds certificates but no key: the set {} is imported as the PKCS#12 files the CA made, each with its key (`certvakt import {} FILE1 FILE2 … --password-file FILE`)",
-                n + 1,
-                cert.id,
-                cert.id
-            )));
-        };
         let ders = keys::parse_certificate_chain(&item.chain_pem)?;
+        let Some(key) = item.key else {
+            let mut owner = None;
+            'roles: for (role, key) in &pending {
+                for der in &ders {
+                    if keys::cert_matches_key(der, key)? {
+                        owner = Some(role.clone());
+                        break 'roles;
+                    }
+                }
+            }
+            let Some(role) = owner else {
+                return Err(EngineError::Import(format!(
+                    "file {} holds certificates but no key, and none of them belongs to a pending key of the set {}: import the PKCS#12 files the CA made (each with its key, `--password-file FILE`), or the certificates issued for the CSRs of this renewal's task",
+                    n + 1,
+                    cert.id
+                )));
+            };
+            let Some(key) = pending_key_of(&pending, &role) else {
+                return Err(EngineError::Other(format!("no pending key for {role}")));
+            };
+            if taken
+                .insert(role.clone(), (item.chain_pem, key, false))
+                .is_some()
+            {
+                return Err(EngineError::Import(format!(
+                    "two of the files are for the {role} certificate of {}; import one per role",
+                    cert.id
+                )));
+            }
+            continue;
+        };
         let mut leaf = None;
         for der in &ders {
             if keys::cert_matches_key(der, &key)? {
@@ -182,9 +205,25 @@ fn accept_set(
             serial: import::facts(leaf)?.serial,
             usages: set::Usages::of(leaf),
         });
-        parts.push(Some((item.chain_pem, key)));
+        from_ca.push(Some((item.chain_pem, key)));
     }
-    let order = set::assign(&cert.id, &roles, &described)?;
+    let open: Vec<String> = roles
+        .iter()
+        .filter(|r| !taken.contains_key(*r))
+        .cloned()
+        .collect();
+    if !open.is_empty() || !described.is_empty() {
+        let order = set::assign(&cert.id, &open, &described)?;
+        for (role, i) in open.iter().zip(order) {
+            let Some((chain, key)) = from_ca.get_mut(i).and_then(Option::take) else {
+                return Err(EngineError::Other(format!(
+                    "certificate {} of the set was given two roles",
+                    i + 1
+                )));
+            };
+            taken.insert(role.clone(), (chain, key, true));
+        }
+    }
     let trust = issuer_trust(config, cert)?;
     let now = crate::now_unix();
     let password = match &cert.pkcs12_password_file {
@@ -194,12 +233,19 @@ fn accept_set(
     let mut primary = None;
     let mut members = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
-    for (role, i) in roles.iter().zip(order) {
-        let Some((chain, key)) = parts.get_mut(i).and_then(Option::take) else {
-            return Err(EngineError::Other(format!(
-                "certificate {} of the set was given two roles",
-                i + 1
+    let mut primary_from_ca = false;
+    for role in &roles {
+        let Some((chain, key, key_from_ca)) = taken.remove(role) else {
+            return Err(EngineError::Import(format!(
+                "no certificate for the {role} role of {} came",
+                cert.id
             )));
+        };
+        let requested = if role == PRIMARY_ROLE {
+            primary_from_ca = key_from_ca;
+            run.requested.as_ref()
+        } else {
+            run.requested_set.get(role)
         };
         let (old, pkcs12_out) = if role == PRIMARY_ROLE {
             (run.old.as_ref(), cert.renewal.pkcs12.is_some())
@@ -210,10 +256,12 @@ fn accept_set(
                 member.is_some_and(|m| m.pkcs12.is_some()),
             )
         };
+        // A key the CA made is held to the plugin's profile by the plugin (check_issued):
+        // the CSR's profile is not what the CA was asked for then.
         let expect = import::Expect {
             trust: trust.as_ref(),
-            requested: None,
-            key_from_ca: true,
+            requested: requested.filter(|_| !key_from_ca),
+            key_from_ca,
         };
         let checked = import::check_chain(cert, &chain, &key, old, expect, now)?;
         let pkcs12 = match (pkcs12_out, &password) {
@@ -251,7 +299,9 @@ fn accept_set(
         log::warn!(cert_id = cert.id.as_str(); "{note}");
     }
     let version = store.stage(&cert.id, &files)?;
-    keep_key_from_ca(store, cert, &key)?;
+    if primary_from_ca {
+        keep_key_from_ca(store, cert, &key)?;
+    }
     log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0, roles = roles.join(","); "new certificate set issued and staged");
     run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
     run.new = Some(checked.facts);
@@ -264,6 +314,103 @@ fn accept_set(
     run.plugin_checked = false;
     set_phase(run, Phase::Issued, now);
     Ok(())
+}
+
+/// Reads the pending key at `pending` (a renewal that crashed made it already), or makes it —
+/// from the live key `live` with `key_policy = "reuse"` — and writes it (0600) before
+/// anything is asked of a CA; then the CSR for it.
+fn pending_key_and_csr(
+    cert: &ManagedCertificate,
+    pending: &std::path::Path,
+    live: Option<&std::path::Path>,
+    mut profile: certvakt_plugin_api::profile::CsrProfile,
+) -> Result<(certvakt_plugin_api::profile::CsrProfile, keys::Csr), EngineError> {
+    let key = match bounded::read(pending, bounded::KEY_FILE_LIMIT) {
+        Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+        Err(e) if e.is_not_found() => {
+            let key = match (cert.renewal.key_policy, live) {
+                (KeyPolicy::Reuse, Some(live)) if live.exists() => {
+                    let bytes = Zeroizing::new(
+                        bounded::read(live, bounded::KEY_FILE_LIMIT).map_err(|e| {
+                            EngineError::Other(format!(
+                                "cannot read the live key: {}",
+                                e.sentence(live)
+                            ))
+                        })?,
+                    );
+                    PrivateKey::from_bytes(&bytes)?
+                }
+                _ => keys::generate(profile.key)?,
+            };
+            store::atomic::write_file(
+                pending,
+                key.to_pkcs8_pem().as_bytes(),
+                &store::FileSpec::mode(0o600),
+            )?;
+            log::info!(cert_id = cert.id.as_str(), key_type = key.algorithm().as_str(); "new key generated and saved as the pending key");
+            key
+        }
+        Err(e) => {
+            return Err(EngineError::Other(format!(
+                "cannot read the pending key: {}",
+                e.sentence(pending)
+            )));
+        }
+    };
+    if key.algorithm() != profile.key {
+        // A reused or earlier pending key decides; the CSR must match the key.
+        profile.key = key.algorithm();
+    }
+    let csr = keys::csr(&profile, &key)?;
+    Ok((profile, csr))
+}
+
+/// Where the pending key of a set's further role is kept: beside the primary's.
+pub(super) fn pending_role_key_path(
+    store: &Store,
+    id: &str,
+    role: &str,
+) -> Result<std::path::PathBuf, EngineError> {
+    Ok(store
+        .pending_key_path(id)?
+        .with_file_name(format!("pending-key.{role}.pem")))
+}
+
+/// The pending keys of a set's roles that exist (a run with CSRs has one per role).
+fn pending_set_keys(
+    store: &Store,
+    cert: &ManagedCertificate,
+    roles: &[String],
+) -> Result<Vec<(String, PrivateKey)>, EngineError> {
+    let mut keys = Vec::new();
+    for role in roles {
+        let path = if role == PRIMARY_ROLE {
+            store.pending_key_path(&cert.id)?
+        } else {
+            pending_role_key_path(store, &cert.id, role)?
+        };
+        match bounded::read(&path, bounded::KEY_FILE_LIMIT) {
+            Ok(bytes) => keys.push((
+                role.clone(),
+                PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+            )),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(EngineError::Other(format!(
+                    "cannot read the pending key of the {role} role: {}",
+                    e.sentence(&path)
+                )));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+fn pending_key_of(pending: &[(String, PrivateKey)], role: &str) -> Option<PrivateKey> {
+    pending
+        .iter()
+        .find(|(r, _)| r == role)
+        .and_then(|(_, key)| PrivateKey::from_bytes(key.to_pkcs8_pem().as_bytes()).ok())
 }
 
 /// The CA's key is safe in the staged version now. It becomes the pending key; the key of

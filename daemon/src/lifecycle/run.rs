@@ -128,6 +128,12 @@ pub struct Run {
     /// What the CSR asked for, to hold the issued certificate (and a key the CA made) to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested: Option<Requested>,
+    /// A certificate set's further CSRs (PEM), by role: one pending key per role.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub csr_set: BTreeMap<String, String>,
+    /// What each further role's CSR asked for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requested_set: BTreeMap<String, Requested>,
 }
 
 impl Run {
@@ -151,6 +157,8 @@ impl Run {
             wait_until: None,
             notes: Vec::new(),
             requested: None,
+            csr_set: BTreeMap::new(),
+            requested_set: BTreeMap::new(),
         }
     }
 }

@@ -242,7 +242,7 @@ impl Core {
             }
             Phase::KeyGenerated | Phase::Ordered => {
                 let order = OrderContext {
-                    csr_set: Default::default(),
+                    csr_set: run.csr_set.clone(),
                     certificate: self.context(cert, run.old.as_ref()),
                     csr_pem: run.csr_pem.clone().unwrap_or_default(),
                     state: run.plugin_state.clone(),
@@ -254,11 +254,23 @@ impl Core {
                 };
                 let opened = services.take_tasks();
                 match outcome {
-                    IssueOutcome::IssuedSet { .. } => {
-                        return Err(EngineError::Other(format!(
-                            "plugin {} answered with a certificate set, but `{}` is configured as a single certificate",
-                            cert.plugin, cert.id
-                        )));
+                    IssueOutcome::IssuedSet { chain_pem, set } => {
+                        if cert.roles().is_empty() {
+                            return Err(EngineError::Other(format!(
+                                "plugin {} answered with a certificate set, but `{}` is configured as a single certificate",
+                                cert.plugin, cert.id
+                            )));
+                        }
+                        let delivered = std::iter::once(chain_pem)
+                            .chain(set.into_values())
+                            .map(|chain| super::import::Imported {
+                                chain_pem: chain.into_bytes(),
+                                key: None,
+                            })
+                            .collect();
+                        self.accept_issued_now(cert, run, delivered).await?;
+                        close_tasks(record, Phase::Ordered, now);
+                        self.file_opened(cert, record, Phase::Ordered, opened, now);
                     }
                     IssueOutcome::Issued { chain_pem } => {
                         let delivered = super::import::Imported {
@@ -699,13 +711,14 @@ impl Core {
                 )));
             }
         }
-        // Keys of orders that a CA-made key replaced go with the run that replaced them.
+        // Keys of orders that a CA-made key replaced, and a set's further pending keys (each
+        // now in the installed version), go with the run.
         if let Some(dir) = pending.parent() {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 if entry
                     .file_name()
                     .to_string_lossy()
-                    .starts_with("pending-key.superseded-")
+                    .starts_with("pending-key.")
                 {
                     let _ = std::fs::remove_file(entry.path());
                 }

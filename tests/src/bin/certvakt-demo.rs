@@ -11,7 +11,13 @@
 //!   in the FMK simulator (with its SOSI STS, over mutual TLS), installs and verifies;
 //! - `shop-web`, the pharmacy's web shop, through the `acme` plugin from pebble (Let's
 //!   Encrypt's test CA, Debian package `pebble`) with real http-01 validation answered by the
-//!   daemon, with three-minute certificates, so it renews by itself every two minutes.
+//!   daemon, with three-minute certificates, so it renews by itself every two minutes;
+//! - `nhn-demo`, a Norwegian pharmacy's virksomhetssertifikat set (authentication and
+//!   signing) through the `no-nhn` plugin: the simulated operator orders it from the
+//!   Buypass-like CA and imports both PKCS#12 files (BER, as Windows writes them); the CA
+//!   publishes them to its directory a few seconds later; certvakt waits for that, writes the
+//!   new E_DS address to the Adresseregisteret simulator as a future address, installs the
+//!   set when AR switches, and keeps the old encryption key readable for a while.
 //!
 //! Usage: `certvakt-demo [--once] [--dir DIR] [--listen ADDR]`. Without `--dir` a temporary
 //! folder is made and removed at the end. `--once` waits for both certificates to be issued,
@@ -25,10 +31,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use certvakt_testkit::ar::directory::{LdapProvider, build_ldap_url};
+use certvakt_testkit::ar::parties::Organization;
+use certvakt_testkit::ar::{ArConfig, ArSim, E_DS, ServiceAccount};
 use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
 use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::mitid::{MitIdErhverv, identity};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
+use certvakt_testkit::seid::{IssuedSet, Pkcs12Form, SeidCa, SeidRole, SetOrder};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
 use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
 
@@ -89,6 +99,7 @@ fn run() -> Result<()> {
             "certvakt-plugin-simca",
             "certvakt-plugin-acme",
             "certvakt-plugin-dk-fmk",
+            "certvakt-plugin-no-nhn",
         ],
     )?;
     let pebble = Pebble::start(PebbleConfig {
@@ -108,6 +119,7 @@ fn run() -> Result<()> {
     )?;
     let sim_files = sim.write_files(&dir.join("simca"))?;
     let pharmacy = Pharmacy::start(&dir)?;
+    let apotek = Apotek::start(&dir)?;
     // The pharmacy's mail relay: a real SMTP server on loopback that keeps every mail.
     let mailbox = SmtpSink::start(SmtpOptions::plain()).context(
         "starting the demo's mail server (scripts/install-test-deps installs python3-aiosmtpd)",
@@ -124,7 +136,8 @@ fn run() -> Result<()> {
             &sim.url(),
             &pebble,
             &pharmacy,
-        ) + &mail_config(mailbox.port()),
+        ) + &apotek.config(&dir)
+            + &mail_config(mailbox.port()),
     )?;
 
     let daemon = Daemon::start(&bins, &config, &[]).with_context(|| {
@@ -137,9 +150,11 @@ fn run() -> Result<()> {
         daemon.socket.display()
     );
     // The FMK certificate is renewed at once, as when its renewal falls due.
-    let renew = daemon.cli(&["renew", "fmk-demo", "--force"])?;
-    if !renew.status.success() {
-        bail!("renew fmk-demo: {}", String::from_utf8_lossy(&renew.stderr));
+    for id in ["fmk-demo", "nhn-demo"] {
+        let renew = daemon.cli(&["renew", id, "--force"])?;
+        if !renew.status.success() {
+            bail!("renew {id}: {}", String::from_utf8_lossy(&renew.stderr));
+        }
     }
 
     println!(
@@ -163,10 +178,15 @@ fn run() -> Result<()> {
         "             shop-web from pebble (ACME) at {}, validated by http-01 (3-minute certificates)",
         pebble.directory_url()
     );
+    println!(
+        "             nhn-demo, a Buypass set (a task, done by a simulated operator), registered in Adresseregisteret at {}",
+        apotek.ar.url_basic()
+    );
     println!();
     println!("  look:      {cli} status");
     println!("             {cli} tasks");
     println!("             {cli} show fmk-demo");
+    println!("             {cli} show nhn-demo");
     println!(
         "  metrics:   curl -s http://{metrics}/metrics | grep -E '^certvakt_(renewal|tasks|certificate_expiry)'"
     );
@@ -201,23 +221,26 @@ fn run() -> Result<()> {
             );
         }
         mails_seen = mails.len();
-        operate(&daemon, &pharmacy, &mut done_tasks)?;
+        operate(&daemon, &pharmacy, &apotek, &mut done_tasks)?;
         let (_, status) = daemon.status()?;
-        let issued = ["web-demo", "fmk-demo", "shop-web"].iter().all(|id| {
-            status
-                .renewals
-                .iter()
-                .any(|c| c.id == *id && c.last_success.is_some())
-        });
+        let issued = ["web-demo", "fmk-demo", "shop-web", "nhn-demo"]
+            .iter()
+            .all(|id| {
+                status
+                    .renewals
+                    .iter()
+                    .any(|c| c.id == *id && c.last_success.is_some())
+            });
         if issued && !printed_issued {
             printed_issued = true;
             println!(
-                "  all three certificates were issued and installed after {} s:\n",
+                "  all four certificates were issued and installed after {} s:\n",
                 started.elapsed().as_secs()
             );
             let out = daemon.cli(&["status"])?;
             println!("{}", String::from_utf8_lossy(&out.stdout));
             pharmacy.report();
+            apotek.report();
             if once {
                 break;
             }
@@ -225,9 +248,9 @@ fn run() -> Result<()> {
                 "  web-demo renews by itself every 80 s or so, shop-web every 2 minutes; Ctrl-C stops the demo and removes the folder."
             );
         }
-        if once && started.elapsed() > Duration::from_secs(120) {
+        if once && started.elapsed() > Duration::from_secs(180) {
             bail!(
-                "the certificates were not issued within 2 minutes; see {}",
+                "the certificates were not issued within 3 minutes; see {}",
                 daemon.log.display()
             );
         }
@@ -252,7 +275,12 @@ fn run() -> Result<()> {
 /// renewing the certificate in the MitID Erhverv stand-in and importing the downloaded
 /// PKCS#12 with the CLI; any other by signing its CSR with the stand-in's CA and dropping the
 /// certificate into the certificate's inbox.
-fn operate(daemon: &Daemon, pharmacy: &Pharmacy, done: &mut Vec<String>) -> Result<()> {
+fn operate(
+    daemon: &Daemon,
+    pharmacy: &Pharmacy,
+    apotek: &Apotek,
+    done: &mut Vec<String>,
+) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -262,6 +290,14 @@ fn operate(daemon: &Daemon, pharmacy: &Pharmacy, done: &mut Vec<String>) -> Resu
             continue;
         }
         let cert_id = task.cert_id.as_str();
+        if task.title.contains("virksomhetssertifikat") {
+            apotek.order_and_import(daemon, cert_id)?;
+            println!(
+                "  operator: task {id} done: the Buypass set ordered, both .p12 files imported with certvakt import"
+            );
+            done.push(id);
+            continue;
+        }
         if task.title.contains("MitID Erhverv") {
             let live = std::fs::read_to_string(pharmacy.dir.join("fmk-demo.cert.pem"))?;
             let renewal = pharmacy.portal.renew(&live)?;
@@ -379,6 +415,151 @@ impl Pharmacy {
     }
 }
 
+/// A Norwegian pharmacy: its virksomhetssertifikat set from the Buypass-like CA, registered
+/// in the Adresseregisteret simulator, whose `E_DS` address points into the CA's directory.
+struct Apotek {
+    dir: PathBuf,
+    ca: SeidCa,
+    ar: ArSim,
+}
+
+impl Apotek {
+    const ORGNR: &str = "931796003";
+    const NAME: &str = "VIKEN DEMO APOTEK";
+    const HER_ID: i32 = 8_142_987;
+    const ACCOUNT: &str = "certvakt-demo";
+    const PASSWORD: &str = "demo-passord";
+
+    fn start(demo: &Path) -> Result<Apotek> {
+        let dir = demo.join("nhn");
+        std::fs::create_dir_all(&dir)?;
+        let ca = SeidCa::buypass()?;
+        let current = ca.issue_set(&SetOrder::new(Apotek::ORGNR, Apotek::NAME))?;
+        let ar = ArSim::start(ArConfig {
+            accounts: vec![ServiceAccount::new(
+                Apotek::ACCOUNT,
+                Apotek::PASSWORD,
+                &[Apotek::HER_ID],
+            )],
+            ..ArConfig::default()
+        })
+        .context("starting the Adresseregisteret simulator")?;
+        let url = Apotek::publish(&ar, &current, 0)?;
+        ar.parties().insert(
+            Organization::new(Apotek::HER_ID, Apotek::NAME, Apotek::ORGNR.parse()?)
+                .address(E_DS, &url),
+        );
+        for cert in &current.certs {
+            cert.issued.write_pem(
+                &demo.join("live"),
+                &format!("nhn-demo.{}", cert.role.as_str()),
+            )?;
+        }
+        std::fs::write(dir.join("seid-roots.pem"), current.trust_pem())?;
+        std::fs::write(dir.join("ar-root.pem"), ar.server_root_pem())?;
+        std::fs::write(dir.join("ar.pass"), format!("{}\n", Apotek::PASSWORD))?;
+        Ok(Apotek { dir, ca, ar })
+    }
+
+    /// Publishes `set` to the Buypass directory, `delay` seconds from now; the `E_DS` URL.
+    fn publish(ar: &ArSim, set: &IssuedSet, delay: i64) -> Result<String> {
+        let provider = LdapProvider::buypass_test4();
+        let mut serials = Vec::new();
+        for cert in &set.certs {
+            let at = ar.clock().now() + delay;
+            serials.push(
+                ar.directory()
+                    .publish_to(&provider, &cert.issued.cert_der, at)?,
+            );
+        }
+        Ok(build_ldap_url(&provider.host, &provider.base, &serials))
+    }
+
+    /// The operator orders the set; the CA publishes it 5 s later; both files are imported.
+    fn order_and_import(&self, daemon: &Daemon, cert_id: &str) -> Result<()> {
+        let set = self
+            .ca
+            .issue_set(&SetOrder::new(Apotek::ORGNR, Apotek::NAME).form(Pkcs12Form::BerInside))?;
+        Apotek::publish(&self.ar, &set, 5)?;
+        let downloads = self.dir.join("Downloads");
+        let files = set.write_files(&downloads)?;
+        let password = downloads.join("passord.txt");
+        std::fs::write(&password, format!("{}\n", set.password))?;
+        let mut args = vec!["import".to_owned(), cert_id.to_owned()];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        args.extend(["--password-file".to_owned(), password.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = daemon.cli(&args)?;
+        if !out.status.success() {
+            bail!("import: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        for file in files {
+            std::fs::remove_file(file)?;
+        }
+        std::fs::remove_file(&password)?;
+        Ok(())
+    }
+
+    /// `[[certificate]] nhn-demo` and its trust sets.
+    fn config(&self, demo: &Path) -> String {
+        let live = demo.join("live");
+        format!(
+            r#"
+[[certificate]]
+id = "nhn-demo"
+cert = "{live}/nhn-demo.{auth}.cert.pem"
+key = "{live}/nhn-demo.{auth}.key.pem"
+plugin = "no-nhn"
+issuer_trust = "seid"
+legacy_cert = "{live}/nhn-demo.legacy.cert.pem"
+legacy_key = "{live}/nhn-demo.legacy.key.pem"
+[certificate.set.signing]
+cert = "{live}/nhn-demo.{sign}.cert.pem"
+key = "{live}/nhn-demo.{sign}.key.pem"
+[certificate.settings]
+ca = "buypass"
+environment = "test"
+organization_number = "{orgnr}"
+her_id = {her_id}
+username = "{account}"
+password_file = "{dir}/ar.pass"
+ar_endpoint = "{endpoint}"
+ar_trust = "ar"
+publish_poll = "5s"
+switch_after = "15s"
+legacy_decrypt_retention = "10s"
+"#,
+            live = live.display(),
+            auth = SeidRole::AuthEncryption.as_str(),
+            sign = SeidRole::Signing.as_str(),
+            orgnr = Apotek::ORGNR,
+            her_id = Apotek::HER_ID,
+            account = Apotek::ACCOUNT,
+            dir = self.dir.display(),
+            endpoint = self.ar.url_basic(),
+        )
+    }
+
+    /// What AR saw, and the address it gives now.
+    fn report(&self) {
+        let requests = self.ar.requests();
+        let count = |op: &str| requests.iter().filter(|r| r.operation == op).count();
+        println!(
+            "  Adresseregisteret saw: GetCommunicationPartyDetails x{}, SearchCertificatesByLdapUrl x{}, \
+             UpdateOrganizationDetails x{}, GetCertificateDetailsFor* x{}",
+            count("GetCommunicationPartyDetails"),
+            count("SearchCertificatesByLdapUrl"),
+            count("UpdateOrganizationDetails"),
+            count("GetCertificateDetailsForEncryption")
+                + count("GetCertificateDetailsForValidatingSignature"),
+        );
+        if let Some(url) = self.ar.parties().current_address(Apotek::HER_ID, E_DS) {
+            println!("  HER-id {} E_DS now: {url}", Apotek::HER_ID);
+        }
+        println!();
+    }
+}
+
 fn inbox_of(daemon: &Daemon, cert_id: &str) -> Result<PathBuf> {
     let dir = daemon.config.parent().context("config folder")?;
     Ok(dir.join("state/certs").join(cert_id).join("inbox"))
@@ -422,6 +603,8 @@ simca = ["{server_ca}"]
 pebble = ["{dir}/pebble/listener-ca.pem"]
 oces3 = ["{dir}/fmk/oces3-root.pem"]
 fmk = ["{dir}/fmk/servers.pem"]
+seid = ["{dir}/nhn/seid-roots.pem"]
+ar = ["{dir}/nhn/ar-root.pem"]
 
 [[watch]]
 paths = [{patterns}]
