@@ -42,6 +42,22 @@ pub mod process;
 mod runner;
 pub mod sandbox;
 pub mod settings_check;
+/// The answer of a method added to the API after 1.0, or `fallback` when the plugin was built
+/// before it existed (it answers "unknown method").
+fn unless_unknown<T>(
+    answer: Result<T, PluginCallError>,
+    fallback: T,
+) -> Result<T, PluginCallError> {
+    match answer {
+        Err(PluginCallError::Plugin { error, .. })
+            if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
+        {
+            Ok(fallback)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -692,14 +708,7 @@ impl LoadedPlugin {
                 _ => None,
             })
             .await;
-        match answer {
-            Err(PluginCallError::Plugin { error, .. })
-                if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
-            {
-                Ok(None)
-            }
-            other => other,
-        }
+        unless_unknown(answer, None)
     }
 
     /// The plugin's objections to a new certificate or set before it is staged. A plugin
@@ -717,14 +726,7 @@ impl LoadedPlugin {
                 _ => None,
             })
             .await;
-        match answer {
-            Err(PluginCallError::Plugin { error, .. })
-                if error.fault_code.as_deref() == Some(certvakt_plugin_api::UNKNOWN_METHOD) =>
-            {
-                Ok(Vec::new())
-            }
-            other => other,
-        }
+        unless_unknown(answer, Vec::new())
     }
 
     /// `register`, `verify` or `retire` (the request says which): they share one answer.
