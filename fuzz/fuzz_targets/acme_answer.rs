@@ -17,6 +17,9 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
 fn context(with_current: bool) -> CertificateContext {
+        roles: Vec::new(),
+        current_set: Default::default(),
+        role: None,
     CertificateContext {
         certificate_id: "web".into(),
         settings: json!({
@@ -55,12 +58,14 @@ fuzz_target!(|data: &[u8]| {
     let answers = parts(rest);
     let request = match pick % 5 {
         0 => PluginRequest::Issue(OrderContext {
+            csr_set: Default::default(),
             certificate: context(false),
             csr_pem: csr().into(),
             state: Value::Null,
         }),
         1 => PluginRequest::RenewalWindow(context(true)),
         2 => PluginRequest::Retire(StepContext {
+            new_set: Default::default(),
             certificate: context(true),
             new: Some(oces3(
                 "33257872",
@@ -104,6 +109,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         let poll = PluginRequest::Poll(OrderContext {
+            csr_set: Default::default(),
             certificate: context(false),
             csr_pem: csr().into(),
             state,

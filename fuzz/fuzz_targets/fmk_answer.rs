@@ -35,7 +35,11 @@ fn settings(version: &str) -> Value {
 
 fn step(version: &str, state: Value) -> StepContext {
     StepContext {
+        new_set: Default::default(),
         certificate: CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "fmk".into(),
             settings: settings(version),
             environment: "production".into(),

@@ -18,7 +18,11 @@ const NAME: &str = "Odense Kommune";
 
 fn step(state: Value) -> StepContext {
     StepContext {
+        new_set: Default::default(),
         certificate: CertificateContext {
+            roles: Vec::new(),
+            current_set: Default::default(),
+            role: None,
             certificate_id: "smdb-prod".into(),
             settings: json!({
                 "entity_id": "https://wsc.odense.smdb.dk",
