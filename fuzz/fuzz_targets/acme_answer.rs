@@ -17,10 +17,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
 fn context(with_current: bool) -> CertificateContext {
+    CertificateContext {
         roles: Vec::new(),
         current_set: Default::default(),
         role: None,
-    CertificateContext {
         certificate_id: "web".into(),
         settings: json!({
             "directory": "https://ca.test/dir",
