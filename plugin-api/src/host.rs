@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::abi::HostTable;
 use crate::messages::{
-    HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse, KeyRef,
-    LogLevel, LogRecord, Mail, MailOutcome, SignRequest, SignatureAlgorithm, TaskSpec,
+    CrlStatus, HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse,
+    KeyRef, LogLevel, LogRecord, Mail, MailOutcome, SignRequest, SignatureAlgorithm, TaskSpec,
 };
 
 /// The daemon's services, for the duration of one plugin call.
@@ -259,6 +259,18 @@ impl<'a> Host<'a> {
     pub fn http(&self, request: HttpRequest) -> Result<HttpResponse, HostError> {
         match self.request(&HostRequest::Http(request))? {
             HostResponse::Http(response) => Ok(response),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether `serial` (hex) is on the CRL at `url`, fetched and read by the host now.
+    pub fn crl_status(&self, url: &str, serial: &str) -> Result<CrlStatus, HostError> {
+        let request = HostRequest::CrlStatus {
+            url: url.to_owned(),
+            serial: serial.to_owned(),
+        };
+        match self.request(&request)? {
+            HostResponse::CrlStatus(status) => Ok(status),
             other => Err(unexpected(&other)),
         }
     }

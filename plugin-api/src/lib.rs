@@ -23,7 +23,7 @@ pub const ABI_VERSION: u32 = 1;
 /// methods are added, the major version for anything else. `tests/wire.rs` holds the bytes of
 /// every message per version and fails when they change without a bump. The descriptor
 /// carries it as `api_version`; [`abi::check_api_version`] decides what fits.
-pub const PLUGIN_API_VERSION: &str = "1.3.0";
+pub const PLUGIN_API_VERSION: &str = "1.4.0";
 
 #[allow(unsafe_code)]
 pub mod abi;
@@ -37,10 +37,10 @@ mod wire;
 
 pub use host::Host;
 pub use messages::{
-    CertificateContext, CertificateInfo, CheckIssued, ClientIdentity, Completion, ErrorKind,
-    HostError, HostErrorKind, HttpRequest, HttpResponse, IssueOutcome, KeyRef, LogLevel, Mail,
-    MailAttachment, MailOutcome, OrderContext, PluginError, RenewalWindow, RunCommand, SettingDoc,
-    SettingProblem, SignatureAlgorithm, StepContext, StepOutcome, TaskFile, TaskFileContent,
-    TaskSpec,
+    CertificateContext, CertificateInfo, CheckIssued, ClientIdentity, Completion, CrlStatus,
+    ErrorKind, HostError, HostErrorKind, HttpRequest, HttpResponse, IssueOutcome, KeyRef, LogLevel,
+    Mail, MailAttachment, MailOutcome, OrderContext, PluginError, RenewalWindow, RunCommand,
+    SettingDoc, SettingProblem, SignatureAlgorithm, StepContext, StepOutcome, TaskFile,
+    TaskFileContent, TaskSpec,
 };
 pub use plugin::{About, DEFAULT_POLL_AFTER_SECS, Plugin, UNKNOWN_METHOD, dispatch};

@@ -554,6 +554,30 @@ plugin_messages! {
     "send_mail" => SendMail(mail: Mail)
         /// Sent, or handed back for a person to send.
         -> SendMail(MailOutcome);
+    /// Is this serial number on the certificate revocation list at `url` (a CRL distribution
+    /// point, usually plain `http://`)? The host fetches the CRL now and reads it; the plugin
+    /// never parses ASN.1. `serial` is hexadecimal, with or without `:` separators, any case.
+    /// Added in 1.4.0.
+    "crl_status" => CrlStatus { url: String, serial: String }
+        /// What the CRL says.
+        -> CrlStatus(CrlStatus);
+}
+
+/// The answer to [`HostRequest::CrlStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlStatus {
+    /// Whether the serial is on the list.
+    pub revoked: bool,
+    /// When it was revoked, Unix seconds, if it is.
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    /// The CRL's issuer, RFC 4514 style.
+    pub issuer: String,
+    /// The CRL's thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// The CRL's nextUpdate, Unix seconds, when it has one.
+    #[serde(default)]
+    pub next_update: Option<i64>,
 }
 
 /// Parameters of [`HostRequest::SendMail`]: a plain-text mail with optional attachments.

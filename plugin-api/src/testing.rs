@@ -18,6 +18,8 @@
 //!   rendering of the headers and the body, attachments named). The same mail asked again gets
 //!   the same answer and is not recorded again, as the daemon does not send it twice. The
 //!   fake does not check the host's rules for a mail (recipients, sizes, names).
+//! - `crl_status` answers from CRLs canned with [`FakeHost::respond_crl`], and with a
+//!   [`HostErrorKind::Failed`] error for a URL with nothing canned.
 //! - Any host service can be made to fail with [`FakeHost::fail`], to test error paths.
 //! - No I/O, no threads, no clock: tests are deterministic.
 
@@ -29,7 +31,7 @@ use serde_json::Value;
 use crate::abi::{HostCallHandler, LocalHostTable};
 use crate::host::Host;
 use crate::messages::{
-    CertificateContext, CheckIssued, Description, HostError, HostErrorKind, HostRequest,
+    CertificateContext, CheckIssued, CrlStatus, Description, HostError, HostErrorKind, HostRequest,
     HostResponse, HttpRequest, HttpResponse, IssueOutcome, LogRecord, Mail, MailOutcome,
     OrderContext, PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand,
     SettingProblem, SignRequest, StepContext, StepOutcome, TaskSpec, ValidateSettings,
@@ -59,6 +61,7 @@ struct Fake {
     commands: Vec<RunCommand>,
     mails: Vec<Mail>,
     mail_for_person: bool,
+    crls: BTreeMap<String, CrlStatus>,
     failures: BTreeMap<String, HostError>,
 }
 
@@ -96,6 +99,16 @@ impl FakeHost {
     /// Sets the signature `sign` answers with.
     pub fn set_signature(&self, signature: impl Into<Vec<u8>>) {
         self.lock().signature = Some(signature.into());
+    }
+
+    /// Cans what the CRL at `url` says: for `serial` (hex, any form) when given, else for any
+    /// serial asked about there. A later one for the same key replaces it.
+    pub fn respond_crl(&self, url: &str, serial: Option<&str>, status: CrlStatus) {
+        let key = match serial {
+            Some(serial) => format!("{url} {}", normalise_serial(serial)),
+            None => url.to_owned(),
+        };
+        self.lock().crls.insert(key, status);
     }
 
     /// Cans the response to an HTTP request with this method and exact URL (a later one for
@@ -223,6 +236,16 @@ impl FakeHost {
                     .clone()
                     .unwrap_or_else(|| FakeHost::DEFAULT_SIGNATURE.to_vec());
                 HostResponse::Sign { signature }
+            }
+            HostRequest::CrlStatus { url, serial } => {
+                let key = format!("{url} {}", normalise_serial(&serial));
+                match fake.crls.get(&key).or_else(|| fake.crls.get(&url)) {
+                    Some(status) => HostResponse::CrlStatus(status.clone()),
+                    None => HostResponse::Error(HostError::new(
+                        HostErrorKind::Failed,
+                        format!("FakeHost has no CRL at {url}"),
+                    )),
+                }
             }
             HostRequest::Http(http) => {
                 let answered = fake.responders.iter().find_map(|r| (r.0)(&http));
@@ -433,6 +456,21 @@ impl FakeHost {
             PluginResponse::RenewalWindow(window) => Ok(window),
             other => Err(unexpected("renewal_window", other)),
         }
+    }
+}
+
+/// A serial as the fake keys it: lower-case hex without separators or leading zeros.
+fn normalise_serial(serial: &str) -> String {
+    let hex: String = serial
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
     }
 }
 

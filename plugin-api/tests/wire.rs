@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use certvakt_plugin_api::messages::{
-    CertificateContext, CertificateInfo, CheckIssued, ClientIdentity, Completion, Description,
-    ErrorKind, HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest, HttpResponse,
-    IssueOutcome, KeyRef, LogLevel, LogRecord, Mail, MailAttachment, MailOutcome, OrderContext,
-    PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand, SettingDoc,
-    SettingProblem, SignRequest, SignatureAlgorithm, StepContext, StepOutcome, TaskFile,
-    TaskFileContent, TaskSpec, ValidateSettings,
+    CertificateContext, CertificateInfo, CheckIssued, ClientIdentity, Completion, CrlStatus,
+    Description, ErrorKind, HostError, HostErrorKind, HostRequest, HostResponse, HttpRequest,
+    HttpResponse, IssueOutcome, KeyRef, LogLevel, LogRecord, Mail, MailAttachment, MailOutcome,
+    OrderContext, PluginError, PluginRequest, PluginResponse, RenewalWindow, RunCommand,
+    SettingDoc, SettingProblem, SignRequest, SignatureAlgorithm, StepContext, StepOutcome,
+    TaskFile, TaskFileContent, TaskSpec, ValidateSettings,
 };
 use certvakt_plugin_api::profile::{
     CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyUsage, StringType, SubjectAltName,
@@ -463,6 +463,10 @@ fn host_requests() -> Vec<HostRequest> {
             body: "Hej".into(),
             attachments: Vec::new(),
         }),
+        HostRequest::CrlStatus {
+            url: "http://proxy.fineid.fi/crl/dvvsp5tc.crl".into(),
+            serial: "1b:4f:0e:9a:77:03:c1:d2:00:8e:41:5a:6c:90:12:34".into(),
+        },
     ]
 }
 
@@ -504,6 +508,20 @@ fn host_responses() -> Vec<HostResponse> {
         HostResponse::SendMail(MailOutcome::ForPerson {
             file_name: "efrikort-behorighet.eml".into(),
             eml: b"To: efrikort.behorighet@region.example\r\nSubject: =?utf-8?q?Beh=C3=B6righet?=\r\n\r\nHej\r\n".to_vec(),
+        }),
+        HostResponse::CrlStatus(CrlStatus {
+            revoked: true,
+            revoked_at: Some(1_767_225_000),
+            issuer: "CN=DVV Service Certificates - G5R TEST,OU=Sosiaali- ja terveydenhuollon palveluvarmenteet,O=Digi- ja vaestotietovirasto TEST,C=FI".into(),
+            this_update: 1_767_225_600,
+            next_update: Some(1_767_268_800),
+        }),
+        HostResponse::CrlStatus(CrlStatus {
+            revoked: false,
+            revoked_at: None,
+            issuer: "CN=DVV Service Certificates - G5R TEST,C=FI".into(),
+            this_update: 1_767_225_600,
+            next_update: None,
         }),
         HostResponse::Error(HostError::new(
             HostErrorKind::NotAvailable,

@@ -306,6 +306,15 @@ impl HostServices for BasicServices {
                 HostErrorKind::NotAvailable,
                 "keys are not available here: the renewal engine's services offer them",
             )),
+            HostRequest::CrlStatus { url, serial } => match &self.http {
+                Some(http) => http
+                    .crl_status(&self.plugin, &self.cert_id, &url, &serial)
+                    .map(HostResponse::CrlStatus),
+                None => Err(HostError::new(
+                    HostErrorKind::NotAvailable,
+                    "CRLs are not fetched here: the renewal engine's services offer it",
+                )),
+            },
             HostRequest::Http(request) => match &self.http {
                 Some(http) => http
                     .handle(&self.plugin, &self.cert_id, request)

@@ -319,6 +319,56 @@ impl HttpOutcome {
     }
 }
 
+/// A hex serial (`01:AB`, `01ab`) as its value's bytes, without leading zero bytes.
+fn serial_bytes(serial: &str) -> Option<Vec<u8>> {
+    let hex: String = serial.chars().filter(|c| *c != ':').collect();
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = if hex.len() % 2 == 1 {
+        format!("0{hex}")
+    } else {
+        hex
+    };
+    let bytes: Option<Vec<u8>> = (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
+        .collect();
+    let bytes = bytes?;
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    Some(bytes[first..].to_vec())
+}
+
+/// Reading a CRL (DER or PEM) with x509-parser.
+mod crl {
+    use certvakt_plugin_api::messages::CrlStatus;
+    use x509_parser::prelude::FromDer as _;
+    use x509_parser::revocation_list::CertificateRevocationList;
+
+    pub(super) fn status(body: &[u8], serial: &[u8]) -> Result<CrlStatus, String> {
+        let der = match x509_parser::pem::parse_x509_pem(body) {
+            Ok((_, block)) if block.label == "X509 CRL" => block.contents,
+            _ => body.to_vec(),
+        };
+        let (_, crl) = CertificateRevocationList::from_der(&der)
+            .map_err(|e| format!("it is not a CRL ({e})"))?;
+        let strip = |bytes: &[u8]| -> Vec<u8> {
+            let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+            bytes[first..].to_vec()
+        };
+        let hit = crl
+            .iter_revoked_certificates()
+            .find(|revoked| strip(revoked.raw_serial()) == serial);
+        Ok(CrlStatus {
+            revoked: hit.is_some(),
+            revoked_at: hit.map(|r| r.revocation_date.timestamp()),
+            issuer: crl.issuer().to_string(),
+            this_update: crl.last_update().timestamp(),
+            next_update: crl.next_update().map(|t| t.timestamp()),
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The service
 
@@ -391,6 +441,57 @@ impl HttpService {
         result.map_err(HostError::from)
     }
 
+    /// Fetches the CRL at `url` for `plugin`'s call about `cert_id` and says whether `serial`
+    /// (hex) is on it. Plain `http://` may go anywhere here (a CRL is signed data), never
+    /// with a client identity; the answer is read with x509-parser, not verified: it only
+    /// tells a plugin that a revocation it asked a person for has been published.
+    pub fn crl_status(
+        &self,
+        plugin: &str,
+        cert_id: &str,
+        url: &str,
+        serial: &str,
+    ) -> Result<certvakt_plugin_api::messages::CrlStatus, HostError> {
+        let wanted = serial_bytes(serial).ok_or_else(|| {
+            HostError::new(
+                HostErrorKind::Invalid,
+                format!("{serial:?} is not a serial number in hex (digits 0-9 a-f, `:` allowed)"),
+            )
+        })?;
+        let request = HttpRequest {
+            method: "GET".into(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            identity: certvakt_plugin_api::ClientIdentity::None,
+            trust: None,
+            timeout_ms: 30_000,
+        };
+        let started = Instant::now();
+        let result = self
+            .prepare_for(cert_id, request, started, Plain::Anywhere)
+            .and_then(|prepared| self.run(prepared));
+        let outcome = match &result {
+            Ok(_) => HttpOutcome::Ok,
+            Err(error) => error.outcome(),
+        };
+        self.metrics
+            .observe_plugin_http_request(plugin, outcome.as_str());
+        let response = result.map_err(HostError::from)?;
+        if response.status != 200 {
+            return Err(HostError::new(
+                HostErrorKind::Failed,
+                format!("the CRL at {url} answered HTTP {}", response.status),
+            ));
+        }
+        crl::status(&response.body, &wanted).map_err(|why| {
+            HostError::new(
+                HostErrorKind::Failed,
+                format!("the CRL at {url} cannot be read: {why}"),
+            )
+        })
+    }
+
     /// Everything that needs no network: checks, the request, the TLS configuration.
     fn prepare(
         &self,
@@ -398,7 +499,17 @@ impl HttpService {
         request: HttpRequest,
         started: Instant,
     ) -> Result<Prepared, HttpError> {
-        let target = Target::parse(&request.url)?;
+        self.prepare_for(cert_id, request, started, Plain::LoopbackOnly)
+    }
+
+    fn prepare_for(
+        &self,
+        cert_id: &str,
+        request: HttpRequest,
+        started: Instant,
+        plain: Plain,
+    ) -> Result<Prepared, HttpError> {
+        let target = Target::parse_with(&request.url, plain)?;
         let method = parse_method(&request.method, &target)?;
         if request.timeout_ms == 0 {
             return Err(HttpError::Refused(format!(
@@ -504,8 +615,23 @@ struct Target {
     path_and_query: String,
 }
 
+/// Where plain `http://` may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// Only to loopback addresses (simulators): every plugin request.
+    LoopbackOnly,
+    /// Anywhere: a CRL, which is signed data published over plain HTTP by design (RFC 5280
+    /// §4.2.1.13), fetched without a client identity.
+    Anywhere,
+}
+
 impl Target {
+    #[cfg(test)]
     fn parse(url: &str) -> Result<Target, HttpError> {
+        Target::parse_with(url, Plain::LoopbackOnly)
+    }
+
+    fn parse_with(url: &str, plain: Plain) -> Result<Target, HttpError> {
         // The fragment never leaves the client.
         let url = url.split('#').next().unwrap_or_default();
         let uri: Uri = url.parse().map_err(|e| {
@@ -564,7 +690,11 @@ impl Target {
             path,
             path_and_query,
         };
-        if !https && !ip.is_some_and(|ip| ip.is_loopback()) && !is_localhost {
+        if plain == Plain::LoopbackOnly
+            && !https
+            && !ip.is_some_and(|ip| ip.is_loopback())
+            && !is_localhost
+        {
             return Err(HttpError::Refused(format!(
                 "refusing plain http to {target}: the host speaks https:// only, and http:// only to loopback addresses (127.0.0.0/8, ::1, localhost) for local simulators"
             )));

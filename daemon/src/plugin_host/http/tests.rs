@@ -869,3 +869,110 @@ fn outcome_labels_are_distinct() {
         HttpOutcome::ALL.iter().map(|o| o.as_str()).collect();
     assert_eq!(labels.len(), HttpOutcome::ALL.len());
 }
+
+/// Serves `body` over plain HTTP on loopback, once per connection, on its own thread.
+fn serve_once_per_connection(body: Vec<u8>) -> SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/pkix-crl\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_crl_is_fetched_over_plain_http_and_a_serial_is_looked_up_in_any_form() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
+        KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    };
+    let fixture = Fixture::new();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "DVV Test CRL CA");
+    let issuer = Issuer::new(params, key);
+    let now = time::OffsetDateTime::now_utc();
+    // A long serial (20 bytes), as DVV's are, with a leading zero byte for its sign.
+    let long: Vec<u8> = std::iter::once(0x00)
+        .chain((1..=20).map(|i| (i * 13) as u8 | 0x80))
+        .collect();
+    let crl = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&long),
+            revocation_time: now - time::Duration::seconds(30),
+            reason_code: Some(RevocationReason::Superseded),
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    let addr = serve_once_per_connection(crl.der().to_vec());
+    let url = format!("http://{addr}/dvv-test.crl");
+    let hex: String = long[1..].iter().map(|b| format!("{b:02x}")).collect();
+    let colons = long[1..]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let ask = |serial: String| {
+        let (service, url) = (fixture.service.clone(), url.clone());
+        tokio::task::spawn_blocking(move || service.crl_status(PLUGIN, CERT_ID, &url, &serial))
+    };
+    for serial in [hex.clone(), colons, format!("00{hex}")] {
+        let status = ask(serial.clone()).await.unwrap().unwrap();
+        assert!(status.revoked, "{serial}");
+        assert!(status.revoked_at.is_some_and(|t| t <= now.unix_timestamp()));
+        assert!(
+            status.issuer.contains("DVV Test CRL CA"),
+            "{}",
+            status.issuer
+        );
+        assert!(status.next_update.is_some_and(|t| t > status.this_update));
+    }
+    let other = ask("01ab".into()).await.unwrap().unwrap();
+    assert!(!other.revoked && other.revoked_at.is_none());
+    let bad = ask("zz".into()).await.unwrap().unwrap_err();
+    assert_eq!(bad.kind, HostErrorKind::Invalid, "{}", bad.message);
+    // Not a CRL: said so, with the URL.
+    let junk = serve_once_per_connection(b"<html>moved</html>".to_vec());
+    let junk_url = format!("http://{junk}/crl");
+    let service = fixture.service.clone();
+    let error =
+        tokio::task::spawn_blocking(move || service.crl_status(PLUGIN, CERT_ID, &junk_url, "01"))
+            .await
+            .unwrap()
+            .unwrap_err();
+    assert!(
+        error.message.contains("cannot be read: it is not a CRL"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn plain_http_goes_anywhere_only_for_a_crl() {
+    assert!(Target::parse("http://crl.fineid.fi/dvv.crl").is_err());
+    let target = Target::parse_with("http://crl.fineid.fi/dvv.crl", Plain::Anywhere).unwrap();
+    assert!(!target.https);
+    assert_eq!(target.port, 80);
+}
