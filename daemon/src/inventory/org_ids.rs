@@ -10,8 +10,12 @@
 //!   written in the certificate.
 //! - DK OCES2: `serialNumber` = `CVR:<8 digits>-FID:<id>` / `-UID:<id>` / `-RID:<id>`; when
 //!   the serialNumber says nothing, `O` = `<name> // CVR:<8 digits>` still gives the CVR.
-//! - SE: an HSA-ID in `serialNumber`: `SE` + 10 or more digits, optionally `-` + letters and
-//!   digits (`SE2321000016-39KJ`, `SE13813023981`); also the test form `TSTNMT2321000156-B02`.
+//! - SE: an HSA-ID in `serialNumber`. In a certificate SITHS issued, whatever `serialNumber`
+//!   holds (up to 32 characters, eFrikort's HsaId type) is the HSA-ID, whatever its shape.
+//!   Elsewhere the shape must say so: `SE` + 10 or more digits, optionally `-` +
+//!   letters and digits (`SE2321000016-39KJ`, `SE13813023981`), the test form
+//!   `TSTNMT2321000156-B02`, either after a service-tree prefix ending in `_`
+//!   (`T_SERVICES_SE121212121212-121A`). A certificate without `serialNumber` has none.
 //! - NO: `organizationIdentifier` = `NTRNO-<9 digits>` (SEID 2), or a `serialNumber` of
 //!   exactly 9 digits (SEID 1) when the subject's country is NO or absent and the subject is
 //!   not a person's: a subject with a given name or surname (a personal certificate, whose
@@ -47,6 +51,8 @@ pub struct SubjectIds<'a> {
     /// Whether the subject names a person: it has a `givenName` (2.5.4.42) or `surname`
     /// (2.5.4.4).
     pub person: bool,
+    /// Whether SITHS issued the certificate (its issuer's CN or O names SITHS).
+    pub siths: bool,
 }
 
 impl<'a> SubjectIds<'a> {
@@ -81,6 +87,23 @@ pub fn identities_in_name(name: &X509Name<'_>) -> Vec<NordicIdentity> {
     identities(&SubjectIds::from_name(name))
 }
 
+/// The identities in a certificate's subject, read knowing its issuer (a SITHS-issued
+/// certificate's `serialNumber` is its HSA-ID whatever its shape).
+pub fn identities_in_certificate(
+    subject: &X509Name<'_>,
+    issuer: &X509Name<'_>,
+) -> Vec<NordicIdentity> {
+    let siths = issuer
+        .iter_common_name()
+        .chain(issuer.iter_organization())
+        .filter_map(|a| a.as_str().ok())
+        .any(|v| v.to_ascii_uppercase().contains("SITHS"));
+    identities(&SubjectIds {
+        siths,
+        ..SubjectIds::from_name(subject)
+    })
+}
+
 /// The identities these attributes carry (usually zero or one).
 pub fn identities(ids: &SubjectIds<'_>) -> Vec<NordicIdentity> {
     let org_id = ids.organization_identifier.map(str::trim);
@@ -110,7 +133,9 @@ pub fn identities(ids: &SubjectIds<'_>) -> Vec<NordicIdentity> {
     }
 
     // Sweden.
-    if let Some(hsa_id) = serial.filter(|s| is_hsa_id(s)) {
+    let siths_serial =
+        |s: &&str| ids.siths && !s.is_empty() && s.len() <= 32 && !s.contains(char::is_whitespace);
+    if let Some(hsa_id) = serial.filter(|s| siths_serial(s) || is_hsa_id(s)) {
         found.push(NordicIdentity::SeHsaId {
             hsa_id: hsa_id.to_string(),
         });
@@ -219,6 +244,18 @@ fn is_hsa_id(s: &str) -> bool {
     if s.len() > 32 {
         return false;
     }
+    // A service-tree prefix (`T_SERVICES_`) before the country code.
+    let s = match s.rsplit_once('_') {
+        Some((prefix, rest))
+            if prefix
+                .split('_')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric())) =>
+        {
+            rest
+        }
+        Some(_) => return false,
+        None => s,
+    };
     let Some(rest) = s.strip_prefix("SE").or_else(|| s.strip_prefix("TSTNMT")) else {
         return false;
     };
@@ -267,6 +304,7 @@ mod tests {
             organization,
             country,
             person: false,
+            siths: false,
         })
     }
 
@@ -278,6 +316,7 @@ mod tests {
             organization: None,
             country: Some("NO"),
             person: true,
+            siths: false,
         };
         assert_eq!(identities(&person), vec![]);
         // The same subject without a name of a person is a SEID 1 enterprise certificate.
@@ -404,6 +443,7 @@ mod tests {
             "SE5565594230-BCQ",
             "SE13813023981",
             "TSTNMT2321000156-B02",
+            "T_SERVICES_SE121212121212-121A",
         ] {
             assert_eq!(
                 ids(None, Some(hsa), Some("Inera AB"), Some("SE")),
@@ -415,7 +455,8 @@ mod tests {
             "SE232100-39KJ",
             "SE2321000016-",
             "SE2321000016-39_K",
-            "T_SERVICES_SE121212121212-121A",
+            "_SE121212121212-121A",
+            "T__SE121212121212-121A",
             "se2321000016-39KJ",
         ] {
             assert_eq!(
@@ -424,6 +465,39 @@ mod tests {
                 "{not_hsa}"
             );
         }
+    }
+
+    #[test]
+    fn a_siths_issued_certificate_s_serial_number_is_its_hsa_id_whatever_its_shape() {
+        let siths = |serial: Option<&'static str>| {
+            identities(&SubjectIds {
+                organization_identifier: None,
+                serial_number: serial,
+                organization: Some("Region Testland"),
+                country: Some("se"),
+                person: false,
+                siths: true,
+            })
+        };
+        for hsa in [
+            "SE2321000016-SERVICES-FK1",
+            "HSASERVICES-106J",
+            "se2321000016-39KJ",
+        ] {
+            assert_eq!(
+                siths(Some(hsa)),
+                vec![NordicIdentity::SeHsaId { hsa_id: hsa.into() }],
+                "{hsa}"
+            );
+        }
+        // Nothing is invented: no serialNumber, or one longer than eFrikort's 32 characters.
+        assert_eq!(siths(None), vec![]);
+        assert_eq!(siths(Some("SE2321000016-0123456789012345678901")), vec![]);
+        // The same odd shapes from another issuer are not taken for HSA-IDs.
+        assert_eq!(
+            ids(None, Some("HSASERVICES-106J"), None, Some("SE")),
+            vec![]
+        );
     }
 
     #[test]

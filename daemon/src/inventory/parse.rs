@@ -184,7 +184,7 @@ pub(crate) fn cert_info(der: &[u8], cert: &X509Certificate<'_>) -> ParsedCert {
         sha1: hex_colons(&Sha1::digest(der)),
         sha256: hex_colons(&Sha256::digest(der)),
         sans: sans(cert),
-        identities: org_ids::identities_in_name(cert.subject()),
+        identities: org_ids::identities_in_certificate(cert.subject(), cert.issuer()),
         is_ca: cert.is_ca(),
         self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
         signature_algorithm: signature_algorithm_name(

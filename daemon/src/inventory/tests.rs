@@ -126,6 +126,22 @@ fn every_national_shape_parses_with_its_identity_key_and_validity() {
             256,
             Some("P-256"),
         ),
+        // An older service-style HSA-ID no pattern knows: SITHS issued it, so it is the
+        // HSA-ID.
+        (
+            CaShape::Siths,
+            LeafSpec::siths(
+                "SE2321000016-SERVICES-FK1",
+                "Region Test",
+                "efrikort.region-test.se",
+            ),
+            vec![NordicIdentity::SeHsaId {
+                hsa_id: "SE2321000016-SERVICES-FK1".into(),
+            }],
+            "EC",
+            256,
+            Some("P-256"),
+        ),
         (
             CaShape::Dvv,
             LeafSpec::dvv("0245437-2", "Apteekki Testi Oy").server_name("kanta.apteekki-testi.fi"),
