@@ -447,6 +447,11 @@ fn check_issued_refuses_another_hsa_id_missing_client_auth_other_names_and_expir
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("expired on"), "{found:?}");
 
+    let early = issue(&siths(HSA).not_yet_valid_for_days(3));
+    let found = objections(settings_json("test"), Some(&current), &early);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("more than a day from now"), "{found:?}");
+
     // A new HSA-ID on purpose: configured, it is accepted although the old one differs.
     let mut moved = settings_json("test");
     moved["hsa_id"] = json!(OTHER_HSA);
@@ -1020,4 +1025,31 @@ fn a_grant_is_dated_by_the_hosts_clock() {
     let first = recorded.grants[0].at;
     assert!(first > now() + 1000, "{first}");
     assert!(recorded.grants.iter().all(|g| g.at == first));
+}
+
+#[test]
+fn an_unreachable_efrikort_still_sends_the_request_then_retries_later() {
+    let host = FakeHost::new();
+    // No responder: every proof call fails as if the TLS handshake did.
+    let new = issue(&siths(HSA));
+    let (_, task, state) = pending(
+        host.register(
+            &SeEfrikort,
+            step(settings_json("test"), None, &new, Value::Null),
+        )
+        .expect("an outcome"),
+    );
+    assert!(task.is_some());
+    assert_eq!(host.mails().len(), 2);
+    assert!(
+        host.logs()
+            .iter()
+            .any(|l| l.message.contains("did not answer the proof"))
+    );
+    let err = host
+        .register(&SeEfrikort, step(settings_json("test"), None, &new, state))
+        .expect_err("retried later");
+    assert_eq!(err.kind, ErrorKind::Temporary);
+    assert!(err.message.contains(TEST_ENDPOINT), "{err}");
+    assert_eq!(host.mails().len(), 2, "no second request");
 }
