@@ -90,8 +90,6 @@ export_plugin!(FiKanta);
 /// How often the daemon asks about an application that is with a person (the import
 /// completes it).
 pub const ORDER_POLL_SECS: u64 = 6 * 3600;
-/// How long a revocation task a person confirms may stay open before retire asks again.
-pub const CONFIRM_WAIT_SECS: u64 = 30 * 86_400;
 /// When the daemon asks again for the renewal window (it moves only with the certificate).
 pub const WINDOW_RECHECK_SECS: u64 = 7 * 86_400;
 
@@ -286,6 +284,30 @@ impl Plugin for FiKanta {
             )));
         }
         let serial_hex = old.serial.hex();
+        // An expired certificate is no longer accepted anywhere: revoking it changes nothing,
+        // and DVV's CRL may drop it, so nothing is asked and nothing is watched.
+        if now >= old.not_after {
+            let watched = state.revocation.as_ref().and_then(|r| r.crl_url.as_deref());
+            match watched {
+                Some(url) => host.log_with(
+                    LogLevel::Warn,
+                    format!(
+                        "the old certificate expired before its serial showed on the CRL at \
+                         {url}: check DVV's confirmation e-mail that the revocation request \
+                         went through; nothing more is needed"
+                    ),
+                    &[("serial", &serial_hex)],
+                ),
+                None => host.log_with(
+                    LogLevel::Info,
+                    "the old certificate has expired: no revocation is needed any more",
+                    &[("serial", &serial_hex)],
+                ),
+            }
+            return Ok(StepOutcome::Done {
+                state: state.value(),
+            });
+        }
 
         let Some(revocation) = state.revocation.clone() else {
             // Never before the grace period: a revocation cannot be undone.
@@ -340,7 +362,9 @@ impl Plugin for FiKanta {
             );
             let poll_after_secs = match &watch {
                 Watch::Crl(_) => settings.crl_poll.as_secs(),
-                Watch::Confirm(_) => CONFIRM_WAIT_SECS,
+                // Asked again when the task is marked done, or when the old certificate
+                // expires (then its revocation no longer matters).
+                Watch::Confirm(_) => u64::try_from(old.not_after - now).unwrap_or(0).max(1),
             };
             state.revocation = Some(Revocation {
                 requested_at: now,
@@ -359,8 +383,8 @@ impl Plugin for FiKanta {
         };
 
         let Some(url) = &revocation.crl_url else {
-            // A person confirms: retire is asked again when the task is marked done (or after
-            // CONFIRM_WAIT_SECS, when the task stays open and this is the answer anyway).
+            // A person confirms: retire is asked again when the task is marked done (the
+            // old certificate's expiry, handled above, is the only other time).
             host.log_with(
                 LogLevel::Info,
                 "the revocation of the old certificate was confirmed by a person; certvakt \

@@ -194,7 +194,9 @@ pub fn revocation(
         ),
         Watch::Confirm(why) => format!(
             "certvakt cannot see the revocation itself ({why}): when DVV's confirmation e-mail \
-             has arrived, mark this task done."
+             has arrived, mark this task done. (If nobody does, certvakt ends the run when the \
+             old certificate expires on {}.)",
+            date(old.not_after)
         ),
     };
     let instructions = format!(

@@ -1001,12 +1001,23 @@ fn without_a_crl_to_watch_a_person_confirms_the_revocation() {
     let StepOutcome::Pending {
         task: Some(task),
         state,
-        ..
+        poll_after_secs,
     } = first
     else {
         panic!("expected the revocation task, got {first:?}");
     };
     assert_eq!(task.completes_by, Completion::Confirm);
+    // Asked again when the task is marked done, or at the old certificate's expiry.
+    let old = old_with_crl(Some(CRL_URL));
+    let until_expiry = old.not_after - (FakeHost::DEFAULT_NOW + 7 * DAY);
+    assert!(
+        (until_expiry - 5..=until_expiry).contains(&i64::try_from(poll_after_secs).expect("fits")),
+        "{poll_after_secs} vs {until_expiry}"
+    );
+    assert!(
+        task.instructions
+            .contains("ends the run when the old certificate expires")
+    );
     assert!(
         task.instructions.contains("cannot read CRLs"),
         "{}",
@@ -1086,6 +1097,41 @@ fn retire_counts_the_grace_period_from_its_first_call_when_verify_recorded_nothi
     assert!(
         matches!(outcome, StepOutcome::Pending { task: Some(_), .. }),
         "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_expired_old_certificate_is_not_revoked_nor_watched() {
+    let crl = FakeCrl::default();
+    crl.set(Ok(false));
+    let plugin = crl.plugin();
+    let old = old_with_crl(Some(CRL_URL));
+    let fake = FakeHost::new();
+    fake.set_now(old.not_after);
+    let outcome = plugin.retire_with(
+        &fake,
+        step(
+            settings(),
+            Some(old.clone()),
+            None,
+            json!({"verified_at": old.not_after - DAY}),
+        ),
+    );
+    assert!(matches!(outcome, StepOutcome::Done { .. }), "{outcome:?}");
+    // Also while the CRL is watched: the run ends, with a warning to check DVV's e-mail.
+    let watching = json!({
+        "verified_at": old.not_after - 30 * DAY,
+        "revocation": {"requested_at": old.not_after - 20 * DAY, "serial_hex": "01", "crl_url": CRL_URL},
+    });
+    let outcome = plugin.retire_with(&fake, step(settings(), Some(old), None, watching));
+    assert!(matches!(outcome, StepOutcome::Done { .. }), "{outcome:?}");
+    assert!(crl.asked().is_empty());
+    assert!(
+        fake.logs().iter().any(|l| l
+            .message
+            .contains("expired before its serial showed on the CRL")),
+        "{:?}",
+        fake.logs()
     );
 }
 
