@@ -256,7 +256,7 @@ impl Settings {
             certificate_type,
             organization,
             organizational_unit,
-            fqdn: fqdn.to_ascii_lowercase(),
+            fqdn: fqdn.trim_end_matches('.').to_ascii_lowercase(),
             alt_names,
             sote_oid,
             key,
@@ -355,7 +355,9 @@ fn alt_name(value: &str) -> Result<AltName, String> {
         return Ok(AltName::Ip(ip.to_string()));
     }
     dns_name(value)?;
-    Ok(AltName::Dns(value.to_ascii_lowercase()))
+    Ok(AltName::Dns(
+        value.trim_end_matches('.').to_ascii_lowercase(),
+    ))
 }
 
 /// A fully qualified domain name: at least two labels of letters, digits and hyphens.

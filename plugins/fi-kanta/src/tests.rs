@@ -334,7 +334,10 @@ fn the_server_profile_is_c_o_ou_cn_with_the_names_and_both_tls_usages() {
         .csr_profile(
             &FiKanta::default(),
             context(
-                with(json!({"alt_names": ["Kanta2.Apteekki.Example.fi", "192.0.2.10"]})),
+                with(json!({
+                    "fqdn": "Kanta.Apteekki.Example.fi.",
+                    "alt_names": ["Kanta2.Apteekki.Example.fi", "192.0.2.10", "kanta.apteekki.example.fi"],
+                })),
                 None,
             ),
         )
