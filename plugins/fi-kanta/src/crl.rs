@@ -5,23 +5,10 @@
 //!   `serial_hex` (lower-case hex, no separators, no leading zero bytes: [`Serial::hex`]).
 //!   The host fetches the CRL over http(s), checks that it parses, and looks the serial up;
 //!   any failure is a [`HostError`].
-//! - That service is plugin API 1.4.0's `HostRequest::CrlStatus { url, serial_hex }` →
-//!   `HostResponse::CrlStatus { revoked, this_update, next_update }`, added to the API beside
-//!   this plugin. Until it is, [`crl_status`] answers [`HostErrorKind::NotAvailable`] (what a
-//!   host older than 1.4.0 answers too), and the plugin falls back to a revocation task a
-//!   person confirms. The plugin calls the lookup only through [`CrlLookup`], so tests replace
-//!   it with a closure.
-//!
-//! The glue, once `HostRequest::CrlStatus` exists (the body of [`crl_status`]):
-//!
-//! ```text
-//! match host.request(&HostRequest::CrlStatus { url: url.into(), serial_hex: serial_hex.into() })? {
-//!     HostResponse::CrlStatus { revoked, this_update, next_update } =>
-//!         Ok(CrlStatus { revoked, this_update, next_update }),
-//!     other => Err(HostError::new(HostErrorKind::Failed,
-//!         format!("unexpected host answer {}", other.method()))),
-//! }
-//! ```
+//! - That service is plugin API 1.4.0's `HostRequest::CrlStatus` ([`Host::crl_status`]). A
+//!   host older than 1.4.0 answers [`HostErrorKind::NotAvailable`] (an unknown request), and
+//!   the plugin falls back to a revocation task a person confirms. The plugin calls the lookup
+//!   only through [`CrlLookup`], so tests replace it with a closure.
 //!
 //! [`Serial::hex`]: crate::cert::Serial::hex
 
@@ -44,14 +31,10 @@ pub type CrlLookup =
 
 /// Asks the host whether the CRL at `url` lists `serial_hex` (see the module docs).
 pub fn crl_status(host: &Host<'_>, url: &str, serial_hex: &str) -> Result<CrlStatus, HostError> {
-    // Plugin API 1.3.0 has no CRL service: the `HostRequest::CrlStatus` call (module docs)
-    // replaces this answer once the API is 1.4.0.
-    let _ = (host, serial_hex);
-    Err(HostError::new(
-        HostErrorKind::NotAvailable,
-        format!(
-            "this certvakt cannot read CRLs for plugins yet (the crl_status host service of \
-             plugin API 1.4.0), so the CRL at {url} is not watched"
-        ),
-    ))
+    let status = host.crl_status(url, serial_hex)?;
+    Ok(CrlStatus {
+        revoked: status.revoked,
+        this_update: status.this_update,
+        next_update: status.next_update,
+    })
 }

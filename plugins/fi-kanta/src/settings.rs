@@ -129,8 +129,9 @@ pub struct Settings {
 
 /// The smallest `renew_before`: three weeks (brief §3).
 pub const MIN_RENEW_BEFORE_SECS: u64 = 21 * 86_400;
-/// The shortest `crl_poll`: DVV's CRL is not asked more often than every five minutes.
-pub const MIN_CRL_POLL_SECS: u64 = 300;
+/// The shortest `crl_poll`: a test CA of one's own may be asked this often; DVV's CRL should
+/// be asked far less (the default is an hour).
+pub const MIN_CRL_POLL_SECS: u64 = 5;
 /// The reason written into the revocation request unless `revocation_reason` says otherwise.
 pub const DEFAULT_REVOCATION_REASON: &str =
     "superseded: the certificate has been replaced by a new one and is no longer needed";
@@ -170,7 +171,7 @@ pub fn docs() -> Vec<SettingDoc> {
             .example("\"7d\""),
         SettingDoc::optional("revocation_reason", "The reason written into the revocation request. Default: \"superseded: the certificate has been replaced by a new one and is no longer needed\".")
             .example("\"superseded\""),
-        SettingDoc::optional("crl_poll", "How often certvakt reads the old certificate's CRL (sulkulista) after the revocation request, until its serial is on it; at least \"5m\". Default \"1h\".")
+        SettingDoc::optional("crl_poll", "How often certvakt reads the old certificate's CRL (sulkulista) after the revocation request, until its serial is on it; at least \"5s\" (go below an hour only against a test CA of your own). Default \"1h\".")
             .example("\"1h\""),
     ]
 }
@@ -244,9 +245,14 @@ impl Settings {
             r.problem(
                 SettingProblem::new(
                     "crl_poll",
-                    format!("is {crl_poll}: DVV's CRL is not read more often than every 5 minutes"),
+                    format!(
+                        "is {crl_poll}: a CRL is not read more often than every {MIN_CRL_POLL_SECS} seconds"
+                    ),
                 )
-                .with_hint("write crl_poll = \"5m\" or more"),
+                .with_hint(
+                    "write crl_poll = \"1h\" for DVV (its CRL changes a few times a day); \
+                     seconds only against a test CA of your own",
+                ),
             );
         }
         let Some(certificate_type) = CertificateType::parse(&certificate_type) else {

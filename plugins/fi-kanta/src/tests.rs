@@ -238,7 +238,7 @@ fn every_problem_is_reported_at_once_with_the_reason() {
                 "business_id": "1234567",
                 "renew_before": "14d",
                 "verify_url": "http://kanta.example.fi/",
-                "crl_poll": "1m",
+                "crl_poll": "2s",
                 "colour": "blue",
             }),
         )
@@ -264,7 +264,7 @@ fn every_problem_is_reported_at_once_with_the_reason() {
     assert!(find("business_id").contains("Y-tunnus"));
     assert!(find("renew_before").contains("three weeks"));
     assert!(find("verify_url").contains("https://"));
-    assert!(find("crl_poll").contains("5 minutes"));
+    assert!(find("crl_poll").contains("every 5 seconds"));
     assert!(find("colour").contains("not a setting"));
     // The IP address beside the FQDN is allowed; only an IP-only certificate is not.
     assert!(
@@ -987,8 +987,16 @@ fn an_old_certificate_already_on_the_crl_needs_no_task() {
 
 #[test]
 fn without_a_crl_to_watch_a_person_confirms_the_revocation() {
-    // The built plugin: this certvakt has no CRL service yet (plugin API 1.3.0).
+    // The built plugin on a host that cannot read CRLs (older than plugin API 1.4.0, or the
+    // service not offered): a person confirms the revocation.
     let fake = FakeHost::new();
+    fake.fail(
+        "crl_status",
+        certvakt_plugin_api::HostError::new(
+            certvakt_plugin_api::HostErrorKind::NotAvailable,
+            "this certvakt cannot read CRLs for plugins (plugin API older than 1.4.0)",
+        ),
+    );
     fake.set_now(FakeHost::DEFAULT_NOW + 7 * DAY);
     let first = fake
         .retire(
