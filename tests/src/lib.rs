@@ -28,6 +28,8 @@
 //!   certificate sets as PKCS#12 files, BER or legacy if asked, or for CSRs as PEM chains)
 //!   and [`sni`] (one TLS endpoint with an old and a new host name, chosen by SNI, as NHN's
 //!   services ran during a certificate swap).
+//! - Swedish issuer: [`siths`] (a SITHS-like CA with the portal's order inbox, issuing
+//!   function certificates for CSRs with the HSA-ID in `serialNumber`).
 //! - Finnish issuer: [`dvv`] (a DVV-like CA issuing the four sote service certificate types
 //!   for CSRs, with long serials and its own plain-HTTP CRL server; revocations land on the
 //!   CRL after a configurable delay).
@@ -52,6 +54,7 @@ pub mod sample;
 pub mod seid;
 pub mod serve;
 pub mod simca;
+pub mod siths;
 pub mod smtp;
 pub mod sni;
 pub mod soapd;
