@@ -29,7 +29,9 @@
 //!   and [`sni`] (one TLS endpoint with an old and a new host name, chosen by SNI, as NHN's
 //!   services ran during a certificate swap).
 //! - Swedish issuer: [`siths`] (a SITHS-like CA with the portal's order inbox, issuing
-//!   function certificates for CSRs with the HSA-ID in `serialNumber`).
+//!   function certificates for CSRs with the HSA-ID in `serialNumber`) and the service it
+//!   opens, [`efrikort`] (CGI's eFrikort RIV-TA endpoint, TEST and PRODUKTION, with two-way
+//!   TLS, the real contract's schemas, grants per HSA-ID and the access-request mail flow).
 //! - Finnish issuer: [`dvv`] (a DVV-like CA issuing the four sote service certificate types
 //!   for CSRs, with long serials and its own plain-HTTP CRL server; revocations land on the
 //!   CRL after a configurable delay).
@@ -43,6 +45,7 @@ pub mod badfiles;
 pub mod ber;
 pub mod ca;
 pub mod dvv;
+pub mod efrikort;
 pub mod exampleca;
 pub mod fmk;
 pub mod harness;
