@@ -20,6 +20,8 @@
 //!   form reads `SERIALNUMBER=…, CN=…, O=…, L=…, C=SE`), SAN dNSName = the FQDN, `CA:FALSE`,
 //!   digitalSignature + keyEncipherment, EKU clientAuth + serverAuth, two years from now (the
 //!   real validity is unknown). The key is the CSR's.
+//! - [`SithsCert::with_key`] pairs an issued certificate with the CSR's key (checked) as an
+//!   [`IssuedCert`], e.g. to call eFrikort with a renewed certificate.
 //! - [`SithsCa::issue_current`] mints, with a key made here, the same profile for the
 //!   certificate a system already has when a test starts (valid since 30 days ago).
 //! - Every issued HSA-ID is remembered ([`SithsCa::issued_hsa_ids`]), for the eFrikort
@@ -37,7 +39,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::ca::{CaShape, KeyType, TestCa, now_seconds, printable, serial_number_attr};
-use crate::leaf::{IssuedCert, LeafSpec};
+use crate::leaf::{IssuedCert, LeafShape, LeafSpec};
 
 /// The validity of what the CA issues.
 pub const VALID_DAYS: i64 = 2 * 365;
@@ -98,6 +100,50 @@ pub struct SithsCert {
     pub chain_pem: String,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+}
+
+impl SithsCert {
+    /// The certificate with the key the CSR was made with (PKCS#8 DER), as an [`IssuedCert`]
+    /// that can be a TLS client identity or be written out; refuses a key that is not the
+    /// certificate's.
+    pub fn with_key(&self, key_pkcs8_der: &[u8]) -> Result<IssuedCert> {
+        let key = rcgen::KeyPair::try_from(key_pkcs8_der).map_err(|e| {
+            anyhow!(
+                "the key for {}'s certificate cannot be read: {e}",
+                self.fqdn
+            )
+        })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.cert_der)
+            .map_err(|e| anyhow!("re-reading the issued certificate: {e}"))?;
+        ensure!(
+            cert.public_key().raw == rcgen::PublicKeyData::subject_public_key_info(&key).as_slice(),
+            "the key given is not the key of {}'s certificate (HSA-ID {})",
+            self.fqdn,
+            self.hsa_id
+        );
+        let chain_der = ::pem::parse_many(&self.chain_pem)
+            .map_err(|e| anyhow!("re-reading the issued chain: {e}"))?
+            .into_iter()
+            .skip(1)
+            .map(::pem::Pem::into_contents)
+            .collect();
+        let chain_pem = self
+            .chain_pem
+            .strip_prefix(&self.cert_pem)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(IssuedCert {
+            shape: LeafShape::Siths,
+            cert_der: self.cert_der.clone(),
+            cert_pem: self.cert_pem.clone(),
+            key_pkcs8_der: key_pkcs8_der.to_vec(),
+            key_pem: key.serialize_pem(),
+            chain_der,
+            chain_pem,
+            not_before: self.not_before,
+            not_after: self.not_after,
+        })
+    }
 }
 
 struct State {

@@ -416,3 +416,72 @@ fn an_approved_access_request_mail_grants_access() {
         "{other}"
     );
 }
+
+#[test]
+fn a_renewed_certificate_with_the_same_hsa_id_keeps_its_access() {
+    let fx = fixture();
+    fx.sim.grant(HSA_ID, STOCKHOLM, Environment::Test);
+    // The renewal: a new key and CSR through the SITHS order inbox.
+    let key = crate::ca::KeyType::EcP256.generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "journal.vardbolaget.se");
+    let csr = params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let order = fx
+        .siths
+        .submit(&csr, HSA_ID, "journal.vardbolaget.se")
+        .expect("order");
+    let renewed = fx
+        .siths
+        .issue(order)
+        .expect("issued")
+        .with_key(&key.serialize_der())
+        .expect("with its key");
+    assert_ne!(renewed.cert_der, fx.client.cert_der);
+    let (status, answer) = call(
+        &fx,
+        Environment::Test,
+        &renewed,
+        &body(STOCKHOLM, PROBE, Some(STOCKHOLM)),
+        &action(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(result_code(&fx, &answer), ("OK".to_owned(), true));
+
+    // A new HSA-ID needs a new grant.
+    let order = fx
+        .siths
+        .submit(&csr, "SE2321000016-NEW1", "journal.vardbolaget.se")
+        .expect("order");
+    let other = fx
+        .siths
+        .issue(order)
+        .expect("issued")
+        .with_key(&key.serialize_der())
+        .expect("with its key");
+    let (_, answer) = call(
+        &fx,
+        Environment::Test,
+        &other,
+        &body(STOCKHOLM, PROBE, Some(STOCKHOLM)),
+        &action(),
+    );
+    assert_eq!(result_code(&fx, &answer).0, "ACCESSDENIED");
+    let wrong_key = crate::ca::KeyType::EcP256.generate().expect("key");
+    let order = fx
+        .siths
+        .submit(&csr, HSA_ID, "journal.vardbolaget.se")
+        .expect("order");
+    let refused = fx
+        .siths
+        .issue(order)
+        .expect("issued")
+        .with_key(&wrong_key.serialize_der())
+        .expect_err("wrong key");
+    assert!(refused.to_string().contains("not the key"), "{refused}");
+}
