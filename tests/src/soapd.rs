@@ -1,15 +1,16 @@
 //! SOAP over HTTPS for the authority simulators ([`crate::fmk`], [`crate::nemlogin`]): a
-//! loopback server that hands each POST, whole, to a synchronous handler, and a plain client
-//! for the simulators' own tests.
+//! loopback server that hands each request (POST, or a GET for a WSDL), whole, to a
+//! synchronous handler, and a plain client ([`post`], [`get`]) for the simulators' own tests.
 //!
 //! Promises:
 //! - TLS by rustls (aws-lc-rs), HTTP/1.1 by hyper, on its own thread ([`Served`]). With client
 //!   roots the server requires mutual TLS ([`crate::simca`]'s acceptor): a client without a
 //!   certificate chaining to them fails the handshake and nothing is read.
-//! - The handler sees the path, `SOAPAction` (as sent, quotes included), `Content-Type`,
-//!   `Authorization`, whether the body came chunked, the body, and the client's certificate
-//!   chain; it runs on the blocking pool, so a handler that starts `xmllint` or `xmlsec1` does
-//!   not stall other connections. Its answer may carry extra headers (`WWW-Authenticate`).
+//! - The handler sees the method, the path and query, `SOAPAction` (as sent, quotes
+//!   included), `Content-Type`, `Authorization`, whether the body came chunked, the body, and
+//!   the client's certificate chain; it runs on the blocking pool, so a handler that starts
+//!   `xmllint` or `xmlsec1` does not stall other connections. Its answer may carry extra
+//!   headers (`WWW-Authenticate`).
 //! - Bodies over [`MAX_BODY`] are refused with 413 before the handler is called.
 //! - The server's certificate is for `127.0.0.1`, `localhost` and `::1`, from its own
 //!   [`CaShape::Tls`] test CA ([`ServerIdentity`]).
@@ -62,6 +63,8 @@ pub mod ns {
 pub struct SoapRequest {
     pub method: String,
     pub path: String,
+    /// The query string after `?` (`wsdl`), if any.
+    pub query: Option<String>,
     /// The `SOAPAction` header as sent (quotes included), if any.
     pub soap_action: Option<String>,
     pub content_type: Option<String>,
@@ -358,6 +361,7 @@ async fn answer(
         });
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes().to_vec(),
         Err(e) => {
@@ -370,6 +374,7 @@ async fn answer(
     let request = SoapRequest {
         method,
         path,
+        query,
         soap_action,
         content_type,
         authorization,
@@ -450,6 +455,27 @@ pub fn post_raw(
     options: &PostOptions<'_>,
     headers: &[(&str, &str)],
 ) -> Result<RawResponse> {
+    exchange("POST", url, server_root_pem, body, options, headers)
+}
+
+/// A `GET` of `url` (`https://127.0.0.1:PORT/path?query`), trusting `server_root_pem`, with
+/// `identity` as the client certificate if given (a WSDL download over mutual TLS).
+pub fn get(url: &str, server_root_pem: &str, identity: Option<&IssuedCert>) -> Result<RawResponse> {
+    let options = PostOptions {
+        identity,
+        ..PostOptions::default()
+    };
+    exchange("GET", url, server_root_pem, "", &options, &[])
+}
+
+fn exchange(
+    method: &str,
+    url: &str,
+    server_root_pem: &str,
+    body: &str,
+    options: &PostOptions<'_>,
+    headers: &[(&str, &str)],
+) -> Result<RawResponse> {
     let rest = url
         .strip_prefix("https://")
         .with_context(|| format!("{url} is not an https URL"))?;
@@ -495,7 +521,7 @@ pub fn post_raw(
             .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
             .map_or("text/xml; charset=utf-8", |(_, value)| *value);
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nConnection: close\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nConnection: close\r\n"
         );
         for (name, value) in headers {
             if !name.eq_ignore_ascii_case("content-type") {
