@@ -21,3 +21,4 @@ mod pkcs12_ber;
 mod renewal;
 mod service;
 mod surface;
+mod sweden;

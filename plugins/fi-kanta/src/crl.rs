@@ -6,13 +6,13 @@
 //!   The host fetches the CRL over http(s), checks that it parses, and looks the serial up;
 //!   any failure is a [`HostError`].
 //! - That service is plugin API 1.4.0's `HostRequest::CrlStatus` ([`Host::crl_status`]). A
-//!   host older than 1.4.0 answers [`HostErrorKind::NotAvailable`] (an unknown request), and
+//!   host older than 1.4.0 answers [`HostErrorKind::NotAvailable`](certvakt_plugin_api::HostErrorKind::NotAvailable) (an unknown request), and
 //!   the plugin falls back to a revocation task a person confirms. The plugin calls the lookup
 //!   only through [`CrlLookup`], so tests replace it with a closure.
 //!
 //! [`Serial::hex`]: crate::cert::Serial::hex
 
-use certvakt_plugin_api::{Host, HostError, HostErrorKind};
+use certvakt_plugin_api::{Host, HostError};
 
 /// What the host read from a CRL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

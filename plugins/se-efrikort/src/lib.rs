@@ -159,8 +159,10 @@ impl Plugin for SeEfrikort {
         let now = host.now()?;
 
         // The first run certvakt makes for a certificate already in use with this HSA-ID: its
-        // access is a fact, not something to ask the regions for again.
-        if !grants.any_for(&hsa, environment)
+        // access is a fact, not something to ask the regions for again. Only the first: once
+        // grants are recorded, a new environment (TEST → PRODUKTION) or region is asked for,
+        // even though the certificate in use has the same HSA-ID.
+        if grants.grants.is_empty()
             && current_hsa_id(&step.certificate).as_deref() == Some(hsa.as_str())
         {
             for region in &settings.regions {
