@@ -10,6 +10,7 @@ mod completion;
 mod config;
 mod denmark;
 mod engine;
+mod finland;
 mod isolation;
 mod live_files;
 mod manpages;
