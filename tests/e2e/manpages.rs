@@ -420,7 +420,15 @@ fn certvakt_toml_5_documents_every_key_the_loader_accepts() -> Result<()> {
     }
     // Plugin settings are documented by reference to each plugin's own page.
     let text = page.text();
-    for plugin in ["acme", "manual", "dk-fmk", "dk-nemlogin", "no-nhn"] {
+    for plugin in [
+        "acme",
+        "manual",
+        "dk-fmk",
+        "dk-nemlogin",
+        "no-nhn",
+        "se-efrikort",
+        "fi-kanta",
+    ] {
         assert!(
             text.contains(&format!("{plugin}.md")),
             "certvakt.toml.5 does not point to the {plugin} plugin's documentation"

@@ -88,9 +88,9 @@ check "the shipped configuration is a conffile" \
 check "certvaktd check-config accepts the shipped configuration as user certvakt" \
   runuser -u certvakt -- /usr/sbin/certvaktd check-config
 check "the installed CLI talks to the daemon (certvakt status)" certvakt status
-check "certvakt plugins lists the five shipped plugins" bash -c '
+check "certvakt plugins lists the seven shipped plugins" bash -c '
   out=$(certvakt plugins); echo "$out"
-  for p in acme manual dk-fmk dk-nemlogin no-nhn; do grep -qw -- "$p" <<<"$out" || exit 1; done'
+  for p in acme manual dk-fmk dk-nemlogin no-nhn se-efrikort fi-kanta; do grep -qw -- "$p" <<<"$out" || exit 1; done'
 check "the man pages open" bash -c 'for p in certvakt.1 certvaktd.8 certvakt.toml.5; do
   zcat "/usr/share/man/man${p##*.}/$p.gz" | grep -q "^\.TH" || exit 1; done'
 check "bash completes certvakt's subcommands" bash -c '
