@@ -287,7 +287,7 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
         "{text}"
     );
     assert!(
-        text.contains("all four certificates were issued and installed"),
+        text.contains("all six certificates were issued and installed"),
         "{text}"
     );
     // The Norwegian set: ordered by the operator, written to AR once, read back.
@@ -295,6 +295,14 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
     assert!(text.contains("UpdateOrganizationDetails x1"), "{text}");
     assert!(
         text.contains("E_DS now: ldap://ldap.test4.buypass.no/"),
+        "{text}"
+    );
+    // The Swedish certificate, proven against eFrikort; the Finnish one's revocation seen.
+    assert!(text.contains("operator: task efrikort-demo-"), "{text}");
+    assert!(text.contains("eFrikort saw:"), "{text}");
+    assert!(text.contains("operator: task kanta-demo-"), "{text}");
+    assert!(
+        text.contains("revocation requested in DVV's e-service"),
         "{text}"
     );
     assert!(text.contains("/metrics answered HTTP 200"), "{text}");

@@ -17,7 +17,15 @@
 //!   Buypass-like CA and imports both PKCS#12 files (BER, as Windows writes them); the CA
 //!   publishes them to its directory a few seconds later; certvakt waits for that, writes the
 //!   new E_DS address to the Adresseregisteret simulator as a future address, installs the
-//!   set when AR switches, and keeps the old encryption key readable for a while.
+//!   set when AR switches, and keeps the old encryption key readable for a while;
+//! - `efrikort-demo`, a Swedish care system's SITHS function certificate through the
+//!   `se-efrikort` plugin: the operator sends its CSR to the SITHS-like CA's order inbox and
+//!   imports what it issues; certvakt proves eFrikort still grants the HSA-ID (a RIV-TA call
+//!   with the new certificate over two-way TLS) before and after installing it;
+//! - `kanta-demo`, a Finnish pharmacy's DVV sote server certificate through the `fi-kanta`
+//!   plugin: the operator applies in (a stand-in for) DVV's e-service with the CSR and imports
+//!   the certificate; certvakt verifies it with a TLS call to a Kanta-like endpoint, then asks
+//!   for the old one's revocation, and ends the run when DVV's CRL lists it.
 //!
 //! Usage: `certvakt-demo [--once] [--dir DIR] [--listen ADDR]`. Without `--dir` a temporary
 //! folder is made and removed at the end. `--once` waits for both certificates to be issued,
@@ -34,13 +42,17 @@ use anyhow::{Context, Result, bail};
 use certvakt_testkit::ar::directory::{LdapProvider, build_ldap_url};
 use certvakt_testkit::ar::parties::Organization;
 use certvakt_testkit::ar::{ArConfig, ArSim, E_DS, ServiceAccount};
+use certvakt_testkit::dvv::{DvvCa, DvvCert, DvvConfig, SoteType};
+use certvakt_testkit::efrikort::{EfrikortConfig, EfrikortSim, Environment, Region};
 use certvakt_testkit::fmk::{Endpoint, FmkOptions, FmkSimulator};
 use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::mitid::{MitIdErhverv, identity};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use certvakt_testkit::seid::{IssuedSet, Pkcs12Form, SeidCa, SeidRole, SetOrder};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
+use certvakt_testkit::siths::{SithsCa, SithsOrganisation};
 use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
+use certvakt_testkit::sni::SniEndpoint;
 
 /// How long the simulated operator takes to handle a task.
 const OPERATOR_DELAY: Duration = Duration::from_secs(8);
@@ -100,6 +112,8 @@ fn run() -> Result<()> {
             "certvakt-plugin-acme",
             "certvakt-plugin-dk-fmk",
             "certvakt-plugin-no-nhn",
+            "certvakt-plugin-se-efrikort",
+            "certvakt-plugin-fi-kanta",
         ],
     )?;
     let pebble = Pebble::start(PebbleConfig {
@@ -120,6 +134,8 @@ fn run() -> Result<()> {
     let sim_files = sim.write_files(&dir.join("simca"))?;
     let pharmacy = Pharmacy::start(&dir)?;
     let apotek = Apotek::start(&dir)?;
+    let vardsystem = Vardsystem::start(&dir)?;
+    let apteekki = Apteekki::start(&dir)?;
     // The pharmacy's mail relay: a real SMTP server on loopback that keeps every mail.
     let mailbox = SmtpSink::start(SmtpOptions::plain()).context(
         "starting the demo's mail server (scripts/install-test-deps installs python3-aiosmtpd)",
@@ -137,6 +153,8 @@ fn run() -> Result<()> {
             &pebble,
             &pharmacy,
         ) + &apotek.config(&dir)
+            + &vardsystem.config(&dir)
+            + &apteekki.config(&dir)
             + &mail_config(mailbox.port()),
     )?;
 
@@ -150,7 +168,7 @@ fn run() -> Result<()> {
         daemon.socket.display()
     );
     // The FMK certificate is renewed at once, as when its renewal falls due.
-    for id in ["fmk-demo", "nhn-demo"] {
+    for id in ["fmk-demo", "nhn-demo", "efrikort-demo", "kanta-demo"] {
         let renew = daemon.cli(&["renew", id, "--force"])?;
         if !renew.status.success() {
             bail!("renew {id}: {}", String::from_utf8_lossy(&renew.stderr));
@@ -221,26 +239,40 @@ fn run() -> Result<()> {
             );
         }
         mails_seen = mails.len();
-        operate(&daemon, &pharmacy, &apotek, &mut done_tasks)?;
+        let others = Others {
+            apotek: &apotek,
+            vardsystem: &vardsystem,
+            apteekki: &apteekki,
+        };
+        operate(&daemon, &pharmacy, &others, &mut done_tasks)?;
         let (_, status) = daemon.status()?;
-        let issued = ["web-demo", "fmk-demo", "shop-web", "nhn-demo"]
-            .iter()
-            .all(|id| {
-                status
-                    .renewals
-                    .iter()
-                    .any(|c| c.id == *id && c.last_success.is_some())
-            });
+        let issued = [
+            "web-demo",
+            "fmk-demo",
+            "shop-web",
+            "nhn-demo",
+            "efrikort-demo",
+            "kanta-demo",
+        ]
+        .iter()
+        .all(|id| {
+            status
+                .renewals
+                .iter()
+                .any(|c| c.id == *id && c.last_success.is_some())
+        });
         if issued && !printed_issued {
             printed_issued = true;
             println!(
-                "  all four certificates were issued and installed after {} s:\n",
+                "  all six certificates were issued and installed after {} s:\n",
                 started.elapsed().as_secs()
             );
             let out = daemon.cli(&["status"])?;
             println!("{}", String::from_utf8_lossy(&out.stdout));
             pharmacy.report();
             apotek.report();
+            vardsystem.report();
+            apteekki.report();
             if once {
                 break;
             }
@@ -275,12 +307,20 @@ fn run() -> Result<()> {
 /// renewing the certificate in the MitID Erhverv stand-in and importing the downloaded
 /// PKCS#12 with the CLI; any other by signing its CSR with the stand-in's CA and dropping the
 /// certificate into the certificate's inbox.
+/// The sites besides the Danish pharmacy whose tasks the simulated operator does.
+struct Others<'a> {
+    apotek: &'a Apotek,
+    vardsystem: &'a Vardsystem,
+    apteekki: &'a Apteekki,
+}
+
 fn operate(
     daemon: &Daemon,
     pharmacy: &Pharmacy,
-    apotek: &Apotek,
+    others: &Others<'_>,
     done: &mut Vec<String>,
 ) -> Result<()> {
+    let apotek = others.apotek;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -290,6 +330,30 @@ fn operate(
             continue;
         }
         let cert_id = task.cert_id.as_str();
+        if task.title.contains("Order the SITHS function certificate") {
+            others.vardsystem.order_and_import(daemon, &task)?;
+            println!(
+                "  operator: task {id} done: the CSR sent to the SITHS portal, the certificate imported with certvakt import"
+            );
+            done.push(id);
+            continue;
+        }
+        if task.title.contains("in DVV's e-service") && task.title.starts_with("Apply") {
+            others.apteekki.apply_and_import(daemon, &task)?;
+            println!(
+                "  operator: task {id} done: applied in DVV's e-service with the CSR, the mailed certificate imported"
+            );
+            done.push(id);
+            continue;
+        }
+        if task.title.contains("Request the revocation") {
+            others.apteekki.revoke()?;
+            println!(
+                "  operator: task {id} done: the old certificate's revocation requested in DVV's e-service (certvakt watches the CRL)"
+            );
+            done.push(id);
+            continue;
+        }
         if task.title.contains("virksomhetssertifikat") {
             apotek.order_and_import(daemon, cert_id)?;
             println!(
@@ -560,6 +624,256 @@ legacy_decrypt_retention = "10s"
     }
 }
 
+/// The CSR file a task carries.
+fn task_csr(task: &certvakt::control::protocol::Task) -> Result<String> {
+    let path = task
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "csr"))
+        .with_context(|| format!("task {} carries no CSR", task.id))?;
+    Ok(std::fs::read_to_string(path)?)
+}
+
+/// Imports `pem` (certificates) for `cert_id` with the CLI, as the operator would.
+fn import_pem(daemon: &Daemon, dir: &Path, cert_id: &str, pem: &str) -> Result<()> {
+    let file = dir.join("Downloads").join(format!("{cert_id}.pem"));
+    std::fs::create_dir_all(file.parent().context("folder")?)?;
+    std::fs::write(&file, pem)?;
+    let out = daemon.cli(&["import", cert_id, &file.display().to_string()])?;
+    if !out.status.success() {
+        bail!("import {cert_id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::remove_file(&file)?;
+    Ok(())
+}
+
+/// A Swedish care system: its SITHS function certificate, granted in the eFrikort simulator.
+struct Vardsystem {
+    dir: PathBuf,
+    siths: SithsCa,
+    efrikort: EfrikortSim,
+}
+
+impl Vardsystem {
+    const HSA_ID: &str = "SE5565594230-BCQ";
+    const FQDN: &str = "efrikort.vardsystem-demo.example.se";
+    const PRINCIPAL: &str = "SE2321000016-39KJ";
+
+    fn start(demo: &Path) -> Result<Vardsystem> {
+        let dir = demo.join("se");
+        std::fs::create_dir_all(&dir)?;
+        let siths = SithsCa::new(SithsOrganisation::new(
+            "Vårdsystem Demo AB",
+            "Stockholm",
+            "SE5565594230-",
+            &["vardsystem-demo.example.se"],
+        ))?;
+        let efrikort = EfrikortSim::start(EfrikortConfig {
+            regions: vec![Region::new(
+                "Region Testland",
+                Vardsystem::PRINCIPAL,
+                "efrikort@regiontestland.example.se",
+            )],
+            ..EfrikortConfig::for_siths(&siths)
+        })
+        .context("starting the eFrikort simulator")?;
+        efrikort.grant(Vardsystem::HSA_ID, Vardsystem::PRINCIPAL, Environment::Test);
+        let current = siths.issue_current_with_key(
+            Vardsystem::HSA_ID,
+            Vardsystem::FQDN,
+            certvakt_testkit::KeyType::Rsa2048,
+        )?;
+        current.write_pem(&demo.join("live"), "efrikort-demo")?;
+        std::fs::write(dir.join("siths-root.pem"), siths.root_pem())?;
+        std::fs::write(dir.join("efrikort-servers.pem"), efrikort.server_root_pem())?;
+        Ok(Vardsystem {
+            dir,
+            siths,
+            efrikort,
+        })
+    }
+
+    fn order_and_import(
+        &self,
+        daemon: &Daemon,
+        task: &certvakt::control::protocol::Task,
+    ) -> Result<()> {
+        let order = self
+            .siths
+            .submit(&task_csr(task)?, Vardsystem::HSA_ID, Vardsystem::FQDN)?;
+        let issued = self.siths.issue(order)?;
+        import_pem(
+            daemon,
+            &self.dir,
+            &task.cert_id,
+            &format!("{}{}", issued.cert_pem, issued.chain_pem),
+        )
+    }
+
+    fn config(&self, demo: &Path) -> String {
+        let live = demo.join("live");
+        format!(
+            r#"
+[[certificate]]
+id = "efrikort-demo"
+cert = "{live}/efrikort-demo.cert.pem"
+key = "{live}/efrikort-demo.key.pem"
+plugin = "se-efrikort"
+issuer_trust = "siths"
+[certificate.settings]
+hsa_id = "{hsa}"
+fqdn = "{fqdn}"
+organization = "Vårdsystem Demo AB"
+locality = "Stockholm"
+environment = "test"
+endpoint = "{endpoint}"
+endpoint_trust = "efrikort"
+probe_person_id = "191212121212"
+probe_card_type_id = "1"
+grant_poll = "5s"
+system_name = "G-Medical"
+contact_name = "Göthe Alfonso"
+contact_email = "gothe@vardsystem-demo.example.se"
+contact_phone = "+46 70 123 12 31"
+regions = [{{ name = "Region Testland", contact_addresses = ["efrikort@regiontestland.example.se"], principal_hsa_id = "{principal}" }}]
+"#,
+            live = live.display(),
+            hsa = Vardsystem::HSA_ID,
+            fqdn = Vardsystem::FQDN,
+            principal = Vardsystem::PRINCIPAL,
+            endpoint = self.efrikort.url(Environment::Test),
+        )
+    }
+
+    fn report(&self) {
+        let requests = self.efrikort.requests();
+        let ok = requests
+            .iter()
+            .filter(|r| matches!(r.outcome, certvakt_testkit::efrikort::Outcome::Ok))
+            .count();
+        println!(
+            "  eFrikort saw: {} RIV-TA call(s) as HSA-ID {} over two-way TLS, {ok} granted; SITHS issued for {:?}",
+            requests.len(),
+            Vardsystem::HSA_ID,
+            self.siths.issued_hsa_ids(),
+        );
+        println!();
+    }
+}
+
+/// A Finnish pharmacy: its DVV sote server certificate, a Kanta-like endpoint, DVV's CRL.
+struct Apteekki {
+    dir: PathBuf,
+    dvv: DvvCa,
+    current: DvvCert,
+    _kanta: SniEndpoint,
+    kanta_port: u16,
+}
+
+impl Apteekki {
+    const FQDN: &str = "kanta.apteekki-demo.example.fi";
+
+    fn start(demo: &Path) -> Result<Apteekki> {
+        use rcgen::{CertificateParams, DnType, SanType};
+        let dir = demo.join("fi");
+        std::fs::create_dir_all(&dir)?;
+        let dvv = DvvCa::start(DvvConfig {
+            revocation_delay: Duration::from_secs(3),
+            ..DvvConfig::default()
+        })?;
+        let key = certvakt_testkit::KeyType::Rsa2048.generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CountryName, "FI");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Demoapteekki Oy");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "Demoapteekki");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, Apteekki::FQDN);
+        params.subject_alt_names = vec![SanType::DnsName(Apteekki::FQDN.try_into()?)];
+        let current = dvv.issue(&params.serialize_request(&key)?.pem()?, SoteType::Server)?;
+        let live = demo.join("live");
+        std::fs::create_dir_all(&live)?;
+        std::fs::write(live.join("kanta-demo.cert.pem"), &current.cert_pem)?;
+        std::fs::write(live.join("kanta-demo.key.pem"), key.serialize_pem())?;
+        let tls = certvakt_testkit::TestCa::new(certvakt_testkit::CaShape::Tls)?;
+        let server = tls.issue(
+            &certvakt_testkit::LeafSpec::tls_server(&["localhost"])
+                .key_type(certvakt_testkit::KeyType::EcP256),
+        )?;
+        let kanta = SniEndpoint::start_with(
+            "127.0.0.1",
+            &server,
+            "localhost",
+            &server,
+            &[dvv.ca().root_der()],
+        )?;
+        std::fs::write(dir.join("dvv-root.pem"), dvv.root_pem())?;
+        std::fs::write(dir.join("kanta-root.pem"), tls.root_pem())?;
+        let kanta_port = kanta.addr().port();
+        Ok(Apteekki {
+            dir,
+            dvv,
+            current,
+            _kanta: kanta,
+            kanta_port,
+        })
+    }
+
+    fn apply_and_import(
+        &self,
+        daemon: &Daemon,
+        task: &certvakt::control::protocol::Task,
+    ) -> Result<()> {
+        let issued = self.dvv.issue(&task_csr(task)?, SoteType::Server)?;
+        import_pem(daemon, &self.dir, &task.cert_id, &issued.chain_pem)
+    }
+
+    fn revoke(&self) -> Result<()> {
+        self.dvv
+            .revoke(&self.current.serial, rcgen::RevocationReason::Superseded)
+    }
+
+    fn config(&self, demo: &Path) -> String {
+        let live = demo.join("live");
+        format!(
+            r#"
+[[certificate]]
+id = "kanta-demo"
+cert = "{live}/kanta-demo.cert.pem"
+key = "{live}/kanta-demo.key.pem"
+plugin = "fi-kanta"
+issuer_trust = "dvv"
+[certificate.settings]
+certificate_type = "server"
+organization = "Demoapteekki Oy"
+organizational_unit = "Demoapteekki"
+fqdn = "{fqdn}"
+verify_url = "https://localhost:{port}/kanta"
+verify_trust = "kanta"
+revoke_after = "5s"
+crl_poll = "5s"
+"#,
+            live = live.display(),
+            fqdn = Apteekki::FQDN,
+            port = self.kanta_port,
+        )
+    }
+
+    fn report(&self) {
+        println!(
+            "  DVV: {} certificate(s) issued; its CRL was read {} time(s) and lists the old serial {}",
+            self.dvv.issued().len(),
+            self.dvv.crl_fetches(),
+            self.current.serial_hex()
+        );
+        println!();
+    }
+}
+
 fn inbox_of(daemon: &Daemon, cert_id: &str) -> Result<PathBuf> {
     let dir = daemon.config.parent().context("config folder")?;
     Ok(dir.join("state/certs").join(cert_id).join("inbox"))
@@ -603,6 +917,10 @@ simca = ["{server_ca}"]
 pebble = ["{dir}/pebble/listener-ca.pem"]
 oces3 = ["{dir}/fmk/oces3-root.pem"]
 fmk = ["{dir}/fmk/servers.pem"]
+siths = ["{dir}/se/siths-root.pem"]
+efrikort = ["{dir}/se/efrikort-servers.pem"]
+dvv = ["{dir}/fi/dvv-root.pem"]
+kanta = ["{dir}/fi/kanta-root.pem"]
 seid = ["{dir}/nhn/seid-roots.pem"]
 ar = ["{dir}/nhn/ar-root.pem"]
 
