@@ -87,3 +87,36 @@ pub fn pair_matches(cert: &Path, key: &Path) -> Result<bool> {
     let key = certvakt::keys::PrivateKey::from_bytes(&std::fs::read(key)?)?;
     Ok(certvakt::keys::cert_matches_key(&cert_der, &key)?)
 }
+
+/// Waits up to `timeout` for `check` on a daemon renewing `id`; on a timeout the error shows
+/// the renewal's status, what the authority saw (`seen`), and the daemon's log.
+pub fn wait_renewal<T>(
+    daemon: Option<&Daemon>,
+    id: &str,
+    timeout: Duration,
+    what: &str,
+    seen: impl Fn() -> String,
+    check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    match harness::eventually(timeout, what, check) {
+        Ok(value) => Ok(value),
+        Err(e) => anyhow::bail!(
+            "{e}\nstatus: {:#?}\nthe authority saw: {}\n{}",
+            daemon.and_then(|d| d.renewal(id).ok().flatten()),
+            seen(),
+            daemon.map(Daemon::log_text).unwrap_or_default()
+        ),
+    }
+}
+
+/// The open task whose title contains `needle`, if there is one.
+pub fn task_titled(
+    daemon: Option<&Daemon>,
+    needle: &str,
+) -> Option<certvakt::control::protocol::Task> {
+    daemon?
+        .tasks()
+        .ok()?
+        .into_iter()
+        .find(|t| t.title.contains(needle))
+}

@@ -8,15 +8,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use certvakt::control::protocol::{Renewal, Task};
 use certvakt_testkit::dvv::{DvvCa, DvvCert, DvvConfig, SoteType};
-use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::sni::SniEndpoint;
 use certvakt_testkit::{CaShape, KeyType, LeafSpec, TestCa};
 use rcgen::{CertificateParams, DnType, RevocationReason, SanType};
 
-use crate::common::{bins, stderr, stdout};
+use crate::common::{bins, stderr, stdout, task_titled, wait_renewal};
 
 const ID: &str = "kanta";
 const FQDN: &str = "kanta.apteekki.example.fi";
@@ -115,24 +115,12 @@ crl_poll = "5s"
     }
 
     fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
-        match eventually(WAIT, what, check) {
-            Ok(value) => Ok(value),
-            Err(e) => bail!(
-                "{e}\nstatus: {:#?}\n{}",
-                self.status(),
-                self.daemon.log_text()
-            ),
-        }
+        let seen = || format!("{} CRL fetches", self.dvv.crl_fetches());
+        wait_renewal(Some(&self.daemon), ID, WAIT, what, seen, check)
     }
 
     fn wait_task(&self, needle: &str) -> Result<Task> {
-        self.wait("the task", || {
-            self.daemon
-                .tasks()
-                .ok()?
-                .into_iter()
-                .find(|t| t.title.contains(needle))
-        })
+        self.wait("the task", || task_titled(Some(&self.daemon), needle))
     }
 
     /// Renews: the application task's CSR goes to DVV as `sote_type`; what DVV mails back

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use certvakt::control::protocol::{Renewal, Task};
 use certvakt_testkit::PemPaths;
 use certvakt_testkit::ar::directory::{LdapProvider, build_ldap_url};
@@ -16,12 +16,12 @@ use certvakt_testkit::ar::parties::Organization;
 use certvakt_testkit::ar::receiver::{MessageSender, SenderConfig, decrypt};
 use certvakt_testkit::ar::{ArConfig, ArSim, Clock, E_DS, ServiceAccount};
 use certvakt_testkit::ca::{CaShape, KeyType, TestCa};
-use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::leaf::LeafSpec;
 use certvakt_testkit::seid::{Flaw, IssuedSet, Pkcs12Form, SeidCa, SeidRole, SetOrder};
 use certvakt_testkit::sni::SniEndpoint;
 
-use crate::common::{bins, stderr, stdout};
+use crate::common::{bins, stderr, stdout, task_titled, wait_renewal};
 
 const ORGNR: &str = "931796003";
 const NAME: &str = "VIKEN APOTEK";
@@ -242,33 +242,19 @@ legacy_decrypt_retention = "8s"
     /// Waits for `check`; on a timeout, the error shows the status, AR's log and the
     /// daemon's log.
     fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
-        match eventually(WAIT, what, check) {
-            Ok(value) => Ok(value),
-            Err(e) => bail!(
-                "{e}\nstatus: {:#?}\nAR saw: {:#?}\n{}",
-                self.status(),
-                self.ar
-                    .requests()
-                    .iter()
-                    .map(|r| format!("{} {} {:?}", r.operation, r.status, r.fault))
-                    .collect::<Vec<_>>(),
-                self.daemon
-                    .as_ref()
-                    .map(Daemon::log_text)
-                    .unwrap_or_default()
-            ),
-        }
+        let seen = || {
+            let requests = self.ar.requests();
+            let lines: Vec<String> = requests
+                .iter()
+                .map(|r| format!("{} {} {:?}", r.operation, r.status, r.fault))
+                .collect();
+            format!("{lines:#?}")
+        };
+        wait_renewal(self.daemon.as_ref(), ID, WAIT, what, seen, check)
     }
 
     fn wait_task(&self, needle: &str) -> Result<Task> {
-        self.wait("the task", || {
-            self.daemon()
-                .ok()?
-                .tasks()
-                .ok()?
-                .into_iter()
-                .find(|t| t.title.contains(needle))
-        })
+        self.wait("the task", || task_titled(self.daemon.as_ref(), needle))
     }
 
     fn wait_error(&self, needle: &str) -> Result<String> {

@@ -7,15 +7,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use certvakt::control::protocol::{Renewal, Task};
 use certvakt_testkit::KeyType;
 use certvakt_testkit::efrikort::{EfrikortConfig, EfrikortSim, Environment, Region};
-use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
+use certvakt_testkit::harness::{self, Daemon, config_toml};
 use certvakt_testkit::siths::{SithsCa, SithsOrganisation};
 use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
 
-use crate::common::{bins, stderr, stdout};
+use crate::common::{bins, stderr, stdout, task_titled, wait_renewal};
 
 const ID: &str = "efrikort";
 const HSA_PREFIX: &str = "SE5565594230-";
@@ -135,33 +135,19 @@ regions = [{{ name = "{REGION}", contact_addresses = ["{REGION_MAIL}"], principa
     }
 
     fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
-        match eventually(WAIT, what, check) {
-            Ok(value) => Ok(value),
-            Err(e) => bail!(
-                "{e}\nstatus: {:#?}\neFrikort saw: {:#?}\n{}",
-                self.status(),
-                self.efrikort
-                    .requests()
-                    .iter()
-                    .map(|r| format!("{:?} {:?} {:?}", r.environment, r.caller_hsa_id, r.outcome))
-                    .collect::<Vec<_>>(),
-                self.daemon
-                    .as_ref()
-                    .map(Daemon::log_text)
-                    .unwrap_or_default()
-            ),
-        }
+        let seen = || {
+            let requests = self.efrikort.requests();
+            let lines: Vec<String> = requests
+                .iter()
+                .map(|r| format!("{:?} {:?} {:?}", r.environment, r.caller_hsa_id, r.outcome))
+                .collect();
+            format!("{lines:#?}")
+        };
+        wait_renewal(self.daemon.as_ref(), ID, WAIT, what, seen, check)
     }
 
     fn wait_task(&self, needle: &str) -> Result<Task> {
-        self.wait("the task", || {
-            self.daemon()
-                .ok()?
-                .tasks()
-                .ok()?
-                .into_iter()
-                .find(|t| t.title.contains(needle))
-        })
+        self.wait("the task", || task_titled(self.daemon.as_ref(), needle))
     }
 
     /// Renews: the order task's CSR goes to the SITHS portal for `hsa_id`, and what it issues
