@@ -144,3 +144,58 @@ fn an_invalid_reload_keeps_the_running_configuration_and_a_valid_one_applies() -
     assert_eq!(status.last_reload_error, None, "{status:#?}");
     Ok(())
 }
+
+#[test]
+fn check_config_names_a_plugin_that_is_not_installed_and_a_missing_plugin_dir() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    let plugins = dir.path().join("plugins");
+    certvakt_testkit::harness::install_plugins(&bins, &plugins, &["certvakt-plugin-manual"])?;
+    let body = r#"
+[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+key = "/etc/ssl/web.key"
+plugin = "manaul"
+[certificate.settings]
+ca_name = "the web CA"
+"#;
+    let path = dir.path().join("certvakt.toml");
+    std::fs::write(
+        &path,
+        certvakt_testkit::harness::config_toml(dir.path(), "127.0.0.1:0", body),
+    )?;
+    let check = || {
+        Command::new(&bins.certvaktd)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+    };
+    let out = check()?;
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    let err = stderr(&out);
+    let line = std::fs::read_to_string(&path)?
+        .lines()
+        .position(|l| l.starts_with("plugin = \"manaul\""))
+        .map(|i| i + 1)
+        .unwrap_or_default();
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: certificate[0].plugin: plugin \"manaul\" is not installed",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("did you mean \"manual\"?"), "{err}");
+
+    // The plugin folder itself missing: said once, for plugin_dir.
+    std::fs::remove_dir_all(&plugins)?;
+    let out = check()?;
+    assert_eq!(out.status.code(), Some(6));
+    let err = stderr(&out);
+    assert!(
+        err.contains("daemon.plugin_dir:") && err.contains("does not exist"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -32,6 +32,7 @@ mod tests_routes;
 #[cfg(test)]
 mod tests_set;
 mod validate;
+pub(crate) use validate::closest;
 mod validate_notify;
 
 use std::collections::BTreeMap;

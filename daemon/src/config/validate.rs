@@ -142,7 +142,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
 
 /// The valid name nearest to `name`, if it is at most two edits away (and closer than the
 /// length of `name`, so `x` does not suggest `id`).
-pub(super) fn closest<'k>(name: &str, valid: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(name: &str, valid: &[&'k str]) -> Option<&'k str> {
     valid
         .iter()
         .map(|candidate| (strsim::levenshtein(name, candidate), *candidate))

@@ -1,9 +1,11 @@
 //! `check-config`'s second half: the configuration loads, and each managed certificate's
 //! plugin (loaded from `plugin_dir` as the daemon would) accepts its `[certificate.settings]`.
 //!
-//! Contract: a plugin that is not installed is not a problem here (the daemon monitors the
-//! certificate and says so); its settings cannot be checked. When the check itself cannot be
-//! made (no runtime, no registry), that is a problem, never "no problems". The daemon asks the
+//! Contract: what will fail is a problem here, with the file, line and key of what causes it:
+//! a `plugin_dir` that does not exist when certificates are managed, and a certificate whose
+//! plugin is not installed there (with the closest loaded name; the daemon itself starts and
+//! monitors such a certificate, but never renews it). When the check itself cannot be made
+//! (no runtime, no registry), that is a problem, never "no problems". The daemon asks the
 //! same question of the same plugins at start and at every reload (the renewal engine, before
 //! a certificate's first step), and holds back a certificate whose settings are refused.
 
@@ -59,7 +61,72 @@ fn check_plugin_settings(config: &Config) -> Vec<Problem> {
     );
     let answers = runtime.block_on(ask_plugins(config, &plugins, CHECK_DEADLINE));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    problems(config, answers)
+    let mut found = missing_plugins(config, &plugins);
+    found.extend(problems(config, answers));
+    found
+}
+
+/// `plugin_dir` missing, and every managed certificate whose plugin is not loaded from it.
+fn missing_plugins(config: &Config, plugins: &Registry) -> Vec<Problem> {
+    let dir = &config.daemon.plugin_dir;
+    let origin = |key: &str| config.key_origins.get(key);
+    if !dir.is_dir() {
+        let at = origin("daemon.plugin_dir");
+        return vec![Problem {
+            file: at
+                .map(|o| o.file.clone())
+                .or_else(|| config.files.first().cloned())
+                .unwrap_or_default(),
+            line: at.map(|o| o.line),
+            key: "daemon.plugin_dir".into(),
+            message: format!(
+                "{} does not exist, so no plugin can be loaded and none of the {} managed certificate(s) is renewed",
+                dir.display(),
+                config.certificates.len()
+            ),
+            hint: "install certvakt's plugins there (the package does), or set plugin_dir to \
+                   the folder that holds them"
+                .into(),
+        }];
+    }
+    let loaded: Vec<&str> = plugins.loaded.iter().map(|p| p.name.as_str()).collect();
+    config
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(_, cert)| plugins.get(&cert.plugin).is_none())
+        .map(|(i, cert)| {
+            let key = format!("certificate[{i}].plugin");
+            let refused = plugins
+                .refused
+                .iter()
+                .find(|r| r.file.file_stem().is_some_and(|s| s == cert.plugin.as_str()));
+            let hint = match (refused, crate::config::closest(&cert.plugin, &loaded)) {
+                (Some(refused), _) => format!(
+                    "{} was refused: {} (see `certvakt plugins`)",
+                    refused.file.display(),
+                    refused.reason
+                ),
+                (None, Some(near)) => format!("did you mean \"{near}\"?"),
+                (None, None) if loaded.is_empty() => {
+                    format!("no plugin is installed in {}", dir.display())
+                }
+                (None, None) => format!("the plugins installed are {}", loaded.join(", ")),
+            };
+            Problem {
+                file: cert.origin.file.clone(),
+                line: Some(origin(&key).map_or(cert.origin.line, |o| o.line)),
+                key,
+                message: format!(
+                    "plugin \"{}\" is not installed in {}: certificate {} would be monitored but never renewed",
+                    cert.plugin,
+                    dir.display(),
+                    cert.id
+                ),
+                hint,
+            }
+        })
+        .collect()
 }
 
 /// At most this many settings are asked about at once.
