@@ -38,22 +38,26 @@ pub const SOCKET_ENV: &str = "CERTVAKT_SOCKET";
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0   OK
-  1   WARNING: status: a certificate expires within warn_before; show: this certificate does;
-      renew --wait: the run waits for a person, a step failed, or it ended without a new
-      certificate
-  2   CRITICAL: status: a certificate has expired or is not yet valid, or a source has a
-      problem; show: this certificate has expired or is not yet valid, or its source has a
-      problem
-  3   UNKNOWN: certvaktd cannot be reached, or does not speak this certvakt's protocol;
-      renew --wait --timeout: the run is still going when the time is up
-  4   forbidden: the request needs more access (root or group certvakt-admin may change
-      things, group certvakt may look)
-  5   not found: an id or task id certvaktd does not know
-  6   configuration invalid: check-config found problems, or reload was refused
+  1   WARNING: status or show: a certificate expires within warn_before; status also: a
+      failing renewal, an open task, a certificate whose plugin is not loaded, a refused
+      plugin file, a notification that could not be delivered; plugins: a plugin file was
+      refused; notify test: a route failed; renew --wait: the run waits for a person, a
+      step failed, or it ended without a new certificate
+  2   CRITICAL: a certificate has expired or is not yet valid, or a source has a problem
+      (a managed certificate before its first issue counts as missing)
+  3   UNKNOWN: certvaktd cannot be reached, does not answer within 10 seconds, or speaks
+      another protocol version; renew --wait --timeout: the run is still going when the
+      time is up
+  4   forbidden: not allowed to connect, or the request needs admin access (root or group
+      certvakt-admin may change things, group certvakt may look)
+  5   not found: an unknown id (show, renew, rollback, import) or task (task show, task done)
+  6   configuration invalid: check-config found problems, or a reload was refused
   7   refused: certvaktd would not do it (an import that does not fit the pending key or
-      the certificate it replaces, a rollback with nothing to go back to, a plugin that is
-      not loaded); the message says why
-  64  usage error
+      the certificate it replaces, a rollback with nothing to go back to, a certificate
+      whose plugin is not loaded, task done on an import task, or another error of the
+      renewal engine); the message says why
+  64  usage error: an unknown command or option, a missing argument, or a file import
+      cannot read
 
 The control socket is --socket, else $CERTVAKT_SOCKET, else control.socket of the
 configuration file (--config, default /etc/certvakt/certvakt.toml), else

@@ -469,3 +469,82 @@ fn the_pages_refer_to_each_other() -> Result<()> {
     }
     Ok(())
 }
+
+/// The exit codes are one set, said the same way in `certvakt --help`, certvakt(1) and the
+/// README: each place lists the same codes, and each code's entry names the same cases.
+#[test]
+fn the_exit_codes_agree_in_help_man_page_and_readme() -> Result<()> {
+    // What each code's entry must name, in every place (lower-cased, markup removed).
+    let cases: &[(&str, &[&str])] = &[
+        ("0", &["ok"]),
+        (
+            "1",
+            &[
+                "warn_before",
+                "open task",
+                "plugin is not loaded",
+                "refused plugin file",
+                "notification",
+                "notify test",
+                "renew --wait",
+            ],
+        ),
+        ("2", &["expired", "not yet valid", "first issue"]),
+        ("3", &["cannot be reached", "protocol", "--timeout"]),
+        ("4", &["not allowed to connect", "admin access"]),
+        ("5", &["show", "rollback", "import", "task done"]),
+        ("6", &["check-config", "reload"]),
+        (
+            "7",
+            &["import", "rollback", "plugin is not loaded", "task done"],
+        ),
+        ("64", &["usage error"]),
+    ];
+    let help: Vec<(String, String)> = {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for line in certvakt::cli::EXIT_CODES_HELP.lines() {
+            let Some(rest) = line.strip_prefix("  ") else {
+                continue;
+            };
+            let first = rest.split_whitespace().next().unwrap_or_default();
+            if !first.is_empty() && first.chars().all(|c| c.is_ascii_digit()) {
+                entries.push((first.to_owned(), rest[first.len()..].to_owned()));
+            } else if let Some((_, body)) = entries.last_mut() {
+                body.push(' ');
+                body.push_str(rest.trim());
+            }
+        }
+        entries
+    };
+    let man: Vec<(String, String)> = Page::read("certvakt.1")?
+        .section("EXIT STATUS")
+        .entries
+        .clone();
+    let readme_text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
+    let readme: Vec<(String, String)> = readme_text
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| ")?.split(" | ");
+            let code = cells.next()?;
+            let body = cells.next()?;
+            (code.chars().all(|c| c.is_ascii_digit()) && !code.is_empty())
+                .then(|| (code.to_owned(), body.trim_end_matches(" |").to_owned()))
+        })
+        .collect();
+    for (place, entries) in [("--help", &help), ("certvakt.1", &man), ("README", &readme)] {
+        let codes: Vec<&str> = entries.iter().map(|(c, _)| c.as_str()).collect();
+        let expected: Vec<&str> = cases.iter().map(|(c, _)| *c).collect();
+        assert_eq!(codes, expected, "{place} lists other exit codes");
+        for ((code, body), (_, words)) in entries.iter().zip(cases) {
+            let body = body.to_lowercase().replace(['`', '\\'], "");
+            for word in *words {
+                assert!(
+                    body.contains(word),
+                    "{place}: exit code {code} does not mention {word:?}: {body}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
