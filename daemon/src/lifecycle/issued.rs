@@ -149,7 +149,7 @@ fn accept_set(
     }
     // Certificates for certvakt's own keys (a CSR per role) go to the role whose pending key
     // they belong to; those the CA made keys for, to the role their key usage fits.
-    let pending = pending_set_keys(store, cert, &roles)?;
+    let mut pending = pending_set_keys(store, cert, &roles)?;
     let mut taken: std::collections::BTreeMap<String, (Vec<u8>, PrivateKey, bool)> =
         std::collections::BTreeMap::new();
     let mut from_ca = Vec::new();
@@ -158,33 +158,24 @@ fn accept_set(
         let ders = keys::parse_certificate_chain(&item.chain_pem)?;
         let Some(key) = item.key else {
             let mut owner = None;
-            'roles: for (role, key) in &pending {
+            'roles: for (at, (_, key)) in pending.iter().enumerate() {
                 for der in &ders {
                     if keys::cert_matches_key(der, key)? {
-                        owner = Some(role.clone());
+                        owner = Some(at);
                         break 'roles;
                     }
                 }
             }
-            let Some(role) = owner else {
+            // A role's key is taken by its first file: a second file for it matches no key.
+            let Some(at) = owner else {
                 return Err(EngineError::Import(format!(
-                    "file {} holds certificates but no key, and none of them belongs to a pending key of the set {}: import the PKCS#12 files the CA made (each with its key, `--password-file FILE`), or the certificates issued for the CSRs of this renewal's task",
+                    "file {} holds certificates but no key, and none of them belongs to a pending key of the set {} not already matched by another file: import the PKCS#12 files the CA made (each with its key, `--password-file FILE`), or the certificates issued for the CSRs of this renewal's task, one per role",
                     n + 1,
                     cert.id
                 )));
             };
-            let Some(key) = pending_key_of(&pending, &role) else {
-                return Err(EngineError::Other(format!("no pending key for {role}")));
-            };
-            if taken
-                .insert(role.clone(), (item.chain_pem, key, false))
-                .is_some()
-            {
-                return Err(EngineError::Import(format!(
-                    "two of the files are for the {role} certificate of {}; import one per role",
-                    cert.id
-                )));
-            }
+            let (role, key) = pending.swap_remove(at);
+            taken.insert(role, (item.chain_pem, key, false));
             continue;
         };
         let mut leaf = None;
@@ -231,7 +222,8 @@ fn accept_set(
         None => None,
     };
     let mut primary = None;
-    let mut members = std::collections::BTreeMap::new();
+    let mut member_files = std::collections::BTreeMap::new();
+    let mut member_facts = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     let mut primary_from_ca = false;
     for role in &roles {
@@ -264,27 +256,17 @@ fn accept_set(
             key_from_ca,
         };
         let checked = import::check_chain(cert, &chain, &key, old, expect, now)?;
-        let pkcs12 = match (pkcs12_out, &password) {
-            (true, Some(password)) => Some(keys::write_pkcs12(
-                &key,
-                &checked.leaf_der,
-                &checked.chain_der,
-                password,
-                &format!("{}-{role}", cert.id),
-            )?),
-            _ => None,
-        };
-        let files = VersionFiles::single(
-            Some(key.to_pkcs8_pem()),
-            keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
-            keys::pem_certificates(&checked.chain_der),
-            pkcs12,
-        );
+        let bundle = password
+            .as_deref()
+            .filter(|_| pkcs12_out)
+            .map(|p| (p.as_str(), format!("{}-{role}", cert.id)));
+        let files = version_files(&key, &checked, bundle)?;
         notes.extend(checked.notes.iter().cloned());
         if role == PRIMARY_ROLE {
             primary = Some((files, checked, key));
         } else {
-            members.insert(role.clone(), (files, checked.facts));
+            member_files.insert(role.clone(), files);
+            member_facts.insert(role.clone(), checked.facts);
         }
     }
     let Some((mut files, checked, key)) = primary else {
@@ -292,9 +274,7 @@ fn accept_set(
             "the set has no primary certificate".into(),
         ));
     };
-    for (role, (member, _)) in &members {
-        files.set.insert(role.clone(), member.clone());
-    }
+    files.set = member_files;
     for note in &notes {
         log::warn!(cert_id = cert.id.as_str(); "{note}");
     }
@@ -305,10 +285,7 @@ fn accept_set(
     log::info!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(), version = version.0, roles = roles.join(","); "new certificate set issued and staged");
     run.chain_pem = Some(keys::pem_certificates(&checked.chain_der));
     run.new = Some(checked.facts);
-    run.new_set = members
-        .into_iter()
-        .map(|(role, (_, facts))| (role, facts))
-        .collect();
+    run.new_set = member_facts;
     run.version = Some(version);
     run.notes = notes;
     run.plugin_checked = false;
@@ -406,11 +383,29 @@ fn pending_set_keys(
     Ok(keys)
 }
 
-fn pending_key_of(pending: &[(String, PrivateKey)], role: &str) -> Option<PrivateKey> {
-    pending
-        .iter()
-        .find(|(r, _)| r == role)
-        .and_then(|(_, key)| PrivateKey::from_bytes(key.to_pkcs8_pem().as_bytes()).ok())
+/// A checked certificate's files for a version: its key, the leaf, its chain, and with
+/// `bundle` = (password, friendly name) a PKCS#12 of the three.
+fn version_files(
+    key: &PrivateKey,
+    checked: &import::Checked,
+    bundle: Option<(&str, String)>,
+) -> Result<VersionFiles, EngineError> {
+    let pkcs12 = match bundle {
+        Some((password, name)) => Some(keys::write_pkcs12(
+            key,
+            &checked.leaf_der,
+            &checked.chain_der,
+            password,
+            &name,
+        )?),
+        None => None,
+    };
+    Ok(VersionFiles::single(
+        Some(key.to_pkcs8_pem()),
+        keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
+        keys::pem_certificates(&checked.chain_der),
+        pkcs12,
+    ))
 }
 
 /// The CA's key is safe in the staged version now. It becomes the pending key; the key of
@@ -483,28 +478,12 @@ fn accept_issued(
     for note in &checked.notes {
         log::warn!(cert_id = cert.id.as_str(), serial = checked.facts.serial.as_str(); "{note}");
     }
-    let pkcs12 = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
-        (Some(_), Some(password_file)) => {
-            let password = read_password(password_file)?;
-            Some(keys::write_pkcs12(
-                &key,
-                &checked.leaf_der,
-                &checked.chain_der,
-                &password,
-                &cert.id,
-            )?)
-        }
+    let password = match (&cert.renewal.pkcs12, &cert.pkcs12_password_file) {
+        (Some(_), Some(password_file)) => Some(read_password(password_file)?),
         _ => None,
     };
-    let version = store.stage(
-        &cert.id,
-        &VersionFiles::single(
-            Some(key.to_pkcs8_pem()),
-            keys::pem_certificates(std::slice::from_ref(&checked.leaf_der)),
-            keys::pem_certificates(&checked.chain_der),
-            pkcs12,
-        ),
-    )?;
+    let bundle = password.as_deref().map(|p| (p.as_str(), cert.id.clone()));
+    let version = store.stage(&cert.id, &version_files(&key, &checked, bundle)?)?;
     if from_ca {
         keep_key_from_ca(store, cert, &key)?;
     }

@@ -234,7 +234,10 @@ fn plan(
     previous_dir: Option<&Path>,
 ) -> Result<Vec<Planned>> {
     let files = read_version_dir(dir)?;
-    let previous = match previous_dir.filter(|d| d.is_dir()) {
+    // The replaced version (its keys too) is read only when a legacy path wants it.
+    let wants_legacy =
+        live.legacy.is_some() || live.set.values().any(|member| member.legacy.is_some());
+    let previous = match previous_dir.filter(|d| wants_legacy && d.is_dir()) {
         Some(dir) => Some(read_version_dir(dir)?),
         None => None,
     };
