@@ -492,9 +492,12 @@ fn import_request(
 ) -> Result<Request, String> {
     use base64::Engine as _;
     let mut data = Vec::with_capacity(files.len());
+    // Regular files only, capped, opened without blocking: a FIFO or a device named by mistake
+    // is refused at once rather than hanging the command.
     for file in files {
         let bytes = zeroize::Zeroizing::new(
-            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+            crate::bounded::read(file, crate::bounded::CERT_FILE_LIMIT)
+                .map_err(|e| format!("cannot read {}", e.sentence(file)))?,
         );
         data.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
     }
@@ -502,10 +505,11 @@ fn import_request(
     let first = data.next().ok_or("name the file to import")?;
     let password = match password_file {
         Some(path) => {
-            let text =
-                zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    format!("cannot read the password file {}: {e}", path.display())
-                })?);
+            let bytes = crate::bounded::read(path, crate::bounded::PASSWORD_FILE_LIMIT)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| format!("cannot read the password file {}", e.sentence(path)))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| format!("the password file {} is not UTF-8 text", path.display()))?;
             Some(text.trim_end_matches(['\n', '\r']).to_owned())
         }
         None => None,
@@ -967,6 +971,29 @@ mod tests {
         assert_eq!(
             err,
             "certvakt: reload needs admin access (root or group test-admin); you have read access\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod import_files {
+    use super::*;
+
+    #[test]
+    fn a_fifo_named_for_import_is_refused_at_once_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("download.p12");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        let error = import_request("nhn", std::slice::from_ref(&fifo), None).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(error.contains(&fifo.display().to_string()), "{error}");
+        let file = dir.path().join("cert.pem");
+        std::fs::write(&file, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let password = import_request("nhn", &[file], Some(&fifo)).unwrap_err();
+        assert!(
+            password.contains("cannot read the password file"),
+            "{password}"
         );
     }
 }
