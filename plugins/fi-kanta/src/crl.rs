@@ -14,16 +14,8 @@
 
 use certvakt_plugin_api::{Host, HostError};
 
-/// What the host read from a CRL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CrlStatus {
-    /// The serial is on the CRL.
-    pub revoked: bool,
-    /// The CRL's `thisUpdate`, Unix seconds.
-    pub this_update: i64,
-    /// The CRL's `nextUpdate`, Unix seconds, when it has one.
-    pub next_update: Option<i64>,
-}
+/// What the host read from a CRL: the plugin API's own answer.
+pub use certvakt_plugin_api::CrlStatus;
 
 /// The CRL lookup the plugin uses: [`crl_status`] in the built plugin, a closure in tests.
 pub type CrlLookup =
@@ -31,10 +23,5 @@ pub type CrlLookup =
 
 /// Asks the host whether the CRL at `url` lists `serial_hex` (see the module docs).
 pub fn crl_status(host: &Host<'_>, url: &str, serial_hex: &str) -> Result<CrlStatus, HostError> {
-    let status = host.crl_status(url, serial_hex)?;
-    Ok(CrlStatus {
-        revoked: status.revoked,
-        this_update: status.this_update,
-        next_update: status.next_update,
-    })
+    host.crl_status(url, serial_hex)
 }

@@ -821,6 +821,8 @@ impl FakeCrl {
             match answer.expect("the test set an answer") {
                 Ok(revoked) => Ok(CrlStatus {
                     revoked,
+                    revoked_at: revoked.then_some(FakeHost::DEFAULT_NOW),
+                    issuer: "CN=TEST DVV Service Certificates,C=FI".into(),
                     this_update: FakeHost::DEFAULT_NOW,
                     next_update: Some(FakeHost::DEFAULT_NOW + DAY),
                 }),
