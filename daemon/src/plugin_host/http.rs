@@ -319,24 +319,13 @@ impl HttpOutcome {
     }
 }
 
-/// A hex serial (`01:AB`, `01ab`) as its value's bytes, without leading zero bytes.
-fn serial_bytes(serial: &str) -> Option<Vec<u8>> {
+/// A hex serial (`01:AB`, `01ab`, `0x`-less, any case, leading zeros or not) as its value.
+fn serial_value(serial: &str) -> Option<x509_parser::num_bigint::BigUint> {
     let hex: String = serial.chars().filter(|c| *c != ':').collect();
-    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if hex.is_empty() {
         return None;
     }
-    let padded = if hex.len() % 2 == 1 {
-        format!("0{hex}")
-    } else {
-        hex
-    };
-    let bytes: Option<Vec<u8>> = (0..padded.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
-        .collect();
-    let bytes = bytes?;
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    Some(bytes[first..].to_vec())
+    x509_parser::num_bigint::BigUint::parse_bytes(hex.as_bytes(), 16)
 }
 
 /// Reading a CRL (DER or PEM) with x509-parser.
@@ -345,20 +334,19 @@ mod crl {
     use x509_parser::prelude::FromDer as _;
     use x509_parser::revocation_list::CertificateRevocationList;
 
-    pub(super) fn status(body: &[u8], serial: &[u8]) -> Result<CrlStatus, String> {
+    pub(super) fn status(
+        body: &[u8],
+        serial: &x509_parser::num_bigint::BigUint,
+    ) -> Result<CrlStatus, String> {
         let der = match x509_parser::pem::parse_x509_pem(body) {
             Ok((_, block)) if block.label == "X509 CRL" => block.contents,
             _ => body.to_vec(),
         };
         let (_, crl) = CertificateRevocationList::from_der(&der)
             .map_err(|e| format!("it is not a CRL ({e})"))?;
-        let strip = |bytes: &[u8]| -> Vec<u8> {
-            let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-            bytes[first..].to_vec()
-        };
         let hit = crl
             .iter_revoked_certificates()
-            .find(|revoked| strip(revoked.raw_serial()) == serial);
+            .find(|revoked| revoked.serial() == serial);
         Ok(CrlStatus {
             revoked: hit.is_some(),
             revoked_at: hit.map(|r| r.revocation_date.timestamp()),
@@ -452,7 +440,7 @@ impl HttpService {
         url: &str,
         serial: &str,
     ) -> Result<certvakt_plugin_api::messages::CrlStatus, HostError> {
-        let wanted = serial_bytes(serial).ok_or_else(|| {
+        let wanted = serial_value(serial).ok_or_else(|| {
             HostError::new(
                 HostErrorKind::Invalid,
                 format!("{serial:?} is not a serial number in hex (digits 0-9 a-f, `:` allowed)"),
