@@ -466,13 +466,7 @@ impl NemLoginSimulator {
 fn wsp_uuid(entity_id: &str) -> String {
     use sha2::{Digest as _, Sha256};
     let d = Sha256::digest(entity_id.as_bytes());
-    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&d[..16]);
+    uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
 }

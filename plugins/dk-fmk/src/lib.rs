@@ -511,13 +511,11 @@ pub fn unique_id(now: i64, salt: &str) -> String {
         .chain_update(n.to_be_bytes())
         .chain_update(format!("{:?}", std::time::Instant::now()).as_bytes())
         .finalize();
-    let h: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // Version 4 bits over the hash, as over random bytes.
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }

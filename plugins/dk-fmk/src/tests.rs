@@ -173,8 +173,9 @@ fn unique_ids_are_uuid_shaped_and_differ() {
     let a = crate::unique_id(1, "x");
     let b = crate::unique_id(1, "x");
     assert_ne!(a, b);
-    assert_eq!(a.len(), 36);
-    assert_eq!(a.matches('-').count(), 4);
+    let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+    assert_eq!(parsed.get_version_num(), 4, "{a}");
+    assert_eq!(parsed.hyphenated().to_string(), a, "lower-case, hyphenated");
 }
 
 #[test]

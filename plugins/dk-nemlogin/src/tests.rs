@@ -1122,3 +1122,27 @@ fn a_state_that_does_not_parse_stops_each_step_before_it_asks_the_sts() {
         }
     }
 }
+
+#[test]
+fn random_uuids_are_version_4_hyphenated_and_differ() {
+    let a = crate::sts::uuid_v4().expect("random bytes");
+    let b = crate::sts::uuid_v4().expect("random bytes");
+    assert_ne!(a, b);
+    let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+    assert_eq!(parsed.get_version_num(), 4, "{a}");
+    assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{a}");
+    assert_eq!(parsed.hyphenated().to_string(), a);
+}
+
+#[test]
+fn predictable_uuids_keep_their_shape() {
+    crate::sts::predictable::start();
+    assert_eq!(
+        crate::sts::uuid_v4().expect("bytes"),
+        crate::sts::predictable::uuid(1)
+    );
+    assert_eq!(
+        crate::sts::uuid_v4().expect("bytes"),
+        crate::sts::predictable::uuid(2)
+    );
+}

@@ -719,22 +719,16 @@ fn envelope12(body: &str, action: &str, to: &str, uuid: &str) -> Result<String, 
 }
 
 /// A random (version 4) UUID.
-fn uuid_v4() -> Result<String, PluginError> {
+pub(crate) fn uuid_v4() -> Result<String, PluginError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| {
         PluginError::temporary(format!("the system's random number generator failed: {e}"))
     })?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    ))
+    // The crate sets the version (4) and variant bits over the random bytes.
+    Ok(uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string())
 }
 
 fn find<'a, 'i>(node: Node<'a, 'i>, ns: &str, local: &str) -> Option<Node<'a, 'i>> {

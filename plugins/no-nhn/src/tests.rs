@@ -1673,3 +1673,14 @@ fn verify_names_the_url_when_the_tls_connection_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn message_ids_are_random_version_4_uuids() {
+    let a = crate::ar::uuid_v4().expect("random bytes");
+    let b = crate::ar::uuid_v4().expect("random bytes");
+    assert_ne!(a, b);
+    let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+    assert_eq!(parsed.get_version_num(), 4, "{a}");
+    assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{a}");
+    assert_eq!(parsed.hyphenated().to_string(), a);
+}
