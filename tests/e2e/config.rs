@@ -199,3 +199,109 @@ ca_name = "the web CA"
     );
     Ok(())
 }
+
+#[test]
+fn check_config_names_a_first_issue_the_plugin_will_refuse() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    let plugins = dir.path().join("plugins");
+    certvakt_testkit::harness::install_plugins(&bins, &plugins, &["certvakt-plugin-manual"])?;
+    // The manual plugin's old documented minimum, for a certificate that does not exist yet:
+    // its first step would stop at "configure subject or sans".
+    let cert = dir.path().join("web.pem");
+    let minimum = format!(
+        "[[certificate]]\nid = \"web\"\ncert = \"{}\"\nplugin = \"manual\"\n\
+         [certificate.settings]\nca_name = \"the web CA\"\n",
+        cert.display()
+    );
+    let path = dir.path().join("certvakt.toml");
+    let write = |body: &str| {
+        std::fs::write(
+            &path,
+            certvakt_testkit::harness::config_toml(dir.path(), "127.0.0.1:0", body),
+        )
+    };
+    let check = || {
+        Command::new(&bins.certvaktd)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+    };
+    write(&minimum)?;
+    let out = check()?;
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    let err = stderr(&out);
+    let line = std::fs::read_to_string(&path)?
+        .lines()
+        .position(|l| l == "[certificate.settings]")
+        .map(|i| i + 1)
+        .unwrap_or_default();
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: certificate[0].settings: plugin manual will refuse the first issue of certificate web",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("subject or sans"), "{err}");
+
+    // With the names the README's minimum now has, the first issue can go ahead.
+    write(&format!("{minimum}sans = [\"DNS:web.example\"]\n"))?;
+    let out = check()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A certificate already in use is renewed like for like: no subject or sans needed.
+    write(&minimum)?;
+    let ca = TestCa::root_only(CaShape::Tls)?;
+    let leaf = ca.issue(&LeafSpec::tls_server(&["web.example"]))?;
+    std::fs::write(&cert, &leaf.cert_pem)?;
+    let out = check()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn a_daemon_started_with_a_first_issue_its_plugin_refuses_holds_it_back_until_a_reload()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bins = bins()?;
+    certvakt_testkit::harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual"],
+    )?;
+    let minimum = format!(
+        "[[certificate]]\nid = \"web\"\ncert = \"{}\"\nplugin = \"manual\"\n\
+         [certificate.settings]\nca_name = \"the web CA\"\n",
+        dir.path().join("web.pem").display()
+    );
+    let path = dir.path().join("certvakt.toml");
+    let write = |body: &str| {
+        std::fs::write(
+            &path,
+            certvakt_testkit::harness::config_toml(dir.path(), "127.0.0.1:0", body),
+        )
+    };
+    write(&minimum)?;
+    // check-config refuses it; a daemon started anyway holds the certificate back with the
+    // reason, rather than failing its first step and trying again hours later.
+    let daemon = harness::Daemon::start(&bins, &path, &[])?;
+    let error = eventually(WAIT, "the first issue to be held back", || {
+        let (_, status) = daemon.status().ok()?;
+        let error = status.renewals.first()?.last_error.clone()?;
+        error.contains("first issue held back").then_some(error)
+    })?;
+    assert!(error.contains("subject or sans"), "{error}");
+    assert!(
+        daemon.tasks()?.is_empty(),
+        "a held certificate orders nothing"
+    );
+
+    write(&format!("{minimum}sans = [\"DNS:web.example\"]\n"))?;
+    let out = daemon.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    eventually(WAIT, "the order task after the fix", || {
+        daemon.tasks().ok()?.into_iter().next()
+    })?;
+    Ok(())
+}

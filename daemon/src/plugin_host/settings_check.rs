@@ -8,11 +8,20 @@
 //! (no runtime, no registry), that is a problem, never "no problems". The daemon asks the
 //! same question of the same plugins at start and at every reload (the renewal engine, before
 //! a certificate's first step), and holds back a certificate whose settings are refused.
+//!
+//! A certificate whose `cert` file does not exist yet is a first issue: its first step asks the
+//! plugin for the CSR's profile with no current certificate to copy from. The check asks the
+//! same read-only `csr_profile` (for a set, once per role, as the engine does), and a
+//! configuration error in the answer (the manual plugin with neither `subject` nor `sans`) is
+//! a problem on `certificate[i].settings`. Other answers are not: a "needs a person" answer is
+//! how a plugin whose authority makes the key says the first certificate is imported
+//! (`certvakt import`), and a plugin that cannot answer now is tried again by the engine.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use certvakt_plugin_api::messages::SettingProblem;
+use certvakt_plugin_api::ErrorKind;
+use certvakt_plugin_api::messages::{CertificateContext, SettingProblem};
 
 use super::{BasicServices, PluginCallError, Registry};
 use crate::config::{Config, ManagedCertificate, Problem};
@@ -135,9 +144,84 @@ const CONCURRENT_CHECKS: usize = 8;
 /// How long a plugin may take to answer whether it accepts a certificate's settings.
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 
-/// One certificate's answer: its index in `config.certificates`, and the plugin's problems with
-/// its settings (or why it could not be asked).
-pub type SettingsAnswer = (usize, Result<Vec<SettingProblem>, PluginCallError>);
+/// One certificate's answers: its index in `config.certificates`, the plugin's problems with
+/// its settings (or why it could not be asked), and for a first issue whose settings passed,
+/// the configuration errors its `csr_profile` answered with (the role, for a set).
+#[derive(Debug)]
+pub struct SettingsAnswer {
+    pub index: usize,
+    pub settings: Result<Vec<SettingProblem>, PluginCallError>,
+    pub first_issue: Vec<FirstIssueRefusal>,
+}
+
+/// A plugin's configuration error for a certificate's first CSR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstIssueRefusal {
+    /// The set's role the profile was asked for; `None` for a single certificate.
+    pub role: Option<String>,
+    /// The plugin's own sentence.
+    pub message: String,
+}
+
+/// Whether `cert` has no certificate yet, so that its first run is a first issue. A file that
+/// exists but cannot be read is not: the engine says what is wrong with it.
+pub fn is_first_issue(cert: &ManagedCertificate) -> bool {
+    matches!(std::fs::metadata(&cert.cert), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// The context the renewal engine gives `csr_profile` at a first issue's first step (see
+/// `lifecycle::steps`, `Core::context`): no current certificate, the settings' `environment`.
+pub fn first_issue_context(cert: &ManagedCertificate, role: Option<String>) -> CertificateContext {
+    let settings = &cert.renewal.settings;
+    CertificateContext {
+        certificate_id: cert.id.clone(),
+        settings: settings.clone(),
+        environment: settings
+            .get("environment")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("production")
+            .to_owned(),
+        current: None,
+        roles: cert.roles(),
+        current_set: Default::default(),
+        role,
+    }
+}
+
+/// Asks `plugin` for the CSR profile of `cert`'s first issue, for each role as the engine
+/// does, and keeps the configuration errors. Any other answer is no refusal.
+pub async fn first_issue_refusals(
+    cert: &ManagedCertificate,
+    plugin: &super::LoadedPlugin,
+    services: Arc<BasicServices>,
+    deadline: Duration,
+) -> Vec<FirstIssueRefusal> {
+    let roles = cert.roles();
+    let asks: Vec<Option<String>> = if roles.is_empty() {
+        vec![None]
+    } else {
+        roles.into_iter().map(Some).collect()
+    };
+    let mut refusals = Vec::new();
+    for role in asks {
+        let context = first_issue_context(cert, role.clone());
+        match plugin
+            .csr_profile(context, services.clone(), deadline)
+            .await
+        {
+            Err(PluginCallError::Plugin { error, .. })
+                if error.kind == ErrorKind::Configuration =>
+            {
+                refusals.push(FirstIssueRefusal {
+                    role,
+                    message: error.message,
+                });
+            }
+            _ => {}
+        }
+    }
+    refusals
+}
 
 /// Asks every loaded plugin, all at once, whether it accepts the settings of each of its
 /// certificates. A certificate whose plugin is not loaded has no answer.
@@ -161,12 +245,25 @@ pub async fn ask_plugins(
         ));
         let settings = cert.renewal.settings.clone();
         let slots = slots.clone();
+        let cert = cert.clone();
         calls.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            (
-                i,
-                plugin.validate_settings(settings, services, deadline).await,
-            )
+            let answer = plugin
+                .validate_settings(settings, services.clone(), deadline)
+                .await;
+            // Settings the plugin refuses are the problem to fix first; a first issue's CSR is
+            // asked about only once they pass.
+            let first_issue = match &answer {
+                Ok(found) if found.is_empty() && is_first_issue(&cert) => {
+                    first_issue_refusals(&cert, &plugin, services, deadline).await
+                }
+                _ => Vec::new(),
+            };
+            SettingsAnswer {
+                index: i,
+                settings: answer,
+                first_issue,
+            }
         });
     }
     let mut answers = Vec::new();
@@ -175,7 +272,7 @@ pub async fn ask_plugins(
             answers.push(answer);
         }
     }
-    answers.sort_by_key(|(i, _)| *i);
+    answers.sort_by_key(|answer| answer.index);
     answers
 }
 
@@ -183,7 +280,12 @@ pub async fn ask_plugins(
 /// settings.
 pub fn problems(config: &Config, answers: Vec<SettingsAnswer>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (i, answer) in answers {
+    for SettingsAnswer {
+        index: i,
+        settings: answer,
+        first_issue,
+    } in answers
+    {
         let Some(cert) = config.certificates.get(i) else {
             continue;
         };
@@ -207,13 +309,63 @@ pub fn problems(config: &Config, answers: Vec<SettingsAnswer>) -> Vec<Problem> {
             Err(e) => problems.push(Problem {
                 file: cert.origin.file.clone(),
                 line: Some(line),
-                key,
+                key: key.clone(),
                 message: format!("the settings could not be checked: {e}"),
                 hint: "see `certvakt plugins` and the journal".into(),
             }),
         }
+        problems.extend(first_issue.into_iter().map(|refusal| {
+            let role = refusal
+                .role
+                .map(|r| format!(" (role {r})"))
+                .unwrap_or_default();
+            Problem {
+                file: cert.origin.file.clone(),
+                line: Some(line),
+                key: key.clone(),
+                message: format!(
+                    "plugin {} will refuse the first issue of certificate {}{role}: {}",
+                    cert.plugin, cert.id, refusal.message
+                ),
+                hint: format!(
+                    "add what the plugin asks for to [certificate.settings] (see the {} \
+                     plugin's settings), or first put the certificate now in use at {}",
+                    cert.plugin,
+                    cert.cert.display()
+                ),
+            }
+        }));
     }
     problems
+}
+
+/// The sentence the renewal engine holds a certificate back with when its plugin refuses the
+/// CSR of its first issue (each refusal also logged), or `None` when there is no refusal.
+pub fn first_issue_hold(
+    cert: &ManagedCertificate,
+    refusals: &[FirstIssueRefusal],
+) -> Option<String> {
+    if refusals.is_empty() {
+        return None;
+    }
+    let place = cert.origin.to_string();
+    let lines: Vec<String> = refusals
+        .iter()
+        .map(|r| match &r.role {
+            Some(role) => format!("role {role}: {}", r.message),
+            None => r.message.clone(),
+        })
+        .collect();
+    for line in &lines {
+        log::error!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "{place}: certificate[{}] first issue refused: {line}", cert.id);
+    }
+    Some(format!(
+        "first issue held back: plugin {} refuses the CSR of [[certificate]] {} at {place} ({} does not exist yet): {}; fix [certificate.settings], or put the certificate now in use there, then reload",
+        cert.plugin,
+        cert.id,
+        cert.cert.display(),
+        lines.join("; ")
+    ))
 }
 
 /// The sentence the renewal engine holds a certificate back with when its plugin refuses its
@@ -243,4 +395,137 @@ pub fn refusal(cert: &ManagedCertificate, found: &[SettingProblem]) -> Option<St
         cert.id,
         lines.join("; ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real manual plugin, built as a cdylib by `cargo build --workspace` (or
+    //! `-p certvakt-plugin-manual`), run by the built certvaktd, as `plugin_host::tests` does.
+
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// A file of the target folder this test binary runs in.
+    fn built(name: &str) -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+        assert!(
+            path.is_file(),
+            "{} is missing: build it first with `cargo build --workspace`",
+            path.display()
+        );
+        path
+    }
+
+    /// check-config's problems for one manual certificate with `settings`, whose `cert`
+    /// exists or not.
+    fn check(settings: &str, cert_exists: bool) -> (Vec<Problem>, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let so = plugins.join("manual.so");
+        std::fs::copy(built("libcertvakt_plugin_manual.so"), &so).unwrap();
+        std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cert = dir.path().join("web.pem");
+        if cert_exists {
+            std::fs::write(&cert, "in use").unwrap();
+        }
+        let path = dir.path().join("certvakt.toml");
+        let text = format!(
+            "[daemon]\nstate_dir = \"{d}/state\"\nplugin_dir = \"{d}/plugins\"\n\n\
+                 [[certificate]]\nid = \"web\"\ncert = \"{cert}\"\nplugin = \"manual\"\n\
+                 [certificate.settings]\n{settings}\n",
+            d = dir.path().display(),
+            cert = cert.display()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let registry = super::super::load_dir_with(
+            &plugins,
+            Some(std::fs::metadata(&plugins).unwrap().uid()),
+            Arc::new(Metrics::new(0).unwrap()),
+            &built("certvaktd"),
+        );
+        assert!(registry.refused.is_empty(), "{:?}", registry.refused);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answers = runtime.block_on(ask_plugins(&config, &registry, CHECK_DEADLINE));
+        (problems(&config, answers), path, text)
+    }
+
+    #[test]
+    fn a_first_issue_without_subject_or_sans_is_a_problem_on_its_settings() {
+        let (found, path, text) = check("ca_name = \"Web CA\"", false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let problem = &found[0];
+        assert_eq!(problem.file, path);
+        assert_eq!(problem.key, "certificate[0].settings");
+        // The line of [certificate.settings], where the fix goes.
+        let settings_line = text
+            .lines()
+            .position(|l| l == "[certificate.settings]")
+            .map(|i| i + 1);
+        assert_eq!(problem.line, settings_line, "{problem:?}");
+        assert!(
+            problem
+                .message
+                .starts_with("plugin manual will refuse the first issue of certificate web: "),
+            "{}",
+            problem.message
+        );
+        assert!(
+            problem.message.contains("subject or sans"),
+            "{}",
+            problem.message
+        );
+        assert!(
+            problem
+                .hint
+                .contains("or first put the certificate now in use at"),
+            "{}",
+            problem.hint
+        );
+    }
+
+    #[test]
+    fn a_first_issue_with_sans_or_a_renewal_without_them_is_no_problem() {
+        let (found, ..) = check("ca_name = \"Web CA\"\nsans = [\"DNS:web.example\"]", false);
+        assert!(found.is_empty(), "{found:?}");
+        // A certificate in use: the renewal copies its subject and names.
+        let (found, ..) = check("ca_name = \"Web CA\"", true);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn refused_settings_are_reported_without_asking_for_the_first_csr() {
+        let (found, ..) = check("ca_name = \"\"", false);
+        assert!(!found.is_empty());
+        assert!(
+            found.iter().all(|p| !p.message.contains("first issue")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_missing_file_is_a_first_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = crate::config::Origin {
+            file: dir.path().join("certvakt.toml"),
+            line: 1,
+        };
+        let mut cert = ManagedCertificate::new("web", dir.path().join("web.pem"), "manual", origin);
+        assert!(is_first_issue(&cert));
+        std::fs::write(&cert.cert, "x").unwrap();
+        assert!(!is_first_issue(&cert));
+        cert.cert = dir.path().to_path_buf();
+        assert!(
+            !is_first_issue(&cert),
+            "there, but not a certificate: not a first issue"
+        );
+    }
 }

@@ -418,15 +418,22 @@ fn the_readme_examples_are_valid_settings() {
         .skip(1)
         .filter_map(|block| block.split("```").next())
         .collect();
-    assert_eq!(examples.len(), 2);
+    assert_eq!(examples.len(), 3);
     for example in examples {
         let parsed: Value = toml::from_str(example).unwrap();
         // `[[certificate]]` with its settings, or `[certificate.settings]` alone.
         let certificate = &parsed["certificate"];
-        let settings = match certificate.as_array() {
-            Some(certificates) => certificates[0]["settings"].clone(),
-            None => certificate["settings"].clone(),
+        let (settings, whole_entry) = match certificate.as_array() {
+            Some(certificates) => (certificates[0]["settings"].clone(), true),
+            None => (certificate["settings"].clone(), false),
         };
+        // A whole entry is what a first issue needs: its CSR can be made with no current
+        // certificate (the settings-only example is the like-for-like renewal).
+        if whole_entry {
+            FakeHost::new()
+                .csr_profile(&ManualCa, context(settings.clone(), None))
+                .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        }
         assert!(
             settings.is_object(),
             "no [certificate.settings] in:\n{example}"
