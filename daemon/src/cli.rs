@@ -13,6 +13,7 @@
 //!   configuration if it can be loaded, else [`DEFAULT_SOCKET`].
 //! - `check-config` and `completion` never touch the socket: they work without a daemon.
 
+pub mod complete;
 pub mod follow;
 pub mod render;
 
@@ -105,6 +106,7 @@ pub enum Command {
     /// Renew a managed certificate now if it is due (--force: even if not), or retry the
     /// waiting step of a renewal in progress; needs admin access.
     Renew {
+        /// Id of the managed certificate, as `list` shows it.
         id: String,
         /// Start a renewal even though the certificate is not due.
         #[arg(long)]
@@ -119,7 +121,10 @@ pub enum Command {
         timeout: Option<HumanDuration>,
     },
     /// Install the previous version of a managed certificate again; needs admin access.
-    Rollback { id: String },
+    Rollback {
+        /// Id of the managed certificate, as `list` shows it.
+        id: String,
+    },
     /// Operator tasks waiting for a person.
     Tasks,
     /// One operator task: show it, or mark it done.
@@ -131,6 +136,7 @@ pub enum Command {
     /// the PKCS#12 bundle the CA made (with --password-file); for a certificate set, every
     /// file of the set at once; needs admin access.
     Import {
+        /// Id of the managed certificate the file is for, as `list` shows it.
         id: String,
         /// The file, or a set's files (in any order: each goes to the role its key usage fits).
         #[arg(value_hint = ValueHint::FilePath, required = true, num_args = 1..)]
@@ -148,8 +154,17 @@ pub enum Command {
     },
     /// Print the shell completion script for bash, zsh or fish; works without the daemon.
     Completion {
+        /// The shell the script is for.
         #[arg(value_enum, value_name = "SHELL")]
         shell: Shell,
+    },
+    /// For the completion scripts: print the certificate ids or the open task ids, one a
+    /// line; nothing (exit 0) when certvaktd does not answer within 2 seconds.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// What to list: `ids` (certificates) or `tasks` (open operator tasks).
+        #[arg(value_enum, value_name = "KIND")]
+        kind: complete::Kind,
     },
 }
 
@@ -165,11 +180,13 @@ pub enum Shell {
 pub enum TaskAction {
     /// Instructions and files of one task.
     Show {
+        /// Task id, as `tasks` shows it.
         #[arg(value_name = "TASK")]
         id: String,
     },
     /// Mark a task done (for tasks that complete by confirmation); needs admin access.
     Done {
+        /// Task id, as `tasks` shows it.
         #[arg(value_name = "TASK")]
         id: String,
     },
@@ -180,6 +197,7 @@ pub enum NotifyAction {
     /// Send a test message through every route (or the one named) now, and show each
     /// result; exit 1 if any failed. Needs admin access.
     Test {
+        /// The route's name (`name` of its [[notify]] entry); all routes when left out.
         #[arg(value_name = "ROUTE")]
         route: Option<String>,
     },
@@ -250,6 +268,12 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let request = match &args.command {
         Command::CheckConfig => return check_config(args, out, err),
         Command::Completion { shell } => return completion(*shell, out),
+        Command::Complete { kind } => {
+            let socket = socket_path(args.socket.as_deref(), std::env::var_os(SOCKET_ENV), || {
+                configured_socket(args.config.as_deref())
+            });
+            return complete::print(*kind, socket, out);
+        }
         Command::Status => Request::Status,
         Command::List => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
@@ -522,17 +546,24 @@ fn import_request(
     })
 }
 
-/// Writes the completion script for `shell`. The script is made in memory first: the generator
-/// panics on a failed write, and a closed pipe must not make a panic.
+/// Writes the completion script for `shell`: clap_complete's, with certificate and task ids
+/// from the daemon where the arguments take them ([`complete`]). The script is made in memory
+/// first: the generator panics on a failed write, and a closed pipe must not make a panic.
 pub fn completion(shell: Shell, out: &mut dyn Write) -> Exit {
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
+    let mut command = Args::command();
     let mut script = Vec::new();
-    clap_complete::generate(generator, &mut Args::command(), "certvakt", &mut script);
-    let _ = out.write_all(&script);
+    clap_complete::generate(generator, &mut command, "certvakt", &mut script);
+    let script = complete::extend(
+        shell,
+        &command,
+        String::from_utf8_lossy(&script).into_owned(),
+    );
+    let _ = out.write_all(script.as_bytes());
     Exit::Ok
 }
 
@@ -994,6 +1025,38 @@ mod import_files {
         assert!(
             password.contains("cannot read the password file"),
             "{password}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod help_text_tests {
+    use super::*;
+
+    /// Every subcommand and every argument, positionals included, says what it is in `--help`
+    /// (the hidden ones too: `certvakt __complete --help` is read by whoever debugs a TAB).
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Args::command(), "certvakt", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without help text: {}",
+            missing.join(", ")
         );
     }
 }

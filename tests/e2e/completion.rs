@@ -8,7 +8,9 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use clap::CommandFactory;
 
-use crate::common::{bins, stderr, stdout};
+use certvakt_testkit::harness::{self, eventually};
+
+use crate::common::{WAIT, bins, stderr, stdout};
 
 /// The commands the packaged scripts must offer; the CLI's own list is added to it.
 const COMMANDS: &[&str] = &[
@@ -29,7 +31,10 @@ const COMMANDS: &[&str] = &[
 /// Every command to look for: [`COMMANDS`] and whatever else the CLI defines.
 fn commands() -> Vec<String> {
     let mut all: Vec<String> = COMMANDS.iter().map(|c| (*c).to_owned()).collect();
-    for command in certvakt::cli::Args::command().get_subcommands() {
+    for command in certvakt::cli::Args::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+    {
         let name = command.get_name().to_owned();
         if !all.contains(&name) {
             all.push(name);
@@ -211,5 +216,106 @@ offer certvakt renew fmk-prod --f
     }
     assert_eq!(lines[3], ["--password-file"]);
     assert_eq!(lines[4], ["--force"]);
+    Ok(())
+}
+
+/// With a daemon running, the bash script offers its certificate ids where an `ID` goes and its
+/// open task ids where a `TASK` goes, asking the daemon the command line names (`--socket`);
+/// with no daemon there, it offers nothing and says nothing.
+#[test]
+fn bash_completes_certificate_and_task_ids_from_the_running_daemon() -> Result<()> {
+    let bins = bins()?;
+    let dir = tempfile::tempdir()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-manual"],
+    )?;
+    // Two first issues: each opens an order task at once.
+    let mut body = String::new();
+    for id in ["web-shop", "intranet"] {
+        body += &format!(
+            "[[certificate]]\nid = \"{id}\"\ncert = \"{}\"\nplugin = \"manual\"\n\
+             [certificate.settings]\nca_name = \"the CA\"\nsans = [\"DNS:{id}.example\"]\n\n",
+            dir.path().join(format!("{id}.pem")).display()
+        );
+    }
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(
+        &config,
+        harness::config_toml(dir.path(), "127.0.0.1:0", &body),
+    )?;
+    let daemon = harness::Daemon::start(&bins, &config, &[])?;
+    let tasks = eventually(WAIT, "both order tasks", || {
+        let tasks = daemon.tasks().ok()?;
+        (tasks.len() == 2).then_some(tasks)
+    })?;
+    let mut task_ids: Vec<String> = tasks.into_iter().map(|t| t.id).collect();
+    task_ids.sort();
+
+    let file = dir.path().join("certvakt.bash");
+    std::fs::write(&file, script("bash")?)?;
+    let driver = r#"
+set -u
+source "$1"
+socket=$2
+function=$(complete -p certvakt | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
+offer() {
+    COMP_WORDS=("$@")
+    COMP_CWORD=$(( $# - 1 ))
+    COMP_LINE="$*"
+    COMP_POINT=${#COMP_LINE}
+    COMPREPLY=()
+    "$function" certvakt "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"
+    printf '%s\n' "${COMPREPLY[*]}" | tr ' ' '\n' | sort | tr '\n' ' '
+    echo
+}
+offer certvakt --socket "$socket" show ""
+offer certvakt --socket "$socket" renew --force w
+offer certvakt --socket "$socket" rollback ""
+offer certvakt --socket "$socket" import ""
+offer certvakt --socket "$socket" task show ""
+offer certvakt --socket "$socket" task done ""
+offer certvakt --socket "$socket" renew web-shop --f
+offer certvakt --socket "$socket.gone" show ""
+"#;
+    let path = format!(
+        "{}:{}",
+        bins.certvakt
+            .parent()
+            .context("the bins' folder")?
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(driver)
+        .arg("driver")
+        .arg(&file)
+        .arg(&daemon.socket)
+        .env("PATH", path)
+        .env_remove(certvakt::cli::SOCKET_ENV)
+        .output()?;
+    ensure!(
+        out.status.success() && out.stderr.is_empty(),
+        "completing with the bash script failed (exit {:?}): {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    let ids = ["intranet", "web-shop"];
+    assert_eq!(lines[0], ids, "show");
+    assert_eq!(lines[1], ["web-shop"], "renew --force w");
+    assert_eq!(lines[2], ids, "rollback");
+    assert_eq!(lines[3], ids, "import");
+    assert_eq!(lines[4], task_ids, "task show");
+    assert_eq!(lines[5], task_ids, "task done");
+    assert_eq!(lines[6], ["--force"], "an option after the id is clap's");
+    assert!(lines[7].is_empty(), "no daemon there: {:?}", lines[7]);
     Ok(())
 }
