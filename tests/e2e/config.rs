@@ -261,8 +261,7 @@ fn check_config_names_a_first_issue_the_plugin_will_refuse() -> Result<()> {
 }
 
 #[test]
-fn a_daemon_started_with_a_first_issue_its_plugin_refuses_holds_it_back_until_a_reload()
--> Result<()> {
+fn a_reload_that_adds_a_first_issue_its_plugin_will_refuse_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let bins = bins()?;
     certvakt_testkit::harness::install_plugins(
@@ -270,11 +269,6 @@ fn a_daemon_started_with_a_first_issue_its_plugin_refuses_holds_it_back_until_a_
         &dir.path().join("plugins"),
         &["certvakt-plugin-manual"],
     )?;
-    let minimum = format!(
-        "[[certificate]]\nid = \"web\"\ncert = \"{}\"\nplugin = \"manual\"\n\
-         [certificate.settings]\nca_name = \"the web CA\"\n",
-        dir.path().join("web.pem").display()
-    );
     let path = dir.path().join("certvakt.toml");
     let write = |body: &str| {
         std::fs::write(
@@ -282,25 +276,35 @@ fn a_daemon_started_with_a_first_issue_its_plugin_refuses_holds_it_back_until_a_
             certvakt_testkit::harness::config_toml(dir.path(), "127.0.0.1:0", body),
         )
     };
-    write(&minimum)?;
-    // check-config refuses it; a daemon started anyway holds the certificate back with the
-    // reason, rather than failing its first step and trying again hours later.
+    write("")?;
     let daemon = harness::Daemon::start(&bins, &path, &[])?;
-    let error = eventually(WAIT, "the first issue to be held back", || {
-        let (_, status) = daemon.status().ok()?;
-        let error = status.renewals.first()?.last_error.clone()?;
-        error.contains("first issue held back").then_some(error)
-    })?;
-    assert!(error.contains("subject or sans"), "{error}");
+    let minimum = format!(
+        "[[certificate]]\nid = \"web\"\ncert = \"{}\"\nplugin = \"manual\"\n\
+         [certificate.settings]\nca_name = \"the web CA\"\n",
+        dir.path().join("web.pem").display()
+    );
+    // A reload is refused as check-config refuses: the running configuration stays.
+    write(&minimum)?;
+    let out = daemon.cli(&["reload"])?;
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        daemon.tasks()?.is_empty(),
-        "a held certificate orders nothing"
+        err.contains(
+            "certificate[0].settings: plugin manual will refuse the first issue of certificate web"
+        ),
+        "{err}"
+    );
+    assert!(list_ids(&daemon)?.is_empty());
+    assert!(
+        daemon.status()?.1.renewals.is_empty(),
+        "web is not taken on"
     );
 
+    // With sans, the reload applies and the first issue's order task opens.
     write(&format!("{minimum}sans = [\"DNS:web.example\"]\n"))?;
     let out = daemon.cli(&["reload"])?;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    eventually(WAIT, "the order task after the fix", || {
+    eventually(WAIT, "the order task", || {
         daemon.tasks().ok()?.into_iter().next()
     })?;
     Ok(())

@@ -153,20 +153,9 @@ impl Core {
                 .with_token(token.clone()),
         );
         match plugin
-            .validate_settings(
-                cert.renewal.settings.clone(),
-                services.clone(),
-                self.deadline,
-            )
+            .validate_settings(cert.renewal.settings.clone(), services, self.deadline)
             .await
         {
-            // A first issue's CSR is asked about as check-config asks (held back, not retried).
-            Ok(found) if found.is_empty() && settings_check::is_first_issue(cert) => {
-                let refusals =
-                    settings_check::first_issue_refusals(cert, plugin, services, self.deadline)
-                        .await;
-                settings_check::first_issue_hold(cert, &refusals).map_or(Ok(()), Err)
-            }
             Ok(found) => settings_check::refusal(cert, &found).map_or(Ok(()), Err),
             Err(e) => {
                 log::warn!(cert_id = cert.id.as_str(); "settings could not be checked: {e}");

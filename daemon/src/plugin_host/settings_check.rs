@@ -16,6 +16,8 @@
 //! a problem on `certificate[i].settings`. Other answers are not: a "needs a person" answer is
 //! how a plugin whose authority makes the key says the first certificate is imported
 //! (`certvakt import`), and a plugin that cannot answer now is tried again by the engine.
+//! check-config and every reload ask it ([`ask_plugins`]); at start the engine does not ask
+//! twice: its first step's own `csr_profile` call answers the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -337,35 +339,6 @@ pub fn problems(config: &Config, answers: Vec<SettingsAnswer>) -> Vec<Problem> {
         }));
     }
     problems
-}
-
-/// The sentence the renewal engine holds a certificate back with when its plugin refuses the
-/// CSR of its first issue (each refusal also logged), or `None` when there is no refusal.
-pub fn first_issue_hold(
-    cert: &ManagedCertificate,
-    refusals: &[FirstIssueRefusal],
-) -> Option<String> {
-    if refusals.is_empty() {
-        return None;
-    }
-    let place = cert.origin.to_string();
-    let lines: Vec<String> = refusals
-        .iter()
-        .map(|r| match &r.role {
-            Some(role) => format!("role {role}: {}", r.message),
-            None => r.message.clone(),
-        })
-        .collect();
-    for line in &lines {
-        log::error!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "{place}: certificate[{}] first issue refused: {line}", cert.id);
-    }
-    Some(format!(
-        "first issue held back: plugin {} refuses the CSR of [[certificate]] {} at {place} ({} does not exist yet): {}; fix [certificate.settings], or put the certificate now in use there, then reload",
-        cert.plugin,
-        cert.id,
-        cert.cert.display(),
-        lines.join("; ")
-    ))
 }
 
 /// The sentence the renewal engine holds a certificate back with when its plugin refuses its
