@@ -15,6 +15,7 @@
 
 pub mod follow;
 pub mod render;
+pub mod runs;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -117,6 +118,31 @@ pub enum Command {
         /// With --wait: give up after this long (e.g. "10m", "1h"), exit 3; the run goes on.
         #[arg(long, value_name = "DURATION", requires = "wait")]
         timeout: Option<HumanDuration>,
+        /// Say what a renewal would do now (due or not, steps, key, CSR subject and SANs,
+        /// hooks, tasks) and change nothing; read access is enough.
+        #[arg(long, conflicts_with_all = ["force", "wait"])]
+        dry_run: bool,
+    },
+    /// The ended runs of a managed certificate, newest first: when they started and ended,
+    /// the outcome, old and new serial, plugin, and the error or tasks.
+    History {
+        /// Certificate id as `list` shows it.
+        id: String,
+        /// Show at most this many runs.
+        #[arg(long, value_name = "N", default_value_t = crate::control::protocol::HISTORY_LIMIT)]
+        limit: usize,
+    },
+    /// Stop a renewal in progress between steps, keeping the certificate in use and its key;
+    /// closes its tasks and removes its pending key; needs admin access.
+    Cancel {
+        /// Certificate id whose run to cancel.
+        id: String,
+    },
+    /// Discard the kept run and pending key of a certificate removed from the configuration
+    /// (see `status`); needs admin access.
+    Forget {
+        /// Id of the removed certificate.
+        id: String,
     },
     /// Install the previous version of a managed certificate again; needs admin access.
     Rollback { id: String },
@@ -254,10 +280,19 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         Command::List => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
+        Command::Renew {
+            id, dry_run: true, ..
+        } => Request::RenewDryRun { id: id.clone() },
         Command::Renew { id, force, .. } => Request::Renew {
             id: id.clone(),
             force: *force,
         },
+        Command::History { id, limit } => Request::History {
+            id: id.clone(),
+            limit: Some(*limit),
+        },
+        Command::Cancel { id } => Request::Cancel { id: id.clone() },
+        Command::Forget { id } => Request::Forget { id: id.clone() },
         Command::Rollback { id } => Request::Rollback { id: id.clone() },
         Command::Tasks => Request::Tasks,
         Command::Task {
@@ -367,6 +402,26 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 ),
                 None => Exit::Ok,
             }
+        }
+        Response::History { id, entries } if matches!(request, Request::History { .. }) => {
+            if !args.json {
+                let _ = out.write_all(runs::render_history(&id, &entries).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::RenewDryRun(report) if matches!(request, Request::RenewDryRun { .. }) => {
+            if !args.json {
+                let _ = out.write_all(runs::render_dry_run(&report).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::Cancel { message } | Response::Forget { message }
+            if matches!(request, Request::Cancel { .. } | Request::Forget { .. }) =>
+        {
+            if !args.json {
+                let _ = writeln!(out, "{message}");
+            }
+            Exit::Ok
         }
         Response::Tasks { tasks } if request == Request::Tasks => {
             if !args.json {
@@ -669,6 +724,7 @@ mod tests {
                 force: false,
                 wait: true,
                 timeout: Some(HumanDuration(Duration::from_secs(600))),
+                dry_run: false,
             }
         );
         let alone = Args::try_parse_from(["certvakt", "renew", "web", "--timeout", "10m"])
@@ -826,6 +882,7 @@ mod tests {
                     renewals: Vec::new(),
                     plugins_refused: 0,
                     notifications: Default::default(),
+                    removed: Vec::new(),
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {

@@ -252,6 +252,7 @@ pub fn render_status(report: &StatusReport) -> String {
             ),
         );
     }
+    out.push_str(&super::runs::removed_lines(&report.removed));
     let n = &report.notifications;
     if n.routes > 0 || n.pending > 0 || !n.undeliverable.is_empty() || n.problem.is_some() {
         let mut line = format!("{} route(s)", n.routes);
@@ -829,6 +830,7 @@ mod tests {
             renewals: Vec::new(),
             plugins_refused: 0,
             notifications: Default::default(),
+            removed: Vec::new(),
         }
     }
 

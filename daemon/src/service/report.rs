@@ -98,6 +98,11 @@ pub(super) fn status_report(
         renewals: engine.certificates.iter().map(Renewal::from).collect(),
         plugins_refused,
         notifications: notifications(outbox),
+        removed: engine
+            .removed
+            .iter()
+            .map(crate::control::protocol::RemovedCertificate::from)
+            .collect(),
     }
 }
 
