@@ -20,6 +20,7 @@ mod norway;
 mod notify;
 mod pkcs12_ber;
 mod renewal;
+mod runs;
 mod service;
 mod surface;
 mod sweden;
