@@ -167,6 +167,13 @@ fn due_now(
             ),
         );
     }
+    if super::cancel::held_by_cancel(record, current.map(|f| f.serial.as_str())) {
+        return (
+            false,
+            None,
+            "the last renewal was cancelled by the operator: no run starts by itself; `certvakt renew` starts one".into(),
+        );
+    }
     let Some(facts) = current else {
         return (
             true,
@@ -177,13 +184,6 @@ fn due_now(
             ),
         );
     };
-    if super::cancel::held_by_cancel(record, Some(&facts.serial)) {
-        return (
-            false,
-            None,
-            "the last renewal was cancelled by the operator: no run starts by itself; `certvakt renew` starts one".into(),
-        );
-    }
     let (at, why) = match record.suggested_window(&facts.serial) {
         Some((start, end)) => (
             crate::schedule::in_window(&cert.id, start, end),
@@ -451,5 +451,14 @@ mod tests {
         assert!(!due && at.is_none(), "{why}");
         let (due, _, why) = due_now(&cert, &Record::default(), None, 1_000);
         assert!(due && why.contains("first issue"), "{why}");
+        record.cancelled = Some(super::super::Cancelled {
+            at: 900,
+            serial: None,
+        });
+        let (due, _, why) = due_now(&cert, &record, None, 1_000);
+        assert!(
+            !due && why.contains("cancelled"),
+            "a cancelled first issue waits: {why}"
+        );
     }
 }
