@@ -978,6 +978,7 @@ mod tests {
             renewals: Vec::new(),
             plugins_refused: 0,
             notifications: Default::default(),
+            first_issues: Vec::new(),
         }
     }
 
