@@ -41,11 +41,15 @@ Exit codes:
   0   OK
   1   WARNING: status or show: a certificate expires within warn_before; status also: a
       failing renewal, an open task, a certificate whose plugin is not loaded, a refused
-      plugin file, a notification that could not be delivered; plugins: a plugin file was
-      refused; notify test: a route failed; renew --wait: the run waits for a person, a
-      step failed, or it ended without a new certificate
+      plugin file, a notification that could not be delivered, a first issue under way
+      (a managed certificate with no file yet while a run for it is in progress), a
+      renewed certificate staged before its not-before (not yet valid while the run that
+      installed it is at step installed or verified); plugins: a plugin file was refused;
+      notify test: a route failed; renew --wait: the run waits for a person, a step
+      failed, or it ended without a new certificate
   2   CRITICAL: a certificate has expired or is not yet valid, or a source has a problem
-      (a managed certificate before its first issue counts as missing)
+      (a managed certificate with no file and no run in progress counts as missing; a
+      first issue under way and a staged certificate are WARNING)
   3   UNKNOWN: certvaktd cannot be reached, does not answer within 10 seconds, or speaks
       another protocol version; renew --wait --timeout: the run is still going when the
       time is up
@@ -92,8 +96,26 @@ pub struct Args {
 pub enum Command {
     /// The daemon's health and every certificate that needs attention.
     Status,
-    /// Every certificate found, one per line.
-    List,
+    /// Every certificate found, one per line; filters and order are applied here, to the
+    /// table and to --json alike.
+    List {
+        /// Only ids matching this glob (`fmk-*`, `/etc/ssl/*.pem`; quote it for the shell).
+        #[arg(value_name = "GLOB")]
+        glob: Option<glob::Pattern>,
+        /// Only certificates that are expiring, expired or not yet valid.
+        #[arg(long)]
+        expiring: bool,
+        /// Only managed certificates renewed by this plugin.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// Only managed ([[certificate]]) or only watched ([[watch]]) certificates.
+        #[arg(long, value_enum, value_name = "SOURCE")]
+        source: Option<ListSource>,
+        /// Order by id, by expiry (soonest first) or by state (worst first); default: the
+        /// daemon's order (configuration order, then file order).
+        #[arg(long, value_enum, value_name = "KEY")]
+        sort: Option<ListSort>,
+    },
     /// Everything about one certificate (its id, or the path of a watched file).
     Show {
         /// Certificate id as `list` shows it.
@@ -177,6 +199,60 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: Shell,
     },
+}
+
+/// `list --source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListSource {
+    Managed,
+    Watched,
+}
+
+/// `list --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListSort {
+    Id,
+    Expiry,
+    State,
+}
+
+/// The filters and order of a `list` command.
+fn list_query(command: &Command) -> render::ListQuery {
+    let Command::List {
+        glob,
+        expiring,
+        plugin,
+        source,
+        sort,
+    } = command
+    else {
+        return render::ListQuery::default();
+    };
+    render::ListQuery {
+        glob: glob.clone(),
+        expiring: *expiring,
+        plugin: plugin.clone(),
+        source: source.map(|s| match s {
+            ListSource::Managed => render::SourceFilter::Managed,
+            ListSource::Watched => render::SourceFilter::Watched,
+        }),
+        sort: match sort {
+            None => render::SortKey::Inventory,
+            Some(ListSort::Id) => render::SortKey::Id,
+            Some(ListSort::Expiry) => render::SortKey::Expiry,
+            Some(ListSort::State) => render::SortKey::State,
+        },
+    }
+}
+
+/// The width tables fit: the terminal's when stdout is one, else none (nothing is cut).
+fn table_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0))
 }
 
 /// The shells `certvakt completion` writes scripts for.
@@ -271,13 +347,23 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs one command, writing to `out` and `err`. Write failures (a closed pipe) are ignored:
-/// the exit code still tells the truth.
+/// the exit code still tells the truth. Tables fit the terminal if stdout is one.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    run_with_width(args, table_width(), out, err)
+}
+
+/// [`run`], with tables fitted to `width` (`None`: nothing is cut).
+pub fn run_with_width(
+    args: &Args,
+    width: Option<usize>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let request = match &args.command {
         Command::CheckConfig => return check_config(args, out, err),
         Command::Completion { shell } => return completion(*shell, out),
         Command::Status => Request::Status,
-        Command::List => Request::List,
+        Command::List { .. } => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
         Command::Renew {
@@ -349,8 +435,15 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             return exit_for_client_error(&e);
         }
     };
+    // `list` filters here, for the table and the JSON alike.
+    let response = match response {
+        Response::List { items } => Response::List {
+            items: list_query(&args.command).apply(items),
+        },
+        other => other,
+    };
     if args.json {
-        print_json(out, err, &response);
+        print_json(out, err, &render::json_output(&response));
     }
     match response {
         Response::Error { code, message } => {
@@ -359,13 +452,13 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         }
         Response::Status(report) if request == Request::Status => {
             if !args.json {
-                let _ = out.write_all(render::render_status(&report).as_bytes());
+                let _ = out.write_all(render::render_status(&report, width).as_bytes());
             }
             render::exit_for_status(&report)
         }
         Response::List { items } if request == Request::List => {
             if !args.json {
-                let _ = out.write_all(render::render_list(&items).as_bytes());
+                let _ = out.write_all(render::render_list(&items, width).as_bytes());
             }
             Exit::Ok
         }
@@ -425,7 +518,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         }
         Response::Tasks { tasks } if request == Request::Tasks => {
             if !args.json {
-                let _ = out.write_all(render::render_tasks(&tasks, crate::now_unix()).as_bytes());
+                let _ = out
+                    .write_all(render::render_tasks(&tasks, crate::now_unix(), width).as_bytes());
             }
             Exit::Ok
         }
@@ -883,6 +977,7 @@ mod tests {
                     plugins_refused: 0,
                     notifications: Default::default(),
                     removed: Vec::new(),
+                    first_issues: Vec::new(),
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {
@@ -994,7 +1089,10 @@ mod tests {
         let (exit, out, _) = &results[1];
         assert_eq!(*exit, Exit::Ok);
         let json: serde_json::Value = serde_json::from_str(out).expect("json");
-        assert_eq!(json, serde_json::json!({"response": "list", "items": []}));
+        assert_eq!(
+            json,
+            serde_json::json!({"schema": "certvakt.list/1", "response": "list", "items": []})
+        );
 
         let (exit, out, err) = &results[2];
         assert_eq!(*exit, Exit::NotFound);

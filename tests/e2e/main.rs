@@ -5,6 +5,7 @@
 mod access;
 mod acme;
 mod changes;
+mod cli_output;
 mod common;
 mod completion;
 mod config;

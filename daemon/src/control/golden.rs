@@ -63,6 +63,11 @@ fn list_item(
         not_after: 1_803_859_200,
         seconds_left,
         state: state.into(),
+        identity_fields: Some(IdentityFields::from(&NordicIdentity::DkOces3 {
+            cvr: "25450442".into(),
+            uuid: None,
+        })),
+        staged: false,
     }
 }
 
@@ -180,6 +185,8 @@ fn status() -> StatusReport {
             expired: 1,
             not_yet_valid: 1,
             problems: 11,
+            first_issues: 1,
+            staged: 1,
         },
         attention: vec![
             list_item(
@@ -200,6 +207,19 @@ fn status() -> StatusReport {
                 inventory::CertState::NotYetValid,
                 9_000_000,
             ),
+            ListItem {
+                staged: true,
+                identity_fields: Some(IdentityFields::from(&NordicIdentity::DkOces3 {
+                    cvr: "25450442".into(),
+                    uuid: Some("0b6a1c8e-4a4e-4b8e-9d2c-2f4f3a1d5e60".into()),
+                })),
+                ..list_item(
+                    "nemlogin",
+                    managed(),
+                    inventory::CertState::NotYetValid,
+                    31_000_000,
+                )
+            },
         ],
         problems: problems(),
         renewals: renewals(),
@@ -225,6 +245,11 @@ fn status() -> StatusReport {
             pending_keys: 1,
             open_tasks: vec!["old-shop-2-1".into()],
         }],
+        first_issues: vec![FirstIssue {
+            id: "shop".into(),
+            path: "/etc/certvakt/certs/shop.pem".into(),
+            step: Phase::Ordered.into(),
+        }],
     }
 }
 
@@ -240,6 +265,7 @@ fn quiet_status() -> StatusReport {
         plugins_refused: 0,
         notifications: Notifications::default(),
         removed: Vec::new(),
+        first_issues: Vec::new(),
         ..status()
     }
 }

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use super::wire::{
-    CertInfo, CertState, Completion, ConfigProblem, KeyCheck, KeyInfo, NordicIdentity, Phase,
-    ProblemKind, Renewal, ShownEntry, SourceKind, SourceProblem, Task,
+    CertInfo, CertState, Completion, ConfigProblem, IdentityFields, KeyCheck, KeyInfo,
+    NordicIdentity, Phase, ProblemKind, Renewal, ShownEntry, SourceKind, SourceProblem, Task,
 };
 
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
@@ -296,8 +296,26 @@ pub struct Counts {
     pub expiring: usize,
     pub expired: usize,
     pub not_yet_valid: usize,
-    /// Sources (files, patterns) with a problem.
+    /// Sources (files, patterns) with a problem, not counting first issues under way.
     pub problems: usize,
+    /// Managed certificates whose first issue is under way (no file yet, a run in progress):
+    /// a warning, not a source problem.
+    #[serde(default)]
+    pub first_issues: usize,
+    /// Renewed certificates installed before their not-before while the run that made them
+    /// goes on (not counted in `not_yet_valid`): a warning.
+    #[serde(default)]
+    pub staged: usize,
+}
+
+/// A managed certificate that has no file yet because its first issue is under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstIssue {
+    pub id: String,
+    /// Where the certificate will be installed.
+    pub path: String,
+    /// The last step the run completed.
+    pub step: Phase,
 }
 
 /// `status`: the daemon and the certificates at a glance.
@@ -334,6 +352,9 @@ pub struct StatusReport {
     /// Certificates removed from the configuration whose run is kept until `certvakt forget`.
     #[serde(default)]
     pub removed: Vec<RemovedCertificate>,
+    /// Managed certificates whose first issue is under way (not in `problems`).
+    #[serde(default)]
+    pub first_issues: Vec<FirstIssue>,
 }
 
 /// A certificate removed from the configuration that still holds a run, in `status`.
@@ -548,6 +569,13 @@ pub struct ListItem {
     /// Negative once expired.
     pub seconds_left: i64,
     pub state: CertState,
+    /// The Nordic identity as fields (the first one the certificate carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_fields: Option<IdentityFields>,
+    /// A renewed certificate installed before its not-before while its run goes on: not
+    /// valid yet, and a warning rather than critical (`status.attention` only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
 }
 
 /// `show ID`.

@@ -979,6 +979,7 @@ mod tests {
             plugins_refused: 0,
             notifications: Default::default(),
             removed: Vec::new(),
+            first_issues: Vec::new(),
         }
     }
 
