@@ -44,7 +44,8 @@ Exit codes:
       plugin file, a notification that could not be delivered, a first issue under way
       (a managed certificate with no file yet while a run for it is in progress), a
       renewed certificate staged before its not-before (not yet valid while the run that
-      installed it is at step installed or verified); plugins: a plugin file was refused;
+      installed it is at step installed or verified), a certificate removed from the
+      configuration that still holds a run; plugins: a plugin file was refused;
       notify test: a route failed; renew --wait: the run waits for a person, a step
       failed, or it ended without a new certificate
   2   CRITICAL: a certificate has expired or is not yet valid, or a source has a problem

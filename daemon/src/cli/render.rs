@@ -677,6 +677,12 @@ pub fn verdict(report: &StatusReport) -> String {
     say(tasks.len(), "task(s) waiting", &tasks);
     say(not_loaded.len(), "without their plugin", &not_loaded);
     say(report.plugins_refused, "plugin file(s) refused", &[]);
+    let removed: Vec<&str> = report.removed.iter().map(|r| r.id.as_str()).collect();
+    say(
+        removed.len(),
+        "removed from the configuration, still holding a run (`certvakt forget`)",
+        &removed,
+    );
     say(undeliverable, "notification(s) undeliverable", &[]);
     if report.notifications.problem.is_some() {
         parts.push("the notification outbox has a problem".into());
@@ -696,7 +702,7 @@ pub fn verdict(report: &StatusReport) -> String {
     format!(
         "{word}: {text} | certificates={total} ok={} expiring={} expired={} not_yet_valid={} \
          staged={} problems={} first_issues={} tasks={} failing_renewals={} \
-         plugins_not_loaded={} plugins_refused={} undeliverable={undeliverable}",
+         plugins_not_loaded={} plugins_refused={} removed={} undeliverable={undeliverable}",
         c.ok,
         c.expiring,
         c.expired,
@@ -708,6 +714,7 @@ pub fn verdict(report: &StatusReport) -> String {
         failing.len(),
         not_loaded.len(),
         report.plugins_refused,
+        report.removed.len(),
     )
 }
 
@@ -1528,6 +1535,32 @@ mod tests {
         assert!(data.keys().all(|l| !l.contains(' ')));
         assert_eq!(exit_for_status(&report), Exit::Ok);
         assert!(render_status(&report, None).starts_with(&format!("{line}\n  daemon:")));
+    }
+
+    #[test]
+    fn a_removed_certificate_still_holding_a_run_is_a_warning_that_names_it() {
+        let mut report = status(
+            Counts {
+                ok: 3,
+                ..Counts::default()
+            },
+            Health::Warning,
+        );
+        report.removed = vec![crate::control::protocol::RemovedCertificate {
+            id: "old-shop".into(),
+            step: None,
+            pending_keys: 1,
+            open_tasks: Vec::new(),
+        }];
+        let line = verdict(&report);
+        assert!(
+            line.starts_with(
+                "WARNING: 1 removed from the configuration, still holding a run (`certvakt forget`) (old-shop) |"
+            ),
+            "{line}"
+        );
+        assert_eq!(perf(&line).get("removed"), Some(&1), "{line}");
+        assert_eq!(exit_for_status(&report), Exit::Warning);
     }
 
     #[test]

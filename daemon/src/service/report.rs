@@ -129,6 +129,7 @@ pub(super) fn status_report(
     } else if counts.expiring + counts.staged + counts.first_issues > 0
         || renewal_trouble
         || plugins_refused > 0
+        || !engine.removed.is_empty()
         || !outbox.undeliverable.is_empty()
         || outbox.problem.is_some()
     {
