@@ -1037,6 +1037,10 @@ fn a_group_readable_key_needs_a_group_that_is_not_the_read_group() {
                 problem.message.contains("read group `certvakt`"),
                 "{problem}"
             );
+            // One sentence as an operator reads it: no run of spaces from a broken line.
+            for text in [&problem.message, &problem.hint] {
+                assert!(!text.contains("  "), "{text:?}");
+            }
         }
     }
 }
