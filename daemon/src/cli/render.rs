@@ -816,7 +816,7 @@ pub fn json_schema(response: &Response) -> Option<&'static str> {
 }
 
 /// The `--json` output: the daemon's response as it is, and for `list`, `status` and `show`
-/// (documented in the README's "JSON output") the `schema` first.
+/// (documented in docs/cli.md, "JSON output") the `schema` first.
 #[derive(Debug, Serialize)]
 pub struct JsonOutput<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]

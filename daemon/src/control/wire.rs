@@ -10,7 +10,7 @@
 //! - Each type converts from its internal counterpart with `From`. The conversions take the
 //!   internal structs apart field by field, without `..`: a field added inside the daemon is a
 //!   compile error here until someone decides whether the protocol shows it.
-//! - The JSON names are the documented ones (`certvakt.1`, README): snake_case, enums tagged
+//! - The JSON names are the documented ones (`certvakt.1`, docs/cli.md): snake_case, enums tagged
 //!   as the comments say.
 
 use std::path::PathBuf;
