@@ -124,6 +124,7 @@ pub async fn run(
 
     let config = Arc::new(config);
     let plugins = Arc::new(load_plugins(&config, &metrics));
+    metrics.declare(&declared(&config, &plugins));
     let shared_config: SharedConfig = Arc::new(RwLock::new(config.clone()));
     let http: Arc<HttpService> = Arc::new(HttpService::new(
         tokio::runtime::Handle::current(),
@@ -352,6 +353,11 @@ fn load_plugins(config: &Config, metrics: &Arc<Metrics>) -> Registry {
     registry
 }
 
+/// What the metrics create at 0: the configuration's certificates and routes, the loaded plugins.
+fn declared(config: &Config, plugins: &Registry) -> metrics::Declared {
+    metrics::Declared::new(config, plugins.loaded.iter().map(|p| p.name.as_str()))
+}
+
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(i) => {
@@ -453,6 +459,7 @@ async fn reload(
     }
     let config = Arc::new(new);
     let inventory = scanning.run(&config, &shared.metrics, false).await;
+    shared.metrics.declare(&declared(&config, &shared.plugins));
     shared.metrics.observe_reload(true);
     match shared.config.write() {
         Ok(mut c) => *c = config.clone(),
