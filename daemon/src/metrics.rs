@@ -46,12 +46,17 @@ use prometheus::{
 
 use crate::config::Config;
 use crate::inventory::{Entry, Inventory, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
+use crate::web_config::{Verdict, WebState};
 
 /// Why the metrics could not be set up or served.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("metric definition: {0}")]
     Definition(#[from] prometheus::Error),
+    #[error(
+        "the web config for /metrics cannot be used: {0} (fix [metrics] web_config; `certvakt check-config` shows every problem)"
+    )]
+    WebConfig(String),
     #[error(
         "cannot listen for /metrics on {addr}: {source} (set [metrics] listen to a free address, or \"\" to disable)"
     )]
@@ -1043,14 +1048,41 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
         .map_err(|source| MetricsError::Bind { addr, source })
 }
 
-/// Serves `/metrics` until `shutdown` resolves.
+/// Serves `/metrics` until `shutdown` resolves, with the TLS and basic authentication `web`
+/// holds at each connection and request (plain and open without a web config).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    web: Arc<WebState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handler: crate::httpd::Handler = Arc::new(move |req| respond(&metrics, req));
-    crate::httpd::serve(listener, handler, "metrics", shutdown).await;
+    let for_tls = web.clone();
+    let tls: crate::httpd::TlsSource = Arc::new(move || for_tls.current().tls());
+    let handler: crate::httpd::AsyncHandler = Arc::new(move |req| {
+        let metrics = metrics.clone();
+        let access = web.current();
+        Box::pin(async move {
+            if access.check(req.headers()).await == Verdict::Denied {
+                return unauthorized();
+            }
+            respond(&metrics, &req)
+        })
+    });
+    crate::httpd::serve_tls(listener, handler, tls, "metrics", shutdown).await;
+}
+
+/// 401 with the challenge that makes clients send basic credentials.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = crate::httpd::reply(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "unauthorized: send the user name and password of basic_auth_users in the web config\n",
+    );
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic"),
+    );
+    response
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {

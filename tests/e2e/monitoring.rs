@@ -603,3 +603,147 @@ fn counters_exist_at_zero_and_chain_certificates_are_not_managed() -> Result<()>
     promtool_check_metrics(&text)?;
     Ok(())
 }
+
+/// `curl` with `args`; its exit code and the HTTP status it printed (`-w '%{http_code}'`).
+fn curl(args: &[&str]) -> Result<(i32, String)> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .context("curl is not installed")?;
+    Ok((out.status.code().unwrap_or(-1), stdout(&out)))
+}
+
+#[test]
+fn metrics_over_tls_with_basic_auth_from_a_web_config() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new(CaShape::Tls)?;
+    let server = ca.issue(&LeafSpec::tls_server(&["localhost"]))?;
+    std::fs::write(
+        dir.path().join("metrics.pem"),
+        format!("{}{}", server.cert_pem, server.chain_pem),
+    )?;
+    std::fs::write(dir.path().join("metrics.key"), &server.key_pem)?;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.root_pem())?;
+    let hash = bcrypt::hash("scrape-secret", 4)?;
+    let web = dir.path().join("web-config.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "# As the exporter toolkit writes it; paths relative to this file.\n\
+             tls_server_config:\n  cert_file: metrics.pem\n  key_file: metrics.key\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )?;
+    let daemon = shop_daemon(dir.path(), &format!("web_config = \"{}\"\n", web.display()))?;
+    let addr = daemon.metrics_addr()?;
+    let port = addr.rsplit(':').next().context("port")?;
+    let url = format!("https://localhost:{port}/metrics");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let ca_arg = ca_file.display().to_string();
+    let tls = |extra: &[&str]| -> Result<(i32, String)> {
+        let mut args = vec!["--cacert", &ca_arg, "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    };
+    // No credentials, wrong ones, right ones.
+    assert_eq!(tls(&[])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:wrong"])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "nobody:scrape-secret"])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // Again, from the cache of verified passwords.
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // The challenge that makes clients send credentials.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &ca_arg,
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+        .output()?;
+    ensure!(
+        stdout(&out)
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{}",
+        stdout(&out)
+    );
+    // The body is the exposition, and it passes promtool.
+    let body = Command::new("curl")
+        .args([
+            "-sf",
+            "--cacert",
+            &ca_arg,
+            "--resolve",
+            &resolve,
+            "-u",
+            "prometheus:scrape-secret",
+            &url,
+        ])
+        .output()?;
+    ensure!(body.status.success(), "{}", stderr(&body));
+    promtool_check_metrics(&stdout(&body))?;
+    // Plain HTTP to the TLS port gets no metrics.
+    let plain = harness::http_get(&addr, "/metrics");
+    ensure!(
+        plain.as_ref().map_or(true, |(code, text)| *code != 200
+            && !text.contains("certvakt_")),
+        "plain HTTP answered: {plain:?}"
+    );
+    // A client that does not trust the server's CA fails the handshake.
+    let (code, _) = curl(&[
+        "--resolve",
+        &resolve,
+        "-u",
+        "prometheus:scrape-secret",
+        &url,
+    ])?;
+    ensure!(code != 0, "curl without the CA succeeded");
+
+    // A reload with a broken web config is refused, and TLS with auth keeps serving.
+    std::fs::write(&web, "tls_server_config:\n  cert_file: metrics.pem\n")?;
+    let out = daemon.cli(&["reload"])?;
+    ensure!(
+        !out.status.success(),
+        "a reload with a broken web config was applied"
+    );
+    ensure!(
+        stderr(&out).contains("tls_server_config.key_file")
+            || stdout(&out).contains("tls_server_config.key_file"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(tls(&[])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // check-config names the same problem, with the file.
+    let check = Command::new(&daemon.bins.certvaktd)
+        .args(["check-config", "--config"])
+        .arg(&daemon.config)
+        .output()?;
+    let said = format!("{}{}", stdout(&check), stderr(&check));
+    ensure!(
+        !check.status.success()
+            && said.contains(&web.display().to_string())
+            && said.contains("key_file"),
+        "{said}"
+    );
+    Ok(())
+}
