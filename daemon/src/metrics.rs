@@ -481,6 +481,7 @@ impl Metrics {
             forget_unless(vec, "id", &ids);
         }
         forget_unless(&self.plugin_crashes, "plugin", &plugins);
+        forget_unrouted(&self.notifications, &declared.notifications);
         for id in &declared.certificates {
             for step in FAILURE_STEPS {
                 self.renewal_failures.with_label_values(&[id, step]);
@@ -626,6 +627,34 @@ pub const CRASH_REASONS: [&str; 10] = [
 
 /// The `result` values of `certvakt_notifications_total`.
 pub const NOTIFICATION_RESULTS: [&str; 4] = ["sent", "failed", "undeliverable", "dropped"];
+
+/// Removes the zero series of (channel, event) pairs no route sends any more. Series that
+/// counted something stay (their number is bounded by the fixed channels, events and
+/// results): `notify test` and plugin mail count there too, without a route naming them.
+fn forget_unrouted(vec: &IntCounterVec, routed: &[(&'static str, &'static str)]) {
+    use prometheus::core::Collector as _;
+    let mut gone: Vec<[String; 3]> = Vec::new();
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .map(|p| p.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let (channel, event) = (label("channel"), label("event"));
+            let zero = metric.get_counter().get_value() == 0.0;
+            if zero && !routed.iter().any(|(c, e)| *c == channel && *e == event) {
+                gone.push([channel, event, label("result")]);
+            }
+        }
+    }
+    for [channel, event, result] in &gone {
+        let _ = vec.remove_label_values(&[channel, event, result]);
+    }
+}
 
 /// Removes every child of `vec` whose `label` is not in `keep`.
 fn forget_unless(vec: &IntCounterVec, label: &str, keep: &HashSet<&str>) {
@@ -1327,6 +1356,20 @@ mod tests {
         assert!(!text.contains(r#"id="renamed-98""#), "{text}");
         assert!(
             text.contains(r#"certvakt_renewals_total{id="renamed-99"} 1"#),
+            "{text}"
+        );
+        // A route removed: its zero series go; one that counted something stays.
+        let mut one_route = declared(&["a".to_owned()], &["manual"]);
+        one_route.notifications = vec![("mail", "expiring")];
+        metrics.observe_notification("webhook", "task_opened", "failed");
+        metrics.declare(&one_route);
+        let text = metrics.render(0);
+        assert!(text.contains(
+            r#"certvakt_notifications_total{channel="mail",event="expiring",result="sent"} 0"#
+        ));
+        assert!(text.contains(r#"certvakt_notifications_total{channel="webhook",event="task_opened",result="failed"} 1"#));
+        assert!(
+            !text.contains(r#"channel="webhook",event="task_opened",result="sent""#),
             "{text}"
         );
         // A plugin no longer loaded loses its crash series.
