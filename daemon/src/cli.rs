@@ -16,6 +16,7 @@
 pub mod complete;
 pub mod follow;
 pub mod render;
+pub mod runs;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -41,11 +42,16 @@ Exit codes:
   0   OK
   1   WARNING: status or show: a certificate expires within warn_before; status also: a
       failing renewal, an open task, a certificate whose plugin is not loaded, a refused
-      plugin file, a notification that could not be delivered; plugins: a plugin file was
-      refused; notify test: a route failed; renew --wait: the run waits for a person, a
-      step failed, or it ended without a new certificate
+      plugin file, a notification that could not be delivered, a first issue under way
+      (a managed certificate with no file yet while a run for it is in progress), a
+      renewed certificate staged before its not-before (not yet valid while the run that
+      installed it is at step installed or verified), a certificate removed from the
+      configuration that still holds a run; plugins: a plugin file was refused;
+      notify test: a route failed; renew --wait: the run waits for a person, a step
+      failed, or it ended without a new certificate
   2   CRITICAL: a certificate has expired or is not yet valid, or a source has a problem
-      (a managed certificate before its first issue counts as missing)
+      (a managed certificate with no file and no run in progress counts as missing; a
+      first issue under way and a staged certificate are WARNING)
   3   UNKNOWN: certvaktd cannot be reached, does not answer within 10 seconds, or speaks
       another protocol version; renew --wait --timeout: the run is still going when the
       time is up
@@ -92,8 +98,26 @@ pub struct Args {
 pub enum Command {
     /// The daemon's health and every certificate that needs attention.
     Status,
-    /// Every certificate found, one per line.
-    List,
+    /// Every certificate found, one per line; filters and order are applied here, to the
+    /// table and to --json alike.
+    List {
+        /// Only ids matching this glob (`fmk-*`, `/etc/ssl/*.pem`; quote it for the shell).
+        #[arg(value_name = "GLOB")]
+        glob: Option<glob::Pattern>,
+        /// Only certificates that are expiring, expired or not yet valid.
+        #[arg(long)]
+        expiring: bool,
+        /// Only managed certificates renewed by this plugin.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// Only managed ([[certificate]]) or only watched ([[watch]]) certificates.
+        #[arg(long, value_enum, value_name = "SOURCE")]
+        source: Option<ListSource>,
+        /// Order by id, by expiry (soonest first) or by state (worst first); default: the
+        /// daemon's order (configuration order, then file order).
+        #[arg(long, value_enum, value_name = "KEY")]
+        sort: Option<ListSort>,
+    },
     /// Everything about one certificate (its id, or the path of a watched file).
     Show {
         /// Certificate id as `list` shows it.
@@ -119,6 +143,31 @@ pub enum Command {
         /// With --wait: give up after this long (e.g. "10m", "1h"), exit 3; the run goes on.
         #[arg(long, value_name = "DURATION", requires = "wait")]
         timeout: Option<HumanDuration>,
+        /// Say what a renewal would do now (due or not, steps, key, CSR subject and SANs,
+        /// hooks, tasks) and change nothing; read access is enough.
+        #[arg(long, conflicts_with_all = ["force", "wait"])]
+        dry_run: bool,
+    },
+    /// The ended runs of a managed certificate, newest first: when they started and ended,
+    /// the outcome, old and new serial, plugin, and the error or tasks.
+    History {
+        /// Certificate id as `list` shows it.
+        id: String,
+        /// Show at most this many runs.
+        #[arg(long, value_name = "N", default_value_t = crate::control::protocol::HISTORY_LIMIT)]
+        limit: usize,
+    },
+    /// Stop a renewal in progress between steps, keeping the certificate in use and its key;
+    /// closes its tasks and removes its pending key; needs admin access.
+    Cancel {
+        /// Certificate id whose run to cancel.
+        id: String,
+    },
+    /// Discard the kept run and pending key of a certificate removed from the configuration
+    /// (see `status`); needs admin access.
+    Forget {
+        /// Id of the removed certificate.
+        id: String,
     },
     /// Install the previous version of a managed certificate again; needs admin access.
     Rollback {
@@ -166,6 +215,60 @@ pub enum Command {
         #[arg(value_enum, value_name = "KIND")]
         kind: complete::Kind,
     },
+}
+
+/// `list --source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListSource {
+    Managed,
+    Watched,
+}
+
+/// `list --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListSort {
+    Id,
+    Expiry,
+    State,
+}
+
+/// The filters and order of a `list` command.
+fn list_query(command: &Command) -> render::ListQuery {
+    let Command::List {
+        glob,
+        expiring,
+        plugin,
+        source,
+        sort,
+    } = command
+    else {
+        return render::ListQuery::default();
+    };
+    render::ListQuery {
+        glob: glob.clone(),
+        expiring: *expiring,
+        plugin: plugin.clone(),
+        source: source.map(|s| match s {
+            ListSource::Managed => render::SourceFilter::Managed,
+            ListSource::Watched => render::SourceFilter::Watched,
+        }),
+        sort: match sort {
+            None => render::SortKey::Inventory,
+            Some(ListSort::Id) => render::SortKey::Id,
+            Some(ListSort::Expiry) => render::SortKey::Expiry,
+            Some(ListSort::State) => render::SortKey::State,
+        },
+    }
+}
+
+/// The width tables fit: the terminal's when stdout is one, else none (nothing is cut).
+fn table_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0))
 }
 
 /// The shells `certvakt completion` writes scripts for.
@@ -263,8 +366,18 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs one command, writing to `out` and `err`. Write failures (a closed pipe) are ignored:
-/// the exit code still tells the truth.
+/// the exit code still tells the truth. Tables fit the terminal if stdout is one.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    run_with_width(args, table_width(), out, err)
+}
+
+/// [`run`], with tables fitted to `width` (`None`: nothing is cut).
+pub fn run_with_width(
+    args: &Args,
+    width: Option<usize>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let request = match &args.command {
         Command::CheckConfig => return check_config(args, out, err),
         Command::Completion { shell } => return completion(*shell, out),
@@ -275,13 +388,22 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             return complete::print(*kind, socket, out);
         }
         Command::Status => Request::Status,
-        Command::List => Request::List,
+        Command::List { .. } => Request::List,
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
+        Command::Renew {
+            id, dry_run: true, ..
+        } => Request::RenewDryRun { id: id.clone() },
         Command::Renew { id, force, .. } => Request::Renew {
             id: id.clone(),
             force: *force,
         },
+        Command::History { id, limit } => Request::History {
+            id: id.clone(),
+            limit: Some(*limit),
+        },
+        Command::Cancel { id } => Request::Cancel { id: id.clone() },
+        Command::Forget { id } => Request::Forget { id: id.clone() },
         Command::Rollback { id } => Request::Rollback { id: id.clone() },
         Command::Tasks => Request::Tasks,
         Command::Task {
@@ -338,8 +460,15 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             return exit_for_client_error(&e);
         }
     };
+    // `list` filters here, for the table and the JSON alike.
+    let response = match response {
+        Response::List { items } => Response::List {
+            items: list_query(&args.command).apply(items),
+        },
+        other => other,
+    };
     if args.json {
-        print_json(out, err, &response);
+        print_json(out, err, &render::json_output(&response));
     }
     match response {
         Response::Error { code, message } => {
@@ -348,13 +477,13 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         }
         Response::Status(report) if request == Request::Status => {
             if !args.json {
-                let _ = out.write_all(render::render_status(&report).as_bytes());
+                let _ = out.write_all(render::render_status(&report, width).as_bytes());
             }
             render::exit_for_status(&report)
         }
         Response::List { items } if request == Request::List => {
             if !args.json {
-                let _ = out.write_all(render::render_list(&items).as_bytes());
+                let _ = out.write_all(render::render_list(&items, width).as_bytes());
             }
             Exit::Ok
         }
@@ -392,9 +521,30 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 None => Exit::Ok,
             }
         }
+        Response::History { id, entries } if matches!(request, Request::History { .. }) => {
+            if !args.json {
+                let _ = out.write_all(runs::render_history(&id, &entries).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::RenewDryRun(report) if matches!(request, Request::RenewDryRun { .. }) => {
+            if !args.json {
+                let _ = out.write_all(runs::render_dry_run(&report).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::Cancel { message } | Response::Forget { message }
+            if matches!(request, Request::Cancel { .. } | Request::Forget { .. }) =>
+        {
+            if !args.json {
+                let _ = writeln!(out, "{message}");
+            }
+            Exit::Ok
+        }
         Response::Tasks { tasks } if request == Request::Tasks => {
             if !args.json {
-                let _ = out.write_all(render::render_tasks(&tasks, crate::now_unix()).as_bytes());
+                let _ = out
+                    .write_all(render::render_tasks(&tasks, crate::now_unix(), width).as_bytes());
             }
             Exit::Ok
         }
@@ -700,6 +850,7 @@ mod tests {
                 force: false,
                 wait: true,
                 timeout: Some(HumanDuration(Duration::from_secs(600))),
+                dry_run: false,
             }
         );
         let alone = Args::try_parse_from(["certvakt", "renew", "web", "--timeout", "10m"])
@@ -857,6 +1008,8 @@ mod tests {
                     renewals: Vec::new(),
                     plugins_refused: 0,
                     notifications: Default::default(),
+                    removed: Vec::new(),
+                    first_issues: Vec::new(),
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {
@@ -968,7 +1121,10 @@ mod tests {
         let (exit, out, _) = &results[1];
         assert_eq!(*exit, Exit::Ok);
         let json: serde_json::Value = serde_json::from_str(out).expect("json");
-        assert_eq!(json, serde_json::json!({"response": "list", "items": []}));
+        assert_eq!(
+            json,
+            serde_json::json!({"schema": "certvakt.list/1", "response": "list", "items": []})
+        );
 
         let (exit, out, err) = &results[2];
         assert_eq!(*exit, Exit::NotFound);

@@ -16,6 +16,10 @@
 //!   after it; a handler that answers many clients with the same body (as `/metrics` does,
 //!   [`crate::metrics::serve`]) makes that a reference to one shared body.
 //! - What a flood makes the daemon log is at most one line per server and [`LOG_INTERVAL`].
+//! - With TLS ([`serve_tls`]), the acceptor is asked for at each connection (so a reload that
+//!   changes it applies to the next connection) and the handshake must finish within
+//!   [`HEADER_TIMEOUT`]; a client that speaks plain HTTP to it fails the handshake and is
+//!   closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,6 +52,15 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// What answers each request.
 pub type Handler = Arc<dyn Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync>;
 
+/// An answer that may wait (for a password check on the blocking pool, say).
+pub type Answer = std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// What answers each request, when answering may wait.
+pub type AsyncHandler = Arc<dyn Fn(Request<Incoming>) -> Answer + Send + Sync>;
+
+/// The TLS acceptor for the next connection; `None`: plain HTTP.
+pub type TlsSource = Arc<dyn Fn() -> Option<tokio_rustls::TlsAcceptor> + Send + Sync>;
+
 /// Limits of one server; [`serve`] uses the documented constants, tests make them small.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -78,9 +91,36 @@ pub async fn serve(
     serve_with(listener, handler, what, shutdown, Limits::default()).await;
 }
 
+/// Serves `listener` with `handler`, over TLS whenever `tls` gives an acceptor, until
+/// `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    handler: AsyncHandler,
+    tls: TlsSource,
+    what: &'static str,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_async(listener, handler, tls, what, shutdown, Limits::default()).await;
+}
+
 pub(crate) async fn serve_with(
     listener: tokio::net::TcpListener,
     handler: Handler,
+    what: &'static str,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) {
+    let handler: AsyncHandler = Arc::new(move |req| {
+        let answer = handler(&req);
+        Box::pin(async move { answer })
+    });
+    serve_async(listener, handler, Arc::new(|| None), what, shutdown, limits).await;
+}
+
+pub(crate) async fn serve_async(
+    listener: tokio::net::TcpListener,
+    handler: AsyncHandler,
+    tls: TlsSource,
     what: &'static str,
     shutdown: impl Future<Output = ()>,
     limits: Limits,
@@ -112,21 +152,44 @@ pub(crate) async fn serve_with(
             continue;
         };
         let handler = handler.clone();
+        let acceptor = tls();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(&req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(MAX_BUFFER)
-                .writev(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(limits.lifetime, conn).await;
+            let started = tokio::time::Instant::now();
+            match acceptor {
+                None => serve_connection(stream, handler, limits, started).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = handshake {
+                        serve_connection(stream, handler, limits, started).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// One connection's requests, until it ends or its lifetime (from `started`) is over.
+async fn serve_connection<S>(
+    stream: S,
+    handler: AsyncHandler,
+    limits: Limits,
+    started: tokio::time::Instant,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let answer = handler(req);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUFFER)
+        .writev(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let _ = tokio::time::timeout_at(started + limits.lifetime, conn).await;
 }
 
 /// A response with a status, a content type and a body.

@@ -1,8 +1,10 @@
 //! Times and spans as people read them, in the CLI, the journal and operator messages:
 //! dates in UTC (`2027-03-01`, `2027-03-01 12:00:00 UTC`), spans short (`412d`, `3d 4h`).
 
-use time::OffsetDateTime;
-use time::macros::format_description;
+//!
+//! Calendar formatting is jiff's (the crate quiet hours already use): one time crate.
+
+use jiff::Timestamp;
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
@@ -33,21 +35,38 @@ pub fn format_left(seconds_left: i64) -> String {
 
 /// `2027-03-01` (UTC); the raw number if it is outside the calendar.
 pub fn format_date(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
-        .unwrap_or_else(|| unix.to_string())
+    format_utc(unix, "%Y-%m-%d")
 }
 
 /// `2027-03-01 12:00:00 UTC`; the raw number if it is outside the calendar.
 pub fn format_time(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
+    format_utc(unix, "%Y-%m-%d %H:%M:%S UTC")
+}
+
+/// jiff formats a timestamp in UTC; years beyond 9999 (and before -9999) are outside its
+/// range, and are shown as the number they are.
+fn format_utc(unix: i64, format: &str) -> String {
+    match Timestamp::from_second(unix) {
+        Ok(t) => t.strftime(format).to_string(),
+        Err(_) => unix.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_are_utc_with_four_digit_years() {
+        assert_eq!(format_date(0), "1970-01-01");
+        assert_eq!(
+            format_time(1_803_859_200 + 3_661),
+            "2027-03-01 01:01:01 UTC"
+        );
+        assert_eq!(format_time(-1), "1969-12-31 23:59:59 UTC");
+        // Year 9999 is in the calendar; year 10000 is not.
+        assert_eq!(format_date(253_402_207_200), "9999-12-30");
+        assert_eq!(format_date(253_402_300_800), "253402300800");
+        assert_eq!(format_time(i64::MIN), i64::MIN.to_string());
+    }
 }

@@ -62,6 +62,7 @@ pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod watcher;
+pub mod web_config;
 
 /// The version of this build, as shown in `Hello`, `--version` and the build-info metric.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

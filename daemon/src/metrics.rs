@@ -3,8 +3,17 @@
 //! Contract:
 //! - [`Metrics`] owns a private `prometheus::Registry`; metric names and help texts are
 //!   written here and nowhere else. Labels are bounded: the certificate id (the configured id,
-//!   or the file path of a watched file), whether it is managed or watched, the plugin, and
-//!   closed enums (problem kind, reload result). Never serial numbers, subjects or DNs.
+//!   or the file path of a watched file), whether it is managed or watched, the plugin, the
+//!   role in a chain (`leaf`, `intermediate`, `root`), and closed enums (problem kind, reload
+//!   result). What names a certificate for people (subject and issuer CN, identity, serial,
+//!   key type, path) is only on `certvakt_certificate_info`, one series per certificate found,
+//!   so the number of series follows the number of certificates and nothing else.
+//! - Only the first certificate of a managed file is `source="managed"` with its plugin; the
+//!   rest of that file (the chain) is `source="watched"` with no plugin and its own role.
+//! - Counters exist at 0 from the start: [`Metrics::declare`] creates them for every
+//!   configured certificate, loaded plugin and notification route, and deletes those of
+//!   certificates and plugins no longer configured, at start and at every applied reload.
+//! - The standard `process_*` families are written at scrape time (see [`render_process`]).
 //! - Per-certificate and per-problem series are not stored: [`Metrics::observe_inventory`]
 //!   keeps the scan's immutable snapshot, and [`Metrics::render`] writes those families from
 //!   it at scrape time. So a certificate that disappeared has no stale series, values that
@@ -20,6 +29,7 @@
 //! The `prometheus` crate is used (the design card's choice) without default features: its
 //! protobuf encoder is not needed and carried an advisory.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,13 +44,19 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::inventory::{Entry, Inventory, KeyCheck, SourceKind, SourceProblem};
+use crate::config::Config;
+use crate::inventory::{Entry, Inventory, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
+use crate::web_config::{Verdict, WebState};
 
 /// Why the metrics could not be set up or served.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("metric definition: {0}")]
     Definition(#[from] prometheus::Error),
+    #[error(
+        "the web config for /metrics cannot be used: {0} (fix [metrics] web_config; `certvakt check-config` shows every problem)"
+    )]
+    WebConfig(String),
     #[error(
         "cannot listen for /metrics on {addr}: {source} (set [metrics] listen to a free address, or \"\" to disable)"
     )]
@@ -77,6 +93,9 @@ pub struct Metrics {
     notifications: IntCounterVec,
     notifications_queued: IntGaugeVec,
     notifications_oldest: Gauge,
+    warn_before: Gauge,
+    /// When the daemon started (Unix seconds), for `process_start_time_seconds`.
+    started_at: i64,
     /// Bumped after every change, so that [`Metrics::render_shared`] knows when its last
     /// body is still the text a new rendering would give.
     generation: AtomicU64,
@@ -122,7 +141,7 @@ impl Metrics {
         let certificates = IntGaugeVec::new(
             Opts::new(
                 "certvakt_certificates",
-                "Certificates found in the last scan, by source (managed or watched).",
+                "Certificates found in the last scan, by source (managed: the certificate a plugin renews; watched: the rest, chain certificates of managed files included).",
             ),
             &["source"],
         )?;
@@ -268,6 +287,11 @@ impl Metrics {
         for state in ["pending", "undeliverable"] {
             notifications_queued.with_label_values(&[state]);
         }
+        let warn_before = Gauge::new(
+            "certvakt_warn_before_seconds",
+            "The configured [daemon] warn_before: certificates that expire within it are reported as expiring (certvakt status, the expiry alert).",
+        )?;
+        reg(Box::new(warn_before.clone()))?;
         Ok(Metrics {
             registry,
             certificates,
@@ -291,6 +315,8 @@ impl Metrics {
             notifications,
             notifications_queued,
             notifications_oldest,
+            warn_before,
+            started_at,
             generation: AtomicU64::new(0),
             last_render: Mutex::new(None),
         })
@@ -311,7 +337,7 @@ impl Metrics {
         let managed = inventory
             .entries
             .iter()
-            .filter(|e| matches!(e.source, SourceKind::Managed { .. }))
+            .filter(|e| entry_labels(e).0 == "managed")
             .count();
         let watched = inventory.entries.len() - managed;
         self.certificates
@@ -439,6 +465,46 @@ impl Metrics {
         self.changed();
     }
 
+    /// Makes the counters of everything the configuration names exist at 0 (so `increase()`
+    /// sees the first event, not only the second), and deletes the series of certificates and
+    /// plugins it no longer names (so ids changed by many reloads do not pile up). Called at
+    /// start and after every applied reload.
+    pub fn declare(&self, declared: &Declared) {
+        self.warn_before.set(declared.warn_before as f64);
+        let ids: HashSet<&str> = declared.certificates.iter().map(String::as_str).collect();
+        let plugins: HashSet<&str> = declared.plugins.iter().map(String::as_str).collect();
+        for vec in [
+            &self.renewal_failures,
+            &self.renewals_done,
+            &self.hook_failures,
+        ] {
+            forget_unless(vec, "id", &ids);
+        }
+        forget_unless(&self.plugin_crashes, "plugin", &plugins);
+        forget_unrouted(&self.notifications, &declared.notifications);
+        for id in &declared.certificates {
+            for step in FAILURE_STEPS {
+                self.renewal_failures.with_label_values(&[id, step]);
+            }
+            self.renewals_done.with_label_values(&[id]);
+            for hook in HOOKS {
+                self.hook_failures.with_label_values(&[id, hook]);
+            }
+        }
+        for plugin in &declared.plugins {
+            for reason in CRASH_REASONS {
+                self.plugin_crashes.with_label_values(&[plugin, reason]);
+            }
+        }
+        for (channel, event) in &declared.notifications {
+            for result in NOTIFICATION_RESULTS {
+                self.notifications
+                    .with_label_values(&[channel, event, result]);
+            }
+        }
+        self.changed();
+    }
+
     /// [`Metrics::render`] as a shared body: when nothing was observed since the last
     /// rendering and `now` is the same second, the text would be the same, so the same bytes
     /// are handed out again (a reference, not a copy).
@@ -488,7 +554,130 @@ impl Metrics {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         render_renewals(&mut text, &renewals);
+        render_process(&mut text, self.started_at);
         text
+    }
+}
+
+/// What the configuration names, for [`Metrics::declare`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// `[daemon] warn_before`, seconds.
+    pub warn_before: u64,
+    /// The `[[certificate]]` ids.
+    pub certificates: Vec<String>,
+    /// The loaded plugins.
+    pub plugins: Vec<String>,
+    /// The (channel, event) pairs the `[[notify]]` routes send.
+    pub notifications: Vec<(&'static str, &'static str)>,
+}
+
+impl Declared {
+    /// What `config` names, with the plugins that were loaded.
+    pub fn new<'a>(config: &Config, plugins: impl IntoIterator<Item = &'a str>) -> Declared {
+        let mut notifications: Vec<(&'static str, &'static str)> = config
+            .notify
+            .iter()
+            .flat_map(|route| {
+                let channel = route.channel.as_str();
+                route.events.iter().map(move |e| (channel, e.as_str()))
+            })
+            .collect();
+        notifications.sort_unstable();
+        notifications.dedup();
+        Declared {
+            warn_before: config.daemon.warn_before.as_secs(),
+            certificates: config.certificates.iter().map(|c| c.id.clone()).collect(),
+            plugins: plugins.into_iter().map(str::to_owned).collect(),
+            notifications,
+        }
+    }
+}
+
+/// The `step` values of `certvakt_renewal_failures_total`: the step a run was heading to,
+/// or `save_state` when its record could not be saved.
+pub const FAILURE_STEPS: [&str; 9] = [
+    "due",
+    "key_generated",
+    "ordered",
+    "issued",
+    "registered",
+    "installed",
+    "verified",
+    "retired",
+    "save_state",
+];
+
+/// The `hook` values of `certvakt_hook_failures_total` (`lifecycle::hooks::HookKind`).
+pub const HOOKS: [&str; 4] = ["pre_hook", "deploy_hook", "post_hook", "plugin_command"];
+
+/// The `reason` values of `certvakt_plugin_crashes_total` (`plugin_host::process::Death`).
+pub const CRASH_REASONS: [&str; 10] = [
+    "segfault",
+    "bus_error",
+    "abort",
+    "killed",
+    "cpu_limit",
+    "forbidden_syscall",
+    "signal",
+    "exit",
+    "deadline",
+    "protocol",
+];
+
+/// The `result` values of `certvakt_notifications_total`.
+pub const NOTIFICATION_RESULTS: [&str; 4] = ["sent", "failed", "undeliverable", "dropped"];
+
+/// Removes the zero series of (channel, event) pairs no route sends any more. Series that
+/// counted something stay (their number is bounded by the fixed channels, events and
+/// results): `notify test` and plugin mail count there too, without a route naming them.
+fn forget_unrouted(vec: &IntCounterVec, routed: &[(&'static str, &'static str)]) {
+    use prometheus::core::Collector as _;
+    let mut gone: Vec<[String; 3]> = Vec::new();
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .map(|p| p.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let (channel, event) = (label("channel"), label("event"));
+            let zero = metric.get_counter().get_value() == 0.0;
+            if zero && !routed.iter().any(|(c, e)| *c == channel && *e == event) {
+                gone.push([channel, event, label("result")]);
+            }
+        }
+    }
+    for [channel, event, result] in &gone {
+        let _ = vec.remove_label_values(&[channel, event, result]);
+    }
+}
+
+/// Removes every child of `vec` whose `label` is not in `keep`.
+fn forget_unless(vec: &IntCounterVec, label: &str, keep: &HashSet<&str>) {
+    use prometheus::core::Collector as _;
+    let mut gone: Vec<HashMap<String, String>> = Vec::new();
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let pairs: HashMap<String, String> = metric
+                .get_label()
+                .iter()
+                .map(|p| (p.name().to_owned(), p.value().to_owned()))
+                .collect();
+            if pairs.get(label).is_some_and(|v| !keep.contains(v.as_str())) {
+                gone.push(pairs);
+            }
+        }
+    }
+    for pairs in &gone {
+        let labels: HashMap<&str, &str> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let _ = vec.remove(&labels);
     }
 }
 
@@ -659,6 +848,9 @@ const CERT_FAMILIES: &[CertFamily] = &[
 const PROBLEM_FAMILY: &str = "certvakt_source_problem";
 const PROBLEM_HELP: &str = "1 while a configured file or pattern has this problem (missing, unreadable, not a certificate, ...).";
 
+const INFO_FAMILY: &str = "certvakt_certificate_info";
+const INFO_HELP: &str = "Always 1, one series per certificate found; the labels name it for dashboards (subject and issuer CN, national identity, serial, key type, role). Join on id.";
+
 /// Writes the per-certificate and per-problem families in the text format.
 fn render_inventory(out: &mut String, inventory: &Inventory, now: i64) {
     for family in CERT_FAMILIES {
@@ -668,14 +860,45 @@ fn render_inventory(out: &mut String, inventory: &Inventory, now: i64) {
             let Some(value) = (family.value)(entry, now) else {
                 continue;
             };
-            let (source, plugin) = source_labels(&entry.source);
+            let (source, plugin) = entry_labels(entry);
             out.push_str(family.name);
             labels(
                 out,
-                &[("id", &entry.id), ("source", source), ("plugin", plugin)],
+                &[
+                    ("id", &entry.id),
+                    ("source", source),
+                    ("plugin", plugin),
+                    ("role", role(entry)),
+                ],
             );
             let _ = writeln!(out, " {value}");
         }
+    }
+    let _ = writeln!(out, "# HELP {INFO_FAMILY} {INFO_HELP}");
+    let _ = writeln!(out, "# TYPE {INFO_FAMILY} gauge");
+    for entry in &inventory.entries {
+        let (source, plugin) = entry_labels(entry);
+        let cert = &entry.cert;
+        let (identity_kind, identity_number) =
+            cert.identities.first().map_or(("", ""), identity_labels);
+        out.push_str(INFO_FAMILY);
+        labels(
+            out,
+            &[
+                ("id", &entry.id),
+                ("path", &entry.path.to_string_lossy()),
+                ("source", source),
+                ("plugin", plugin),
+                ("subject_cn", common_name(&cert.subject)),
+                ("issuer_cn", common_name(&cert.issuer)),
+                ("identity_kind", identity_kind),
+                ("identity_number", identity_number),
+                ("serial", &cert.serial),
+                ("key_type", &key_type(entry)),
+                ("role", role(entry)),
+            ],
+        );
+        out.push_str(" 1\n");
     }
     let _ = writeln!(out, "# HELP {PROBLEM_FAMILY} {PROBLEM_HELP}");
     let _ = writeln!(out, "# TYPE {PROBLEM_FAMILY} gauge");
@@ -698,6 +921,131 @@ fn source_labels(source: &SourceKind) -> (&'static str, &str) {
         SourceKind::Managed { plugin, .. } => ("managed", plugin),
         SourceKind::Watched { .. } => ("watched", ""),
     }
+}
+
+/// `source` and `plugin` of one certificate. Only the first certificate of a managed file is
+/// the managed one (what the plugin renews); the others in that file (its chain: CA
+/// certificates) are only watched, so they are `watched` with no plugin, never a managed
+/// certificate of the file's plugin.
+fn entry_labels(entry: &Entry) -> (&'static str, &str) {
+    match &entry.source {
+        SourceKind::Managed { plugin, .. } if entry.index == 0 => ("managed", plugin),
+        _ => ("watched", ""),
+    }
+}
+
+/// `leaf` (not a CA), `intermediate` (a CA signed by another) or `root` (a self-signed CA),
+/// from the certificate itself: a chain file or a trust bundle holds all three kinds.
+fn role(entry: &Entry) -> &'static str {
+    match (entry.cert.is_ca, entry.cert.self_signed) {
+        (false, _) => "leaf",
+        (true, false) => "intermediate",
+        (true, true) => "root",
+    }
+}
+
+/// The first CN of a DN as the inventory writes it (`CN=x, O=y`), or "" when it has none.
+fn common_name(dn: &str) -> &str {
+    dn.split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .unwrap_or("")
+}
+
+/// `rsa-3072`, `ec-p-256`, `ed25519`: the algorithm with its size or curve.
+fn key_type(entry: &Entry) -> String {
+    let key = &entry.cert.key;
+    let algorithm = key.algorithm.to_ascii_lowercase();
+    match (&key.curve, key.bits) {
+        (Some(curve), _) => format!("{algorithm}-{}", curve.to_ascii_lowercase()),
+        (None, bits) if algorithm == "rsa" && bits > 0 => format!("rsa-{bits}"),
+        _ => algorithm,
+    }
+}
+
+/// The identity's kind (the inventory's `scheme` names) and the number authorities look it
+/// up by: the CVR, HSA-ID, organisation number or business ID.
+fn identity_labels(identity: &NordicIdentity) -> (&'static str, &str) {
+    match identity {
+        NordicIdentity::DkOces3 { cvr, .. } => ("dk_oces3", cvr),
+        NordicIdentity::DkOces2 { cvr, .. } => ("dk_oces2", cvr),
+        NordicIdentity::SeHsaId { hsa_id } => ("se_hsa_id", hsa_id),
+        NordicIdentity::NoOrgNumber { orgnr, .. } => ("no_org_number", orgnr),
+        NordicIdentity::FiOrganisation {
+            business_id,
+            identifier,
+        } => (
+            "fi_organisation",
+            business_id.as_deref().unwrap_or(identifier),
+        ),
+    }
+}
+
+/// The standard `process_*` families (the names every Prometheus client library uses), read
+/// when scraped. CPU time and the descriptor limit come from getrusage/getrlimit (nix); open
+/// descriptors are the entries of /proc/self/fd; memory is the `VmRSS`/`VmSize` lines of
+/// /proc/self/status. A value that cannot be read is left out, not written as 0.
+fn render_process(out: &mut String, started_at: i64) {
+    use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage};
+    let mut family = |name: &str, kind: &str, help: &str, value: Option<f64>| {
+        let Some(value) = value else { return };
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    let cpu = getrusage(UsageWho::RUSAGE_SELF).ok().map(|u| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(u.user_time()) + seconds(u.system_time())
+    });
+    family(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        cpu,
+    );
+    let open = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|dir| dir.count().saturating_sub(1) as f64);
+    family(
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+        open,
+    );
+    let max = getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft as f64);
+    family(
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+        max,
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status.lines().find_map(|line| {
+            let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+            let number = rest.trim().strip_suffix("kB")?.trim();
+            number.parse::<u64>().ok().map(|n| (n * 1024) as f64)
+        })
+    };
+    family(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        kib("VmSize"),
+    );
+    family(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        kib("VmRSS"),
+    );
+    family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        Some(started_at as f64),
+    );
 }
 
 /// `{a="x",b="y"}` with the text format's escaping of label values.
@@ -729,14 +1077,41 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
         .map_err(|source| MetricsError::Bind { addr, source })
 }
 
-/// Serves `/metrics` until `shutdown` resolves.
+/// Serves `/metrics` until `shutdown` resolves, with the TLS and basic authentication `web`
+/// holds at each connection and request (plain and open without a web config).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    web: Arc<WebState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handler: crate::httpd::Handler = Arc::new(move |req| respond(&metrics, req));
-    crate::httpd::serve(listener, handler, "metrics", shutdown).await;
+    let for_tls = web.clone();
+    let tls: crate::httpd::TlsSource = Arc::new(move || for_tls.current().tls());
+    let handler: crate::httpd::AsyncHandler = Arc::new(move |req| {
+        let metrics = metrics.clone();
+        let access = web.current();
+        Box::pin(async move {
+            if access.check(req.headers()).await == Verdict::Denied {
+                return unauthorized();
+            }
+            respond(&metrics, &req)
+        })
+    });
+    crate::httpd::serve_tls(listener, handler, tls, "metrics", shutdown).await;
+}
+
+/// 401 with the challenge that makes clients send basic credentials.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = crate::httpd::reply(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "unauthorized: send the user name and password of basic_auth_users in the web config\n",
+    );
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic"),
+    );
+    response
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -784,8 +1159,8 @@ mod tests {
         });
         metrics.observe_inventory(&first, Duration::from_millis(1));
         let text = metrics.render(2_000);
-        let a = r#"{id="a",source="managed",plugin="dk-fmk"}"#;
-        let b = r#"{id="b",source="managed",plugin="dk-fmk"}"#;
+        let a = r#"{id="a",source="managed",plugin="dk-fmk",role="leaf"}"#;
+        let b = r#"{id="b",source="managed",plugin="dk-fmk",role="leaf"}"#;
         assert!(
             text.contains(&format!("certvakt_certificate_expiry_seconds{a} -1000\n")),
             "{text}"
@@ -795,8 +1170,9 @@ mod tests {
         assert!(text.contains(&format!("certvakt_certificate_key_matches{a} 1\n")));
         assert!(!text.contains(&format!("certvakt_certificate_key_matches{b}")));
         assert!(text.contains("certvakt_certificates{source=\"managed\"} 2\n"));
+        // The full DN is never a label; the info series carries the CN.
         let cert = &first.entries[0].cert;
-        assert!(!text.contains(&cert.subject) && !text.contains(&cert.serial));
+        assert!(!text.contains(&cert.subject), "{text}");
 
         // b disappears: no stale series.
         let second = Arc::new(Inventory {
@@ -816,7 +1192,14 @@ mod tests {
         let second = metrics.render_shared(2_000);
         // The same bytes, not an equal copy.
         assert_eq!(first.as_ptr(), second.as_ptr());
-        assert_eq!(first, Bytes::from(metrics.render(2_000)));
+        // The same text apart from the process' own CPU time and memory, which move.
+        let stable = |text: &[u8]| -> String {
+            let text = std::str::from_utf8(text).unwrap();
+            text.lines()
+                .filter(|l| !l.starts_with("process_"))
+                .collect()
+        };
+        assert_eq!(stable(&first), stable(metrics.render(2_000).as_bytes()));
         // Another second: rendered again (expiry values depend on it).
         let later = metrics.render_shared(2_001);
         assert_ne!(later.as_ptr(), first.as_ptr());
@@ -829,7 +1212,187 @@ mod tests {
             text.contains("certvakt_config_last_reload_successful 0"),
             "{text}"
         );
-        assert_eq!(changed, Bytes::from(metrics.render(2_001)));
+        assert_eq!(stable(&changed), stable(metrics.render(2_001).as_bytes()));
+    }
+
+    /// The sample lines (not comments) of a family, by exact name.
+    fn samples<'t>(text: &'t str, family: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_info_series_names_each_certificate_and_chain_certificates_are_not_managed() {
+        let metrics = Metrics::new(0).unwrap();
+        let leaf = entry("shop", 5_000, KeyCheck::Matches);
+        let mut ca = entry("shop#1", 9_000, KeyCheck::NotConfigured);
+        ca.index = 1;
+        {
+            let cert = Arc::make_mut(&mut ca.cert);
+            cert.is_ca = true;
+            cert.self_signed = false;
+            cert.subject = "CN=Den Danske Stat OCES udstedende-CA 1, O=Den Danske Stat".into();
+            cert.identities.clear();
+            cert.key = crate::inventory::KeyInfo {
+                algorithm: "EC".into(),
+                bits: 384,
+                curve: Some("P-384".into()),
+            };
+        }
+        let mut root = entry("/etc/ssl/roots.pem", 9_000, KeyCheck::NotConfigured);
+        root.source = SourceKind::Watched {
+            pattern: "/etc/ssl/roots.pem".into(),
+        };
+        Arc::make_mut(&mut root.cert).is_ca = true;
+        Arc::make_mut(&mut root.cert).self_signed = true;
+        metrics.observe_inventory(
+            &Arc::new(Inventory {
+                entries: vec![leaf, ca, root],
+                ..Inventory::default()
+            }),
+            Duration::from_millis(1),
+        );
+        let text = metrics.render(2_000);
+        let info = samples(&text, "certvakt_certificate_info");
+        assert_eq!(info.len(), 3, "{text}");
+        assert!(
+            info.contains(&concat!(
+                r#"certvakt_certificate_info{id="shop",path="/etc/certvakt/fmk.pem","#,
+                r#"source="managed",plugin="dk-fmk",subject_cn="Apotek","#,
+                r#"issuer_cn="Den Danske Stat OCES udstedende-CA 1",identity_kind="dk_oces3","#,
+                r#"identity_number="12345678",serial="01:02:03",key_type="rsa-3072",role="leaf"} 1"#
+            )),
+            "{info:#?}"
+        );
+        // The CA in the managed file: watched, no plugin, an intermediate.
+        let chain = info.iter().find(|l| l.contains(r#"id="shop#1""#)).unwrap();
+        assert!(
+            chain.contains(
+                r#"source="watched",plugin="",subject_cn="Den Danske Stat OCES udstedende-CA 1""#
+            ) && chain.contains(r#"identity_kind="",identity_number="""#)
+                && chain.contains(r#"key_type="ec-p-384",role="intermediate""#),
+            "{chain}"
+        );
+        assert!(text.contains(
+            "certvakt_certificate_expiry_seconds{id=\"shop#1\",source=\"watched\",plugin=\"\",role=\"intermediate\"} 7000\n"
+        ), "{text}");
+        let roots = info.iter().find(|l| l.contains("roots.pem")).unwrap();
+        assert!(roots.contains(r#"role="root""#), "{roots}");
+        // Only the managed certificate itself counts as managed.
+        assert!(
+            text.contains("certvakt_certificates{source=\"managed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certvakt_certificates{source=\"watched\"} 2\n"),
+            "{text}"
+        );
+    }
+
+    fn declared(ids: &[String], plugins: &[&str]) -> Declared {
+        Declared {
+            warn_before: 30 * 86_400,
+            certificates: ids.to_vec(),
+            plugins: plugins.iter().map(|p| (*p).to_owned()).collect(),
+            notifications: vec![("mail", "expiring"), ("webhook", "task_opened")],
+        }
+    }
+
+    #[test]
+    fn counters_exist_at_zero_for_what_is_configured() {
+        let metrics = Metrics::new(0).unwrap();
+        metrics.declare(&declared(&["fmk-prod".to_owned()], &["dk-fmk"]));
+        let text = metrics.render(0);
+        for line in [
+            r#"certvakt_renewals_total{id="fmk-prod"} 0"#,
+            r#"certvakt_renewal_failures_total{id="fmk-prod",step="ordered"} 0"#,
+            r#"certvakt_renewal_failures_total{id="fmk-prod",step="save_state"} 0"#,
+            r#"certvakt_hook_failures_total{hook="deploy_hook",id="fmk-prod"} 0"#,
+            r#"certvakt_plugin_crashes_total{plugin="dk-fmk",reason="segfault"} 0"#,
+            r#"certvakt_notifications_total{channel="mail",event="expiring",result="sent"} 0"#,
+            r#"certvakt_notifications_total{channel="webhook",event="task_opened",result="undeliverable"} 0"#,
+            "certvakt_warn_before_seconds 2592000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        // A route that does not exist has no series.
+        assert!(!text.contains(r#"channel="command""#), "{text}");
+        // Events counted later add to the zero series.
+        metrics.observe_renewal_success("fmk-prod");
+        assert!(
+            metrics
+                .render(0)
+                .contains("certvakt_renewals_total{id=\"fmk-prod\"} 1\n")
+        );
+    }
+
+    #[test]
+    fn series_of_removed_certificates_go_and_many_reloads_do_not_pile_up() {
+        let metrics = Metrics::new(0).unwrap();
+        let count = |metrics: &Metrics| {
+            metrics
+                .render(0)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .count()
+        };
+        metrics.declare(&declared(&["a".to_owned(), "b".to_owned()], &["manual"]));
+        let baseline = count(&metrics);
+        for round in 0..100 {
+            // Two certificates each time, one of them renamed every round, with events.
+            let ids = vec!["a".to_owned(), format!("renamed-{round}")];
+            metrics.declare(&declared(&ids, &["manual"]));
+            metrics.observe_renewal_failure(&ids[1], "ordered");
+            metrics.observe_hook_failure(&ids[1], "post_hook");
+            metrics.observe_renewal_success(&ids[1]);
+            assert_eq!(count(&metrics), baseline, "round {round}");
+        }
+        let text = metrics.render(0);
+        assert!(!text.contains(r#"id="b""#), "{text}");
+        assert!(!text.contains(r#"id="renamed-98""#), "{text}");
+        assert!(
+            text.contains(r#"certvakt_renewals_total{id="renamed-99"} 1"#),
+            "{text}"
+        );
+        // A route removed: its zero series go; one that counted something stays.
+        let mut one_route = declared(&["a".to_owned()], &["manual"]);
+        one_route.notifications = vec![("mail", "expiring")];
+        metrics.observe_notification("webhook", "task_opened", "failed");
+        metrics.declare(&one_route);
+        let text = metrics.render(0);
+        assert!(text.contains(
+            r#"certvakt_notifications_total{channel="mail",event="expiring",result="sent"} 0"#
+        ));
+        assert!(text.contains(r#"certvakt_notifications_total{channel="webhook",event="task_opened",result="failed"} 1"#));
+        assert!(
+            !text.contains(r#"channel="webhook",event="task_opened",result="sent""#),
+            "{text}"
+        );
+        // A plugin no longer loaded loses its crash series.
+        metrics.declare(&declared(&["a".to_owned()], &[]));
+        assert!(!metrics.render(0).contains("certvakt_plugin_crashes_total{"));
+    }
+
+    #[test]
+    fn process_series_are_there_and_read_from_this_process() {
+        let metrics = Metrics::new(1_700_000_000).unwrap();
+        let text = metrics.render(0);
+        let value = |name: &str| -> f64 {
+            let line = samples(&text, name);
+            assert_eq!(line.len(), 1, "{name} in\n{text}");
+            line[0].rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        assert_eq!(value("process_start_time_seconds"), 1_700_000_000.0);
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
     }
 
     #[test]

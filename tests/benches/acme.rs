@@ -2,7 +2,7 @@
 //! orders in flight together) beside lego (one `lego run` per certificate, one after the
 //! other, as people script it), in one run against the same kind of pebble.
 //!
-//! `scripts/bench` runs it with `--bench` (N = 100) and prints a Markdown table for the README.
+//! `scripts/bench` runs it with `--bench` (N = 100) and prints a Markdown table for docs/benchmarks.md.
 //! Under `cargo test` the same code runs with N = 2, so the benchmark cannot rot; nothing here
 //! asserts a timing. Both clients validate with http-01 for real (pebble dials their
 //! responders on loopback) and make ECDSA P-256 keys.

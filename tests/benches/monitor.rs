@@ -1,7 +1,7 @@
 //! The monitor's benchmark: inventory of 10,000 files cold, daemon RSS with 1,000 watched
 //! certificates, and `certvakt list` latency over 1,000.
 //!
-//! `scripts/bench` runs it in release mode and prints a Markdown table (the README keeps the
+//! `scripts/bench` runs it in release mode and prints a Markdown table (docs/benchmarks.md keeps the
 //! latest one). Under `cargo test` it runs the same code on small numbers, so the benchmark
 //! cannot rot; nothing here asserts a timing.
 

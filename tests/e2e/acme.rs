@@ -326,7 +326,10 @@ fn every_renewal_completes_while_pebble_rejects_most_nonces() -> Result<()> {
     wait_for_runs(&daemon, &pebble, "web", 3, RENEWALS)?;
     let text = metrics(&daemon).unwrap_or_default();
     assert!(
-        !text.contains("certvakt_renewal_failures_total{id=\"web\""),
+        // The counters exist at 0 from the start: none may have moved.
+        !text.lines().any(
+            |l| l.starts_with("certvakt_renewal_failures_total{id=\"web\"") && !l.ends_with(" 0")
+        ),
         "no step failed: the plugin retried every rejected nonce itself\n{text}"
     );
     // The daemon logs every plugin request with its status: pebble's badNonce refusals are

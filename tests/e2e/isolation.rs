@@ -102,7 +102,11 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
         if let Some(reason) = reason {
             let series =
                 format!("certvakt_plugin_crashes_total{{plugin=\"hostile\",reason=\"{reason}\"}}");
-            ensure!(metrics.contains(&series), "{series} missing:\n{metrics}");
+            // The series exists at 0 from the start: it must have been counted.
+            ensure!(
+                metrics.contains(&series) && !metrics.contains(&format!("{series} 0\n")),
+                "{series} missing or 0:\n{metrics}"
+            );
         }
     }
     ensure!(

@@ -471,9 +471,9 @@ fn the_pages_refer_to_each_other() -> Result<()> {
 }
 
 /// The exit codes are one set, said the same way in `certvakt --help`, certvakt(1) and the
-/// README: each place lists the same codes, and each code's entry names the same cases.
+/// reference page of the command (docs/cli.md): each place lists the same codes, and each code's entry names the same cases.
 #[test]
-fn the_exit_codes_agree_in_help_man_page_and_readme() -> Result<()> {
+fn the_exit_codes_agree_in_help_man_page_and_docs() -> Result<()> {
     // What each code's entry must name, in every place (lower-cased, markup removed).
     let cases: &[(&str, &[&str])] = &[
         ("0", &["ok"]),
@@ -520,9 +520,9 @@ fn the_exit_codes_agree_in_help_man_page_and_readme() -> Result<()> {
         .section("EXIT STATUS")
         .entries
         .clone();
-    let readme_text =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
-    let readme: Vec<(String, String)> = readme_text
+    let docs_text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"))?;
+    let docs: Vec<(String, String)> = docs_text
         .lines()
         .filter_map(|line| {
             let mut cells = line.strip_prefix("| ")?.split(" | ");
@@ -532,7 +532,11 @@ fn the_exit_codes_agree_in_help_man_page_and_readme() -> Result<()> {
                 .then(|| (code.to_owned(), body.trim_end_matches(" |").to_owned()))
         })
         .collect();
-    for (place, entries) in [("--help", &help), ("certvakt.1", &man), ("README", &readme)] {
+    for (place, entries) in [
+        ("--help", &help),
+        ("certvakt.1", &man),
+        ("docs/cli.md", &docs),
+    ] {
         let codes: Vec<&str> = entries.iter().map(|(c, _)| c.as_str()).collect();
         let expected: Vec<&str> = cases.iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, expected, "{place} lists other exit codes");

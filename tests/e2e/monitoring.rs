@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use certvakt_testkit::harness::{self, Daemon, eventually};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
+use certvakt_testkit::{CaShape, LeafSpec, TestCa};
 use serde_json::Value;
 
 use crate::common::{bins, stderr, stdout};
@@ -26,6 +27,14 @@ const RULES: &str = concat!(
 const RULE_TESTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../packaging/monitoring/certvakt-alerts.test.yml"
+);
+const COMPAT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../packaging/monitoring/certvakt-compat-rules.yml"
+);
+const COMPAT_TESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../packaging/monitoring/certvakt-compat-rules.test.yml"
 );
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -240,6 +249,38 @@ fn shipped_alert_rules_pass_promtool_check_and_their_own_tests() -> Result<()> {
 }
 
 #[test]
+fn compatible_recording_rules_pass_promtool_check_and_their_own_tests() -> Result<()> {
+    let checked = promtool(&["check", "rules", COMPAT])?;
+    let text = read(COMPAT)?;
+    let records: BTreeSet<&str> = text.lines().filter_map(|l| value_of(l, "record")).collect();
+    // The names dashboards of x509-certificate-exporter and cert-manager query.
+    for name in [
+        "x509_cert_not_after",
+        "x509_cert_not_before",
+        "x509_cert_expired",
+        "certmanager_certificate_expiration_timestamp_seconds",
+        "certmanager_certificate_ready_status",
+    ] {
+        ensure!(records.contains(name), "{COMPAT} does not record {name}");
+    }
+    ensure!(
+        checked.contains(&format!("SUCCESS: {} rules found", records.len())),
+        "{checked}"
+    );
+    let tested = promtool(&["test", "rules", COMPAT_TESTS])?;
+    ensure!(tested.contains("SUCCESS"), "{tested}");
+    // Every recorded name is tested.
+    let tests = read(COMPAT_TESTS)?;
+    for name in records.iter().filter(|n| !n.contains(':')) {
+        ensure!(
+            tests.contains(&format!("- expr: {name}")),
+            "{COMPAT_TESTS} has no promql_expr_test of {name}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn every_alert_has_a_severity_advice_and_a_test_where_it_fires_and_one_where_it_does_not()
 -> Result<()> {
     let rules = rules(&read(RULES)?);
@@ -408,7 +449,12 @@ fn busy_daemon(dir: &Path) -> Result<(Daemon, SimCa)> {
 #[test]
 fn every_metric_the_rules_and_the_dashboard_use_is_published_by_the_daemon() -> Result<()> {
     let mut used: BTreeMap<String, &str> = BTreeMap::new();
-    for (file, text) in [(RULES, read(RULES)?), (RULE_TESTS, read(RULE_TESTS)?)] {
+    for (file, text) in [
+        (RULES, read(RULES)?),
+        (RULE_TESTS, read(RULE_TESTS)?),
+        (COMPAT, read(COMPAT)?),
+        (COMPAT_TESTS, read(COMPAT_TESTS)?),
+    ] {
         for name in metric_names(&text) {
             used.entry(name).or_insert(file);
         }
@@ -445,5 +491,259 @@ fn every_metric_the_rules_and_the_dashboard_use_is_published_by_the_daemon() -> 
             daemon.log_text()
         );
     }
+    // The exposition with the info, warn_before and process series still passes promtool.
+    promtool_check_metrics(&last)?;
+    let published = published_names(&last);
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        ensure!(published.contains(name), "no {name} in\n{last}");
+    }
+    Ok(())
+}
+
+/// `promtool check metrics` on an exposition.
+fn promtool_check_metrics(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("promtool is not installed: run scripts/test, which installs it (Debian package prometheus)")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    Ok(())
+}
+
+/// A daemon with one managed certificate (`shop`, plugin `manual`) whose file holds the leaf
+/// and its chain (intermediate, root). `metrics_extra` is added to `[metrics]`.
+pub(crate) fn shop_daemon(dir: &Path, metrics_extra: &str) -> Result<Daemon> {
+    let bins = bins()?;
+    harness::install_plugins(&bins, &dir.join("plugins"), &["certvakt-plugin-manual"])?;
+    let ca = TestCa::new(CaShape::Tls)?;
+    let issued = ca.issue(&LeafSpec::tls_server(&["shop.apotek.example"]))?;
+    let cert = dir.join("shop.pem");
+    let key = dir.join("shop.key");
+    std::fs::write(&cert, format!("{}{}", issued.cert_pem, issued.chain_pem))?;
+    std::fs::write(&key, &issued.key_pem)?;
+    let body = format!(
+        "[[certificate]]\nid = \"shop\"\ncert = \"{}\"\nkey = \"{}\"\nplugin = \"manual\"\n\n\
+         [certificate.settings]\nca_name = \"Test CA\"\nsans = [\"DNS:shop.apotek.example\"]\n",
+        cert.display(),
+        key.display()
+    );
+    let text = harness::config_toml(dir, "127.0.0.1:0", &body).replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!("listen = \"127.0.0.1:0\"\n{metrics_extra}"),
+        1,
+    );
+    let config = dir.join("certvakt.toml");
+    std::fs::write(&config, text)?;
+    Daemon::start(&bins, &config, &[])
+}
+
+#[test]
+fn counters_exist_at_zero_and_chain_certificates_are_not_managed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let daemon = shop_daemon(dir.path(), "")?;
+    let (_, text) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    for line in [
+        r#"certvakt_renewals_total{id="shop"} 0"#,
+        r#"certvakt_renewal_failures_total{id="shop",step="ordered"} 0"#,
+        r#"certvakt_hook_failures_total{hook="deploy_hook",id="shop"} 0"#,
+        r#"certvakt_plugin_crashes_total{plugin="manual",reason="segfault"} 0"#,
+        "certvakt_warn_before_seconds 2592000",
+    ] {
+        ensure!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+    let info: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("certvakt_certificate_info{"))
+        .collect();
+    ensure!(info.len() == 3, "leaf, intermediate and root: {info:#?}");
+    let of = |id: &str| {
+        info.iter()
+            .find(|l| l.contains(&format!("{{id=\"{id}\",")))
+            .copied()
+            .unwrap_or_default()
+    };
+    ensure!(
+        of("shop").contains(r#"source="managed",plugin="manual",subject_cn="shop.apotek.example""#)
+            && of("shop").contains(r#"role="leaf""#),
+        "{info:#?}"
+    );
+    // The CA certificates of the file are watched, never the manual plugin's.
+    ensure!(
+        of("shop#1").contains(r#"source="watched",plugin="""#)
+            && of("shop#1").contains(r#"role="intermediate""#),
+        "{info:#?}"
+    );
+    ensure!(of("shop#2").contains(r#"role="root""#), "{info:#?}");
+    ensure!(
+        text.contains("certvakt_certificates{source=\"managed\"} 1\n"),
+        "{text}"
+    );
+    promtool_check_metrics(&text)?;
+    Ok(())
+}
+
+/// `curl` with `args`; its exit code and the HTTP status it printed (`-w '%{http_code}'`).
+fn curl(args: &[&str]) -> Result<(i32, String)> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .context("curl is not installed")?;
+    Ok((out.status.code().unwrap_or(-1), stdout(&out)))
+}
+
+#[test]
+fn metrics_over_tls_with_basic_auth_from_a_web_config() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new(CaShape::Tls)?;
+    let server = ca.issue(&LeafSpec::tls_server(&["localhost"]))?;
+    std::fs::write(
+        dir.path().join("metrics.pem"),
+        format!("{}{}", server.cert_pem, server.chain_pem),
+    )?;
+    std::fs::write(dir.path().join("metrics.key"), &server.key_pem)?;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.root_pem())?;
+    let hash = bcrypt::hash("scrape-secret", 4)?;
+    let web = dir.path().join("web-config.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "# As the exporter toolkit writes it; paths relative to this file.\n\
+             tls_server_config:\n  cert_file: metrics.pem\n  key_file: metrics.key\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )?;
+    let daemon = shop_daemon(dir.path(), &format!("web_config = \"{}\"\n", web.display()))?;
+    let addr = daemon.metrics_addr()?;
+    let port = addr.rsplit(':').next().context("port")?;
+    let url = format!("https://localhost:{port}/metrics");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let ca_arg = ca_file.display().to_string();
+    let tls = |extra: &[&str]| -> Result<(i32, String)> {
+        let mut args = vec!["--cacert", &ca_arg, "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    };
+    // No credentials, wrong ones, right ones.
+    assert_eq!(tls(&[])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:wrong"])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "nobody:scrape-secret"])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // Again, from the cache of verified passwords.
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // The challenge that makes clients send credentials.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &ca_arg,
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+        .output()?;
+    ensure!(
+        stdout(&out)
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{}",
+        stdout(&out)
+    );
+    // The body is the exposition, and it passes promtool.
+    let body = Command::new("curl")
+        .args([
+            "-sf",
+            "--cacert",
+            &ca_arg,
+            "--resolve",
+            &resolve,
+            "-u",
+            "prometheus:scrape-secret",
+            &url,
+        ])
+        .output()?;
+    ensure!(body.status.success(), "{}", stderr(&body));
+    promtool_check_metrics(&stdout(&body))?;
+    // Plain HTTP to the TLS port gets no metrics.
+    let plain = harness::http_get(&addr, "/metrics");
+    ensure!(
+        plain.as_ref().map_or(true, |(code, text)| *code != 200
+            && !text.contains("certvakt_")),
+        "plain HTTP answered: {plain:?}"
+    );
+    // A client that does not trust the server's CA fails the handshake.
+    let (code, _) = curl(&[
+        "--resolve",
+        &resolve,
+        "-u",
+        "prometheus:scrape-secret",
+        &url,
+    ])?;
+    ensure!(code != 0, "curl without the CA succeeded");
+
+    // A reload with a broken web config is refused, and TLS with auth keeps serving.
+    std::fs::write(&web, "tls_server_config:\n  cert_file: metrics.pem\n")?;
+    let out = daemon.cli(&["reload"])?;
+    ensure!(
+        !out.status.success(),
+        "a reload with a broken web config was applied"
+    );
+    ensure!(
+        stderr(&out).contains("tls_server_config.key_file")
+            || stdout(&out).contains("tls_server_config.key_file"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(tls(&[])?, (0, "401".into()));
+    assert_eq!(tls(&["-u", "prometheus:scrape-secret"])?, (0, "200".into()));
+    // check-config names the same problem, with the file.
+    let check = Command::new(&daemon.bins.certvaktd)
+        .args(["check-config", "--config"])
+        .arg(&daemon.config)
+        .output()?;
+    let said = format!("{}{}", stdout(&check), stderr(&check));
+    ensure!(
+        !check.status.success()
+            && said.contains(&web.display().to_string())
+            && said.contains("key_file"),
+        "{said}"
+    );
     Ok(())
 }

@@ -223,6 +223,7 @@ check "purge kept the live certificates in use" \
 rm -rf /etc/certvakt /etc/systemd/system/certvakt-reload@shop-web.service.path \
   /etc/systemd/system/paths.target.wants
 
+. /tests/quickstart.sh # the README's quick start, on the system the purge left
 echo "# the rpm: $rpm"
 # rpm has no database of this Debian's packages: its dependencies are Debian's here.
 must "rpm installs the rpm (scriptlets included)" rpm -i --nodeps "$rpm"

@@ -309,6 +309,7 @@ mod tests {
             plugin: "manual".into(),
             plugin_loaded: true,
             phase,
+            step: phase,
             next_at: None,
             failures: 0,
             last_error: None,

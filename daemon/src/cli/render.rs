@@ -2,12 +2,20 @@
 //!
 //! Contract: every function here is pure (no I/O, no clock: "now" comes from the report or the
 //! caller), so the text and the exit codes can be tested with fixed numbers. Dates are UTC.
-//! Long fields are shortened only inside tables; key/value blocks show everything.
+//! Tables are cut only to fit a terminal: with no width (stdout is a pipe or a file) every
+//! cell is whole, so ids, paths, identities and UUIDs can be pasted into the next command.
+//! On a terminal the free-text columns (NAME, IDENTITY, TITLE) give way first, then paths,
+//! and an id only when the id alone is wider than the terminal. Key/value blocks show
+//! everything.
+//!
+//! `status` starts with a verdict line a monitoring plugin can read ([`verdict`]).
 
 use crate::control::protocol::{
     CertState, Completion, Health, KeyCheck, ListItem, NordicIdentity, PluginsReport, Renewal,
-    ShowReport, ShownEntry, SourceKind, SourceProblem, StatusReport, Task,
+    Response, ShowReport, ShownEntry, SourceKind, SourceProblem, StatusReport, Task,
 };
+
+use serde::Serialize;
 
 use super::Exit;
 pub use crate::human_time::{format_date, format_left, format_span, format_time};
@@ -61,14 +69,102 @@ pub fn shorten_start(text: &str, max: usize) -> String {
     format!("…{keep}")
 }
 
-/// Left-aligned columns, two spaces apart; the last column is not padded.
+/// Left-aligned columns, two spaces apart; the last column is not padded. Nothing is cut.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = natural_widths(headers, rows);
+    layout(headers, rows, &widths)
+}
+
+/// How a column gives way when a table is wider than the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Never shortened (short fixed words and numbers).
+    Keep,
+    /// Free text (a name, an identity, a title): shortened first, keeping its start.
+    Text,
+    /// A path: shortened after free text, keeping its end (the file name says the most).
+    Path,
+    /// An id (a watched certificate's id is its path): shortened last, and only when the id
+    /// alone is wider than the terminal.
+    Id,
+}
+
+/// The narrowest a free-text or path column becomes (or its header, if wider).
+const MIN_TEXT: usize = 12;
+
+/// Like [`table`], fitted to `width` columns when there is one (a terminal); `None` (a pipe,
+/// a file) cuts nothing. `fits` says how each column gives way.
+pub fn fitted_table(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    fits: &[Fit],
+    width: Option<usize>,
+) -> String {
+    let natural = natural_widths(headers, rows);
+    let Some(width) = width else {
+        return layout(headers, rows, &natural);
+    };
+    let widths = fit_widths(headers, &natural, fits, width);
+    let cut: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    let max = widths.get(i).copied().unwrap_or(usize::MAX);
+                    match fits.get(i).copied().unwrap_or(Fit::Keep) {
+                        Fit::Keep => cell.clone(),
+                        Fit::Text => shorten(cell, max),
+                        Fit::Path => shorten_start(cell, max),
+                        Fit::Id if cell.starts_with('/') => shorten_start(cell, max),
+                        Fit::Id => shorten(cell, max),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    layout(headers, &cut, &widths)
+}
+
+/// The column widths that fit `width`: free text gives way first (the widest column one
+/// character at a time), then paths, then ids, each down to its minimum.
+fn fit_widths(headers: &[&str], natural: &[usize], fits: &[Fit], width: usize) -> Vec<usize> {
+    let mut widths = natural.to_vec();
+    let gaps = 2 * widths.len().saturating_sub(1);
+    let total = |w: &[usize]| w.iter().sum::<usize>() + gaps;
+    for class in [Fit::Text, Fit::Path, Fit::Id] {
+        let min = |i: usize| -> usize {
+            let header = headers.get(i).map_or(0, |h| h.chars().count());
+            match class {
+                // An id is cut only when it alone does not fit the terminal.
+                Fit::Id => natural[i].min(width).max(header),
+                _ => MIN_TEXT.max(header).min(natural[i]),
+            }
+        };
+        while total(&widths) > width {
+            let widest = (0..widths.len())
+                .filter(|&i| fits.get(i) == Some(&class) && widths[i] > min(i))
+                .max_by_key(|&i| widths[i]);
+            match widest {
+                Some(i) => widths[i] -= 1,
+                None => break,
+            }
+        }
+    }
+    widths
+}
+
+fn natural_widths(headers: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
+    widths
+}
+
+fn layout(headers: &[&str], rows: &[Vec<String>], widths: &[usize]) -> String {
     let mut out = String::new();
     let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
     for row in std::iter::once(&header).chain(rows) {
@@ -93,44 +189,49 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-const ID_WIDTH: usize = 40;
-const IDENTITY_WIDTH: usize = 44;
-const NAME_WIDTH: usize = 48;
-
-/// The certificate table of `list` and of `status`'s attention section.
-pub fn list_table(items: &[ListItem]) -> String {
+/// The certificate table of `list` and of `status`'s attention section, fitted to `width`.
+pub fn list_table(items: &[ListItem], width: Option<usize>) -> String {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| {
-            // Watched ids are paths: keep their file name visible.
-            let id = if item.id.starts_with('/') {
-                shorten_start(&item.id, ID_WIDTH)
+            let state = if item.staged {
+                "staged".to_owned()
             } else {
-                shorten(&item.id, ID_WIDTH)
+                item.state.as_str().to_owned()
             };
             vec![
-                id,
+                item.id.clone(),
                 kind_word(&item.source).to_owned(),
-                item.state.as_str().to_owned(),
+                state,
                 format_date(item.not_after),
                 format_left(item.seconds_left),
-                shorten(item.identity.as_deref().unwrap_or("-"), IDENTITY_WIDTH),
-                shorten(&item.name, NAME_WIDTH),
+                item.identity.clone().unwrap_or_else(|| "-".into()),
+                item.name.clone(),
             ]
         })
         .collect();
-    table(
+    fitted_table(
         &["ID", "KIND", "STATE", "EXPIRES", "LEFT", "IDENTITY", "NAME"],
         &rows,
+        &[
+            Fit::Id,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Text,
+            Fit::Text,
+        ],
+        width,
     )
 }
 
 /// `list`.
-pub fn render_list(items: &[ListItem]) -> String {
+pub fn render_list(items: &[ListItem], width: Option<usize>) -> String {
     if items.is_empty() {
         return "no certificates found\n".to_owned();
     }
-    list_table(items)
+    list_table(items, width)
 }
 
 fn push_field(out: &mut String, key: &str, value: &str) {
@@ -167,9 +268,10 @@ fn render_problems(out: &mut String, problems: &[SourceProblem]) {
     }
 }
 
-/// `status`.
-pub fn render_status(report: &StatusReport) -> String {
-    let mut out = String::new();
+/// `status`: the verdict line, then the details, tables fitted to `width`.
+pub fn render_status(report: &StatusReport, width: Option<usize>) -> String {
+    let mut out = verdict(report);
+    out.push('\n');
     let uptime = format_span(
         report
             .now
@@ -234,6 +336,16 @@ pub fn render_status(report: &StatusReport) -> String {
             c.problems
         ),
     );
+    if c.first_issues > 0 || c.staged > 0 {
+        push_field(
+            &mut out,
+            "under way",
+            &format!(
+                "{} first issue(s), {} renewed certificate(s) staged before their not-before",
+                c.first_issues, c.staged
+            ),
+        );
+    }
     let tasks: usize = report.renewals.iter().map(|r| r.open_tasks.len()).sum();
     if tasks > 0 {
         push_field(
@@ -252,6 +364,7 @@ pub fn render_status(report: &StatusReport) -> String {
             ),
         );
     }
+    out.push_str(&super::runs::removed_lines(&report.removed));
     let n = &report.notifications;
     if n.routes > 0 || n.pending > 0 || !n.undeliverable.is_empty() || n.problem.is_some() {
         let mut line = format!("{} route(s)", n.routes);
@@ -292,12 +405,23 @@ pub fn render_status(report: &StatusReport) -> String {
     }
     if !report.renewals.is_empty() {
         out.push_str("\nRenewals:\n");
-        out.push_str(&renewal_table(&report.renewals, report.now));
+        out.push_str(&renewal_table(&report.renewals, report.now, width));
         for r in report.renewals.iter().filter(|r| r.last_error.is_some()) {
             out.push_str(&format!(
                 "  {}: {}\n",
                 r.id,
                 r.last_error.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    if !report.first_issues.is_empty() {
+        out.push_str("\nFirst issues under way (no certificate file yet; not a problem):\n");
+        for f in &report.first_issues {
+            out.push_str(&format!(
+                "  {}  {}  after step {}\n",
+                f.id,
+                f.path,
+                f.step.as_str()
             ));
         }
     }
@@ -314,7 +438,7 @@ pub fn render_status(report: &StatusReport) -> String {
     }
     if !report.attention.is_empty() {
         out.push_str("\nNeeds attention:\n");
-        out.push_str(&list_table(&report.attention));
+        out.push_str(&list_table(&report.attention, width));
     }
     if !report.problems.is_empty() {
         out.push_str("\nSource problems:\n");
@@ -475,12 +599,238 @@ pub fn exit_for_status(report: &StatusReport) -> Exit {
     let c = &report.counts;
     let counted = if c.expired > 0 || c.not_yet_valid > 0 || c.problems > 0 {
         Health::Critical
-    } else if c.expiring > 0 {
+    } else if c.expiring + c.staged + c.first_issues > 0 {
         Health::Warning
     } else {
         Health::Ok
     };
     exit_for_health(counted.max(report.health))
+}
+
+/// How many ids a verdict names before "and N more".
+const VERDICT_IDS: usize = 3;
+
+/// `status`'s first line, as a Nagios/Icinga plugin writes it: the level (the same as the exit
+/// code), the worst things by name, then ` | ` and the performance data (`label=value`).
+///
+/// `OK: 14 certificates, nothing needs attention | certificates=14 ok=14 …`
+/// `WARNING: 2 expiring (web, fmk); 1 task waiting | …`
+/// `CRITICAL: 1 expired (/etc/ssl/x.pem); 1 expiring (web) | …`
+pub fn verdict(report: &StatusReport) -> String {
+    let c = &report.counts;
+    let ids_in = |state: CertState, staged: bool| -> Vec<&str> {
+        report
+            .attention
+            .iter()
+            .filter(|i| i.state == state && i.staged == staged)
+            .map(|i| i.id.as_str())
+            .collect()
+    };
+    let failing: Vec<&str> = report
+        .renewals
+        .iter()
+        .filter(|r| r.failures > 0)
+        .map(|r| r.id.as_str())
+        .collect();
+    let not_loaded: Vec<&str> = report
+        .renewals
+        .iter()
+        .filter(|r| !r.plugin_loaded)
+        .map(|r| r.id.as_str())
+        .collect();
+    let tasks: Vec<&str> = report
+        .renewals
+        .iter()
+        .flat_map(|r| r.open_tasks.iter().map(|t| t.cert_id.as_str()))
+        .collect();
+    let first: Vec<String> = report
+        .first_issues
+        .iter()
+        .map(|f| format!("{}: step {}", f.id, f.step.as_str()))
+        .collect();
+    let problems: Vec<&str> = report.problems.iter().map(|p| p.id.as_str()).collect();
+    let undeliverable = report.notifications.undeliverable.len();
+
+    let mut parts: Vec<String> = Vec::new();
+    let mut say = |count: usize, what: &str, ids: &[&str]| {
+        if count > 0 {
+            parts.push(format!("{count} {what}{}", named(ids)));
+        }
+    };
+    // Critical first, then warnings, each as the exit code counts them.
+    say(c.expired, "expired", &ids_in(CertState::Expired, false));
+    say(
+        c.not_yet_valid,
+        "not yet valid",
+        &ids_in(CertState::NotYetValid, false),
+    );
+    say(c.problems, "source problem(s)", &problems);
+    say(c.expiring, "expiring", &ids_in(CertState::Expiring, false));
+    say(
+        c.staged,
+        "staged before its not-before",
+        &ids_in(CertState::NotYetValid, true),
+    );
+    let first_ids: Vec<&str> = first.iter().map(String::as_str).collect();
+    say(c.first_issues, "first issue(s) under way", &first_ids);
+    say(failing.len(), "failing renewal(s)", &failing);
+    say(tasks.len(), "task(s) waiting", &tasks);
+    say(not_loaded.len(), "without their plugin", &not_loaded);
+    say(report.plugins_refused, "plugin file(s) refused", &[]);
+    let removed: Vec<&str> = report.removed.iter().map(|r| r.id.as_str()).collect();
+    say(
+        removed.len(),
+        "removed from the configuration, still holding a run (`certvakt forget`)",
+        &removed,
+    );
+    say(undeliverable, "notification(s) undeliverable", &[]);
+    if report.notifications.problem.is_some() {
+        parts.push("the notification outbox has a problem".into());
+    }
+    let level = exit_for_status(report);
+    let total = c.ok + c.expiring + c.expired + c.not_yet_valid + c.staged;
+    let text = match (level, parts.is_empty()) {
+        (Exit::Ok, _) => format!("{total} certificate(s), nothing needs attention"),
+        (_, true) => "certvaktd reports trouble; see below".to_owned(),
+        (_, false) => parts.join("; "),
+    };
+    let word = match level {
+        Exit::Ok => "OK",
+        Exit::Warning => "WARNING",
+        _ => "CRITICAL",
+    };
+    format!(
+        "{word}: {text} | certificates={total} ok={} expiring={} expired={} not_yet_valid={} \
+         staged={} problems={} first_issues={} tasks={} failing_renewals={} \
+         plugins_not_loaded={} plugins_refused={} removed={} undeliverable={undeliverable}",
+        c.ok,
+        c.expiring,
+        c.expired,
+        c.not_yet_valid,
+        c.staged,
+        c.problems,
+        c.first_issues,
+        tasks.len(),
+        failing.len(),
+        not_loaded.len(),
+        report.plugins_refused,
+        report.removed.len(),
+    )
+}
+
+/// ` (a, b, c and 2 more)`, or nothing for no ids.
+fn named(ids: &[&str]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown = ids
+        .iter()
+        .take(VERDICT_IDS)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match ids.len().saturating_sub(VERDICT_IDS) {
+        0 => format!(" ({shown})"),
+        more => format!(" ({shown} and {more} more)"),
+    }
+}
+
+/// Which source `list --source` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFilter {
+    Managed,
+    Watched,
+}
+
+/// How `list --sort` orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// The daemon's order: configuration order, then file order.
+    #[default]
+    Inventory,
+    Id,
+    /// Soonest expiry first.
+    Expiry,
+    /// Worst first (expired, not yet valid, expiring, ok), then soonest expiry.
+    State,
+}
+
+/// `list`'s filters and order; the daemon sends everything and the CLI picks.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Matched against the whole id (a watched certificate's id is its path).
+    pub glob: Option<glob::Pattern>,
+    /// Only certificates that are expiring, expired or not yet valid.
+    pub expiring: bool,
+    /// Only managed certificates renewed by this plugin.
+    pub plugin: Option<String>,
+    pub source: Option<SourceFilter>,
+    pub sort: SortKey,
+}
+
+impl ListQuery {
+    fn keeps(&self, item: &ListItem) -> bool {
+        let glob = self.glob.as_ref().is_none_or(|g| g.matches(&item.id));
+        let expiring = !self.expiring || item.state != CertState::Ok;
+        let plugin = self.plugin.as_deref().is_none_or(
+            |name| matches!(&item.source, SourceKind::Managed { plugin, .. } if plugin == name),
+        );
+        let source = match self.source {
+            None => true,
+            Some(SourceFilter::Managed) => matches!(item.source, SourceKind::Managed { .. }),
+            Some(SourceFilter::Watched) => matches!(item.source, SourceKind::Watched { .. }),
+        };
+        glob && expiring && plugin && source
+    }
+
+    /// The items kept, in the order asked for.
+    pub fn apply(&self, items: Vec<ListItem>) -> Vec<ListItem> {
+        let mut kept: Vec<ListItem> = items.into_iter().filter(|i| self.keeps(i)).collect();
+        match self.sort {
+            SortKey::Inventory => {}
+            SortKey::Id => kept.sort_by(|a, b| a.id.cmp(&b.id)),
+            SortKey::Expiry => kept.sort_by_key(|i| i.not_after),
+            SortKey::State => kept.sort_by_key(|i| (state_rank(i.state), i.not_after)),
+        }
+        kept
+    }
+}
+
+fn state_rank(state: CertState) -> u8 {
+    match state {
+        CertState::Expired => 0,
+        CertState::NotYetValid => 1,
+        CertState::Expiring => 2,
+        CertState::Ok => 3,
+    }
+}
+
+/// The schema name and version `--json` output of each versioned response carries.
+pub fn json_schema(response: &Response) -> Option<&'static str> {
+    match response {
+        Response::List { .. } => Some("certvakt.list/1"),
+        Response::Status(_) => Some("certvakt.status/1"),
+        Response::Show(_) => Some("certvakt.show/1"),
+        _ => None,
+    }
+}
+
+/// The `--json` output: the daemon's response as it is, and for `list`, `status` and `show`
+/// (documented in docs/cli.md, "JSON output") the `schema` first.
+#[derive(Debug, Serialize)]
+pub struct JsonOutput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<&'static str>,
+    #[serde(flatten)]
+    pub response: &'a Response,
+}
+
+/// [`JsonOutput`] of `response`.
+pub fn json_output(response: &Response) -> JsonOutput<'_> {
+    JsonOutput {
+        schema: json_schema(response),
+        response,
+    }
 }
 
 /// `show`'s exit code: the certificate asked for (the first entry) and its source's problems;
@@ -514,7 +864,7 @@ fn step_text(r: &Renewal) -> String {
 }
 
 /// One line per managed certificate: plugin, step, next action, failures, last renewal.
-pub fn renewal_table(renewals: &[Renewal], now: i64) -> String {
+pub fn renewal_table(renewals: &[Renewal], now: i64, width: Option<usize>) -> String {
     let rows: Vec<Vec<String>> = renewals
         .iter()
         .map(|r| {
@@ -535,7 +885,7 @@ pub fn renewal_table(renewals: &[Renewal], now: i64) -> String {
             ]
         })
         .collect();
-    table(
+    fitted_table(
         &[
             "ID",
             "PLUGIN",
@@ -546,11 +896,21 @@ pub fn renewal_table(renewals: &[Renewal], now: i64) -> String {
             "LAST RENEWED",
         ],
         &rows,
+        &[
+            Fit::Id,
+            Fit::Text,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Keep,
+            Fit::Keep,
+        ],
+        width,
     )
 }
 
-/// `certvakt tasks`.
-pub fn render_tasks(tasks: &[Task], now: i64) -> String {
+/// `certvakt tasks`, fitted to `width`.
+pub fn render_tasks(tasks: &[Task], now: i64, width: Option<usize>) -> String {
     if tasks.is_empty() {
         return "No task is waiting for a person.\n".into();
     }
@@ -567,7 +927,7 @@ pub fn render_tasks(tasks: &[Task], now: i64) -> String {
             ]
         })
         .collect();
-    table(
+    fitted_table(
         &[
             "TASK",
             "CERTIFICATE",
@@ -577,6 +937,8 @@ pub fn render_tasks(tasks: &[Task], now: i64) -> String {
             "TITLE",
         ],
         &rows,
+        &[Fit::Id, Fit::Id, Fit::Keep, Fit::Keep, Fit::Keep, Fit::Text],
+        width,
     )
 }
 
@@ -668,7 +1030,7 @@ pub fn render_notify_test(results: &[crate::control::protocol::NotifyTestResult]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{Counts, ProblemKind};
+    use crate::control::protocol::{Counts, IdentityFields, ProblemKind};
     use std::path::PathBuf;
 
     #[test]
@@ -764,46 +1126,132 @@ mod tests {
             not_after: 1_803_859_200,
             seconds_left,
             state,
+            identity_fields: None,
+            staged: false,
         }
     }
 
     #[test]
     fn list_table_has_every_column() {
-        let long = format!("/etc/ssl/{}server.pem", "deep/".repeat(20));
-        let text = render_list(&[
-            item("fmk-prod", CertState::Ok, 412 * 86_400),
-            item(&long, CertState::Expired, -2 * 86_400),
-        ]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(
-            lines[0],
-            format!(
-                "{:<40}  KIND     STATE    EXPIRES     LEFT            IDENTITY         NAME",
-                "ID"
-            )
+        let text = render_list(
+            &[
+                item("fmk-prod", CertState::Ok, 412 * 86_400),
+                item("/etc/ssl/old.pem", CertState::Expired, -2 * 86_400),
+            ],
+            None,
         );
         assert_eq!(
-            lines[1],
-            format!(
-                "{:<40}  watched  ok       2027-03-01  412d            DK CVR 12345678  apotek.example",
-                "fmk-prod"
-            )
+            text,
+            "ID                KIND     STATE    EXPIRES     LEFT            IDENTITY         NAME\n\
+             fmk-prod          watched  ok       2027-03-01  412d            DK CVR 12345678  apotek.example\n\
+             /etc/ssl/old.pem  watched  expired  2027-03-01  expired 2d ago  DK CVR 12345678  apotek.example\n"
         );
-        // A long path keeps its end, cut to exactly the column width.
-        let cut = shorten_start(&long, 40);
-        assert_eq!(cut.chars().count(), 40);
+        assert_eq!(render_list(&[], None), "no certificates found\n");
+    }
+
+    fn long_item() -> ListItem {
+        ListItem {
+            identity: Some("DK CVR 12345678 UUID 0b6a1c8e-4a4e-4b8e-9d2c-2f4f3a1d5e60".into()),
+            name: "Apotek Nord, receptserver for Region Hovedstaden".into(),
+            ..item(
+                &format!("/etc/ssl/{}server.pem", "deep/".repeat(12)),
+                CertState::Ok,
+                412 * 86_400,
+            )
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_nothing_is_cut() {
+        let long = long_item();
+        let text = render_list(std::slice::from_ref(&long), None);
+        let row = text.lines().nth(1).expect("a row");
+        assert!(row.starts_with(&format!("{}  watched", long.id)), "{row}");
         assert!(
-            cut.starts_with('…') && cut.ends_with("/deep/server.pem"),
-            "{cut}"
+            row.contains(long.identity.as_deref().expect("identity")),
+            "{row}"
+        );
+        assert!(row.ends_with(&long.name), "{row}");
+        assert!(!text.contains('…'), "{text}");
+    }
+
+    #[test]
+    fn on_a_terminal_free_text_gives_way_before_the_id() {
+        let long = long_item();
+        let id_len = long.id.chars().count();
+        // Wide enough for the whole id and the fixed columns, not for the free text.
+        let width = id_len + 2 + "watched  ok     2027-03-01  412d".len() + 2 + 12 + 2 + 12;
+        let text = render_list(std::slice::from_ref(&long), Some(width));
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= width,
+                "{line:?} is wider than {width}"
+            );
+        }
+        let row = text.lines().nth(1).expect("a row");
+        assert!(
+            row.starts_with(&format!("{}  ", long.id)),
+            "the id is whole: {row}"
+        );
+        assert!(row.contains("DK CVR 1234…"), "{row}");
+        assert!(row.ends_with("Apotek Nord…"), "{row}");
+        // A terminal wide enough for everything cuts nothing.
+        assert_eq!(
+            render_list(std::slice::from_ref(&long), Some(1_000)),
+            render_list(std::slice::from_ref(&long), None)
+        );
+    }
+
+    #[test]
+    fn an_id_is_cut_only_when_it_alone_is_wider_than_the_terminal() {
+        let long = long_item();
+        let text = render_list(std::slice::from_ref(&long), Some(40));
+        let row = text.lines().nth(1).expect("a row");
+        let id_cell = row.split("  ").next().expect("id cell");
+        assert_eq!(id_cell.chars().count(), 40, "{row}");
+        assert!(
+            id_cell.starts_with('…') && id_cell.ends_with("/deep/server.pem"),
+            "{id_cell}"
+        );
+        // Ids that are not paths keep their start.
+        let plain = fitted_table(
+            &["ID", "TITLE"],
+            &[vec!["x".repeat(30), "t".into()]],
+            &[Fit::Id, Fit::Text],
+            Some(20),
         );
         assert_eq!(
-            lines[2],
-            format!(
-                "{cut}  watched  expired  2027-03-01  expired 2d ago  DK CVR 12345678  apotek.example"
-            )
+            plain.lines().nth(1),
+            Some(format!("{}…  t", "x".repeat(19)).as_str())
         );
-        assert_eq!(render_list(&[]), "no certificates found\n");
+    }
+
+    #[test]
+    fn renewals_and_tasks_fit_the_same_way() {
+        let id = "a-certificate-with-a-long-id-for-the-regional-pharmacy";
+        let task = Task {
+            id: "t-0123456789abcdef".into(),
+            cert_id: id.into(),
+            phase: crate::control::protocol::Phase::Ordered,
+            opened_at: 1_800_000_000,
+            completes_by: Completion::Import,
+            title: "Upload the certificate request to the authority's self-service portal".into(),
+            files: Vec::new(),
+            instructions: String::new(),
+            closed_at: None,
+        };
+        let piped = render_tasks(std::slice::from_ref(&task), 1_800_000_060, None);
+        assert!(piped.contains(&task.title) && piped.contains(id), "{piped}");
+        let fitted = render_tasks(std::slice::from_ref(&task), 1_800_000_060, Some(120));
+        for line in fitted.lines() {
+            assert!(line.chars().count() <= 120, "{line:?}");
+        }
+        assert!(fitted.contains(id) && fitted.contains(&task.id), "{fitted}");
+        assert!(fitted.contains("Upload the"), "{fitted}");
+        assert!(
+            !fitted.contains(&task.title),
+            "the title gives way: {fitted}"
+        );
     }
 
     fn status(counts: Counts, health: Health) -> StatusReport {
@@ -829,6 +1277,8 @@ mod tests {
             renewals: Vec::new(),
             plugins_refused: 0,
             notifications: Default::default(),
+            removed: Vec::new(),
+            first_issues: Vec::new(),
         }
     }
 
@@ -899,7 +1349,14 @@ mod tests {
             kind: ProblemKind::NoMatch,
             message: "no file matches /etc/ssl/*.pem".into(),
         }];
-        let text = render_status(&report);
+        let text = render_status(&report, None);
+        let (verdict_line, text) = text.split_once('\n').expect("a verdict line");
+        assert!(
+            verdict_line.starts_with(
+                "CRITICAL: 1 expired (fmk-prod); 1 source problem(s) (/etc/ssl/*.pem) | "
+            ),
+            "{verdict_line}"
+        );
         let expected_head = "  daemon:       certvaktd 0.1.0, pid 4242, up 3d 4h\n\
                              \x20 config:       /etc/certvakt/certvakt.toml\n\
                              \x20               /etc/certvakt/conf.d/10-fmk.toml\n\
@@ -929,13 +1386,14 @@ mod tests {
             },
             Health::Ok,
         );
-        assert!(render_status(&report).ends_with("\nNothing needs attention.\n"));
+        assert!(render_status(&report, None).ends_with("\nNothing needs attention.\n"));
 
         report.renewals = vec![Renewal {
             id: "shop".into(),
             plugin: "manual".into(),
             plugin_loaded: true,
             phase: None,
+            step: None,
             next_at: None,
             failures: 2,
             last_error: Some("create temp file /srv/x: Read-only file system".into()),
@@ -944,7 +1402,7 @@ mod tests {
             suggested_window: None,
             notes: Vec::new(),
         }];
-        let text = render_status(&report);
+        let text = render_status(&report, None);
         assert!(text.contains("  shop: create temp file /srv/x"), "{text}");
         assert!(
             text.ends_with("\nNo certificate file needs attention; the renewals above do.\n"),
@@ -1015,5 +1473,382 @@ mod tests {
             ..report
         };
         assert_eq!(exit_for_show(&with_problem), Exit::Critical);
+    }
+
+    fn renewal(id: &str) -> Renewal {
+        Renewal {
+            id: id.into(),
+            plugin: "manual".into(),
+            plugin_loaded: true,
+            phase: None,
+            step: None,
+            next_at: None,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+            open_tasks: Vec::new(),
+            suggested_window: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn perf(line: &str) -> std::collections::BTreeMap<String, u64> {
+        let (_, data) = line
+            .split_once(" | ")
+            .expect("performance data after ` | `");
+        data.split(' ')
+            .map(|pair| {
+                let (label, value) = pair.split_once('=').expect("label=value");
+                (label.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_verdict_is_ok_with_performance_data() {
+        let report = status(
+            Counts {
+                ok: 14,
+                ..Counts::default()
+            },
+            Health::Ok,
+        );
+        let line = verdict(&report);
+        assert!(
+            line.starts_with("OK: 14 certificate(s), nothing needs attention | certificates=14 ok=14 expiring=0 expired=0 not_yet_valid=0 "),
+            "{line}"
+        );
+        let data = perf(&line);
+        for label in [
+            "certificates",
+            "expiring",
+            "expired",
+            "not_yet_valid",
+            "problems",
+            "tasks",
+            "failing_renewals",
+            "first_issues",
+            "staged",
+        ] {
+            assert!(data.contains_key(label), "{label} missing in {line}");
+        }
+        assert!(data.keys().all(|l| !l.contains(' ')));
+        assert_eq!(exit_for_status(&report), Exit::Ok);
+        assert!(render_status(&report, None).starts_with(&format!("{line}\n  daemon:")));
+    }
+
+    #[test]
+    fn a_removed_certificate_still_holding_a_run_is_a_warning_that_names_it() {
+        let mut report = status(
+            Counts {
+                ok: 3,
+                ..Counts::default()
+            },
+            Health::Warning,
+        );
+        report.removed = vec![crate::control::protocol::RemovedCertificate {
+            id: "old-shop".into(),
+            step: None,
+            pending_keys: 1,
+            open_tasks: Vec::new(),
+        }];
+        let line = verdict(&report);
+        assert!(
+            line.starts_with(
+                "WARNING: 1 removed from the configuration, still holding a run (`certvakt forget`) (old-shop) |"
+            ),
+            "{line}"
+        );
+        assert_eq!(perf(&line).get("removed"), Some(&1), "{line}");
+        assert_eq!(exit_for_status(&report), Exit::Warning);
+    }
+
+    #[test]
+    fn the_verdict_names_a_few_ids_then_how_many_more() {
+        let mut report = status(
+            Counts {
+                ok: 2,
+                expiring: 5,
+                ..Counts::default()
+            },
+            Health::Warning,
+        );
+        report.attention = ["web", "fmk", "shop", "lab", "hr"]
+            .iter()
+            .map(|id| item(id, CertState::Expiring, 86_400))
+            .collect();
+        let mut waiting = renewal("fmk");
+        waiting.open_tasks = vec![Task {
+            id: "t-1".into(),
+            cert_id: "fmk".into(),
+            phase: crate::control::protocol::Phase::Ordered,
+            title: "Upload".into(),
+            instructions: String::new(),
+            files: Vec::new(),
+            completes_by: Completion::Import,
+            opened_at: 0,
+            closed_at: None,
+        }];
+        report.renewals = vec![waiting, renewal("web")];
+        let line = verdict(&report);
+        assert!(
+            line.starts_with(
+                "WARNING: 5 expiring (web, fmk, shop and 2 more); 1 task(s) waiting (fmk) | "
+            ),
+            "{line}"
+        );
+        let data = perf(&line);
+        assert_eq!(data["expiring"], 5);
+        assert_eq!(data["tasks"], 1);
+        assert_eq!(data["certificates"], 7);
+        assert_eq!(exit_for_status(&report), Exit::Warning);
+    }
+
+    #[test]
+    fn the_verdict_puts_critical_things_first() {
+        let mut report = status(
+            Counts {
+                expired: 1,
+                expiring: 1,
+                ..Counts::default()
+            },
+            Health::Critical,
+        );
+        report.attention = vec![
+            item("web", CertState::Expiring, 86_400),
+            item("/etc/ssl/x.pem", CertState::Expired, -60),
+        ];
+        let mut failing = renewal("web");
+        failing.failures = 3;
+        report.renewals = vec![failing];
+        let line = verdict(&report);
+        assert!(
+            line.starts_with("CRITICAL: 1 expired (/etc/ssl/x.pem); 1 expiring (web); 1 failing renewal(s) (web) | "),
+            "{line}"
+        );
+        assert_eq!(perf(&line)["failing_renewals"], 1);
+        assert_eq!(exit_for_status(&report), Exit::Critical);
+    }
+
+    #[test]
+    fn a_first_issue_under_way_and_a_staged_certificate_are_warnings() {
+        let mut report = status(
+            Counts {
+                ok: 1,
+                first_issues: 1,
+                staged: 1,
+                ..Counts::default()
+            },
+            Health::Warning,
+        );
+        report.first_issues = vec![crate::control::protocol::FirstIssue {
+            id: "shop".into(),
+            path: "/etc/certvakt/certs/shop.pem".into(),
+            step: crate::control::protocol::Phase::Ordered,
+        }];
+        report.attention = vec![ListItem {
+            staged: true,
+            ..item("nemlogin", CertState::NotYetValid, 400 * 86_400)
+        }];
+        assert_eq!(exit_for_status(&report), Exit::Warning);
+        let line = verdict(&report);
+        assert!(
+            line.starts_with("WARNING: 1 staged before its not-before (nemlogin); 1 first issue(s) under way (shop: step ordered) | "),
+            "{line}"
+        );
+        let data = perf(&line);
+        assert_eq!(
+            (data["staged"], data["first_issues"], data["problems"]),
+            (1, 1, 0)
+        );
+        let text = render_status(&report, None);
+        assert!(text.contains("\nFirst issues under way (no certificate file yet; not a problem):\n  shop  /etc/certvakt/certs/shop.pem  after step ordered\n"), "{text}");
+        assert!(text.contains("nemlogin  watched  staged"), "{text}");
+        // The same certificate not explained by a run is critical.
+        report.counts.staged = 0;
+        report.counts.not_yet_valid = 1;
+        assert_eq!(exit_for_status(&report), Exit::Critical);
+    }
+
+    fn managed_item(id: &str, plugin: &str, state: CertState, not_after: i64) -> ListItem {
+        ListItem {
+            source: SourceKind::Managed {
+                id: id.into(),
+                plugin: plugin.into(),
+                key: None,
+            },
+            not_after,
+            ..item(id, state, not_after - 1_800_000_000)
+        }
+    }
+
+    #[test]
+    fn list_filters_and_sorts() {
+        let items = vec![
+            managed_item("fmk-prod", "dk-fmk", CertState::Ok, 1_900_000_000),
+            managed_item("fmk-test", "dk-fmk", CertState::Expiring, 1_800_100_000),
+            managed_item("nhn", "no-nhn", CertState::Expired, 1_700_000_000),
+            ListItem {
+                not_after: 1_850_000_000,
+                ..item("/etc/ssl/web.pem", CertState::NotYetValid, 10)
+            },
+        ];
+        let ids = |query: ListQuery| -> Vec<String> {
+            query
+                .apply(items.clone())
+                .into_iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(ListQuery::default()),
+            ["fmk-prod", "fmk-test", "nhn", "/etc/ssl/web.pem"]
+        );
+        let glob = |g: &str| ListQuery {
+            glob: Some(glob::Pattern::new(g).expect("pattern")),
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(glob("fmk-*")), ["fmk-prod", "fmk-test"]);
+        assert_eq!(ids(glob("/etc/ssl/*.pem")), ["/etc/ssl/web.pem"]);
+        assert_eq!(
+            ids(ListQuery {
+                expiring: true,
+                ..ListQuery::default()
+            }),
+            ["fmk-test", "nhn", "/etc/ssl/web.pem"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                plugin: Some("dk-fmk".into()),
+                ..ListQuery::default()
+            }),
+            ["fmk-prod", "fmk-test"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                source: Some(SourceFilter::Watched),
+                ..ListQuery::default()
+            }),
+            ["/etc/ssl/web.pem"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                source: Some(SourceFilter::Managed),
+                expiring: true,
+                ..ListQuery::default()
+            }),
+            ["fmk-test", "nhn"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                sort: SortKey::Id,
+                ..ListQuery::default()
+            }),
+            ["/etc/ssl/web.pem", "fmk-prod", "fmk-test", "nhn"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                sort: SortKey::Expiry,
+                ..ListQuery::default()
+            }),
+            ["nhn", "fmk-test", "/etc/ssl/web.pem", "fmk-prod"]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                sort: SortKey::State,
+                ..ListQuery::default()
+            }),
+            ["nhn", "/etc/ssl/web.pem", "fmk-test", "fmk-prod"]
+        );
+    }
+
+    fn json(response: &Response) -> serde_json::Value {
+        serde_json::to_value(json_output(response)).expect("json")
+    }
+
+    #[test]
+    fn json_output_is_versioned_with_identity_fields_and_steps() {
+        let mut listed = item("fmk-prod", CertState::Ok, 10);
+        listed.identity_fields = Some(IdentityFields::from(&NordicIdentity::DkOces3 {
+            cvr: "12345678".into(),
+            uuid: Some("0b6a1c8e".into()),
+        }));
+        let list = json(&Response::List {
+            items: vec![listed],
+        });
+        assert_eq!(list["schema"], "certvakt.list/1");
+        assert_eq!(list["response"], "list");
+        assert_eq!(
+            list["items"][0]["identity_fields"],
+            serde_json::json!({"kind": "dk_oces3", "country": "DK", "number": "12345678", "uuid": "0b6a1c8e", "label": "DK CVR 12345678 UUID 0b6a1c8e"})
+        );
+
+        // The schema comes first, then the daemon's answer in its own order.
+        let text = serde_json::to_string_pretty(&json_output(&Response::List { items: vec![] }))
+            .expect("json");
+        assert!(
+            text.starts_with(
+                "{\n  \"schema\": \"certvakt.list/1\",\n  \"response\": \"list\",\n  \"items\": []"
+            ),
+            "{text}"
+        );
+
+        let mut report = status(Counts::default(), Health::Ok);
+        // `step` is the engine's phase, as the daemon converts it.
+        let running = Renewal::from(&crate::lifecycle::CertRenewal {
+            id: "fmk-prod".into(),
+            plugin: "dk-fmk".into(),
+            plugin_loaded: true,
+            phase: Some(crate::lifecycle::Phase::Ordered),
+            next_at: None,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+            open_tasks: Vec::new(),
+            suggested_window: None,
+            notes: Vec::new(),
+        });
+        report.renewals = vec![running, renewal("idle")];
+        let status = json(&Response::Status(report));
+        assert_eq!(status["schema"], "certvakt.status/1");
+        assert_eq!(status["renewals"][0]["step"], "ordered");
+        assert_eq!(status["renewals"][0]["phase"], "ordered");
+        assert_eq!(status["renewals"][1]["step"], serde_json::Value::Null);
+        assert!(
+            status["renewals"][1]
+                .as_object()
+                .expect("object")
+                .contains_key("step")
+        );
+
+        let show = ShowReport {
+            id: "fmk-prod".into(),
+            entries: vec![shown(CertState::Ok, 10)],
+            problems: vec![],
+            renewal: Some(renewal("fmk-prod")),
+        };
+        let shown_json = json(&Response::Show(show));
+        assert_eq!(shown_json["schema"], "certvakt.show/1");
+        assert_eq!(
+            shown_json["entries"][0]["identity_fields"][0]["number"],
+            "12345678"
+        );
+        assert_eq!(
+            shown_json["entries"][0]["identity_fields"][0]["country"],
+            "DK"
+        );
+        assert!(
+            shown_json["renewal"]
+                .as_object()
+                .expect("renewal")
+                .contains_key("step")
+        );
+
+        // Other answers are the daemon's, unchanged.
+        let plain = json(&Response::NotifyRetry { queued: 2 });
+        assert_eq!(
+            plain,
+            serde_json::json!({"response": "notify_retry", "queued": 2})
+        );
     }
 }

@@ -57,6 +57,47 @@ pub(super) fn known_keys() -> Vec<(&'static str, &'static [&'static str])> {
         .collect()
 }
 
+/// Reads `[metrics] web_config` into `config.metrics.web`; its problems name the web config
+/// file and the key in it (a file that cannot be read: the line of `web_config`).
+fn read_web_config(config: &mut Config) -> Vec<Problem> {
+    let Some(path) = config.metrics.web_config.clone() else {
+        return Vec::new();
+    };
+    match crate::web_config::read(&path) {
+        Ok(web) => {
+            config.metrics.web = Some(web);
+            Vec::new()
+        }
+        Err(found) => {
+            let origin = config.key_origins.get("metrics.web_config");
+            found
+                .into_iter()
+                .map(|p| {
+                    let whole_file = p.key.is_empty() && p.line.is_none();
+                    Problem {
+                        file: match origin {
+                            Some(o) if whole_file => o.file.clone(),
+                            _ => path.clone(),
+                        },
+                        line: if whole_file {
+                            origin.map(|o| o.line)
+                        } else {
+                            p.line
+                        },
+                        key: if p.key.is_empty() {
+                            "metrics.web_config".into()
+                        } else {
+                            p.key
+                        },
+                        message: p.message,
+                        hint: p.hint,
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
 /// See [`super::load`].
 pub(super) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     let mut loader = Loader {
@@ -90,6 +131,7 @@ pub(super) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
             .chain(super::routes::check_secret_files(&config))
             .filter(|p| !reported.iter().any(|r| covers(r, &p.key))),
     );
+    problems.extend(read_web_config(&mut config));
     if problems.is_empty() {
         return Ok(config);
     }
@@ -581,6 +623,10 @@ mod tests {
                 &path.display().to_string(),
             );
         }
+        // So must the web config (an empty one: plain HTTP, no users).
+        let web = dir.path().join("web-config.yml");
+        std::fs::write(&web, "").expect("write");
+        text = text.replace("/etc/certvakt/web-config.yml", &web.display().to_string());
         let main = dir.path().join("certvakt.toml");
         std::fs::write(&main, &text).expect("write");
         let config = match load(&main) {

@@ -163,6 +163,12 @@ pub struct MetricsSection {
     /// `listen`, default `127.0.0.1:9617`; `""` disables the endpoint (then `None`). Port 0
     /// lets the kernel pick a free port, which `certvakt status` shows (for tests and demos).
     pub listen: Option<SocketAddr>,
+    /// `web_config`: the exporter toolkit's web config file (TLS, basic auth); none: plain
+    /// HTTP for everyone who can connect.
+    pub web_config: Option<PathBuf>,
+    /// That file, read and checked when the configuration was loaded.
+    #[serde(skip)]
+    pub web: Option<crate::web_config::WebConfig>,
 }
 
 /// The default metrics address.
@@ -357,6 +363,8 @@ impl Config {
             },
             metrics: MetricsSection {
                 listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+                web_config: None,
+                web: None,
             },
             trust: BTreeMap::new(),
             watch: Vec::new(),

@@ -319,7 +319,7 @@ fn unknown_keys_suggest_the_closest_valid_key() {
     );
     assert_eq!(
         find(&problems, "metrics.port").hint,
-        "remove it or fix its name; valid keys in [metrics]: listen"
+        "remove it or fix its name; valid keys in [metrics]: listen, web_config"
     );
     assert!(
         find(&problems, "certificate[0].plugn")
@@ -444,6 +444,60 @@ fn empty_listen_disables_metrics() {
         config.summary().ends_with("metrics off"),
         "{}",
         config.summary()
+    );
+}
+
+#[test]
+fn the_web_config_is_read_at_load_and_its_problems_name_file_line_and_key() {
+    let dir = Dir::new();
+    let web = dir.write(
+        "web-config.yml",
+        "basic_auth_users:\n  prometheus: hunter2\ntls_server_config:\n  cert_file: a.pem\n  key_file: a.key\n  min_version: TLS13\n",
+    );
+    dir.write(
+        "certvakt.toml",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\nweb_config = \"{}\"\n",
+            web.display()
+        ),
+    );
+    let problems = dir.load_err();
+    assert_eq!(problems.len(), 1, "{}", render(&problems));
+    let p = &problems[0];
+    // The parser stops at the first mistake: the unsupported key, with its line.
+    assert_eq!((p.file.as_path(), p.line), (web.as_path(), Some(6)));
+    assert_eq!(p.key, "tls_server_config.min_version");
+    assert!(p.message.contains("certvakt does not support it"), "{p}");
+
+    // Fixed, the next mistake shows: the password is not a hash.
+    dir.write(
+        "web-config.yml",
+        "basic_auth_users:\n  prometheus: hunter2\n",
+    );
+    let problems = dir.load_err();
+    assert_eq!(places(&problems), [("basic_auth_users.prometheus", None)]);
+    assert_eq!(problems[0].file, web);
+
+    // A valid one is kept in the configuration.
+    let hash = bcrypt::hash("secret", 4).expect("hash");
+    dir.write(
+        "web-config.yml",
+        &format!("basic_auth_users:\n  prometheus: {hash}\n"),
+    );
+    let config = dir.load_ok();
+    let kept = config.metrics.web.expect("web config");
+    assert_eq!(kept.users.get("prometheus"), Some(&hash));
+    assert!(kept.tls.is_none());
+
+    // A file that is not there: the line of web_config in certvakt.toml.
+    fs::remove_file(&web).expect("remove");
+    let problems = dir.load_err();
+    assert_eq!(places(&problems), [("metrics.web_config", Some(3))]);
+    assert_eq!(problems[0].file, dir.main());
+    assert!(
+        problems[0].message.contains("does not exist"),
+        "{}",
+        problems[0]
     );
 }
 
@@ -1037,6 +1091,10 @@ fn a_group_readable_key_needs_a_group_that_is_not_the_read_group() {
                 problem.message.contains("read group `certvakt`"),
                 "{problem}"
             );
+            // One sentence as an operator reads it: no run of spaces from a broken line.
+            for text in [&problem.message, &problem.hint] {
+                assert!(!text.contains("  "), "{text:?}");
+            }
         }
     }
 }

@@ -595,11 +595,14 @@ impl Validator<'_> {
                 &format!("certificate[{i}].key_mode"),
                 origin,
                 format!(
-                    "{:04o} makes the private key readable by {whose}, and the control socket lets                      the read group `{read_group}` look: everyone allowed to run `certvakt status`                      could read the key",
+                    "{:04o} makes the private key readable by {whose}, and the control socket lets \
+                     the read group `{read_group}` look: everyone allowed to run `certvakt status` \
+                     could read the key",
                     r.key_mode
                 ),
                 format!(
-                    "write group = the group of the service that reads the key (not                      `{read_group}`), or key_mode = \"0600\""
+                    "write group = the group of the service that reads the key (not \
+                     `{read_group}`), or key_mode = \"0600\""
                 ),
             );
         }

@@ -82,8 +82,11 @@ pub(super) const CONTROL: &[Field<ControlSection>] = &[
 ];
 
 /// `[metrics]`
-pub(super) const METRICS: &[Field<MetricsSection>] =
-    &[field!(listen = r#""127.0.0.1:9617""#, listen_address => |m, v| m.listen = v)];
+pub(super) const METRICS: &[Field<MetricsSection>] = &[
+    field!(listen = r#""127.0.0.1:9617""#, listen_address => |m, v| m.listen = v),
+    field!(web_config = r#""/etc/certvakt/web-config.yml""#, path
+        => |m, v| m.web_config = Some(v)),
+];
 
 /// `[[watch]]`
 pub(super) const WATCH: &[Field<Watch>] = &[

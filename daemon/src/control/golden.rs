@@ -63,6 +63,11 @@ fn list_item(
         not_after: 1_803_859_200,
         seconds_left,
         state: state.into(),
+        identity_fields: Some(IdentityFields::from(&NordicIdentity::DkOces3 {
+            cvr: "25450442".into(),
+            uuid: None,
+        })),
+        staged: false,
     }
 }
 
@@ -180,6 +185,8 @@ fn status() -> StatusReport {
             expired: 1,
             not_yet_valid: 1,
             problems: 11,
+            first_issues: 1,
+            staged: 1,
         },
         attention: vec![
             list_item(
@@ -200,6 +207,19 @@ fn status() -> StatusReport {
                 inventory::CertState::NotYetValid,
                 9_000_000,
             ),
+            ListItem {
+                staged: true,
+                identity_fields: Some(IdentityFields::from(&NordicIdentity::DkOces3 {
+                    cvr: "25450442".into(),
+                    uuid: Some("0b6a1c8e-4a4e-4b8e-9d2c-2f4f3a1d5e60".into()),
+                })),
+                ..list_item(
+                    "nemlogin",
+                    managed(),
+                    inventory::CertState::NotYetValid,
+                    31_000_000,
+                )
+            },
         ],
         problems: problems(),
         renewals: renewals(),
@@ -219,6 +239,17 @@ fn status() -> StatusReport {
             last_sent_at: Some(1_795_999_500),
             problem: None,
         },
+        removed: vec![RemovedCertificate {
+            id: "old-shop".into(),
+            step: Some(Phase::Ordered.into()),
+            pending_keys: 1,
+            open_tasks: vec!["old-shop-2-1".into()],
+        }],
+        first_issues: vec![FirstIssue {
+            id: "shop".into(),
+            path: "/etc/certvakt/certs/shop.pem".into(),
+            step: Phase::Ordered.into(),
+        }],
     }
 }
 
@@ -233,6 +264,8 @@ fn quiet_status() -> StatusReport {
         renewals: Vec::new(),
         plugins_refused: 0,
         notifications: Notifications::default(),
+        removed: Vec::new(),
+        first_issues: Vec::new(),
         ..status()
     }
 }
@@ -442,6 +475,31 @@ fn responses() -> Vec<(&'static str, Vec<Response>)> {
         ),
         ("notify_retry", vec![Response::NotifyRetry { queued: 1 }]),
         (
+            "history",
+            vec![
+                history(),
+                Response::History {
+                    id: "shop".into(),
+                    entries: Vec::new(),
+                },
+            ],
+        ),
+        ("renew_dry_run", vec![Response::RenewDryRun(dry_run())]),
+        (
+            "cancel",
+            vec![Response::Cancel {
+                message: message("renewal of fmk-prod (run 3) cancelled after step ordered"),
+            }],
+        ),
+        (
+            "forget",
+            vec![Response::Forget {
+                message: message(
+                    "forgot old-shop: its renewal state and 1 pending key(s) are removed",
+                ),
+            }],
+        ),
+        (
             "error",
             [
                 ErrorCode::BadRequest,
@@ -507,7 +565,115 @@ fn requests() -> Vec<Request> {
             route: Some("it-desk".into()),
         },
         Request::NotifyRetry,
+        Request::History {
+            id: "fmk-prod".into(),
+            limit: Some(5),
+        },
+        Request::History {
+            id: "fmk-prod".into(),
+            limit: None,
+        },
+        Request::RenewDryRun {
+            id: "fmk-prod".into(),
+        },
+        Request::Cancel {
+            id: "fmk-prod".into(),
+        },
+        Request::Forget {
+            id: "old-shop".into(),
+        },
     ]
+}
+
+/// `history`: every outcome, from the daemon's own entries (an old line without outcome and
+/// plugin included).
+fn history() -> Response {
+    use lifecycle::{HistoryEntry as E, Outcome as O, Reason};
+    let completed = E {
+        run: Some(3),
+        outcome: O::Completed,
+        reason: Some(Reason::Scheduled),
+        started_at: Some(1_800_000_000),
+        finished_at: 1_800_086_400,
+        plugin: Some("dk-fmk".into()),
+        phase: Some(Phase::Retired),
+        old_serial: Some("0a1b".into()),
+        new_serial: Some("0c2d".into()),
+        version: Some(crate::store::VersionId(4)),
+        notes: vec!["the new certificate has a new UUID".into()],
+        error: None,
+        tasks: Vec::new(),
+    };
+    let cancelled = E {
+        run: Some(4),
+        outcome: O::Cancelled,
+        reason: Some(Reason::Requested),
+        phase: Some(Phase::Ordered),
+        new_serial: None,
+        version: None,
+        notes: Vec::new(),
+        error: Some("plugin dk-fmk issue: temporary: FMK did not answer".into()),
+        tasks: vec!["fmk-prod-4-1".into()],
+        ..completed.clone()
+    };
+    let rolled_back = E {
+        run: None,
+        outcome: O::RolledBack,
+        reason: None,
+        started_at: None,
+        phase: None,
+        old_serial: None,
+        new_serial: None,
+        version: Some(crate::store::VersionId(3)),
+        notes: Vec::new(),
+        error: None,
+        tasks: Vec::new(),
+        ..completed.clone()
+    };
+    let forgotten = E {
+        outcome: O::Forgotten,
+        plugin: None,
+        ..cancelled.clone()
+    };
+    let old: E = serde_json::from_value(serde_json::json!({"run": 1, "reason": "first_issue",
+        "started_at": 1_700_000_000, "finished_at": 1_700_000_100, "old_serial": null,
+        "new_serial": "01", "version": 1, "notes": []}))
+    .expect("an entry from before outcomes were recorded");
+    Response::History {
+        id: "fmk-prod".into(),
+        entries: [forgotten, rolled_back, cancelled, completed, old]
+            .iter()
+            .map(HistoryEntry::from)
+            .collect(),
+    }
+}
+
+fn dry_run() -> DryRunReport {
+    (&lifecycle::DryRun {
+        id: "fmk-prod".into(),
+        plugin: "dk-fmk".into(),
+        plugin_summary: "FMK via MitID Erhverv: the operator orders, certvakt registers".into(),
+        due: false,
+        due_at: Some(1_800_000_000),
+        why: "not due until 2027-01-15 10:00 (`renew --force` starts one now)".into(),
+        run_phase: None,
+        steps: vec![
+            lifecycle::DryStep {
+                step: "key_generated".into(),
+                what: "make the key and the CSR".into(),
+            },
+            lifecycle::DryStep {
+                step: "ordered".into(),
+                what: "ask the dk-fmk plugin to issue".into(),
+            },
+        ],
+        key: "a new rsa-3072 key".into(),
+        subject: vec!["CN=Apotek system".into(), "O=Apotek A/S".into()],
+        sans: vec!["DNS:apotek.example".into()],
+        hooks: vec!["deploy_hook: /usr/bin/systemctl reload nginx".into()],
+        tasks: "the plugin decides at the issue step whether a person must act".into(),
+    })
+        .into()
 }
 
 /// The hellos both ways, and a refusal.

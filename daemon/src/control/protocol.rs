@@ -17,14 +17,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use super::wire::{
-    CertInfo, CertState, Completion, ConfigProblem, KeyCheck, KeyInfo, NordicIdentity, Phase,
-    ProblemKind, Renewal, ShownEntry, SourceKind, SourceProblem, Task,
+    CertInfo, CertState, Completion, ConfigProblem, IdentityFields, KeyCheck, KeyInfo,
+    NordicIdentity, Phase, ProblemKind, Renewal, ShownEntry, SourceKind, SourceProblem, Task,
 };
 
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
 /// hello and refuse each other, with a sentence, when it differs. The golden files in
 /// `src/control/golden/` record the JSON of each version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +117,25 @@ pub enum Request {
     },
     /// Try the undeliverable notifications again; admin access.
     NotifyRetry,
+    /// The ended runs of a managed certificate, newest first (at most `limit`, default
+    /// [`HISTORY_LIMIT`]); read access.
+    History {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// What a renewal would do now, changing nothing; read access (nothing is written, and
+    /// the plugin is asked only its read-only `describe` and `csr_profile`).
+    RenewDryRun { id: String },
+    /// Stop the run in progress between steps, keeping the certificate in use; admin access.
+    Cancel { id: String },
+    /// Discard the kept run and pending key of a certificate removed from the configuration;
+    /// admin access.
+    Forget { id: String },
 }
+
+/// How many history entries `history` answers when no limit is given.
+pub const HISTORY_LIMIT: usize = 20;
 
 impl Request {
     /// The access a request needs.
@@ -128,14 +146,18 @@ impl Request {
             | Request::Show { .. }
             | Request::Tasks
             | Request::TaskShow { .. }
-            | Request::Plugins => Access::Read,
+            | Request::Plugins
+            | Request::History { .. }
+            | Request::RenewDryRun { .. } => Access::Read,
             Request::Reload
             | Request::Renew { .. }
             | Request::Rollback { .. }
             | Request::TaskDone { .. }
             | Request::Import { .. }
             | Request::NotifyTest { .. }
-            | Request::NotifyRetry => Access::Admin,
+            | Request::NotifyRetry
+            | Request::Cancel { .. }
+            | Request::Forget { .. } => Access::Admin,
         }
     }
 
@@ -155,6 +177,10 @@ impl Request {
             Request::Plugins => "plugins",
             Request::NotifyTest { .. } => "notify_test",
             Request::NotifyRetry => "notify_retry",
+            Request::History { .. } => "history",
+            Request::RenewDryRun { .. } => "renew_dry_run",
+            Request::Cancel { .. } => "cancel",
+            Request::Forget { .. } => "forget",
         }
     }
 }
@@ -194,6 +220,17 @@ pub enum Response {
     NotifyTest { results: Vec<NotifyTestResult> },
     /// Answers [`Request::NotifyRetry`]: how many undeliverable messages are queued again.
     NotifyRetry { queued: usize },
+    /// Answers [`Request::History`]: the ended runs, newest first.
+    History {
+        id: String,
+        entries: Vec<HistoryEntry>,
+    },
+    /// Answers [`Request::RenewDryRun`]: what a renewal would do.
+    RenewDryRun(DryRunReport),
+    /// Answers [`Request::Cancel`]: what was cancelled and what was kept, as a sentence.
+    Cancel { message: String },
+    /// Answers [`Request::Forget`]: what was removed, as a sentence.
+    Forget { message: String },
     /// Answers any request that failed; `code` is for scripts, `message` for people.
     Error { code: ErrorCode, message: String },
 }
@@ -215,6 +252,10 @@ impl Response {
             Response::Plugins(_) => "plugins",
             Response::NotifyTest { .. } => "notify_test",
             Response::NotifyRetry { .. } => "notify_retry",
+            Response::History { .. } => "history",
+            Response::RenewDryRun(_) => "renew_dry_run",
+            Response::Cancel { .. } => "cancel",
+            Response::Forget { .. } => "forget",
             Response::Error { .. } => "error",
         }
     }
@@ -255,8 +296,26 @@ pub struct Counts {
     pub expiring: usize,
     pub expired: usize,
     pub not_yet_valid: usize,
-    /// Sources (files, patterns) with a problem.
+    /// Sources (files, patterns) with a problem, not counting first issues under way.
     pub problems: usize,
+    /// Managed certificates whose first issue is under way (no file yet, a run in progress):
+    /// a warning, not a source problem.
+    #[serde(default)]
+    pub first_issues: usize,
+    /// Renewed certificates installed before their not-before while the run that made them
+    /// goes on (not counted in `not_yet_valid`): a warning.
+    #[serde(default)]
+    pub staged: usize,
+}
+
+/// A managed certificate that has no file yet because its first issue is under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstIssue {
+    pub id: String,
+    /// Where the certificate will be installed.
+    pub path: String,
+    /// The last step the run completed.
+    pub step: Phase,
 }
 
 /// `status`: the daemon and the certificates at a glance.
@@ -290,6 +349,173 @@ pub struct StatusReport {
     /// The notification outbox.
     #[serde(default)]
     pub notifications: Notifications,
+    /// Certificates removed from the configuration whose run is kept until `certvakt forget`.
+    #[serde(default)]
+    pub removed: Vec<RemovedCertificate>,
+    /// Managed certificates whose first issue is under way (not in `problems`).
+    #[serde(default)]
+    pub first_issues: Vec<FirstIssue>,
+}
+
+/// A certificate removed from the configuration that still holds a run, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedCertificate {
+    pub id: String,
+    /// The last step its kept run completed, when there is a run.
+    pub step: Option<Phase>,
+    /// How many pending keys are kept.
+    pub pending_keys: usize,
+    /// The open tasks of the kept run.
+    pub open_tasks: Vec<String>,
+}
+
+impl From<&crate::lifecycle::RemovedCert> for RemovedCertificate {
+    fn from(removed: &crate::lifecycle::RemovedCert) -> RemovedCertificate {
+        RemovedCertificate {
+            id: removed.id.clone(),
+            step: removed.phase.map(Phase::from),
+            pending_keys: removed.pending_keys,
+            open_tasks: removed.open_tasks.clone(),
+        }
+    }
+}
+
+/// How an ended run (or a rollback) ended, in `history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Cancelled,
+    Forgotten,
+    RolledBack,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Forgotten => "forgotten",
+            Outcome::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// One ended run, in `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The run's number; `None` for a rollback.
+    pub run: Option<u64>,
+    pub outcome: Outcome,
+    /// Why the run started (`scheduled`, `requested`, `first_issue`, `suggested`, `import`).
+    pub reason: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: i64,
+    /// The plugin in charge, when the entry recorded it.
+    pub plugin: Option<String>,
+    /// The last step the run completed.
+    pub step: Option<Phase>,
+    pub old_serial: Option<String>,
+    pub new_serial: Option<String>,
+    /// The installed version (for a rollback: the version live again).
+    pub version: Option<u64>,
+    pub notes: Vec<String>,
+    /// The error standing when the run ended.
+    pub error: Option<String>,
+    /// The operator tasks the ending closed.
+    pub tasks: Vec<String>,
+}
+
+impl From<&crate::lifecycle::HistoryEntry> for HistoryEntry {
+    fn from(entry: &crate::lifecycle::HistoryEntry) -> HistoryEntry {
+        use crate::lifecycle::Outcome as O;
+        HistoryEntry {
+            run: entry.run,
+            outcome: match entry.outcome {
+                O::Completed => Outcome::Completed,
+                O::Cancelled => Outcome::Cancelled,
+                O::Forgotten => Outcome::Forgotten,
+                O::RolledBack => Outcome::RolledBack,
+            },
+            reason: entry.reason.and_then(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            }),
+            started_at: entry.started_at,
+            finished_at: entry.finished_at,
+            plugin: entry.plugin.clone(),
+            step: entry.phase.map(Phase::from),
+            old_serial: entry.old_serial.clone(),
+            new_serial: entry.new_serial.clone(),
+            version: entry.version.map(|v| v.0),
+            notes: entry.notes.clone(),
+            error: entry.error.clone(),
+            tasks: entry.tasks.clone(),
+        }
+    }
+}
+
+/// `renew --dry-run`: what a renewal would do now; nothing was changed to find out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunReport {
+    pub id: String,
+    pub plugin: String,
+    pub plugin_summary: String,
+    /// Whether a renewal would start now without `--force` (or one is in progress).
+    pub due: bool,
+    /// When it is due (Unix seconds), when that is known.
+    pub due_at: Option<i64>,
+    /// Why it is or is not due, as a sentence.
+    pub why: String,
+    /// The last step of the run in progress, when there is one.
+    pub step: Option<Phase>,
+    /// The steps a renewal would take, in order.
+    pub steps: Vec<DryRunStep>,
+    /// The key that would be made (or kept), as a sentence.
+    pub key: String,
+    /// The CSR's subject attributes (`CN=…`), most significant first.
+    pub subject: Vec<String>,
+    /// The CSR's SANs (`DNS:…`).
+    pub sans: Vec<String>,
+    /// The hooks around the install (`deploy_hook: /usr/bin/…`).
+    pub hooks: Vec<String>,
+    /// Whether an operator task is expected, as a sentence.
+    pub tasks: String,
+}
+
+/// One step of a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunStep {
+    pub step: String,
+    pub what: String,
+}
+
+impl From<&crate::lifecycle::DryRun> for DryRunReport {
+    fn from(d: &crate::lifecycle::DryRun) -> DryRunReport {
+        DryRunReport {
+            id: d.id.clone(),
+            plugin: d.plugin.clone(),
+            plugin_summary: d.plugin_summary.clone(),
+            due: d.due,
+            due_at: d.due_at,
+            why: d.why.clone(),
+            step: d.run_phase.map(Phase::from),
+            steps: d
+                .steps
+                .iter()
+                .map(|s| DryRunStep {
+                    step: s.step.clone(),
+                    what: s.what.clone(),
+                })
+                .collect(),
+            key: d.key.clone(),
+            subject: d.subject.clone(),
+            sans: d.sans.clone(),
+            hooks: d.hooks.clone(),
+            tasks: d.tasks.clone(),
+        }
+    }
 }
 
 /// The notification outbox, in `status`.
@@ -343,6 +569,13 @@ pub struct ListItem {
     /// Negative once expired.
     pub seconds_left: i64,
     pub state: CertState,
+    /// The Nordic identity as fields (the first one the certificate carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_fields: Option<IdentityFields>,
+    /// A renewed certificate installed before its not-before while its run goes on: not
+    /// valid yet, and a warning rather than critical (`status.attention` only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
 }
 
 /// `show ID`.

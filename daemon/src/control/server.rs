@@ -978,6 +978,8 @@ mod tests {
             renewals: Vec::new(),
             plugins_refused: 0,
             notifications: Default::default(),
+            removed: Vec::new(),
+            first_issues: Vec::new(),
         }
     }
 

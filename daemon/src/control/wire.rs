@@ -10,7 +10,7 @@
 //! - Each type converts from its internal counterpart with `From`. The conversions take the
 //!   internal structs apart field by field, without `..`: a field added inside the daemon is a
 //!   compile error here until someone decides whether the protocol shows it.
-//! - The JSON names are the documented ones (`certvakt.1`, README): snake_case, enums tagged
+//! - The JSON names are the documented ones (`certvakt.1`, docs/cli.md): snake_case, enums tagged
 //!   as the comments say.
 
 use std::path::PathBuf;
@@ -258,6 +258,50 @@ impl From<&inventory::NordicIdentity> for NordicIdentity {
     }
 }
 
+/// A Nordic identity as fields scripts can use without parsing the label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityFields {
+    /// The scheme: `dk_oces3`, `dk_oces2`, `se_hsa_id`, `no_org_number`, `fi_organisation`.
+    pub kind: String,
+    /// ISO 3166 country code: `DK`, `SE`, `NO`, `FI`.
+    pub country: String,
+    /// The number in the authority's register: CVR, HSA-ID, organisation number, Y-tunnus
+    /// (or the Finnish organisation identifier when there is no Y-tunnus).
+    pub number: String,
+    /// The OCES3 UUID, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The preformatted label, as the `identity` column shows it.
+    pub label: String,
+}
+
+impl From<&NordicIdentity> for IdentityFields {
+    fn from(identity: &NordicIdentity) -> IdentityFields {
+        let (kind, country, number, uuid) = match identity {
+            NordicIdentity::DkOces3 { cvr, uuid } => ("dk_oces3", "DK", cvr, uuid.clone()),
+            NordicIdentity::DkOces2 { cvr, .. } => ("dk_oces2", "DK", cvr, None),
+            NordicIdentity::SeHsaId { hsa_id } => ("se_hsa_id", "SE", hsa_id, None),
+            NordicIdentity::NoOrgNumber { orgnr, .. } => ("no_org_number", "NO", orgnr, None),
+            NordicIdentity::FiOrganisation {
+                business_id,
+                identifier,
+            } => (
+                "fi_organisation",
+                "FI",
+                business_id.as_ref().unwrap_or(identifier),
+                None,
+            ),
+        };
+        IdentityFields {
+            kind: kind.to_owned(),
+            country: country.to_owned(),
+            number: number.clone(),
+            uuid,
+            label: identity.label(),
+        }
+    }
+}
+
 /// Back to the inventory's form, for its label.
 impl From<&NordicIdentity> for inventory::NordicIdentity {
     fn from(identity: &NordicIdentity) -> inventory::NordicIdentity {
@@ -387,6 +431,9 @@ pub struct ShownEntry {
     /// `pem`, `der` or `pkcs12`.
     pub format: String,
     pub cert: CertInfo,
+    /// `cert.identities` as fields (kind, country, number, uuid, label), for scripts.
+    #[serde(default)]
+    pub identity_fields: Vec<IdentityFields>,
     /// Only meaningful for the first certificate of a managed source.
     pub key_check: KeyCheck,
     pub state: CertState,
@@ -413,6 +460,11 @@ impl ShownEntry {
             index: *index,
             format: format.clone(),
             cert: cert.as_ref().into(),
+            identity_fields: cert
+                .identities
+                .iter()
+                .map(|identity| IdentityFields::from(&NordicIdentity::from(identity)))
+                .collect(),
             key_check: (*key_check).into(),
             state,
             seconds_left,
@@ -552,6 +604,9 @@ pub struct Renewal {
     pub plugin_loaded: bool,
     /// The last step completed by the run in progress; `None` when no run is.
     pub phase: Option<Phase>,
+    /// The same as `phase`, by the name the CLI's tables give it (STEP).
+    #[serde(default)]
+    pub step: Option<Phase>,
     /// When the engine next acts for it (due time, poll, retry or end of overlap).
     pub next_at: Option<i64>,
     /// Failed steps in a row.
@@ -588,6 +643,7 @@ impl From<&lifecycle::CertRenewal> for Renewal {
             plugin: plugin.clone(),
             plugin_loaded: *plugin_loaded,
             phase: phase.map(Phase::from),
+            step: phase.map(Phase::from),
             next_at: *next_at,
             failures: *failures,
             last_error: last_error.clone(),

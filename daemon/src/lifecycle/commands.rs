@@ -49,7 +49,11 @@ impl Engine {
                 .iter()
                 .find(|(_, r)| r.open_tasks().any(|t| &t.id == task_id))
                 .map(|(id, _)| id.clone()),
-            Command::Reconfigure(_) => None,
+            Command::Reconfigure(_)
+            | Command::History { .. }
+            | Command::DryRun { .. }
+            | Command::Cancel { .. }
+            | Command::Forget { .. } => None,
         }?;
         self.in_flight.contains_key(&id).then_some(id)
     }
@@ -89,11 +93,43 @@ impl Engine {
                 self.reconfigure(config);
                 None
             }
+            Command::History { id, limit, reply } => {
+                let result = self.history(&id, limit).await;
+                let _ = reply.send(result);
+                return;
+            }
+            Command::DryRun { id, reply } => {
+                self.dry_run(&id, reply);
+                return;
+            }
+            Command::Cancel { id, reply } => {
+                let result = self.cancel(&id);
+                let _ = reply.send(result);
+                None
+            }
+            Command::Forget { id, reply } => {
+                let result = self.forget(&id);
+                let _ = reply.send(result);
+                None
+            }
         };
         if let Some(id) = touched {
             self.pause_if_reached(&id);
         }
         self.publish(crate::now_unix());
+    }
+
+    /// `certvakt history ID`: a configured certificate, or one removed whose run is kept.
+    async fn history(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<super::HistoryEntry>, EngineError> {
+        if self.core.cert(id).is_none() && !self.removed.iter().any(|r| r.id == id) {
+            return Err(EngineError::UnknownCertificate(id.to_owned()));
+        }
+        let (store, id) = (self.core.store.clone(), id.to_owned());
+        super::blocking(move || super::history::read(&store, &id, limit)).await?
     }
 
     pub(super) fn managed(&self, id: &str) -> Result<ManagedCertificate, EngineError> {
@@ -141,6 +177,10 @@ impl Engine {
             return Ok(message);
         }
         let current = read_live(&cert).await?;
+        let lifted = record.cancelled.take().is_some();
+        if lifted {
+            self.keep(id, record.clone(), before.clone())?;
+        }
         if !force {
             let due = current.as_ref().map(|f| {
                 crate::schedule::renewal_due(
@@ -151,8 +191,13 @@ impl Engine {
                 )
             });
             if let Some(due) = due.filter(|due| *due > now) {
+                let lifted = if lifted {
+                    "; the hold of the cancelled run is lifted, so it renews by itself when due"
+                } else {
+                    ""
+                };
                 return Ok(format!(
-                    "{id} is not due until {} (use --force to renew now)",
+                    "{id} is not due until {} (use --force to renew now){lifted}",
                     crate::human_time::format_time(due)
                 ));
             }
@@ -302,6 +347,24 @@ impl Engine {
         );
         let version = super::blocking(move || store.rollback(&cert_id, &live, &own)).await??;
         log::warn!(cert_id = id, version = version.0; "rolled back to the previous version");
+        let entry = super::HistoryEntry {
+            run: None,
+            outcome: super::Outcome::RolledBack,
+            reason: None,
+            started_at: None,
+            finished_at: crate::now_unix(),
+            plugin: Some(cert.plugin.clone()),
+            phase: None,
+            old_serial: None,
+            new_serial: None,
+            version: Some(version),
+            notes: Vec::new(),
+            error: None,
+            tasks: Vec::new(),
+        };
+        if let Err(e) = self.core.store.append_history(id, &entry) {
+            log::error!(cert_id = id; "rolled back, but the history entry cannot be written: {e}");
+        }
         self.core.announce(id);
         Ok(format!("{id} is back at version {version}"))
     }

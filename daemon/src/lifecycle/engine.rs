@@ -112,6 +112,7 @@ impl Engine {
             paused: Default::default(),
             nudged: Default::default(),
             deferred: Vec::new(),
+            removed: Vec::new(),
             stuck_inbox_files: Default::default(),
             settling: BTreeMap::new(),
             inbox_watch_stale: true,
@@ -186,6 +187,7 @@ impl Engine {
             }
             match core.recover_and_load(cert) {
                 Ok(record) => {
+                    self.remove_orphan_keys(&cert.id, &record);
                     records.insert(cert.id.clone(), record);
                 }
                 Err(e) => {
@@ -196,6 +198,7 @@ impl Engine {
         }
         self.records = records;
         self.held = held;
+        self.find_removed();
     }
 
     /// Runs until `commands` closes.
@@ -548,14 +551,27 @@ impl Engine {
                     last_success: record.last_success,
                     open_tasks: record.open_tasks().cloned().collect(),
                     suggested_window,
-                    notes: record
-                        .run
-                        .as_ref()
-                        .map_or_else(|| record.last_notes.clone(), |r| r.notes.clone()),
+                    notes: record.run.as_ref().map_or_else(
+                        || {
+                            let mut notes = record.last_notes.clone();
+                            if let Some(c) = &record.cancelled {
+                                notes.push(format!(
+                                    "the last renewal was cancelled by the operator at {}; no run starts by itself until `certvakt renew {}`",
+                                    crate::human_time::format_time(c.at),
+                                    cert.id
+                                ));
+                            }
+                            notes
+                        },
+                        |r| r.notes.clone(),
+                    ),
                 }
             })
             .collect();
-        let view = EngineView { certificates };
+        let view = EngineView {
+            certificates,
+            removed: self.removed.clone(),
+        };
         core.metrics.observe_renewals(
             view.certificates
                 .iter()

@@ -38,16 +38,23 @@
 //! - `install`: installing a staged version, the hooks around it, and the live files.
 //! - `tasks`: operator tasks: opening them with their files, closing them.
 //! - `commands`: what an operator asks: renew, import, task done, rollback.
+//! - `cancel`: stopping a run in progress, and the runs of certificates removed from the
+//!   configuration (kept until `certvakt forget`).
+//! - [`dry_run`]: what `renew --dry-run` says would happen, changing nothing.
+//! - [`history`]: the audit history of ended runs.
 //! - `inbox`: files dropped into a certificate's inbox.
 //! - [`run`]: the persisted record: runs, phases, tasks.
 //! - [`cert_services`]: the host services a plugin gets during a call about one certificate.
 //! - [`client_identities`]: managed certificates as the HTTP client's identities and trust.
 //! - [`hooks`]: running the operator's hook programs.
 
+mod cancel;
 pub mod cert_services;
 pub mod client_identities;
 mod commands;
+pub mod dry_run;
 mod engine;
+pub mod history;
 pub mod hooks;
 pub mod import;
 mod inbox;
@@ -74,7 +81,9 @@ use crate::plugin_host::challenges::Http01Responder;
 use crate::plugin_host::{HttpService, MailOut, PluginCallError, Registry};
 use crate::store::{self, Store};
 
-pub use run::{CertFacts, Phase, Reason, Record, Requested, Run, Suggestion, Task};
+pub use dry_run::{DryRun, DryStep};
+pub use history::{HistoryEntry, Outcome};
+pub use run::{Cancelled, CertFacts, Phase, Reason, Record, Requested, Run, Suggestion, Task};
 
 /// How long a plugin call may take before it counts as failed.
 pub const PLUGIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -152,6 +161,27 @@ pub enum Command {
     },
     /// The configuration was reloaded.
     Reconfigure(Arc<Config>),
+    /// The last `limit` history entries of `id`, newest first.
+    History {
+        id: String,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<HistoryEntry>, EngineError>>,
+    },
+    /// What a renewal of `id` would do now, changing nothing.
+    DryRun {
+        id: String,
+        reply: oneshot::Sender<Result<DryRun, EngineError>>,
+    },
+    /// Stop the run in progress of `id`, keeping the certificate in use.
+    Cancel {
+        id: String,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    /// Discard the run and pending key of `id`, removed from the configuration.
+    Forget {
+        id: String,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
 }
 
 impl Command {
@@ -161,7 +191,17 @@ impl Command {
             Command::Renew { reply, .. }
             | Command::Import { reply, .. }
             | Command::TaskDone { reply, .. }
-            | Command::Rollback { reply, .. } => reply,
+            | Command::Rollback { reply, .. }
+            | Command::Cancel { reply, .. }
+            | Command::Forget { reply, .. } => reply,
+            Command::History { reply, .. } => {
+                let _ = reply.send(answer.and_then(|_| Err(EngineError::Other("refused".into()))));
+                return;
+            }
+            Command::DryRun { reply, .. } => {
+                let _ = reply.send(answer.and_then(|_| Err(EngineError::Other("refused".into()))));
+                return;
+            }
             Command::Reconfigure(_) => return,
         };
         let _ = reply.send(answer);
@@ -179,6 +219,12 @@ impl std::fmt::Debug for Command {
             Command::TaskDone { task_id, .. } => write!(f, "TaskDone {{ task_id: {task_id:?} }}"),
             Command::Rollback { id, .. } => write!(f, "Rollback {{ id: {id:?} }}"),
             Command::Reconfigure(_) => f.write_str("Reconfigure"),
+            Command::History { id, limit, .. } => {
+                write!(f, "History {{ id: {id:?}, limit: {limit} }}")
+            }
+            Command::DryRun { id, .. } => write!(f, "DryRun {{ id: {id:?} }}"),
+            Command::Cancel { id, .. } => write!(f, "Cancel {{ id: {id:?} }}"),
+            Command::Forget { id, .. } => write!(f, "Forget {{ id: {id:?} }}"),
         }
     }
 }
@@ -211,6 +257,22 @@ pub struct CertRenewal {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineView {
     pub certificates: Vec<CertRenewal>,
+    /// Certificates no longer in the configuration whose run (open task, pending key) is
+    /// kept on disk until `certvakt forget`.
+    #[serde(default)]
+    pub removed: Vec<RemovedCert>,
+}
+
+/// A certificate removed from the configuration that still holds a run's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedCert {
+    pub id: String,
+    /// The last step the kept run completed, when there is a run.
+    pub phase: Option<Phase>,
+    /// How many pending keys are kept.
+    pub pending_keys: usize,
+    /// The kept run's open tasks.
+    pub open_tasks: Vec<String>,
 }
 
 impl EngineView {
@@ -285,6 +347,8 @@ pub struct Engine {
     nudged: BTreeSet<String>,
     /// Commands waiting for their certificate's step in flight.
     deferred: Vec<engine::Deferred>,
+    /// Certificates removed from the configuration whose run is kept (see `cancel`).
+    removed: Vec<RemovedCert>,
     /// Certificates stopped by the crash-test hook.
     paused: BTreeSet<String>,
     /// Inbox files that could not be moved away after their import was tried.

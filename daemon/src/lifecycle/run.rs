@@ -219,6 +219,18 @@ pub struct Record {
     /// What the plugin last said about when to renew the certificate in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested: Option<Suggestion>,
+    /// The operator cancelled the last run: no run starts by itself for the certificate in
+    /// use until `certvakt renew` (or a new certificate is live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Cancelled>,
+}
+
+/// A cancelled run, holding back automatic renewal of the certificate it would have replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub at: i64,
+    /// The serial of the certificate in use when it was cancelled; `None` before a first issue.
+    pub serial: Option<String>,
 }
 
 /// The authority's suggested renewal window for one certificate (e.g. ACME Renewal

@@ -202,6 +202,12 @@ impl Core {
         };
         if record.run.is_none() {
             let mut check_at = None;
+            let serial = current.as_ref().map(|f| f.serial.as_str());
+            if super::cancel::held_by_cancel(record, serial) {
+                // Cancelled by the operator: nothing starts by itself until `renew`.
+                *seen = Some(Seen::default());
+                return Ok(Progress::Wait(None));
+            }
             let (due, reason) = match &current {
                 Some(facts) => {
                     self.ask_renewal_window(cert, plugin, record, facts, services, now)
@@ -628,6 +634,7 @@ impl Core {
         now: i64,
     ) {
         record.runs += 1;
+        record.cancelled = None;
         record.run = Some(Run::new(record.runs, reason, now, current));
         record.tasks.retain(|t| t.closed_at.is_none());
         log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
@@ -725,19 +732,16 @@ impl Core {
             }
         }
         if let Some(run) = record.run.take() {
-            let _ = self.store.append_history(
-                &cert.id,
-                &serde_json::json!({
-                    "run": run.number,
-                    "reason": run.reason,
-                    "started_at": run.started_at,
-                    "finished_at": now,
-                    "old_serial": run.old.as_ref().map(|o| o.serial.clone()),
-                    "new_serial": run.new.as_ref().map(|n| n.serial.clone()),
-                    "version": run.version,
-                    "notes": run.notes,
-                }),
+            let entry = super::HistoryEntry::of_run(
+                &run,
+                record,
+                &cert.plugin,
+                super::Outcome::Completed,
+                now,
             );
+            if let Err(e) = self.store.append_history(&cert.id, &entry) {
+                log::error!(cert_id = cert.id.as_str(); "the run completed, but its history entry cannot be written: {e}");
+            }
             // Kept for status until the next run ends: a new UUID matters after the install.
             record.last_notes.clone_from(&run.notes);
             log::info!(

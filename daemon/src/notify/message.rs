@@ -5,8 +5,8 @@
 //!   receiver can drop a repeat (mail `Message-ID`, webhook `Idempotency-Key` and `id`).
 //! - `subject` is one line; `body` is plain text, in the operator's language where the plugin
 //!   wrote its task in it. Neither ever holds key material.
-//! - `details` holds the machine-readable facts (stable keys, see the webhook schema in the
-//!   README); channels put them in the webhook payload and the command's stdin.
+//! - `details` holds the machine-readable facts (stable keys, see the webhook schema in
+//!   docs/renewal.md); channels put them in the webhook payload and the command's stdin.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub struct Message {
     pub body: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
-    /// Facts for programs: stable keys per event (see the README's webhook schema).
+    /// Facts for programs: stable keys per event (see the webhook schema in docs/renewal.md).
     #[serde(default)]
     pub details: serde_json::Map<String, serde_json::Value>,
 }

@@ -133,6 +133,47 @@ impl Backend for Shared {
                     },
                 }
             }
+            Request::History { id, limit } => {
+                let limit = limit
+                    .unwrap_or(crate::control::protocol::HISTORY_LIMIT)
+                    .max(1);
+                self.ask_engine_for(
+                    |reply| lifecycle::Command::History {
+                        id: id.clone(),
+                        limit,
+                        reply,
+                    },
+                    |entries| Response::History {
+                        id: id.clone(),
+                        entries: entries
+                            .iter()
+                            .map(crate::control::protocol::HistoryEntry::from)
+                            .collect(),
+                    },
+                )
+                .await
+            }
+            Request::RenewDryRun { id } => {
+                self.ask_engine_for(
+                    |reply| lifecycle::Command::DryRun { id, reply },
+                    |dry_run| Response::RenewDryRun((&dry_run).into()),
+                )
+                .await
+            }
+            Request::Cancel { id } => {
+                self.ask_engine(
+                    |reply| lifecycle::Command::Cancel { id, reply },
+                    |message| Response::Cancel { message },
+                )
+                .await
+            }
+            Request::Forget { id } => {
+                self.ask_engine(
+                    |reply| lifecycle::Command::Forget { id, reply },
+                    |message| Response::Forget { message },
+                )
+                .await
+            }
             Request::Tasks => Response::Tasks {
                 tasks: self.engine_view().tasks().map(Task::from).collect(),
             },
@@ -219,6 +260,15 @@ impl Shared {
         &self,
         command: impl FnOnce(oneshot::Sender<Result<String, EngineError>>) -> lifecycle::Command,
         ok: impl FnOnce(String) -> Response,
+    ) -> Response {
+        self.ask_engine_for(command, ok).await
+    }
+
+    /// [`Shared::ask_engine`] for a command whose answer is not a sentence.
+    pub(super) async fn ask_engine_for<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> lifecycle::Command,
+        ok: impl FnOnce(T) -> Response,
     ) -> Response {
         let (tx, rx) = oneshot::channel();
         if self.engine.send(command(tx)).await.is_err() {

@@ -47,6 +47,7 @@ use crate::plugin_host::{self, HttpService, Registry};
 use crate::signal::{Signal, Signals};
 use crate::store::Store;
 use crate::systemd::Notifier;
+use crate::web_config::{Access, WebState};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,13 @@ pub async fn run(
         Some(addr) => Some(metrics::bind(addr).await?),
         None => None,
     };
+    // A web config that cannot be used stops the start: serving plain and open instead of
+    // TLS and authentication would be a silent downgrade.
+    let web = Arc::new(WebState::new(match &config.metrics.web {
+        Some(web) => Access::new(web)
+            .map_err(|p| MetricsError::WebConfig(format!("{}: {}", p.key, p.message)))?,
+        None => Access::open(),
+    }));
     let metrics_listen = metrics_listener
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -124,6 +132,7 @@ pub async fn run(
 
     let config = Arc::new(config);
     let plugins = Arc::new(load_plugins(&config, &metrics));
+    metrics.declare(&declared(&config, &plugins));
     let shared_config: SharedConfig = Arc::new(RwLock::new(config.clone()));
     let http: Arc<HttpService> = Arc::new(HttpService::new(
         tokio::runtime::Handle::current(),
@@ -224,6 +233,7 @@ pub async fn run(
         tokio::spawn(metrics::serve(
             listener,
             metrics.clone(),
+            web.clone(),
             stopped(stop_rx.clone()),
         ))
     });
@@ -259,7 +269,7 @@ pub async fn run(
                 Signal::Reload => {
                     log::info!(signal = "SIGHUP"; "received SIGHUP, reloading the configuration");
                     notifier.reloading();
-                    let _ = reload(&config_path, &shared, &policy, &mut scanning).await;
+                    let _ = reload(&config_path, &shared, &policy, &mut scanning, &web).await;
                     notifier.ready(&status_line(&shared.view()));
                     false
                 }
@@ -268,7 +278,7 @@ pub async fn run(
                 Command::Reload(reply) => {
                     log::info!("reload requested over the control socket");
                     notifier.reloading();
-                    let result = reload(&config_path, &shared, &policy, &mut scanning).await;
+                    let result = reload(&config_path, &shared, &policy, &mut scanning, &web).await;
                     notifier.ready(&status_line(&shared.view()));
                     let _ = reply.send(result);
                     false
@@ -352,6 +362,11 @@ fn load_plugins(config: &Config, metrics: &Arc<Metrics>) -> Registry {
     registry
 }
 
+/// What the metrics create at 0: the configuration's certificates and routes, the loaded plugins.
+fn declared(config: &Config, plugins: &Registry) -> metrics::Declared {
+    metrics::Declared::new(config, plugins.loaded.iter().map(|p| p.name.as_str()))
+}
+
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(i) => {
@@ -383,6 +398,7 @@ async fn reload(
     shared: &Shared,
     policy: &RwLock<AccessPolicy>,
     scanning: &mut Scanning,
+    web: &WebState,
 ) -> Result<ReloadReport, Vec<Problem>> {
     let path = config_path.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || config::load(&path))
@@ -445,6 +461,18 @@ async fn reload(
     if new.metrics.listen != old.config.metrics.listen {
         log::warn!(key = "metrics.listen"; "changing the metrics address takes a restart; the current listener stays until then");
     }
+    // The web config is read again (its certificate files may have been renewed); if it
+    // cannot be used now, the endpoint keeps the settings it has.
+    let access = match &new.metrics.web {
+        Some(settings) => Access::new(settings),
+        None => Ok(Access::open()),
+    };
+    match access {
+        Ok(access) => web.replace(access),
+        Err(p) => {
+            log::error!(key = "metrics.web_config"; "the web config for /metrics cannot be used ({}: {}); /metrics keeps its previous TLS and authentication settings", p.key, p.message);
+        }
+    }
     log::set_max_level(new.daemon.log_level);
     let new_policy = access_policy(&new);
     match policy.write() {
@@ -453,6 +481,7 @@ async fn reload(
     }
     let config = Arc::new(new);
     let inventory = scanning.run(&config, &shared.metrics, false).await;
+    shared.metrics.declare(&declared(&config, &shared.plugins));
     shared.metrics.observe_reload(true);
     match shared.config.write() {
         Ok(mut c) => *c = config.clone(),

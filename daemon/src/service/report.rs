@@ -1,13 +1,26 @@
 //! The reports the control socket answers with: status, list and show, made from the
 //! published snapshots (the inventory, the configuration and the renewal engine's view) and
 //! converted into the protocol's own types on the way.
+//!
+//! Two states a run in progress explains are warnings, not critical (see `EXIT_CODES_HELP`):
+//! - a managed certificate whose file is missing while a run is in progress for it is a
+//!   *first issue under way*, not a source problem;
+//! - a managed certificate that is not valid yet while the run that installed it goes on
+//!   (last step `installed` or `verified`: the engine installs an issued certificate at once,
+//!   and keeps the previous version for rollback until it retires it after the overlap) is
+//!   *staged before its not-before*, not counted in `not_yet_valid`.
+//!
+//! Outside a run both stay critical: nothing explains them.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Problem;
 use crate::control::protocol::{
-    Counts, Health, ListItem, Renewal, ShowReport, ShownEntry, SourceProblem, StatusReport,
+    Counts, FirstIssue, Health, IdentityFields, ListItem, Renewal, ShowReport, ShownEntry,
+    SourceProblem, StatusReport,
 };
-use crate::inventory::{CertState, Entry, NordicIdentity};
-use crate::lifecycle::EngineView;
+use crate::inventory::{self, CertState, Entry, NordicIdentity, ProblemKind};
+use crate::lifecycle::{EngineView, Phase};
 
 use super::{View, warn_before};
 
@@ -25,25 +38,78 @@ pub(super) fn status_line(view: &View) -> String {
 }
 
 pub(super) fn counts(view: &View, now: i64) -> Counts {
+    classify(view, &EngineView::default(), now).counts
+}
+
+/// What the inventory shows, read against the runs in progress.
+struct Classified<'a> {
+    counts: Counts,
+    /// Problems that are not a first issue under way.
+    problems: Vec<&'a inventory::SourceProblem>,
+    first_issues: Vec<FirstIssue>,
+    /// Source ids of managed certificates staged before their not-before.
+    staged: BTreeSet<String>,
+}
+
+fn classify<'a>(view: &'a View, engine: &EngineView, now: i64) -> Classified<'a> {
     let warn = warn_before(&view.config);
-    let mut counts = Counts {
-        problems: view.inventory.problems.len(),
-        ..Counts::default()
+    let running: BTreeMap<&str, Phase> = engine
+        .certificates
+        .iter()
+        .filter_map(|c| c.phase.map(|phase| (c.id.as_str(), phase)))
+        .collect();
+    let mut classified = Classified {
+        counts: Counts::default(),
+        problems: Vec::new(),
+        first_issues: Vec::new(),
+        staged: BTreeSet::new(),
     };
-    for entry in &view.inventory.entries {
-        match entry.cert.state_at(now, warn) {
-            CertState::Ok => counts.ok += 1,
-            CertState::Expiring => counts.expiring += 1,
-            CertState::Expired => counts.expired += 1,
-            CertState::NotYetValid => counts.not_yet_valid += 1,
+    for problem in &view.inventory.problems {
+        let managed = matches!(problem.source, inventory::SourceKind::Managed { .. });
+        match running.get(problem.id.as_str()) {
+            Some(phase) if managed && problem.kind == ProblemKind::Missing => {
+                classified.first_issues.push(FirstIssue {
+                    id: problem.id.clone(),
+                    path: problem.path.clone(),
+                    step: (*phase).into(),
+                });
+            }
+            _ => classified.problems.push(problem),
         }
     }
-    counts
+    for entry in &view.inventory.entries {
+        let state = entry.cert.state_at(now, warn);
+        let c = &mut classified.counts;
+        match state {
+            CertState::Ok => c.ok += 1,
+            CertState::Expiring => c.expiring += 1,
+            CertState::Expired => c.expired += 1,
+            CertState::NotYetValid if is_staged(entry, &running) => {
+                c.staged += 1;
+                classified.staged.insert(source_id(&entry.id).to_owned());
+            }
+            CertState::NotYetValid => c.not_yet_valid += 1,
+        }
+    }
+    classified.counts.problems = classified.problems.len();
+    classified.counts.first_issues = classified.first_issues.len();
+    classified
+}
+
+/// A managed certificate not valid yet, installed by the run still in progress for it.
+fn is_staged(entry: &Entry, running: &BTreeMap<&str, Phase>) -> bool {
+    let inventory::SourceKind::Managed { id, .. } = &entry.source else {
+        return false;
+    };
+    matches!(
+        running.get(id.as_str()),
+        Some(Phase::Installed | Phase::Verified)
+    )
 }
 
 /// Health: expired, not yet valid and unreadable are critical; expiring, a failing renewal,
-/// a task waiting for a person, a certificate whose plugin is missing, or a refused plugin
-/// file are warnings.
+/// a task waiting for a person, a certificate whose plugin is missing, a refused plugin
+/// file, a first issue under way or a certificate staged before its not-before are warnings.
 pub(super) fn status_report(
     view: &View,
     started_at: i64,
@@ -52,16 +118,18 @@ pub(super) fn status_report(
     outbox: &crate::notify::OutboxView,
 ) -> StatusReport {
     let now = crate::now_unix();
-    let counts = counts(view, now);
+    let classified = classify(view, engine, now);
+    let counts = classified.counts.clone();
     let renewal_trouble = engine
         .certificates
         .iter()
         .any(|c| c.failures > 0 || !c.open_tasks.is_empty() || !c.plugin_loaded);
     let health = if counts.expired + counts.not_yet_valid + counts.problems > 0 {
         Health::Critical
-    } else if counts.expiring > 0
+    } else if counts.expiring + counts.staged + counts.first_issues > 0
         || renewal_trouble
         || plugins_refused > 0
+        || !engine.removed.is_empty()
         || !outbox.undeliverable.is_empty()
         || outbox.problem.is_some()
     {
@@ -72,6 +140,13 @@ pub(super) fn status_report(
     let mut attention: Vec<ListItem> = list_items(view, now)
         .into_iter()
         .filter(|item| item.state != CertState::Ok.into())
+        .map(|mut item| {
+            if let crate::control::protocol::SourceKind::Managed { id, .. } = &item.source {
+                item.staged = item.state == CertState::NotYetValid.into()
+                    && classified.staged.contains(id.as_str());
+            }
+            item
+        })
         .collect();
     attention.sort_by_key(|item| item.not_after);
     StatusReport {
@@ -89,15 +164,20 @@ pub(super) fn status_report(
         health,
         counts,
         attention,
-        problems: view
-            .inventory
+        problems: classified
             .problems
             .iter()
-            .map(SourceProblem::from)
+            .map(|p| SourceProblem::from(*p))
             .collect(),
         renewals: engine.certificates.iter().map(Renewal::from).collect(),
         plugins_refused,
         notifications: notifications(outbox),
+        removed: engine
+            .removed
+            .iter()
+            .map(crate::control::protocol::RemovedCertificate::from)
+            .collect(),
+        first_issues: classified.first_issues,
     }
 }
 
@@ -115,6 +195,10 @@ pub(super) fn list_items(view: &View, now: i64) -> Vec<ListItem> {
             not_after: entry.cert.not_after,
             seconds_left: entry.cert.not_after - now,
             state: entry.cert.state_at(now, warn).into(),
+            identity_fields: entry.cert.identities.first().map(|identity| {
+                IdentityFields::from(&crate::control::protocol::NordicIdentity::from(identity))
+            }),
+            staged: false,
         })
         .collect()
 }
@@ -219,6 +303,123 @@ fn notifications(outbox: &crate::notify::OutboxView) -> crate::control::protocol
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn renewal(id: &str, phase: Option<Phase>) -> crate::lifecycle::CertRenewal {
+        crate::lifecycle::CertRenewal {
+            id: id.into(),
+            plugin: "manual".into(),
+            plugin_loaded: true,
+            phase,
+            next_at: None,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+            open_tasks: Vec::new(),
+            suggested_window: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn missing(id: &str, managed: bool) -> inventory::SourceProblem {
+        let source = if managed {
+            inventory::SourceKind::Managed {
+                id: id.into(),
+                plugin: "manual".into(),
+                key: None,
+            }
+        } else {
+            inventory::SourceKind::Watched { pattern: id.into() }
+        };
+        inventory::SourceProblem {
+            id: id.into(),
+            source,
+            path: format!("/etc/certvakt/certs/{id}.pem"),
+            kind: ProblemKind::Missing,
+            message: "does not exist".into(),
+        }
+    }
+
+    /// A view with the example managed certificate `fmk-prod`, valid from `not_before`, and
+    /// the problems given.
+    fn view(not_before: i64, problems: Vec<inventory::SourceProblem>) -> View {
+        let mut entry = crate::inventory::example_entry();
+        let mut cert = (*entry.cert).clone();
+        cert.not_before = not_before;
+        entry.cert = Arc::new(cert);
+        View {
+            config: Arc::new(crate::config::Config::defaults()),
+            inventory: Arc::new(inventory::Inventory {
+                entries: vec![entry],
+                problems,
+                ..inventory::Inventory::default()
+            }),
+            config_loaded_at: 0,
+            last_reload_error: None,
+            metrics_listen: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_managed_file_with_a_run_in_progress_is_a_first_issue() {
+        let now = 1_780_000_000;
+        let view = view(
+            now - 86_400,
+            vec![
+                missing("shop", true),
+                missing("lab", true),
+                missing("/srv/x.pem", false),
+            ],
+        );
+        let engine = EngineView {
+            certificates: vec![
+                renewal("shop", Some(Phase::Ordered)),
+                renewal("lab", None),
+                renewal("/srv/x.pem", Some(Phase::Ordered)),
+            ],
+            removed: Vec::new(),
+        };
+        let classified = classify(&view, &engine, now);
+        assert_eq!(
+            classified.first_issues,
+            [FirstIssue {
+                id: "shop".into(),
+                path: "/etc/certvakt/certs/shop.pem".into(),
+                step: Phase::Ordered.into(),
+            }]
+        );
+        // No run for lab: its missing file is a problem; a watched file is never a first issue.
+        let ids: Vec<&str> = classified.problems.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["lab", "/srv/x.pem"]);
+        assert_eq!(
+            (classified.counts.problems, classified.counts.first_issues),
+            (2, 1)
+        );
+    }
+
+    #[test]
+    fn a_certificate_not_yet_valid_is_staged_only_while_the_run_that_installed_it_goes_on() {
+        let now = 1_780_000_000;
+        let view = view(now + 3_600, Vec::new());
+        for (phase, staged) in [
+            (Some(Phase::Installed), true),
+            (Some(Phase::Verified), true),
+            (Some(Phase::Registered), false),
+            (None, false),
+        ] {
+            let engine = EngineView {
+                certificates: vec![renewal("fmk-prod", phase)],
+                removed: Vec::new(),
+            };
+            let c = classify(&view, &engine, now);
+            assert_eq!(
+                (c.counts.staged, c.counts.not_yet_valid),
+                if staged { (1, 0) } else { (0, 1) },
+                "{phase:?}"
+            );
+            assert_eq!(c.staged.contains("fmk-prod"), staged, "{phase:?}");
+        }
+    }
 
     #[test]
     fn source_ids_strip_only_numeric_suffixes() {

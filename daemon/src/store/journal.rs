@@ -125,6 +125,71 @@ impl Store {
             .join(PENDING_KEY_FILE))
     }
 
+    /// The pending keys of certificate `id` that exist: `pending-key.pem` and a set's or an
+    /// earlier order's `pending-key.*.pem`. Creates nothing.
+    pub fn pending_keys(&self, id: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.cert_dir("find pending keys", id)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_err("list pending keys", &dir)(err)),
+        };
+        let mut keys: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name == PENDING_KEY_FILE
+                    || (name.starts_with("pending-key.") && name.ends_with(".pem"))
+            })
+            .map(|e| e.path())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Removes every pending key of certificate `id` (see [`Store::pending_keys`]), and makes
+    /// the removal durable. Call it only after the state that no longer needs them is on disk.
+    pub fn remove_pending_keys(&self, id: &str) -> Result<Vec<PathBuf>> {
+        let keys = self.pending_keys(id)?;
+        for key in &keys {
+            match fs::remove_file(key) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(io_err("remove pending key", key)(err)),
+            }
+        }
+        if !keys.is_empty() {
+            atomic::fsync_dir(&self.cert_dir("remove pending keys", id)?)?;
+        }
+        Ok(keys)
+    }
+
+    /// Removes the engine's state of certificate `id` (durably); the history stays.
+    pub fn remove_state(&self, id: &str) -> Result<()> {
+        let dir = self.cert_dir("remove state", id)?;
+        let path = dir.join(STATE_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => atomic::fsync_dir(&dir),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(io_err("remove state", &path)(err)),
+        }
+    }
+
+    /// The ids that have a folder under `certs/` (configured or not), sorted.
+    pub fn cert_ids(&self) -> Result<Vec<String>> {
+        let entries =
+            fs::read_dir(&self.certs).map_err(io_err("list certificates", &self.certs))?;
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| check_name("list certificates", "certificate id", id, &self.certs).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// `plugins/<plugin>/`: the plugin's own state. Created (0750) on demand.
     pub fn plugin_state_dir(&self, plugin: &str) -> Result<PathBuf> {
         let plugins = self.root.join(PLUGINS_DIR);

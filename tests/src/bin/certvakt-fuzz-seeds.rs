@@ -143,26 +143,39 @@ fn config(seeds: &mut Seeds, repo: &Path) -> Result<()> {
     let shipped = std::fs::read(repo.join("packaging/certvakt.toml"))
         .context("reading packaging/certvakt.toml")?;
     seeds.add("config", "shipped", &shipped)?;
-    // Every TOML example of the README, alone and as a drop-in to the shipped file.
-    let readme = std::fs::read_to_string(repo.join("README.md")).context("reading README.md")?;
+    // Every TOML example of the README and the docs/ pages, alone and as a drop-in to the
+    // shipped file.
+    let mut pages = vec![repo.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo.join("docs"))
+        .context("reading docs/")?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .context("reading docs/")?;
+    docs.retain(|path| path.extension().is_some_and(|ext| ext == "md"));
+    docs.sort();
+    pages.extend(docs);
     let mut examples = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line.trim_start()) {
-            (None, "```toml") => current = Some(String::new()),
-            (Some(block), "```") => {
-                examples.push(std::mem::take(block));
-                current = None;
+    for page in &pages {
+        let text =
+            std::fs::read_to_string(page).with_context(|| format!("reading {}", page.display()))?;
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            match (&mut current, line.trim_start()) {
+                (None, "```toml") => current = Some(String::new()),
+                (Some(block), "```") => {
+                    examples.push(std::mem::take(block));
+                    current = None;
+                }
+                (Some(block), _) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                (None, _) => {}
             }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
         }
     }
     if examples.is_empty() {
-        bail!("the README has no ```toml examples");
+        bail!("the README and docs/*.md have no ```toml examples");
     }
     for (n, example) in examples.iter().enumerate() {
         seeds.add("config", &format!("readme-{n}"), example)?;
