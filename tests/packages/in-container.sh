@@ -175,6 +175,11 @@ must "certvakt-reload@shop-web.service.path is enabled and watching" \
 # The unit's ExecReload signals the daemon (SIGHUP), which then applies the file: wait for it.
 must "systemctl reload certvakt applies the new certificate entry" \
   bash -c 'systemctl reload certvakt && wait_for 20 certvakt show shop'
+check "bash completes certvakt show with the daemon's certificate ids" bash -c '
+  source /usr/share/bash-completion/completions/certvakt
+  function=$(complete -p certvakt | sed -n "s/.* -F \([^ ]*\) .*/\1/p")
+  COMP_WORDS=(certvakt show ""); COMP_CWORD=2; COMP_LINE="certvakt show "; COMP_POINT=${#COMP_LINE}
+  "$function" certvakt "" show; printf "%s\n" "${COMPREPLY[@]}" | grep -qx shop'
 must "certvakt renew shop --force opens the manual order task" bash -c '
   csr=/var/lib/certvakt/certs/shop/outbox/*/request.csr
   certvakt renew shop --force && wait_for 30 compgen -G "$csr" && cp $csr '"$work"'/new.csr'

@@ -352,7 +352,9 @@ mod tests {
     fn the_id_arguments_are_found_in_the_clap_definition() {
         let found = positions(&Args::command());
         let path = |p: &str| p.split(' ').map(str::to_owned).collect::<Vec<_>>();
-        for id in ["show", "renew", "rollback", "import"] {
+        for id in [
+            "show", "renew", "rollback", "import", "history", "cancel", "forget",
+        ] {
             assert!(found.contains(&(path(id), Kind::Ids)), "{id}: {found:?}");
         }
         for task in ["task show", "task done"] {
@@ -385,20 +387,23 @@ mod tests {
         walk(&Args::command(), "certvakt");
     }
 
+    /// The line of `script` that contains `marker`.
+    fn line_with<'s>(script: &'s str, marker: &str) -> &'s str {
+        script
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{script}"))
+    }
+
     #[test]
     fn each_script_asks_the_daemon_for_ids_at_those_arguments() {
+        let ids = [
+            "show", "renew", "rollback", "import", "history", "cancel", "forget",
+        ];
+        let tasks = ["task show", "task done"];
+
         let bash = script(Shell::Bash);
         assert!(bash.contains("_certvakt_ids() {"), "{bash}");
-        assert!(
-            bash.contains(r#""show"|"renew"|"rollback"|"import") kind=ids ;;"#),
-            "{bash}"
-        );
-        assert!(
-            bash.contains(r#""task show"|"task done") kind=tasks ;;"#),
-            "{bash}"
-        );
-        assert!(bash.contains("--password-file|--timeout)"), "{bash}");
-
         let zsh = script(Shell::Zsh);
         assert!(zsh.contains("_certvakt_ids() {"), "{zsh}");
         assert!(!zsh.contains(ZSH_ENDING), "clap's ending is replaced");
@@ -407,14 +412,44 @@ mod tests {
                 .ends_with("compdef _certvakt_ids certvakt\nfi"),
             "{zsh}"
         );
+        for script in [&bash, &zsh] {
+            let (id_line, task_line) = (
+                line_with(script, "kind=ids ;;"),
+                line_with(script, "kind=tasks ;;"),
+            );
+            for path in ids {
+                assert!(
+                    id_line.contains(&format!("\"{path}\"")),
+                    "{path}: {id_line}"
+                );
+            }
+            for path in tasks {
+                assert!(
+                    task_line.contains(&format!("\"{path}\"")),
+                    "{path}: {task_line}"
+                );
+            }
+            // The values of options are no subcommand names.
+            let skip = script
+                .lines()
+                .find(|l| l.contains("--password-file") && l.contains('|'))
+                .unwrap_or_else(|| panic!("no pattern of options with values in:\n{script}"));
+            assert!(skip.contains("--timeout"), "{skip}");
+        }
 
         let fish = script(Shell::Fish);
-        assert!(
-            fish.contains("contains -- \"$cmdpath\" 'show' 'renew' 'rollback' 'import'"),
-            "{fish}"
+        let (id_line, task_line) = (
+            line_with(&fish, "contains -- \"$cmdpath\" 'show'"),
+            line_with(&fish, "contains -- \"$cmdpath\" 'task show'"),
         );
+        for path in ids {
+            assert!(id_line.contains(&format!("'{path}'")), "{path}: {id_line}");
+        }
+        assert!(task_line.contains("'task done'"), "{task_line}");
         assert!(
-            fish.contains("complete -c certvakt -n '__certvakt_ids_wanted tasks' -f -a '(__certvakt_ids tasks)'"),
+            fish.contains(
+                "complete -c certvakt -n '__certvakt_ids_wanted tasks' -f -a '(__certvakt_ids tasks)'"
+            ),
             "{fish}"
         );
     }
