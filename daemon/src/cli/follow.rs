@@ -325,6 +325,7 @@ mod tests {
             id: "web-2-1".into(),
             cert_id: "web".into(),
             phase: Phase::Ordered,
+            step: Phase::Ordered,
             title: "Order the certificate web from Test CA".into(),
             instructions: "…".into(),
             files: Vec::new(),

@@ -559,6 +559,8 @@ pub struct Task {
     pub cert_id: String,
     /// The step it belongs to (the one that completes when it is done).
     pub phase: Phase,
+    /// The same as `phase`, by the name the CLI's `tasks` table gives it (STEP).
+    pub step: Phase,
     pub title: String,
     pub instructions: String,
     /// Files written for it, in the certificate's outbox.
@@ -586,6 +588,7 @@ impl From<&lifecycle::Task> for Task {
             id: id.clone(),
             cert_id: cert_id.clone(),
             phase: (*phase).into(),
+            step: (*phase).into(),
             title: title.clone(),
             instructions: instructions.clone(),
             files: files.clone(),
