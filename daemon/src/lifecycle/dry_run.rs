@@ -9,7 +9,7 @@
 //!   order the engine takes them for this plugin and configuration, the key that would be
 //!   made (or kept), the subject and SANs the CSR would ask for, the hooks around the install,
 //!   and whether an operator task is expected. A plugin does not declare whether it opens a
-//!   task, so that is said as "the plugin decides at the issue step", with its own summary.
+//!   task, so that is said as "the plugin decides at the issue step"; its summary is beside it.
 //! - The engine loop never awaits the plugin: the answer is made in a task of its own.
 
 use std::sync::Arc;
@@ -141,10 +141,11 @@ impl Core {
             subject,
             sans,
             hooks: hooks(cert),
-            tasks: format!(
-                "the plugin decides at the issue step whether a person must act (an operator task; `certvakt tasks`); {} says: {summary}",
-                cert.plugin
-            ),
+            // The plugin's summary (what it does, e.g. "hands the order to a person") is on
+            // the plugin line already.
+            tasks: "the plugin decides at the issue step whether a person must act (an operator \
+                    task; `certvakt tasks`); its summary above says how it orders"
+                .into(),
         })
     }
 }
