@@ -184,7 +184,7 @@ impl Loader {
                 return;
             }
         };
-        let src = Source { path, text: &text };
+        let src = Source::new(path, &text);
         let (root, errors) = DeTable::parse_recoverable(&text);
         if errors.is_empty() {
             return self.root(&src, root.get_ref());
@@ -540,6 +540,18 @@ mod tests {
         assert_eq!(column_at(text, 3), 2);
         // After the two-byte é, the column counts characters, not bytes.
         assert_eq!(column_at(text, 7), 2);
+        // A file's Source finds the same line as counting from the start, at every offset.
+        let path = std::path::Path::new("/etc/certvakt/certvakt.toml");
+        for text in [text, "", "\n", "x", "\n\nab\n", "no newline at the end"] {
+            let src = Source::new(path, text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    src.line(offset),
+                    line_at(text.as_bytes(), offset),
+                    "{text:?} {offset}"
+                );
+            }
+        }
     }
 
     #[test]
