@@ -1010,6 +1010,8 @@ mod tests {
                     notifications: Default::default(),
                     removed: Vec::new(),
                     first_issues: Vec::new(),
+                    attention_more: 0,
+                    problems_more: 0,
                 }),
                 Request::List => Response::List { items: vec![] },
                 Request::Show { id } => Response::Error {

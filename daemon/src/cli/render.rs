@@ -439,10 +439,22 @@ pub fn render_status(report: &StatusReport, width: Option<usize>) -> String {
     if !report.attention.is_empty() {
         out.push_str("\nNeeds attention:\n");
         out.push_str(&list_table(&report.attention, width));
+        if report.attention_more > 0 {
+            out.push_str(&format!(
+                "  … and {} more: `certvakt list --expiring --sort expiry` lists them all\n",
+                report.attention_more
+            ));
+        }
     }
     if !report.problems.is_empty() {
         out.push_str("\nSource problems:\n");
         render_problems(&mut out, &report.problems);
+        if report.problems_more > 0 {
+            out.push_str(&format!(
+                "  … and {} more source problem(s): the journal names them as they appear, `certvakt show PATH` tells each\n",
+                report.problems_more
+            ));
+        }
     }
     out
 }
@@ -1280,6 +1292,8 @@ mod tests {
             notifications: Default::default(),
             removed: Vec::new(),
             first_issues: Vec::new(),
+            attention_more: 0,
+            problems_more: 0,
         }
     }
 

@@ -250,6 +250,8 @@ fn status() -> StatusReport {
             path: "/etc/certvakt/certs/shop.pem".into(),
             step: Phase::Ordered.into(),
         }],
+        attention_more: 250,
+        problems_more: 3,
     }
 }
 
@@ -266,6 +268,8 @@ fn quiet_status() -> StatusReport {
         notifications: Notifications::default(),
         removed: Vec::new(),
         first_issues: Vec::new(),
+        attention_more: 0,
+        problems_more: 0,
         ..status()
     }
 }

@@ -318,6 +318,11 @@ pub struct FirstIssue {
     pub step: Phase,
 }
 
+/// `status` lists at most this many certificates needing attention, and this many source
+/// problems: its answer stays small whatever the inventory (the counts are always whole;
+/// `certvakt list --expiring` lists every certificate).
+pub const STATUS_CAP: usize = 100;
+
 /// `status`: the daemon and the certificates at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -337,9 +342,16 @@ pub struct StatusReport {
     pub warn_before_secs: u64,
     pub health: Health,
     pub counts: Counts,
-    /// Certificates that are not `ok`, soonest expiry first.
+    /// Certificates that are not `ok`, soonest expiry first; at most [`STATUS_CAP`].
     pub attention: Vec<ListItem>,
+    /// Sources with a problem, in inventory order; at most [`STATUS_CAP`].
     pub problems: Vec<SourceProblem>,
+    /// How many more certificates need attention than `attention` lists (the cap).
+    #[serde(default)]
+    pub attention_more: usize,
+    /// How many more source problems there are than `problems` lists (the cap).
+    #[serde(default)]
+    pub problems_more: usize,
     /// Each managed certificate's renewal.
     #[serde(default)]
     pub renewals: Vec<Renewal>,

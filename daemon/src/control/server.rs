@@ -980,6 +980,8 @@ mod tests {
             notifications: Default::default(),
             removed: Vec::new(),
             first_issues: Vec::new(),
+            attention_more: 0,
+            problems_more: 0,
         }
     }
 

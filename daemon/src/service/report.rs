@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Problem;
 use crate::control::protocol::{
-    Counts, FirstIssue, Health, IdentityFields, ListItem, Renewal, ShowReport, ShownEntry,
-    SourceProblem, StatusReport,
+    Counts, FirstIssue, Health, IdentityFields, ListItem, Renewal, STATUS_CAP, ShowReport,
+    ShownEntry, SourceProblem, StatusReport,
 };
 use crate::inventory::{self, CertState, Entry, NordicIdentity, ProblemKind};
 use crate::lifecycle::{EngineView, Phase};
@@ -137,10 +137,15 @@ pub(super) fn status_report(
     } else {
         Health::Ok
     };
-    let mut attention: Vec<ListItem> = list_items(view, now)
-        .into_iter()
-        .filter(|item| item.state != CertState::Ok.into())
-        .map(|mut item| {
+    // Only what needs attention is made into items; `status` lists at most STATUS_CAP.
+    let warn = warn_before(&view.config);
+    let mut attention: Vec<ListItem> = view
+        .inventory
+        .entries
+        .iter()
+        .filter(|entry| entry.cert.state_at(now, warn) != CertState::Ok)
+        .map(|entry| {
+            let mut item = list_item(entry, now, warn);
             if let crate::control::protocol::SourceKind::Managed { id, .. } = &item.source {
                 item.staged = item.state == CertState::NotYetValid.into()
                     && classified.staged.contains(id.as_str());
@@ -149,6 +154,9 @@ pub(super) fn status_report(
         })
         .collect();
     attention.sort_by_key(|item| item.not_after);
+    let attention_more = attention.len().saturating_sub(STATUS_CAP);
+    attention.truncate(STATUS_CAP);
+    let problems_more = classified.problems.len().saturating_sub(STATUS_CAP);
     StatusReport {
         version: crate::VERSION.to_owned(),
         pid: std::process::id(),
@@ -167,8 +175,11 @@ pub(super) fn status_report(
         problems: classified
             .problems
             .iter()
+            .take(STATUS_CAP)
             .map(|p| SourceProblem::from(*p))
             .collect(),
+        attention_more,
+        problems_more,
         renewals: engine.certificates.iter().map(Renewal::from).collect(),
         plugins_refused,
         notifications: notifications(outbox),
@@ -186,21 +197,25 @@ pub(super) fn list_items(view: &View, now: i64) -> Vec<ListItem> {
     view.inventory
         .entries
         .iter()
-        .map(|entry| ListItem {
-            id: entry.id.clone(),
-            source: (&entry.source).into(),
-            path: entry.path.clone(),
-            name: display_name(&entry.cert.subject),
-            identity: entry.cert.identities.first().map(NordicIdentity::label),
-            not_after: entry.cert.not_after,
-            seconds_left: entry.cert.not_after - now,
-            state: entry.cert.state_at(now, warn).into(),
-            identity_fields: entry.cert.identities.first().map(|identity| {
-                IdentityFields::from(&crate::control::protocol::NordicIdentity::from(identity))
-            }),
-            staged: false,
-        })
+        .map(|entry| list_item(entry, now, warn))
         .collect()
+}
+
+fn list_item(entry: &Entry, now: i64, warn: u64) -> ListItem {
+    ListItem {
+        id: entry.id.clone(),
+        source: (&entry.source).into(),
+        path: entry.path.clone(),
+        name: display_name(&entry.cert.subject),
+        identity: entry.cert.identities.first().map(NordicIdentity::label),
+        not_after: entry.cert.not_after,
+        seconds_left: entry.cert.not_after - now,
+        state: entry.cert.state_at(now, warn).into(),
+        identity_fields: entry.cert.identities.first().map(|identity| {
+            IdentityFields::from(&crate::control::protocol::NordicIdentity::from(identity))
+        }),
+        staged: false,
+    }
 }
 
 pub(super) fn show_report(
@@ -358,6 +373,60 @@ mod tests {
             last_reload_error: None,
             metrics_listen: None,
         }
+    }
+
+    #[test]
+    fn status_stays_small_whatever_the_inventory() {
+        // 2 × STATUS_CAP + 7 expired watched certificates and as many missing files.
+        let n = 2 * STATUS_CAP + 7;
+        let example = crate::inventory::example_entry();
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| {
+                let mut entry = example.clone();
+                entry.id = format!("/srv/certs/{i}.pem");
+                entry.source = inventory::SourceKind::Watched {
+                    pattern: "/srv/certs/*.pem".into(),
+                };
+                let mut cert = (*entry.cert).clone();
+                // Expired, the later ones longer ago: the soonest expiry comes first.
+                cert.not_after = 1_000_000 - i as i64;
+                entry.cert = Arc::new(cert);
+                entry
+            })
+            .collect();
+        let problems = (0..n).map(|i| missing(&format!("w{i}"), false)).collect();
+        let mut view = view(0, problems);
+        view.inventory = Arc::new(inventory::Inventory {
+            entries,
+            problems: view.inventory.problems.clone(),
+            ..inventory::Inventory::default()
+        });
+        let engine = EngineView {
+            certificates: Vec::new(),
+            removed: Vec::new(),
+        };
+        let report = status_report(&view, 0, &engine, 0, &crate::notify::OutboxView::default());
+        assert_eq!((report.counts.expired, report.counts.problems), (n, n));
+        assert_eq!(report.attention.len(), STATUS_CAP);
+        assert_eq!(report.attention_more, n - STATUS_CAP);
+        assert_eq!(report.problems.len(), STATUS_CAP);
+        assert_eq!(report.problems_more, n - STATUS_CAP);
+        // The ones kept are the soonest expiry, in order.
+        assert_eq!(report.attention[0].not_after, 1_000_000 - (n as i64 - 1));
+        assert!(
+            report
+                .attention
+                .windows(2)
+                .all(|w| w[0].not_after <= w[1].not_after)
+        );
+        let text = crate::cli::render::render_status(&report, None);
+        assert!(
+            text.contains(&format!(
+                "… and {} more: `certvakt list --expiring",
+                n - STATUS_CAP
+            )),
+            "{text}"
+        );
     }
 
     #[test]
