@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use crate::config;
 use crate::control::client::{Client, ClientError};
-use crate::control::protocol::{CheckConfigReport, ConfigProblem, ErrorCode, Request, Response};
+use crate::control::protocol::{
+    CheckConfigReport, ConfigProblem, ErrorCode, LIST_PAGE, ListItem, Request, Response,
+};
 use certvakt_plugin_api::duration::HumanDuration;
 
 /// The socket used when nothing else names one.
@@ -388,7 +390,10 @@ pub fn run_with_width(
             return complete::print(*kind, socket, out);
         }
         Command::Status => Request::Status,
-        Command::List { .. } => Request::List,
+        Command::List { .. } => Request::List {
+            offset: 0,
+            limit: None,
+        },
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
         Command::Renew {
@@ -453,7 +458,12 @@ pub fn run_with_width(
         } => Some((id, follow::renewal_before(&mut client, id), *timeout)),
         _ => None,
     };
-    let response = match client.request(&request) {
+    let answer = if matches!(request, Request::List { .. }) {
+        list_all(&mut client)
+    } else {
+        client.request(&request)
+    };
+    let response = match answer {
         Ok(response) => response,
         Err(e) => {
             let _ = writeln!(err, "certvakt: {e}");
@@ -462,8 +472,14 @@ pub fn run_with_width(
     };
     // `list` filters here, for the table and the JSON alike.
     let response = match response {
-        Response::List { items } => Response::List {
+        Response::List {
+            items,
+            total,
+            scanned_at,
+        } => Response::List {
             items: list_query(&args.command).apply(items),
+            total,
+            scanned_at,
         },
         other => other,
     };
@@ -481,7 +497,7 @@ pub fn run_with_width(
             }
             render::exit_for_status(&report)
         }
-        Response::List { items } if request == Request::List => {
+        Response::List { items, .. } if matches!(request, Request::List { .. }) => {
             if !args.json {
                 let _ = out.write_all(render::render_list(&items, width).as_bytes());
             }
@@ -645,6 +661,50 @@ pub fn exit_for_error_code(code: ErrorCode) -> Exit {
         ErrorCode::BadRequest | ErrorCode::Internal => Exit::Unknown,
     }
 }
+
+/// Every certificate, asked for a page at a time on one connection (the daemon answers at
+/// most [`LIST_PAGE`] at once). Pages must come from one scan: when the inventory is scanned
+/// again between two pages, the listing starts over, at most [`LIST_RESTARTS`] times, and
+/// then takes what it has (the scan moved on while the pages were read). An error answer is
+/// returned as it is. The answer is one `list` response with every item.
+pub(crate) fn list_all(client: &mut Client) -> Result<Response, ClientError> {
+    let mut restarts = 0;
+    'listing: loop {
+        let mut items: Vec<ListItem> = Vec::new();
+        let mut scan = None;
+        loop {
+            let page = client.request(&Request::List {
+                offset: items.len(),
+                limit: Some(LIST_PAGE),
+            })?;
+            let Response::List {
+                items: page,
+                total,
+                scanned_at,
+            } = page
+            else {
+                return Ok(page);
+            };
+            if scan.is_some_and(|s| s != scanned_at) && restarts < LIST_RESTARTS {
+                restarts += 1;
+                continue 'listing;
+            }
+            scan = Some(scanned_at);
+            let empty = page.is_empty();
+            items.extend(page);
+            if items.len() >= total || empty {
+                return Ok(Response::List {
+                    total: items.len(),
+                    items,
+                    scanned_at,
+                });
+            }
+        }
+    }
+}
+
+/// How often [`list_all`] starts over when a rescan lands between two pages.
+const LIST_RESTARTS: usize = 3;
 
 /// Whether a message response can answer `request` (renew, rollback, task done, import).
 fn response_name_matches(request: &Request) -> bool {
@@ -1013,7 +1073,11 @@ mod tests {
                     attention_more: 0,
                     problems_more: 0,
                 }),
-                Request::List => Response::List { items: vec![] },
+                Request::List { .. } => Response::List {
+                    items: vec![],
+                    total: 0,
+                    scanned_at: 0,
+                },
                 Request::Show { id } => Response::Error {
                     code: ErrorCode::NotFound,
                     message: format!("no certificate or source with id {id}"),
@@ -1035,8 +1099,107 @@ mod tests {
         }
     }
 
+    /// A daemon with `total` certificates that answers `list` a page at a time, and whose
+    /// inventory is scanned again once, after its first page was read.
+    struct Paged {
+        total: usize,
+        asked: std::sync::Mutex<Vec<(usize, Option<usize>)>>,
+    }
+
+    impl Backend for Paged {
+        async fn handle(&self, request: Request) -> Response {
+            let Request::List { offset, limit } = request else {
+                return Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "only list".into(),
+                };
+            };
+            let mut asked = self.asked.lock().expect("lock");
+            asked.push((offset, limit));
+            // The second page comes from a newer scan than the first.
+            let scanned_at = if asked.len() == 1 { 1 } else { 2 };
+            let limit = limit.unwrap_or(LIST_PAGE).min(LIST_PAGE);
+            Response::List {
+                items: (offset..self.total.min(offset + limit))
+                    .map(|n| ListItem {
+                        id: format!("c{n:05}"),
+                        source: crate::control::protocol::SourceKind::Watched {
+                            pattern: "/etc/ssl/*.pem".into(),
+                        },
+                        path: PathBuf::from(format!("/etc/ssl/c{n:05}.pem")),
+                        name: "apotek.example".into(),
+                        identity: None,
+                        not_after: 1_803_859_200,
+                        seconds_left: 86_400 * 90,
+                        state: crate::control::protocol::CertState::Ok,
+                        identity_fields: None,
+                        staged: false,
+                    })
+                    .collect(),
+                total: self.total,
+                scanned_at,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn list_reads_every_page_of_one_scan() {
+        let total = 2 * LIST_PAGE + 37;
+        let backend = Arc::new(Paged {
+            total,
+            asked: std::sync::Mutex::new(Vec::new()),
+        });
+        let policy = AccessPolicy::from_groups(
+            Some(GroupRef {
+                name: "test-admin".into(),
+                gid: current_gid(),
+                members: vec![],
+            }),
+            None,
+        )
+        .without_root_rule();
+        let results = against(
+            backend.clone(),
+            policy,
+            vec![argv(&["--json", "list"]), argv(&["list", "c0200*"])],
+        )
+        .await;
+        let (exit, out, err) = &results[0];
+        assert_eq!(*exit, Exit::Ok, "{err}");
+        let json: serde_json::Value = serde_json::from_str(out).expect("json");
+        let ids: Vec<&str> = json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["id"].as_str().expect("id"))
+            .collect();
+        let expected: Vec<String> = (0..total).map(|n| format!("c{n:05}")).collect();
+        assert_eq!(ids, expected, "every certificate once, in inventory order");
+        assert_eq!(json["total"], total);
+        // The second page came from a newer scan: the listing started over at 0 and read all
+        // three pages of that scan; the next command starts at 0 again. Never more than a
+        // page at once.
+        let asked = backend.asked.lock().expect("lock").clone();
+        let offsets: Vec<usize> = asked.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(offsets[..6], [0, LIST_PAGE, 0, LIST_PAGE, 2 * LIST_PAGE, 0]);
+        assert!(asked.iter().all(|(_, limit)| *limit == Some(LIST_PAGE)));
+        // Filters apply to the whole listing, beyond the first page.
+        let (exit, out, _) = &results[1];
+        assert_eq!(*exit, Exit::Ok);
+        assert_eq!(out.lines().count(), 1 + 10, "{out}");
+        assert!(out.contains("c02009"), "{out}");
+    }
+
     /// Runs CLI invocations against a real server with a fake backend.
     async fn against_fake(
+        policy: AccessPolicy,
+        argv: Vec<Vec<String>>,
+    ) -> Vec<(Exit, String, String)> {
+        against(Arc::new(Fake), policy, argv).await
+    }
+
+    async fn against<B: Backend>(
+        backend: Arc<B>,
         policy: AccessPolicy,
         argv: Vec<Vec<String>>,
     ) -> Vec<(Exit, String, String)> {
@@ -1047,7 +1210,7 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(crate::control::server::serve(
             listener,
-            Arc::new(Fake),
+            backend,
             Arc::new(RwLock::new(policy)),
             async move {
                 let _ = stopped.await;
@@ -1125,7 +1288,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(out).expect("json");
         assert_eq!(
             json,
-            serde_json::json!({"schema": "certvakt.list/1", "response": "list", "items": []})
+            serde_json::json!({"schema": "certvakt.list/1", "response": "list", "items": [], "total": 0, "scanned_at": 0})
         );
 
         let (exit, out, err) = &results[2];

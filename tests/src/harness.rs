@@ -225,7 +225,7 @@ impl Daemon {
     /// `certvakt --json list`.
     pub fn list(&self) -> Result<Vec<ListItem>> {
         match self.cli_typed(&["list"])? {
-            (0, Response::List { items }) => Ok(items),
+            (0, Response::List { items, .. }) => Ok(items),
             (code, other) => bail!("list exited {code} with {other:?}"),
         }
     }

@@ -69,13 +69,17 @@ fn fetch(kind: Kind, socket: &std::path::Path) -> Vec<String> {
         return Vec::new();
     };
     let requests: &[Request] = match kind {
-        Kind::Ids => &[Request::List, Request::Status],
+        Kind::Ids => &[Request::Status],
         Kind::Tasks => &[Request::Tasks],
     };
     let mut ids = std::collections::BTreeSet::new();
+    if kind == Kind::Ids
+        && let Ok(Response::List { items, .. }) = super::list_all(&mut client)
+    {
+        ids.extend(items.into_iter().map(|i| i.id));
+    }
     for request in requests {
         match client.request(request) {
-            Ok(Response::List { items }) => ids.extend(items.into_iter().map(|i| i.id)),
             Ok(Response::Status(report)) => {
                 ids.extend(report.renewals.into_iter().map(|r| r.id));
             }

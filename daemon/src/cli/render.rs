@@ -1791,6 +1791,8 @@ mod tests {
         }));
         let list = json(&Response::List {
             items: vec![listed],
+            total: 1,
+            scanned_at: 0,
         });
         assert_eq!(list["schema"], "certvakt.list/1");
         assert_eq!(list["response"], "list");
@@ -1800,8 +1802,12 @@ mod tests {
         );
 
         // The schema comes first, then the daemon's answer in its own order.
-        let text = serde_json::to_string_pretty(&json_output(&Response::List { items: vec![] }))
-            .expect("json");
+        let text = serde_json::to_string_pretty(&json_output(&Response::List {
+            items: vec![],
+            total: 0,
+            scanned_at: 0,
+        }))
+        .expect("json");
         assert!(
             text.starts_with(
                 "{\n  \"schema\": \"certvakt.list/1\",\n  \"response\": \"list\",\n  \"items\": []"

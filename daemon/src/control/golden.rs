@@ -402,8 +402,14 @@ fn responses() -> Vec<(&'static str, Vec<Response>)> {
                             -3_600,
                         ),
                     ],
+                    total: 4_102,
+                    scanned_at: 1_800_000_030,
                 },
-                Response::List { items: Vec::new() },
+                Response::List {
+                    items: Vec::new(),
+                    total: 0,
+                    scanned_at: 0,
+                },
             ],
         ),
         (
@@ -526,7 +532,14 @@ fn responses() -> Vec<(&'static str, Vec<Response>)> {
 fn requests() -> Vec<Request> {
     vec![
         Request::Status,
-        Request::List,
+        Request::List {
+            offset: 0,
+            limit: None,
+        },
+        Request::List {
+            offset: 2_000,
+            limit: Some(2_000),
+        },
         Request::Show {
             id: "fmk-prod".into(),
         },

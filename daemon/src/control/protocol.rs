@@ -76,8 +76,14 @@ pub enum Access {
 pub enum Request {
     /// Daemon health and a summary of every certificate; read access.
     Status,
-    /// One line per certificate found; read access.
-    List,
+    /// One line per certificate found, a page at a time: from `offset` (in inventory order),
+    /// at most `limit` and never more than [`LIST_PAGE`] items; read access.
+    List {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
     /// Everything about one certificate id (or watched path); read access.
     Show { id: String },
     /// Re-read the configuration (validated first) and rescan; admin access.
@@ -142,7 +148,7 @@ impl Request {
     pub fn needs(&self) -> Access {
         match self {
             Request::Status
-            | Request::List
+            | Request::List { .. }
             | Request::Show { .. }
             | Request::Tasks
             | Request::TaskShow { .. }
@@ -165,7 +171,7 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status => "status",
-            Request::List => "list",
+            Request::List { .. } => "list",
             Request::Show { .. } => "show",
             Request::Reload => "reload",
             Request::Renew { .. } => "renew",
@@ -193,8 +199,16 @@ pub enum Response {
     /// Answers [`Request::Status`]: the daemon and every certificate at a glance, with each
     /// managed certificate's renewal.
     Status(StatusReport),
-    /// Answers [`Request::List`]: one item per certificate found, in inventory order.
-    List { items: Vec<ListItem> },
+    /// Answers [`Request::List`]: one page of the certificates found, in inventory order.
+    List {
+        items: Vec<ListItem>,
+        /// How many certificates the inventory holds in all.
+        #[serde(default)]
+        total: usize,
+        /// The scan the page comes from (Unix seconds): pages of two scans do not fit together.
+        #[serde(default)]
+        scanned_at: i64,
+    },
     /// Answers [`Request::Show`]: the certificates under the id, their source's problems and
     /// the renewal.
     Show(ShowReport),
@@ -316,6 +330,14 @@ pub struct FirstIssue {
     pub path: String,
     /// The last step the run completed.
     pub step: Phase,
+}
+
+/// `list` answers at most this many certificates at once (about 1 MiB), so an answer stays far
+/// below the 16 MiB line limit whatever the inventory; the CLI asks page after page.
+pub const LIST_PAGE: usize = 2_000;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `status` lists at most this many certificates needing attention, and this many source

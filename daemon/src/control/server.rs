@@ -989,7 +989,11 @@ mod tests {
         async fn handle(&self, request: Request) -> Response {
             match request {
                 Request::Status => Response::Status(status_report()),
-                Request::List => Response::List { items: vec![] },
+                Request::List { .. } => Response::List {
+                    items: vec![],
+                    total: 0,
+                    scanned_at: 0,
+                },
                 Request::Show { id } => Response::Error {
                     code: ErrorCode::NotFound,
                     message: format!("no certificate {id}"),
@@ -1242,7 +1246,14 @@ mod tests {
         );
         assert!(quoted.ends_with("xxx…"));
 
-        assert_eq!(responses[3], Response::List { items: vec![] });
+        assert_eq!(
+            responses[3],
+            Response::List {
+                items: vec![],
+                total: 0,
+                scanned_at: 0
+            }
+        );
         server.shutdown().await;
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::report::{list_items, problems_message, show_report, status_report};
+use super::report::{list_page, problems_message, show_report, status_report};
 use super::{Command, View};
 use crate::control::Backend;
 use crate::control::protocol::{
@@ -62,9 +62,9 @@ impl Backend for Shared {
                 self.plugins.refused.len(),
                 &self.notifier.view(),
             )),
-            Request::List => Response::List {
-                items: list_items(&self.view(), crate::now_unix()),
-            },
+            Request::List { offset, limit } => {
+                list_page(&self.view(), crate::now_unix(), offset, limit)
+            }
             Request::Show { id } => {
                 match show_report(&self.view(), &id, crate::now_unix(), &self.engine_view()) {
                     Some(report) => Response::Show(report),

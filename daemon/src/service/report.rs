@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Problem;
 use crate::control::protocol::{
-    Counts, FirstIssue, Health, IdentityFields, ListItem, Renewal, STATUS_CAP, ShowReport,
-    ShownEntry, SourceProblem, StatusReport,
+    Counts, FirstIssue, Health, IdentityFields, LIST_PAGE, ListItem, Renewal, STATUS_CAP,
+    ShowReport, ShownEntry, SourceProblem, StatusReport,
 };
 use crate::inventory::{self, CertState, Entry, NordicIdentity, ProblemKind};
 use crate::lifecycle::{EngineView, Phase};
@@ -192,13 +192,26 @@ pub(super) fn status_report(
     }
 }
 
-pub(super) fn list_items(view: &View, now: i64) -> Vec<ListItem> {
+/// One page of `list`: from `offset`, at most `limit` (and [`LIST_PAGE`]) items.
+pub(super) fn list_page(
+    view: &View,
+    now: i64,
+    offset: usize,
+    limit: Option<usize>,
+) -> crate::control::protocol::Response {
     let warn = warn_before(&view.config);
-    view.inventory
-        .entries
-        .iter()
-        .map(|entry| list_item(entry, now, warn))
-        .collect()
+    let entries = &view.inventory.entries;
+    let limit = limit.unwrap_or(LIST_PAGE).min(LIST_PAGE);
+    crate::control::protocol::Response::List {
+        items: entries
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|entry| list_item(entry, now, warn))
+            .collect(),
+        total: entries.len(),
+        scanned_at: view.inventory.scanned_at,
+    }
 }
 
 fn list_item(entry: &Entry, now: i64, warn: u64) -> ListItem {
@@ -373,6 +386,49 @@ mod tests {
             last_reload_error: None,
             metrics_listen: None,
         }
+    }
+
+    #[test]
+    fn list_answers_a_page_at_most() {
+        let example = crate::inventory::example_entry();
+        let n = LIST_PAGE + 5;
+        let mut view = view(0, Vec::new());
+        view.inventory = Arc::new(inventory::Inventory {
+            entries: (0..n)
+                .map(|i| {
+                    let mut entry = example.clone();
+                    entry.id = format!("/srv/certs/{i}.pem");
+                    entry
+                })
+                .collect(),
+            scanned_at: 77,
+            ..inventory::Inventory::default()
+        });
+        let page = |offset, limit| match list_page(&view, 0, offset, limit) {
+            crate::control::protocol::Response::List {
+                items,
+                total,
+                scanned_at,
+            } => (
+                items.first().map(|i| i.id.clone()),
+                items.len(),
+                total,
+                scanned_at,
+            ),
+            other => panic!("{other:?}"),
+        };
+        // No limit, or a larger one, is still one page.
+        assert_eq!(
+            page(0, None),
+            (Some("/srv/certs/0.pem".into()), LIST_PAGE, n, 77)
+        );
+        assert_eq!(page(0, Some(n)).1, LIST_PAGE);
+        assert_eq!(page(0, Some(3)).1, 3);
+        assert_eq!(
+            page(LIST_PAGE, None),
+            (Some(format!("/srv/certs/{LIST_PAGE}.pem")), 5, n, 77)
+        );
+        assert_eq!(page(n + 10, None), (None, 0, n, 77));
     }
 
     #[test]

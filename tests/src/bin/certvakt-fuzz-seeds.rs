@@ -110,7 +110,14 @@ fn control(seeds: &mut Seeds) -> Result<()> {
     let data = base64::engine::general_purpose::STANDARD.encode(pem);
     let requests = [
         Request::Status,
-        Request::List,
+        Request::List {
+            offset: 0,
+            limit: None,
+        },
+        Request::List {
+            offset: 2_000,
+            limit: Some(2_000),
+        },
         Request::Show { id: "fmk".into() },
         Request::Reload,
         Request::Renew {
