@@ -6,53 +6,9 @@ set -uo pipefail
 cd /
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 
-passed=0
-failed=0
-log=$(mktemp)
-
-# check DESCRIPTION COMMAND...: run it, count it, show its output when it fails.
-check() {
-  local what=$1
-  shift
-  if "$@" >"$log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok - $what"
-  else
-    failed=$((failed + 1))
-    echo "not ok - $what"
-    sed 's/^/    /' "$log"
-  fi
-}
-
-# must DESCRIPTION COMMAND...: a step the rest depends on; stop if it fails.
-must() {
-  local before=$failed
-  check "$@"
-  if [ "$failed" -gt "$before" ]; then
-    echo "# stopped: the checks after this one need it"
-    finish
-  fi
-}
-
-finish() {
-  echo "checks in the container: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-
-# wait_for SECONDS COMMAND...: until the command succeeds.
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      return 1
-    fi
-    sleep 0.5
-  done
-}
-# The checks' own `bash -c` scripts wait with it too.
-export -f wait_for
+checks_name="checks in the container"
+# shellcheck source=checks.sh
+. "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 main_pid() { systemctl show -p MainPID --value certvakt.service; }
 proc_field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$(main_pid)/status"; }

@@ -9,47 +9,13 @@
 # /metrics. Removes what it made at the end, so the checks after it start clean.
 #
 # in-container.sh sources it (its check, must and wait_for count the results); run alone it
-# brings its own and prints the count.
+# sources checks.sh itself and prints the count.
 set -uo pipefail
 
 if ! declare -F check >/dev/null; then
-  passed=0
-  failed=0
-  log=$(mktemp)
-  check() {
-    local what=$1
-    shift
-    if "$@" >"$log" 2>&1; then
-      passed=$((passed + 1))
-      echo "ok - $what"
-    else
-      failed=$((failed + 1))
-      echo "not ok - $what"
-      sed 's/^/    /' "$log"
-    fi
-  }
-  finish() {
-    echo "quick start checks: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-  }
-  must() {
-    local before=$failed
-    check "$@"
-    if [ "$failed" -gt "$before" ]; then
-      echo "# stopped: the checks after this one need it"
-      finish
-    fi
-  }
-  wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-      [ "$SECONDS" -ge "$deadline" ] && return 1
-      sleep 0.5
-    done
-  }
-  export -f wait_for
+  checks_name="quick start checks"
+  # shellcheck source=checks.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
   quickstart_alone=1
 fi
 
