@@ -10,7 +10,7 @@
 //! - The order is the write-ahead rule: first the state without the run (tasks closed, the
 //!   cancel recorded) is on disk, then the history entry, then the pending keys are removed.
 //!   A crash between the state and the keys leaves keys no run refers to; loading the records
-//!   removes those (a pending key is only ever read by the run that made it), so no later run
+//!   at the next start removes those (a pending key is only ever read by the run that made it), so no later run
 //!   can take one up.
 //! - The certificate in use, its key and the installed versions are not touched. An order
 //!   already placed with the CA is not withdrawn: the answer says so.
@@ -373,6 +373,31 @@ mod tests {
         store.save_state("shop", &record).expect("save");
         assert_eq!(store.pending_keys("shop").expect("keys").len(), 1);
         let _engine = engine(config);
+        assert!(store.pending_keys("shop").expect("keys").is_empty());
+    }
+
+    #[test]
+    fn a_new_run_never_takes_up_a_pending_key_no_run_refers_to() {
+        // A cancel whose key removal failed leaves the key until the next start; a run
+        // started before that (`certvakt renew`) removes it instead of making it its key.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = config(tmp.path(), &["shop"]);
+        let store = waiting_run(&config.daemon.state_dir, "shop", Phase::Ordered);
+        let mut record: Record = store.load_state("shop").expect("load").expect("state");
+        record.run = None;
+        let engine = engine(config);
+        // The key came back after the engine loaded (as if its removal had failed).
+        let key = store.pending_key_path("shop").expect("key path");
+        std::fs::write(&key, "not a real key").expect("key");
+        let cert = engine.core.cert("shop").expect("configured").clone();
+        engine.core.start_run(
+            &cert,
+            &mut record,
+            super::super::Reason::Requested,
+            None,
+            200,
+        );
+        assert!(record.run.is_some());
         assert!(store.pending_keys("shop").expect("keys").is_empty());
     }
 

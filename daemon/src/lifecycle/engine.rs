@@ -123,7 +123,7 @@ impl Engine {
             released,
             released_rx: Some(released_rx),
         };
-        engine.load_records();
+        engine.load_records(true);
         engine.publish(crate::now_unix());
         Ok(engine)
     }
@@ -161,7 +161,11 @@ impl Engine {
     /// finished or whose record cannot be read is held back (shown in status, never advanced)
     /// instead of stopping the daemon: a fresh record would start a new run and forget the key
     /// of the one on disk.
-    pub(super) fn load_records(&mut self) {
+    ///
+    /// At start (`at_start`) it also removes pending keys no run refers to: only a crash
+    /// between a cancel's (or forget's) state and its key removal leaves them, so a reload
+    /// does not list every certificate's folder again to look.
+    pub(super) fn load_records(&mut self, at_start: bool) {
         let core = self.core.clone();
         let mut records = BTreeMap::new();
         let mut held = BTreeMap::new();
@@ -187,7 +191,9 @@ impl Engine {
             }
             match core.recover_and_load(cert) {
                 Ok(record) => {
-                    self.remove_orphan_keys(&cert.id, &record);
+                    if at_start {
+                        self.remove_orphan_keys(&cert.id, &record);
+                    }
                     records.insert(cert.id.clone(), record);
                 }
                 Err(e) => {
@@ -495,7 +501,7 @@ impl Engine {
     /// flight), every plugin's settings checked again, and every certificate looked at now.
     pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
         self.edit_core(|core| core.config = config);
-        self.load_records();
+        self.load_records(false);
         self.inbox_watch_stale = true;
         self.inbox_all = true;
         self.settings_checked.clear();

@@ -633,6 +633,19 @@ impl Core {
         current: Option<CertFacts>,
         now: i64,
     ) {
+        // A pending key is read only by the run that made it: one left by a cancel whose key
+        // removal failed belongs to no run and must not become this run's key.
+        if record.run.is_none() {
+            match self.store.remove_pending_keys(&cert.id) {
+                Ok(keys) if !keys.is_empty() => {
+                    log::warn!(cert_id = cert.id.as_str(); "removed {} pending key(s) that no run refers to before starting a new run", keys.len());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!(cert_id = cert.id.as_str(); "cannot remove pending keys that no run refers to: {e}")
+                }
+            }
+        }
         record.runs += 1;
         record.cancelled = None;
         record.run = Some(Run::new(record.runs, reason, now, current));
