@@ -13,6 +13,9 @@
 //! - Counters exist at 0 from the start: [`Metrics::declare`] creates them for every
 //!   configured certificate, loaded plugin and notification route, and deletes those of
 //!   certificates and plugins no longer configured, at start and at every applied reload.
+//!   The per-certificate counters (renewals, failed steps, failed hooks) are plain numbers,
+//!   kept only for certificates that counted something and written at scrape time
+//!   ([`CertCounters`]): fourteen registry children per certificate cost 5.6 MB over 1,000.
 //! - The standard `process_*` families are written at scrape time (see [`render_process`]).
 //! - Per-certificate and per-problem series are not stored: [`Metrics::observe_inventory`]
 //!   keeps the scan's immutable snapshot, and [`Metrics::render`] writes those families from
@@ -20,16 +23,17 @@
 //!   depend on the clock (`..._expiry_seconds`, `..._expired`) are never older than the
 //!   scrape, and memory does not grow with a copy of every label set (a labelled child in a
 //!   registry costs about half a kilobyte; five families over 1,000 certificates is 2.5 MB).
-//!   The rest (counters, histograms, build info) lives in the registry.
+//!   The rest (other counters, histograms, build info) lives in the registry.
 //! - [`serve`] answers `GET /metrics` (text format 0.0.4), `GET /` and `GET /healthz`.
 //!   Scrapes in the same second with nothing observed in between get the very same body
 //!   ([`Metrics::render_shared`]): the text is the same, so a burst of scrapes (or of clients
-//!   that never read their answer) shares one copy instead of holding one each.
+//!   that never read their answer) shares one copy instead of holding one each. A body over
+//!   64 KiB is let go two seconds after its scrape rather than kept until the next one.
 //!
 //! The `prometheus` crate is used (the design card's choice) without default features: its
 //! protobuf encoder is not needed and carried an advisory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,9 +91,8 @@ pub struct Metrics {
     inventory: Mutex<Arc<Inventory>>,
     /// The renewal engine's state per certificate, rendered at scrape time.
     renewals: Mutex<Arc<Vec<RenewalSeries>>>,
-    renewal_failures: IntCounterVec,
-    renewals_done: IntCounterVec,
-    hook_failures: IntCounterVec,
+    /// Renewals, failed steps and failed hooks per certificate: numbers, written at scrape time.
+    cert_counters: Mutex<CertCounters>,
     notifications: IntCounterVec,
     notifications_queued: IntGaugeVec,
     notifications_oldest: Gauge,
@@ -101,6 +104,9 @@ pub struct Metrics {
     generation: AtomicU64,
     last_render: Mutex<Option<Rendered>>,
 }
+
+/// A kept body larger than this is let go after its second (see [`serve`]).
+const KEEP_RENDER_BYTES: usize = 64 * 1024;
 
 /// A rendered exposition and what it was rendered from.
 #[derive(Debug, Clone)]
@@ -239,30 +245,6 @@ impl Metrics {
             certificates.with_label_values(&[source]);
         }
 
-        let renewal_failures = IntCounterVec::new(
-            Opts::new(
-                "certvakt_renewal_failures_total",
-                "Renewal steps that failed (and will be retried with backoff), by certificate and step.",
-            ),
-            &["id", "step"],
-        )?;
-        let renewals_done = IntCounterVec::new(
-            Opts::new(
-                "certvakt_renewals_total",
-                "Renewals completed (new certificate installed, old one retired), by certificate.",
-            ),
-            &["id"],
-        )?;
-        let hook_failures = IntCounterVec::new(
-            Opts::new(
-                "certvakt_hook_failures_total",
-                "Deploy and post hooks that failed or timed out, by certificate and hook.",
-            ),
-            &["id", "hook"],
-        )?;
-        reg(Box::new(renewal_failures.clone()))?;
-        reg(Box::new(renewals_done.clone()))?;
-        reg(Box::new(hook_failures.clone()))?;
         let notifications = IntCounterVec::new(
             Opts::new(
                 "certvakt_notifications_total",
@@ -309,9 +291,7 @@ impl Metrics {
             plugin_http_requests,
             inventory: Mutex::new(Arc::new(Inventory::default())),
             renewals: Mutex::new(Arc::new(Vec::new())),
-            renewal_failures,
-            renewals_done,
-            hook_failures,
+            cert_counters: Mutex::default(),
             notifications,
             notifications_queued,
             notifications_oldest,
@@ -416,21 +396,41 @@ impl Metrics {
         self.changed();
     }
 
-    /// A renewal step failed.
+    /// A renewal step failed; `step` is one of [`FAILURE_STEPS`].
     pub fn observe_renewal_failure(&self, id: &str, step: &str) {
-        self.renewal_failures.with_label_values(&[id, step]).inc();
-        self.changed();
+        match FAILURE_STEPS.iter().position(|s| *s == step) {
+            Some(i) => self.count(id, |c| c.failures[i] += 1),
+            None => log::warn!(cert_id = id; "no failure series for step {step}"),
+        }
     }
 
     /// A renewal completed.
     pub fn observe_renewal_success(&self, id: &str) {
-        self.renewals_done.with_label_values(&[id]).inc();
-        self.changed();
+        self.count(id, |c| c.renewals += 1);
     }
 
-    /// A deploy or post hook failed.
+    /// A deploy or post hook failed; `hook` is one of [`HOOKS`].
     pub fn observe_hook_failure(&self, id: &str, hook: &str) {
-        self.hook_failures.with_label_values(&[id, hook]).inc();
+        match HOOKS.iter().position(|h| *h == hook) {
+            Some(i) => self.count(id, |c| c.hooks[i] += 1),
+            None => log::warn!(cert_id = id; "no failure series for hook {hook}"),
+        }
+    }
+
+    fn count(&self, id: &str, add: impl FnOnce(&mut CertCounts)) {
+        {
+            let mut counters = self
+                .cert_counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(counts) = counters.counts.get_mut(id) {
+                add(counts);
+            } else {
+                let mut counts = CertCounts::default();
+                add(&mut counts);
+                counters.counts.insert(id.to_owned(), counts);
+            }
+        }
         self.changed();
     }
 
@@ -471,26 +471,19 @@ impl Metrics {
     /// start and after every applied reload.
     pub fn declare(&self, declared: &Declared) {
         self.warn_before.set(declared.warn_before as f64);
-        let ids: HashSet<&str> = declared.certificates.iter().map(String::as_str).collect();
-        let plugins: HashSet<&str> = declared.plugins.iter().map(String::as_str).collect();
-        for vec in [
-            &self.renewal_failures,
-            &self.renewals_done,
-            &self.hook_failures,
-        ] {
-            forget_unless(vec, "id", &ids);
+        {
+            let mut counters = self
+                .cert_counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let ids: HashSet<&str> = declared.certificates.iter().map(String::as_str).collect();
+            counters.counts.retain(|id, _| ids.contains(id.as_str()));
+            counters.declared.clone_from(&declared.certificates);
+            counters.declared.shrink_to_fit();
         }
+        let plugins: HashSet<&str> = declared.plugins.iter().map(String::as_str).collect();
         forget_unless(&self.plugin_crashes, "plugin", &plugins);
         forget_unrouted(&self.notifications, &declared.notifications);
-        for id in &declared.certificates {
-            for step in FAILURE_STEPS {
-                self.renewal_failures.with_label_values(&[id, step]);
-            }
-            self.renewals_done.with_label_values(&[id]);
-            for hook in HOOKS {
-                self.hook_failures.with_label_values(&[id, hook]);
-            }
-        }
         for plugin in &declared.plugins {
             for reason in CRASH_REASONS {
                 self.plugin_crashes.with_label_values(&[plugin, reason]);
@@ -534,6 +527,26 @@ impl Metrics {
         body
     }
 
+    /// The size of the body kept for scrapes in the same second (0: none).
+    fn kept_render_len(&self) -> usize {
+        self.last_render
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |r| r.body.len())
+    }
+
+    /// Lets go of the kept body if it was rendered for second `second` or before.
+    fn release_render(&self, second: i64) {
+        let mut last = self
+            .last_render
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref().is_some_and(|r| r.now <= second) {
+            *last = None;
+        }
+    }
+
     /// The text exposition, with clock-dependent values computed for `now`.
     pub fn render(&self, now: i64) -> String {
         let inventory = match self.inventory.lock() {
@@ -548,6 +561,10 @@ impl Metrics {
             out.clear();
         }
         let mut text = String::from_utf8(out).unwrap_or_default();
+        self.cert_counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render(&mut text);
         render_inventory(&mut text, &inventory, now);
         let renewals = match self.renewals.lock() {
             Ok(current) => current.clone(),
@@ -678,6 +695,88 @@ fn forget_unless(vec: &IntCounterVec, label: &str, keep: &HashSet<&str>) {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let _ = vec.remove(&labels);
+    }
+}
+
+/// The counters of each certificate. A labelled child in the registry costs about half a
+/// kilobyte and there are fourteen per certificate, all at 0 for most of a certificate's life;
+/// here a certificate that counted nothing costs nothing beyond its id in `declared`.
+#[derive(Debug, Default)]
+struct CertCounters {
+    /// The configured certificates, in configuration order: every one has every series.
+    declared: Vec<String>,
+    /// The certificates that counted something (configured or not: a run of a certificate
+    /// removed while it ran still counts until the next reload).
+    counts: BTreeMap<String, CertCounts>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CertCounts {
+    renewals: u64,
+    failures: [u64; FAILURE_STEPS.len()],
+    hooks: [u64; HOOKS.len()],
+}
+
+impl CertCounters {
+    /// The three counter families, each with every declared certificate (0 unless counted),
+    /// then the certificates that counted without being declared.
+    fn render(&self, out: &mut String) {
+        let none = CertCounts::default();
+        let declared: HashSet<&str> = self.declared.iter().map(String::as_str).collect();
+        let undeclared: Vec<&str> = self
+            .counts
+            .keys()
+            .map(String::as_str)
+            .filter(|id| !declared.contains(id))
+            .collect();
+        let ids = || {
+            self.declared
+                .iter()
+                .map(String::as_str)
+                .chain(undeclared.iter().copied())
+        };
+        let counts = |id: &str| self.counts.get(id).unwrap_or(&none);
+        let family = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+        };
+        let name = "certvakt_renewal_failures_total";
+        family(
+            out,
+            name,
+            "Renewal steps that failed (and will be retried with backoff), by certificate and step.",
+        );
+        for id in ids() {
+            for (step, value) in FAILURE_STEPS.iter().zip(counts(id).failures) {
+                out.push_str(name);
+                labels(out, &[("id", id), ("step", step)]);
+                let _ = writeln!(out, " {value}");
+            }
+        }
+        let name = "certvakt_renewals_total";
+        family(
+            out,
+            name,
+            "Renewals completed (new certificate installed, old one retired), by certificate.",
+        );
+        for id in ids() {
+            out.push_str(name);
+            labels(out, &[("id", id)]);
+            let _ = writeln!(out, " {}", counts(id).renewals);
+        }
+        let name = "certvakt_hook_failures_total";
+        family(
+            out,
+            name,
+            "Deploy and post hooks that failed or timed out, by certificate and hook.",
+        );
+        for id in ids() {
+            for (hook, value) in HOOKS.iter().zip(counts(id).hooks) {
+                out.push_str(name);
+                labels(out, &[("hook", hook), ("id", id)]);
+                let _ = writeln!(out, " {value}");
+            }
+        }
     }
 }
 
@@ -1094,7 +1193,19 @@ pub async fn serve(
             if access.check(req.headers()).await == Verdict::Denied {
                 return unauthorized();
             }
-            respond(&metrics, &req)
+            let response = respond(&metrics, &req);
+            // The body kept for scrapes in the same second is a copy of every series: a
+            // large one is let go once its second is over instead of staying until the
+            // next scrape, perhaps a minute later.
+            if metrics.kept_render_len() > KEEP_RENDER_BYTES {
+                let metrics = metrics.clone();
+                let now = crate::now_unix();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    metrics.release_render(now);
+                });
+            }
+            response
         })
     });
     crate::httpd::serve_tls(listener, handler, tls, "metrics", shutdown).await;
