@@ -285,7 +285,7 @@ mod tests {
         let mut run = Run::new(1, Reason::Requested, 100, Some(old));
         run.phase = phase;
         let record = Record {
-            run: Some(run),
+            run: Some(Box::new(run)),
             runs: 1,
             tasks: vec![Task {
                 id: format!("{id}-1-1"),

@@ -196,8 +196,9 @@ pub struct Task {
 /// Everything the engine keeps about one certificate (its `state.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Boxed: most certificates have no run most of the time, and a record is kept for each.
     #[serde(default)]
-    pub run: Option<Run>,
+    pub run: Option<Box<Run>>,
     /// Runs started so far (numbers the next one).
     #[serde(default)]
     pub runs: u64,

@@ -648,7 +648,7 @@ impl Core {
         }
         record.runs += 1;
         record.cancelled = None;
-        record.run = Some(Run::new(record.runs, reason, now, current));
+        record.run = Some(Box::new(Run::new(record.runs, reason, now, current)));
         record.tasks.retain(|t| t.closed_at.is_none());
         log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), reason = format!("{reason:?}").to_lowercase(); "renewal started (run {})", record.runs);
     }

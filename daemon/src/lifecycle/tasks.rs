@@ -200,10 +200,10 @@ mod tests {
 
     fn record(run: u64, tasks: Vec<Task>) -> Record {
         Record {
-            run: Some(Run {
+            run: Some(Box::new(Run {
                 phase: Phase::Ordered,
                 ..Run::new(run, crate::lifecycle::Reason::Requested, 0, None)
-            }),
+            })),
             tasks,
             ..Record::default()
         }
