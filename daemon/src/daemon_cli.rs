@@ -72,6 +72,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(config_path: PathBuf) -> ExitCode {
+    // Before any thread exists (see `allocator`).
+    crate::allocator::bound_arenas();
     let config = match config::load(&config_path) {
         Ok(config) => config,
         Err(problems) => {

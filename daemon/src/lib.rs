@@ -38,6 +38,7 @@
 //!   clean environment, stdin fed, bounded in time and output.
 //! - [`watcher`]: inotify on watched folders and renewal inboxes.
 
+pub mod allocator;
 pub mod ber;
 pub mod bounded;
 pub mod certfile;

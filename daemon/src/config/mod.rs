@@ -35,7 +35,7 @@ mod validate;
 pub(crate) use validate::closest;
 mod validate_notify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -215,6 +215,50 @@ impl ManagedCertificate {
             origin,
         }
     }
+
+    /// Whether `other` is configured the same, wherever in which file it is written.
+    pub fn same_settings(&self, other: &ManagedCertificate) -> bool {
+        let ManagedCertificate {
+            id,
+            cert,
+            key,
+            plugin,
+            pkcs12_password_file,
+            renewal,
+            origin: _,
+        } = self;
+        *id == other.id
+            && *cert == other.cert
+            && *key == other.key
+            && *plugin == other.plugin
+            && *pkcs12_password_file == other.pkcs12_password_file
+            && *renewal == other.renewal
+    }
+}
+
+/// The certificates of `new` configured exactly as in `old` (origins aside: an entry moved
+/// down by one added above it is the same), when nothing else a renewal depends on changed
+/// (`[daemon]`, `[trust]`, `[mail]`) and no certificate was removed (a plugin's settings may
+/// name another certificate, as a client identity). Otherwise none.
+pub fn unchanged_certificates(old: &Config, new: &Config) -> BTreeSet<String> {
+    let mut unchanged = BTreeSet::new();
+    if old.daemon != new.daemon || old.trust != new.trust || old.mail != new.mail {
+        return unchanged;
+    }
+    let new_by_id: std::collections::HashMap<&str, &ManagedCertificate> = new
+        .certificates
+        .iter()
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    for before in &old.certificates {
+        let Some(now) = new_by_id.get(before.id.as_str()) else {
+            return BTreeSet::new();
+        };
+        if before.same_settings(now) {
+            unchanged.insert(before.id.clone());
+        }
+    }
+    unchanged
 }
 
 /// Whether a renewal makes a new key.

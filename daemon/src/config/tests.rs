@@ -1098,3 +1098,33 @@ fn a_group_readable_key_needs_a_group_that_is_not_the_read_group() {
         }
     }
 }
+
+#[test]
+fn a_reload_knows_which_certificates_are_configured_as_before() {
+    let entry = |id: &str, ca: &str| {
+        format!(
+            "[[certificate]]\nid = \"{id}\"\ncert = \"/etc/certvakt/{id}.pem\"\nplugin = \"manual\"\n[certificate.settings]\nca_name = \"{ca}\"\n\n"
+        )
+    };
+    let load = |body: String| {
+        let dir = Dir::new();
+        dir.write("certvakt.toml", &body);
+        dir.load_ok()
+    };
+    let old = load(entry("a", "X") + &entry("b", "X") + &entry("c", "X"));
+    // One added at the top (every line below moves), one's settings changed.
+    let new = load(entry("new", "X") + &entry("a", "X") + &entry("b", "Y") + &entry("c", "X"));
+    let unchanged = unchanged_certificates(&old, &new);
+    assert_eq!(
+        unchanged.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    // A certificate removed (a plugin's settings may name it): nothing counts as unchanged.
+    let fewer = load(entry("a", "X") + &entry("b", "X"));
+    assert!(unchanged_certificates(&old, &fewer).is_empty());
+    // Nor when a section every renewal depends on changed.
+    let mut other_daemon = old.clone();
+    other_daemon.daemon.retry_initial = "1s".parse().unwrap();
+    assert!(unchanged_certificates(&old, &other_daemon).is_empty());
+    assert_eq!(unchanged_certificates(&old, &old).len(), 3);
+}

@@ -13,7 +13,7 @@
 //! - The crash-test hook (`test-hooks` feature only) stops a certificate for ever right after
 //!   the named step is saved, and says so in the journal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +123,7 @@ impl Engine {
             released,
             released_rx: Some(released_rx),
         };
-        engine.load_records(true);
+        engine.load_records(true, &BTreeSet::new());
         engine.publish(crate::now_unix());
         Ok(engine)
     }
@@ -165,16 +165,23 @@ impl Engine {
     /// At start (`at_start`) it also removes pending keys no run refers to: only a crash
     /// between a cancel's (or forget's) state and its key removal leaves them, so a reload
     /// does not list every certificate's folder again to look.
-    pub(super) fn load_records(&mut self, at_start: bool) {
+    ///
+    /// The records of `unchanged` certificates (configured as before; see
+    /// [`crate::config::unchanged_certificates`]) are kept as they are in memory, where every change was
+    /// saved first: a reload that adds one certificate to a thousand reads one record.
+    pub(super) fn load_records(&mut self, at_start: bool, unchanged: &BTreeSet<String>) {
         let core = self.core.clone();
         let mut records = BTreeMap::new();
         let mut held = BTreeMap::new();
         for cert in &core.config.certificates {
-            if self.in_flight.contains_key(&cert.id) {
+            if self.in_flight.contains_key(&cert.id) || unchanged.contains(&cert.id) {
                 if let Some(record) = self.records.remove(&cert.id) {
                     records.insert(cert.id.clone(), record);
+                    continue;
                 }
-                continue;
+                if self.in_flight.contains_key(&cert.id) {
+                    continue;
+                }
             }
             let live = super::install::live_paths(cert);
             // Said at start and reload, not months later at the install.
@@ -497,20 +504,28 @@ impl Engine {
         }
     }
 
-    /// Applies a reloaded configuration: a new core, the records read again (except those in
-    /// flight), every plugin's settings checked again, and every certificate looked at now.
+    /// Applies a reloaded configuration: a new core; the records read again, their plugin
+    /// settings checked again and the certificates looked at now — except those in flight,
+    /// and those configured exactly as before (see [`crate::config::unchanged_certificates`]) that are
+    /// not failing: they keep their record, their checked settings and their next moment.
+    /// Every failing certificate is tried again now: a new configuration may have fixed it.
     pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
+        let unchanged = crate::config::unchanged_certificates(&self.core.config, &config);
         self.edit_core(|core| core.config = config);
-        self.load_records(false);
+        self.load_records(false, &unchanged);
         self.inbox_watch_stale = true;
         self.inbox_all = true;
-        self.settings_checked.clear();
-        self.next_at.clear();
         self.unsaved.clear();
-        // A new configuration may have fixed what failed: try again now.
-        for record in self.records.values_mut() {
+        let mut settled = BTreeSet::new();
+        for (id, record) in &mut self.records {
+            let failing = record.retry_at.is_some() || record.failures > 0;
+            if unchanged.contains(id) && !failing {
+                settled.insert(id.clone());
+            }
             record.retry_at = None;
         }
+        self.settings_checked.retain(|id| settled.contains(id));
+        self.next_at.retain(|id, _| settled.contains(id));
     }
 
     /// Replaces the view readers see. Reads no file.

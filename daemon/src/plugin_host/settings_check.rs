@@ -16,9 +16,11 @@
 //! a problem on `certificate[i].settings`. Other answers are not: a "needs a person" answer is
 //! how a plugin whose authority makes the key says the first certificate is imported
 //! (`certvakt import`), and a plugin that cannot answer now is tried again by the engine.
-//! check-config and every reload ask it ([`ask_plugins`]); at start the engine does not ask
+//! check-config and every reload ask it ([`ask_plugins`]; a reload only for the certificates
+//! whose configuration changed); at start the engine does not ask
 //! twice: its first step's own `csr_profile` call answers the same way.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +72,12 @@ fn check_plugin_settings(config: &Config) -> Vec<Problem> {
         (euid != 0).then_some(euid),
         Arc::new(metrics),
     );
-    let answers = runtime.block_on(ask_plugins(config, &plugins, CHECK_DEADLINE));
+    let answers = runtime.block_on(ask_plugins(
+        config,
+        &plugins,
+        &BTreeSet::new(),
+        CHECK_DEADLINE,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     let mut found = missing_plugins(config, &plugins);
     found.extend(problems(config, answers));
@@ -226,10 +233,13 @@ pub async fn first_issue_refusals(
 }
 
 /// Asks every loaded plugin, all at once, whether it accepts the settings of each of its
-/// certificates. A certificate whose plugin is not loaded has no answer.
+/// certificates, except those in `known` (a reload's certificates configured as before,
+/// whose settings were accepted when they were loaded). A certificate whose plugin is not
+/// loaded has no answer.
 pub async fn ask_plugins(
     config: &Config,
     plugins: &Registry,
+    known: &BTreeSet<String>,
     deadline: Duration,
 ) -> Vec<SettingsAnswer> {
     let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
@@ -237,6 +247,9 @@ pub async fn ask_plugins(
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS));
     let mut calls = tokio::task::JoinSet::new();
     for (i, cert) in config.certificates.iter().enumerate() {
+        if known.contains(&cert.id) {
+            continue;
+        }
         let Some(plugin) = plugins.get(&cert.plugin).cloned() else {
             continue;
         };
@@ -427,7 +440,12 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let answers = runtime.block_on(ask_plugins(&config, &registry, CHECK_DEADLINE));
+        let answers = runtime.block_on(ask_plugins(
+            &config,
+            &registry,
+            &BTreeSet::new(),
+            CHECK_DEADLINE,
+        ));
         (problems(&config, answers), path, text)
     }
 

@@ -245,6 +245,7 @@ pub async fn run(
         "certvaktd {} started: {}", crate::VERSION, config.summary()
     );
     notifier.ready(&status_line(&view));
+    crate::allocator::give_back();
 
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
@@ -414,11 +415,15 @@ async fn reload(
         });
     // The plugins are asked about their settings as check-config asks them: a reload that
     // check-config would refuse is refused.
+    // Certificates configured as before were asked when they were loaded: only what changed
+    // is asked again, so a reload that adds one certificate to a thousand asks once.
     let loaded = match loaded {
         Ok(config) => {
+            let known = config::unchanged_certificates(&shared.view().config, &config);
             let answers = plugin_host::settings_check::ask_plugins(
                 &config,
                 &shared.plugins,
+                &known,
                 plugin_host::settings_check::CHECK_DEADLINE,
             )
             .await;
@@ -510,5 +515,7 @@ async fn reload(
         last_reload_error: None,
         ..(*old).clone()
     });
+    drop(old);
+    crate::allocator::give_back();
     Ok(report)
 }

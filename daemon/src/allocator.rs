@@ -1,0 +1,39 @@
+//! The C allocator's settings for a process that runs for months.
+//!
+//! Contract:
+//! - [`bound_arenas`] is called first thing in `certvaktd`, before any thread exists. glibc
+//!   gives every thread that allocates under contention an arena of its own, up to eight per
+//!   core, and memory freed into an arena stays there. The daemon's loop is one thread; file
+//!   reading, parsing and plugin calls run on tokio's blocking threads, which come and go.
+//!   Each of them left its own half-empty arena behind, so RSS grew with every reload
+//!   (50 reloads of 1,000 managed certificates: 17 MB to 71 MB). Two arenas: the loop's and
+//!   one shared by every helper thread.
+//! - [`give_back`] is called after the big jobs (start, reload): it returns the free pages
+//!   of every arena to the kernel (`malloc_trim`), so the peak of a job is not kept as RSS.
+//! - Both do nothing where the C library is not glibc.
+
+#![allow(unsafe_code)]
+
+/// How many arenas glibc may make.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const ARENAS: i32 = 2;
+
+/// Caps the number of glibc malloc arenas (see the module contract).
+pub fn bound_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes a setting of glibc's allocator; M_ARENA_MAX takes any
+    // positive value and is read when a thread next needs an arena.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+    }
+}
+
+/// Returns free memory at the top and inside every arena to the kernel.
+pub fn give_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes the allocator's own locks and only releases pages that hold
+    // no allocation; 0 keeps no extra padding at the top of the heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
