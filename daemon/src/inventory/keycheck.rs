@@ -36,7 +36,9 @@ pub fn check_key(key_bytes: &[u8], cert_public_key: &[u8]) -> KeyVerdict {
         Ok(der) => der,
         Err(problem) => return KeyVerdict::Unreadable(problem.to_string()),
     };
-    let key = match rcgen::KeyPair::try_from(der.as_slice()) {
+    let key = match likely_ec_key(der.as_slice(), cert_public_key)
+        .map_or_else(|| rcgen::KeyPair::try_from(der.as_slice()), Ok)
+    {
         Ok(key) => key,
         Err(_) => {
             return KeyVerdict::Unreadable(
@@ -49,6 +51,22 @@ pub fn check_key(key_bytes: &[u8], cert_public_key: &[u8]) -> KeyVerdict {
     } else {
         KeyVerdict::Mismatch
     }
+}
+
+/// The key read as the EC curve the certificate's public key has, when that is P-256 or
+/// P-384 (an uncompressed point of 65 or 97 bytes) and the key is PKCS#8. Reading a key
+/// without naming its kind tries each kind in turn, and each try of aws-lc computes the
+/// public point again: three scalar multiplications for a P-256 key where one will do.
+/// `None` (not such a key, or not of that curve) leaves it to the general reading; a key
+/// read here is still compared with the certificate's public key in full.
+fn likely_ec_key(der: &[u8], cert_public_key: &[u8]) -> Option<rcgen::KeyPair> {
+    let alg = match (cert_public_key.len(), cert_public_key.first()) {
+        (65, Some(4)) => &rcgen::PKCS_ECDSA_P256_SHA256,
+        (97, Some(4)) => &rcgen::PKCS_ECDSA_P384_SHA384,
+        _ => return None,
+    };
+    let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der);
+    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, alg).ok()
 }
 
 #[cfg(test)]
@@ -84,5 +102,44 @@ mod tests {
             };
             assert!(why.starts_with("is encrypted"), "{why}");
         }
+    }
+
+    #[test]
+    fn ec_keys_read_by_their_curve_still_match_only_their_own_certificate() {
+        use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519};
+        let p256 = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let other_p256 = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let p384 = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+        let ed = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let pem = |k: &KeyPair| k.serialize_pem().into_bytes();
+        assert_eq!(
+            check_key(&pem(&p256), p256.public_key_raw()),
+            KeyVerdict::Matches
+        );
+        assert_eq!(
+            check_key(&pem(&p384), p384.public_key_raw()),
+            KeyVerdict::Matches
+        );
+        assert_eq!(
+            check_key(&pem(&ed), ed.public_key_raw()),
+            KeyVerdict::Matches
+        );
+        // Same curve, another key; another curve or kind than the certificate's.
+        assert_eq!(
+            check_key(&pem(&other_p256), p256.public_key_raw()),
+            KeyVerdict::Mismatch
+        );
+        assert_eq!(
+            check_key(&pem(&p384), p256.public_key_raw()),
+            KeyVerdict::Mismatch
+        );
+        assert_eq!(
+            check_key(&pem(&ed), p256.public_key_raw()),
+            KeyVerdict::Mismatch
+        );
+        assert_eq!(
+            check_key(&pem(&p256), p384.public_key_raw()),
+            KeyVerdict::Mismatch
+        );
     }
 }

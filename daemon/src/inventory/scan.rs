@@ -53,7 +53,7 @@ pub const RETRY_INCOMPLETE: std::time::Duration = std::time::Duration::from_secs
 const PASSWORD_FILE_LIMIT: u64 = 4096;
 
 /// Below this many files to parse, threads cost more than they save.
-const PARALLEL_THRESHOLD: usize = 64;
+pub(crate) const PARALLEL_THRESHOLD: usize = 64;
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +262,8 @@ impl Scanner {
             outcomes[i] = Some(outcome);
         }
 
+        self.check_keys_in_parallel(sources, &work, &outcomes);
+
         // Assemble, in source and file order. Key files count as in use even when their
         // certificate is broken, so the watcher notices the pair being restored.
         let mut entries = Vec::new();
@@ -398,6 +400,63 @@ impl Scanner {
     /// Problems visible from `stat` alone (nothing is opened for these).
     fn precheck(&self, meta: &Metadata) -> Option<Outcome> {
         precheck(meta, self.max_file_size)
+    }
+
+    /// Reads and checks, on every core, the managed keys whose verdict is not in the cache
+    /// for their file as it is now and the certificate found: a key check computes the
+    /// public key, the costliest part of a first scan. [`Scanner::key_verdict`] then finds
+    /// them cached; what cannot be read here is left to it, which says why.
+    fn check_keys_in_parallel(
+        &mut self,
+        sources: &[Source],
+        work: &[Work],
+        outcomes: &[Option<Outcome>],
+    ) {
+        let mut todo: Vec<(&Path, &[u8])> = Vec::new();
+        for (w, outcome) in work.iter().zip(outcomes) {
+            let (SourceKind::Managed { key: Some(key), .. }, Some(Outcome::Certs { certs, .. })) =
+                (&sources[w.source].kind, outcome)
+            else {
+                continue;
+            };
+            let Some(first) = certs.first() else { continue };
+            // Only regular files of a sane size: anything else is for `key_verdict` to name.
+            let Ok(meta) = fs::metadata(key) else {
+                continue;
+            };
+            if precheck(&meta, self.max_file_size).is_some() {
+                continue;
+            }
+            let cached = self.keys.get(key.as_path()).is_some_and(|c| {
+                c.cert_public_key == first.public_key && c.stamp == Stamp::of(&meta)
+            });
+            if !cached {
+                todo.push((key.as_path(), first.public_key.as_slice()));
+            }
+        }
+        if todo.len() < PARALLEL_THRESHOLD {
+            return;
+        }
+        let max = self.max_file_size;
+        let checked = in_parallel(&todo, |&(key, public_key)| {
+            let (stamp, bytes) = read_capped(key, max).ok()?;
+            let bytes = Zeroizing::new(bytes);
+            let verdict =
+                catch_unwind(AssertUnwindSafe(|| keycheck::check_key(&bytes, public_key))).ok()?;
+            Some((stamp, verdict))
+        });
+        for ((key, public_key), checked) in todo.into_iter().zip(checked) {
+            if let Some((stamp, verdict)) = checked {
+                self.keys.insert(
+                    key.to_path_buf(),
+                    CachedKey {
+                        stamp,
+                        cert_public_key: public_key.to_vec(),
+                        verdict,
+                    },
+                );
+            }
+        }
     }
 
     /// The key's verdict; `Err` with the reason when the key could not be looked at for want
@@ -846,16 +905,24 @@ fn run_jobs(
             ),
         }
     };
+    in_parallel(jobs, run)
+}
+
+/// `run` over `items` on up to four threads (one per core) when there are enough of them,
+/// results in the order of `items`. A part whose thread cannot start or panics outside
+/// `run` is done on the calling thread.
+fn in_parallel<T: Sync, R: Send>(items: &[T], run: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(4);
-    if jobs.len() < PARALLEL_THRESHOLD || workers < 2 {
-        return jobs.iter().map(run).collect();
+    if items.len() < PARALLEL_THRESHOLD || workers < 2 {
+        return items.iter().map(&run).collect();
     }
-    let chunk = jobs.len().div_ceil(workers);
+    let chunk = items.len().div_ceil(workers);
+    let run = &run;
     std::thread::scope(|scope| {
-        let spawned: Vec<_> = jobs
+        let spawned: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
                 let handle = std::thread::Builder::new()
@@ -864,11 +931,10 @@ fn run_jobs(
                 (part, handle)
             })
             .collect();
-        let mut results = Vec::with_capacity(jobs.len());
+        let mut results = Vec::with_capacity(items.len());
         for (part, handle) in spawned {
             match handle.map(|h| h.join()) {
                 Ok(Ok(done)) => results.extend(done),
-                // No thread (resource limits) or a panic outside `run`: do the part here.
                 _ => results.extend(part.iter().map(run)),
             }
         }

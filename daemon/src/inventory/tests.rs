@@ -1350,3 +1350,59 @@ fn the_sample_set_scans_as_its_manifest_says() {
     }
     assert_eq!(inv.problems.len(), 3, "{:#?}", inv.problems);
 }
+
+#[test]
+fn many_keys_checked_together_give_the_same_verdicts_as_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(CaShape::Tls).expect("ca");
+    let n = 2 * super::scan::PARALLEL_THRESHOLD;
+    let pairs: Vec<_> = (0..n)
+        .map(|i| {
+            let key_type = match i {
+                0 => KeyType::Rsa2048,
+                i if i % 3 == 0 => KeyType::EcP384,
+                _ => KeyType::EcP256,
+            };
+            ca.issue(&LeafSpec::tls_server(&[&format!("k{i}.example")]).key_type(key_type))
+                .expect("issue")
+                .write_pem(dir.path(), &format!("k{i}"))
+                .expect("write")
+        })
+        .collect();
+    // Two keys swapped (a mismatch each), one key that is a FIFO (never read: named).
+    let fifo = dir.path().join("fifo.key");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let key_of = |i: usize| match i {
+        1 => pairs[2].key.clone(),
+        2 => pairs[1].key.clone(),
+        5 => fifo.clone(),
+        i => pairs[i].key.clone(),
+    };
+    let sources: Vec<Source> = (0..n)
+        .map(|i| managed(&format!("c{i}"), &pairs[i].cert, Some(&key_of(i))))
+        .collect();
+    let mut scanner = Scanner::default();
+    let together = scanner.scan(&sources);
+    let one_by_one: Vec<KeyCheck> = (0..n)
+        .map(|i| Scanner::default().scan(&sources[i..=i]).entries[0].key_check)
+        .collect();
+    let checks: Vec<KeyCheck> = together.entries.iter().map(|e| e.key_check).collect();
+    assert_eq!(checks, one_by_one);
+    assert_eq!(checks[1], KeyCheck::Mismatch);
+    assert_eq!(checks[2], KeyCheck::Mismatch);
+    assert_eq!(checks[5], KeyCheck::Unreadable);
+    assert_eq!(
+        checks.iter().filter(|c| **c == KeyCheck::Matches).count(),
+        n - 3
+    );
+    // A rescan of unchanged files reads no key again and says the same.
+    let again = scanner.scan(&sources);
+    assert_eq!(
+        again
+            .entries
+            .iter()
+            .map(|e| e.key_check)
+            .collect::<Vec<_>>(),
+        checks
+    );
+}
