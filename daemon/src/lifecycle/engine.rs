@@ -41,6 +41,9 @@ pub(super) struct InFlight {
 
 /// How long a command for a certificate whose step is being taken waits for that step to end
 /// before it is refused as busy.
+/// During a burst of steps, how often the view and the next wake are made again.
+const BURST_PASS: Duration = Duration::from_millis(200);
+
 pub(super) const DEFER_COMMAND: Duration = Duration::from_secs(5);
 
 /// A command waiting for its certificate's step in flight to end.
@@ -93,6 +96,7 @@ impl Engine {
                 store,
                 plugins,
                 metrics,
+                by_id: super::index_ids(&config),
                 config,
                 http,
                 http01: None,
@@ -222,6 +226,13 @@ impl Engine {
             return;
         };
         let mut inboxes = crate::watcher::Watcher::new();
+        // While steps are in flight a turn comes with every step that ends, and the view and
+        // the next wake are each a pass over every certificate: with a thousand certificates
+        // due together (a start, a reload adding them) that was most of the daemon's time.
+        // So during such a burst they are made again at most every `BURST_PASS`; when
+        // nothing is in flight, at every turn.
+        let mut published: Option<std::time::Instant> = None;
+        let mut wake_known: Option<(std::time::Instant, Option<i64>)> = None;
         loop {
             // Inboxes are looked at when something may be there, not at every turn: with a
             // thousand certificates every turn would be a thousand folder reads.
@@ -238,12 +249,32 @@ impl Engine {
             };
             let now = crate::now_unix();
             self.start_steps(now);
-            self.publish(now);
+            let burst = !self.in_flight.is_empty();
+            let fresh = |at: Option<std::time::Instant>| {
+                burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
+            };
+            let publish_in = if fresh(published) {
+                published.map(|at| BURST_PASS.saturating_sub(at.elapsed()))
+            } else {
+                self.publish(now);
+                published = Some(std::time::Instant::now());
+                None
+            };
             self.answer_deferred().await;
-            let wake = self.next_wake(now);
+            let wake = match wake_known {
+                Some((at, wake)) if fresh(Some(at)) => wake,
+                _ => {
+                    let wake = self.next_wake(now);
+                    wake_known = Some((std::time::Instant::now(), wake));
+                    wake
+                }
+            };
             let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
                 Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
             });
+            if let Some(soon) = publish_in {
+                sleep = sleep.min(soon);
+            }
             if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
                 sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
             }
@@ -511,7 +542,10 @@ impl Engine {
     /// Every failing certificate is tried again now: a new configuration may have fixed it.
     pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
         let unchanged = crate::config::unchanged_certificates(&self.core.config, &config);
-        self.edit_core(|core| core.config = config);
+        self.edit_core(|core| {
+            core.by_id = super::index_ids(&config);
+            core.config = config;
+        });
         self.load_records(false, &unchanged);
         self.inbox_watch_stale = true;
         self.inbox_all = true;
@@ -657,7 +691,9 @@ impl Core {
     }
 
     pub(super) fn cert(&self, id: &str) -> Option<&crate::config::ManagedCertificate> {
-        self.config.certificates.iter().find(|c| c.id == id)
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.config.certificates.get(i))
     }
 }
 

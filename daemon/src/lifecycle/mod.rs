@@ -303,6 +303,8 @@ struct Core {
     plugins: Arc<Registry>,
     metrics: Arc<Metrics>,
     config: Arc<Config>,
+    /// Where each id is in `config.certificates`.
+    by_id: Arc<std::collections::HashMap<String, usize>>,
     http: Option<Arc<HttpService>>,
     http01: Option<Arc<Http01Responder>>,
     /// Where a plugin's mail goes (sent, or rendered for a person); `None`: plugins' mail is
@@ -315,6 +317,18 @@ struct Core {
     /// The crash-test hook: stop a certificate (for ever) right after this step is saved, so
     /// a test can kill -9 the daemon at a known point.
     pause_after: Option<Phase>,
+}
+
+/// Where each certificate id is in `config.certificates`.
+fn index_ids(config: &Config) -> Arc<std::collections::HashMap<String, usize>> {
+    Arc::new(
+        config
+            .certificates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect(),
+    )
 }
 
 impl std::fmt::Debug for Core {

@@ -145,12 +145,18 @@ pub async fn run(
         }),
         metrics.clone(),
     ));
-    let mut engine = Engine::new(
-        config.clone(),
-        plugins.clone(),
-        metrics.clone(),
-        Some(http.clone()),
-    )?;
+    // The first scan runs on the blocking pool while this thread reads the engine's records:
+    // `join!` starts the scan, then makes the engine, then waits for the scan.
+    let mut scanning = Scanning::new(&config);
+    let (inventory, engine) = tokio::join!(scanning.run(&config, &metrics, true), async {
+        Engine::new(
+            config.clone(),
+            plugins.clone(),
+            metrics.clone(),
+            Some(http.clone()),
+        )
+    });
+    let mut engine = engine?;
     let (installed_tx, mut installed) = mpsc::unbounded_channel();
     engine.notify_installs(installed_tx);
     let http01_task = match config.daemon.http01_listen {
@@ -178,9 +184,10 @@ pub async fn run(
     )));
     let engine_view = engine.view();
     let (engine_tx, engine_rx) = mpsc::channel(16);
+    // After the first scan, not beside it: with a thousand certificates due at once the
+    // engine's first turns would take the loop's thread (and the second core) from the scan
+    // that the first `status` waits for. The engine's view exists already.
     let engine_task = tokio::spawn(engine.run(engine_rx));
-    let mut scanning = Scanning::new(&config);
-    let inventory = scanning.run(&config, &metrics, true).await;
 
     let view = Arc::new(RwLock::new(Arc::new(View {
         config: config.clone(),
