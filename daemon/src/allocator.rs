@@ -8,11 +8,17 @@
 //!   Each of them left its own half-empty arena behind, so RSS grew with every reload
 //!   (50 reloads of 1,000 managed certificates: 17 MB to 71 MB). Two arenas: the loop's and
 //!   one shared by every helper thread.
-//! - [`give_back`] is called after the big jobs (start, reload): it returns the free pages
-//!   of every arena to the kernel (`malloc_trim`), so the peak of a job is not kept as RSS.
+//!   The mmap threshold is fixed at 128 KiB (see [`bound_arenas`]).
+//! - [`give_back`] is called after the big jobs (start, reload, the end of a burst of
+//!   renewal steps): it returns the free pages of every arena to the kernel
+//!   (`malloc_trim`), so the peak of a job is not kept as RSS.
 //! - Both do nothing where the C library is not glibc.
 
 #![allow(unsafe_code)]
+
+/// Blocks at least this large are mapped on their own and given back when freed.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// How many arenas glibc may make.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
@@ -25,6 +31,11 @@ pub fn bound_arenas() {
     // positive value and is read when a thread next needs an arena.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        // A fixed threshold: glibc otherwise raises it to the size of the largest mapped
+        // block freed so far, and from then on a reload's large passing buffers (a
+        // configuration's text, lists of thousands of entries) are carved out of the heap
+        // between long-lived objects instead of being mapped and unmapped.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 

@@ -232,6 +232,7 @@ impl Engine {
         // So during such a burst they are made again at most every `BURST_PASS`; when
         // nothing is in flight, at every turn.
         let mut published: Option<std::time::Instant> = None;
+        let mut burst = false;
         let mut wake_known: Option<(std::time::Instant, Option<i64>)> = None;
         loop {
             // Inboxes are looked at when something may be there, not at every turn: with a
@@ -249,7 +250,12 @@ impl Engine {
             };
             let now = crate::now_unix();
             self.start_steps(now);
-            let burst = !self.in_flight.is_empty();
+            let was_burst = burst;
+            burst = !self.in_flight.is_empty();
+            if was_burst && !burst {
+                // A burst's passing allocations (a thousand steps) are free now.
+                crate::allocator::give_back();
+            }
             let fresh = |at: Option<std::time::Instant>| {
                 burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
             };

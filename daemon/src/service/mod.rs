@@ -101,6 +101,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
     let started_at = crate::now_unix();
+    let begun = std::time::Instant::now();
     let notifier = Notifier::from_env();
     let mut signals = Signals::install().map_err(ServiceError::Signals)?;
     let metrics = Arc::new(Metrics::new(started_at)?);
@@ -249,9 +250,13 @@ pub async fn run(
     log::info!(
         socket = socket_path.display().to_string(),
         metrics = metrics_listen.clone().unwrap_or_else(|| "off".into());
-        "certvaktd {} started: {}", crate::VERSION, config.summary()
+        "certvaktd {} started in {} ms: {}", crate::VERSION, begun.elapsed().as_millis(), config.summary()
     );
     notifier.ready(&status_line(&view));
+    // The loop reads the configuration and the inventory from the current view only: the
+    // start's own references would keep both alive after the first reload or scan.
+    drop(view);
+    drop(config);
     crate::allocator::give_back();
 
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
