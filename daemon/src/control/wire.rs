@@ -458,7 +458,7 @@ impl ShownEntry {
             source: source.into(),
             path: path.clone(),
             index: *index,
-            format: format.clone(),
+            format: format.to_string(),
             cert: cert.as_ref().into(),
             identity_fields: cert
                 .identities

@@ -179,7 +179,7 @@ pub struct Entry {
     /// Position in the file (0 = first, the leaf in a well-formed chain).
     pub index: usize,
     /// `pem`, `der` or `pkcs12`.
-    pub format: String,
+    pub format: std::borrow::Cow<'static, str>,
     /// Shared with the scanner's cache: one copy per certificate, however many scans.
     pub cert: Arc<CertInfo>,
     /// Only meaningful for the first certificate of a managed source.

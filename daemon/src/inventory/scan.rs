@@ -105,7 +105,8 @@ enum Outcome {
 #[derive(Debug, Clone)]
 struct CachedFile {
     stamp: Stamp,
-    password: Option<PasswordId>,
+    /// Shared by every file of its source (a cached file is kept per certificate file).
+    password: Option<Arc<PasswordId>>,
     outcome: Outcome,
 }
 
@@ -214,10 +215,10 @@ impl Scanner {
     pub fn scan(&mut self, sources: &[Source]) -> Inventory {
         let mut problems = Vec::new();
         let mut incomplete = Incomplete::default();
-        let passwords: Vec<Option<PasswordId>> = sources
+        let passwords: Vec<Option<Arc<PasswordId>>> = sources
             .iter()
             .enumerate()
-            .map(|(i, source)| password_id(i, source, &mut problems, &mut incomplete))
+            .map(|(i, source)| password_id(i, source, &mut problems, &mut incomplete).map(Arc::new))
             .collect();
         let work = self.expand_sources(sources, &mut problems, &mut incomplete);
 
@@ -225,7 +226,7 @@ impl Scanner {
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(work.len());
         let mut jobs: Vec<(usize, &Path, Option<&PasswordId>)> = Vec::new();
         for (i, w) in work.iter().enumerate() {
-            let password = passwords[w.source].as_ref();
+            let password = passwords[w.source].as_deref();
             match fs::metadata(&w.path) {
                 Err(e) => outcomes.push(Some(io_outcome(&w.path, &e))),
                 Ok(meta) => match self.precheck(&meta) {
@@ -233,7 +234,7 @@ impl Scanner {
                     None => {
                         let stamp = Stamp::of(&meta);
                         match self.files.get(&w.path) {
-                            Some(c) if c.stamp == stamp && c.password.as_ref() == password => {
+                            Some(c) if c.stamp == stamp && c.password.as_deref() == password => {
                                 outcomes.push(Some(c.outcome.clone()));
                             }
                             _ => {
@@ -266,7 +267,7 @@ impl Scanner {
 
         // Assemble, in source and file order. Key files count as in use even when their
         // certificate is broken, so the watcher notices the pair being restored.
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(work.len());
         let keys_seen: HashSet<PathBuf> = sources
             .iter()
             .filter_map(|s| match &s.kind {
@@ -365,7 +366,7 @@ impl Scanner {
                     source: source.kind.clone(),
                     path: w.path.clone(),
                     index,
-                    format: format.to_string(),
+                    format: std::borrow::Cow::Borrowed(format),
                     cert: cert.info.clone(),
                     key_check: if index == 0 {
                         first_key_check
@@ -382,11 +383,13 @@ impl Scanner {
         self.keys.retain(|p, _| keys_seen.contains(p));
         let mut in_use: Vec<PathBuf> = files_seen.into_iter().cloned().collect();
         in_use.extend(keys_seen);
-        in_use.extend(passwords.into_iter().flatten().map(|p| p.path));
+        in_use.extend(passwords.iter().flatten().map(|p| p.path.clone()));
         in_use.sort();
         in_use.dedup();
         self.paths_in_use = in_use;
         problems.extend(incomplete.problems(sources));
+        // Kept until the next scan: no room for entries that are not there.
+        entries.shrink_to_fit();
 
         Inventory {
             entries,
