@@ -45,6 +45,9 @@ struct Sizes {
     list_runs: usize,
     /// How long to wait for one step (a start, a full list, N adds) before giving up.
     limit: Duration,
+    /// Wait for the managing daemon's plugin processes to end after their idle minute, and
+    /// measure again (a minute and more, so not under `cargo test`).
+    plugin_exit: bool,
     certmonger: bool,
 }
 
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
             churn: 20,
             list_runs: 5,
             limit: Duration::from_secs(900),
+            plugin_exit: true,
             certmonger: true,
         }
     } else {
@@ -69,6 +73,7 @@ fn main() -> Result<()> {
             churn: 3,
             list_runs: 1,
             limit: Duration::from_secs(120),
+            plugin_exit: false,
             certmonger: true,
         }
     };
@@ -143,6 +148,9 @@ struct Column {
     rss_empty: Mem,
     rss_idle: Mem,
     rss_added: Mem,
+    /// Managed: RSS once the plugin processes started at start have ended after their idle
+    /// minute.
+    rss_quiet: Option<Mem>,
     /// RSS after the first and after the last of the reloads between N and 2N (certvakt).
     churn: Option<(Mem, Mem)>,
     list: Duration,
@@ -657,6 +665,23 @@ fn certvakt_run(
         &col.wakeups.to_string(),
     );
 
+    if kind == Kind::Managed && sizes.plugin_exit {
+        until(
+            Duration::from_secs(120),
+            "the idle plugin processes to exit",
+            || Ok(descendants(pid).is_empty().then_some(())),
+        )?;
+        std::thread::sleep(SETTLE);
+        let quiet = tree_rss(pid)?;
+        say(
+            n,
+            tool,
+            "rss_after_plugin_processes_exit",
+            &quiet.to_string(),
+        );
+        col.rss_quiet = Some(quiet);
+    }
+
     d.stop()?;
     let start = Instant::now();
     let mut d = Certvaktd::spawn(bins, dir)?;
@@ -1107,6 +1132,12 @@ fn print_table(sizes: &Sizes, runs: &[Run], scrape: &(Duration, u64, u64)) {
             );
         };
         rss_row("RSS, idle after start", &|c| c.rss_idle);
+        if let Some(quiet) = m.rss_quiet {
+            println!(
+                "| RSS once the idle plugin processes have exited (a minute without calls) | {n} | – | – | {quiet}{} |",
+                ratio(quiet.total() as f64, cm.map(|c| c.rss_idle.total() as f64))
+            );
+        }
         rss_row("RSS with nothing tracked", &|c| c.rss_empty);
         println!(
             "| RSS per certificate, (RSS with N − RSS with 0) / N | {n} | {} | {} | {} |",
