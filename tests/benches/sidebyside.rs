@@ -263,13 +263,18 @@ fn descendants(pid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
             continue;
         };
-        // After the command name in parentheses: the state, then the parent pid.
-        if let Some(ppid) = stat
+        // After the command name in parentheses: the state, then the parent pid. A zombie
+        // (state Z: exited, not yet reaped) holds no memory and is left out.
+        let mut fields = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            parents.push((child, ppid));
+            .map(|(_, rest)| rest.split_whitespace())
+            .into_iter()
+            .flatten();
+        let state = fields.next();
+        if let Some(ppid) = fields.next().and_then(|v| v.parse::<u32>().ok()) {
+            if state != Some("Z") {
+                parents.push((child, ppid));
+            }
         }
     }
     let mut found = Vec::new();
@@ -690,7 +695,11 @@ fn certvakt_run(
         until(
             Duration::from_secs(120),
             "the idle plugin processes to exit",
-            || Ok(descendants(pid).is_empty().then_some(())),
+            || {
+                // A daemon that died leaves no descendants either: say so, with its log.
+                d.alive()?;
+                Ok(descendants(pid).is_empty().then_some(()))
+            },
         )?;
         std::thread::sleep(SETTLE);
         let quiet = tree_rss(pid)?;
