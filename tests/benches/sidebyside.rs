@@ -232,7 +232,13 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no VmRSS line in /proc/{pid}/status"))
+        .with_context(|| {
+            format!(
+                "no VmRSS line in /proc/{pid}/status: process {pid} has exited and is not reaped yet; \
+                 if it is a certvaktd of this benchmark, something outside it stopped it \
+                 (a `pkill certvaktd` elsewhere on the machine does)"
+            )
+        })
 }
 
 /// `Pss` of a process (from `/proc/PID/smaps_rollup`), in KiB.
@@ -702,6 +708,7 @@ fn certvakt_run(
             },
         )?;
         std::thread::sleep(SETTLE);
+        d.alive()?;
         let quiet = tree_rss(pid)?;
         say(
             n,
