@@ -71,5 +71,6 @@ mod selftest;
 pub use ca::{CaShape, KeyType, TestCa, now_seconds};
 pub use leaf::{IssuedCert, LeafShape, LeafSpec, PemPaths, Pkcs12Paths};
 pub use sample::{
-    ManagedSample, Manifest, SAMPLE_PKCS12_PASSWORD, SampleFile, write_many, write_sample_set,
+    CertKeyPair, ManagedSample, Manifest, SAMPLE_PKCS12_PASSWORD, SampleFile, write_many,
+    write_many_with_keys, write_sample_set,
 };

@@ -2,8 +2,9 @@
 //!
 //! Owns [`write_sample_set`] (one of each national shape, the edge cases in time, a chain,
 //! a PKCS#12 bundle, managed cert+key pairs and a few broken files, with a [`Manifest`] that
-//! says what each file is and what certvakt should say about it) and [`write_many`] (N
-//! distinct certificate files, fast).
+//! says what each file is and what certvakt should say about it), [`write_many`] (N
+//! distinct certificate files, fast) and [`write_many_with_keys`] (the same with a private
+//! key file beside each certificate, for managed certificates and other tools).
 //!
 //! Layout written by [`write_sample_set`] under `DIR`:
 //! - `watched/`: files meant for one `[[watch]]` entry with the patterns in
@@ -24,7 +25,7 @@ use time::Duration;
 
 use crate::badfiles;
 use crate::ca::{CaShape, KeyType, TestCa, now_seconds};
-use crate::leaf::{IssuedCert, LeafSpec, write_file};
+use crate::leaf::{IssuedCert, LeafSpec, write_file, write_secret};
 
 /// What [`write_sample_set`] wrote. Serialises to the JSON `certvakt-gen sample` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -473,13 +474,37 @@ pub fn write_sample_set(dir: &Path) -> Result<Manifest> {
 /// Returns the paths in order. 10,000 take a few seconds in a debug build, well under one in
 /// release.
 pub fn write_many(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    Ok(mint_many(dir, n, false)?
+        .into_iter()
+        .map(|pair| pair.cert)
+        .collect())
+}
+
+/// A certificate file and the file of its private key, written by [`write_many_with_keys`].
+#[derive(Debug, Clone)]
+pub struct CertKeyPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Like [`write_many`], and beside each `cert-00000.pem` its private key as
+/// `cert-00000.key` (PKCS#8 PEM, mode 0600), for tools that manage or track a certificate
+/// together with its key. All certificates share the one key (a copy per file), which is
+/// what keeps this as fast as [`write_many`]; nothing that reads them needs distinct keys.
+/// The `.key` files stay outside a `*.pem` watch pattern over `dir`.
+pub fn write_many_with_keys(dir: &Path, n: usize) -> Result<Vec<CertKeyPair>> {
+    mint_many(dir, n, true)
+}
+
+fn mint_many(dir: &Path, n: usize, with_keys: bool) -> Result<Vec<CertKeyPair>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = TestCa::root_only(CaShape::Tls)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("bulk key")?;
+    let key_pem = key.serialize_pem();
     let width = n.saturating_sub(1).to_string().len().max(5);
     let now = now_seconds();
 
-    let mint = |i: usize| -> Result<PathBuf> {
+    let mint = |i: usize| -> Result<CertKeyPair> {
         let name = format!("bulk-{i:0width$}.certvakt.test");
         let mut params = CertificateParams::default();
         params
@@ -494,7 +519,14 @@ pub fn write_many(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         let cert = params.signed_by(&key, ca.signing_issuer())?;
         let path = dir.join(format!("cert-{i:0width$}.pem"));
         write_file(&path, cert.pem().as_bytes())?;
-        Ok(path)
+        let key_path = dir.join(format!("cert-{i:0width$}.key"));
+        if with_keys {
+            write_secret(&key_path, key_pem.as_bytes())?;
+        }
+        Ok(CertKeyPair {
+            cert: path,
+            key: key_path,
+        })
     };
 
     // Two workers: the machines this runs on have two cores, and signing dominates.
@@ -503,7 +535,7 @@ pub fn write_many(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         .unwrap_or(1)
         .clamp(1, 4);
     let chunk = n.div_ceil(workers).max(1);
-    let results: Vec<Result<Vec<PathBuf>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<CertKeyPair>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
             .map(|start| {
@@ -520,9 +552,9 @@ pub fn write_many(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
             })
             .collect()
     });
-    let mut paths = Vec::with_capacity(n);
+    let mut pairs = Vec::with_capacity(n);
     for r in results {
-        paths.extend(r?);
+        pairs.extend(r?);
     }
-    Ok(paths)
+    Ok(pairs)
 }
