@@ -6,7 +6,8 @@
 //!   due becomes one delivery per route that wants it, written to the outbox (and fsynced)
 //!   before the first attempt. While the outbox cannot be written, nothing is sent.
 //! - With no `[[notify]]` route, nothing is derived or recorded: a route added later is told
-//!   of what is still open then.
+//!   of what is still open then. With no route and an empty outbox the loop does not wake
+//!   by itself at all.
 //! - Attempts run in tasks of their own, at most [`PARALLEL`] at once, each bounded by
 //!   `[notifications] timeout`; the loop never waits for one. A delivery is removed from the
 //!   outbox only after its attempt succeeded, so a crash between the two sends it again with
@@ -36,6 +37,8 @@ use crate::plugin_host::HttpService;
 
 /// How often the notifier looks at the daemon's state.
 pub const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// How long the loop sleeps with no route and an empty outbox, if no request comes.
+const IDLE_LOOK: Duration = Duration::from_secs(86_400);
 /// At most this many attempts at once.
 const PARALLEL: usize = 4;
 /// At most this many bytes of files are attached to one message; the rest are named in it.
@@ -219,11 +222,20 @@ impl Sender {
         let mut next_look = tokio::time::Instant::now();
         tokio::pin!(stop);
         loop {
-            if tokio::time::Instant::now() >= next_look {
+            // With no route and nothing in the outbox there is nothing to look for: the loop
+            // sleeps until a request (a reload that adds a route, a plugin's mail) wakes it,
+            // so an idle daemon without notifications is not woken every two seconds.
+            let looking = !self.config.notify.is_empty() || !self.state.queue.is_empty();
+            if looking && tokio::time::Instant::now() >= next_look {
                 next_look = tokio::time::Instant::now() + LOOK_EVERY;
                 self.take_look().await;
                 self.expire_undeliverable(crate::now_unix());
             }
+            let next_look = if looking {
+                next_look
+            } else {
+                tokio::time::Instant::now() + IDLE_LOOK
+            };
             if self.dirty {
                 self.save().await;
             }
