@@ -115,9 +115,20 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// Where each key that was written in a file came from, keyed by the same dotted path as
     /// [`Problem::key`] (`metrics.listen`, `certificate[2].cert`, `watch[0].paths[1]`). Keys
-    /// left at their default have no entry. Lets [`validate`] point at lines.
+    /// left at their default have no entry. Lets [`validate`] point at lines. Emptied by
+    /// [`Config::in_force`] once the daemon runs with it: only loading and checking point
+    /// at lines, and with a thousand certificates it is most of the configuration's memory.
     #[serde(skip)]
     pub key_origins: BTreeMap<String, Origin>,
+}
+
+impl Config {
+    /// The configuration as the daemon keeps it while in force: without what only loading
+    /// and checking need (`key_origins`).
+    pub fn in_force(mut self) -> Config {
+        self.key_origins = BTreeMap::new();
+        self
+    }
 }
 
 /// `[daemon]`

@@ -131,7 +131,7 @@ pub async fn run(
     let (commands_tx, mut commands) = mpsc::channel(8);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let config = Arc::new(config);
+    let config = Arc::new(config.in_force());
     let plugins = Arc::new(load_plugins(&config, &metrics));
     metrics.declare(&declared(&config, &plugins));
     let shared_config: SharedConfig = Arc::new(RwLock::new(config.clone()));
@@ -496,7 +496,7 @@ async fn reload(
         Ok(mut p) => *p = new_policy,
         Err(poisoned) => *poisoned.into_inner() = new_policy,
     }
-    let config = Arc::new(new);
+    let config = Arc::new(new.in_force());
     let inventory = scanning.run(&config, &shared.metrics, false).await;
     shared.metrics.declare(&declared(&config, &shared.plugins));
     shared.metrics.observe_reload(true);
