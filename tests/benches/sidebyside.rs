@@ -455,11 +455,72 @@ impl Kind {
     }
 }
 
+/// A daemon this benchmark started (certvaktd, certmonger): its process and its log, which
+/// says why it stopped if it did; killed when dropped.
+struct Started {
+    name: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Started {
+    fn none(name: String, log: PathBuf) -> Started {
+        Started {
+            name,
+            log,
+            child: None,
+        }
+    }
+
+    fn pid(&self) -> Result<u32> {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .with_context(|| format!("{} is not running", self.name))
+    }
+
+    /// Fails when the daemon has exited, with its log.
+    fn alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited with {status}; its log:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, and waits for the exit; the exit status is returned.
+    fn stop(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let pid = self.pid()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed");
+        match self.child.take() {
+            Some(mut child) => Ok(Some(child.wait()?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A `certvaktd` started by this benchmark; killed when dropped.
 struct Certvaktd {
     bins: Bins,
     dir: PathBuf,
-    child: Option<Child>,
+    process: Started,
 }
 
 impl Certvaktd {
@@ -477,18 +538,20 @@ impl Certvaktd {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bins.certvaktd.display()))?;
+        let mut process = Started::none(
+            format!("certvaktd in {}", dir.display()),
+            dir.join("certvaktd.log"),
+        );
+        process.child = Some(child);
         Ok(Certvaktd {
             bins: bins.clone(),
             dir: dir.to_path_buf(),
-            child: Some(child),
+            process,
         })
     }
 
     fn pid(&self) -> Result<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .context("certvaktd is already stopped")
+        self.process.pid()
     }
 
     fn cli(&self, args: &[&str]) -> Result<Output> {
@@ -501,18 +564,8 @@ impl Certvaktd {
             .with_context(|| format!("running certvakt {args:?}"))
     }
 
-    /// Fails when the daemon has exited, with its log.
     fn alive(&mut self) -> Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "certvaktd in {} exited with {status}; its log:\n{}",
-                    self.dir.display(),
-                    std::fs::read_to_string(self.dir.join("certvaktd.log")).unwrap_or_default()
-                );
-            }
-        }
-        Ok(())
+        self.process.alive()
     }
 
     /// Whether `status` gets an answer: exit codes 0, 1 and 2 are health verdicts; anything
@@ -550,15 +603,9 @@ impl Certvaktd {
         })
     }
 
-    /// SIGTERM, and waits for the exit.
+    /// SIGTERM, and waits for the exit, which must be clean.
     fn stop(&mut self) -> Result<()> {
-        let pid = self.pid()?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
-        ensure!(status.success(), "kill -TERM {pid} failed");
-        if let Some(mut child) = self.child.take() {
-            let status = child.wait()?;
+        if let Some(status) = self.process.stop()? {
             ensure!(
                 status.success(),
                 "certvaktd in {} exited with {status} on SIGTERM",
@@ -566,15 +613,6 @@ impl Certvaktd {
             );
         }
         Ok(())
-    }
-}
-
-impl Drop for Certvaktd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -904,7 +942,7 @@ struct Certmonger {
     getcert: PathBuf,
     dir: PathBuf,
     bus: String,
-    child: Option<Child>,
+    process: Started,
 }
 
 impl Certmonger {
@@ -919,7 +957,7 @@ impl Certmonger {
             getcert,
             dir: dir.to_path_buf(),
             bus: bus.address.clone(),
-            child: None,
+            process: Started::none("certmonger".into(), dir.join("certmonger.log")),
         })
     }
 
@@ -951,15 +989,12 @@ impl Certmonger {
             .stdout(Stdio::null())
             .stderr(log);
         self.env(&mut cmd);
-        self.child = Some(cmd.spawn().context("starting certmonger")?);
+        self.process.child = Some(cmd.spawn().context("starting certmonger")?);
         Ok(())
     }
 
     fn pid(&self) -> Result<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .context("certmonger is not running")
+        self.process.pid()
     }
 
     fn getcert(&self, args: &[&str]) -> Result<Output> {
@@ -974,15 +1009,7 @@ impl Certmonger {
     }
 
     fn alive(&mut self) -> Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "certmonger exited with {status}; its log:\n{}",
-                    std::fs::read_to_string(self.dir.join("certmonger.log")).unwrap_or_default()
-                );
-            }
-        }
-        Ok(())
+        self.process.alive()
     }
 
     /// How many requests `getcert list` shows, or `None` when certmonger does not answer.
@@ -1027,24 +1054,7 @@ impl Certmonger {
     }
 
     fn stop(&mut self) -> Result<()> {
-        let pid = self.pid()?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
-        ensure!(status.success(), "kill -TERM {pid} failed");
-        if let Some(mut child) = self.child.take() {
-            child.wait()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Certmonger {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.stop().map(drop)
     }
 }
 
