@@ -547,7 +547,10 @@ impl Engine {
     /// not failing: they keep their record, their checked settings and their next moment.
     /// Every failing certificate is tried again now: a new configuration may have fixed it.
     pub(super) fn reconfigure(&mut self, config: Arc<Config>) {
-        let unchanged = crate::config::unchanged_certificates(&self.core.config, &config);
+        let mut unchanged = crate::config::unchanged_certificates(&self.core.config, &config);
+        // A record whose save failed is newer in memory than on disk: it is read again, as
+        // every record was before, so memory and disk agree once `unsaved` is cleared below.
+        unchanged.retain(|id| !self.unsaved.contains(id));
         self.edit_core(|core| {
             core.by_id = super::index_ids(&config);
             core.config = config;
