@@ -263,7 +263,7 @@ impl Scanner {
             outcomes[i] = Some(outcome);
         }
 
-        self.check_keys_in_parallel(sources, &work, &outcomes);
+        let mut key_verdicts = self.key_verdicts(sources, &work, &outcomes);
 
         // Assemble, in source and file order. Key files count as in use even when their
         // certificate is broken, so the watcher notices the pair being restored.
@@ -275,7 +275,7 @@ impl Scanner {
                 _ => None,
             })
             .collect();
-        for (w, outcome) in work.iter().zip(outcomes) {
+        for (i, (w, outcome)) in work.iter().zip(outcomes).enumerate() {
             let source = &sources[w.source];
             let base_id = match &source.kind {
                 SourceKind::Managed { id, .. } => id.clone(),
@@ -315,7 +315,12 @@ impl Scanner {
             if let (SourceKind::Managed { key: Some(key), .. }, Some(first)) =
                 (&source.kind, certs.first())
             {
-                let verdict = match self.key_verdict(key, &first.public_key) {
+                // Checked beforehand unless the certificate came from the cache because the
+                // file could not be read now.
+                let verdict = match key_verdicts[i]
+                    .take()
+                    .unwrap_or_else(|| self.key_verdict(key, &first.public_key))
+                {
                     Ok(verdict) => Some(verdict),
                     Err(reason) => {
                         incomplete.note(w.source, key, reason);
@@ -405,97 +410,92 @@ impl Scanner {
         precheck(meta, self.max_file_size)
     }
 
-    /// Reads and checks, on every core, the managed keys whose verdict is not in the cache
-    /// for their file as it is now and the certificate found: a key check computes the
-    /// public key, the costliest part of a first scan. [`Scanner::key_verdict`] then finds
-    /// them cached; what cannot be read here is left to it, which says why.
-    fn check_keys_in_parallel(
+    /// The verdict on each managed source's key, by work index: one `stat` per key, the
+    /// verdict from the cache when file and certificate are unchanged, and the keys that must
+    /// be read checked on every core (a key check computes the public key, the costliest part
+    /// of a first scan). `None` where there is no key or no certificate read now.
+    fn key_verdicts(
         &mut self,
         sources: &[Source],
         work: &[Work],
         outcomes: &[Option<Outcome>],
-    ) {
-        let mut todo: Vec<(&Path, &[u8])> = Vec::new();
-        for (w, outcome) in work.iter().zip(outcomes) {
+    ) -> Vec<Option<Result<KeyVerdict, String>>> {
+        let mut verdicts: Vec<Option<Result<KeyVerdict, String>>> = vec![None; work.len()];
+        let mut to_read: Vec<(usize, &Path, &[u8])> = Vec::new();
+        for (i, (w, outcome)) in work.iter().zip(outcomes).enumerate() {
             let (SourceKind::Managed { key: Some(key), .. }, Some(Outcome::Certs { certs, .. })) =
                 (&sources[w.source].kind, outcome)
             else {
                 continue;
             };
             let Some(first) = certs.first() else { continue };
-            // Only regular files of a sane size: anything else is for `key_verdict` to name.
-            let Ok(meta) = fs::metadata(key) else {
-                continue;
-            };
-            if precheck(&meta, self.max_file_size).is_some() {
-                continue;
+            match self.key_looked_up(key, &first.public_key) {
+                Some(known) => verdicts[i] = Some(known),
+                None => to_read.push((i, key.as_path(), first.public_key.as_slice())),
             }
-            let cached = self.keys.get(key.as_path()).is_some_and(|c| {
-                c.cert_public_key == first.public_key && c.stamp == Stamp::of(&meta)
-            });
-            if !cached {
-                todo.push((key.as_path(), first.public_key.as_slice()));
-            }
-        }
-        if todo.len() < PARALLEL_THRESHOLD {
-            return;
         }
         let max = self.max_file_size;
-        let checked = in_parallel(&todo, |&(key, public_key)| {
-            let (stamp, bytes) = read_capped(key, max).ok()?;
-            let bytes = Zeroizing::new(bytes);
-            let verdict =
-                catch_unwind(AssertUnwindSafe(|| keycheck::check_key(&bytes, public_key))).ok()?;
-            Some((stamp, verdict))
+        let read = in_parallel(&to_read, |&(_, key, public_key)| {
+            read_and_check_key(key, public_key, max)
         });
-        for ((key, public_key), checked) in todo.into_iter().zip(checked) {
-            if let Some((stamp, verdict)) = checked {
-                self.keys.insert(
-                    key.to_path_buf(),
-                    CachedKey {
-                        stamp,
-                        cert_public_key: public_key.to_vec(),
-                        verdict,
-                    },
-                );
+        for ((i, key, public_key), read) in to_read.into_iter().zip(read) {
+            verdicts[i] = Some(self.remember_key(key, public_key, read));
+        }
+        verdicts
+    }
+
+    /// The key's verdict for one source; `Err` with the reason when the key could not be
+    /// looked at for want of a resource (see [`is_transient`]).
+    fn key_verdict(&mut self, key: &Path, cert_public_key: &[u8]) -> Result<KeyVerdict, String> {
+        match self.key_looked_up(key, cert_public_key) {
+            Some(known) => known,
+            None => {
+                let read = read_and_check_key(key, cert_public_key, self.max_file_size);
+                self.remember_key(key, cert_public_key, read)
             }
         }
     }
 
-    /// The key's verdict; `Err` with the reason when the key could not be looked at for want
-    /// of a resource (see [`is_transient`]).
-    fn key_verdict(&mut self, key: &Path, cert_public_key: &[u8]) -> Result<KeyVerdict, String> {
+    /// What `stat` and the cache already say of a key: a problem (missing, not a regular
+    /// file, too large), the cached verdict when file and certificate are unchanged, or
+    /// `None`: it must be read.
+    fn key_looked_up(
+        &self,
+        key: &Path,
+        cert_public_key: &[u8],
+    ) -> Option<Result<KeyVerdict, String>> {
         let meta = match fs::metadata(key) {
             Ok(meta) => meta,
             Err(e) => {
-                return match io_outcome(key, &e) {
+                return Some(match io_outcome(key, &e) {
                     Outcome::Transient(reason) => Err(reason),
                     Outcome::Problem(_, tail) => Ok(KeyVerdict::Unreadable(tail)),
                     Outcome::Certs { .. } => {
                         Ok(KeyVerdict::Unreadable(format!("cannot be read: {e}")))
                     }
-                };
+                });
             }
         };
         if let Some(Outcome::Problem(_, tail)) = precheck(&meta, self.max_file_size) {
-            return Ok(KeyVerdict::Unreadable(tail));
+            return Some(Ok(KeyVerdict::Unreadable(tail)));
         }
         let stamp = Stamp::of(&meta);
-        if let Some(c) = self.keys.get(key) {
-            if c.stamp == stamp && c.cert_public_key == cert_public_key {
-                return Ok(c.verdict.clone());
-            }
-        }
-        let (stamp, verdict) = match read_capped(key, self.max_file_size) {
-            Ok((stamp, bytes)) => {
-                let bytes = Zeroizing::new(bytes);
-                (stamp, keycheck::check_key(&bytes, cert_public_key))
-            }
-            Err(Outcome::Transient(reason)) => return Err(reason),
-            Err(Outcome::Problem(_, tail)) => return Ok(KeyVerdict::Unreadable(tail)),
-            Err(Outcome::Certs { .. }) => {
-                return Ok(KeyVerdict::Unreadable("could not be read".into()));
-            }
+        self.keys
+            .get(key)
+            .filter(|c| c.stamp == stamp && c.cert_public_key == cert_public_key)
+            .map(|c| Ok(c.verdict.clone()))
+    }
+
+    /// Keeps a key's verdict for the next scan, and returns it.
+    fn remember_key(
+        &mut self,
+        key: &Path,
+        cert_public_key: &[u8],
+        read: Result<(Stamp, KeyVerdict), Result<KeyVerdict, String>>,
+    ) -> Result<KeyVerdict, String> {
+        let (stamp, verdict) = match read {
+            Ok(read) => read,
+            Err(uncached) => return uncached,
         };
         self.keys.insert(
             key.to_path_buf(),
@@ -909,6 +909,32 @@ fn run_jobs(
         }
     };
     in_parallel(jobs, run)
+}
+
+/// Reads a key and checks it against the certificate's public key: the stamp of what was
+/// read and the verdict, or (`Err`) the verdict or reason without a stamp to cache it by.
+/// A parser bug on one hostile key must not take the daemon down with it.
+fn read_and_check_key(
+    key: &Path,
+    cert_public_key: &[u8],
+    max: u64,
+) -> Result<(Stamp, KeyVerdict), Result<KeyVerdict, String>> {
+    match read_capped(key, max) {
+        Ok((stamp, bytes)) => {
+            let bytes = Zeroizing::new(bytes);
+            match catch_unwind(AssertUnwindSafe(|| {
+                keycheck::check_key(&bytes, cert_public_key)
+            })) {
+                Ok(verdict) => Ok((stamp, verdict)),
+                Err(_) => Err(Ok(KeyVerdict::Unreadable(
+                    "made the key reader fail; please report this file's shape (not its contents) as a bug".into(),
+                ))),
+            }
+        }
+        Err(Outcome::Transient(reason)) => Err(Err(reason)),
+        Err(Outcome::Problem(_, tail)) => Err(Ok(KeyVerdict::Unreadable(tail))),
+        Err(Outcome::Certs { .. }) => Err(Ok(KeyVerdict::Unreadable("could not be read".into()))),
+    }
 }
 
 /// `run` over `items` on up to four threads (one per core) when there are enough of them,
