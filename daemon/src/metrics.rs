@@ -722,13 +722,17 @@ impl CertCounters {
     /// then the certificates that counted without being declared.
     fn render(&self, out: &mut String) {
         let none = CertCounts::default();
-        let declared: HashSet<&str> = self.declared.iter().map(String::as_str).collect();
-        let undeclared: Vec<&str> = self
-            .counts
-            .keys()
-            .map(String::as_str)
-            .filter(|id| !declared.contains(id))
-            .collect();
+        // Usually nothing counted: no set of every id at every scrape then.
+        let undeclared: Vec<&str> = if self.counts.is_empty() {
+            Vec::new()
+        } else {
+            let declared: HashSet<&str> = self.declared.iter().map(String::as_str).collect();
+            self.counts
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !declared.contains(id))
+                .collect()
+        };
         let ids = || {
             self.declared
                 .iter()
