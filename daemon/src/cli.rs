@@ -1149,15 +1149,7 @@ mod tests {
             total,
             asked: std::sync::Mutex::new(Vec::new()),
         });
-        let policy = AccessPolicy::from_groups(
-            Some(GroupRef {
-                name: "test-admin".into(),
-                gid: current_gid(),
-                members: vec![],
-            }),
-            None,
-        )
-        .without_root_rule();
+        let policy = admin_of_this_process();
         let results = against(
             backend.clone(),
             policy,
@@ -1249,13 +1241,9 @@ mod tests {
         results
     }
 
-    fn argv(args: &[&str]) -> Vec<String> {
-        args.iter().map(|a| (*a).to_owned()).collect()
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn commands_against_a_running_server() {
-        let admin = AccessPolicy::from_groups(
+    /// A policy that makes this test process's group the admin group.
+    fn admin_of_this_process() -> AccessPolicy {
+        AccessPolicy::from_groups(
             Some(GroupRef {
                 name: "test-admin".into(),
                 gid: current_gid(),
@@ -1263,7 +1251,16 @@ mod tests {
             }),
             None,
         )
-        .without_root_rule();
+        .without_root_rule()
+    }
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn commands_against_a_running_server() {
+        let admin = admin_of_this_process();
         let results = against_fake(
             admin,
             vec![
