@@ -374,6 +374,18 @@ fn wakeups(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
+/// [`idle_wakeups`], printed as it is measured.
+fn said_idle_wakeups(n: usize, tool: &str, pid: u32, idle: Duration) -> Result<u64> {
+    let wakeups = idle_wakeups(pid, idle)?;
+    say(
+        n,
+        tool,
+        &format!("idle_wakeups_{}s", idle.as_secs()),
+        &wakeups.to_string(),
+    );
+    Ok(wakeups)
+}
+
 /// Wake-ups of `pid` during `idle`, with nothing asked of it.
 fn idle_wakeups(pid: u32, idle: Duration) -> Result<u64> {
     let before = wakeups(pid)?;
@@ -727,13 +739,7 @@ fn certvakt_run(
     col.list = median(lists);
     say(n, tool, "list", &dur(col.list));
 
-    col.wakeups = idle_wakeups(pid, sizes.idle)?;
-    say(
-        n,
-        tool,
-        &format!("idle_wakeups_{}s", sizes.idle.as_secs()),
-        &col.wakeups.to_string(),
-    );
+    col.wakeups = said_idle_wakeups(n, tool, pid, sizes.idle)?;
 
     if kind == Kind::Managed && sizes.plugin_exit {
         until(
@@ -1109,13 +1115,7 @@ fn certmonger_run(sizes: &Sizes, n: usize, sets: &[Vec<CertKeyPair>]) -> Result<
     col.list = median(lists);
     say(n, tool, "list", &dur(col.list));
 
-    col.wakeups = idle_wakeups(pid, sizes.idle)?;
-    say(
-        n,
-        tool,
-        &format!("idle_wakeups_{}s", sizes.idle.as_secs()),
-        &col.wakeups.to_string(),
-    );
+    col.wakeups = said_idle_wakeups(n, tool, pid, sizes.idle)?;
 
     // Adding N in three steps is adding N: certmonger has no reload, only one call each.
     let start = Instant::now();
