@@ -657,6 +657,15 @@ fn write_config(dir: &Path, kind: Kind, sets: &[Vec<CertKeyPair>], count: usize)
             }
         }
     }
+    // A notification route, as a site would have one: nothing is due, so nothing is sent,
+    // and idleness is measured with the notifier in place.
+    let secret = dir.join("webhook.key");
+    std::fs::write(&secret, "bench-webhook-secret\n")?;
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    body.push_str(&format!(
+        "[[notify]]\nname = \"ops\"\nchannel = \"webhook\"\nurl = \"http://127.0.0.1:9/certvakt\"\nsecret_file = {:?}\n\n",
+        secret.display().to_string()
+    ));
     let text = config_toml(dir, "127.0.0.1:0", &body)
         .replace("log_level = \"debug\"", "log_level = \"info\"");
     std::fs::write(dir.join("certvakt.toml"), text)?;

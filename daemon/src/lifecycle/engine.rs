@@ -107,6 +107,7 @@ impl Engine {
             }),
             records: BTreeMap::new(),
             view: Arc::default(),
+            published: None,
             held: BTreeMap::new(),
             settings_checked: Default::default(),
             in_flight: BTreeMap::new(),
@@ -141,6 +142,11 @@ impl Engine {
     /// allows it, otherwise rendered for a person. Without it a plugin's mail is refused.
     pub fn set_mail_out(&mut self, mail_out: Arc<dyn crate::plugin_host::MailOut>) {
         self.edit_core(|core| core.mail_out = Some(mail_out));
+    }
+
+    /// Told each time the engine's view is replaced.
+    pub fn tell_publications(&mut self, to: Arc<tokio::sync::Notify>) {
+        self.published = Some(to);
     }
 
     /// Where to say that a certificate's live files changed.
@@ -666,6 +672,9 @@ impl Engine {
         match self.view.write() {
             Ok(mut v) => *v = view,
             Err(poisoned) => *poisoned.into_inner() = view,
+        }
+        if let Some(published) = &self.published {
+            published.notify_one();
         }
     }
 

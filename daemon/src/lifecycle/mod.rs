@@ -344,6 +344,8 @@ pub struct Engine {
     core: Arc<Core>,
     records: BTreeMap<String, Record>,
     view: Arc<RwLock<EngineView>>,
+    /// Told each time the view is replaced (the notifier looks then).
+    published: Option<Arc<tokio::sync::Notify>>,
     /// Certificates whose state could not be loaded or whose settings the plugin refuses, and
     /// why; never advanced.
     held: BTreeMap<String, String>,

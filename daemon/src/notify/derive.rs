@@ -426,6 +426,65 @@ pub fn due(
     (out, ledger)
 }
 
+/// The earliest time after `snapshot.now` at which [`due`] could find something due with
+/// nothing but the time changing, given `told` as it is after the look at `snapshot.now`: a
+/// reminder's gap over, a managed certificate coming within `failing_within` or
+/// `remind_often_within`, a certificate crossing `warn_before` or its expiry, a condition to
+/// forget. `None` when nothing would. It may err early (a look that finds nothing), never
+/// late.
+pub fn next_change(
+    snapshot: &Snapshot,
+    told: &Ledger,
+    settings: &NotificationsSection,
+) -> Option<i64> {
+    let now = snapshot.now;
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    let every = secs(settings.remind_every.as_secs());
+    let often_every = secs(settings.remind_often_every.as_secs());
+    let often_within = secs(settings.remind_often_within.as_secs());
+    let failing_within = secs(settings.failing_within.as_secs());
+    let mut next: Option<i64> = None;
+    let mut at = |t: i64| {
+        if t > now {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    };
+    // A condition told before is reminded of `remind_every` after, or `remind_often_every`
+    // after once its certificate is within `remind_often_within`.
+    let reminder = |key: &str, not_after: Option<i64>, at: &mut dyn FnMut(i64)| {
+        if let Some(t) = told.get(key) {
+            at(t.last_at.saturating_add(every));
+            if let Some(not_after) = not_after {
+                at(t.last_at
+                    .saturating_add(often_every)
+                    .max(not_after.saturating_sub(often_within)));
+            }
+        }
+    };
+    for cert in &snapshot.managed {
+        for task in &cert.tasks {
+            reminder(&format!("task:{}", task.id), cert.not_after, &mut at);
+        }
+        if cert.failures > 0 {
+            // Failing already (reminded), or failing once the expiry is near.
+            reminder(&format!("failing:{}", cert.id), cert.not_after, &mut at);
+            if let Some(not_after) = cert.not_after {
+                at(not_after.saturating_sub(failing_within));
+            }
+        }
+    }
+    for seen in &snapshot.certificates {
+        at(seen.not_after);
+        if !seen.renewed {
+            at(seen.not_after.saturating_sub(snapshot.warn_before));
+        }
+    }
+    for t in told.values() {
+        at(t.seen_at.saturating_add(FORGET_AFTER));
+    }
+    next
+}
+
 /// A task's files to attach: all but the instructions, which are the body.
 fn attachments(files: &[PathBuf]) -> Vec<PathBuf> {
     files
@@ -533,6 +592,94 @@ mod tests {
         assert_eq!(
             events(&due(&near, &ledger, &settings).0),
             vec![(NotifyEvent::TaskReminder, 4)]
+        );
+    }
+
+    /// Walks the time from `t0` to `end`, looking when `step` says, and returns what was told
+    /// when.
+    fn walk(
+        snap: &mut Snapshot,
+        t0: i64,
+        end: i64,
+        mut step: impl FnMut(&Snapshot, &Ledger) -> Option<i64>,
+    ) -> Vec<(i64, NotifyEvent, u32)> {
+        let settings = NotificationsSection::default();
+        let mut ledger = Ledger::new();
+        let mut told = Vec::new();
+        let mut now = t0;
+        while now <= end {
+            snap.now = now;
+            let (dues, after) = due(snap, &ledger, &settings);
+            told.extend(dues.iter().map(|d| (now, d.event, d.count)));
+            ledger = after;
+            match step(snap, &ledger) {
+                Some(next) => now = next,
+                None => break,
+            }
+        }
+        told
+    }
+
+    #[test]
+    fn nothing_becomes_due_before_the_time_next_change_names() {
+        let settings = NotificationsSection::default();
+        let t0 = 1_000_000_000;
+        let mut snap = snapshot(t0);
+        // A task (reminded daily, then every 4 h from 7 days before expiry), one failure
+        // (told once the expiry is within 14 days), a watched certificate nothing renews
+        // (expiring at 30 days, expired at 45) and a renewed one (expired only).
+        snap.managed[0].failures = 1;
+        let seen = |id: &str, not_after: i64, renewed: bool| Seen {
+            id: id.into(),
+            path: PathBuf::from(format!("/etc/ssl/{id}.pem")),
+            subject: format!("CN={id}"),
+            serial: "01".into(),
+            sha256: format!("sha-{id}"),
+            not_after,
+            renewed,
+            plugin: None,
+        };
+        snap.certificates = vec![
+            seen("watched", t0 + 45 * DAY, false),
+            seen("fmk-prod", t0 + 20 * DAY, true),
+        ];
+        let end = t0 + 50 * DAY;
+        let mut looks = 0;
+        let told = walk(&mut snap.clone(), t0, end, |snap, ledger| {
+            looks += 1;
+            let next = next_change(snap, ledger, &settings)?;
+            assert!(
+                next > snap.now,
+                "next_change {next} is not after {}",
+                snap.now
+            );
+            // Nothing is due in between: the middle and the second before.
+            for t in [snap.now + (next - snap.now) / 2, next - 1] {
+                let mut at = snap.clone();
+                at.now = t;
+                let (dues, _) = due(&at, ledger, &settings);
+                assert!(dues.is_empty(), "at t0 + {} s: {:?}", t - t0, events(&dues));
+            }
+            Some(next)
+        });
+        // The same as looking every hour (every time in this walk is a whole hour from t0).
+        let hourly = walk(&mut snap, t0, end, |snap, _| Some(snap.now + 3600));
+        assert_eq!(told, hourly);
+        assert!(told.len() > 10, "{told:?}");
+        for event in [
+            NotifyEvent::TaskOpened,
+            NotifyEvent::TaskReminder,
+            NotifyEvent::RenewalFailing,
+            NotifyEvent::Expiring,
+            NotifyEvent::Expired,
+        ] {
+            assert!(told.iter().any(|t| t.1 == event), "{event:?} in {told:?}");
+        }
+        // No idle looks: each one tells something (the last finds the walk's end).
+        assert!(
+            looks <= told.len() + 1,
+            "{looks} looks for {} told",
+            told.len()
         );
     }
 

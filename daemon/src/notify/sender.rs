@@ -2,9 +2,13 @@
 //! outbox, and delivers it.
 //!
 //! Contract:
-//! - It looks every [`LOOK_EVERY`] (and at once after a reload); what [`super::derive`] finds
-//!   due becomes one delivery per route that wants it, written to the outbox (and fsynced)
-//!   before the first attempt. While the outbox cannot be written, nothing is sent.
+//! - It looks when the daemon publishes a new state (at most every [`LOOK_EVERY`]), at once
+//!   after a reload, and when the time alone makes something due ([`derive::next_change`]:
+//!   a reminder, a certificate crossing `warn_before`; at the latest [`SEEN_REFRESH`] after
+//!   the last look). An idle daemon with routes and nothing due is not woken. What
+//!   [`super::derive`] finds due becomes one delivery per route that wants it, written to
+//!   the outbox (and fsynced) before the first attempt. While the outbox cannot be written,
+//!   nothing is sent.
 //! - With no `[[notify]]` route, nothing is derived or recorded: a route added later is told
 //!   of what is still open then. With no route and an empty outbox the loop does not wake
 //!   by itself at all.
@@ -35,10 +39,15 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugin_host::HttpService;
 
-/// How often the notifier looks at the daemon's state.
+/// The notifier looks at the daemon's state at most this often (a burst of changes is one
+/// look).
 pub const LOOK_EVERY: Duration = Duration::from_secs(2);
-/// How long the loop sleeps with no route and an empty outbox, if no request comes.
+/// How long the loop sleeps with nothing to look for or send, if nothing wakes it.
 const IDLE_LOOK: Duration = Duration::from_secs(86_400);
+/// With routes, a look at least this often (seconds): the `seen_at` times of conditions
+/// still holding are refreshed on disk, and a condition the time makes due is never later
+/// than this even if [`derive::next_change`] missed it.
+const SEEN_REFRESH: i64 = 3600;
 /// At most this many attempts at once.
 const PARALLEL: usize = 4;
 /// At most this many bytes of files are attached to one message; the rest are named in it.
@@ -126,6 +135,24 @@ impl Notifier {
 /// scan and the engine's first view).
 pub type Look = Box<dyn FnMut() -> Option<Snapshot> + Send + Sync>;
 
+/// What the notifier looks at, and what tells it to look.
+pub struct Watching {
+    pub look: Look,
+    /// Notified whenever the daemon publishes a new state (inventory or engine view).
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Look every [`LOOK_EVERY`] whatever changed: the test clock moves the time without
+    /// telling the daemon.
+    pub poll: bool,
+}
+
+impl std::fmt::Debug for Watching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watching")
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The notifier's end of its handle, until it is started.
 #[derive(Debug)]
 pub struct Pending {
@@ -152,7 +179,7 @@ pub fn start(
     config: Arc<Config>,
     http: Option<Arc<HttpService>>,
     metrics: Arc<Metrics>,
-    look: Look,
+    watching: Watching,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let sender = Sender {
@@ -160,7 +187,9 @@ pub fn start(
         config,
         http,
         metrics,
-        look,
+        look: watching.look,
+        changed: watching.changed,
+        poll: watching.poll,
         view: pending.view,
         state: State::default(),
         dirty: false,
@@ -181,6 +210,8 @@ struct Sender {
     http: Option<Arc<HttpService>>,
     metrics: Arc<Metrics>,
     look: Look,
+    changed: Arc<tokio::sync::Notify>,
+    poll: bool,
     view: Arc<RwLock<OutboxView>>,
     state: State,
     /// The state in memory differs from the file.
@@ -219,23 +250,23 @@ impl Sender {
         self.problem = problem;
         self.saved_seen_at = crate::now_unix();
         let mut attempts: JoinSet<Attempt> = JoinSet::new();
-        let mut next_look = tokio::time::Instant::now();
+        // The first look at once (it finds nothing before the first scan is published; the
+        // publication wakes the loop).
+        let mut next_look = Some(tokio::time::Instant::now());
+        let mut last_look: Option<tokio::time::Instant> = None;
         tokio::pin!(stop);
         loop {
-            // With no route and nothing in the outbox there is nothing to look for: the loop
-            // sleeps until a request (a reload that adds a route, a plugin's mail) wakes it,
-            // so an idle daemon without notifications is not woken every two seconds.
-            let looking = !self.config.notify.is_empty() || !self.state.queue.is_empty();
-            if looking && tokio::time::Instant::now() >= next_look {
-                next_look = tokio::time::Instant::now() + LOOK_EVERY;
-                self.take_look().await;
+            // A look when the daemon's state changed (at most every LOOK_EVERY), after a
+            // reload, and when the time alone makes something due (a reminder, a threshold
+            // crossed; at the latest SEEN_REFRESH after the last). Nothing else wakes it: an
+            // idle daemon with routes and nothing due sleeps.
+            let now_instant = tokio::time::Instant::now();
+            if next_look.is_some_and(|at| now_instant >= at) {
+                last_look = Some(now_instant);
+                let again = self.take_look().await;
                 self.expire_undeliverable(crate::now_unix());
+                next_look = self.next_timed_look(now_instant, again);
             }
-            let next_look = if looking {
-                next_look
-            } else {
-                tokio::time::Instant::now() + IDLE_LOOK
-            };
             if self.dirty {
                 self.save().await;
             }
@@ -251,22 +282,33 @@ impl Sender {
                 .filter(|d| d.gave_up_at.is_none() && !self.in_flight.contains(&d.id))
                 .map(|d| d.next_at)
                 .min();
+            let far = tokio::time::Instant::now() + IDLE_LOOK;
+            let look_at = next_look.unwrap_or(far);
             let wake = match next_due {
-                Some(at) if at > now => next_look.min(
+                Some(at) if at > now => look_at.min(
                     tokio::time::Instant::now()
                         + Duration::from_secs(u64::try_from(at - now).unwrap_or(0)),
                 ),
                 Some(_) if !self.dirty && self.in_flight.len() < PARALLEL => {
                     tokio::time::Instant::now()
                 }
-                _ => next_look,
+                _ => look_at,
             };
             tokio::select! {
                 () = &mut stop => break,
                 request = requests.recv() => match request {
-                    Some(request) => self.request(request),
+                    Some(request) => {
+                        if matches!(request, Request::Reconfigure(_)) {
+                            next_look = Some(tokio::time::Instant::now());
+                        }
+                        self.request(request);
+                    }
                     None => break,
                 },
+                () = self.changed.notified() => {
+                    let soonest = last_look.map_or_else(tokio::time::Instant::now, |at| at + LOOK_EVERY);
+                    next_look = Some(next_look.map_or(soonest, |at| at.min(soonest)));
+                }
                 Some(done) = attempts.join_next(), if !attempts.is_empty() => {
                     if let Ok((id, result)) = done {
                         self.finished(&id, result);
@@ -283,18 +325,40 @@ impl Sender {
         }
     }
 
-    async fn take_look(&mut self) {
+    /// When to look again with nothing changing: when the time alone makes something due
+    /// (`again`, from the look at `looked`), at the latest [`SEEN_REFRESH`] after it; never
+    /// with no route (a reload that adds one wakes the loop). With the test clock, every
+    /// [`LOOK_EVERY`]: the test moves the time without telling the daemon.
+    fn next_timed_look(
+        &self,
+        looked: tokio::time::Instant,
+        again: Option<Duration>,
+    ) -> Option<tokio::time::Instant> {
+        let refresh = Duration::from_secs(SEEN_REFRESH.unsigned_abs());
         if self.config.notify.is_empty() {
-            return;
+            // Only a plugin's own mail (no route): given-up ones still expire.
+            return (!self.state.queue.is_empty()).then(|| looked + refresh);
         }
-        let Some(snapshot) = (self.look)() else {
-            return;
-        };
+        if self.poll {
+            return Some(looked + LOOK_EVERY);
+        }
+        Some(looked + again.map_or(refresh, |d| d.min(refresh)).max(LOOK_EVERY))
+    }
+
+    /// Derives what is due and queues it; returns how soon the time alone could make
+    /// something else due (`None`: nothing to look at yet, or no route).
+    async fn take_look(&mut self) -> Option<Duration> {
+        if self.config.notify.is_empty() {
+            return None;
+        }
+        let snapshot = (self.look)()?;
         let (dues, ledger) = derive::due(&snapshot, &self.state.told, &self.config.notifications);
+        let again = derive::next_change(&snapshot, &ledger, &self.config.notifications)
+            .map(|at| Duration::from_secs(u64::try_from(at - snapshot.now).unwrap_or(0)));
         let changed = !dues.is_empty() || !same_told(&ledger, &self.state.told);
-        let seen_stale = snapshot.now - self.saved_seen_at >= 3600;
+        let seen_stale = snapshot.now - self.saved_seen_at >= SEEN_REFRESH;
         if !changed && !seen_stale {
-            return;
+            return again;
         }
         // Deliveries run on the real clock (the snapshot's may be a test clock).
         let now = crate::now_unix();
@@ -334,6 +398,7 @@ impl Sender {
         self.saved_seen_at = snapshot.now;
         self.trim_queue();
         self.dirty = true;
+        again
     }
 
     /// The message of `due`, its files read (bounded) off the runtime thread.

@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub(super) plugins: Arc<Registry>,
     pub(super) engine: mpsc::Sender<lifecycle::Command>,
     pub(super) engine_view: Arc<RwLock<EngineView>>,
+    /// Told each time [`Shared::publish`] replaces the view (the notifier looks then).
+    pub(super) published: Arc<tokio::sync::Notify>,
     /// The configuration the HTTP client's identities and trust sets read.
     pub(super) config: SharedConfig,
 }
@@ -48,6 +50,7 @@ impl Shared {
             Ok(mut v) => *v = view,
             Err(poisoned) => *poisoned.into_inner() = view,
         }
+        self.published.notify_one();
     }
 }
 

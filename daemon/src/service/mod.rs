@@ -184,6 +184,9 @@ pub async fn run(
         shared_config.clone(),
     )));
     let engine_view = engine.view();
+    // One signal for both views: the notifier looks when either changes.
+    let published = Arc::new(tokio::sync::Notify::new());
+    engine.tell_publications(published.clone());
     let (engine_tx, engine_rx) = mpsc::channel(16);
     // After the first scan, not beside it: with a thousand certificates due at once the
     // engine's first turns would take the loop's thread (and the second core) from the scan
@@ -202,12 +205,16 @@ pub async fn run(
         config.clone(),
         Some(http),
         metrics.clone(),
-        snapshot::look(
-            view.clone(),
-            engine_view.clone(),
-            plugins.clone(),
-            notify::channels::host_name(),
-        ),
+        notify::sender::Watching {
+            look: snapshot::look(
+                view.clone(),
+                engine_view.clone(),
+                plugins.clone(),
+                notify::channels::host_name(),
+            ),
+            changed: published.clone(),
+            poll: snapshot::test_clock_set(),
+        },
         stopped(stop_rx.clone()),
     );
     let shared = Arc::new(Shared {
@@ -219,6 +226,7 @@ pub async fn run(
         plugins,
         engine: engine_tx,
         engine_view,
+        published,
         config: shared_config,
     });
 

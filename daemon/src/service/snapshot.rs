@@ -36,6 +36,12 @@ pub(super) fn look(
 /// Honoured only with the `test-hooks` feature, which packages never have.
 pub const CLOCK_ENV: &str = "CERTVAKT_TEST_NOTIFY_CLOCK";
 
+/// Whether the test clock is in use (the notifier then looks every two seconds, as the
+/// time may move without the daemon being told).
+pub(super) fn test_clock_set() -> bool {
+    cfg!(feature = "test-hooks") && std::env::var_os(CLOCK_ENV).is_some()
+}
+
 #[cfg(feature = "test-hooks")]
 fn now() -> i64 {
     let skew = std::env::var_os(CLOCK_ENV)
