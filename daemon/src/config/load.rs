@@ -700,7 +700,7 @@ mod tests {
         assert_eq!(r.hook_timeout.as_secs(), 120);
         assert_eq!(r.overlap.as_secs(), 7 * 86_400);
         assert!(r.plugin_mail);
-        assert_eq!(r.settings["cvr"], "25450442");
+        assert_eq!(r.settings.value()["cvr"], "25450442");
         let reload = ["/usr/bin/systemctl", "reload", "nginx"]
             .map(String::from)
             .to_vec();

@@ -324,7 +324,7 @@ pub struct Renewal {
     /// person as an `.eml` file in the plugin's task.
     pub plugin_mail: bool,
     /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
-    pub settings: serde_json::Value,
+    pub settings: PluginSettings,
     /// `legacy_cert` and `legacy_key`: where the certificate and key of the version replaced
     /// by the last install stay readable until the run retires (a message system still
     /// decrypting what senders encrypted to the old certificate). Written at each install,
@@ -336,6 +336,50 @@ pub struct Renewal {
     /// this one as one version. Empty for a single certificate; this entry's own files are
     /// then the set's primary role, `authentication`.
     pub set: std::collections::BTreeMap<String, SetMember>,
+}
+
+/// A certificate's `[certificate.settings]`, kept as compact JSON text and parsed when a
+/// plugin is called: a parsed map costs a whole B-tree node (over 600 bytes) per certificate
+/// even for one key, and a thousand certificates are read far more often than their plugins
+/// are called. Two are equal when their JSON is (object keys are sorted, so the text is one
+/// per value).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginSettings(Box<str>);
+
+impl PluginSettings {
+    pub fn new(value: &serde_json::Value) -> PluginSettings {
+        // A `Value` always serialises (its keys are strings).
+        PluginSettings(value.to_string().into_boxed_str())
+    }
+
+    /// The settings as the plugin reads them.
+    pub fn value(&self) -> serde_json::Value {
+        // Written by `new` from a `Value`, so it parses.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PluginSettings {
+    fn default() -> PluginSettings {
+        PluginSettings("{}".into())
+    }
+}
+
+impl fmt::Debug for PluginSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for PluginSettings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
 }
 
 /// The roles a set may name beside its primary role ([`PRIMARY_ROLE`]).
@@ -388,7 +432,7 @@ impl Default for Renewal {
             post_hook: None,
             hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             plugin_mail: false,
-            settings: serde_json::Value::Object(serde_json::Map::new()),
+            settings: PluginSettings::default(),
             legacy_cert: None,
             legacy_key: None,
             set: std::collections::BTreeMap::new(),

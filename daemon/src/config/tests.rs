@@ -721,9 +721,9 @@ pharmacy = { name = "Hjørring Apotek", ean = 5790000123456 }
             ][..]
         )
     );
-    assert_eq!(r.settings["cvr"], "25450442");
-    assert_eq!(r.settings["pharmacy"]["ean"], 5790000123456_i64);
-    assert_eq!(r.settings["pharmacy"]["name"], "Hjørring Apotek");
+    assert_eq!(r.settings.value()["cvr"], "25450442");
+    assert_eq!(r.settings.value()["pharmacy"]["ean"], 5790000123456_i64);
+    assert_eq!(r.settings.value()["pharmacy"]["name"], "Hjørring Apotek");
 }
 
 #[test]

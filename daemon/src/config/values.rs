@@ -698,9 +698,13 @@ pub(super) fn set(
     Some(members)
 }
 
-pub(super) fn settings(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<serde_json::Value> {
+pub(super) fn settings(
+    r: &mut Report,
+    at: &At<'_>,
+    v: &Value<'_>,
+) -> Option<super::PluginSettings> {
     if matches!(v.get_ref(), DeValue::Table(_)) {
-        return Some(to_json(v.get_ref()));
+        return Some(super::PluginSettings::new(&to_json(v.get_ref())));
     }
     r.refuse(
         at,

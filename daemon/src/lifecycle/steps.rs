@@ -153,7 +153,7 @@ impl Core {
                 .with_token(token.clone()),
         );
         match plugin
-            .validate_settings(cert.renewal.settings.clone(), services, self.deadline)
+            .validate_settings(cert.renewal.settings.value(), services, self.deadline)
             .await
         {
             Ok(found) => settings_check::refusal(cert, &found).map_or(Ok(()), Err),
@@ -808,7 +808,7 @@ impl Core {
             },
             TaskIds::for_record(&cert.id, record),
         )
-        .with_settings(cert.renewal.settings.clone());
+        .with_settings(cert.renewal.settings.value());
         if let Some(mail_out) = &self.mail_out {
             services = services.with_mail(mail_out.clone(), cert.renewal.plugin_mail);
         }
@@ -820,18 +820,18 @@ impl Core {
         cert: &ManagedCertificate,
         current: Option<&CertFacts>,
     ) -> CertificateContext {
-        let settings = &cert.renewal.settings;
+        let settings = cert.renewal.settings.value();
         CertificateContext {
             roles: cert.roles(),
             current_set: Default::default(),
             role: None,
             certificate_id: cert.id.clone(),
-            settings: settings.clone(),
             environment: settings
                 .get("environment")
                 .and_then(Value::as_str)
                 .unwrap_or("production")
                 .to_owned(),
+            settings,
             current: current.cloned(),
         }
     }

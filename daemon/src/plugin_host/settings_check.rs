@@ -181,7 +181,7 @@ pub fn is_first_issue(cert: &ManagedCertificate) -> bool {
 /// The context the renewal engine gives `csr_profile` at a first issue's first step (see
 /// `lifecycle::steps`, `Core::context`): no current certificate, the settings' `environment`.
 pub fn first_issue_context(cert: &ManagedCertificate, role: Option<String>) -> CertificateContext {
-    let settings = &cert.renewal.settings;
+    let settings = &cert.renewal.settings.value();
     CertificateContext {
         certificate_id: cert.id.clone(),
         settings: settings.clone(),
@@ -258,7 +258,7 @@ pub async fn ask_plugins(
             cert.id.clone(),
             scratch.clone(),
         ));
-        let settings = cert.renewal.settings.clone();
+        let settings = cert.renewal.settings.value();
         let slots = slots.clone();
         let cert = cert.clone();
         calls.spawn(async move {
