@@ -1,5 +1,9 @@
 //! The C allocator's settings for a process that runs for months.
 //!
+//! The daemon's Rust allocations go to jemalloc (the global allocator of `certvaktd`, with
+//! its settings beside it in `src/bin/certvaktd.rs`); what follows is for the C parts
+//! (aws-lc, the C library itself), which allocate through glibc.
+//!
 //! Contract:
 //! - [`bound_arenas`] is called first thing in `certvaktd`, before any thread exists. glibc
 //!   gives every thread that allocates under contention an arena of its own, up to eight per
