@@ -94,9 +94,10 @@ impl Engine {
         let mut engine = Engine {
             core: Arc::new(Core {
                 store,
-                plugins,
+                plugins: plugins.clone(),
                 metrics,
                 by_id: super::index_ids(&config),
+                plugins_used: super::plugins_used(&config, &plugins),
                 config,
                 http,
                 http01: None,
@@ -121,6 +122,7 @@ impl Engine {
             stuck_inbox_files: Default::default(),
             settling: BTreeMap::new(),
             inbox_watch_stale: true,
+            start_from: 0,
             inbox_all: true,
             inbox_ids: Default::default(),
             steps_done,
@@ -379,16 +381,30 @@ impl Engine {
                 *per_plugin.entry(cert.plugin.as_str()).or_default() += 1;
             }
         }
-        for cert in &core.config.certificates {
-            if !self.startable(cert) {
-                continue;
+        let mut full = per_plugin
+            .values()
+            .filter(|&&running| running >= super::STEPS_PER_PLUGIN)
+            .count();
+        let certs = &core.config.certificates;
+        let first = if self.start_from < certs.len() {
+            self.start_from
+        } else {
+            0
+        };
+        // Round from where the last start left off. The cheapest test first: during a burst
+        // most certificates are done for now, and once every plugin's steps are taken the
+        // rest need not be looked at.
+        let numbered = certs.iter().enumerate();
+        for (i, cert) in numbered.clone().skip(first).chain(numbered.take(first)) {
+            if full >= core.plugins_used {
+                break;
             }
             let due = self.next_at.get(&cert.id).copied().unwrap_or(Some(now));
             if due.is_none_or(|at| at > now) {
                 continue;
             }
             let running = per_plugin.entry(cert.plugin.as_str()).or_default();
-            if *running >= super::STEPS_PER_PLUGIN {
+            if *running >= super::STEPS_PER_PLUGIN || !self.startable(cert) {
                 continue;
             }
             let Some(plugin) = core.plugins.get(&cert.plugin).cloned() else {
@@ -409,6 +425,10 @@ impl Engine {
                 self.unsaved.remove(&cert.id);
             }
             *running += 1;
+            if *running == super::STEPS_PER_PLUGIN {
+                full += 1;
+            }
+            self.start_from = i + 1;
             let step = record
                 .run
                 .as_ref()
@@ -559,6 +579,7 @@ impl Engine {
         unchanged.retain(|id| !self.unsaved.contains(id));
         self.edit_core(|core| {
             core.by_id = super::index_ids(&config);
+            core.plugins_used = super::plugins_used(&config, &core.plugins);
             core.config = config;
         });
         self.load_records(false, &unchanged);

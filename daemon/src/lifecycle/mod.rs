@@ -305,6 +305,9 @@ struct Core {
     config: Arc<Config>,
     /// Where each id is in `config.certificates`.
     by_id: Arc<std::collections::HashMap<String, usize>>,
+    /// How many loaded plugins the configured certificates name: once that many have
+    /// [`STEPS_PER_PLUGIN`] steps in flight, nothing more can start.
+    plugins_used: usize,
     http: Option<Arc<HttpService>>,
     http01: Option<Arc<Http01Responder>>,
     /// Where a plugin's mail goes (sent, or rendered for a person); `None`: plugins' mail is
@@ -317,6 +320,18 @@ struct Core {
     /// The crash-test hook: stop a certificate (for ever) right after this step is saved, so
     /// a test can kill -9 the daemon at a known point.
     pause_after: Option<Phase>,
+}
+
+/// How many loaded plugins `config`'s certificates name.
+fn plugins_used(config: &Config, plugins: &Registry) -> usize {
+    config
+        .certificates
+        .iter()
+        .map(|c| c.plugin.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|name| plugins.get(name).is_some())
+        .count()
 }
 
 /// Where each certificate id is in `config.certificates`.
@@ -371,6 +386,10 @@ pub struct Engine {
     stuck_inbox_files: BTreeSet<PathBuf>,
     /// Whether the inbox folders to watch must be set again (at start and after a reload).
     inbox_watch_stale: bool,
+    /// Where the next look for steps to start begins in `config.certificates`: after the
+    /// last one started, so a burst of steps does not walk past the same finished
+    /// certificates at every turn.
+    start_from: usize,
     /// Whether every inbox must be looked at (at start, after a reload, after a change the
     /// watcher saw); otherwise only `inbox_ids`, the ones that still hold files.
     inbox_all: bool,
