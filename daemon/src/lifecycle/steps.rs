@@ -119,7 +119,10 @@ impl Core {
                     Some(record.retry_at)
                 }
             };
-            if record != before && !self.save(&cert.id, &record).await {
+            if record != before
+                && !nothing_suggested_alone(&before, &record)
+                && !self.save(&cert.id, &record).await
+            {
                 done.unsaved = true;
                 done.next_at = Some(crate::now_unix() + self.retry_initial_secs());
                 break;
@@ -888,4 +891,16 @@ fn task_phase(record: &Record) -> Phase {
         Some(Phase::Installed) => Phase::Verified,
         Some(Phase::Verified | Phase::Retired) => Phase::Retired,
     }
+}
+
+/// Whether the only change from `before` to `after` is an authority's answer that suggests
+/// no renewal window: not written on its own (with a thousand certificates, a thousand
+/// folders and files at every start of a new configuration), but with the next change. Lost
+/// at a crash, it costs one question to the plugin after the restart.
+fn nothing_suggested_alone(before: &Record, after: &Record) -> bool {
+    after.suggested.as_ref().is_some_and(|s| s.window.is_none())
+        && Record {
+            suggested: before.suggested.clone(),
+            ..after.clone()
+        } == *before
 }
