@@ -179,3 +179,64 @@ fn text_from_a_plugin_reaches_logs_and_terminals_without_control_characters() ->
     ensure!(log.contains("forged emergency line"), "{log}");
     Ok(())
 }
+
+/// The daemon's plugin processes: pids whose parent is `daemon`, with their state letter.
+fn plugin_processes(daemon: u32) -> Vec<(u32, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...: the name may hold spaces, so split after ")".
+            let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = rest.next()?.chars().next()?;
+            let ppid: u32 = rest.next()?.parse().ok()?;
+            (ppid == daemon).then_some((pid, state))
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_process_that_ends_while_idle_is_reaped_at_once() -> Result<()> {
+    let bins = bins()?;
+    let dir = tempfile::tempdir()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-hostile"],
+    )?;
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, hostile_config(dir.path(), |_| "none".into()))?;
+    let daemon = Daemon::start(&bins, &config, &[])?;
+    let pid = daemon.pid().context("daemon pid")?;
+    // The settings checks and first steps leave idle plugin processes behind.
+    let idle = eventually(Duration::from_secs(30), "idle plugin processes", || {
+        let open = daemon.tasks().ok()?;
+        let children = plugin_processes(pid);
+        (open.len() == ACTS.len() && !children.is_empty()).then_some(children)
+    })?;
+    // One ends while idle, as at the end of its idle minute (here killed): the daemon reaps
+    // it when it ends, not at the plugin's next call, so no zombie is left.
+    let (victim, _) = idle[0];
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()?;
+    ensure!(killed.success(), "kill -KILL {victim}: {killed}");
+    let reaped = eventually(Duration::from_secs(10), "the ended process reaped", || {
+        (!plugin_processes(pid).iter().any(|&(p, _)| p == victim)).then_some(())
+    });
+    if reaped.is_err() {
+        anyhow::bail!(
+            "process {victim} is still there: {:?}\n{}",
+            plugin_processes(pid),
+            daemon.log_text()
+        );
+    }
+    // The others are still idle and serve the next calls.
+    let out = daemon.cli(&["status"])?;
+    ensure!(out.status.code().is_some(), "{}", stderr(&out));
+    Ok(())
+}

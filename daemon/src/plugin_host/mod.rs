@@ -111,6 +111,45 @@ impl Registry {
     pub fn get(&self, name: &str) -> Option<&LoadedPlugin> {
         self.loaded.iter().find(|p| p.name == name)
     }
+
+    /// Reaps every plugin's idle processes that have ended; see [`reap_ended_children`].
+    pub fn reap_ended(&self) -> usize {
+        self.loaded.iter().map(|p| p.runner.reap_ended()).sum()
+    }
+}
+
+/// Reaps the plugin processes that end while idle, each time a child process ends
+/// (SIGCHLD), until `stop`: an idle daemon is woken only by such an end, and no ended
+/// plugin process is left as a zombie.
+pub async fn reap_ended_children(
+    plugins: Arc<Registry>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut children = match signal(SignalKind::child()) {
+        Ok(children) => children,
+        Err(e) => {
+            log::warn!(
+                "cannot watch for ended plugin processes ({e}); they are reaped at the plugin's next call"
+            );
+            return;
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            ended = children.recv() => {
+                if ended.is_none() {
+                    break;
+                }
+                let reaped = plugins.reap_ended();
+                if reaped > 0 {
+                    log::debug!("{reaped} idle plugin process(es) ended");
+                }
+            }
+        }
+    }
 }
 
 /// A plugin file that was not loaded, and why.

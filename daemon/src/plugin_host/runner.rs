@@ -8,7 +8,8 @@
 //! - A process that answered goes back to the idle list; one that failed (crashed, was stopped
 //!   at the deadline, broke the protocol) is gone, and the next call starts another.
 //! - A process that ended while idle (its minute was up) is not a failure: the call is made
-//!   again, once, in a new process.
+//!   again, once, in a new process. It is reaped when it ends ([`Runner::reap_ended`], on
+//!   SIGCHLD), so `ps` shows no zombie in between.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -92,6 +93,15 @@ impl Runner {
             }
         }
         None
+    }
+
+    /// Reaps the idle processes that have ended (their idle minute was up), so none stays a
+    /// zombie until the plugin's next call; returns how many.
+    pub fn reap_ended(&self) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let before = idle.len();
+        idle.retain_mut(|process| !process.exited());
+        before - idle.len()
     }
 
     fn keep(&self, process: PluginProcess) {

@@ -245,6 +245,10 @@ pub async fn run(
             stop,
         ))
     };
+    let reaper_task = tokio::spawn(plugin_host::reap_ended_children(
+        shared.plugins.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let metrics_task = metrics_listener.map(|listener| {
         tokio::spawn(metrics::serve(
             listener,
@@ -342,6 +346,7 @@ pub async fn run(
             let _ = task.await;
         }
         let _ = notify_task.await;
+        let _ = reaper_task.await;
     };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await
