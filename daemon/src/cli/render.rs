@@ -1450,8 +1450,8 @@ mod tests {
              \x20 state:        ok, 412d left\n\
              \x20 key:          RSA 3072 bits\n\
              \x20 signature:    sha256WithRSAEncryption\n\
-             \x20 sha256:       cc:dd\n\
-             \x20 sha1:         aa:bb\n\
+             \x20 sha256:       cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc:cc\n\
+             \x20 sha1:         aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa:aa\n\
              \x20 SANs:         none\n\
              \x20 identities:   DK CVR 12345678\n\
              \x20 key check:    the key matches the certificate\n"

@@ -378,17 +378,17 @@ impl From<&inventory::CertInfo> for CertInfo {
             not_before: *not_before,
             not_after: *not_after,
             key: KeyInfo {
-                algorithm: algorithm.clone(),
+                algorithm: algorithm.to_string(),
                 bits: *bits,
-                curve: curve.clone(),
+                curve: curve.as_deref().map(str::to_owned),
             },
-            sha1: sha1.clone(),
-            sha256: sha256.clone(),
+            sha1: sha1.to_string(),
+            sha256: sha256.to_string(),
             sans: sans.clone(),
             identities: identities.iter().map(NordicIdentity::from).collect(),
             is_ca: *is_ca,
             self_signed: *self_signed,
-            signature_algorithm: signature_algorithm.clone(),
+            signature_algorithm: signature_algorithm.to_string(),
         }
     }
 }

@@ -17,6 +17,8 @@
 //!   kept, and one [`ProblemKind::ScanIncomplete`] problem per source says so
 //!   ([`Inventory::is_complete`]); the daemon scans again within [`RETRY_INCOMPLETE`].
 
+use std::borrow::Cow;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -60,11 +62,71 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
     /// `RSA`, `EC`, `Ed25519`, `Ed448`, or the algorithm OID when unknown.
-    pub algorithm: String,
+    pub algorithm: Cow<'static, str>,
     /// Key size in bits (RSA modulus bits, curve size for EC).
     pub bits: u32,
     /// Named curve for EC keys, e.g. `P-256`.
-    pub curve: Option<String>,
+    pub curve: Option<Cow<'static, str>>,
+}
+
+/// A fingerprint of a certificate's DER encoding: `N` bytes, written as lower-case hex with
+/// colons (`ab:01:…`), as openssl prints them. Kept as bytes: two fingerprints as text were a
+/// tenth of what a watched certificate costs in memory.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> fmt::Display for Fingerprint<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            let pair = [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+            f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Debug for Fingerprint<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+impl<const N: usize> std::str::FromStr for Fingerprint<N> {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut bytes = [0u8; N];
+        let mut parts = text.split(':');
+        for byte in &mut bytes {
+            let part = parts
+                .next()
+                .filter(|p| p.len() == 2)
+                .ok_or_else(|| format!("{text:?} is not {N} hex bytes with colons"))?;
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("{text:?} is not {N} hex bytes with colons"))?;
+        }
+        match parts.next() {
+            None => Ok(Fingerprint(bytes)),
+            Some(_) => Err(format!("{text:?} is longer than {N} bytes")),
+        }
+    }
+}
+
+impl<const N: usize> Serialize for Fingerprint<N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Fingerprint<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A national identity a certificate carries, named the way the authorities name it.
@@ -138,9 +200,9 @@ pub struct CertInfo {
     pub not_before: i64,
     pub not_after: i64,
     pub key: KeyInfo,
-    /// Fingerprints of the DER encoding, lower-case hex with colons.
-    pub sha1: String,
-    pub sha256: String,
+    /// Fingerprints of the DER encoding (written as lower-case hex with colons).
+    pub sha1: Fingerprint<20>,
+    pub sha256: Fingerprint<32>,
     /// Subject alternative names, as `DNS:...`, `IP:...`, `email:...`, `URI:...`.
     pub sans: Vec<String>,
     /// Nordic identities found in the subject (usually zero or one).
@@ -150,7 +212,7 @@ pub struct CertInfo {
     /// Subject equals issuer.
     pub self_signed: bool,
     /// The signature algorithm, e.g. `sha256WithRSAEncryption` or `RSASSA-PSS`.
-    pub signature_algorithm: String,
+    pub signature_algorithm: Cow<'static, str>,
 }
 
 /// Whether a configured private key belongs to the certificate.
@@ -179,7 +241,7 @@ pub struct Entry {
     /// Position in the file (0 = first, the leaf in a well-formed chain).
     pub index: usize,
     /// `pem`, `der` or `pkcs12`.
-    pub format: std::borrow::Cow<'static, str>,
+    pub format: Cow<'static, str>,
     /// Shared with the scanner's cache: one copy per certificate, however many scans.
     pub cert: Arc<CertInfo>,
     /// Only meaningful for the first certificate of a managed source.
@@ -387,8 +449,8 @@ pub(crate) fn example_entry() -> Entry {
                 bits: 3072,
                 curve: None,
             },
-            sha1: "aa:bb".into(),
-            sha256: "cc:dd".into(),
+            sha1: Fingerprint([0xaa; 20]),
+            sha256: Fingerprint([0xcc; 32]),
             sans: vec![],
             identities: vec![NordicIdentity::DkOces3 {
                 cvr: "12345678".into(),

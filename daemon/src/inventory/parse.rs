@@ -32,7 +32,7 @@ use x509_parser::x509::{SubjectPublicKeyInfo, X509Name};
 use crate::certfile::{self, DerKind, Flaw, Refusal};
 
 use super::org_ids;
-use super::{CertInfo, KeyInfo, ProblemKind};
+use super::{CertInfo, Fingerprint, KeyInfo, ProblemKind};
 
 /// A parsed certificate plus what the inventory keeps for the key check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,8 +181,8 @@ pub(crate) fn cert_info(der: &[u8], cert: &X509Certificate<'_>) -> ParsedCert {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         key: key_info(spki),
-        sha1: hex_colons(&Sha1::digest(der)),
-        sha256: hex_colons(&Sha256::digest(der)),
+        sha1: Fingerprint(Sha1::digest(der).into()),
+        sha256: Fingerprint(Sha256::digest(der).into()),
         sans: sans(cert),
         identities: org_ids::identities_in_certificate(cert.subject(), cert.issuer()),
         is_ca: cert.is_ca(),
@@ -268,14 +268,14 @@ fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> KeyInfo {
                 .and_then(|p| p.as_oid().ok())
                 .map(|o| o.to_id_string());
             let (curve, bits) = match curve_oid.as_deref() {
-                Some("1.2.840.10045.3.1.7") => (Some("P-256".to_string()), 256),
-                Some("1.3.132.0.34") => (Some("P-384".to_string()), 384),
-                Some("1.3.132.0.35") => (Some("P-521".to_string()), 521),
-                Some("1.3.132.0.10") => (Some("secp256k1".to_string()), 256),
-                Some("1.3.36.3.3.2.8.1.1.7") => (Some("brainpoolP256r1".to_string()), 256),
-                Some("1.3.36.3.3.2.8.1.1.11") => (Some("brainpoolP384r1".to_string()), 384),
-                Some("1.3.36.3.3.2.8.1.1.13") => (Some("brainpoolP512r1".to_string()), 512),
-                other => (other.map(str::to_string), ec_point_bits(data)),
+                Some("1.2.840.10045.3.1.7") => (Some("P-256".into()), 256),
+                Some("1.3.132.0.34") => (Some("P-384".into()), 384),
+                Some("1.3.132.0.35") => (Some("P-521".into()), 521),
+                Some("1.3.132.0.10") => (Some("secp256k1".into()), 256),
+                Some("1.3.36.3.3.2.8.1.1.7") => (Some("brainpoolP256r1".into()), 256),
+                Some("1.3.36.3.3.2.8.1.1.11") => (Some("brainpoolP384r1".into()), 384),
+                Some("1.3.36.3.3.2.8.1.1.13") => (Some("brainpoolP512r1".into()), 512),
+                other => (other.map(|o| o.to_owned().into()), ec_point_bits(data)),
             };
             KeyInfo {
                 algorithm: "EC".into(),
@@ -294,7 +294,7 @@ fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> KeyInfo {
             curve: None,
         },
         _ => KeyInfo {
-            algorithm: oid,
+            algorithm: oid.into(),
             bits: u32::try_from(data.len() * 8).unwrap_or(0),
             curve: None,
         },
@@ -317,7 +317,7 @@ fn ec_point_bits(point: &[u8]) -> u32 {
     }
 }
 
-fn signature_algorithm_name(oid: &str) -> String {
+fn signature_algorithm_name(oid: &str) -> std::borrow::Cow<'static, str> {
     let name = match oid {
         "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
@@ -335,9 +335,9 @@ fn signature_algorithm_name(oid: &str) -> String {
         "1.3.101.113" => "Ed448",
         "1.2.840.10040.4.3" => "dsa-with-SHA1",
         "2.16.840.1.101.3.4.3.2" => "dsa-with-SHA256",
-        other => return other.to_string(),
+        other => return other.to_owned().into(),
     };
-    name.to_string()
+    name.into()
 }
 
 fn sans(cert: &X509Certificate<'_>) -> Vec<String> {

@@ -29,6 +29,7 @@
 //!   affected gets one [`ProblemKind::ScanIncomplete`] problem ("scan incomplete: too many open
 //!   files …"), never an "unreadable" one with a permissions hint.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -250,6 +251,11 @@ impl Scanner {
         let files_parsed = jobs.len();
         let max = self.max_file_size;
         for (i, stamp, outcome) in run_jobs(&jobs, max) {
+            // A watched file's key is never checked: its public key is not kept.
+            let outcome = match sources[work[i].source].kind {
+                SourceKind::Watched { .. } => without_public_keys(outcome),
+                SourceKind::Managed { .. } => outcome,
+            };
             if let Some(stamp) = stamp {
                 self.files.insert(
                     work[i].path.clone(),
@@ -371,7 +377,7 @@ impl Scanner {
                     source: source.kind.clone(),
                     path: w.path.clone(),
                     index,
-                    format: std::borrow::Cow::Borrowed(format),
+                    format: Cow::Borrowed(format),
                     cert: cert.info.clone(),
                     key_check: if index == 0 {
                         first_key_check
@@ -909,6 +915,23 @@ fn run_jobs(
         }
     };
     in_parallel(jobs, run)
+}
+
+/// `outcome` without the certificates' public keys (kept only for key checks).
+fn without_public_keys(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Certs { format, certs } => Outcome::Certs {
+            format,
+            certs: certs
+                .iter()
+                .map(|c| ParsedCert {
+                    info: c.info.clone(),
+                    public_key: Vec::new(),
+                })
+                .collect(),
+        },
+        other => other,
+    }
 }
 
 /// Reads a key and checks it against the certificate's public key: the stamp of what was

@@ -122,7 +122,7 @@ fn snapshot(
                 path: e.path.clone(),
                 subject: e.cert.subject.clone(),
                 serial: e.cert.serial.clone(),
-                sha256: e.cert.sha256.clone(),
+                sha256: e.cert.sha256.to_string(),
                 not_after: e.cert.not_after,
                 renewed,
                 plugin,
