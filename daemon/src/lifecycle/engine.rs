@@ -246,7 +246,7 @@ impl Engine {
             // Inboxes are looked at when something may be there, not at every turn: with a
             // thousand certificates every turn would be a thousand folder reads.
             if self.inbox_watch_stale {
-                self.watch_inboxes(&mut inboxes);
+                self.watch_inboxes(&mut inboxes).await;
                 self.inbox_watch_stale = false;
             }
             // Without a watch, every turn looks, as nothing else would notice a new file.

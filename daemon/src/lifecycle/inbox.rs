@@ -38,15 +38,26 @@ pub(super) struct Settling {
 }
 
 impl Engine {
-    pub(super) fn watch_inboxes(&self, watcher: &mut crate::watcher::Watcher) {
-        let inboxes: Vec<PathBuf> = self
+    pub(super) async fn watch_inboxes(&self, watcher: &mut crate::watcher::Watcher) {
+        let store = self.core.store.clone();
+        let ids: Vec<String> = self
             .core
             .config
             .certificates
             .iter()
-            .filter_map(|c| self.core.store.inbox(&c.id).ok())
-            .map(|dir| dir.join("*"))
+            .map(|c| c.id.clone())
             .collect();
+        // The folders are made (each one durable) on the blocking pool: a reload that adds a
+        // thousand certificates would otherwise hold up the loop's thread, and with it the
+        // control socket, for a thousand folders.
+        let inboxes = super::blocking(move || {
+            ids.iter()
+                .filter_map(|id| store.inbox(id).ok())
+                .map(|dir| dir.join("*"))
+                .collect::<Vec<PathBuf>>()
+        })
+        .await
+        .unwrap_or_default();
         watcher.set_paths(inboxes.iter().map(PathBuf::as_path));
     }
 
