@@ -1031,7 +1031,7 @@ fn source_labels(source: &SourceKind) -> (&'static str, &str) {
 /// certificates) are only watched, so they are `watched` with no plugin, never a managed
 /// certificate of the file's plugin.
 fn entry_labels(entry: &Entry) -> (&'static str, &str) {
-    match &entry.source {
+    match entry.source.as_ref() {
         SourceKind::Managed { plugin, .. } if entry.index == 0 => ("managed", plugin),
         _ => ("watched", ""),
     }
@@ -1359,9 +1359,9 @@ mod tests {
             };
         }
         let mut root = entry("/etc/ssl/roots.pem", 9_000, KeyCheck::NotConfigured);
-        root.source = SourceKind::Watched {
+        root.source = Arc::new(SourceKind::Watched {
             pattern: "/etc/ssl/roots.pem".into(),
-        };
+        });
         Arc::make_mut(&mut root.cert).is_ca = true;
         Arc::make_mut(&mut root.cert).self_signed = true;
         metrics.observe_inventory(

@@ -351,7 +351,7 @@ fn show() -> ShowReport {
 fn watched_show() -> ShowReport {
     let mut entry = example_entry();
     entry.id = "/etc/ssl/old.pem".into();
-    entry.source = watched();
+    entry.source = std::sync::Arc::new(watched());
     entry.key_check = KeyCheck::NotConfigured;
     ShowReport {
         id: "/etc/ssl/old.pem".into(),

@@ -455,7 +455,7 @@ impl ShownEntry {
         } = entry;
         ShownEntry {
             id: id.clone(),
-            source: source.into(),
+            source: source.as_ref().into(),
             path: path.clone(),
             index: *index,
             format: format.to_string(),

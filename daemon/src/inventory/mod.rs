@@ -235,7 +235,8 @@ pub struct Entry {
     /// Stable id: the managed id, or the file path for watched files; certificates after the
     /// first in a file get `#<index>` appended (`fmk-prod#1`, `/etc/ssl/chain.pem#2`).
     pub id: String,
-    pub source: SourceKind,
+    /// Shared by every entry of its source.
+    pub source: Arc<SourceKind>,
     /// The file it was read from.
     pub path: PathBuf,
     /// Position in the file (0 = first, the leaf in a well-formed chain).
@@ -430,11 +431,11 @@ impl CertInfo {
 pub(crate) fn example_entry() -> Entry {
     Entry {
         id: "fmk-prod".into(),
-        source: SourceKind::Managed {
+        source: Arc::new(SourceKind::Managed {
             id: "fmk-prod".into(),
             plugin: "dk-fmk".into(),
             key: Some(PathBuf::from("/etc/certvakt/fmk.key")),
-        },
+        }),
         path: PathBuf::from("/etc/certvakt/fmk.pem"),
         index: 0,
         format: "pem".into(),

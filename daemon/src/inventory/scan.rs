@@ -62,8 +62,10 @@ struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    /// Nanoseconds since the epoch (saturated past the year 2262; the other fields still
+    /// tell such a file's versions apart).
+    mtime_ns: i64,
+    ctime_ns: i64,
 }
 
 impl Stamp {
@@ -72,8 +74,14 @@ impl Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
     }
 }
@@ -274,6 +282,8 @@ impl Scanner {
         // Assemble, in source and file order. Key files count as in use even when their
         // certificate is broken, so the watcher notices the pair being restored.
         let mut entries = Vec::with_capacity(work.len());
+        let kinds: Vec<Arc<SourceKind>> =
+            sources.iter().map(|s| Arc::new(s.kind.clone())).collect();
         let keys_seen: HashSet<PathBuf> = sources
             .iter()
             .filter_map(|s| match &s.kind {
@@ -374,7 +384,7 @@ impl Scanner {
                     } else {
                         format!("{base_id}#{index}")
                     },
-                    source: source.kind.clone(),
+                    source: kinds[w.source].clone(),
                     path: w.path.clone(),
                     index,
                     format: Cow::Borrowed(format),

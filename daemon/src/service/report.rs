@@ -98,7 +98,7 @@ fn classify<'a>(view: &'a View, engine: &EngineView, now: i64) -> Classified<'a>
 
 /// A managed certificate not valid yet, installed by the run still in progress for it.
 fn is_staged(entry: &Entry, running: &BTreeMap<&str, Phase>) -> bool {
-    let inventory::SourceKind::Managed { id, .. } = &entry.source else {
+    let inventory::SourceKind::Managed { id, .. } = entry.source.as_ref() else {
         return false;
     };
     matches!(
@@ -217,7 +217,7 @@ pub(super) fn list_page(
 fn list_item(entry: &Entry, now: i64, warn: u64) -> ListItem {
     ListItem {
         id: entry.id.clone(),
-        source: (&entry.source).into(),
+        source: entry.source.as_ref().into(),
         path: entry.path.clone(),
         name: display_name(&entry.cert.subject),
         identity: entry.cert.identities.first().map(NordicIdentity::label),
@@ -440,9 +440,9 @@ mod tests {
             .map(|i| {
                 let mut entry = example.clone();
                 entry.id = format!("/srv/certs/{i}.pem");
-                entry.source = inventory::SourceKind::Watched {
+                entry.source = Arc::new(inventory::SourceKind::Watched {
                     pattern: "/srv/certs/*.pem".into(),
-                };
+                });
                 let mut cert = (*entry.cert).clone();
                 // Expired, the later ones longer ago: the soonest expiry comes first.
                 cert.not_after = 1_000_000 - i as i64;

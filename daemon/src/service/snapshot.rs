@@ -111,7 +111,7 @@ fn snapshot(
         .iter()
         .filter(|e| e.index == 0)
         .map(|e| {
-            let (renewed, plugin) = match &e.source {
+            let (renewed, plugin) = match e.source.as_ref() {
                 SourceKind::Managed { plugin, .. } => {
                     (plugins.get(plugin).is_some(), Some(plugin.clone()))
                 }
