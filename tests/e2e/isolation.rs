@@ -27,6 +27,18 @@ const ACTS: [(&str, &str, Option<&str>); 10] = [
     ("stdout", "", None),
 ];
 
+/// The binaries, and a folder whose `plugins/` holds the hostile plugin.
+fn with_hostile_plugin() -> Result<(harness::Bins, tempfile::TempDir)> {
+    let bins = bins()?;
+    let dir = tempfile::tempdir()?;
+    harness::install_plugins(
+        &bins,
+        &dir.path().join("plugins"),
+        &["certvakt-plugin-hostile"],
+    )?;
+    Ok((bins, dir))
+}
+
 fn hostile_config(dir: &Path, act: impl Fn(&str) -> String) -> String {
     let mut body = String::new();
     for (name, _, _) in ACTS {
@@ -139,13 +151,7 @@ fn a_misbehaving_plugin_never_takes_the_daemon_down_and_is_reported() -> Result<
 
 #[test]
 fn text_from_a_plugin_reaches_logs_and_terminals_without_control_characters() -> Result<()> {
-    let bins = bins()?;
-    let dir = tempfile::tempdir()?;
-    harness::install_plugins(
-        &bins,
-        &dir.path().join("plugins"),
-        &["certvakt-plugin-hostile"],
-    )?;
+    let (bins, dir) = with_hostile_plugin()?;
     let body = format!(
         "[[certificate]]\nid = \"forger\"\ncert = \"{dir}/live/forger.pem\"\nplugin = \"hostile\"\n[certificate.settings]\nact = \"none\"\ntitle = \"Order it\\n<0>forged emergency line \\u001b[31mred\\u001b[0m\"\n",
         dir = dir.path().display()
@@ -201,13 +207,7 @@ fn plugin_processes(daemon: u32) -> Vec<(u32, char)> {
 
 #[test]
 fn a_plugin_process_that_ends_while_idle_is_reaped_at_once() -> Result<()> {
-    let bins = bins()?;
-    let dir = tempfile::tempdir()?;
-    harness::install_plugins(
-        &bins,
-        &dir.path().join("plugins"),
-        &["certvakt-plugin-hostile"],
-    )?;
+    let (bins, dir) = with_hostile_plugin()?;
     let config = dir.path().join("certvakt.toml");
     std::fs::write(&config, hostile_config(dir.path(), |_| "none".into()))?;
     let daemon = Daemon::start(&bins, &config, &[])?;
