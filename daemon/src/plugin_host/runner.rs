@@ -2,9 +2,12 @@
 //! minute (the process exits by itself; see [`super::sandbox::IDLE_EXIT`]).
 //!
 //! Contract:
-//! - A call takes an idle process that is still alive, or starts one and waits for it to load
-//!   the library again (and to be the same plugin). A process serves one call at a time, so
-//!   calls about different certificates run side by side in processes of their own.
+//! - A call takes an idle process that is still alive. When there is none but some are busy,
+//!   it waits up to [`WAIT_FOR_IDLE`] for one to come back before it starts another (and
+//!   waits for it to load the library again, and to be the same plugin): a burst of quick
+//!   calls (the settings checks of a thousand certificates after a start) is served by one
+//!   or two processes, not eight, while calls that take long (an order over the network)
+//!   still get processes of their own. A process serves one call at a time.
 //! - A process that answered goes back to the idle list; one that failed (crashed, was stopped
 //!   at the deadline, broke the protocol) is gone, and the next call starts another.
 //! - A process that ended while idle (its minute was up) is not a failure: the call is made
@@ -12,8 +15,8 @@
 //!   SIGCHLD), so `ps` shows no zombie in between.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use certvakt_plugin_api::abi::HostCallHandler;
 
@@ -24,13 +27,25 @@ use super::process::{CallFailure, Described, PluginProcess};
 /// the settings check run calls of one plugin at once).
 const MAX_IDLE: usize = 8;
 
+/// How long a call waits for a busy process to come back before it starts another.
+const WAIT_FOR_IDLE: Duration = Duration::from_millis(50);
+
+/// The processes not in a call, and how many are in one.
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Vec<PluginProcess>,
+    busy: usize,
+}
+
 /// See the module contract.
 #[derive(Debug)]
 pub struct Runner {
     exe: PathBuf,
     file: PathBuf,
     name: String,
-    idle: Mutex<Vec<PluginProcess>>,
+    pool: Mutex<Pool>,
+    /// Told each time a process comes back from a call (or is gone).
+    returned: Condvar,
 }
 
 impl Runner {
@@ -51,7 +66,11 @@ impl Runner {
             exe: exe.to_owned(),
             file: file.to_owned(),
             name: name.to_owned(),
-            idle: Mutex::new(vec![first]),
+            pool: Mutex::new(Pool {
+                idle: vec![first],
+                busy: 0,
+            }),
+            returned: Condvar::new(),
         }
     }
 
@@ -64,51 +83,93 @@ impl Runner {
         deadline: Instant,
     ) -> Result<Vec<u8>, CallFailure> {
         for _ in 0..2 {
-            let (mut process, was_idle) = match self.take_idle() {
-                Some(process) => (process, true),
-                None => (self.start()?, false),
-            };
+            let (mut process, was_idle) = self.check_out(WAIT_FOR_IDLE)?;
             match process.call(method, params, handler, deadline) {
                 Ok(answer) => {
-                    self.keep(process);
+                    self.check_in(Some(process));
                     return Ok(answer);
                 }
                 // The idle minute ran out just as the call came: once more, in a new one.
                 Err(CallFailure::Died(death))
-                    if was_idle && death.code == Some(0) && death.signal.is_none() => {}
-                Err(failure) => return Err(failure),
+                    if was_idle && death.code == Some(0) && death.signal.is_none() =>
+                {
+                    self.check_in(None);
+                }
+                Err(failure) => {
+                    self.check_in(None);
+                    return Err(failure);
+                }
             }
         }
-        let mut process = self.start()?;
-        let answer = process.call(method, params, handler, deadline)?;
-        self.keep(process);
-        Ok(answer)
+        let (mut process, _) = self.check_out(Duration::ZERO)?;
+        match process.call(method, params, handler, deadline) {
+            Ok(answer) => {
+                self.check_in(Some(process));
+                Ok(answer)
+            }
+            Err(failure) => {
+                self.check_in(None);
+                Err(failure)
+            }
+        }
     }
 
-    fn take_idle(&self) -> Option<PluginProcess> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut process) = idle.pop() {
-            if !process.exited() {
-                return Some(process);
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle process that is still alive (`true`), waiting up to `wait` for a busy one to
+    /// come back, or else a new one (`false`). Counted busy until [`Runner::check_in`].
+    fn check_out(&self, wait: Duration) -> Result<(PluginProcess, bool), CallFailure> {
+        let until = Instant::now() + wait;
+        let mut pool = self.lock();
+        loop {
+            while let Some(mut process) = pool.idle.pop() {
+                if !process.exited() {
+                    pool.busy += 1;
+                    return Ok((process, true));
+                }
+            }
+            let now = Instant::now();
+            if pool.busy == 0 || now >= until {
+                break;
+            }
+            pool = self
+                .returned
+                .wait_timeout(pool, until - now)
+                .map_or_else(|p| p.into_inner().0, |(pool, _)| pool);
+        }
+        pool.busy += 1;
+        drop(pool);
+        match self.start() {
+            Ok(process) => Ok((process, false)),
+            Err(failure) => {
+                self.check_in(None);
+                Err(failure)
             }
         }
-        None
+    }
+
+    /// A process back from a call, to keep for the next one, or `None`: it is gone.
+    fn check_in(&self, process: Option<PluginProcess>) {
+        let mut pool = self.lock();
+        pool.busy = pool.busy.saturating_sub(1);
+        if let Some(process) = process
+            && pool.idle.len() < MAX_IDLE
+        {
+            pool.idle.push(process);
+        }
+        drop(pool);
+        self.returned.notify_one();
     }
 
     /// Reaps the idle processes that have ended (their idle minute was up), so none stays a
     /// zombie until the plugin's next call; returns how many.
     pub fn reap_ended(&self) -> usize {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let before = idle.len();
-        idle.retain_mut(|process| !process.exited());
-        before - idle.len()
-    }
-
-    fn keep(&self, process: PluginProcess) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(process);
-        }
+        let mut pool = self.lock();
+        let before = pool.idle.len();
+        pool.idle.retain_mut(|process| !process.exited());
+        before - pool.idle.len()
     }
 
     /// A new process with the library loaded; it must still be the same plugin.
