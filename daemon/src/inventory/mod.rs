@@ -77,16 +77,19 @@ pub struct Fingerprint<const N: usize>(pub [u8; N]);
 
 impl<const N: usize> fmt::Display for Fingerprint<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            let pair = [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
-            f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
-        }
-        Ok(())
+        write_hex_colons(f, &self.0)
     }
+}
+
+/// `bytes` as lower-case hex with colons (`ab:01:…`): fingerprints and serials.
+pub(crate) fn write_hex_colons(out: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.write_char(':')?;
+        }
+        write!(out, "{b:02x}")?;
+    }
+    Ok(())
 }
 
 impl<const N: usize> fmt::Debug for Fingerprint<N> {

@@ -224,17 +224,10 @@ fn name_registry() -> &'static OidRegistry<'static> {
 
 fn hex_colons(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
+    // Writing to a String cannot fail.
+    let _ = super::write_hex_colons(&mut out, bytes);
     out
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The serial's magnitude: the DER sign byte (a leading 00 before a byte ≥ 0x80) is not part
 /// of the number, and openssl does not print it either.
