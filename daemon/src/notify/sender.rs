@@ -250,8 +250,7 @@ impl Sender {
         self.problem = problem;
         self.saved_seen_at = crate::now_unix();
         let mut attempts: JoinSet<Attempt> = JoinSet::new();
-        // The first look at once (it finds nothing before the first scan is published; the
-        // publication wakes the loop).
+        // The first look at once: the notifier starts after the first scan is published.
         let mut next_look = Some(tokio::time::Instant::now());
         let mut last_look: Option<tokio::time::Instant> = None;
         tokio::pin!(stop);
@@ -305,7 +304,8 @@ impl Sender {
                     }
                     None => break,
                 },
-                () = self.changed.notified() => {
+                // With no route a change needs no look (a reload that adds one looks at once).
+                () = self.changed.notified(), if !self.config.notify.is_empty() => {
                     let soonest = last_look.map_or_else(tokio::time::Instant::now, |at| at + LOOK_EVERY);
                     next_look = Some(next_look.map_or(soonest, |at| at.min(soonest)));
                 }
