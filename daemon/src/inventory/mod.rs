@@ -33,7 +33,7 @@ mod tests;
 
 pub use keycheck::{KeyVerdict, check_key};
 pub use org_ids::{SubjectIds, identities, identities_in_name};
-pub use scan::{DEFAULT_MAX_FILE_SIZE, RETRY_INCOMPLETE, Scanner};
+pub use scan::{DEFAULT_MAX_FILE_SIZE, RETRY_INCOMPLETE, SavedKeyCheck, Scanner};
 
 /// What a configured source is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,11 +38,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::keycheck::{self, KeyVerdict};
 use super::parse::{self, ParsedCert, Password};
-use super::{Entry, Inventory, KeyCheck, ProblemKind, Source, SourceKind, SourceProblem};
+use super::{
+    Entry, Fingerprint, Inventory, KeyCheck, ProblemKind, Source, SourceKind, SourceProblem,
+};
 
 /// The default `max_file_size` (1 MiB), as in the configuration.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -122,8 +126,40 @@ struct CachedFile {
 #[derive(Debug, Clone)]
 struct CachedKey {
     stamp: Stamp,
-    cert_public_key: Vec<u8>,
+    /// SHA-256 of the certificate's public key the verdict was reached against.
+    cert_key: Fingerprint<32>,
     verdict: KeyVerdict,
+}
+
+impl CachedKey {
+    /// Whether the verdict depends on nothing but the two files (and so is saved).
+    fn worth_saving(&self) -> bool {
+        !matches!(self.verdict, KeyVerdict::Unreadable(_))
+    }
+}
+
+/// A key check as saved between runs ([`Scanner::saved_key_checks`]): which key file
+/// (by path and stamp), which certificate key (by SHA-256), and whether they match. Only
+/// verdicts that depend on nothing but the two files are saved; an unreadable key is read
+/// again at the next start.
+///
+/// A start with 1,000 managed certificates spends most of its time computing public keys
+/// from private keys; with these, it reads no key that did not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedKeyCheck {
+    pub path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    cert_key: Fingerprint<32>,
+    matches: bool,
+}
+
+/// SHA-256 of a certificate's raw public key bits, as kept with a key verdict.
+fn cert_key_digest(cert_public_key: &[u8]) -> Fingerprint<32> {
+    Fingerprint(Sha256::digest(cert_public_key).into())
 }
 
 /// The sources a scan could not look at completely: per source index, the places (files or
@@ -180,6 +216,8 @@ pub struct Scanner {
     max_file_size: u64,
     files: HashMap<PathBuf, CachedFile>,
     keys: HashMap<PathBuf, CachedKey>,
+    /// Whether `keys` holds verdicts worth saving that are not saved yet.
+    key_checks_changed: bool,
     paths_in_use: Vec<PathBuf>,
 }
 
@@ -195,8 +233,66 @@ impl Scanner {
             max_file_size,
             files: HashMap::new(),
             keys: HashMap::new(),
+            key_checks_changed: false,
             paths_in_use: Vec::new(),
         }
+    }
+
+    /// Takes key checks saved by an earlier run. Each is used only while its key file's
+    /// stamp and the certificate's public key are what they were; a key checked in this run
+    /// already is kept as it is.
+    pub fn restore_key_checks(&mut self, checks: Vec<SavedKeyCheck>) {
+        for check in checks {
+            let stamp = Stamp {
+                dev: check.dev,
+                ino: check.ino,
+                size: check.size,
+                mtime_ns: check.mtime_ns,
+                ctime_ns: check.ctime_ns,
+            };
+            let verdict = if check.matches {
+                KeyVerdict::Matches
+            } else {
+                KeyVerdict::Mismatch
+            };
+            self.keys.entry(check.path).or_insert(CachedKey {
+                stamp,
+                cert_key: check.cert_key,
+                verdict,
+            });
+        }
+    }
+
+    /// The key checks to save when they changed since the last call (`None` otherwise):
+    /// every cached verdict that depends on nothing but the key and certificate files.
+    pub fn saved_key_checks(&mut self) -> Option<Vec<SavedKeyCheck>> {
+        if !std::mem::take(&mut self.key_checks_changed) {
+            return None;
+        }
+        let mut checks: Vec<SavedKeyCheck> = self
+            .keys
+            .iter()
+            .filter_map(|(path, cached)| {
+                let matches = match cached.verdict {
+                    KeyVerdict::Matches => true,
+                    KeyVerdict::Mismatch => false,
+                    // Read again at the next start.
+                    KeyVerdict::Unreadable(_) => return None,
+                };
+                Some(SavedKeyCheck {
+                    path: path.clone(),
+                    dev: cached.stamp.dev,
+                    ino: cached.stamp.ino,
+                    size: cached.stamp.size,
+                    mtime_ns: cached.stamp.mtime_ns,
+                    ctime_ns: cached.stamp.ctime_ns,
+                    cert_key: cached.cert_key,
+                    matches,
+                })
+            })
+            .collect();
+        checks.sort_by(|a, b| a.path.cmp(&b.path));
+        Some(checks)
     }
 
     /// The size limit in force.
@@ -341,9 +437,10 @@ impl Scanner {
                     Err(reason) => {
                         incomplete.note(w.source, key, reason);
                         // The verdict on this key the last time it could be read, if any.
+                        let cert_key = cert_key_digest(&first.public_key);
                         self.keys
                             .get(key)
-                            .filter(|c| c.cert_public_key == first.public_key)
+                            .filter(|c| c.cert_key == cert_key)
                             .map(|c| c.verdict.clone())
                     }
                 };
@@ -401,7 +498,13 @@ impl Scanner {
         // Evict what this scan did not see, remember what it depended on.
         let files_seen: HashSet<&PathBuf> = work.iter().map(|w| &w.path).collect();
         self.files.retain(|p, _| files_seen.contains(p));
-        self.keys.retain(|p, _| keys_seen.contains(p));
+        let mut saved_check_gone = false;
+        self.keys.retain(|p, cached| {
+            let keep = keys_seen.contains(p);
+            saved_check_gone |= !keep && cached.worth_saving();
+            keep
+        });
+        self.key_checks_changed |= saved_check_gone;
         let mut in_use: Vec<PathBuf> = files_seen.into_iter().cloned().collect();
         in_use.extend(keys_seen);
         in_use.extend(passwords.iter().flatten().map(|p| p.path.clone()));
@@ -496,9 +599,10 @@ impl Scanner {
             return Some(Ok(KeyVerdict::Unreadable(tail)));
         }
         let stamp = Stamp::of(&meta);
+        let cert_key = cert_key_digest(cert_public_key);
         self.keys
             .get(key)
-            .filter(|c| c.stamp == stamp && c.cert_public_key == cert_public_key)
+            .filter(|c| c.stamp == stamp && c.cert_key == cert_key)
             .map(|c| Ok(c.verdict.clone()))
     }
 
@@ -513,14 +617,14 @@ impl Scanner {
             Ok(read) => read,
             Err(uncached) => return uncached,
         };
-        self.keys.insert(
-            key.to_path_buf(),
-            CachedKey {
-                stamp,
-                cert_public_key: cert_public_key.to_vec(),
-                verdict: verdict.clone(),
-            },
-        );
+        let cached = CachedKey {
+            stamp,
+            cert_key: cert_key_digest(cert_public_key),
+            verdict: verdict.clone(),
+        };
+        let worth_saving = cached.worth_saving();
+        let replaced = self.keys.insert(key.to_path_buf(), cached);
+        self.key_checks_changed |= worth_saving || replaced.is_some_and(|r| r.worth_saving());
         Ok(verdict)
     }
 

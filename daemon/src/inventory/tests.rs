@@ -973,6 +973,111 @@ fn key_of_another_certificate_is_a_mismatch() {
     );
 }
 
+/// Flips every saved verdict, so a scan that uses a saved check (instead of reading the
+/// key) shows it.
+fn flipped(checks: Vec<SavedKeyCheck>) -> Vec<SavedKeyCheck> {
+    let mut value = serde_json::to_value(checks).expect("to json");
+    for check in value.as_array_mut().expect("array") {
+        let matches = check["matches"].as_bool().expect("matches");
+        check["matches"] = (!matches).into();
+    }
+    serde_json::from_value(value).expect("from json")
+}
+
+#[test]
+fn saved_key_checks_spare_reading_keys_until_a_file_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(CaShape::Oces3).expect("ca");
+    let spec = LeafSpec::tls_server(&["a.example"]).key_type(KeyType::EcP256);
+    let a = ca
+        .issue(&spec)
+        .expect("a")
+        .write_pem(dir.path(), "a")
+        .expect("write");
+    let b = ca
+        .issue(&spec)
+        .expect("b")
+        .write_pem(dir.path(), "b")
+        .expect("write");
+    let sources = [managed("a", &a.cert, Some(&a.key))];
+
+    let mut first = Scanner::default();
+    assert_eq!(first.saved_key_checks(), None, "nothing checked yet");
+    assert_eq!(
+        entry(&first.scan(&sources), "a").key_check,
+        KeyCheck::Matches
+    );
+    let saved = first
+        .saved_key_checks()
+        .expect("a new verdict is to be saved");
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].path, a.key);
+    // No key material in what is saved: only the path, the stamp and a digest.
+    let text = serde_json::to_string(&saved).expect("json");
+    let key_pem = fs::read_to_string(&a.key).expect("key");
+    let key_body = key_pem.lines().nth(1).expect("a line of base64");
+    assert!(!text.contains(key_body), "{text}");
+    first.scan(&sources);
+    assert_eq!(
+        first.saved_key_checks(),
+        None,
+        "nothing changed, nothing to save"
+    );
+
+    // A new scanner given the saved checks (flipped, to see them used) reads no key.
+    let mut next = Scanner::default();
+    next.restore_key_checks(flipped(saved.clone()));
+    assert_eq!(
+        entry(&next.scan(&sources), "a").key_check,
+        KeyCheck::Mismatch
+    );
+    assert_eq!(next.saved_key_checks(), None, "restored, not changed");
+
+    // Another certificate with the same key path: the saved check is not about it.
+    let mut other_cert = Scanner::default();
+    other_cert.restore_key_checks(flipped(saved.clone()));
+    let inv = other_cert.scan(&[managed("a", &b.cert, Some(&a.key))]);
+    assert_eq!(
+        entry(&inv, "a").key_check,
+        KeyCheck::Mismatch,
+        "read: b's cert, a's key"
+    );
+    let inv = other_cert.scan(&[managed("a", &a.cert, Some(&a.key))]);
+    assert_eq!(
+        entry(&inv, "a").key_check,
+        KeyCheck::Matches,
+        "read again, not the saved one"
+    );
+
+    // The key file rewritten (same content, new stamp): read again.
+    fs::write(&a.key, fs::read(&a.key).expect("read")).expect("rewrite");
+    let mut after_write = Scanner::default();
+    after_write.restore_key_checks(flipped(saved));
+    assert_eq!(
+        entry(&after_write.scan(&sources), "a").key_check,
+        KeyCheck::Matches
+    );
+    let resaved = after_write
+        .saved_key_checks()
+        .expect("read again, so saved again");
+    assert_eq!(resaved.len(), 1);
+
+    // An unreadable key is never saved, and its old verdict leaves the saved checks.
+    fs::write(&a.key, "not a key").expect("spoil");
+    let inv = after_write.scan(&sources);
+    assert_eq!(entry(&inv, "a").key_check, KeyCheck::Unreadable);
+    assert_eq!(after_write.saved_key_checks(), Some(Vec::new()));
+    // Nothing saved is about a key no longer configured: dropping it changes nothing.
+    after_write.scan(&[managed("a", &a.cert, None)]);
+    assert_eq!(after_write.saved_key_checks(), None);
+
+    // A saved check about a key no longer configured is dropped at the next scan.
+    let mut dropped = Scanner::default();
+    dropped.restore_key_checks(resaved);
+    dropped.scan(&[managed("a", &a.cert, None)]);
+    assert_eq!(dropped.saved_key_checks(), Some(Vec::new()));
+}
+
 #[test]
 fn unreadable_keys_are_reported_without_their_contents() {
     let dir = tempfile::tempdir().expect("tempdir");

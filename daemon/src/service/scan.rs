@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::inventory::{self, CertState, Entry, Inventory, ProblemKind, Scanner};
+use crate::inventory::{self, CertState, Entry, Inventory, ProblemKind, SavedKeyCheck, Scanner};
 use crate::metrics::Metrics;
+use crate::store;
 use crate::watcher::Watcher;
 
 use super::{MAX_SCAN_ROUNDS, warn_before};
@@ -29,6 +30,75 @@ pub(super) struct Scanning {
     last: Arc<Inventory>,
     /// Whether the last scan could not look at everything.
     incomplete: bool,
+    /// Where the scanner's key checks are kept between runs, and whether they were read.
+    key_checks: Arc<Path>,
+    key_checks_read: bool,
+}
+
+/// The file of saved key checks in the state directory.
+const KEY_CHECKS_FILE: &str = "key-checks.json";
+/// Its layout; a file of another layout is set aside unread (it only saves time).
+const KEY_CHECKS_VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyChecksFile {
+    version: u32,
+    checks: Vec<SavedKeyCheck>,
+}
+
+/// Reads the saved key checks (blocking). Missing: none. Damaged or of another layout:
+/// none, said in the log; every key is then read and checked again, which only takes time.
+fn read_key_checks(path: &Path) -> Vec<SavedKeyCheck> {
+    let bytes = match crate::bounded::read_no_follow(path, 64 * 1024 * 1024) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Vec::new(),
+        Err(e) => {
+            log::warn!(
+                "{}; every key file is read and checked again",
+                e.sentence(path)
+            );
+            return Vec::new();
+        }
+    };
+    match serde_json::from_slice::<KeyChecksFile>(&bytes) {
+        Ok(file) if file.version == KEY_CHECKS_VERSION => file.checks,
+        Ok(file) => {
+            log::info!(
+                "{} was written by another version of certvakt (layout {}, this one reads {KEY_CHECKS_VERSION}); every key file is read and checked again",
+                path.display(),
+                file.version
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            log::warn!(
+                "{} is damaged ({e}); every key file is read and checked again, and the file is written anew",
+                path.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Replaces the saved key checks (blocking). A failure costs the next start time, not
+/// correctness: it is logged, not retried.
+fn write_key_checks(path: &Path, checks: Vec<SavedKeyCheck>) {
+    let file = KeyChecksFile {
+        version: KEY_CHECKS_VERSION,
+        checks,
+    };
+    let written = serde_json::to_vec(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            store::atomic::write_file(path, &bytes, &store::FileSpec::mode(0o600))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        log::warn!(
+            "cannot save the key checks to {}: {e}; the next start reads and checks every key file again",
+            path.display()
+        );
+    }
 }
 
 impl Scanning {
@@ -39,6 +109,8 @@ impl Scanning {
             tracker: Tracker::default(),
             last: Arc::new(Inventory::default()),
             incomplete: false,
+            key_checks: config.daemon.state_dir.join(KEY_CHECKS_FILE).into(),
+            key_checks_read: false,
         }
     }
 
@@ -114,19 +186,29 @@ impl Scanning {
         let mut owned = std::mem::take(&mut self.scanner);
         owned.set_max_file_size(config.daemon.max_file_size);
         let started = Instant::now();
+        let key_checks = Arc::clone(&self.key_checks);
+        let read_key_checks_first = !self.key_checks_read;
         let joined = tokio::task::spawn_blocking(move || {
+            if read_key_checks_first {
+                owned.restore_key_checks(read_key_checks(&key_checks));
+            }
             let inventory = owned.scan(&sources);
+            if let Some(checks) = owned.saved_key_checks() {
+                write_key_checks(&key_checks, checks);
+            }
             (owned, inventory)
         })
         .await;
         match joined {
             Ok((back, inventory)) => {
                 self.scanner = back;
+                self.key_checks_read = true;
                 Some((inventory, started.elapsed()))
             }
             Err(err) => {
                 log::error!(error = err.to_string(); "the inventory scan failed unexpectedly; keeping what the last scan found, and scanning again within {} s", inventory::RETRY_INCOMPLETE.as_secs());
                 self.scanner = Scanner::new(config.daemon.max_file_size);
+                self.key_checks_read = false;
                 None
             }
         }
@@ -203,4 +285,40 @@ pub(super) fn log_state(entry: &Entry, state: CertState, before: Option<CertStat
         cert_id = id, path = path, state = state.as_str(), was = was;
         "{message}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_key_checks_that_cannot_be_used_are_none_and_the_file_is_written_anew() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(KEY_CHECKS_FILE);
+        assert!(read_key_checks(&path).is_empty(), "missing");
+        for bad in [
+            &b""[..],
+            b"{\"version\":1,\"checks\":[{\"path\":\"/k\"",
+            b"{\"version\":7,\"checks\":[]}",
+            b"\x00\xff garbage",
+        ] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(read_key_checks(&path).is_empty(), "{bad:?}");
+        }
+        // A symlink in its place is not followed.
+        std::fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink("/etc/passwd", &path).expect("symlink");
+        assert!(read_key_checks(&path).is_empty());
+        std::fs::remove_file(&path).expect("remove");
+
+        write_key_checks(&path, Vec::new());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).expect("written").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(written["version"], KEY_CHECKS_VERSION);
+        assert!(read_key_checks(&path).is_empty());
+    }
 }
