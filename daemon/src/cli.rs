@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::config;
 use crate::control::client::{Client, ClientError};
 use crate::control::protocol::{
-    CheckConfigReport, ConfigProblem, ErrorCode, LIST_PAGE, ListItem, Request, Response,
+    CheckConfigReport, ConfigProblem, ErrorCode, LIST_PAGE, ListItem, Renewal, Request, Response,
 };
 use certvakt_plugin_api::duration::HumanDuration;
 
@@ -119,6 +119,16 @@ pub enum Command {
         /// daemon's order (configuration order, then file order).
         #[arg(long, value_enum, value_name = "KEY")]
         sort: Option<ListSort>,
+    },
+    /// Every managed certificate's renewal: the step it is at, when it acts next, failures,
+    /// tasks, when it was last renewed (`status` shows at most 100 of them).
+    Renewals {
+        /// Only ids matching this glob (`fmk-*`; quote it for the shell).
+        #[arg(value_name = "GLOB")]
+        glob: Option<glob::Pattern>,
+        /// Only renewals that need a person: a failure, a task waiting, a missing plugin.
+        #[arg(long)]
+        trouble: bool,
     },
     /// Everything about one certificate (its id, or the path of a watched file).
     Show {
@@ -394,6 +404,10 @@ pub fn run_with_width(
             offset: 0,
             limit: None,
         },
+        Command::Renewals { .. } => Request::Renewals {
+            offset: 0,
+            limit: None,
+        },
         Command::Show { id } => Request::Show { id: id.clone() },
         Command::Reload => Request::Reload,
         Command::Renew {
@@ -458,10 +472,10 @@ pub fn run_with_width(
         } => Some((id, follow::renewal_before(&mut client, id), *timeout)),
         _ => None,
     };
-    let answer = if matches!(request, Request::List { .. }) {
-        list_all(&mut client)
-    } else {
-        client.request(&request)
+    let answer = match request {
+        Request::List { .. } => list_all(&mut client),
+        Request::Renewals { .. } => renewals_all(&mut client),
+        _ => client.request(&request),
     };
     let response = match answer {
         Ok(response) => response,
@@ -480,6 +494,10 @@ pub fn run_with_width(
             items: list_query(&args.command).apply(items),
             total,
             scanned_at,
+        },
+        Response::Renewals { items, total } => Response::Renewals {
+            items: renewals_query(&args.command, items),
+            total,
         },
         other => other,
     };
@@ -500,6 +518,12 @@ pub fn run_with_width(
         Response::List { items, .. } if matches!(request, Request::List { .. }) => {
             if !args.json {
                 let _ = out.write_all(render::render_list(&items, width).as_bytes());
+            }
+            Exit::Ok
+        }
+        Response::Renewals { items, .. } if matches!(request, Request::Renewals { .. }) => {
+            if !args.json {
+                let _ = out.write_all(render::render_renewals(&items, width).as_bytes());
             }
             Exit::Ok
         }
@@ -701,6 +725,45 @@ pub(crate) fn list_all(client: &mut Client) -> Result<Response, ClientError> {
             }
         }
     }
+}
+
+/// Every renewal, page after page. The engine's view can change between two pages; a
+/// renewal is listed once even so (by id), and a certificate added meanwhile may be missing,
+/// as from a `status` a moment earlier.
+pub(crate) fn renewals_all(client: &mut Client) -> Result<Response, ClientError> {
+    let mut items: Vec<Renewal> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0;
+    loop {
+        let page = client.request(&Request::Renewals {
+            offset,
+            limit: Some(LIST_PAGE),
+        })?;
+        let Response::Renewals { items: page, total } = page else {
+            return Ok(page);
+        };
+        offset += page.len();
+        let empty = page.is_empty();
+        items.extend(page.into_iter().filter(|r| seen.insert(r.id.clone())));
+        if offset >= total || empty {
+            return Ok(Response::Renewals {
+                total: items.len(),
+                items,
+            });
+        }
+    }
+}
+
+/// `renewals`' filters, applied here to the table and to --json alike.
+fn renewals_query(command: &Command, items: Vec<Renewal>) -> Vec<Renewal> {
+    let Command::Renewals { glob, trouble } = command else {
+        return items;
+    };
+    items
+        .into_iter()
+        .filter(|r| glob.as_ref().is_none_or(|g| g.matches(&r.id)))
+        .filter(|r| !trouble || r.failures > 0 || !r.open_tasks.is_empty() || !r.plugin_loaded)
+        .collect()
 }
 
 /// How often [`list_all`] starts over when a rescan lands between two pages.
@@ -1046,7 +1109,7 @@ mod tests {
     impl Backend for Fake {
         async fn handle(&self, request: Request) -> Response {
             match request {
-                Request::Status => Response::Status(StatusReport {
+                Request::Status => Response::Status(Box::new(StatusReport {
                     version: crate::VERSION.into(),
                     pid: 7,
                     started_at: 1_800_000_000,
@@ -1071,8 +1134,10 @@ mod tests {
                     removed: Vec::new(),
                     first_issues: Vec::new(),
                     attention_more: 0,
+                    renewals_more: 0,
+                    renewal_counts: Default::default(),
                     problems_more: 0,
-                }),
+                })),
                 Request::List { .. } => Response::List {
                     items: vec![],
                     total: 0,

@@ -220,7 +220,7 @@ fn list_json_is_versioned_filtered_and_has_the_identity_as_fields() -> Result<()
 
     let (code, status) = w.daemon.cli_json(&["status"])?;
     ensure!(
-        code == 1 && status["schema"] == "certvakt.status/1",
+        code == 1 && status["schema"] == "certvakt.status/2",
         "{status:#}"
     );
     ensure!(status["counts"]["first_issues"] == 0 && status["counts"]["staged"] == 0);

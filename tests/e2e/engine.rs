@@ -177,6 +177,31 @@ fn a_task_a_plugin_opens_is_filed_under_its_id_whatever_the_step_answers() -> Re
             .is_some_and(|e| e.contains("test_fail_in asked issue to fail")),
         "the step that opened the task failed: {failing:#}"
     );
+    // `renewals` lists every one, as `status` does; a glob keeps the ids it matches, and the
+    // failing one is shown with its error.
+    let (code, all) = daemon.cli_json(&["renewals"])?;
+    ensure!(code == 0, "renewals exited {code}: {all:#}");
+    assert_eq!(all["response"], "renewals", "{all:#}");
+    let mut ids: Vec<&str> = all["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["done", "fails", "issued"], "{all:#}");
+    let (_, one) = daemon.cli_json(&["renewals", "iss*"])?;
+    assert_eq!(one["items"].as_array().map(Vec::len), Some(1), "{one:#}");
+    assert_eq!(one["items"][0]["id"], "issued", "{one:#}");
+    let trouble = daemon.cli(&["renewals", "--trouble"])?;
+    let text = stdout(&trouble);
+    assert!(
+        trouble.status.success()
+            && text.contains("fails")
+            && text.contains("test_fail_in asked issue to fail"),
+        "{text}{}",
+        stderr(&trouble)
+    );
 
     // The runs that went on after their task finish, and the tasks stay as they were filed.
     let finished = eventually(WAIT, "the runs to complete", || {

@@ -62,29 +62,26 @@ pub fn print(kind: Kind, socket: PathBuf, out: &mut dyn Write) -> Exit {
     Exit::Ok
 }
 
-/// The ids, sorted: for certificates, those `list` shows and the managed ones `status` names
-/// (a managed certificate before its first issue has no file for `list` to show yet).
+/// The ids, sorted: for certificates, those `list` shows and the managed ones `renewals`
+/// names (a managed certificate before its first issue has no file for `list` to show yet).
 fn fetch(kind: Kind, socket: &std::path::Path) -> Vec<String> {
     let Ok(mut client) = Client::connect(socket) else {
         return Vec::new();
     };
-    let requests: &[Request] = match kind {
-        Kind::Ids => &[Request::Status],
-        Kind::Tasks => &[Request::Tasks],
-    };
     let mut ids = std::collections::BTreeSet::new();
-    if kind == Kind::Ids
-        && let Ok(Response::List { items, .. }) = super::list_all(&mut client)
-    {
-        ids.extend(items.into_iter().map(|i| i.id));
-    }
-    for request in requests {
-        match client.request(request) {
-            Ok(Response::Status(report)) => {
-                ids.extend(report.renewals.into_iter().map(|r| r.id));
+    match kind {
+        Kind::Ids => {
+            if let Ok(Response::List { items, .. }) = super::list_all(&mut client) {
+                ids.extend(items.into_iter().map(|i| i.id));
             }
-            Ok(Response::Tasks { tasks }) => ids.extend(tasks.into_iter().map(|t| t.id)),
-            _ => {}
+            if let Ok(Response::Renewals { items, .. }) = super::renewals_all(&mut client) {
+                ids.extend(items.into_iter().map(|r| r.id));
+            }
+        }
+        Kind::Tasks => {
+            if let Ok(Response::Tasks { tasks }) = client.request(&Request::Tasks) {
+                ids.extend(tasks.into_iter().map(|t| t.id));
+            }
         }
     }
     ids.into_iter().collect()

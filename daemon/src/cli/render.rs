@@ -346,7 +346,7 @@ pub fn render_status(report: &StatusReport, width: Option<usize>) -> String {
             ),
         );
     }
-    let tasks: usize = report.renewals.iter().map(|r| r.open_tasks.len()).sum();
+    let tasks = report.renewal_counts.tasks;
     if tasks > 0 {
         push_field(
             &mut out,
@@ -405,13 +405,20 @@ pub fn render_status(report: &StatusReport, width: Option<usize>) -> String {
     }
     if !report.renewals.is_empty() {
         out.push_str("\nRenewals:\n");
-        out.push_str(&renewal_table(&report.renewals, report.now, width));
-        for r in report.renewals.iter().filter(|r| r.last_error.is_some()) {
-            out.push_str(&format!(
-                "  {}: {}\n",
-                r.id,
-                r.last_error.as_deref().unwrap_or_default()
-            ));
+        out.push_str(&renewals_with_errors(&report.renewals, report.now, width));
+        if report.renewals_more > 0 {
+            let c = &report.renewal_counts;
+            out.push_str(&if c.need_someone > report.renewals.len() {
+                format!(
+                    "  … and {} more, {} of {} in all needing a person: `certvakt renewals --trouble` lists those, `certvakt renewals` every one\n",
+                    report.renewals_more, c.need_someone, c.renewals
+                )
+            } else {
+                format!(
+                    "  … and {} more, none needing a person: `certvakt renewals` lists every one\n",
+                    report.renewals_more
+                )
+            });
         }
     }
     if !report.first_issues.is_empty() {
@@ -427,8 +434,9 @@ pub fn render_status(report: &StatusReport, width: Option<usize>) -> String {
     }
     if report.attention.is_empty() && report.problems.is_empty() {
         // A failing renewal or a waiting task is shown above: "nothing" would contradict it.
-        let renewals_need_someone =
-            tasks > 0 || report.renewals.iter().any(|r| r.last_error.is_some());
+        let renewals_need_someone = tasks > 0
+            || report.renewal_counts.failing > 0
+            || report.renewals.iter().any(|r| r.last_error.is_some());
         out.push_str(if renewals_need_someone {
             "\nNo certificate file needs attention; the renewals above do.\n"
         } else {
@@ -638,6 +646,9 @@ pub fn verdict(report: &StatusReport) -> String {
             .map(|i| i.id.as_str())
             .collect()
     };
+    // Counted over every renewal; named from those `status` lists (the ones that need a
+    // person come first).
+    let rc = &report.renewal_counts;
     let failing: Vec<&str> = report
         .renewals
         .iter()
@@ -666,7 +677,7 @@ pub fn verdict(report: &StatusReport) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut say = |count: usize, what: &str, ids: &[&str]| {
         if count > 0 {
-            parts.push(format!("{count} {what}{}", named(ids)));
+            parts.push(format!("{count} {what}{}", named(ids, count)));
         }
     };
     // Critical first, then warnings, each as the exit code counts them.
@@ -685,9 +696,17 @@ pub fn verdict(report: &StatusReport) -> String {
     );
     let first_ids: Vec<&str> = first.iter().map(String::as_str).collect();
     say(c.first_issues, "first issue(s) under way", &first_ids);
-    say(failing.len(), "failing renewal(s)", &failing);
-    say(tasks.len(), "task(s) waiting", &tasks);
-    say(not_loaded.len(), "without their plugin", &not_loaded);
+    say(
+        rc.failing.max(failing.len()),
+        "failing renewal(s)",
+        &failing,
+    );
+    say(rc.tasks.max(tasks.len()), "task(s) waiting", &tasks);
+    say(
+        rc.plugin_not_loaded.max(not_loaded.len()),
+        "without their plugin",
+        &not_loaded,
+    );
     say(report.plugins_refused, "plugin file(s) refused", &[]);
     let removed: Vec<&str> = report.removed.iter().map(|r| r.id.as_str()).collect();
     say(
@@ -722,26 +741,24 @@ pub fn verdict(report: &StatusReport) -> String {
         c.staged,
         c.problems,
         c.first_issues,
-        tasks.len(),
-        failing.len(),
-        not_loaded.len(),
+        rc.tasks.max(tasks.len()),
+        rc.failing.max(failing.len()),
+        rc.plugin_not_loaded.max(not_loaded.len()),
         report.plugins_refused,
         report.removed.len(),
     )
 }
 
 /// ` (a, b, c and 2 more)`, or nothing for no ids.
-fn named(ids: &[&str]) -> String {
+/// `count` is how many there are in all: `status` may list fewer than it counts.
+fn named(ids: &[&str], count: usize) -> String {
     if ids.is_empty() {
         return String::new();
     }
-    let shown = ids
-        .iter()
-        .take(VERDICT_IDS)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    match ids.len().saturating_sub(VERDICT_IDS) {
+    let shown = ids.iter().take(VERDICT_IDS).copied().collect::<Vec<_>>();
+    let more = count.max(ids.len()) - shown.len();
+    let shown = shown.join(", ");
+    match more {
         0 => format!(" ({shown})"),
         more => format!(" ({shown} and {more} more)"),
     }
@@ -821,7 +838,7 @@ fn state_rank(state: CertState) -> u8 {
 pub fn json_schema(response: &Response) -> Option<&'static str> {
     match response {
         Response::List { .. } => Some("certvakt.list/1"),
-        Response::Status(_) => Some("certvakt.status/1"),
+        Response::Status(_) => Some("certvakt.status/2"),
         Response::Show(_) => Some("certvakt.show/1"),
         _ => None,
     }
@@ -876,6 +893,27 @@ fn step_text(r: &Renewal) -> String {
 }
 
 /// One line per managed certificate: plugin, step, next action, failures, last renewal.
+/// The renewal table, then each renewal's last error on a line of its own.
+fn renewals_with_errors(renewals: &[Renewal], now: i64, width: Option<usize>) -> String {
+    let mut out = renewal_table(renewals, now, width);
+    for r in renewals.iter().filter(|r| r.last_error.is_some()) {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            r.id,
+            r.last_error.as_deref().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// `certvakt renewals`: every managed certificate's renewal.
+pub fn render_renewals(renewals: &[Renewal], width: Option<usize>) -> String {
+    if renewals.is_empty() {
+        return "No managed certificate (or none matches).\n".into();
+    }
+    renewals_with_errors(renewals, crate::now_unix(), width)
+}
+
 pub fn renewal_table(renewals: &[Renewal], now: i64, width: Option<usize>) -> String {
     let rows: Vec<Vec<String>> = renewals
         .iter()
@@ -1293,6 +1331,8 @@ mod tests {
             removed: Vec::new(),
             first_issues: Vec::new(),
             attention_more: 0,
+            renewals_more: 0,
+            renewal_counts: Default::default(),
             problems_more: 0,
         }
     }
@@ -1831,8 +1871,8 @@ mod tests {
             notes: Vec::new(),
         });
         report.renewals = vec![running, renewal("idle")];
-        let status = json(&Response::Status(report));
-        assert_eq!(status["schema"], "certvakt.status/1");
+        let status = json(&Response::Status(Box::new(report)));
+        assert_eq!(status["schema"], "certvakt.status/2");
         assert_eq!(status["renewals"][0]["step"], "ordered");
         assert_eq!(status["renewals"][0]["phase"], "ordered");
         assert_eq!(status["renewals"][1]["step"], serde_json::Value::Null);

@@ -252,6 +252,15 @@ fn status() -> StatusReport {
         }],
         attention_more: 250,
         problems_more: 3,
+        renewals_more: 140,
+        renewal_counts: RenewalCounts {
+            renewals: 142,
+            in_progress: 1,
+            failing: 1,
+            tasks: 1,
+            plugin_not_loaded: 0,
+            need_someone: 1,
+        },
     }
 }
 
@@ -270,6 +279,8 @@ fn quiet_status() -> StatusReport {
         first_issues: Vec::new(),
         attention_more: 0,
         problems_more: 0,
+        renewals_more: 0,
+        renewal_counts: RenewalCounts::default(),
         ..status()
     }
 }
@@ -387,7 +398,23 @@ fn responses() -> Vec<(&'static str, Vec<Response>)> {
     vec![
         (
             "status",
-            vec![Response::Status(status()), Response::Status(quiet_status())],
+            vec![
+                Response::Status(Box::new(status())),
+                Response::Status(Box::new(quiet_status())),
+            ],
+        ),
+        (
+            "renewals",
+            vec![
+                Response::Renewals {
+                    items: renewals(),
+                    total: 2,
+                },
+                Response::Renewals {
+                    items: Vec::new(),
+                    total: 0,
+                },
+            ],
         ),
         (
             "list",
@@ -537,6 +564,14 @@ fn requests() -> Vec<Request> {
             limit: None,
         },
         Request::List {
+            offset: 2_000,
+            limit: Some(2_000),
+        },
+        Request::Renewals {
+            offset: 0,
+            limit: None,
+        },
+        Request::Renewals {
             offset: 2_000,
             limit: Some(2_000),
         },

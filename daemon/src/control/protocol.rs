@@ -24,7 +24,7 @@ pub use super::wire::{
 /// Bumped whenever a request or response changes: the CLI and the daemon exchange it in the
 /// hello and refuse each other, with a sentence, when it differs. The golden files in
 /// `src/control/golden/` record the JSON of each version.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The client's first line: `{"hello":{"protocol":1,"version":"0.1.0","program":"certvakt"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +79,14 @@ pub enum Request {
     /// One line per certificate found, a page at a time: from `offset` (in inventory order),
     /// at most `limit` and never more than [`LIST_PAGE`] items; read access.
     List {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Every managed certificate's renewal, a page at a time: from `offset` (in
+    /// configuration order), at most `limit` and never more than [`LIST_PAGE`]; read access.
+    Renewals {
         #[serde(default, skip_serializing_if = "is_zero")]
         offset: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +157,7 @@ impl Request {
         match self {
             Request::Status
             | Request::List { .. }
+            | Request::Renewals { .. }
             | Request::Show { .. }
             | Request::Tasks
             | Request::TaskShow { .. }
@@ -172,6 +181,7 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::List { .. } => "list",
+            Request::Renewals { .. } => "renewals",
             Request::Show { .. } => "show",
             Request::Reload => "reload",
             Request::Renew { .. } => "renew",
@@ -198,7 +208,7 @@ impl Request {
 pub enum Response {
     /// Answers [`Request::Status`]: the daemon and every certificate at a glance, with each
     /// managed certificate's renewal.
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// Answers [`Request::List`]: one page of the certificates found, in inventory order.
     List {
         items: Vec<ListItem>,
@@ -208,6 +218,13 @@ pub enum Response {
         /// The scan the page comes from (Unix seconds): pages of two scans do not fit together.
         #[serde(default)]
         scanned_at: i64,
+    },
+    /// Answers [`Request::Renewals`]: one page of the managed certificates' renewals, in
+    /// configuration order.
+    Renewals {
+        items: Vec<Renewal>,
+        /// How many managed certificates there are in all.
+        total: usize,
     },
     /// Answers [`Request::Show`]: the certificates under the id, their source's problems and
     /// the renewal.
@@ -255,6 +272,7 @@ impl Response {
         match self {
             Response::Status(_) => "status",
             Response::List { .. } => "list",
+            Response::Renewals { .. } => "renewals",
             Response::Show(_) => "show",
             Response::Reload(_) => "reload",
             Response::Renew { .. } => "renew",
@@ -322,6 +340,23 @@ pub struct Counts {
     pub staged: usize,
 }
 
+/// Counts over every managed certificate's renewal, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalCounts {
+    /// Managed certificates.
+    pub renewals: usize,
+    /// With a run in progress.
+    pub in_progress: usize,
+    /// Whose last step failed (failures in a row > 0).
+    pub failing: usize,
+    /// Operator tasks waiting for a person, over all of them.
+    pub tasks: usize,
+    /// Whose plugin is not loaded (not renewed).
+    pub plugin_not_loaded: usize,
+    /// That need a person: failing, with a task waiting, or without their plugin.
+    pub need_someone: usize,
+}
+
 /// A managed certificate that has no file yet because its first issue is under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirstIssue {
@@ -374,9 +409,18 @@ pub struct StatusReport {
     /// How many more source problems there are than `problems` lists (the cap).
     #[serde(default)]
     pub problems_more: usize,
-    /// Each managed certificate's renewal.
+    /// Managed certificates' renewals, in configuration order; at most [`STATUS_CAP`]. When
+    /// there are more, the ones kept are those that need a person (a failure, a task, a
+    /// missing plugin), then those with a run in progress, then the soonest next step
+    /// (`certvakt renewals` lists every one).
     #[serde(default)]
     pub renewals: Vec<Renewal>,
+    /// How many more managed certificates there are than `renewals` lists (the cap).
+    #[serde(default)]
+    pub renewals_more: usize,
+    /// Counts over every managed certificate's renewal, whatever `renewals` lists.
+    #[serde(default)]
+    pub renewal_counts: RenewalCounts,
     /// Plugin files refused at start-up.
     #[serde(default)]
     pub plugins_refused: usize,

@@ -981,6 +981,8 @@ mod tests {
             removed: Vec::new(),
             first_issues: Vec::new(),
             attention_more: 0,
+            renewals_more: 0,
+            renewal_counts: Default::default(),
             problems_more: 0,
         }
     }
@@ -988,11 +990,15 @@ mod tests {
     impl Backend for FakeBackend {
         async fn handle(&self, request: Request) -> Response {
             match request {
-                Request::Status => Response::Status(status_report()),
+                Request::Status => Response::Status(Box::new(status_report())),
                 Request::List { .. } => Response::List {
                     items: vec![],
                     total: 0,
                     scanned_at: 0,
+                },
+                Request::Renewals { .. } => Response::Renewals {
+                    items: vec![],
+                    total: 0,
                 },
                 Request::Show { id } => Response::Error {
                     code: ErrorCode::NotFound,
@@ -1144,7 +1150,7 @@ mod tests {
         .await;
         assert_eq!(access, Access::Admin);
         assert_eq!(version, crate::VERSION);
-        assert_eq!(response, Response::Status(status_report()));
+        assert_eq!(response, Response::Status(Box::new(status_report())));
         server.shutdown().await;
     }
 
@@ -1269,7 +1275,7 @@ mod tests {
         })
         .await;
         assert_eq!(access, Access::Read);
-        assert_eq!(status, Response::Status(status_report()));
+        assert_eq!(status, Response::Status(Box::new(status_report())));
         assert_eq!(
             reload,
             Response::Error {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::report::{list_page, problems_message, show_report, status_report};
+use super::report::{list_page, problems_message, renewals_page, show_report, status_report};
 use super::{Command, View};
 use crate::control::Backend;
 use crate::control::protocol::{
@@ -58,15 +58,18 @@ impl Backend for Shared {
     async fn handle(&self, request: Request) -> Response {
         let name = request.name();
         let response = match request {
-            Request::Status => Response::Status(status_report(
+            Request::Status => Response::Status(Box::new(status_report(
                 &self.view(),
                 self.started_at,
                 &self.engine_view(),
                 self.plugins.refused.len(),
                 &self.notifier.view(),
-            )),
+            ))),
             Request::List { offset, limit } => {
                 list_page(&self.view(), crate::now_unix(), offset, limit)
+            }
+            Request::Renewals { offset, limit } => {
+                renewals_page(&self.engine_view(), offset, limit)
             }
             Request::Show { id } => {
                 match show_report(&self.view(), &id, crate::now_unix(), &self.engine_view()) {

@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Problem;
 use crate::control::protocol::{
-    Counts, FirstIssue, Health, IdentityFields, LIST_PAGE, ListItem, Renewal, STATUS_CAP,
-    ShowReport, ShownEntry, SourceProblem, StatusReport,
+    Counts, FirstIssue, Health, IdentityFields, LIST_PAGE, ListItem, Renewal, RenewalCounts,
+    STATUS_CAP, ShowReport, ShownEntry, SourceProblem, StatusReport,
 };
 use crate::inventory::{self, CertState, Entry, NordicIdentity, ProblemKind};
-use crate::lifecycle::{EngineView, Phase};
+use crate::lifecycle::{CertRenewal, EngineView, Phase};
 
 use super::{View, warn_before};
 
@@ -180,7 +180,11 @@ pub(super) fn status_report(
             .collect(),
         attention_more,
         problems_more,
-        renewals: engine.certificates.iter().map(Renewal::from).collect(),
+        renewals: renewals_worth_seeing(&engine.certificates)
+            .map(Renewal::from)
+            .collect(),
+        renewals_more: engine.certificates.len().saturating_sub(STATUS_CAP),
+        renewal_counts: renewal_counts(&engine.certificates),
         plugins_refused,
         notifications: notifications(outbox),
         removed: engine
@@ -189,6 +193,64 @@ pub(super) fn status_report(
             .map(crate::control::protocol::RemovedCertificate::from)
             .collect(),
         first_issues: classified.first_issues,
+    }
+}
+
+/// The renewals `status` lists: all of them up to [`STATUS_CAP`]; past that, those that need
+/// a person first (a failure, a task, a missing plugin), then those with a run in progress,
+/// then the soonest next step. In configuration order either way.
+fn renewals_worth_seeing(all: &[CertRenewal]) -> impl Iterator<Item = &CertRenewal> {
+    let mut keep = vec![all.len() <= STATUS_CAP; all.len()];
+    if all.len() > STATUS_CAP {
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by_key(|&i| {
+            let r = &all[i];
+            let class = match (needs_someone(r), r.phase.is_some()) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+            };
+            (class, r.next_at.unwrap_or(i64::MAX), i)
+        });
+        for &i in order.iter().take(STATUS_CAP) {
+            keep[i] = true;
+        }
+    }
+    all.iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r)
+}
+
+/// A failure, a task waiting, or no plugin to renew it.
+fn needs_someone(r: &CertRenewal) -> bool {
+    r.failures > 0 || !r.open_tasks.is_empty() || !r.plugin_loaded
+}
+
+fn renewal_counts(all: &[CertRenewal]) -> RenewalCounts {
+    RenewalCounts {
+        renewals: all.len(),
+        in_progress: all.iter().filter(|r| r.phase.is_some()).count(),
+        failing: all.iter().filter(|r| r.failures > 0).count(),
+        tasks: all.iter().map(|r| r.open_tasks.len()).sum(),
+        plugin_not_loaded: all.iter().filter(|r| !r.plugin_loaded).count(),
+        need_someone: all.iter().filter(|r| needs_someone(r)).count(),
+    }
+}
+
+/// One page of `renewals`: from `offset`, at most `limit` (and [`LIST_PAGE`]) renewals.
+pub(super) fn renewals_page(
+    engine: &EngineView,
+    offset: usize,
+    limit: Option<usize>,
+) -> crate::control::protocol::Response {
+    let limit = limit.unwrap_or(LIST_PAGE).min(LIST_PAGE);
+    crate::control::protocol::Response::Renewals {
+        items: engine
+            .certificates
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(Renewal::from)
+            .collect(),
+        total: engine.certificates.len(),
     }
 }
 
@@ -483,6 +545,118 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_lists_at_most_status_cap_renewals_those_needing_a_person_first() {
+        // 2 × STATUS_CAP + 7 idle renewals, the later ones due sooner; near the end, one
+        // failing, one with a task, one without its plugin, one with a run in progress.
+        let n = 2 * STATUS_CAP + 7;
+        let mut certificates: Vec<CertRenewal> = (0..n)
+            .map(|i| {
+                let mut r = renewal(&format!("c{i:03}"), None);
+                r.next_at = Some(2_000_000_000 - i as i64);
+                r
+            })
+            .collect();
+        certificates[n - 9].failures = 2;
+        certificates[n - 9].last_error = Some("the CA said no".into());
+        certificates[n - 8].open_tasks = vec![crate::lifecycle::Task {
+            id: "t1".into(),
+            cert_id: certificates[n - 8].id.clone(),
+            phase: Phase::Ordered,
+            title: "order".into(),
+            instructions: String::new(),
+            files: Vec::new(),
+            completes_by: certvakt_plugin_api::Completion::Import,
+            opened_at: 0,
+            closed_at: None,
+        }];
+        certificates[n - 7].plugin_loaded = false;
+        certificates[3].phase = Some(Phase::Ordered);
+        let engine = EngineView {
+            certificates,
+            removed: Vec::new(),
+        };
+        let report = status_report(
+            &view(0, Vec::new()),
+            0,
+            &engine,
+            0,
+            &crate::notify::OutboxView::default(),
+        );
+        assert_eq!(report.renewals.len(), STATUS_CAP);
+        assert_eq!(report.renewals_more, n - STATUS_CAP);
+        assert_eq!(
+            report.renewal_counts,
+            RenewalCounts {
+                renewals: n,
+                in_progress: 1,
+                failing: 1,
+                tasks: 1,
+                plugin_not_loaded: 1,
+                need_someone: 3,
+            }
+        );
+        let ids: Vec<&str> = report.renewals.iter().map(|r| r.id.as_str()).collect();
+        // The three that need a person, then the run in progress, then the soonest next
+        // steps (the last ones) — in configuration order.
+        for wanted in [n - 9, n - 8, n - 7, 3] {
+            assert!(
+                ids.contains(&format!("c{wanted:03}").as_str()),
+                "{wanted}: {ids:?}"
+            );
+        }
+        assert!(!ids.contains(&"c000"), "the latest next step is left out");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "configuration order: {ids:?}"
+        );
+
+        let text = crate::cli::render::render_status(&report, None);
+        assert!(
+            text.contains(&format!(
+                "… and {} more, none needing a person: `certvakt renewals` lists every one",
+                n - STATUS_CAP
+            )),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("WARNING: 1 failing renewal(s) (c198); 1 task(s) waiting (c199); 1 without their plugin (c200)"),
+            "{text}"
+        );
+
+        // `renewals` pages through every one, in configuration order.
+        let page = |offset, limit| match renewals_page(&engine, offset, limit) {
+            crate::control::protocol::Response::Renewals { items, total } => {
+                (items.first().map(|r| r.id.clone()), items.len(), total)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(page(0, None), (Some("c000".into()), n, n));
+        assert_eq!(page(5, Some(2)), (Some("c005".into()), 2, n));
+        assert_eq!(page(n, None), (None, 0, n));
+    }
+
+    #[test]
+    fn with_few_renewals_status_lists_every_one() {
+        let engine = EngineView {
+            certificates: (0..STATUS_CAP)
+                .map(|i| renewal(&format!("c{i:03}"), None))
+                .collect(),
+            removed: Vec::new(),
+        };
+        let report = status_report(
+            &view(0, Vec::new()),
+            0,
+            &engine,
+            0,
+            &crate::notify::OutboxView::default(),
+        );
+        assert_eq!(report.renewals.len(), STATUS_CAP);
+        assert_eq!(report.renewals_more, 0);
+        let text = crate::cli::render::render_status(&report, None);
+        assert!(!text.contains("more,"), "{text}");
     }
 
     #[test]
