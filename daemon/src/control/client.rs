@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use super::MAX_LINE;
 use super::protocol::{
-    Access, Hello, HelloBody, HelloReplyBody, PROTOCOL_VERSION, Request, Response,
+    Access, Hello, HelloBody, HelloReplyBody, ListItem, PROTOCOL_VERSION, Renewal, Request,
+    Response,
 };
 
 /// How long the client waits for the daemon on any read or write.
@@ -142,6 +143,9 @@ impl Client {
     pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
         self.send(request)?;
         let line = self.read_line()?;
+        if let Some(page) = read_page(&line) {
+            return Ok(page);
+        }
         serde_json::from_str(&line).map_err(|e| {
             ClientError::Protocol(format!(
                 "the answer to {} is not a response ({e})",
@@ -210,6 +214,39 @@ fn connect_error(e: io::Error, path: &Path) -> ClientError {
             path: path.to_owned(),
             source: e,
         },
+    }
+}
+
+/// A page of `list` or `renewals`, read straight into its items; `None` for any other
+/// answer (or one this cannot read), which then goes the general way. [`Response`] is
+/// internally tagged, so serde would first copy a whole answer into a tree of its own and
+/// then read that: for a page of 2,000 certificates that took more time than the rest of
+/// the command.
+pub(crate) fn read_page(line: &str) -> Option<Response> {
+    #[derive(serde::Deserialize)]
+    struct Page<T> {
+        items: Vec<T>,
+        #[serde(default)]
+        total: usize,
+        #[serde(default)]
+        scanned_at: i64,
+    }
+    // The daemon writes the tag first.
+    if line.starts_with(r#"{"response":"list","#) {
+        let page: Page<ListItem> = serde_json::from_str(line).ok()?;
+        Some(Response::List {
+            items: page.items,
+            total: page.total,
+            scanned_at: page.scanned_at,
+        })
+    } else if line.starts_with(r#"{"response":"renewals","#) {
+        let page: Page<Renewal> = serde_json::from_str(line).ok()?;
+        Some(Response::Renewals {
+            items: page.items,
+            total: page.total,
+        })
+    } else {
+        None
     }
 }
 

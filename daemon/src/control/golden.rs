@@ -945,3 +945,25 @@ fn every_response_and_request_variant_has_samples() {
     let requested: BTreeSet<String> = requests().iter().map(|r| r.name().to_owned()).collect();
     assert_eq!(requested, variant_names::<Request>("request"));
 }
+
+#[test]
+fn the_clients_page_reader_reads_pages_as_the_general_reader_does_and_nothing_else() {
+    for (name, samples) in responses() {
+        for response in samples {
+            let line = serde_json::to_string(&response).expect("encode");
+            let fast = super::client::read_page(&line);
+            if matches!(response, Response::List { .. } | Response::Renewals { .. }) {
+                assert_eq!(fast.as_ref(), Some(&response), "{name}");
+                let general: Response = serde_json::from_str(&line).expect("decode");
+                assert_eq!(fast, Some(general), "{name}");
+            } else {
+                assert_eq!(fast, None, "{name}");
+            }
+        }
+    }
+    // A damaged page is left to the general reader, which says what is wrong.
+    assert_eq!(
+        super::client::read_page(r#"{"response":"list","items":[{"id":3}],"total":1}"#),
+        None
+    );
+}

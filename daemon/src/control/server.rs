@@ -684,13 +684,14 @@ impl<B: Backend> Connection<B> {
                 }
                 return;
             }
-            let response = match parse_request(&line) {
+            let answer = match parse_request(&line) {
                 Err(message) => {
                     debug!("control: {peer}: bad request");
-                    Response::Error {
+                    let refusal = Response::Error {
                         code: ErrorCode::BadRequest,
                         message,
-                    }
+                    };
+                    encode(&refusal, "bad request")
                 }
                 Ok(request) if request.needs() > access => {
                     self.log(Level::Info, || {
@@ -700,7 +701,7 @@ impl<B: Backend> Connection<B> {
                             access_word(request.needs())
                         )
                     });
-                    Response::Error {
+                    let refusal = Response::Error {
                         code: ErrorCode::Forbidden,
                         message: format!(
                             "{} needs {} access ({}); you have {} access",
@@ -709,7 +710,8 @@ impl<B: Backend> Connection<B> {
                             policy.who_may(request.needs()),
                             access_word(access)
                         ),
-                    }
+                    };
+                    encode(&refusal, request.name())
                 }
                 Ok(request) => {
                     let name = request.name();
@@ -717,10 +719,10 @@ impl<B: Backend> Connection<B> {
                     // Not raced against shutdown: a request that has started is allowed to finish
                     // (the drain deadline bounds it).
                     let response = self.shared.backend.handle(request).await;
-                    encodable(response, name)
+                    encode(&response, name)
                 }
             };
-            if let Err(e) = send(&mut writer, &response, limits.idle_timeout).await {
+            if let Err(e) = send_line(&mut writer, &answer, limits.idle_timeout).await {
                 self.log(Level::Warn, || {
                     format!("{peer}: sending a response failed, closing: {e}")
                 });
@@ -912,19 +914,25 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// A backend response that cannot be encoded (a non-UTF-8 path, say) becomes an internal
-/// error, so that the client still gets exactly one line for its request.
-fn encodable(response: Response, request: &str) -> Response {
-    match serde_json::to_string(&response) {
-        Ok(_) => response,
-        Err(e) => {
-            warn!("control: the {request} response could not be encoded: {e}");
-            Response::Error {
-                code: ErrorCode::Internal,
-                message: format!("the {request} response could not be encoded: {e}"),
-            }
+/// The line that answers `request`, encoded once. A response that cannot be encoded (a
+/// non-UTF-8 path, say) becomes an internal error, so that the client still gets exactly
+/// one line for its request.
+fn encode(response: &Response, request: &str) -> Vec<u8> {
+    let mut line = Vec::new();
+    if let Err(e) = serde_json::to_writer(&mut line, response) {
+        warn!("control: the {request} response could not be encoded: {e}");
+        line.clear();
+        let error = Response::Error {
+            code: ErrorCode::Internal,
+            message: format!("the {request} response could not be encoded: {e}"),
+        };
+        if serde_json::to_writer(&mut line, &error).is_err() {
+            // An error of plain strings always encodes; this is only a last resort.
+            line = br#"{"response":"error","code":"internal","message":"the response could not be encoded"}"#.to_vec();
         }
     }
+    line.push(b'\n');
+    line
 }
 
 async fn send<W: AsyncWrite + Unpin, T: Serialize>(
@@ -932,10 +940,19 @@ async fn send<W: AsyncWrite + Unpin, T: Serialize>(
     value: &T,
     timeout: Duration,
 ) -> io::Result<()> {
-    let mut text = serde_json::to_string(value).map_err(io::Error::other)?;
-    text.push('\n');
+    let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+    line.push(b'\n');
+    send_line(writer, &line, timeout).await
+}
+
+/// Writes one encoded line (ending in a newline).
+async fn send_line<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    line: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     // A peer that never reads must not hold a connection slot forever.
-    match tokio::time::timeout(timeout, writer.write_all(text.as_bytes())).await {
+    match tokio::time::timeout(timeout, writer.write_all(line)).await {
         Ok(written) => written,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -947,6 +964,32 @@ async fn send<W: AsyncWrite + Unpin, T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_that_cannot_be_encoded_is_answered_with_an_internal_error_line() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut report = status_report();
+        report.config_files = vec![PathBuf::from(std::ffi::OsStr::from_bytes(
+            b"/etc/\xff.toml",
+        ))];
+        let line = encode(&Response::Status(Box::new(report)), "status");
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        let answer: Response = serde_json::from_slice(&line).expect("one response");
+        match answer {
+            Response::Error { code, message } => {
+                assert_eq!(code, ErrorCode::Internal);
+                assert!(
+                    message.starts_with("the status response could not be encoded"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let fine = encode(&Response::Status(Box::new(status_report())), "status");
+        let back: Response = serde_json::from_slice(&fine).expect("decodes");
+        assert_eq!(back, Response::Status(Box::new(status_report())));
+    }
     use crate::control::auth::{GroupRef, current_gid};
     use crate::control::client::{Client, ClientError};
     use crate::control::protocol::{Counts, Health, ReloadReport, StatusReport};
