@@ -98,6 +98,7 @@ impl Engine {
                 metrics,
                 by_id: super::index_ids(&config),
                 plugins_used: super::plugins_used(&config, &plugins),
+                settings_answers: Arc::default(),
                 config,
                 http,
                 http01: None,
@@ -580,6 +581,7 @@ impl Engine {
         self.edit_core(|core| {
             core.by_id = super::index_ids(&config);
             core.plugins_used = super::plugins_used(&config, &core.plugins);
+            core.settings_answers = Arc::default();
             core.config = config;
         });
         self.load_records(false, &unchanged);

@@ -305,6 +305,9 @@ struct Core {
     config: Arc<Config>,
     /// Where each id is in `config.certificates`.
     by_id: Arc<std::collections::HashMap<String, usize>>,
+    /// Plugins' answers about settings, shared by certificates with the same settings; new
+    /// with each configuration.
+    settings_answers: Arc<crate::plugin_host::settings_check::SettingsAnswers>,
     /// How many loaded plugins the configured certificates name: once that many have
     /// [`STEPS_PER_PLUGIN`] steps in flight, nothing more can start.
     plugins_used: usize,

@@ -155,8 +155,9 @@ impl Core {
             BasicServices::new(plugin.name.clone(), cert.id.clone(), std::env::temp_dir())
                 .with_token(token.clone()),
         );
-        match plugin
-            .validate_settings(cert.renewal.settings.value(), services, self.deadline)
+        match self
+            .settings_answers
+            .validate(plugin, cert, services, self.deadline)
             .await
         {
             Ok(found) => settings_check::refusal(cert, &found).map_or(Ok(()), Err),

@@ -20,7 +20,7 @@
 //! whose configuration changed); at start the engine does not ask
 //! twice: its first step's own `csr_profile` call answers the same way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +147,50 @@ fn missing_plugins(config: &Config, plugins: &Registry) -> Vec<Problem> {
         .collect()
 }
 
+/// The renewal engine's memory of plugins' answers to `validate_settings`, by plugin and
+/// settings text, for one configuration. The call is pure (the plugin API's contract: no
+/// host calls), so certificates of one plugin with the same settings share one answer: after
+/// a start or a reload, a thousand certificates written from one template ask once, not a
+/// thousand times. A call that fails is not kept; the next one asks again.
+#[derive(Debug, Default)]
+pub struct SettingsAnswers {
+    answers: std::sync::Mutex<HashMap<(String, String), Arc<Answer>>>,
+}
+
+/// One answer, given once; those waiting for it meanwhile share it.
+type Answer = tokio::sync::OnceCell<Vec<SettingProblem>>;
+
+impl SettingsAnswers {
+    /// `plugin`'s answer about `cert`'s settings: asked now, or the one given for the same
+    /// settings before (or being given: this waits for it).
+    pub async fn validate(
+        &self,
+        plugin: &super::LoadedPlugin,
+        cert: &ManagedCertificate,
+        services: Arc<BasicServices>,
+        deadline: Duration,
+    ) -> Result<Vec<SettingProblem>, PluginCallError> {
+        let cell = {
+            let mut answers = self
+                .answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            answers
+                .entry((
+                    plugin.name.clone(),
+                    cert.renewal.settings.as_json().to_owned(),
+                ))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_try_init(|| {
+            plugin.validate_settings(cert.renewal.settings.value(), services, deadline)
+        })
+        .await
+        .cloned()
+    }
+}
+
 /// At most this many settings are asked about at once.
 const CONCURRENT_CHECKS: usize = 8;
 
@@ -159,7 +203,7 @@ pub const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct SettingsAnswer {
     pub index: usize,
-    pub settings: Result<Vec<SettingProblem>, PluginCallError>,
+    pub settings: Result<Vec<SettingProblem>, Arc<PluginCallError>>,
     pub first_issue: Vec<FirstIssueRefusal>,
 }
 
@@ -243,6 +287,11 @@ pub async fn ask_plugins(
     deadline: Duration,
 ) -> Vec<SettingsAnswer> {
     let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
+    // `validate_settings` is pure (the plugin API's contract: no host calls), so certificates
+    // of one plugin with the same settings share one answer: a thousand certificates written
+    // from one template ask once.
+    type Asked = Arc<tokio::sync::OnceCell<Result<Vec<SettingProblem>, Arc<PluginCallError>>>>;
+    let mut asked: HashMap<(&str, &str), Asked> = HashMap::new();
     // Each call runs in a plugin process: a thousand certificates must not start a thousand.
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS));
     let mut calls = tokio::task::JoinSet::new();
@@ -258,18 +307,32 @@ pub async fn ask_plugins(
             cert.id.clone(),
             scratch.clone(),
         ));
-        let settings = cert.renewal.settings.value();
+        let answer_cell = asked
+            .entry((cert.plugin.as_str(), cert.renewal.settings.as_json()))
+            .or_default()
+            .clone();
         let slots = slots.clone();
         let cert = cert.clone();
         calls.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let answer = plugin
-                .validate_settings(settings, services.clone(), deadline)
-                .await;
+            let answer = answer_cell
+                .get_or_init(|| async {
+                    let _slot = slots.acquire().await;
+                    plugin
+                        .validate_settings(
+                            cert.renewal.settings.value(),
+                            services.clone(),
+                            deadline,
+                        )
+                        .await
+                        .map_err(Arc::new)
+                })
+                .await
+                .clone();
             // Settings the plugin refuses are the problem to fix first; a first issue's CSR is
             // asked about only once they pass.
             let first_issue = match &answer {
                 Ok(found) if found.is_empty() && is_first_issue(&cert) => {
+                    let _slot = slots.acquire().await;
                     first_issue_refusals(&cert, &plugin, services, deadline).await
                 }
                 _ => Vec::new(),
@@ -408,6 +471,22 @@ mod tests {
     /// check-config's problems for one manual certificate with `settings`, whose `cert`
     /// exists or not.
     fn check(settings: &str, cert_exists: bool) -> (Vec<Problem>, PathBuf, String) {
+        let (found, path, text, _) = check_many(&[("web", settings, cert_exists)]);
+        (found, path, text)
+    }
+
+    /// A folder with the manual plugin and a configuration of manual certificates `(id,
+    /// settings, cert exists)`, loaded; the plugins loaded from it, with their metrics.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        text: String,
+        config: Config,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    }
+
+    fn setup(certs: &[(&str, &str, bool)]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
@@ -415,38 +494,120 @@ mod tests {
         let so = plugins.join("manual.so");
         std::fs::copy(built("libcertvakt_plugin_manual.so"), &so).unwrap();
         std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let cert = dir.path().join("web.pem");
-        if cert_exists {
-            std::fs::write(&cert, "in use").unwrap();
+        let mut text = format!(
+            "[daemon]\nstate_dir = \"{d}/state\"\nplugin_dir = \"{d}/plugins\"\n",
+            d = dir.path().display(),
+        );
+        for (id, settings, cert_exists) in certs {
+            let cert = dir.path().join(format!("{id}.pem"));
+            if *cert_exists {
+                std::fs::write(&cert, "in use").unwrap();
+            }
+            text.push_str(&format!(
+                "\n[[certificate]]\nid = \"{id}\"\ncert = \"{cert}\"\nplugin = \"manual\"\n\
+                 [certificate.settings]\n{settings}\n",
+                cert = cert.display()
+            ));
         }
         let path = dir.path().join("certvakt.toml");
-        let text = format!(
-            "[daemon]\nstate_dir = \"{d}/state\"\nplugin_dir = \"{d}/plugins\"\n\n\
-                 [[certificate]]\nid = \"web\"\ncert = \"{cert}\"\nplugin = \"manual\"\n\
-                 [certificate.settings]\n{settings}\n",
-            d = dir.path().display(),
-            cert = cert.display()
-        );
         std::fs::write(&path, &text).unwrap();
         let config = crate::config::load(&path).unwrap();
+        let metrics = Arc::new(Metrics::new(0).unwrap());
         let registry = super::super::load_dir_with(
             &plugins,
             Some(std::fs::metadata(&plugins).unwrap().uid()),
-            Arc::new(Metrics::new(0).unwrap()),
+            metrics.clone(),
             &built("certvaktd"),
         );
         assert!(registry.refused.is_empty(), "{:?}", registry.refused);
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        Setup {
+            _dir: dir,
+            path,
+            text,
+            config,
+            registry,
+            metrics,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let answers = runtime.block_on(ask_plugins(
-            &config,
-            &registry,
+            .unwrap()
+    }
+
+    /// How many `validate_settings` calls the metrics counted, whatever their outcome.
+    fn validate_calls(metrics: &Metrics) -> u64 {
+        metrics
+            .render(0)
+            .lines()
+            .filter(|l| {
+                l.starts_with("certvakt_plugin_calls_total") && l.contains("validate_settings")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// check-config's problems for manual certificates `(id, settings, cert exists)`, and
+    /// how many `validate_settings` calls it took.
+    fn check_many(certs: &[(&str, &str, bool)]) -> (Vec<Problem>, PathBuf, String, u64) {
+        let s = setup(certs);
+        let answers = runtime().block_on(ask_plugins(
+            &s.config,
+            &s.registry,
             &BTreeSet::new(),
             CHECK_DEADLINE,
         ));
-        (problems(&config, answers), path, text)
+        let calls = validate_calls(&s.metrics);
+        (problems(&s.config, answers), s.path, s.text, calls)
+    }
+
+    #[test]
+    fn certificates_with_the_same_settings_ask_the_plugin_once() {
+        let same = "ca_name = \"Web CA\"";
+        let (found, _, _, calls) = check_many(&[
+            ("a", same, true),
+            ("b", same, true),
+            ("c", same, true),
+            ("refused", "ca_name = \"\"", true),
+            ("d", same, true),
+        ]);
+        // Each certificate still gets its own answer, at its own place.
+        assert!(!found.is_empty());
+        assert!(
+            found
+                .iter()
+                .all(|p| p.key.starts_with("certificate[3].settings")),
+            "{found:?}"
+        );
+        assert_eq!(calls, 2, "two distinct settings, two calls");
+    }
+
+    #[test]
+    fn the_engines_settings_answers_are_shared_by_the_same_settings() {
+        let same = "ca_name = \"Web CA\"";
+        let s = setup(&[
+            ("a", same, true),
+            ("b", same, true),
+            ("c", "ca_name = \"\"", true),
+        ]);
+        let plugin = s.registry.get("manual").unwrap().clone();
+        let answers = SettingsAnswers::default();
+        let ask = |i: usize| {
+            let cert = &s.config.certificates[i];
+            let services = Arc::new(BasicServices::new(
+                plugin.name.clone(),
+                cert.id.clone(),
+                std::env::temp_dir(),
+            ));
+            answers.validate(&plugin, cert, services, CHECK_DEADLINE)
+        };
+        let (a, b, c) = runtime().block_on(async { tokio::join!(ask(0), ask(1), ask(2)) });
+        assert_eq!(a.unwrap(), Vec::new());
+        assert_eq!(b.unwrap(), Vec::new());
+        assert!(!c.unwrap().is_empty(), "ca_name = \"\" is refused");
+        assert_eq!(validate_calls(&s.metrics), 2);
     }
 
     #[test]
