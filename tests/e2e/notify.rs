@@ -626,3 +626,65 @@ fn a_route_removed_by_a_reload_takes_its_undelivered_messages_with_it() -> Resul
     );
     Ok(())
 }
+
+/// A route that names only `heartbeat`, every hour: one at the start, the next when the
+/// notifier's clock has moved an hour on, none again right after a restart; and nothing else
+/// reaches it (the task the certificate's renewal opens goes elsewhere).
+#[test]
+fn a_heartbeat_comes_at_start_then_every_heartbeat_every_and_not_twice_across_a_restart()
+-> Result<()> {
+    let site = Site::new(&format!(
+        "[notifications]\nheartbeat_every = \"1h\"\n{}events = [\"heartbeat\"]\n",
+        WEBHOOK_ROUTE
+    ))?;
+    let daemon = site.start()?;
+    let beats = |n: usize| {
+        eventually(WAIT, &format!("{n} heartbeat(s)"), || {
+            let hooks = site.hooks.accepted();
+            (hooks.len() >= n).then_some(hooks)
+        })
+    };
+    let first = beats(1)?;
+    let beat = &first[0].json;
+    assert_eq!(beat["event"], "heartbeat", "{beat:#}");
+    assert!(beat["cert_id"].is_null(), "{beat:#}");
+    let created = beat["created_at"].as_i64().context("created_at")?;
+    assert_eq!(beat["details"]["every_secs"], 3600, "{beat:#}");
+    assert_eq!(
+        beat["details"]["next_by"].as_i64(),
+        Some(created + 3600),
+        "{beat:#}"
+    );
+    assert_eq!(beat["details"]["managed"], 1, "{beat:#}");
+    assert!(
+        beat["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("[certvakt] Heartbeat from ")),
+        "{beat:#}"
+    );
+    // The task opened meanwhile is not this route's.
+    open_task(&daemon)?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        site.hooks.accepted().len(),
+        1,
+        "{:#?}",
+        site.hooks.accepted()
+    );
+
+    // An hour on (the test clock): the second, with an id of its own.
+    std::fs::write(&site.clock, "3601")?;
+    let second = beats(2)?;
+    assert_eq!(second[1].json["event"], "heartbeat");
+    assert_ne!(second[1].json["id"], beat["id"]);
+
+    // A restart within the hour sends none: the outbox remembers the last.
+    drop(daemon);
+    let daemon = site.start()?;
+    eventually(WAIT, "the restarted daemon to answer", || {
+        daemon.status().ok()
+    })?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(site.hooks.accepted().len(), 2, "{}", daemon.log_text());
+    Ok(())
+}

@@ -517,13 +517,16 @@ pub enum NotifyEvent {
     /// A plugin's own mail to an authority, sent for it (never routed; listed for the
     /// metrics' `event` label).
     PluginMail,
+    /// certvakt is alive: every `heartbeat_every`, for a receiver that alarms when it stops
+    /// (off unless a route names it).
+    Heartbeat,
     /// `certvakt notify test`.
     Test,
 }
 
 impl NotifyEvent {
     /// The events a route may name, in the order documented.
-    pub const ROUTABLE: [NotifyEvent; 7] = [
+    pub const ROUTABLE: [NotifyEvent; 8] = [
         NotifyEvent::TaskOpened,
         NotifyEvent::TaskReminder,
         NotifyEvent::RenewalFailing,
@@ -531,6 +534,7 @@ impl NotifyEvent {
         NotifyEvent::Expired,
         NotifyEvent::RenewalCompleted,
         NotifyEvent::PluginRefused,
+        NotifyEvent::Heartbeat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -543,15 +547,17 @@ impl NotifyEvent {
             NotifyEvent::RenewalCompleted => "renewal_completed",
             NotifyEvent::PluginRefused => "plugin_refused",
             NotifyEvent::PluginMail => "plugin_mail",
+            NotifyEvent::Heartbeat => "heartbeat",
             NotifyEvent::Test => "test",
         }
     }
 
-    /// What a route gets when it names no `events`: all but `renewal_completed`.
+    /// What a route gets when it names no `events`: all but `renewal_completed` and
+    /// `heartbeat`, which a route asks for by name.
     pub fn defaults() -> Vec<NotifyEvent> {
         NotifyEvent::ROUTABLE
             .into_iter()
-            .filter(|e| *e != NotifyEvent::RenewalCompleted)
+            .filter(|e| !matches!(e, NotifyEvent::RenewalCompleted | NotifyEvent::Heartbeat))
             .collect()
     }
 }
@@ -640,6 +646,9 @@ pub struct NotificationsSection {
     pub retry_for: HumanDuration,
     /// `timeout` (default `"30s"`): one attempt to send, connect to last byte.
     pub timeout: HumanDuration,
+    /// `heartbeat_every` (default `"1d"`): how often the `heartbeat` event is sent to the
+    /// routes that name it.
+    pub heartbeat_every: HumanDuration,
 }
 
 impl Default for NotificationsSection {
@@ -653,6 +662,7 @@ impl Default for NotificationsSection {
             failing_within: d(14 * 86_400),
             retry_for: d(2 * 86_400),
             timeout: d(30),
+            heartbeat_every: d(86_400),
         }
     }
 }

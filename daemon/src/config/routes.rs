@@ -37,6 +37,7 @@ pub(super) const NOTIFICATIONS: &[Field<NotificationsSection>] = &[
     field!(failing_within = r#""14d""#, duration => |n, v| n.failing_within = v),
     field!(retry_for = r#""2d""#, duration => |n, v| n.retry_for = v),
     field!(timeout = r#""30s""#, duration => |n, v| n.timeout = v),
+    field!(heartbeat_every = r#""1d""#, duration => |n, v| n.heartbeat_every = v),
 ];
 
 /// A `[[notify]]` entry as written, before its channel decides which keys it may have.
@@ -316,7 +317,7 @@ fn events(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Vec<NotifyEvent>
             v,
             "the list of events is empty, so this route is told nothing".into(),
             format!(
-                "name the events it wants, e.g. {}, or leave events out for all but renewal_completed",
+                "name the events it wants, e.g. {}, or leave events out for all but renewal_completed and heartbeat",
                 at.example
             ),
         );

@@ -70,6 +70,8 @@ fn routes_of_every_channel_load_with_their_defaults() {
     assert_eq!(desk.name, "it-desk");
     assert_eq!(desk.events, NotifyEvent::defaults());
     assert!(!desk.events.contains(&NotifyEvent::RenewalCompleted));
+    assert!(!desk.events.contains(&NotifyEvent::Heartbeat), "asked for by name only");
+    assert_eq!(config.notifications.heartbeat_every.as_secs(), 86_400);
     assert_eq!(
         desk.channel,
         RouteChannel::Mail {
@@ -162,7 +164,7 @@ channel = "command"
     assert_eq!(
         find(&problems, "notify[0].events[0]").hint,
         "did you mean \"task_opened\"? Events: task_opened, task_reminder, renewal_failing, \
-         expiring, expired, renewal_completed, plugin_refused"
+         expiring, expired, renewal_completed, plugin_refused, heartbeat"
     );
     assert!(
         find(&problems, "notify[0].url")
@@ -236,4 +238,26 @@ fn secret_files_must_be_readable_and_not_empty() {
     dir.write("secrets/smtp.pass", "hunter2\n");
     dir.write("secrets/webhook.key", "0123456789abcdef\n");
     dir.load_ok();
+}
+
+#[test]
+fn a_heartbeat_more_often_than_every_minute_is_refused() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        "[notifications]\nheartbeat_every = \"30s\"\n\n[[notify]]\nchannel = \"command\"\n\
+         command = [\"/usr/local/bin/beat\"]\nevents = [\"heartbeat\"]\n",
+    );
+    let problems = dir.load_err();
+    let problem = find(&problems, "notifications.heartbeat_every");
+    assert!(problem.message.contains("flood the receiver"), "{problem}");
+    dir.write(
+        "certvakt.toml",
+        "[notifications]\nheartbeat_every = \"5m\"\n\n[[notify]]\nchannel = \"command\"\n\
+         command = [\"/usr/local/bin/beat\"]\nevents = [\"heartbeat\"]\n",
+    );
+    let config = dir.load_ok();
+    assert_eq!(config.notifications.heartbeat_every.as_secs(), 300);
+    assert_eq!(config.notify[0].events, vec![NotifyEvent::Heartbeat]);
+    assert!(config.notify[0].wants(NotifyEvent::Heartbeat, None));
 }

@@ -319,6 +319,7 @@ impl Validator<'_> {
             ("remind_often_every", &n.remind_often_every),
             ("retry_for", &n.retry_for),
             ("timeout", &n.timeout),
+            ("heartbeat_every", &n.heartbeat_every),
         ] {
             if d.as_secs() == 0 {
                 self.report(
@@ -335,6 +336,14 @@ impl Validator<'_> {
                 None,
                 "reminders more often than every 10 minutes would flood the person".into(),
                 "write at least \"10m\"; \"1d\" is the default".into(),
+            );
+        }
+        if n.heartbeat_every.as_secs() > 0 && n.heartbeat_every.as_secs() < 60 {
+            self.report(
+                "notifications.heartbeat_every",
+                None,
+                "a heartbeat more often than every minute would flood the receiver".into(),
+                "write at least \"1m\"; \"1d\" is the default (a receiver then alarms after a day and a margin without one)".into(),
             );
         }
         if n.remind_often_every.as_secs() > 0 && n.remind_often_every.as_secs() < 600 {

@@ -41,7 +41,12 @@ pub struct Snapshot {
     pub warn_before: i64,
     /// This machine's name, for the messages.
     pub host: String,
+    /// Whether a route names the `heartbeat` event (no heartbeat is derived otherwise).
+    pub heartbeat: bool,
 }
+
+/// The condition key of the heartbeat: always holding, told every `heartbeat_every`.
+const HEARTBEAT: &str = "heartbeat";
 
 /// A managed certificate's renewal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,6 +408,12 @@ pub fn due(
         );
     }
 
+    if snapshot.heartbeat {
+        let every = settings.heartbeat_every.as_secs() as i64;
+        let make = |count: u32| heartbeat(snapshot, every, count);
+        tell(HEARTBEAT.to_owned(), Some(every), &make);
+    }
+
     let mut ledger = told.clone();
     for key in &ended {
         ledger.remove(key);
@@ -482,7 +493,79 @@ pub fn next_change(
     for t in told.values() {
         at(t.seen_at.saturating_add(FORGET_AFTER));
     }
+    if snapshot.heartbeat {
+        // Told at the look that made `told` (or due at once when it was not).
+        let last = told.get(HEARTBEAT).map_or(now, |t| t.last_at);
+        at(last
+            .saturating_add(secs(settings.heartbeat_every.as_secs()))
+            .max(now + 1));
+    }
     next
+}
+
+/// The heartbeat: the daemon is running, what it watches at a glance, and by when the next
+/// one comes (a receiver alarms when it does not).
+fn heartbeat(snapshot: &Snapshot, every: i64, count: u32) -> Due {
+    let now = snapshot.now;
+    let expired = snapshot
+        .certificates
+        .iter()
+        .filter(|c| c.not_after <= now)
+        .count();
+    let expiring = snapshot
+        .certificates
+        .iter()
+        .filter(|c| c.not_after > now && c.not_after - now <= snapshot.warn_before)
+        .count();
+    let failing = snapshot.managed.iter().filter(|m| m.failures > 0).count();
+    let tasks: usize = snapshot.managed.iter().map(|m| m.tasks.len()).sum();
+    let next_by = now.saturating_add(every);
+    let mut details = serde_json::Map::new();
+    for (key, value) in [
+        ("certificates", snapshot.certificates.len()),
+        ("managed", snapshot.managed.len()),
+        ("expiring", expiring),
+        ("expired", expired),
+        ("failing_renewals", failing),
+        ("tasks", tasks),
+    ] {
+        details.insert(key.into(), value.into());
+    }
+    details.insert("every_secs".into(), every.into());
+    details.insert("next_by".into(), next_by.into());
+    let trouble = expired + expiring + failing + tasks;
+    Due {
+        key: String::new(),
+        count,
+        event: NotifyEvent::Heartbeat,
+        cert_id: None,
+        plugin: None,
+        task_id: None,
+        deadline: None,
+        subject: format!(
+            "[certvakt] Heartbeat from {}: {} certificate(s), {}",
+            snapshot.host,
+            snapshot.certificates.len(),
+            if trouble == 0 {
+                "nothing needs attention".to_owned()
+            } else {
+                format!("{trouble} thing(s) need attention")
+            }
+        ),
+        body: format!(
+            "certvakt on {} is running.\n\nCertificates: {} ({} managed); expiring: {expiring}; \
+             expired: {expired}; failing renewals: {failing}; tasks waiting: {tasks}.\n\n\
+             The next heartbeat comes by {}. If none has come by then, certvakt is not running \
+             or cannot send: look at the machine.\n{}",
+            snapshot.host,
+            snapshot.certificates.len(),
+            snapshot.managed.len(),
+            format_time(next_by),
+            footer(&snapshot.host, "certvakt status")
+        ),
+        files: Vec::new(),
+        details,
+    }
 }
 
 /// A task's files to attach: all but the instructions, which are the body.
@@ -538,6 +621,7 @@ mod tests {
             }],
             certificates: Vec::new(),
             refused_plugins: Vec::new(),
+            heartbeat: false,
             warn_before: 30 * DAY,
             host: "apotek-srv1".into(),
         }
@@ -681,6 +765,45 @@ mod tests {
             "{looks} looks for {} told",
             told.len()
         );
+    }
+
+    #[test]
+    fn a_heartbeat_is_told_every_heartbeat_every_only_when_a_route_wants_it() {
+        let settings = NotificationsSection::default();
+        let t0 = 1_000_000_000;
+        let mut s = snapshot(t0);
+        s.managed[0].tasks.clear();
+        // No route names it: none, and nothing to wake for.
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        assert!(dues.is_empty(), "{:?}", events(&dues));
+        assert_eq!(next_change(&s, &ledger, &settings), None);
+
+        s.heartbeat = true;
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::Heartbeat, 1)]);
+        let beat = &dues[0];
+        assert!(beat.cert_id.is_none());
+        assert!(
+            beat.subject
+                .starts_with("[certvakt] Heartbeat from apotek-srv1: "),
+            "{}",
+            beat.subject
+        );
+        assert!(
+            beat.body.contains("The next heartbeat comes by"),
+            "{}",
+            beat.body
+        );
+        assert_eq!(beat.details["next_by"], t0 + DAY);
+        assert_eq!(beat.details["every_secs"], DAY);
+        // Not again before a day has passed; the notifier is told when.
+        assert_eq!(next_change(&s, &ledger, &settings), Some(t0 + DAY));
+        s.now = t0 + DAY - 1;
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        s.now = t0 + DAY;
+        let (dues, _) = due(&s, &ledger, &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::Heartbeat, 2)]);
+        assert_ne!(dues[0].id(), beat.id());
     }
 
     #[test]

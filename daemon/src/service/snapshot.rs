@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use certvakt_plugin_api::Completion;
 
 use super::View;
+use crate::config::NotifyEvent;
 use crate::inventory::SourceKind;
 use crate::lifecycle::EngineView;
 use crate::notify::derive::{Managed, OpenTask, Seen, Snapshot};
@@ -140,5 +141,10 @@ fn snapshot(
             .collect(),
         warn_before: view.config.daemon.warn_before.as_secs() as i64,
         host: host.to_owned(),
+        heartbeat: view
+            .config
+            .notify
+            .iter()
+            .any(|route| route.events.contains(&NotifyEvent::Heartbeat)),
     }
 }
