@@ -70,7 +70,10 @@ fn routes_of_every_channel_load_with_their_defaults() {
     assert_eq!(desk.name, "it-desk");
     assert_eq!(desk.events, NotifyEvent::defaults());
     assert!(!desk.events.contains(&NotifyEvent::RenewalCompleted));
-    assert!(!desk.events.contains(&NotifyEvent::Heartbeat), "asked for by name only");
+    assert!(
+        !desk.events.contains(&NotifyEvent::Heartbeat),
+        "asked for by name only"
+    );
     assert_eq!(config.notifications.heartbeat_every.as_secs(), 86_400);
     assert_eq!(
         desk.channel,

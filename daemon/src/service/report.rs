@@ -547,6 +547,22 @@ mod tests {
         );
     }
 
+    /// `status` over an inventory of one certificate and these renewals, and the engine's view.
+    fn status_of_renewals(certificates: Vec<CertRenewal>) -> (StatusReport, EngineView) {
+        let engine = EngineView {
+            certificates,
+            removed: Vec::new(),
+        };
+        let report = status_report(
+            &view(0, Vec::new()),
+            0,
+            &engine,
+            0,
+            &crate::notify::OutboxView::default(),
+        );
+        (report, engine)
+    }
+
     #[test]
     fn status_lists_at_most_status_cap_renewals_those_needing_a_person_first() {
         // 2 × STATUS_CAP + 7 idle renewals, the later ones due sooner; near the end, one
@@ -574,17 +590,7 @@ mod tests {
         }];
         certificates[n - 7].plugin_loaded = false;
         certificates[3].phase = Some(Phase::Ordered);
-        let engine = EngineView {
-            certificates,
-            removed: Vec::new(),
-        };
-        let report = status_report(
-            &view(0, Vec::new()),
-            0,
-            &engine,
-            0,
-            &crate::notify::OutboxView::default(),
-        );
+        let (report, engine) = status_of_renewals(certificates);
         assert_eq!(report.renewals.len(), STATUS_CAP);
         assert_eq!(report.renewals_more, n - STATUS_CAP);
         assert_eq!(
@@ -640,18 +646,10 @@ mod tests {
 
     #[test]
     fn with_few_renewals_status_lists_every_one() {
-        let engine = EngineView {
-            certificates: (0..STATUS_CAP)
+        let (report, _) = status_of_renewals(
+            (0..STATUS_CAP)
                 .map(|i| renewal(&format!("c{i:03}"), None))
                 .collect(),
-            removed: Vec::new(),
-        };
-        let report = status_report(
-            &view(0, Vec::new()),
-            0,
-            &engine,
-            0,
-            &crate::notify::OutboxView::default(),
         );
         assert_eq!(report.renewals.len(), STATUS_CAP);
         assert_eq!(report.renewals_more, 0);
