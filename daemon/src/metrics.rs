@@ -78,6 +78,9 @@ pub struct Metrics {
     scans: IntCounter,
     scan_duration: Histogram,
     last_scan: Gauge,
+    engine_turn: Gauge,
+    /// Called at each scrape of `/metrics` (see [`Metrics::on_scrape`]).
+    scrape_hook: std::sync::OnceLock<ScrapeHook>,
     files_parsed: IntCounter,
     reloads: IntCounterVec,
     config_last_reload_ok: IntGauge,
@@ -103,6 +106,15 @@ pub struct Metrics {
     /// body is still the text a new rendering would give.
     generation: AtomicU64,
     last_render: Mutex<Option<Rendered>>,
+}
+
+/// What the daemon does at each scrape (see [`Metrics::on_scrape`]).
+struct ScrapeHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ScrapeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeHook")
+    }
 }
 
 /// A kept body larger than this is let go after its second (see [`serve`]).
@@ -162,6 +174,12 @@ impl Metrics {
         let last_scan = Gauge::new(
             "certvakt_last_scan_timestamp_seconds",
             "When the last inventory scan finished, seconds since the Unix epoch.",
+        )?;
+        let engine_turn = Gauge::new(
+            "certvakt_engine_last_turn_timestamp_seconds",
+            "When the renewal engine last finished a turn, seconds since the Unix epoch: at least \
+             hourly, and after every scrape, which asks it for one. Far behind time(): the engine \
+             is stuck.",
         )?;
         let files_parsed = IntCounter::new(
             "certvakt_files_parsed_total",
@@ -226,6 +244,7 @@ impl Metrics {
         reg(Box::new(scans.clone()))?;
         reg(Box::new(scan_duration.clone()))?;
         reg(Box::new(last_scan.clone()))?;
+        reg(Box::new(engine_turn.clone()))?;
         reg(Box::new(files_parsed.clone()))?;
         reg(Box::new(reloads.clone()))?;
         reg(Box::new(config_last_reload_ok.clone()))?;
@@ -280,6 +299,8 @@ impl Metrics {
             scans,
             scan_duration,
             last_scan,
+            engine_turn,
+            scrape_hook: std::sync::OnceLock::new(),
             files_parsed,
             reloads,
             config_last_reload_ok,
@@ -496,6 +517,19 @@ impl Metrics {
             }
         }
         self.changed();
+    }
+
+    /// The renewal engine finished a turn at `now` (Unix seconds).
+    pub fn observe_engine_turn(&self, now: i64) {
+        self.engine_turn.set(now as f64);
+        self.changed();
+    }
+
+    /// Has `hook` called at every scrape of `/metrics` (once set, for the daemon's life): the
+    /// daemon asks its engine for a turn there, without waiting for it, so that
+    /// `certvakt_engine_last_turn_timestamp_seconds` is as fresh as the scrapes.
+    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.scrape_hook.set(ScrapeHook(Box::new(hook)));
     }
 
     /// [`Metrics::render`] as a shared body: when nothing was observed since the last
@@ -1235,11 +1269,16 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n");
     }
     match req.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render_shared(crate::now_unix()),
-        ),
+        "/metrics" => {
+            if let Some(ScrapeHook(hook)) = metrics.scrape_hook.get() {
+                hook();
+            }
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render_shared(crate::now_unix()),
+            )
+        }
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/" => reply(
             StatusCode::OK,

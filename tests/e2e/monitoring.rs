@@ -747,3 +747,41 @@ fn metrics_over_tls_with_basic_auth_from_a_web_config() -> Result<()> {
     );
     Ok(())
 }
+
+/// `certvakt_engine_last_turn_timestamp_seconds` from `/metrics`.
+fn engine_turn(daemon: &Daemon) -> Result<f64> {
+    let (code, body) = harness::http_get(&daemon.metrics_addr()?, "/metrics")?;
+    ensure!(code == 200, "/metrics answered {code}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("certvakt_engine_last_turn_timestamp_seconds "))
+        .context("no certvakt_engine_last_turn_timestamp_seconds in /metrics")?
+        .parse()
+        .context("its value")
+}
+
+/// An idle engine turns only hourly on its own; each scrape asks it for a turn (without
+/// waiting for it), so the gauge the staleness alert reads keeps up with the scrapes.
+#[test]
+fn each_scrape_asks_the_idle_engine_for_a_turn() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("certvakt.toml");
+    std::fs::write(&config, harness::config_toml(dir.path(), "127.0.0.1:0", ""))?;
+    let daemon = Daemon::start(&bins()?, &config, &[])?;
+    std::thread::sleep(Duration::from_secs(2));
+    let asked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as f64;
+    let first = engine_turn(&daemon)?;
+    assert!(
+        first > 0.0 && first < asked_at,
+        "the start's turn: {first} < {asked_at}"
+    );
+    let later = eventually(Duration::from_secs(10), "a turn after a scrape", || {
+        std::thread::sleep(Duration::from_millis(200));
+        let turn = engine_turn(&daemon).ok()?;
+        (turn >= asked_at).then_some(turn)
+    })
+    .with_context(|| daemon.log_text())?;
+    assert!(later >= asked_at, "{later}");
+    Ok(())
+}

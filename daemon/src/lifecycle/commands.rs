@@ -50,6 +50,7 @@ impl Engine {
                 .find(|(_, r)| r.open_tasks().any(|t| &t.id == task_id))
                 .map(|(id, _)| id.clone()),
             Command::Reconfigure(_)
+            | Command::Ping
             | Command::History { .. }
             | Command::DryRun { .. }
             | Command::Cancel { .. }
@@ -61,6 +62,8 @@ impl Engine {
     /// Carries out a command now and answers it.
     pub(super) async fn carry_out(&mut self, command: Command) {
         let touched = match command {
+            // The turn is all it asks.
+            Command::Ping => None,
             Command::Renew { id, force, reply } => {
                 let result = self.renew(&id, force).await;
                 let _ = reply.send(result);

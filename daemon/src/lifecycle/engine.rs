@@ -258,6 +258,8 @@ impl Engine {
                 None
             };
             let now = crate::now_unix();
+            // The last event is handled: a turn, for the staleness alert.
+            self.core.metrics.observe_engine_turn(now);
             self.start_steps(now);
             let was_burst = burst;
             burst = !self.in_flight.is_empty();

@@ -135,6 +135,9 @@ pub enum EngineError {
 
 /// What a command asks of the engine. Its `Debug` never shows imported bytes or passwords.
 pub enum Command {
+    /// Nothing but a turn of the engine's loop, which the metrics record
+    /// (`certvakt_engine_last_turn_timestamp_seconds`); asked for at each scrape.
+    Ping,
     /// Start a renewal now (`force`: even when one is not due), or continue a waiting one.
     Renew {
         id: String,
@@ -202,7 +205,7 @@ impl Command {
                 let _ = reply.send(answer.and_then(|_| Err(EngineError::Other("refused".into()))));
                 return;
             }
-            Command::Reconfigure(_) => return,
+            Command::Reconfigure(_) | Command::Ping => return,
         };
         let _ = reply.send(answer);
     }
@@ -225,6 +228,7 @@ impl std::fmt::Debug for Command {
             Command::DryRun { id, .. } => write!(f, "DryRun {{ id: {id:?} }}"),
             Command::Cancel { id, .. } => write!(f, "Cancel {{ id: {id:?} }}"),
             Command::Forget { id, .. } => write!(f, "Forget {{ id: {id:?} }}"),
+            Command::Ping => f.write_str("Ping"),
         }
     }
 }

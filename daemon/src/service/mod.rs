@@ -188,6 +188,12 @@ pub async fn run(
     let published = Arc::new(tokio::sync::Notify::new());
     engine.tell_publications(published.clone());
     let (engine_tx, engine_rx) = mpsc::channel(16);
+    // Each scrape asks the engine for a turn, without waiting: a full queue (the engine busy
+    // or stuck) is skipped, and the scrape answers at once either way.
+    let ping = engine_tx.clone();
+    metrics.on_scrape(move || {
+        let _ = ping.try_send(lifecycle::Command::Ping);
+    });
     // After the first scan, not beside it: with a thousand certificates due at once the
     // engine's first turns would take the loop's thread (and the second core) from the scan
     // that the first `status` waits for. The engine's view exists already.
