@@ -36,6 +36,10 @@ const COMPAT_TESTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../packaging/monitoring/certvakt-compat-rules.test.yml"
 );
+const ALERTMANAGER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../packaging/monitoring/alertmanager-example.yml"
+);
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../packaging/monitoring/certvakt-dashboard.json"
@@ -783,5 +787,56 @@ fn each_scrape_asks_the_idle_engine_for_a_turn() -> Result<()> {
     })
     .with_context(|| daemon.log_text())?;
     assert!(later >= asked_at, "{later}");
+    Ok(())
+}
+
+/// Runs `amtool ARGS`; fails with its output unless it succeeds, and returns its stdout.
+fn amtool(args: &[&str]) -> Result<String> {
+    let out = Command::new("amtool").args(args).output().context(
+        "amtool is not installed: run scripts/test, which installs it (Debian package prometheus-alertmanager)",
+    )?;
+    ensure!(
+        out.status.success(),
+        "amtool {} failed:\n{}{}",
+        args.join(" "),
+        stdout(&out),
+        stderr(&out)
+    );
+    Ok(stdout(&out))
+}
+
+/// The Alertmanager example is valid, and routes every shipped alert by its severity:
+/// critical to the on-call receiver, warning to the desk, info nowhere.
+#[test]
+fn the_alertmanager_example_is_valid_and_routes_every_shipped_alert_by_severity() -> Result<()> {
+    amtool(&["check-config", ALERTMANAGER])?;
+    let mut seen = BTreeSet::new();
+    for (name, lines) in rules(&read(RULES)?) {
+        let severity = lines
+            .iter()
+            .find_map(|l| value_of(l, "severity"))
+            .with_context(|| format!("{name}: no severity"))?
+            .to_owned();
+        let want = match severity.as_str() {
+            "critical" => "on-call",
+            "warning" => "integrator-desk",
+            "info" => "nobody",
+            other => bail!("{name}: severity {other} is not routed by the example"),
+        };
+        let got = amtool(&[
+            "config",
+            "routes",
+            "test",
+            "--config.file",
+            ALERTMANAGER,
+            &format!("alertname={name}"),
+            &format!("severity={severity}"),
+            "instance=pharmacy-01:9617",
+            "job=certvakt",
+        ])?;
+        assert_eq!(got.trim(), want, "{name} ({severity})");
+        seen.insert(severity);
+    }
+    assert!(seen.len() >= 2, "severities seen: {seen:?}");
     Ok(())
 }
