@@ -49,7 +49,9 @@ use prometheus::{
 };
 
 use crate::config::Config;
-use crate::inventory::{Entry, Inventory, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
+use crate::inventory::{
+    Entry, Inventory, KeyCheck, NordicIdentity, ProblemKind, SourceKind, SourceProblem,
+};
 use crate::web_config::{Verdict, WebState};
 
 /// Why the metrics could not be set up or served.
@@ -599,11 +601,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .render(&mut text);
-        render_inventory(&mut text, &inventory, now);
         let renewals = match self.renewals.lock() {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
+        let running: std::collections::BTreeSet<&str> = renewals
+            .iter()
+            .filter(|r| r.step.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        render_inventory(&mut text, &inventory, now, &running);
         render_renewals(&mut text, &renewals);
         render_process(&mut text, self.started_at);
         text
@@ -988,8 +995,15 @@ const PROBLEM_HELP: &str = "1 while a configured file or pattern has this proble
 const INFO_FAMILY: &str = "certvakt_certificate_info";
 const INFO_HELP: &str = "Always 1, one series per certificate found; the labels name it for dashboards (subject and issuer CN, national identity, serial, key type, role). Join on id.";
 
-/// Writes the per-certificate and per-problem families in the text format.
-fn render_inventory(out: &mut String, inventory: &Inventory, now: i64) {
+/// Writes the per-certificate and per-problem families in the text format. A managed file
+/// that is missing while its certificate has a run in progress (`running`) is a first issue
+/// under way, not a source problem, as `certvakt status` says.
+fn render_inventory(
+    out: &mut String,
+    inventory: &Inventory,
+    now: i64,
+    running: &std::collections::BTreeSet<&str>,
+) {
     for family in CERT_FAMILIES {
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE {} gauge", family.name);
@@ -1043,6 +1057,12 @@ fn render_inventory(out: &mut String, inventory: &Inventory, now: i64) {
         let SourceProblem {
             id, source, kind, ..
         } = problem;
+        let first_issue = *kind == ProblemKind::Missing
+            && matches!(source, SourceKind::Managed { .. })
+            && running.contains(id.as_str());
+        if first_issue {
+            continue;
+        }
         out.push_str(PROBLEM_FAMILY);
         let (source, _) = source_labels(source);
         labels(
@@ -1292,6 +1312,47 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_managed_file_with_a_run_in_progress_is_no_source_problem() {
+        let metrics = Metrics::new(0).unwrap();
+        let missing = |id: &str| SourceProblem {
+            id: id.into(),
+            source: SourceKind::Managed {
+                id: id.into(),
+                plugin: "manual".into(),
+                key: None,
+            },
+            path: format!("/etc/certvakt/{id}.pem"),
+            kind: ProblemKind::Missing,
+            message: "missing".into(),
+        };
+        metrics.observe_inventory(
+            &Arc::new(Inventory {
+                problems: vec![missing("shop"), missing("lab")],
+                ..Inventory::default()
+            }),
+            Duration::from_millis(1),
+        );
+        let series = |id: &str, step: Option<&'static str>| RenewalSeries {
+            id: id.into(),
+            step,
+            next_at: None,
+            consecutive_failures: 0,
+            last_success: None,
+            tasks_pending: 0,
+            tasks: Vec::new(),
+        };
+        // shop's first issue is under way; lab has no run: its missing file is a problem.
+        metrics.observe_renewals(vec![series("shop", Some("ordered")), series("lab", None)]);
+        let text = metrics.render(0);
+        let problems: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("certvakt_source_problem{"))
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("id=\"lab\""), "{problems:?}");
+    }
 
     fn entry(id: &str, not_after: i64, key_check: KeyCheck) -> Entry {
         let mut entry = crate::inventory::example_entry();

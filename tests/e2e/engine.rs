@@ -19,7 +19,9 @@ use crate::renewal::{ManualSetup, answer_the_order, task_csr};
 
 /// A folder with the example plugin installed and a configuration of what `body` writes for
 /// the folder, with the shortest retry waits the configuration allows.
-fn example_dir(body: impl FnOnce(&Path) -> String) -> Result<(tempfile::TempDir, PathBuf)> {
+pub(crate) fn example_dir(
+    body: impl FnOnce(&Path) -> String,
+) -> Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::tempdir()?;
     harness::install_plugins(
         &bins()?,
@@ -37,7 +39,7 @@ fn example_dir(body: impl FnOnce(&Path) -> String) -> Result<(tempfile::TempDir,
 
 /// A `[[certificate]]` renewed by the example plugin, its live files in `dir/live/`, with
 /// more `[certificate.settings]` lines.
-fn example_certificate(dir: &Path, id: &str, settings: &str) -> String {
+pub(crate) fn example_certificate(dir: &Path, id: &str, settings: &str) -> String {
     format!(
         r#"
 [[certificate]]

@@ -13,6 +13,7 @@ mod denmark;
 mod docs;
 mod engine;
 mod finland;
+mod fleet;
 mod isolation;
 mod live_files;
 mod manpages;
