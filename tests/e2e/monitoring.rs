@@ -45,19 +45,27 @@ const DASHBOARD: &str = concat!(
     "/../packaging/monitoring/certvakt-dashboard.json"
 );
 
-/// Runs `promtool ARGS`; fails with its output unless it succeeds, and returns its stdout.
-fn promtool(args: &[&str]) -> Result<String> {
-    let out = Command::new("promtool").args(args).output().context(
-        "promtool is not installed: run scripts/test, which installs it (Debian package prometheus)",
-    )?;
+/// Runs `program ARGS` (from the Debian package `package`); fails with its output unless it
+/// succeeds, and returns its stdout.
+fn tool(program: &str, package: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| {
+        format!(
+            "{program} is not installed: run scripts/test, which installs it (Debian package {package})"
+        )
+    })?;
     ensure!(
         out.status.success(),
-        "promtool {} failed:\n{}{}",
+        "{program} {} failed:\n{}{}",
         args.join(" "),
         stdout(&out),
         stderr(&out)
     );
     Ok(stdout(&out))
+}
+
+/// Runs `promtool ARGS` (see [`tool`]).
+fn promtool(args: &[&str]) -> Result<String> {
+    tool("promtool", "prometheus", args)
 }
 
 /// The text of a line without its comment, if the whole line is not a comment.
@@ -790,19 +798,9 @@ fn each_scrape_asks_the_idle_engine_for_a_turn() -> Result<()> {
     Ok(())
 }
 
-/// Runs `amtool ARGS`; fails with its output unless it succeeds, and returns its stdout.
+/// Runs `amtool ARGS` (see [`tool`]).
 fn amtool(args: &[&str]) -> Result<String> {
-    let out = Command::new("amtool").args(args).output().context(
-        "amtool is not installed: run scripts/test, which installs it (Debian package prometheus-alertmanager)",
-    )?;
-    ensure!(
-        out.status.success(),
-        "amtool {} failed:\n{}{}",
-        args.join(" "),
-        stdout(&out),
-        stderr(&out)
-    );
-    Ok(stdout(&out))
+    tool("amtool", "prometheus-alertmanager", args)
 }
 
 /// The Alertmanager example is valid, and routes every shipped alert by its severity:
