@@ -59,7 +59,8 @@ pub trait Plugin: Send + Sync + 'static {
     fn describe(&self) -> About;
 
     /// Every problem in a certificate's settings, at once, for `certvakt check-config`.
-    /// Pure: no host calls. Default: any settings are valid.
+    /// Pure: no host calls, and the answer depends on nothing but `settings` (the daemon asks
+    /// once for all the certificates with the same settings). Default: any settings are valid.
     fn validate_settings(&self, settings: &Value) -> Vec<SettingProblem> {
         let _ = settings;
         Vec::new()
