@@ -243,7 +243,28 @@ impl Engine {
         let mut published: Option<std::time::Instant> = None;
         let mut burst = false;
         let mut wake_known: Option<(std::time::Instant, Option<i64>)> = None;
+        // When the loop next wakes by itself, and whether the last turn was a scrape's `Ping`
+        // alone: such a turn only says the engine answers; the rest waits for that wake.
+        let mut deadline = tokio::time::Instant::now();
+        let mut ping_only = false;
         loop {
+            self.core.metrics.observe_engine_turn(crate::now_unix());
+            if std::mem::take(&mut ping_only) {
+                if self
+                    .wait(
+                        &mut commands,
+                        &mut steps,
+                        &mut released,
+                        &mut inboxes,
+                        deadline,
+                        &mut ping_only,
+                    )
+                    .await
+                {
+                    return;
+                }
+                continue;
+            }
             // Inboxes are looked at when something may be there, not at every turn: with a
             // thousand certificates every turn would be a thousand folder reads.
             if self.inbox_watch_stale {
@@ -258,8 +279,6 @@ impl Engine {
                 None
             };
             let now = crate::now_unix();
-            // The last event is handled: a turn, for the staleness alert.
-            self.core.metrics.observe_engine_turn(now);
             self.start_steps(now);
             let was_burst = burst;
             burst = !self.in_flight.is_empty();
@@ -298,41 +317,71 @@ impl Engine {
             if let Some(soon) = settling {
                 sleep = sleep.min(soon);
             }
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => self.command(command).await,
-                    None => return,
-                },
-                Some(done) = steps.recv() => {
-                    self.step_done(done);
-                    // Under a mass renewal many steps end together: take them all before the
-                    // view is made again, which costs a pass over every certificate.
-                    while let Ok(done) = steps.try_recv() {
-                        self.step_done(done);
-                    }
-                    while let Ok(id) = released.try_recv() {
-                        self.calls_returned(&id);
-                    }
-                }
-                Some(id) = released.recv() => {
-                    self.calls_returned(&id);
-                    while let Ok(id) = released.try_recv() {
-                        self.calls_returned(&id);
-                    }
-                }
-                _ = inboxes.changed() => {
-                    self.inbox_all = true;
-                    // The quiet rule (see `inbox`) decides when a file is taken; more events
-                    // of the same copy need no separate turn.
-                    inboxes.drain_for(Duration::from_millis(50)).await;
-                }
-                _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {
-                    // A timed wake also looks at every inbox, in case a change went unseen
-                    // (inotify's queue overflowed, or no watch could be set).
-                    self.inbox_all = true;
-                }
+            deadline = tokio::time::Instant::now() + sleep.max(Duration::from_millis(200));
+            if self
+                .wait(
+                    &mut commands,
+                    &mut steps,
+                    &mut released,
+                    &mut inboxes,
+                    deadline,
+                    &mut ping_only,
+                )
+                .await
+            {
+                return;
             }
         }
+    }
+
+    /// Waits for the next event (a command, a step done, calls returned, an inbox change) or
+    /// `deadline`, and takes it. True when the command channel is closed (the daemon stops).
+    /// A `Ping` sets `ping_only` and is all the turn does.
+    async fn wait(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        steps: &mut mpsc::UnboundedReceiver<StepDone>,
+        released: &mut mpsc::UnboundedReceiver<String>,
+        inboxes: &mut crate::watcher::Watcher,
+        deadline: tokio::time::Instant,
+        ping_only: &mut bool,
+    ) -> bool {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Ping) => *ping_only = true,
+                Some(command) => self.command(command).await,
+                None => return true,
+            },
+            Some(done) = steps.recv() => {
+                self.step_done(done);
+                // Under a mass renewal many steps end together: take them all before the
+                // view is made again, which costs a pass over every certificate.
+                while let Ok(done) = steps.try_recv() {
+                    self.step_done(done);
+                }
+                while let Ok(id) = released.try_recv() {
+                    self.calls_returned(&id);
+                }
+            }
+            Some(id) = released.recv() => {
+                self.calls_returned(&id);
+                while let Ok(id) = released.try_recv() {
+                    self.calls_returned(&id);
+                }
+            }
+            _ = inboxes.changed() => {
+                self.inbox_all = true;
+                // The quiet rule (see `inbox`) decides when a file is taken; more events
+                // of the same copy need no separate turn.
+                inboxes.drain_for(Duration::from_millis(50)).await;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                // A timed wake also looks at every inbox, in case a change went unseen
+                // (inotify's queue overflowed, or no watch could be set).
+                self.inbox_all = true;
+            }
+        }
+        false
     }
 
     /// Carries out each deferred command whose certificate is no longer in flight, and
