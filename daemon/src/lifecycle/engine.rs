@@ -249,75 +249,61 @@ impl Engine {
         let mut ping_only = false;
         loop {
             self.core.metrics.observe_engine_turn(crate::now_unix());
-            if std::mem::take(&mut ping_only) {
-                if self
-                    .wait(
-                        &mut commands,
-                        &mut steps,
-                        &mut released,
-                        &mut inboxes,
-                        deadline,
-                        &mut ping_only,
-                    )
-                    .await
-                {
-                    return;
+            if !std::mem::take(&mut ping_only) {
+                // Inboxes are looked at when something may be there, not at every turn: with a
+                // thousand certificates every turn would be a thousand folder reads.
+                if self.inbox_watch_stale {
+                    self.watch_inboxes(&mut inboxes).await;
+                    self.inbox_watch_stale = false;
                 }
-                continue;
-            }
-            // Inboxes are looked at when something may be there, not at every turn: with a
-            // thousand certificates every turn would be a thousand folder reads.
-            if self.inbox_watch_stale {
-                self.watch_inboxes(&mut inboxes).await;
-                self.inbox_watch_stale = false;
-            }
-            // Without a watch, every turn looks, as nothing else would notice a new file.
-            self.inbox_all |= inboxes.folders() == 0;
-            let settling = if self.inbox_all || !self.inbox_ids.is_empty() {
-                self.take_inboxes().await
-            } else {
-                None
-            };
-            let now = crate::now_unix();
-            self.start_steps(now);
-            let was_burst = burst;
-            burst = !self.in_flight.is_empty();
-            if was_burst && !burst {
-                // A burst's passing allocations (a thousand steps) are free now.
-                crate::allocator::give_back();
-            }
-            let fresh = |at: Option<std::time::Instant>| {
-                burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
-            };
-            let publish_in = if fresh(published) {
-                published.map(|at| BURST_PASS.saturating_sub(at.elapsed()))
-            } else {
-                self.publish(now);
-                published = Some(std::time::Instant::now());
-                None
-            };
-            self.answer_deferred().await;
-            let wake = match wake_known {
-                Some((at, wake)) if fresh(Some(at)) => wake,
-                _ => {
-                    let wake = self.next_wake(now);
-                    wake_known = Some((std::time::Instant::now(), wake));
-                    wake
+                // Without a watch, every turn looks, as nothing else would notice a new file.
+                self.inbox_all |= inboxes.folders() == 0;
+                let settling = if self.inbox_all || !self.inbox_ids.is_empty() {
+                    self.take_inboxes().await
+                } else {
+                    None
+                };
+                let now = crate::now_unix();
+                self.start_steps(now);
+                let was_burst = burst;
+                burst = !self.in_flight.is_empty();
+                if was_burst && !burst {
+                    // A burst's passing allocations (a thousand steps) are free now.
+                    crate::allocator::give_back();
                 }
-            };
-            let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
-                Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
-            });
-            if let Some(soon) = publish_in {
-                sleep = sleep.min(soon);
+                let fresh = |at: Option<std::time::Instant>| {
+                    burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
+                };
+                let publish_in = if fresh(published) {
+                    published.map(|at| BURST_PASS.saturating_sub(at.elapsed()))
+                } else {
+                    self.publish(now);
+                    published = Some(std::time::Instant::now());
+                    None
+                };
+                self.answer_deferred().await;
+                let wake = match wake_known {
+                    Some((at, wake)) if fresh(Some(at)) => wake,
+                    _ => {
+                        let wake = self.next_wake(now);
+                        wake_known = Some((std::time::Instant::now(), wake));
+                        wake
+                    }
+                };
+                let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
+                    Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
+                });
+                if let Some(soon) = publish_in {
+                    sleep = sleep.min(soon);
+                }
+                if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
+                    sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
+                }
+                if let Some(soon) = settling {
+                    sleep = sleep.min(soon);
+                }
+                deadline = tokio::time::Instant::now() + sleep.max(Duration::from_millis(200));
             }
-            if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
-                sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
-            }
-            if let Some(soon) = settling {
-                sleep = sleep.min(soon);
-            }
-            deadline = tokio::time::Instant::now() + sleep.max(Duration::from_millis(200));
             if self
                 .wait(
                     &mut commands,
