@@ -49,9 +49,7 @@ use prometheus::{
 };
 
 use crate::config::Config;
-use crate::inventory::{
-    Entry, Inventory, KeyCheck, NordicIdentity, ProblemKind, SourceKind, SourceProblem,
-};
+use crate::inventory::{Entry, Inventory, KeyCheck, NordicIdentity, SourceKind, SourceProblem};
 use crate::web_config::{Verdict, WebState};
 
 /// Why the metrics could not be set up or served.
@@ -1054,15 +1052,12 @@ fn render_inventory(
     let _ = writeln!(out, "# HELP {PROBLEM_FAMILY} {PROBLEM_HELP}");
     let _ = writeln!(out, "# TYPE {PROBLEM_FAMILY} gauge");
     for problem in &inventory.problems {
+        if problem.is_first_issue(|id| running.contains(id)) {
+            continue;
+        }
         let SourceProblem {
             id, source, kind, ..
         } = problem;
-        let first_issue = *kind == ProblemKind::Missing
-            && matches!(source, SourceKind::Managed { .. })
-            && running.contains(id.as_str());
-        if first_issue {
-            continue;
-        }
         out.push_str(PROBLEM_FAMILY);
         let (source, _) = source_labels(source);
         labels(
@@ -1324,7 +1319,7 @@ mod tests {
                 key: None,
             },
             path: format!("/etc/certvakt/{id}.pem"),
-            kind: ProblemKind::Missing,
+            kind: crate::inventory::ProblemKind::Missing,
             message: "missing".into(),
         };
         metrics.observe_inventory(

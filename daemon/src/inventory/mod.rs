@@ -333,6 +333,17 @@ pub struct SourceProblem {
     pub message: String,
 }
 
+impl SourceProblem {
+    /// Whether this is a managed certificate's file missing while `run_in_progress` says its
+    /// run is under way: its first issue, which `status` and `/metrics` do not count as a
+    /// problem.
+    pub fn is_first_issue(&self, run_in_progress: impl FnOnce(&str) -> bool) -> bool {
+        self.kind == ProblemKind::Missing
+            && matches!(self.source, SourceKind::Managed { .. })
+            && run_in_progress(&self.id)
+    }
+}
+
 /// The result of one scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {

@@ -19,7 +19,7 @@ use crate::control::protocol::{
     Counts, FirstIssue, Health, IdentityFields, LIST_PAGE, ListItem, Renewal, RenewalCounts,
     STATUS_CAP, ShowReport, ShownEntry, SourceProblem, StatusReport,
 };
-use crate::inventory::{self, CertState, Entry, NordicIdentity, ProblemKind};
+use crate::inventory::{self, CertState, Entry, NordicIdentity};
 use crate::lifecycle::{CertRenewal, EngineView, Phase};
 
 use super::{View, warn_before};
@@ -65,9 +65,8 @@ fn classify<'a>(view: &'a View, engine: &EngineView, now: i64) -> Classified<'a>
         staged: BTreeSet::new(),
     };
     for problem in &view.inventory.problems {
-        let managed = matches!(problem.source, inventory::SourceKind::Managed { .. });
         match running.get(problem.id.as_str()) {
-            Some(phase) if managed && problem.kind == ProblemKind::Missing => {
+            Some(phase) if problem.is_first_issue(|_| true) => {
                 classified.first_issues.push(FirstIssue {
                     id: problem.id.clone(),
                     path: problem.path.clone(),
@@ -425,7 +424,7 @@ mod tests {
             id: id.into(),
             source,
             path: format!("/etc/certvakt/certs/{id}.pem"),
-            kind: ProblemKind::Missing,
+            kind: inventory::ProblemKind::Missing,
             message: "does not exist".into(),
         }
     }

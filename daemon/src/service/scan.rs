@@ -305,6 +305,10 @@ mod tests {
             std::fs::write(&path, bad).expect("write");
             assert!(read_key_checks(&path).is_empty(), "{bad:?}");
         }
+        // A FIFO in its place is not opened for a writer that never comes.
+        std::fs::remove_file(&path).expect("remove");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+        assert!(read_key_checks(&path).is_empty());
         // A symlink in its place is not followed.
         std::fs::remove_file(&path).expect("remove");
         std::os::unix::fs::symlink("/etc/passwd", &path).expect("symlink");
