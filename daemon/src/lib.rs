@@ -56,6 +56,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod notify;
 pub mod plugin_host;
+pub mod probe;
 pub mod program;
 pub mod schedule;
 pub mod service;

@@ -10,6 +10,7 @@ mod common;
 mod completion;
 mod config;
 mod denmark;
+mod deploy;
 mod docs;
 mod engine;
 mod finland;

@@ -313,6 +313,11 @@ fn the_demo_runs_once_and_stops_cleanly() -> Result<()> {
     );
     assert!(text.contains("/metrics answered HTTP 200"), "{text}");
     assert!(text.contains("health:"), "{text}");
+    // web-demo's service was probed after its install and served the new certificate.
+    assert!(
+        text.contains("verified deploy: web-demo's service at 127.0.0.1:"),
+        "{text}"
+    );
     // The status table printed once everything was issued lists the ACME certificate too.
     assert!(text.contains("shop-web"), "{text}");
     Ok(())

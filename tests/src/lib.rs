@@ -57,6 +57,7 @@ pub mod sample;
 pub mod seid;
 pub mod serve;
 pub mod simca;
+pub mod site;
 pub mod siths;
 pub mod smtp;
 pub mod sni;

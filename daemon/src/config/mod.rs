@@ -272,6 +272,71 @@ pub fn unchanged_certificates(old: &Config, new: &Config) -> BTreeSet<String> {
     unchanged
 }
 
+/// An endpoint that serves a managed certificate, probed after each install
+/// (`[[certificate.verify]]`): the verified deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyEndpoint {
+    /// `address`: `host:port` (a name, an IPv4 address, or `[IPv6]`).
+    pub address: String,
+    /// `sni`: the name sent in the TLS handshake; default: the host, when it is a name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// `starttls`: the plain-text protocol spoken before TLS; default: TLS from the first byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starttls: Option<StartTls>,
+}
+
+/// The STARTTLS dialogues a verified deploy can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartTls {
+    /// SMTP, RFC 3207 (ports 25 and 587).
+    Smtp,
+    /// IMAP, RFC 3501 (port 143).
+    Imap,
+}
+
+impl StartTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartTls::Smtp => "smtp",
+            StartTls::Imap => "imap",
+        }
+    }
+}
+
+impl VerifyEndpoint {
+    /// The host part of `address` (brackets of an IPv6 address removed).
+    pub fn host(&self) -> &str {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host);
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    /// The TLS server name: `sni`, else the host (an IP address sends no SNI).
+    pub fn server_name(&self) -> Result<rustls::pki_types::ServerName<'static>, String> {
+        let name = self.sni.as_deref().unwrap_or_else(|| self.host());
+        rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(|_| format!("`{name}` is not a DNS name or an IP address"))
+    }
+
+    /// How it is shown: `host:port`, with the SNI name and STARTTLS protocol when set.
+    pub fn describe(&self) -> String {
+        let mut text = self.address.clone();
+        if let Some(sni) = &self.sni {
+            text.push_str(&format!(" (SNI {sni})"));
+        }
+        if let Some(starttls) = self.starttls {
+            text.push_str(&format!(" (STARTTLS {})", starttls.as_str()));
+        }
+        text
+    }
+}
+
 /// Whether a renewal makes a new key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -325,6 +390,16 @@ pub struct Renewal {
     pub plugin_mail: bool,
     /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
     pub settings: PluginSettings,
+    /// `[[certificate.verify]]`: endpoints that must serve the new certificate after the
+    /// install and the deploy hook (the `verified` step waits for them).
+    pub verify: Vec<VerifyEndpoint>,
+    /// `verify_window` (default `"2m"`): how long the endpoints may take to serve the new
+    /// certificate (services reload asynchronously); probed again every few seconds.
+    pub verify_window: HumanDuration,
+    /// `rollback_on_failed_verify` (default `false`): when an endpoint still serves another
+    /// certificate after the window, put the previous version back (and run the deploy hook
+    /// for it) instead of leaving the new one installed.
+    pub rollback_on_failed_verify: bool,
     /// `legacy_cert` and `legacy_key`: where the certificate and key of the version replaced
     /// by the last install stay readable until the run retires (a message system still
     /// decrypting what senders encrypted to the old certificate). Written at each install,
@@ -433,6 +508,9 @@ impl Default for Renewal {
             hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             plugin_mail: false,
             settings: PluginSettings::default(),
+            verify: Vec::new(),
+            verify_window: HumanDuration(std::time::Duration::from_secs(120)),
+            rollback_on_failed_verify: false,
             legacy_cert: None,
             legacy_key: None,
             set: std::collections::BTreeMap::new(),

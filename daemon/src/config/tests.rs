@@ -1128,3 +1128,85 @@ fn a_reload_knows_which_certificates_are_configured_as_before() {
     assert!(unchanged_certificates(&old, &other_daemon).is_empty());
     assert_eq!(unchanged_certificates(&old, &old).len(), 3);
 }
+
+#[test]
+fn verify_endpoints_load_and_each_bad_one_is_named_at_its_line() {
+    let dir = Dir::new();
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+verify_window = "30s"
+rollback_on_failed_verify = true
+
+[[certificate.verify]]
+address = "127.0.0.1:8443"
+sni = "apotek.example.dk"
+
+[[certificate.verify]]
+address = "mail.apotek.example.dk:25"
+starttls = "smtp"
+"#,
+    );
+    let config = dir.load_ok();
+    let r = &config.certificates[0].renewal;
+    assert_eq!(r.verify_window.as_secs(), 30);
+    assert!(r.rollback_on_failed_verify);
+    let shown: Vec<String> = r.verify.iter().map(|e| e.describe()).collect();
+    assert_eq!(
+        shown,
+        [
+            "127.0.0.1:8443 (SNI apotek.example.dk)",
+            "mail.apotek.example.dk:25 (STARTTLS smtp)"
+        ]
+    );
+    // The defaults: no endpoints, two minutes, no rollback.
+    let defaults = crate::config::Renewal::default();
+    assert!(defaults.verify.is_empty() && !defaults.rollback_on_failed_verify);
+    assert_eq!(defaults.verify_window.as_secs(), 120);
+
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+verify_window = "2h"
+
+[[certificate.verify]]
+address = "127.0.0.1"
+
+[[certificate.verify]]
+address = "127.0.0.1:443"
+starttls = "ldap"
+sni = "not a name"
+
+[[certificate.verify]]
+sni = "apotek.example.dk"
+"#,
+    );
+    let problems = dir.load_err();
+    let found: Vec<(String, Option<usize>)> =
+        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    for expected in [
+        ("certificate[0].verify_window", Some(5)),
+        ("certificate[0].verify[0].address", Some(8)),
+        ("certificate[0].verify[1].starttls", Some(12)),
+        ("certificate[0].verify[1].sni", Some(13)),
+        ("certificate[0].verify[2].address", Some(15)),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(k, l)| k == expected.0 && *l == expected.1),
+            "{expected:?} not in {found:?}\n{}",
+            render(&problems)
+        );
+    }
+    let text = render(&problems);
+    assert!(text.contains("\"127.0.0.1\" has no port"), "{text}");
+    assert!(text.contains("is not a STARTTLS protocol"), "{text}");
+    assert!(text.contains("outside 1s..1h"), "{text}");
+}

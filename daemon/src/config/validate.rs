@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use super::{Config, KeyPolicy, ManagedCertificate, Origin, Problem};
+use super::{Config, KeyPolicy, ManagedCertificate, Origin, Problem, StartTls};
 
 /// Largest accepted `max_file_size`: 64 MiB.
 pub(super) const MAX_FILE_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -645,6 +645,66 @@ pub(super) fn key_algorithm(
             message: format!("\"{text}\" is not a key type"),
             hint: "write one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384".into(),
         })
+}
+
+/// `[[certificate.verify]] address`: `host:port`, the port a number 1..=65535 and the host a
+/// name or an IP address (IPv6 in brackets).
+pub(super) fn endpoint_address(text: &str) -> Result<String, Refusal> {
+    let refusal = |message: String| {
+        Refusal {
+        message,
+        hint: "write the host and port the service listens on, e.g. address = \"127.0.0.1:443\", \"mail.apotek.dk:25\" or \"[::1]:8443\"".into(),
+    }
+    };
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(refusal(format!("\"{text}\" has no port")));
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return Err(refusal(format!(
+            "\"{port}\" in \"{text}\" is not a port (1-65535)"
+        )));
+    }
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let valid = match bare {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            host.parse::<std::net::Ipv4Addr>().is_ok()
+                || rustls::pki_types::DnsName::try_from(host).is_ok()
+        }
+    };
+    if !valid {
+        return Err(refusal(format!(
+            "\"{host}\" in \"{text}\" is not a host name or an IP address (an IPv6 address goes in brackets)"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// `[[certificate.verify]] sni`: a DNS name.
+pub(super) fn sni_name(text: &str) -> Result<String, Refusal> {
+    match rustls::pki_types::DnsName::try_from(text) {
+        Ok(_) => Ok(text.to_owned()),
+        Err(_) => Err(Refusal {
+            message: format!("\"{text}\" is not a DNS name"),
+            hint:
+                "write the name the service's certificate is for, e.g. sni = \"apotek.example.dk\""
+                    .into(),
+        }),
+    }
+}
+
+/// `[[certificate.verify]] starttls`: `smtp` or `imap`.
+pub(super) fn starttls(text: &str) -> Result<StartTls, Refusal> {
+    match text {
+        "smtp" => Ok(StartTls::Smtp),
+        "imap" => Ok(StartTls::Imap),
+        _ => Err(Refusal {
+            message: format!("\"{text}\" is not a STARTTLS protocol certvakt speaks"),
+            hint:
+                "write starttls = \"smtp\" or \"imap\", or leave it out for TLS from the first byte"
+                    .into(),
+        }),
+    }
 }
 
 /// `key_policy`: `new` or `reuse`.

@@ -15,7 +15,7 @@ pub(super) use super::validate::closest;
 use super::validate::{self, MAX_FILE_SIZE_LIMIT, Refusal};
 use super::{
     ControlSection, DaemonSection, KeyPolicy, ManagedCertificate, MetricsSection, Origin,
-    PRIMARY_ROLE, Problem, QuietWindow, SET_ROLES, SetMember, Watch,
+    PRIMARY_ROLE, Problem, QuietWindow, SET_ROLES, SetMember, StartTls, VerifyEndpoint, Watch,
 };
 use crate::duration::HumanDuration;
 
@@ -133,6 +133,18 @@ pub(super) const CERTIFICATE: &[Field<ManagedCertificate>] = &[
         => |c, v| c.renewal.legacy_key = Some(v)),
     field!(set = r#"{ signing = { cert = "/etc/certvakt/nhn/signing.pem" } }"#, set
         => |c, v| c.renewal.set = v),
+    field!(verify = r#"[{ address = "127.0.0.1:443", sni = "apotek.example.dk" }]"#, verify
+        => |c, v| c.renewal.verify = v),
+    field!(verify_window = r#""2m""#, verify_window => |c, v| c.renewal.verify_window = v),
+    field!(rollback_on_failed_verify = "true", boolean
+        => |c, v| c.renewal.rollback_on_failed_verify = v),
+];
+
+/// `[[certificate.verify]]`
+pub(super) const VERIFY_ENDPOINT: &[Field<VerifyEndpoint>] = &[
+    field!(required address = r#""127.0.0.1:443""#, parsed_address => |e, v| e.address = v),
+    field!(sni = r#""apotek.example.dk""#, sni => |e, v| e.sni = Some(v)),
+    field!(starttls = r#""smtp""#, starttls => |e, v| e.starttls = Some(v)),
 ];
 
 /// `[certificate.set.<role>]`
@@ -559,6 +571,88 @@ pub(super) fn listen_address(
 
 pub(super) fn key_type(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<KeyAlgorithm> {
     parsed(r, at, v, validate::key_algorithm)
+}
+
+pub(super) fn parsed_address(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<String> {
+    parsed(r, at, v, validate::endpoint_address)
+}
+
+pub(super) fn sni(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<String> {
+    parsed(r, at, v, validate::sni_name)
+}
+
+pub(super) fn starttls(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<StartTls> {
+    parsed(r, at, v, validate::starttls)
+}
+
+/// `verify_window`: 1 second to 1 hour (a service that takes longer to reload is not going to).
+pub(super) fn verify_window(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<HumanDuration> {
+    let hint = "write how long the endpoints may take to serve the new certificate, from \"1s\" to \"1h\", e.g. verify_window = \"2m\"";
+    let window = duration_or(r, at, v, hint)?;
+    if (1..=3_600).contains(&window.as_secs()) {
+        return Some(window);
+    }
+    r.refuse(at, v, format!("{window} is outside 1s..1h"), hint.into());
+    None
+}
+
+/// `[[certificate.verify]]` tables: each read with [`VERIFY_ENDPOINT`]'s rows.
+pub(super) fn verify(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Vec<VerifyEndpoint>> {
+    let hint = "write each endpoint below its own [[certificate.verify]] header, after this \
+                [[certificate]]'s other keys, e.g. address = \"127.0.0.1:443\"";
+    let DeValue::Array(items) = v.get_ref() else {
+        r.refuse(
+            at,
+            v,
+            format!("must be a list of tables, not {}", describe(v.get_ref())),
+            hint.into(),
+        );
+        return None;
+    };
+    let mut endpoints = Vec::new();
+    for (j, item) in items.iter().enumerate() {
+        let key = format!("{}[{j}]", at.key);
+        let DeValue::Table(fields) = item.get_ref() else {
+            r.problem(
+                at.src,
+                item.span().start,
+                &key,
+                format!("must be a table, not {}", describe(item.get_ref())),
+                hint.into(),
+            );
+            continue;
+        };
+        let mut endpoint = VerifyEndpoint {
+            address: String::new(),
+            sni: None,
+            starttls: None,
+        };
+        let before = r.problems.len();
+        r.walk(
+            at.src,
+            &key,
+            "[[certificate.verify]]",
+            VERIFY_ENDPOINT,
+            fields,
+            &mut endpoint,
+        );
+        if !fields.contains_key("address") {
+            r.problem(
+                at.src,
+                item.span().start,
+                &format!("{key}.address"),
+                "this [[certificate.verify]] has no address".into(),
+                format!(
+                    "add {} below the [[certificate.verify]] header",
+                    VERIFY_ENDPOINT[0].example
+                ),
+            );
+        }
+        if r.problems.len() == before {
+            endpoints.push(endpoint);
+        }
+    }
+    Some(endpoints)
 }
 
 pub(super) fn key_policy(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<KeyPolicy> {

@@ -14,7 +14,7 @@
 
 use certvakt_plugin_api::Completion;
 
-use super::install::{live_paths, ownership, read_live};
+use super::install::read_live;
 use super::tasks::close_tasks;
 use super::{Command, Engine, EngineError, Phase, Reason, import};
 use crate::config::ManagedCertificate;
@@ -342,33 +342,7 @@ impl Engine {
     async fn rollback(&mut self, id: &str) -> Result<String, EngineError> {
         let cert = self.managed(id)?;
         self.busy(id)?;
-        let (store, live, own, cert_id) = (
-            self.core.store.clone(),
-            live_paths(&cert),
-            ownership(&cert)?,
-            id.to_owned(),
-        );
-        let version = super::blocking(move || store.rollback(&cert_id, &live, &own)).await??;
-        log::warn!(cert_id = id, version = version.0; "rolled back to the previous version");
-        let entry = super::HistoryEntry {
-            run: None,
-            outcome: super::Outcome::RolledBack,
-            reason: None,
-            started_at: None,
-            finished_at: crate::now_unix(),
-            plugin: Some(cert.plugin.clone()),
-            phase: None,
-            old_serial: None,
-            new_serial: None,
-            version: Some(version),
-            notes: Vec::new(),
-            error: None,
-            tasks: Vec::new(),
-        };
-        if let Err(e) = self.core.store.append_history(id, &entry) {
-            log::error!(cert_id = id; "rolled back, but the history entry cannot be written: {e}");
-        }
-        self.core.announce(id);
+        let version = self.core.roll_back(&cert, None, None).await?;
         Ok(format!("{id} is back at version {version}"))
     }
 }

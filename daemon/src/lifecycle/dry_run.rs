@@ -285,7 +285,12 @@ fn steps(cert: &ManagedCertificate, replaces: bool, phase: Option<Phase>) -> Vec
         (
             Phase::Verified,
             "verified",
-            "ask the plugin to verify that the authorities accept it".to_owned(),
+            match cert.renewal.verify.len() {
+                0 => "ask the plugin to verify that the authorities accept it".to_owned(),
+                n => format!(
+                    "check that the {n} configured endpoint(s) serve the new certificate, then ask the plugin to verify that the authorities accept it"
+                ),
+            },
         ),
         (Phase::Retired, "retired", retire_what),
     ];
@@ -342,7 +347,7 @@ fn describe_profile(
     (key, subject, sans)
 }
 
-/// The configured hooks, in the order they run.
+/// The configured hooks, in the order they run, and the endpoints probed after them.
 fn hooks(cert: &ManagedCertificate) -> Vec<String> {
     [
         ("pre_hook", &cert.renewal.pre_hook),
@@ -354,6 +359,18 @@ fn hooks(cert: &ManagedCertificate) -> Vec<String> {
         hook.as_ref()
             .map(|argv| format!("{name}: {}", argv.join(" ")))
     })
+    .chain(cert.renewal.verify.iter().map(|endpoint| {
+        format!(
+            "verify: {} serves the new certificate within {}{}",
+            endpoint.describe(),
+            cert.renewal.verify_window,
+            if cert.renewal.rollback_on_failed_verify {
+                ", or the previous version is put back"
+            } else {
+                ""
+            }
+        )
+    }))
     .collect()
 }
 
@@ -427,6 +444,21 @@ mod tests {
         assert_eq!(
             hooks(&cert),
             ["deploy_hook: /usr/bin/systemctl reload nginx"]
+        );
+        cert.renewal.verify = vec![crate::config::VerifyEndpoint {
+            address: "127.0.0.1:443".into(),
+            sni: Some("shop.example".into()),
+            starttls: None,
+        }];
+        cert.renewal.rollback_on_failed_verify = true;
+        assert_eq!(
+            hooks(&cert)[1],
+            "verify: 127.0.0.1:443 (SNI shop.example) serves the new certificate within 2m, or the previous version is put back"
+        );
+        assert!(
+            steps(&cert, true, None)[5]
+                .what
+                .starts_with("check that the 1 configured endpoint(s) serve")
         );
     }
 

@@ -48,30 +48,8 @@ impl Core {
         }
         let live = live_paths(cert);
         let own = ownership(cert)?;
-        let env = hooks::HookEnv {
-            cert_id: cert.id.clone(),
-            cert: cert.cert.display().to_string(),
-            key: cert
-                .key
-                .as_ref()
-                .map(|k| k.display().to_string())
-                .unwrap_or_default(),
-            chain: path_text(&cert.renewal.chain),
-            fullchain: path_text(&cert.renewal.fullchain),
-            old_serial: run
-                .old
-                .as_ref()
-                .map(|o| o.serial.clone())
-                .unwrap_or_default(),
-            new_serial: run
-                .new
-                .as_ref()
-                .map(|n| n.serial.clone())
-                .unwrap_or_default(),
-            outcome: String::new(),
-            extra: Vec::new(),
-        };
-        let timeout = Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1));
+        let env = hook_env(cert, run);
+        let timeout = hook_timeout(cert);
         let r = &cert.renewal;
         // Before anything runs or changes: what is live and in no version is kept.
         self.adopt_live(cert, &live, &own).await?;
@@ -124,6 +102,59 @@ impl Core {
         .await?;
         result??;
         Ok(())
+    }
+
+    /// Puts the previous version back on the live paths and records it in the history, with
+    /// `why` when certvakt did it by itself (then the deploy hook runs again, with
+    /// `CERTVAKT_OUTCOME=rollback`, so the service reloads the previous files). Returns the
+    /// version live again.
+    pub(super) async fn roll_back(
+        &self,
+        cert: &ManagedCertificate,
+        run: Option<&Run>,
+        why: Option<String>,
+    ) -> Result<store::VersionId, EngineError> {
+        let (store, live, own, id) = (
+            self.store.clone(),
+            live_paths(cert),
+            ownership(cert)?,
+            cert.id.clone(),
+        );
+        let version = super::blocking(move || store.rollback(&id, &live, &own)).await??;
+        log::warn!(cert_id = cert.id.as_str(), version = version.0; "rolled back to the previous version");
+        let entry = super::HistoryEntry {
+            run: run.map(|r| r.number),
+            outcome: super::Outcome::RolledBack,
+            reason: None,
+            started_at: None,
+            finished_at: crate::now_unix(),
+            plugin: Some(cert.plugin.clone()),
+            phase: None,
+            old_serial: None,
+            new_serial: None,
+            version: Some(version),
+            notes: Vec::new(),
+            error: why.clone(),
+            tasks: Vec::new(),
+        };
+        if let Err(e) = self.store.append_history(&cert.id, &entry) {
+            log::error!(cert_id = cert.id.as_str(); "rolled back, but the history entry cannot be written: {e}");
+        }
+        self.announce(&cert.id);
+        if let (Some(run), Some(_)) = (run, why) {
+            let env = hook_env(cert, run);
+            let deploy = &cert.renewal.deploy_hook;
+            self.after_hook(
+                cert,
+                hooks::HookKind::Deploy,
+                deploy,
+                &env,
+                "rollback",
+                hook_timeout(cert),
+            )
+            .await?;
+        }
+        Ok(version)
     }
 
     /// Runs a deploy or post hook, if configured. Its failure is reported (journal, metric),
@@ -542,6 +573,37 @@ pub(super) fn ownership(cert: &ManagedCertificate) -> Result<Ownership, EngineEr
         key_mode: r.key_mode,
         cert_mode: r.cert_mode,
     })
+}
+
+/// What the hooks of `run`'s install are told.
+fn hook_env(cert: &ManagedCertificate, run: &Run) -> hooks::HookEnv {
+    hooks::HookEnv {
+        cert_id: cert.id.clone(),
+        cert: cert.cert.display().to_string(),
+        key: cert
+            .key
+            .as_ref()
+            .map(|k| k.display().to_string())
+            .unwrap_or_default(),
+        chain: path_text(&cert.renewal.chain),
+        fullchain: path_text(&cert.renewal.fullchain),
+        old_serial: run
+            .old
+            .as_ref()
+            .map(|o| o.serial.clone())
+            .unwrap_or_default(),
+        new_serial: run
+            .new
+            .as_ref()
+            .map(|n| n.serial.clone())
+            .unwrap_or_default(),
+        outcome: String::new(),
+        extra: Vec::new(),
+    }
+}
+
+fn hook_timeout(cert: &ManagedCertificate) -> Duration {
+    Duration::from_secs(cert.renewal.hook_timeout.as_secs().max(1))
 }
 
 fn path_text(path: &Option<PathBuf>) -> String {

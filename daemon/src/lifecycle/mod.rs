@@ -52,6 +52,7 @@ mod cancel;
 pub mod cert_services;
 pub mod client_identities;
 mod commands;
+pub mod deploy_check;
 pub mod dry_run;
 mod engine;
 pub mod history;
@@ -126,6 +127,9 @@ pub enum EngineError {
     Import(String),
     #[error("{0}")]
     Hook(#[from] hooks::HookError),
+    /// The endpoints did not serve the installed certificate (the verified deploy).
+    #[error("{0}")]
+    Deploy(deploy_check::DeployFailure),
     /// The certificate's steps are in flight; the command cannot be done now.
     #[error("{0}")]
     Busy(String),

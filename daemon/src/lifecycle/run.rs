@@ -113,6 +113,10 @@ pub struct Run {
     /// (`check_issued`), which it does before registration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub plugin_checked: bool,
+    /// Whether every `[[certificate.verify]]` endpoint served the new certificate after the
+    /// install (the verified deploy); only then are the authorities asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deploy_verified: bool,
     /// The new certificate's chain (PEM), once issued.
     #[serde(default)]
     pub chain_pem: Option<String>,
@@ -152,6 +156,7 @@ impl Run {
             old_set: BTreeMap::new(),
             new_set: BTreeMap::new(),
             plugin_checked: false,
+            deploy_verified: false,
             chain_pem: None,
             version: None,
             wait_until: None,

@@ -20,6 +20,7 @@ use certvakt_plugin_api::{Completion, ErrorKind, TaskSpec};
 use serde_json::Value;
 
 use super::cert_services::{CertServices, KeyFiles, TaskIds};
+use super::deploy_check::DeployCheck;
 use super::engine::{Seen, StepDone};
 use super::tasks::{Certificates, close_tasks};
 use super::{
@@ -322,6 +323,19 @@ impl Core {
                         .await?
                 {
                     return Ok(Progress::Wait(None));
+                }
+                let verify_deploy = !registering
+                    && !cert.renewal.verify.is_empty()
+                    && record.run.as_ref().is_some_and(|r| !r.deploy_verified);
+                if verify_deploy {
+                    match self.check_deploy(cert, record).await? {
+                        DeployCheck::Again(at) => return Ok(Progress::Wait(Some(at))),
+                        DeployCheck::Served => {
+                            if let Some(run) = record.run.as_mut() {
+                                run.deploy_verified = true;
+                            }
+                        }
+                    }
                 }
                 let Some(run) = record.run.as_mut() else {
                     return Ok(Progress::Wait(None));
@@ -674,23 +688,32 @@ impl Core {
             EngineError::Plugin(PluginCallError::Plugin { error, .. }) => Some(error.kind),
             _ => None,
         };
+        // A deploy that was rolled back is installed again when its task is done, not by
+        // itself: each try would swap the service's certificate twice.
+        let held = matches!(error, EngineError::Deploy(d) if d.rolled_back.is_some());
         let wait = match kind {
             Some(ErrorKind::Permanent | ErrorKind::Configuration | ErrorKind::NeedsPerson) => max,
+            _ if held => max,
             _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
         };
         let now = crate::now_unix();
         record.retry_at = Some(now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)));
         record.last_error = Some(error.to_string());
-        let (step, phase) = record
+        let (mut step, phase) = record
             .run
             .as_ref()
             .map_or(("due", Phase::Due), |r| (next_step_name(r.phase), r.phase));
+        if matches!(error, EngineError::Deploy(_)) {
+            // Also after a rollback, which moved the run back to before its install.
+            step = next_step_name(Phase::Installed);
+        }
         log::error!(
             cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), step = step, failures = record.failures;
             "renewal step {step} failed (retry in {}): {error}", crate::human_time::format_span(wait)
         );
-        if kind == Some(ErrorKind::NeedsPerson) {
-            let spec = TaskSpec {
+        let task = match error {
+            EngineError::Deploy(failure) => Some(failure.task(cert)),
+            _ if kind == Some(ErrorKind::NeedsPerson) => Some(TaskSpec {
                 title: format!("{} needs a person before step {step}", cert.id),
                 instructions: format!(
                     "The {} plugin stopped at step {step} and says:\n\n    {error}\n\nDo what it asks, then mark this task done; certvakt tries the step again at once.",
@@ -698,16 +721,12 @@ impl Core {
                 ),
                 files: Vec::new(),
                 completes_by: Completion::Confirm,
-            };
-            if let Err(e) = self.open_task(
-                cert,
-                record,
-                phase,
-                spec,
-                None,
-                Certificates::default(),
-                now,
-            ) {
+            }),
+            _ => None,
+        };
+        if let Some(spec) = task {
+            let files = Certificates::default();
+            if let Err(e) = self.open_task(cert, record, phase, spec, None, files, now) {
                 log::error!(cert_id = cert.id.as_str(); "cannot open the task: {e}");
             }
         }

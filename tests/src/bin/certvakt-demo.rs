@@ -50,6 +50,7 @@ use certvakt_testkit::mitid::{MitIdErhverv, identity};
 use certvakt_testkit::pebble::{Pebble, PebbleConfig};
 use certvakt_testkit::seid::{IssuedSet, Pkcs12Form, SeidCa, SeidRole, SetOrder};
 use certvakt_testkit::simca::{SimCa, SimCaConfig};
+use certvakt_testkit::site::{Site, SiteFiles};
 use certvakt_testkit::siths::{SithsCa, SithsOrganisation};
 use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
 use certvakt_testkit::sni::SniEndpoint;
@@ -140,6 +141,14 @@ fn run() -> Result<()> {
     let mailbox = SmtpSink::start(SmtpOptions::plain()).context(
         "starting the demo's mail server (scripts/install-test-deps installs python3-aiosmtpd)",
     )?;
+    // web-demo's service: a TLS server on the live files that reloads when the deploy hook
+    // touches its reload file, probed by certvakt after each install (the verified deploy).
+    let live = dir.join("live");
+    let site = Site::start(SiteFiles::Live {
+        cert: live.join("web-demo.pem"),
+        key: live.join("web-demo.key"),
+        reload: live.join("web-demo.reload"),
+    })?;
     let manifest = certvakt_testkit::write_sample_set(&dir.join("certs"))?;
     let config = dir.join("certvakt.toml");
     std::fs::write(
@@ -149,7 +158,10 @@ fn run() -> Result<()> {
             &listen,
             &manifest,
             &sim_files,
-            &sim.url(),
+            WebDemo {
+                ca_url: &sim.url(),
+                site: site.address(),
+            },
             &pebble,
             &pharmacy,
         ) + &apotek.config(&dir)
@@ -187,6 +199,10 @@ fn run() -> Result<()> {
     println!(
         "  renewing   web-demo through a simulated CA at {} (2-minute certificates)",
         sim.url()
+    );
+    println!(
+        "             and served by a TLS service at {}: after each install certvakt checks that it serves the new certificate",
+        site.address()
     );
     println!(
         "             fmk-demo in MitID Erhverv (a task, done by a simulated operator), whitelisted in FMK at {}",
@@ -269,6 +285,21 @@ fn run() -> Result<()> {
             );
             let out = daemon.cli(&["status"])?;
             println!("{}", String::from_utf8_lossy(&out.stdout));
+            let verified = daemon
+                .log_text()
+                .matches("every endpoint serves the new certificate")
+                .count();
+            if verified == 0 {
+                bail!(
+                    "web-demo was installed, but its service was not verified to serve it; see {}",
+                    daemon.log.display()
+                );
+            }
+            println!(
+                "  verified deploy: web-demo's service at {} reloaded {} time(s); certvakt saw it serve the new certificate {verified} time(s)\n",
+                site.address(),
+                site.loads().saturating_sub(1),
+            );
             pharmacy.report();
             apotek.report();
             vardsystem.report();
@@ -897,12 +928,18 @@ to = ["it@demo-apotek.example"]
     )
 }
 
+/// Where web-demo is ordered (the simulated CA) and served (the site certvakt probes).
+struct WebDemo<'a> {
+    ca_url: &'a str,
+    site: &'a str,
+}
+
 fn demo_config(
     dir: &Path,
     listen: &str,
     manifest: &certvakt_testkit::Manifest,
     sim: &certvakt_testkit::simca::SimCaFiles,
-    url: &str,
+    web: WebDemo<'_>,
     pebble: &Pebble,
     pharmacy: &Pharmacy,
 ) -> String {
@@ -942,13 +979,17 @@ cert = "{dir}/live/web-demo.pem"
 key = "{dir}/live/web-demo.key"
 fullchain = "{dir}/live/web-demo.fullchain.pem"
 plugin = "simca"
-deploy_hook = ["/bin/sh", "-c", "echo \"$(date +%T) installed $CERTVAKT_CERT_ID serial $CERTVAKT_NEW_SERIAL\" >> {dir}/deploy-hook.log"]
+deploy_hook = ["/bin/sh", "-c", "echo \"$(date +%T) installed $CERTVAKT_CERT_ID serial $CERTVAKT_NEW_SERIAL\" >> {dir}/deploy-hook.log; touch {dir}/live/web-demo.reload"]
+verify_window = "30s"
 [certificate.settings]
 url = "{url}"
 trust = "simca"
 identity = "simca-client"
 subject = [{{ attribute = "CN", value = "apotek-demo.example" }}]
 sans = ["DNS:apotek-demo.example"]
+[[certificate.verify]]
+address = "{site}"
+sni = "apotek-demo.example"
 
 [[certificate]]
 id = "fmk-demo"
@@ -992,6 +1033,8 @@ revoke_old = true
         client_cert = sim.client.fullchain.display(),
         client_key = sim.client.key.display(),
         dir = dir.display(),
+        url = web.ca_url,
+        site = web.site,
         cvr = Pharmacy::CVR,
         fmk_url = pharmacy.fmk.fmk_url(),
         sts_url = pharmacy.fmk.sts_url(),
