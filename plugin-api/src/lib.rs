@@ -23,7 +23,7 @@ pub const ABI_VERSION: u32 = 1;
 /// methods are added, the major version for anything else. `tests/wire.rs` holds the bytes of
 /// every message per version and fails when they change without a bump. The descriptor
 /// carries it as `api_version`; [`abi::check_api_version`] decides what fits.
-pub const PLUGIN_API_VERSION: &str = "1.4.0";
+pub const PLUGIN_API_VERSION: &str = "1.5.0";
 
 #[allow(unsafe_code)]
 pub mod abi;

@@ -99,6 +99,9 @@ pub struct Description {
     /// Every setting the plugin reads.
     #[serde(default)]
     pub settings: Vec<SettingDoc>,
+    /// The key policies the plugin's authority works with; empty: every one. Added in 1.5.0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_policies: Vec<crate::profile::KeyPolicy>,
 }
 
 /// One documented setting.

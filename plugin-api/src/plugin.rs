@@ -23,7 +23,7 @@ use crate::messages::{
     PluginRequest, PluginResponse, RenewalWindow, SettingDoc, SettingProblem, StepContext,
     StepOutcome,
 };
-use crate::profile::CsrProfile;
+use crate::profile::{CsrProfile, KeyPolicy};
 
 /// The fault code of the error answering a method the plugin does not know.
 pub const UNKNOWN_METHOD: &str = "unknown_method";
@@ -38,6 +38,11 @@ pub struct About {
     pub summary: String,
     /// Every setting it reads from `[certificate.settings]`.
     pub settings: Vec<SettingDoc>,
+    /// The key policies its authority works with; empty: every one. A plugin whose CA makes
+    /// the keys lists only [`KeyPolicy::Rotate`]: a kept or pre-staged key would never be
+    /// used. `check-config` refuses a certificate configured with another, and so does a
+    /// renewal's first step. Added in 1.5.0.
+    pub key_policies: Vec<KeyPolicy>,
 }
 
 /// A certvakt plugin: renews certificates of one kind of authority.
@@ -170,7 +175,11 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
     };
     let outcome = match request {
         PluginRequest::Describe => {
-            let About { summary, settings } = plugin.describe();
+            let About {
+                summary,
+                settings,
+                key_policies,
+            } = plugin.describe();
             Ok(PluginResponse::Describe(Description {
                 name: P::NAME.to_owned(),
                 version: P::VERSION.to_owned(),
@@ -178,6 +187,7 @@ fn answer<P: Plugin>(plugin: &P, method: &str, params: &[u8], host: &Host<'_>) -
                 abi_version: crate::ABI_VERSION,
                 summary,
                 settings,
+                key_policies,
             }))
         }
         PluginRequest::ValidateSettings(params) => Ok(PluginResponse::ValidateSettings(

@@ -32,6 +32,35 @@ impl KeyAlgorithm {
     }
 }
 
+/// When a renewal gets a new key: a certificate's `key_policy`. A plugin says which its
+/// authority works with in [`crate::plugin::About::key_policies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPolicy {
+    /// A new key at every renewal, made when the renewal starts (the default).
+    #[default]
+    Rotate,
+    /// The key in use is kept across renewals (for pinning, DANE, or an authority that
+    /// registers the key rather than the certificate).
+    Reuse,
+    /// The next key is made right after a renewal completes and kept until the next one, so
+    /// its hash can be published (DNS TLSA records, an authority's whitelist) in advance.
+    Prestage,
+}
+
+impl KeyPolicy {
+    pub const ALL: [KeyPolicy; 3] = [KeyPolicy::Rotate, KeyPolicy::Reuse, KeyPolicy::Prestage];
+
+    /// The name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPolicy::Rotate => "rotate",
+            KeyPolicy::Reuse => "reuse",
+            KeyPolicy::Prestage => "prestage",
+        }
+    }
+}
+
 /// How a subject attribute's value is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

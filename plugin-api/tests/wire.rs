@@ -22,7 +22,7 @@ use certvakt_plugin_api::messages::{
     TaskFile, TaskFileContent, TaskSpec, ValidateSettings,
 };
 use certvakt_plugin_api::profile::{
-    CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyUsage, StringType, SubjectAltName,
+    CsrProfile, ExtendedKeyUsage, KeyAlgorithm, KeyPolicy, KeyUsage, StringType, SubjectAltName,
     SubjectAttribute,
 };
 use certvakt_plugin_api::{ABI_VERSION, PLUGIN_API_VERSION};
@@ -217,6 +217,7 @@ fn plugin_responses() -> Vec<PluginResponse> {
                 SettingDoc::required("cvr", "The pharmacy's CVR number.").example("\"25450442\""),
                 SettingDoc::optional("environment", "\"production\" (default) or \"test\"."),
             ],
+            key_policies: vec![KeyPolicy::Rotate],
         }),
         PluginResponse::ValidateSettings(vec![
             SettingProblem::new("cvr", "is required").with_hint("write cvr = \"25450442\""),

@@ -16,6 +16,7 @@ mod engine;
 mod finland;
 mod fleet;
 mod isolation;
+mod key_policy;
 mod live_files;
 mod manpages;
 mod monitor;

@@ -317,6 +317,7 @@ mod tests {
             open_tasks: Vec::new(),
             suggested_window: None,
             notes: Vec::new(),
+            next_key: None,
         }
     }
 

@@ -554,6 +554,27 @@ fn render_entry(out: &mut String, shown: &ShownEntry) {
     }
 }
 
+/// The pre-staged key: what to publish before the next renewal (a DANE record, a pin).
+fn render_next_key(out: &mut String, next: &crate::lifecycle::run::NextKey, running: bool) {
+    let when = if running {
+        "the run in progress uses it"
+    } else {
+        "the next renewal uses it"
+    };
+    push_field(
+        out,
+        "next key",
+        &format!(
+            "{}, made {}; {when}",
+            next.algorithm.as_str(),
+            format_time(next.made_at)
+        ),
+    );
+    push_field(out, "SPKI SHA-256", &next.spki_sha256);
+    push_field(out, "TLSA record", &format!("3 1 1 {}", next.spki_sha256));
+    push_field(out, "SPKI", &next.spki);
+}
+
 /// `show ID`.
 pub fn render_show(report: &ShowReport) -> String {
     let mut out = String::new();
@@ -587,6 +608,9 @@ pub fn render_show(report: &ShowReport) -> String {
         }
         if let Some(at) = r.last_success {
             push_field(&mut out, "last renewed", &format_time(at));
+        }
+        if let Some(next) = &r.next_key {
+            render_next_key(&mut out, next, r.phase.is_some());
         }
         if r.failures > 0 {
             push_field(
@@ -1456,6 +1480,7 @@ mod tests {
             open_tasks: Vec::new(),
             suggested_window: None,
             notes: Vec::new(),
+            next_key: None,
         }];
         let text = render_status(&report, None);
         assert!(text.contains("  shop: create temp file /srv/x"), "{text}");
@@ -1544,6 +1569,7 @@ mod tests {
             open_tasks: Vec::new(),
             suggested_window: None,
             notes: Vec::new(),
+            next_key: None,
         }
     }
 
@@ -1869,6 +1895,7 @@ mod tests {
             open_tasks: Vec::new(),
             suggested_window: None,
             notes: Vec::new(),
+            next_key: None,
         });
         report.renewals = vec![running, renewal("idle")];
         let status = json(&Response::Status(Box::new(report)));

@@ -337,16 +337,8 @@ impl VerifyEndpoint {
     }
 }
 
-/// Whether a renewal makes a new key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyPolicy {
-    /// A new key every renewal (the default).
-    #[default]
-    New,
-    /// Keep the current key (for authorities that pin the key, not the certificate).
-    Reuse,
-}
+/// When a renewal gets a new key (`key_policy`): the plugin API's, which plugins also name.
+pub use certvakt_plugin_api::profile::KeyPolicy;
 
 /// The renewal keys of a `[[certificate]]`; every one is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -363,7 +355,7 @@ pub struct Renewal {
     /// `key_type`: overrides the plugin's choice (`rsa-2048`, `rsa-3072`, `rsa-4096`,
     /// `ec-p256`, `ec-p384`).
     pub key_type: Option<certvakt_plugin_api::profile::KeyAlgorithm>,
-    /// `key_policy`: `new` (default) or `reuse`.
+    /// `key_policy`: `rotate` (default; `new` is its older name), `reuse` or `prestage`.
     pub key_policy: KeyPolicy,
     /// `owner` and `group` of the written files (names); default: the daemon's.
     pub owner: Option<String>,
@@ -495,7 +487,7 @@ impl Default for Renewal {
             pkcs12: None,
             renew_before: None,
             key_type: None,
-            key_policy: KeyPolicy::New,
+            key_policy: KeyPolicy::Rotate,
             owner: None,
             group: None,
             key_mode: 0o600,
@@ -595,6 +587,9 @@ pub enum NotifyEvent {
     /// A plugin's own mail to an authority, sent for it (never routed; listed for the
     /// metrics' `event` label).
     PluginMail,
+    /// A key was pre-staged for a certificate's next renewal (`key_policy = "prestage"`): its
+    /// hash, to publish before it is used.
+    KeyPrestaged,
     /// certvakt is alive: every `heartbeat_every`, for a receiver that alarms when it stops
     /// (off unless a route names it).
     Heartbeat,
@@ -604,7 +599,7 @@ pub enum NotifyEvent {
 
 impl NotifyEvent {
     /// The events a route may name, in the order documented.
-    pub const ROUTABLE: [NotifyEvent; 8] = [
+    pub const ROUTABLE: [NotifyEvent; 9] = [
         NotifyEvent::TaskOpened,
         NotifyEvent::TaskReminder,
         NotifyEvent::RenewalFailing,
@@ -612,6 +607,7 @@ impl NotifyEvent {
         NotifyEvent::Expired,
         NotifyEvent::RenewalCompleted,
         NotifyEvent::PluginRefused,
+        NotifyEvent::KeyPrestaged,
         NotifyEvent::Heartbeat,
     ];
 
@@ -625,6 +621,7 @@ impl NotifyEvent {
             NotifyEvent::RenewalCompleted => "renewal_completed",
             NotifyEvent::PluginRefused => "plugin_refused",
             NotifyEvent::PluginMail => "plugin_mail",
+            NotifyEvent::KeyPrestaged => "key_prestaged",
             NotifyEvent::Heartbeat => "heartbeat",
             NotifyEvent::Test => "test",
         }

@@ -167,7 +167,7 @@ channel = "command"
     assert_eq!(
         find(&problems, "notify[0].events[0]").hint,
         "did you mean \"task_opened\"? Events: task_opened, task_reminder, renewal_failing, \
-         expiring, expired, renewal_completed, plugin_refused, heartbeat"
+         expiring, expired, renewal_completed, plugin_refused, key_prestaged, heartbeat"
     );
     assert!(
         find(&problems, "notify[0].url")

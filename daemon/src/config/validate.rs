@@ -481,6 +481,14 @@ impl Validator<'_> {
             }
         }
         let mut pairs = vec![(format!("certificate[{i}]"), &r.legacy_cert, &r.legacy_key)];
+        if !r.set.is_empty() && r.key_policy == KeyPolicy::Prestage {
+            self.report(
+                &format!("certificate[{i}].key_policy"),
+                origin,
+                "key_policy = \"prestage\" is for a single certificate, not a set".into(),
+                "write key_policy = \"rotate\" (the default) or \"reuse\" for a set".into(),
+            );
+        }
         for (role, m) in &r.set {
             let at = format!("certificate[{i}].set.{role}");
             files.push((format!("{at}.cert"), m.cert.as_path()));
@@ -707,14 +715,18 @@ pub(super) fn starttls(text: &str) -> Result<StartTls, Refusal> {
     }
 }
 
-/// `key_policy`: `new` or `reuse`.
+/// `key_policy`: `rotate` (or its older name `new`), `reuse` or `prestage`.
 pub(super) fn key_policy(text: &str) -> Result<KeyPolicy, Refusal> {
     match text {
-        "new" => Ok(KeyPolicy::New),
+        "rotate" | "new" => Ok(KeyPolicy::Rotate),
         "reuse" => Ok(KeyPolicy::Reuse),
+        "prestage" => Ok(KeyPolicy::Prestage),
         _ => Err(Refusal {
             message: format!("\"{text}\" is not a key policy"),
-            hint: "write key_policy = \"new\" (a new key every renewal) or \"reuse\"".into(),
+            hint: "write key_policy = \"rotate\" (a new key at every renewal), \"reuse\" (keep \
+                   the key) or \"prestage\" (make the next key right after a renewal, to publish \
+                   its hash in advance)"
+                .into(),
         }),
     }
 }

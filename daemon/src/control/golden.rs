@@ -132,6 +132,7 @@ fn renewals() -> Vec<Renewal> {
         open_tasks: tasks(),
         suggested_window: Some((1_800_000_000, 1_800_086_400)),
         notes: vec!["the new certificate has a new UUID".into()],
+        next_key: None,
     };
     let idle = CertRenewal {
         id: "shop".into(),
@@ -145,6 +146,7 @@ fn renewals() -> Vec<Renewal> {
         open_tasks: Vec::new(),
         suggested_window: None,
         notes: Vec::new(),
+        next_key: None,
     };
     // Every step a run can be at.
     let at_every_step: Vec<CertRenewal> = Phase::ALL

@@ -624,6 +624,10 @@ pub struct Renewal {
     /// What the operator should know about the new certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The key pre-staged for the next renewal (`key_policy = "prestage"`): its type, the
+    /// SHA-256 of its SubjectPublicKeyInfo (hex) and the SubjectPublicKeyInfo (base64 DER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<lifecycle::run::NextKey>,
 }
 
 impl From<&lifecycle::CertRenewal> for Renewal {
@@ -640,6 +644,7 @@ impl From<&lifecycle::CertRenewal> for Renewal {
             open_tasks,
             suggested_window,
             notes,
+            next_key,
         } = renewal;
         Renewal {
             id: id.clone(),
@@ -654,6 +659,7 @@ impl From<&lifecycle::CertRenewal> for Renewal {
             open_tasks: open_tasks.iter().map(Task::from).collect(),
             suggested_window: *suggested_window,
             notes: notes.clone(),
+            next_key: next_key.as_deref().cloned(),
         }
     }
 }

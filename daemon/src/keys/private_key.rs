@@ -105,6 +105,17 @@ impl PrivateKey {
         self.public_key.clone()
     }
 
+    /// The public key's SubjectPublicKeyInfo (DER), as a certificate for this key carries it:
+    /// what a TLSA `3 1 1` record or an HPKP-style pin hashes.
+    pub fn spki_der(&self) -> Result<Vec<u8>, KeyError> {
+        let der = match &self.pair {
+            Pair::Rsa(pair) => pair.public_key().as_der(),
+            Pair::Ec(pair) => pair.public_key().as_der(),
+        };
+        der.map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyError::KeyFile(KeyFileProblem::NotAKey))
+    }
+
     /// The key as PKCS#8 DER.
     pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         self.pkcs8.clone()

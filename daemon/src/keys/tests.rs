@@ -1388,3 +1388,27 @@ fn openssl_bundle(
     openssl(&args);
     p12_path
 }
+
+#[test]
+fn the_spki_is_the_one_a_csr_for_the_key_carries() {
+    for algorithm in [
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::EcP384,
+        KeyAlgorithm::Rsa2048,
+    ] {
+        let key = generate(algorithm).expect("key");
+        let request = csr(&siths_profile(algorithm), &key).expect("csr");
+        let (_, parsed) = X509CertificationRequest::from_der(&request.der).expect("parse");
+        let spki = key.spki_der().expect("spki");
+        assert_eq!(
+            parsed.certification_request_info.subject_pki.raw,
+            spki.as_slice(),
+            "{algorithm:?}"
+        );
+        let (_, read) = SubjectPublicKeyInfo::from_der(&spki).expect("a SubjectPublicKeyInfo");
+        assert_eq!(
+            &*read.subject_public_key.data,
+            key.public_key_raw().as_slice()
+        );
+    }
+}

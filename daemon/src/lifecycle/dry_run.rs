@@ -314,7 +314,11 @@ fn describe_profile(
             "no new key: the live key is kept (key_policy = \"reuse\"); the profile asks for {}",
             algorithm.as_str()
         ),
-        KeyPolicy::New => format!("a new {} key", algorithm.as_str()),
+        KeyPolicy::Rotate => format!("a new {} key", algorithm.as_str()),
+        KeyPolicy::Prestage => format!(
+            "the pre-staged {} key (key_policy = \"prestage\"; `certvakt show` gives its hash), or a new one when none is ready",
+            algorithm.as_str()
+        ),
     };
     let subject = profile
         .subject

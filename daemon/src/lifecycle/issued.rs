@@ -21,7 +21,7 @@ use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_pa
 use crate::bounded;
 use crate::config::{Config, KeyPolicy, ManagedCertificate, PRIMARY_ROLE};
 use crate::keys::{self, PrivateKey};
-use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _};
+use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _, settings_check};
 use crate::store::{self, Store, VersionFiles};
 
 impl Core {
@@ -35,6 +35,7 @@ impl Core {
         current: Option<&CertFacts>,
         services: &Arc<CertServices>,
     ) -> Result<(), EngineError> {
+        self.check_key_policy(cert, plugin, services).await?;
         let roles = cert.roles();
         let mut csrs = std::collections::BTreeMap::new();
         for role in roles
@@ -60,11 +61,12 @@ impl Core {
             let cert = cert.clone();
             // Reading or making the key (RSA takes a while), writing it with its fsyncs, and
             // the CSR's signature: all off the runtime thread.
-            let made = super::blocking(move || {
+            let (profile, csr, note) = super::blocking(move || {
                 pending_key_and_csr(&cert, &pending, live.as_deref(), profile)
             })
             .await??;
-            csrs.insert(role.cloned().unwrap_or_default(), made);
+            run.notes.extend(note);
+            csrs.insert(role.cloned().unwrap_or_default(), (profile, csr));
         }
         let primary = if roles.is_empty() { "" } else { PRIMARY_ROLE };
         let Some((profile, csr)) = csrs.remove(primary) else {
@@ -88,6 +90,30 @@ impl Core {
             );
         }
         Ok(())
+    }
+
+    /// Refuses a key policy the plugin's authority does not work with (a CA that makes the
+    /// keys cannot take a kept or pre-staged one). A plugin that cannot say is not held to it.
+    async fn check_key_policy(
+        &self,
+        cert: &ManagedCertificate,
+        plugin: &LoadedPlugin,
+        services: &Arc<CertServices>,
+    ) -> Result<(), EngineError> {
+        if cert.renewal.key_policy == KeyPolicy::Rotate {
+            return Ok(());
+        }
+        let about = match plugin.describe(services.clone(), self.deadline).await {
+            Ok(about) => about,
+            Err(e) => {
+                log::warn!(cert_id = cert.id.as_str(); "cannot ask the plugin which key policies it works with: {e}");
+                return Ok(());
+            }
+        };
+        match settings_check::key_policy_refusal(cert, &about.key_policies) {
+            Some(why) => Err(EngineError::KeyPolicy(why)),
+            None => Ok(()),
+        }
     }
 
     /// [`accept_issued`] on the blocking pool; `run` is updated only when it succeeds.
@@ -294,16 +320,40 @@ fn accept_set(
 }
 
 /// Reads the pending key at `pending` (a renewal that crashed made it already), or makes it —
-/// from the live key `live` with `key_policy = "reuse"` — and writes it (0600) before
-/// anything is asked of a CA; then the CSR for it.
+/// from the live key `live` with `key_policy = "reuse"`, the pre-staged key with `prestage` —
+/// and writes it (0600) before anything is asked of a CA; then the CSR for it, and a note for
+/// the run when a pre-staged key could not be used.
 fn pending_key_and_csr(
     cert: &ManagedCertificate,
     pending: &std::path::Path,
     live: Option<&std::path::Path>,
     mut profile: certvakt_plugin_api::profile::CsrProfile,
-) -> Result<(certvakt_plugin_api::profile::CsrProfile, keys::Csr), EngineError> {
+) -> Result<
+    (
+        certvakt_plugin_api::profile::CsrProfile,
+        keys::Csr,
+        Option<String>,
+    ),
+    EngineError,
+> {
+    let mut note = None;
     let key = match bounded::read(pending, bounded::KEY_FILE_LIMIT) {
         Ok(bytes) => PrivateKey::from_bytes(&Zeroizing::new(bytes))?,
+        Err(e) if e.is_not_found() && cert.renewal.key_policy == KeyPolicy::Prestage => {
+            match super::next_key::take(cert, pending, profile.key) {
+                Ok(key) => key,
+                Err(why) => {
+                    note = Some(why);
+                    let key = keys::generate(profile.key)?;
+                    store::atomic::write_file(
+                        pending,
+                        key.to_pkcs8_pem().as_bytes(),
+                        &store::FileSpec::mode(0o600),
+                    )?;
+                    key
+                }
+            }
+        }
         Err(e) if e.is_not_found() => {
             let key = match (cert.renewal.key_policy, live) {
                 (KeyPolicy::Reuse, Some(live)) if live.exists() => {
@@ -339,7 +389,7 @@ fn pending_key_and_csr(
         profile.key = key.algorithm();
     }
     let csr = keys::csr(&profile, &key)?;
-    Ok((profile, csr))
+    Ok((profile, csr, note))
 }
 
 /// Where the pending key of a set's further role is kept: beside the primary's.

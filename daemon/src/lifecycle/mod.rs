@@ -61,6 +61,7 @@ pub mod import;
 mod inbox;
 mod install;
 mod issued;
+pub mod next_key;
 pub mod run;
 mod set;
 mod steps;
@@ -127,6 +128,9 @@ pub enum EngineError {
     Import(String),
     #[error("{0}")]
     Hook(#[from] hooks::HookError),
+    /// The certificate's `key_policy` is one its plugin does not work with.
+    #[error("{0}")]
+    KeyPolicy(String),
     /// The endpoints did not serve the installed certificate (the verified deploy).
     #[error("{0}")]
     Deploy(deploy_check::DeployFailure),
@@ -259,6 +263,10 @@ pub struct CertRenewal {
     /// the last one when none is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The key pre-staged for the next renewal (`key_policy = "prestage"`); boxed, as most
+    /// certificates have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<Box<run::NextKey>>,
 }
 
 /// The engine as readers see it.

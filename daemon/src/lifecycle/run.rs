@@ -229,6 +229,23 @@ pub struct Record {
     /// use until `certvakt renew` (or a new certificate is live).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancelled>,
+    /// The key made in advance for the next renewal (`key_policy = "prestage"`), as it is
+    /// shown and published: never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<NextKey>,
+}
+
+/// A pre-staged key's public facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextKey {
+    pub algorithm: certvakt_plugin_api::profile::KeyAlgorithm,
+    /// SHA-256 of the SubjectPublicKeyInfo, lowercase hex: the data of a DANE `TLSA 3 1 1`
+    /// record.
+    pub spki_sha256: String,
+    /// The SubjectPublicKeyInfo, DER, base64.
+    pub spki: String,
+    /// When it was made (Unix seconds).
+    pub made_at: i64,
 }
 
 /// A cancelled run, holding back automatic renewal of the certificate it would have replaced.

@@ -27,7 +27,7 @@ use super::{
     CallToken, CertFacts, Core, EngineError, Phase, Progress, Reason, Record, Run, Suggestion, fnv,
     next_step_name,
 };
-use crate::config::ManagedCertificate;
+use crate::config::{KeyPolicy, ManagedCertificate};
 use crate::plugin_host::{BasicServices, LoadedPlugin, PluginCallError, settings_check};
 
 /// How often to ask about a renewal window when the plugin does not say (and the longest
@@ -206,6 +206,9 @@ impl Core {
             }
         };
         if record.run.is_none() {
+            if cert.renewal.key_policy == KeyPolicy::Prestage || record.next_key.is_some() {
+                self.keep_next_key(cert, record).await;
+            }
             let mut check_at = None;
             let serial = current.as_ref().map(|f| f.serial.as_str());
             if super::cancel::held_by_cancel(record, serial) {
@@ -693,7 +696,7 @@ impl Core {
         let held = matches!(error, EngineError::Deploy(d) if d.rolled_back.is_some());
         let wait = match kind {
             Some(ErrorKind::Permanent | ErrorKind::Configuration | ErrorKind::NeedsPerson) => max,
-            _ if held => max,
+            _ if held || matches!(error, EngineError::KeyPolicy(_)) => max,
             _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
         };
         let now = crate::now_unix();

@@ -61,6 +61,19 @@ pub struct Managed {
     pub not_after: Option<i64>,
     pub subject: Option<String>,
     pub tasks: Vec<OpenTask>,
+    /// The key pre-staged for its next renewal (`key_policy = "prestage"`).
+    pub next_key: Option<NextKeyFacts>,
+}
+
+/// A pre-staged key's public facts, as told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextKeyFacts {
+    /// `ec-p256`, `rsa-3072`, …
+    pub algorithm: String,
+    /// SHA-256 of the SubjectPublicKeyInfo, lowercase hex.
+    pub spki_sha256: String,
+    /// The SubjectPublicKeyInfo, DER, base64.
+    pub spki: String,
 }
 
 /// An operator task that is open.
@@ -312,6 +325,48 @@ pub fn due(
             };
             tell(format!("completed:{}:{done}", cert.id), None, &make);
         }
+    }
+
+    for (cert, next) in snapshot
+        .managed
+        .iter()
+        .filter_map(|c| c.next_key.as_ref().map(|n| (c, n)))
+    {
+        let make = |count: u32| {
+            let mut details = serde_json::Map::new();
+            details.insert("algorithm".into(), next.algorithm.clone().into());
+            details.insert("spki_sha256".into(), next.spki_sha256.clone().into());
+            details.insert("spki".into(), next.spki.clone().into());
+            Due {
+                key: String::new(),
+                count,
+                event: NotifyEvent::KeyPrestaged,
+                cert_id: Some(cert.id.clone()),
+                plugin: Some(cert.plugin.clone()),
+                task_id: None,
+                deadline: None,
+                subject: format!(
+                    "[certvakt] Next key ready: {} (publish it before the next renewal)",
+                    cert.id
+                ),
+                body: format!(
+                    "certvakt made the key of the next renewal of {id} ({algorithm}). The next renewal uses exactly this key, so records and whitelists that name it can be prepared now.\n\n\
+                     SPKI SHA-256: {hash}\nDANE TLSA record data: 3 1 1 {hash}\nSubjectPublicKeyInfo (base64 DER): {spki}\n{footer}",
+                    id = cert.id,
+                    algorithm = next.algorithm,
+                    hash = next.spki_sha256,
+                    spki = next.spki,
+                    footer = footer(&snapshot.host, &format!("certvakt show {}", cert.id)),
+                ),
+                files: Vec::new(),
+                details,
+            }
+        };
+        tell(
+            format!("next-key:{}:{}", cert.id, next.spki_sha256),
+            None,
+            &make,
+        );
     }
 
     for seen in &snapshot.certificates {
@@ -618,6 +673,7 @@ mod tests {
                         PathBuf::from("/var/lib/certvakt/outbox/x/request.csr"),
                     ],
                 }],
+                next_key: None,
             }],
             certificates: Vec::new(),
             refused_plugins: Vec::new(),
@@ -804,6 +860,37 @@ mod tests {
         let (dues, _) = due(&s, &ledger, &settings);
         assert_eq!(events(&dues), vec![(NotifyEvent::Heartbeat, 2)]);
         assert_ne!(dues[0].id(), beat.id());
+    }
+
+    #[test]
+    fn a_prestaged_key_is_told_once_per_key_with_its_hash() {
+        let settings = NotificationsSection::default();
+        let mut s = snapshot(1_000_000_000);
+        s.managed[0].tasks.clear();
+        let key = |hash: &str| NextKeyFacts {
+            algorithm: "ec-p256".into(),
+            spki_sha256: hash.into(),
+            spki: "MFkwEwYHKoZIzj0CAQ==".into(),
+        };
+        s.managed[0].next_key = Some(key("ab12"));
+        let (dues, ledger) = due(&s, &Ledger::new(), &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::KeyPrestaged, 1)]);
+        let told = &dues[0];
+        assert_eq!(told.cert_id.as_deref(), Some("fmk-prod"));
+        assert!(
+            told.body.contains("DANE TLSA record data: 3 1 1 ab12"),
+            "{}",
+            told.body
+        );
+        assert!(told.body.contains("MFkwEwYHKoZIzj0CAQ=="), "{}", told.body);
+        assert_eq!(told.details["spki_sha256"], "ab12");
+        // The same key is not told again; the next one is.
+        s.now += 30 * DAY;
+        assert!(due(&s, &ledger, &settings).0.is_empty());
+        s.managed[0].next_key = Some(key("cd34"));
+        let (dues, _) = due(&s, &ledger, &settings);
+        assert_eq!(events(&dues), vec![(NotifyEvent::KeyPrestaged, 1)]);
+        assert!(NotifyEvent::defaults().contains(&NotifyEvent::KeyPrestaged));
     }
 
     #[test]

@@ -72,15 +72,15 @@ fn check_plugin_settings(config: &Config) -> Vec<Problem> {
         (euid != 0).then_some(euid),
         Arc::new(metrics),
     );
-    let answers = runtime.block_on(ask_plugins(
-        config,
-        &plugins,
-        &BTreeSet::new(),
-        CHECK_DEADLINE,
-    ));
+    let (answers, policies) = runtime.block_on(async {
+        let answers = ask_plugins(config, &plugins, &BTreeSet::new(), CHECK_DEADLINE).await;
+        let policies = key_policy_problems(config, &plugins, CHECK_DEADLINE).await;
+        (answers, policies)
+    });
     runtime.shutdown_timeout(Duration::from_secs(1));
     let mut found = missing_plugins(config, &plugins);
     found.extend(problems(config, answers));
+    found.extend(policies);
     found
 }
 
@@ -189,6 +189,81 @@ impl SettingsAnswers {
         .await
         .cloned()
     }
+}
+
+/// Why `cert`'s key policy does not fit a plugin that works with `allowed` (empty: with every
+/// policy); `None` when it fits.
+pub fn key_policy_refusal(
+    cert: &ManagedCertificate,
+    allowed: &[crate::config::KeyPolicy],
+) -> Option<String> {
+    let policy = cert.renewal.key_policy;
+    if allowed.is_empty() || allowed.contains(&policy) {
+        return None;
+    }
+    let names: Vec<String> = allowed
+        .iter()
+        .map(|p| format!("\"{}\"", p.as_str()))
+        .collect();
+    Some(format!(
+        "plugin {} does not work with key_policy = \"{}\" (its authority works with {}): write key_policy = {} for certificate {}",
+        cert.plugin,
+        policy.as_str(),
+        names.join(", "),
+        names[0],
+        cert.id
+    ))
+}
+
+/// Each managed certificate whose `key_policy` its plugin does not work with, at the line of
+/// `key_policy`. Each plugin is asked once (`describe`); one that cannot answer is skipped.
+async fn key_policy_problems(
+    config: &Config,
+    plugins: &Registry,
+    deadline: Duration,
+) -> Vec<Problem> {
+    let mut allowed: HashMap<&str, Option<Vec<crate::config::KeyPolicy>>> = HashMap::new();
+    let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for (i, cert) in config.certificates.iter().enumerate() {
+        if cert.renewal.key_policy == crate::config::KeyPolicy::Rotate {
+            continue;
+        }
+        let Some(plugin) = plugins.get(&cert.plugin) else {
+            continue;
+        };
+        if !allowed.contains_key(cert.plugin.as_str()) {
+            let services = Arc::new(BasicServices::new(
+                plugin.name.clone(),
+                cert.id.clone(),
+                scratch.clone(),
+            ));
+            let about = plugin.describe(services, deadline).await.ok();
+            allowed.insert(cert.plugin.as_str(), about.map(|a| a.key_policies));
+        }
+        let Some(Some(policies)) = allowed.get(cert.plugin.as_str()) else {
+            continue;
+        };
+        if let Some(why) = key_policy_refusal(cert, policies) {
+            let key = format!("certificate[{i}].key_policy");
+            problems.push(Problem {
+                file: cert.origin.file.clone(),
+                line: Some(
+                    config
+                        .key_origins
+                        .get(&key)
+                        .map_or(cert.origin.line, |o| o.line),
+                ),
+                key,
+                message: why,
+                hint: format!(
+                    "see `certvakt plugins` and the {} plugin's README",
+                    cert.plugin
+                ),
+            });
+        }
+    }
+    problems
 }
 
 /// At most this many settings are asked about at once.

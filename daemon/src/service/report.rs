@@ -407,6 +407,7 @@ mod tests {
             open_tasks: Vec::new(),
             suggested_window: None,
             notes: Vec::new(),
+            next_key: None,
         }
     }
 

@@ -9,7 +9,7 @@ use super::View;
 use crate::config::NotifyEvent;
 use crate::inventory::SourceKind;
 use crate::lifecycle::EngineView;
-use crate::notify::derive::{Managed, OpenTask, Seen, Snapshot};
+use crate::notify::derive::{Managed, NextKeyFacts, OpenTask, Seen, Snapshot};
 use crate::plugin_host::Registry;
 
 /// The notifier's look: reads the latest snapshots each time it is called.
@@ -84,6 +84,11 @@ fn snapshot(
                 last_success: c.last_success,
                 not_after: entry.map(|e| e.cert.not_after),
                 subject: entry.map(|e| e.cert.subject.clone()),
+                next_key: c.next_key.as_ref().map(|n| NextKeyFacts {
+                    algorithm: n.algorithm.as_str().to_owned(),
+                    spki_sha256: n.spki_sha256.clone(),
+                    spki: n.spki.clone(),
+                }),
                 tasks: c
                     .open_tasks
                     .iter()

@@ -23,6 +23,9 @@ use super::{DIR_MODE, META_MODE, Result, Store, StoreError, check_name, io_err};
 const STATE_FILE: &str = "state.json";
 const HISTORY_FILE: &str = "history.jsonl";
 const PENDING_KEY_FILE: &str = "pending-key.pem";
+/// The key made in advance for the next renewal (`key_policy = "prestage"`), beside the
+/// pending key so that taking it is one rename.
+pub const NEXT_KEY_FILE: &str = "next-key.pem";
 const OUTBOX_DIR: &str = "outbox";
 const INBOX_DIR: &str = "inbox";
 const PLUGINS_DIR: &str = "plugins";
@@ -123,6 +126,14 @@ impl Store {
         Ok(self
             .cert_dir_created("find pending key", id)?
             .join(PENDING_KEY_FILE))
+    }
+
+    /// `certs/<id>/next-key.pem`: the pre-staged key of the next renewal (0600), made right
+    /// after a renewal completes and renamed to the pending key when the next one starts.
+    pub fn next_key_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self
+            .cert_dir_created("find the next key", id)?
+            .join(NEXT_KEY_FILE))
     }
 
     /// The pending keys of certificate `id` that exist: `pending-key.pem` and a set's or an

@@ -59,6 +59,7 @@ mod tests_set;
 mod versions;
 
 pub use atomic::FileSpec;
+pub use journal::NEXT_KEY_FILE;
 
 /// Folder modes: the daemon's group (the read-only operators) may look, nobody else.
 const DIR_MODE: u32 = 0o750;

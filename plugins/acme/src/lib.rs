@@ -62,6 +62,7 @@ impl Plugin for Acme {
                       hook command); nothing for a person to do."
                 .into(),
             settings: settings::docs(),
+            key_policies: Vec::new(),
         }
     }
 

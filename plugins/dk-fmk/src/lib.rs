@@ -112,6 +112,8 @@ impl Plugin for DkFmk {
                       removes the old entry after the overlap."
                 .into(),
             settings: settings::docs(),
+            // MitID Erhverv makes the key: a kept or pre-staged one would never be used.
+            key_policies: vec![certvakt_plugin_api::profile::KeyPolicy::Rotate],
         }
     }
 

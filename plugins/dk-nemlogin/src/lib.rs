@@ -102,6 +102,8 @@ impl Plugin for DkNemlogin {
                       removed after the overlap."
                 .into(),
             settings: settings::docs(),
+            // MitID Erhverv makes the key: a kept or pre-staged one would never be used.
+            key_policies: vec![certvakt_plugin_api::profile::KeyPolicy::Rotate],
         }
     }
 

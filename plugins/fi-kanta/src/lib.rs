@@ -153,6 +153,7 @@ impl Plugin for FiKanta {
                       the old certificate's revocation and watches the CRL until it is done."
                 .into(),
             settings: settings::docs(),
+            key_policies: Vec::new(),
         }
     }
 

@@ -101,6 +101,7 @@ impl Plugin for ManualCa {
                       comes back through certvakt import or the inbox."
                 .into(),
             settings: settings::docs(),
+            key_policies: Vec::new(),
         }
     }
 

@@ -193,6 +193,8 @@ impl Plugin for NoNhn {
                       encryption key for a retention period."
                 .into(),
             settings: settings::docs(),
+            // Buypass and Commfides make the keys (key_source = "ca", the default); every renewal has new ones.
+            key_policies: vec![certvakt_plugin_api::profile::KeyPolicy::Rotate],
         }
     }
 

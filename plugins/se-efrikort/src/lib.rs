@@ -102,6 +102,7 @@ impl Plugin for SeEfrikort {
                       call with it proves the access."
                 .into(),
             settings: settings::docs(),
+            key_policies: Vec::new(),
         }
     }
 

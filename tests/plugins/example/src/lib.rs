@@ -107,6 +107,7 @@ impl Plugin for ExampleCa {
                 )
                 .example("\"issue\""),
             ],
+            key_policies: Vec::new(),
         }
     }
 

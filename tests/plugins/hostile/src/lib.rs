@@ -77,6 +77,7 @@ impl Plugin for Hostile {
         About {
             summary: "Misbehaves on demand, for the plugin isolation tests.".into(),
             settings: Vec::new(),
+            key_policies: Vec::new(),
         }
     }
 

@@ -315,6 +315,7 @@ impl Plugin for SimCaPlugin {
                 )
                 .example("\"ec-p256\""),
             ],
+            key_policies: Vec::new(),
         }
     }
 
