@@ -263,5 +263,28 @@ fn a_service_serving_the_wrong_certificate_is_rolled_back_when_asked() -> Result
         daemon.tasks()
     );
     assert_eq!(verified_failures(&daemon)?, 1);
+
+    // The crash window: killed after the rollback, before the record saying so reached the
+    // disk. The saved record still says "installed"; the restart must not roll back again
+    // (that would put the new certificate back), only go back to before the install.
+    daemon.signal("KILL")?;
+    drop(daemon);
+    let state = setup.path().join("state/certs/web/state.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state)?)?;
+    record["run"]["phase"] = "installed".into();
+    record["retry_at"] = serde_json::Value::Null;
+    std::fs::write(&state, serde_json::to_vec_pretty(&record)?)?;
+    let daemon = setup.start(&site, &extra)?;
+    eventually(WAIT, "the run to be back before its install", || {
+        let r = daemon.renewal("web").ok()??;
+        (r.phase == Some(Phase::Registered)).then_some(())
+    })
+    .with_context(|| daemon.log_text())?;
+    assert_eq!(std::fs::read_to_string(&setup.cert)?, setup.own.cert_pem);
+    let rollbacks = history(&daemon)?
+        .iter()
+        .filter(|e| e.outcome == Outcome::RolledBack)
+        .count();
+    assert_eq!(rollbacks, 1, "rolled back once, not twice");
     Ok(())
 }
