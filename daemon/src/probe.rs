@@ -4,8 +4,9 @@
 //!
 //! Contract:
 //! - [`served_certificate`] connects to `host:port`, optionally speaks the STARTTLS dialogue
-//!   of SMTP (RFC 3207) or IMAP (RFC 3501) first, and starts a TLS handshake with the SNI name
-//!   given (or the host, when it is a name). It returns the leaf certificate (DER) the server
+//!   of SMTP (RFC 3207), IMAP (RFC 3501) or LDAP (RFC 4511) first, and starts a TLS handshake with the SNI name
+//!   given (or the host, when it is a name). LDAP's StartTLS is the extended operation of
+//!   RFC 4511 §4.14; its answer is read with `asn1-rs`. It returns the leaf certificate (DER) the server
 //!   presented once the handshake is done, or once the server, having presented it, refused
 //!   this client with an alert (it wants a client certificate): it has still shown what it
 //!   serves.
@@ -13,7 +14,7 @@
 //!   handshake's signatures are still checked with the provider's algorithms, so a
 //!   certificate is returned only from a server that proved it holds its key.
 //! - Every read is bounded: lines of a STARTTLS dialogue at [`MAX_LINE`] bytes and
-//!   [`MAX_LINES`] lines, the whole probe by the timeout given. Errors name the endpoint and
+//!   [`MAX_LINES`] lines, an LDAP answer at [`MAX_LDAP_ANSWER`] bytes, the whole probe by the timeout given. Errors name the endpoint and
 //!   what went wrong.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +33,14 @@ use crate::config::{StartTls, VerifyEndpoint};
 pub const MAX_LINE: usize = 4096;
 /// The most lines of one reply (an SMTP EHLO answer lists the extensions, one per line).
 pub const MAX_LINES: usize = 100;
+/// The largest LDAP answer to StartTLS read (it is a result code and two short strings).
+pub const MAX_LDAP_ANSWER: usize = 16 * 1024;
+
+/// LDAP's StartTLS request: `LDAPMessage { messageID 1, ExtendedRequest [APPLICATION 23] {
+/// requestName [0] "1.3.6.1.4.1.1466.20037" } }` (RFC 4511 §4.14.1), DER. A fixed message;
+/// the unit tests read it back with `asn1-rs`.
+pub const LDAP_STARTTLS_REQUEST: &[u8] =
+    b"\x30\x1d\x02\x01\x01\x77\x18\x80\x161.3.6.1.4.1.1466.20037";
 
 /// Why an endpoint could not be read. The message names the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,8 +147,96 @@ async fn start_tls(stream: TcpStream, protocol: StartTls) -> Result<TcpStream, S
             }
             return Err(format!("no answer to STARTTLS in {MAX_LINES} lines"));
         }
+        StartTls::Ldap => {
+            send_bytes(&mut io, LDAP_STARTTLS_REQUEST).await?;
+            let answer = ldap_answer(&mut io).await?;
+            ldap_starttls_result(&answer)?;
+        }
     }
     handed_over(io)
+}
+
+/// One whole LDAP message (BER), read until it parses.
+async fn ldap_answer(io: &mut BufReader<TcpStream>) -> Result<Vec<u8>, String> {
+    use x509_parser::asn1_rs::{Any, FromBer as _};
+    let mut answer = Vec::new();
+    loop {
+        match Any::from_ber(&answer) {
+            Ok(_) => return Ok(answer),
+            Err(x509_parser::nom::Err::Incomplete(_)) => {}
+            Err(_) if answer.is_empty() => {}
+            Err(e) => return Err(format!("the LDAP server's answer is not BER: {e}")),
+        }
+        let chunk = io
+            .fill_buf()
+            .await
+            .map_err(|e| format!("cannot read: {e}"))?;
+        if chunk.is_empty() {
+            return Err("the LDAP server closed the connection".into());
+        }
+        // Only what this message needs is taken: the TLS handshake follows it.
+        let want = ldap_missing(&answer).unwrap_or(1).min(chunk.len());
+        answer.extend_from_slice(&chunk[..want]);
+        io.consume(want);
+        if answer.len() > MAX_LDAP_ANSWER {
+            return Err(format!(
+                "an LDAP answer longer than {MAX_LDAP_ANSWER} bytes"
+            ));
+        }
+    }
+}
+
+/// How many more bytes the message begun in `partial` needs, once its header is there.
+fn ldap_missing(partial: &[u8]) -> Option<usize> {
+    use x509_parser::asn1_rs::{FromBer as _, Header, Length};
+    let (rest, header) = Header::from_ber(partial).ok()?;
+    match header.length() {
+        Length::Definite(n) => Some(n.saturating_sub(rest.len()).max(1)),
+        Length::Indefinite => None,
+    }
+}
+
+/// The StartTLS answer's result: success (0), or an error naming the code and the server's
+/// message.
+pub(crate) fn ldap_starttls_result(answer: &[u8]) -> Result<(), String> {
+    use x509_parser::asn1_rs::{Any, Class, FromBer as _, Tag};
+    let not = |what: &str| format!("the LDAP server's answer to StartTLS is not {what}");
+    let (_, message) = Any::from_ber(answer).map_err(|_| not("BER"))?;
+    if message.tag() != Tag::Sequence {
+        return Err(not("an LDAPMessage"));
+    }
+    let (after_id, _id) = Any::from_ber(message.data).map_err(|_| not("an LDAPMessage"))?;
+    let (_, op) = Any::from_ber(after_id).map_err(|_| not("an LDAPMessage"))?;
+    // ExtendedResponse is [APPLICATION 24].
+    if op.class() != Class::Application || op.tag() != Tag(24) {
+        return Err(not("an ExtendedResponse"));
+    }
+    let (after_code, code) = Any::from_ber(op.data).map_err(|_| not("an LDAPResult"))?;
+    if code.tag() != Tag::Enumerated || code.data.is_empty() || code.data.len() > 4 {
+        return Err(not("an LDAPResult"));
+    }
+    let result = code.data.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
+    if result == 0 {
+        return Ok(());
+    }
+    // matchedDN, then diagnosticMessage.
+    let diagnostic = Any::from_ber(after_code)
+        .ok()
+        .and_then(|(rest, _)| Any::from_ber(rest).ok())
+        .map(|(_, text)| String::from_utf8_lossy(text.data).into_owned())
+        .filter(|t| !t.is_empty())
+        .map(|t| format!(": {t:?}"))
+        .unwrap_or_default();
+    Err(format!(
+        "the LDAP server refused StartTLS with result code {result}{diagnostic}"
+    ))
+}
+
+async fn send_bytes(io: &mut BufReader<TcpStream>, bytes: &[u8]) -> Result<(), String> {
+    io.get_mut()
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("cannot write: {e}"))
 }
 
 /// The stream after a STARTTLS dialogue: the server must not have sent anything more.
@@ -151,10 +248,7 @@ fn handed_over(io: BufReader<TcpStream>) -> Result<TcpStream, String> {
 }
 
 async fn send(io: &mut BufReader<TcpStream>, text: &str) -> Result<(), String> {
-    io.get_mut()
-        .write_all(text.as_bytes())
-        .await
-        .map_err(|e| format!("cannot write: {e}"))
+    send_bytes(io, text.as_bytes()).await
 }
 
 /// One CRLF- or LF-ended line, without its end; at most [`MAX_LINE`] bytes.
@@ -271,6 +365,8 @@ mod tests {
             offers_starttls: bool,
         },
         Imap,
+        /// Answers LDAP's StartTLS with this result code.
+        Ldap(u8),
         /// Greets as SMTP and then says nothing more.
         Hang,
         /// A greeting longer than [`MAX_LINE`].
@@ -371,6 +467,28 @@ mod tests {
                 let answer = format!("{tag} OK Begin TLS negotiation now\r\n");
                 io.get_mut().write_all(answer.as_bytes()).await.ok()?;
             }
+            Before::Ldap(code) => {
+                let mut request = vec![0; LDAP_STARTTLS_REQUEST.len()];
+                io.read_exact(&mut request).await.ok()?;
+                assert_eq!(request, LDAP_STARTTLS_REQUEST);
+                // ExtendedResponse { resultCode, matchedDN "", diagnosticMessage }.
+                let text: &[u8] = if code == 0 { b"" } else { b"unwilling" };
+                let mut op = vec![0x0a, 0x01, code, 0x04, 0x00, 0x04, text.len() as u8];
+                op.extend_from_slice(text);
+                let mut message = vec![0x02, 0x01, 0x01, 0x78, op.len() as u8];
+                message.extend(op);
+                let mut answer = vec![0x30, message.len() as u8];
+                answer.extend(message);
+                // Sent in two pieces: the reader waits for the whole message.
+                let (first, second) = answer.split_at(3);
+                io.get_mut().write_all(first).await.ok()?;
+                io.get_mut().flush().await.ok()?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                io.get_mut().write_all(second).await.ok()?;
+                if code != 0 {
+                    return None;
+                }
+            }
             Before::Hang => {
                 io.get_mut()
                     .write_all(b"220 mx.example ESMTP\r\n")
@@ -420,6 +538,44 @@ mod tests {
         let imap = server(Before::Imap, false).await;
         let at = endpoint(&imap.address, Some(StartTls::Imap));
         assert_eq!(served_certificate(&at, LONG).await.unwrap(), imap.der);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_the_certificate_after_ldap_starttls_and_names_a_refusal() {
+        let s = server(Before::Ldap(0), false).await;
+        let at = endpoint(&s.address, Some(StartTls::Ldap));
+        assert_eq!(served_certificate(&at, LONG).await.unwrap(), s.der);
+        let refusing = server(Before::Ldap(53), false).await;
+        let at = endpoint(&refusing.address, Some(StartTls::Ldap));
+        let e = served_certificate(&at, LONG).await.unwrap_err();
+        assert_eq!(
+            e.what,
+            "the LDAP server refused StartTLS with result code 53: \"unwilling\""
+        );
+    }
+
+    #[test]
+    fn the_ldap_request_is_an_extended_request_for_starttls() {
+        use x509_parser::asn1_rs::{Any, Class, FromDer as _, Tag};
+        let (rest, message) = Any::from_der(LDAP_STARTTLS_REQUEST).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(message.tag(), Tag::Sequence);
+        let (after, id) = Any::from_der(message.data).unwrap();
+        assert_eq!((id.tag(), id.data), (Tag::Integer, &[1u8][..]));
+        let (_, op) = Any::from_der(after).unwrap();
+        assert_eq!((op.class(), op.tag()), (Class::Application, Tag(23)));
+        let (_, name) = Any::from_der(op.data).unwrap();
+        assert_eq!((name.class(), name.tag()), (Class::ContextSpecific, Tag(0)));
+        assert_eq!(name.data, b"1.3.6.1.4.1.1466.20037");
+        // Damaged answers are named, not trusted.
+        for damaged in [
+            &b""[..],
+            b"\x30\x03\x02\x01\x01",
+            b"\x04\x00",
+            b"\x30\x05\x02\x01\x01\x78\x00",
+        ] {
+            assert!(ldap_starttls_result(damaged).is_err(), "{damaged:?}");
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -294,6 +294,8 @@ pub enum StartTls {
     Smtp,
     /// IMAP, RFC 3501 (port 143).
     Imap,
+    /// LDAP's StartTLS extended operation, RFC 4511 (port 389).
+    Ldap,
 }
 
 impl StartTls {
@@ -301,6 +303,7 @@ impl StartTls {
         match self {
             StartTls::Smtp => "smtp",
             StartTls::Imap => "imap",
+            StartTls::Ldap => "ldap",
         }
     }
 }

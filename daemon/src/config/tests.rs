@@ -1180,7 +1180,7 @@ address = "127.0.0.1"
 
 [[certificate.verify]]
 address = "127.0.0.1:443"
-starttls = "ldap"
+starttls = "pop3"
 sni = "not a name"
 
 [[certificate.verify]]

@@ -701,15 +701,16 @@ pub(super) fn sni_name(text: &str) -> Result<String, Refusal> {
     }
 }
 
-/// `[[certificate.verify]] starttls`: `smtp` or `imap`.
+/// `[[certificate.verify]] starttls`: `smtp`, `imap` or `ldap`.
 pub(super) fn starttls(text: &str) -> Result<StartTls, Refusal> {
     match text {
         "smtp" => Ok(StartTls::Smtp),
         "imap" => Ok(StartTls::Imap),
+        "ldap" => Ok(StartTls::Ldap),
         _ => Err(Refusal {
             message: format!("\"{text}\" is not a STARTTLS protocol certvakt speaks"),
             hint:
-                "write starttls = \"smtp\" or \"imap\", or leave it out for TLS from the first byte"
+                "write starttls = \"smtp\", \"imap\" or \"ldap\", or leave it out for TLS from the first byte"
                     .into(),
         }),
     }
