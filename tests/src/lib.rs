@@ -15,6 +15,8 @@
 //!   (renewal information in front of pebble), [`webroot`] (a web server for a document
 //!   root), [`mitid`] (a MitID Erhverv stand-in that issues and renews OCES3 certificates
 //!   as PKCS#12 downloads), and [`exampleca`] (the API of the SDK's example plugin).
+//! - [`site`]: a TLS service on the live files of a managed certificate, reloaded by a
+//!   deploy hook (or never, or serving other files), for the verified deploy.
 //! - Peers of the notification channels, on loopback: [`smtp`] (a real SMTP server,
 //!   Debian's aiosmtpd, with STARTTLS, TLS and AUTH, decoding what it gets with Python's
 //!   `email` package) and [`webhook`] (an HTTP receiver that checks signatures).

@@ -744,24 +744,17 @@ settings = "none"
 "#,
     );
     let problems = dir.load_err();
-    let found: Vec<(String, Option<usize>)> =
-        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
-    for expected in [
-        ("certificate[0].key_type", Some(6)),
-        ("certificate[0].key_mode", Some(7)),
-        ("certificate[0].deploy_hook", Some(8)),
-        ("certificate[0].key_policy", Some(9)),
-        ("certificate[0].settings", Some(10)),
-        ("certificate[0].pkcs12", Some(5)),
-    ] {
-        assert!(
-            found
-                .iter()
-                .any(|(k, l)| k == expected.0 && *l == expected.1),
-            "{expected:?} not in {found:?}\n{}",
-            render(&problems)
-        );
-    }
+    assert_problems_at(
+        &problems,
+        &[
+            ("certificate[0].key_type", 6),
+            ("certificate[0].key_mode", 7),
+            ("certificate[0].deploy_hook", 8),
+            ("certificate[0].key_policy", 9),
+            ("certificate[0].settings", 10),
+            ("certificate[0].pkcs12", 5),
+        ],
+    );
     let text = render(&problems);
     assert!(
         text.contains("lets other users read or change the private key"),
@@ -847,6 +840,19 @@ issuer_trust = "oces"
 
 /// `load(main)` in a thread: a loader that blocks (on a FIFO, say) fails the test instead of
 /// hanging it.
+/// Each `(key, line)` is among `problems`.
+fn assert_problems_at(problems: &[Problem], expected: &[(&str, usize)]) {
+    for (key, line) in expected {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == *key && p.line == Some(*line)),
+            "{key} at line {line} is not among the problems:\n{}",
+            render(problems)
+        );
+    }
+}
+
 fn load_within_seconds(main: &Path) -> Result<Config, Vec<Problem>> {
     let main = main.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1188,23 +1194,16 @@ sni = "apotek.example.dk"
 "#,
     );
     let problems = dir.load_err();
-    let found: Vec<(String, Option<usize>)> =
-        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
-    for expected in [
-        ("certificate[0].verify_window", Some(5)),
-        ("certificate[0].verify[0].address", Some(8)),
-        ("certificate[0].verify[1].starttls", Some(12)),
-        ("certificate[0].verify[1].sni", Some(13)),
-        ("certificate[0].verify[2].address", Some(15)),
-    ] {
-        assert!(
-            found
-                .iter()
-                .any(|(k, l)| k == expected.0 && *l == expected.1),
-            "{expected:?} not in {found:?}\n{}",
-            render(&problems)
-        );
-    }
+    assert_problems_at(
+        &problems,
+        &[
+            ("certificate[0].verify_window", 5),
+            ("certificate[0].verify[0].address", 8),
+            ("certificate[0].verify[1].starttls", 12),
+            ("certificate[0].verify[1].sni", 13),
+            ("certificate[0].verify[2].address", 15),
+        ],
+    );
     let text = render(&problems);
     assert!(text.contains("\"127.0.0.1\" has no port"), "{text}");
     assert!(text.contains("is not a STARTTLS protocol"), "{text}");

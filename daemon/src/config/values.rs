@@ -612,43 +612,17 @@ pub(super) fn verify(r: &mut Report, at: &At<'_>, v: &Value<'_>) -> Option<Vec<V
     let mut endpoints = Vec::new();
     for (j, item) in items.iter().enumerate() {
         let key = format!("{}[{j}]", at.key);
-        let DeValue::Table(fields) = item.get_ref() else {
-            r.problem(
-                at.src,
-                item.span().start,
-                &key,
-                format!("must be a table, not {}", describe(item.get_ref())),
-                hint.into(),
-            );
-            continue;
-        };
         let mut endpoint = VerifyEndpoint {
             address: String::new(),
             sni: None,
             starttls: None,
         };
-        let before = r.problems.len();
-        r.walk(
-            at.src,
-            &key,
-            "[[certificate.verify]]",
-            VERIFY_ENDPOINT,
-            fields,
-            &mut endpoint,
-        );
-        if !fields.contains_key("address") {
-            r.problem(
-                at.src,
-                item.span().start,
-                &format!("{key}.address"),
-                "this [[certificate.verify]] has no address".into(),
-                format!(
-                    "add {} below the [[certificate.verify]] header",
-                    VERIFY_ENDPOINT[0].example
-                ),
-            );
-        }
-        if r.problems.len() == before {
+        let entry = Entry {
+            key: &key,
+            what: "[[certificate.verify]]",
+            hint: hint.into(),
+        };
+        if entry.read(r, at.src, item, VERIFY_ENDPOINT, &mut endpoint) {
             endpoints.push(endpoint);
         }
     }
@@ -762,34 +736,63 @@ pub(super) fn set(
             );
             continue;
         }
-        let DeValue::Table(fields) = item.get_ref() else {
-            r.problem(
-                at.src,
-                item.span().start,
-                &key,
-                format!("must be a table, not {}", describe(item.get_ref())),
-                format!("write the role's files below a [certificate.set.{role}] header"),
-            );
-            continue;
-        };
         let mut member = SetMember::default();
-        let what = format!("[certificate.set.{role}]");
-        let before = r.problems.len();
-        r.walk(at.src, &key, &what, SET_MEMBER, fields, &mut member);
-        if !fields.contains_key("cert") {
-            r.problem(
-                at.src,
-                item.span().start,
-                &format!("{key}.cert"),
-                format!("this {what} has no cert"),
-                format!("add {} below the {what} header", SET_MEMBER[0].example),
-            );
-        }
-        if r.problems.len() == before {
+        let entry = Entry {
+            key: &key,
+            what: &format!("[certificate.set.{role}]"),
+            hint: format!("write the role's files below a [certificate.set.{role}] header"),
+        };
+        if entry.read(r, at.src, item, SET_MEMBER, &mut member) {
             members.insert(role.to_owned(), member);
         }
     }
     Some(members)
+}
+
+/// One table of a `[[certificate]]`'s own (`[certificate.set.<role>]`,
+/// `[[certificate.verify]]`), read with its rows.
+struct Entry<'a> {
+    /// Its dotted key, `certificate[0].verify[1]`.
+    key: &'a str,
+    /// How it is written, `[[certificate.verify]]`.
+    what: &'a str,
+    /// What to write when it is not a table.
+    hint: String,
+}
+
+impl Entry<'_> {
+    /// Reads `item` into `target`: a table, its keys through `rows`, and every required row
+    /// present. Whether it read without a problem (each one found is reported).
+    fn read<S>(
+        self,
+        r: &mut Report,
+        src: &Source<'_>,
+        item: &Value<'_>,
+        rows: &[Field<S>],
+        target: &mut S,
+    ) -> bool {
+        let Entry { key, what, hint } = self;
+        let DeValue::Table(fields) = item.get_ref() else {
+            let message = format!("must be a table, not {}", describe(item.get_ref()));
+            r.problem(src, item.span().start, key, message, hint);
+            return false;
+        };
+        let before = r.problems.len();
+        r.walk(src, key, what, rows, fields, target);
+        for row in rows
+            .iter()
+            .filter(|f| f.required && !fields.contains_key(f.name))
+        {
+            r.problem(
+                src,
+                item.span().start,
+                &format!("{key}.{}", row.name),
+                format!("this {what} has no {}", row.name),
+                format!("add {} below the {what} header", row.example),
+            );
+        }
+        r.problems.len() == before
+    }
 }
 
 pub(super) fn settings(
