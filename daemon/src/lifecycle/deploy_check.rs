@@ -21,7 +21,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::steps::set_phase;
 use super::tasks::close_tasks;
 use super::{Core, EngineError, Phase, Record};
 use crate::config::ManagedCertificate;
@@ -163,7 +162,7 @@ impl Core {
                 failure.rolled_back = Some(self.roll_back(cert, Some(run), Some(why)).await?);
             }
             if let Some(run) = record.run.as_mut() {
-                set_phase(run, Phase::Registered, now);
+                run.set_phase(Phase::Registered, now);
             }
         }
         Err(EngineError::Deploy(failure))

@@ -16,7 +16,6 @@ use zeroize::Zeroizing;
 
 use super::cert_services::CertServices;
 use super::import::Imported;
-use super::steps::set_phase;
 use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_password, set};
 use crate::bounded;
 use crate::config::{Config, KeyPolicy, ManagedCertificate, PRIMARY_ROLE};
@@ -315,7 +314,7 @@ fn accept_set(
     run.version = Some(version);
     run.notes = notes;
     run.plugin_checked = false;
-    set_phase(run, Phase::Issued, now);
+    run.set_phase(Phase::Issued, now);
     Ok(())
 }
 
@@ -543,7 +542,7 @@ fn accept_issued(
     run.version = Some(version);
     run.notes = checked.notes;
     run.plugin_checked = false;
-    set_phase(run, Phase::Issued, crate::now_unix());
+    run.set_phase(Phase::Issued, crate::now_unix());
     Ok(())
 }
 

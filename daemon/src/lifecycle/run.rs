@@ -141,6 +141,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// `phase` is the last step completed, at `now`; whatever the run waited for is over.
+    pub fn set_phase(&mut self, phase: Phase, now: i64) {
+        self.phase = phase;
+        self.phase_at = now;
+        self.wait_until = None;
+    }
+
     /// Run `number`, started at `now` for `reason`, replacing `old` (when there is one).
     pub fn new(number: u64, reason: Reason, now: i64, old: Option<CertFacts>) -> Run {
         Run {

@@ -252,7 +252,7 @@ impl Core {
             Phase::Due => {
                 self.make_key_and_csr(cert, plugin, run, current.as_ref(), services)
                     .await?;
-                set_phase(run, Phase::KeyGenerated, now);
+                run.set_phase(Phase::KeyGenerated, now);
             }
             Phase::KeyGenerated | Phase::Ordered => {
                 let order = OrderContext {
@@ -304,7 +304,7 @@ impl Core {
                         if run.phase == Phase::KeyGenerated {
                             log::info!(cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(); "ordered a new certificate; waiting for the CA");
                         }
-                        set_phase(run, Phase::Ordered, now);
+                        run.set_phase(Phase::Ordered, now);
                         self.file_opened(cert, record, Phase::Ordered, opened, now);
                         return self.wait_for_plugin(
                             cert,
@@ -361,7 +361,7 @@ impl Core {
                 match outcome {
                     StepOutcome::Done { state } => {
                         run.plugin_state = state;
-                        set_phase(run, next, now);
+                        run.set_phase(next, now);
                         close_tasks(record, next, now);
                         self.file_opened(cert, record, next, opened, now);
                     }
@@ -391,7 +391,7 @@ impl Core {
                     return Ok(Progress::Wait(Some(at)));
                 }
                 self.install(cert, run).await?;
-                set_phase(run, Phase::Installed, now);
+                run.set_phase(Phase::Installed, now);
             }
             Phase::Verified => {
                 let overlap = i64::try_from(cert.renewal.overlap.as_secs()).unwrap_or(i64::MAX / 4);
@@ -429,7 +429,7 @@ impl Core {
                 // Saved as retired before `finish` (which removes the pending key), so a crash
                 // in between does not retire the old certificate twice.
                 if let Some(run) = record.run.as_mut() {
-                    set_phase(run, Phase::Retired, now);
+                    run.set_phase(Phase::Retired, now);
                 }
                 return Ok(Progress::Advanced);
             }
@@ -567,7 +567,7 @@ impl Core {
         run.new_set.clear();
         run.chain_pem = None;
         run.notes.clear();
-        set_phase(run, Phase::Ordered, now);
+        run.set_phase(Phase::Ordered, now);
         let message = format!(
             "the {} plugin refused certificate {serial} of {} before registration: {}",
             cert.plugin,
@@ -895,12 +895,6 @@ fn due_at(cert: &ManagedCertificate, record: &Record, facts: &CertFacts) -> (i64
             Reason::Scheduled,
         ),
     }
-}
-
-pub(super) fn set_phase(run: &mut Run, phase: Phase, now: i64) {
-    run.phase = phase;
-    run.phase_at = now;
-    run.wait_until = None;
 }
 
 /// The step a task opened now leads to: the phase it is filed under.
