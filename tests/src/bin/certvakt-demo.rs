@@ -296,9 +296,15 @@ fn run() -> Result<()> {
                 );
             }
             println!(
-                "  verified deploy: web-demo's service at {} reloaded {} time(s); certvakt saw it serve the new certificate {verified} time(s)\n",
+                "  verified deploy: web-demo's service at {} reloaded {} time(s); certvakt saw it serve the new certificate {verified} time(s)",
                 site.address(),
                 site.loads().saturating_sub(1),
+            );
+            let next = eventually_next_key(&daemon)?;
+            println!(
+                "  pre-staged key: web-demo's next renewal uses the {} key with SPKI SHA-256 {} (TLSA 3 1 1 ...; {cli} show web-demo)\n",
+                next.algorithm.as_str(),
+                next.spki_sha256,
             );
             pharmacy.report();
             apotek.report();
@@ -928,6 +934,13 @@ to = ["it@demo-apotek.example"]
     )
 }
 
+/// web-demo's pre-staged next key, made right after its renewal completed.
+fn eventually_next_key(daemon: &Daemon) -> Result<certvakt::lifecycle::run::NextKey> {
+    harness::eventually(Duration::from_secs(30), "web-demo's pre-staged key", || {
+        daemon.renewal("web-demo").ok()??.next_key
+    })
+}
+
 /// Where web-demo is ordered (the simulated CA) and served (the site certvakt probes).
 struct WebDemo<'a> {
     ca_url: &'a str,
@@ -981,6 +994,7 @@ fullchain = "{dir}/live/web-demo.fullchain.pem"
 plugin = "simca"
 deploy_hook = ["/bin/sh", "-c", "echo \"$(date +%T) installed $CERTVAKT_CERT_ID serial $CERTVAKT_NEW_SERIAL\" >> {dir}/deploy-hook.log; touch {dir}/live/web-demo.reload"]
 verify_window = "30s"
+key_policy = "prestage"
 [certificate.settings]
 url = "{url}"
 trust = "simca"
