@@ -3,8 +3,9 @@
 //! `verified` step asks the plugin about the authorities.
 //!
 //! Contract:
-//! - The endpoints are probed at once and then every few seconds until all serve the new
-//!   leaf certificate, byte for byte, or `verify_window` (counted from the install) is over.
+//! - The endpoints are probed at once, all together, and then every few seconds until all
+//!   serve the new leaf certificate, byte for byte, or `verify_window` (counted from the
+//!   install) is over.
 //!   Waiting in between is a wait of the step, not a sleep: commands, other certificates and
 //!   the metrics go on.
 //! - After the window, the step fails with a [`DeployFailure`] that names each endpoint and
@@ -122,15 +123,34 @@ impl Core {
             .ok()
             .and_then(|ders| ders.into_iter().next())
             .ok_or_else(|| EngineError::Other("the run's new certificate cannot be read".into()))?;
+        // All endpoints at once: a check takes one probe's time, however many there are.
+        let mut probes = tokio::task::JoinSet::new();
+        for (i, endpoint) in cert.renewal.verify.iter().cloned().enumerate() {
+            probes.spawn(
+                async move { (i, probe::served_certificate(&endpoint, PROBE_TIMEOUT).await) },
+            );
+        }
+        let mut served_by = vec![None; cert.renewal.verify.len()];
+        while let Some(done) = probes.join_next().await {
+            if let Ok((i, result)) = done {
+                served_by[i] = Some(result);
+            }
+        }
         let mut wrong = Vec::new();
-        for endpoint in &cert.renewal.verify {
-            match probe::served_certificate(endpoint, PROBE_TIMEOUT).await {
-                Ok(der) if der == expected => {}
-                Ok(der) => wrong.push(format!("{} serves {}", endpoint.describe(), served(&der))),
-                Err(e) => wrong.push(format!(
+        for (endpoint, result) in cert.renewal.verify.iter().zip(served_by) {
+            match result {
+                Some(Ok(der)) if der == expected => {}
+                Some(Ok(der)) => {
+                    wrong.push(format!("{} serves {}", endpoint.describe(), served(&der)))
+                }
+                Some(Err(e)) => wrong.push(format!(
                     "{} cannot be read: {}",
                     endpoint.describe(),
                     e.what
+                )),
+                None => wrong.push(format!(
+                    "{} cannot be read: the probe stopped",
+                    endpoint.describe()
                 )),
             }
         }
