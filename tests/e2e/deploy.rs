@@ -8,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 use certvakt::control::protocol::{Outcome, Phase, Response};
 use certvakt_testkit::harness::{self, Daemon, config_toml, eventually};
 use certvakt_testkit::site::{Site, SiteFiles};
+use certvakt_testkit::smtp::{SmtpOptions, SmtpSink};
 use certvakt_testkit::{CaShape, IssuedCert, LeafSpec, TestCa};
 
 use crate::common::{WAIT, bins, stderr, stdout};
@@ -68,6 +69,12 @@ impl Setup {
 
     /// Starts the daemon with `site` as the endpoint; `extra` goes into the `[[certificate]]`.
     fn start(&self, site: &Site, extra: &str) -> Result<Daemon> {
+        self.start_probing(site.address(), "", extra)
+    }
+
+    /// Starts the daemon with the endpoint at `address` (spoken to with `starttls`, a line of
+    /// its own, when not empty).
+    fn start_probing(&self, address: &str, starttls: &str, extra: &str) -> Result<Daemon> {
         let body = format!(
             r#"[[certificate]]
 id = "web"
@@ -85,10 +92,10 @@ key_type = "ec-p256"
 [[certificate.verify]]
 address = "{address}"
 sni = "{NAME}"
+{starttls}
 "#,
             cert = self.cert.display(),
             key = self.key.display(),
-            address = site.address(),
         );
         let config = self.path().join("certvakt.toml");
         std::fs::write(&config, config_toml(self.path(), "127.0.0.1:0", &body))?;
@@ -208,6 +215,41 @@ fn a_service_that_is_not_reloaded_fails_the_verified_step_until_a_person_reloads
     .with_context(|| daemon.log_text())?;
     assert!(daemon.tasks()?.is_empty());
     assert_eq!(site.loads(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_mail_server_is_read_over_smtp_starttls_and_named_with_what_it_serves() -> Result<()> {
+    let setup = Setup::new()?;
+    // Debian's aiosmtpd with STARTTLS, serving the certificate in use: not reloaded.
+    let mail = SmtpSink::start(SmtpOptions::starttls(&setup.own))?;
+    let address = format!("127.0.0.1:{}", mail.port());
+    let daemon = setup.start_probing(&address, "starttls = \"smtp\"", "verify_window = \"1s\"")?;
+    setup.renew(&daemon)?;
+    let renewal = eventually(WAIT, "the verified step to fail", || {
+        let r = daemon.renewal("web").ok()??;
+        r.last_error.is_some().then_some(r)
+    })
+    .with_context(|| daemon.log_text())?;
+    let error = renewal.last_error.unwrap_or_default();
+    let old_serial = certvakt::lifecycle::import::facts(&setup.own.cert_der)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .serial;
+    assert!(
+        error.contains(&format!(
+            "{address} (SNI {NAME}) (STARTTLS smtp) serves CN={NAME} (serial {old_serial}"
+        )),
+        "{error}"
+    );
+    // The server saw a plain EHLO, then the handshake (no mail).
+    let ehlo = mail
+        .commands()
+        .into_iter()
+        .find(|c| c.verb == "EHLO")
+        .context("no EHLO reached the mail server")?;
+    assert_eq!(ehlo.arg.as_deref(), Some("certvakt.invalid"));
+    assert!(!ehlo.tls);
+    assert!(mail.messages().is_empty());
     Ok(())
 }
 
