@@ -1,5 +1,5 @@
 //! Key policies end to end: a pre-staged key is made after a renewal, shown with its hash,
-//! survives a kill -9, and is exactly the key of the next renewal; a plugin whose CA makes the
+//! survives a kill -9 and a cancelled run, and is exactly the key of the next renewal; a plugin whose CA makes the
 //! keys refuses the policies it cannot honour in `check-config`.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -27,7 +27,8 @@ fn next_key(daemon: &Daemon) -> Option<NextKey> {
 }
 
 #[test]
-fn a_prestaged_key_is_shown_survives_a_kill_and_is_the_next_renewals_key() -> Result<()> {
+fn a_prestaged_key_is_shown_survives_a_kill_and_a_cancel_and_is_the_next_renewals_key() -> Result<()>
+{
     let setup = ManualSetup::new()?;
     let config = std::fs::read_to_string(&setup.config)?;
     std::fs::write(
@@ -71,6 +72,23 @@ fn a_prestaged_key_is_shown_survives_a_kill_and_is_the_next_renewals_key() -> Re
         next_key(&daemon)
     })?;
     assert_eq!(next_key(&daemon), Some(first.clone()));
+
+    // A run cancelled after taking the key gives it back: still the next key.
+    let out = daemon.cli(&["renew", "web", "--force"])?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    eventually(WAIT, "the order task", || {
+        daemon.tasks().ok()?.into_iter().next()
+    })?;
+    assert!(!file.exists(), "the run took the key");
+    let out = daemon.cli(&["cancel", "web"])?;
+    ensure!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(key_hash(&file)?, first.spki_sha256);
+    assert!(
+        !setup
+            .path()
+            .join("state/certs/web/pending-key.pem")
+            .exists()
+    );
 
     // The next renewal uses exactly that key, and pre-stages the one after.
     let out = daemon.cli(&["renew", "web", "--force"])?;

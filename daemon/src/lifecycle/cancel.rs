@@ -61,13 +61,20 @@ impl Engine {
             at: now,
             serial: run.old.as_ref().map(|o| o.serial.clone()),
         });
+        let prestaged = before.next_key.clone();
         // 1. The state saying "no run" is on disk before anything else changes.
         self.keep(id, record, before)?;
         // 2. The history: a failure to append is logged, never undoes the cancel.
         if let Err(e) = self.core.store.append_history(id, &entry) {
             log::error!(cert_id = id; "the run was cancelled, but its history entry cannot be written: {e}");
         }
-        // 3. The pending keys: no run refers to them any more.
+        // 3. The pending keys: no run refers to them any more. A pre-staged key the run took
+        //    becomes the next key again, so the hash published for it stays true.
+        if cert.renewal.key_policy == crate::config::KeyPolicy::Prestage {
+            if let Some(next) = &prestaged {
+                super::next_key::give_back(&self.core.store, id, next);
+            }
+        }
         let removed = match self.core.store.remove_pending_keys(id) {
             Ok(keys) => keys.len(),
             Err(e) => {

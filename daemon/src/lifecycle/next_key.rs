@@ -14,6 +14,8 @@
 //!   A next key of another type than the plugin's profile asks for, or one that cannot be
 //!   read, is not used: a new key is made, and the run carries a note saying the published
 //!   hash no longer fits.
+//! - A cancelled run gives the pre-staged key it took back: it is the next key again, and
+//!   the hash published for it stays true.
 //! - Another policy removes a next key left from `prestage`: it was never in a certificate.
 
 use std::path::Path;
@@ -208,4 +210,34 @@ pub(super) fn take(
     }
     log::info!(cert_id = cert.id.as_str(), key_type = wanted.as_str(); "the pre-staged key is this renewal's key");
     Ok(key)
+}
+
+/// After a cancel: the run's pending key becomes the next key again when it is the
+/// pre-staged key `next` (one rename); otherwise nothing happens and the cancel removes it.
+pub(super) fn give_back(store: &store::Store, id: &str, next: &NextKey) {
+    let (Ok(pending), Ok(next_path)) = (store.pending_key_path(id), store.next_key_path(id)) else {
+        return;
+    };
+    if next_path.exists() {
+        return;
+    }
+    let same = bounded::read(&pending, bounded::KEY_FILE_LIMIT)
+        .ok()
+        .and_then(|bytes| PrivateKey::from_bytes(&Zeroizing::new(bytes)).ok())
+        .and_then(|key| describe(&key, next.made_at).ok())
+        .is_some_and(|facts| facts.spki_sha256 == next.spki_sha256);
+    if !same {
+        return;
+    }
+    match std::fs::rename(&pending, &next_path) {
+        Ok(()) => {
+            if let Some(dir) = next_path.parent() {
+                let _ = store::atomic::fsync_dir(dir);
+            }
+            log::info!(cert_id = id; "the cancelled run's pre-staged key is the next key again");
+        }
+        Err(e) => {
+            log::warn!(cert_id = id; "the cancelled run's pre-staged key cannot be kept for the next renewal ({e}); a new one is made");
+        }
+    }
 }
