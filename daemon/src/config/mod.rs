@@ -286,6 +286,43 @@ pub struct VerifyEndpoint {
     pub starttls: Option<StartTls>,
 }
 
+/// A certificate's verified deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyDeploy {
+    /// `[[certificate.verify]]`: endpoints that must serve the new certificate after the
+    /// install and the deploy hook (the `verified` step waits for them).
+    pub endpoints: Vec<VerifyEndpoint>,
+    /// `verify_window` (default `"2m"`): how long the endpoints may take to serve the new
+    /// certificate (services reload asynchronously); probed again every few seconds.
+    pub window: HumanDuration,
+    /// `rollback_on_failed_verify` (default `false`): when an endpoint still serves another
+    /// certificate after the window, put the previous version back (and run the deploy hook
+    /// for it) instead of leaving the new one installed.
+    pub rollback: bool,
+}
+
+impl Default for VerifyDeploy {
+    fn default() -> VerifyDeploy {
+        VerifyDeploy {
+            endpoints: Vec::new(),
+            window: HumanDuration(std::time::Duration::from_secs(120)),
+            rollback: false,
+        }
+    }
+}
+
+impl Renewal {
+    /// The verified deploy, when endpoints are configured.
+    pub fn verify_deploy(&self) -> Option<&VerifyDeploy> {
+        self.verify.as_deref().filter(|v| !v.endpoints.is_empty())
+    }
+
+    /// The verified deploy's settings, made (with the defaults) when a key sets one.
+    pub(crate) fn verify_mut(&mut self) -> &mut VerifyDeploy {
+        self.verify.get_or_insert_with(Box::default)
+    }
+}
+
 /// The STARTTLS dialogues a verified deploy can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -385,16 +422,9 @@ pub struct Renewal {
     pub plugin_mail: bool,
     /// `[certificate.settings]`: the plugin's own settings, checked by the plugin.
     pub settings: PluginSettings,
-    /// `[[certificate.verify]]`: endpoints that must serve the new certificate after the
-    /// install and the deploy hook (the `verified` step waits for them).
-    pub verify: Vec<VerifyEndpoint>,
-    /// `verify_window` (default `"2m"`): how long the endpoints may take to serve the new
-    /// certificate (services reload asynchronously); probed again every few seconds.
-    pub verify_window: HumanDuration,
-    /// `rollback_on_failed_verify` (default `false`): when an endpoint still serves another
-    /// certificate after the window, put the previous version back (and run the deploy hook
-    /// for it) instead of leaving the new one installed.
-    pub rollback_on_failed_verify: bool,
+    /// The verified deploy: `[[certificate.verify]]`, `verify_window`,
+    /// `rollback_on_failed_verify`. Boxed: most certificates have none.
+    pub verify: Option<Box<VerifyDeploy>>,
     /// `legacy_cert` and `legacy_key`: where the certificate and key of the version replaced
     /// by the last install stay readable until the run retires (a message system still
     /// decrypting what senders encrypted to the old certificate). Written at each install,
@@ -503,9 +533,7 @@ impl Default for Renewal {
             hook_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             plugin_mail: false,
             settings: PluginSettings::default(),
-            verify: Vec::new(),
-            verify_window: HumanDuration(std::time::Duration::from_secs(120)),
-            rollback_on_failed_verify: false,
+            verify: None,
             legacy_cert: None,
             legacy_key: None,
             set: std::collections::BTreeMap::new(),

@@ -1158,9 +1158,10 @@ starttls = "smtp"
     );
     let config = dir.load_ok();
     let r = &config.certificates[0].renewal;
-    assert_eq!(r.verify_window.as_secs(), 30);
-    assert!(r.rollback_on_failed_verify);
-    let shown: Vec<String> = r.verify.iter().map(|e| e.describe()).collect();
+    let verify = r.verify_deploy().expect("the verified deploy");
+    assert_eq!(verify.window.as_secs(), 30);
+    assert!(verify.rollback);
+    let shown: Vec<String> = verify.endpoints.iter().map(|e| e.describe()).collect();
     assert_eq!(
         shown,
         [
@@ -1169,9 +1170,10 @@ starttls = "smtp"
         ]
     );
     // The defaults: no endpoints, two minutes, no rollback.
-    let defaults = crate::config::Renewal::default();
-    assert!(defaults.verify.is_empty() && !defaults.rollback_on_failed_verify);
-    assert_eq!(defaults.verify_window.as_secs(), 120);
+    assert!(crate::config::Renewal::default().verify_deploy().is_none());
+    let defaults = crate::config::VerifyDeploy::default();
+    assert!(defaults.endpoints.is_empty() && !defaults.rollback);
+    assert_eq!(defaults.window.as_secs(), 120);
 
     dir.write(
         "certvakt.toml",
@@ -1208,4 +1210,21 @@ sni = "apotek.example.dk"
     assert!(text.contains("\"127.0.0.1\" has no port"), "{text}");
     assert!(text.contains("is not a STARTTLS protocol"), "{text}");
     assert!(text.contains("outside 1s..1h"), "{text}");
+
+    // A window or rollback without an endpoint verifies nothing: said at its line.
+    dir.write(
+        "certvakt.toml",
+        r#"[[certificate]]
+id = "web"
+cert = "/etc/ssl/web.pem"
+plugin = "acme"
+rollback_on_failed_verify = true
+"#,
+    );
+    let problems = dir.load_err();
+    assert_problems_at(
+        &problems,
+        &[("certificate[0].rollback_on_failed_verify", 5)],
+    );
+    assert!(render(&problems).contains("nothing is verified"));
 }

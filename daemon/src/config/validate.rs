@@ -551,6 +551,22 @@ impl Validator<'_> {
     fn renewal(&mut self, i: usize, cert: &ManagedCertificate) {
         let origin = Some(&cert.origin);
         let r = &cert.renewal;
+        if r.verify.as_ref().is_some_and(|v| v.endpoints.is_empty()) {
+            // verify_window or rollback_on_failed_verify without an endpoint to probe.
+            let key = ["verify_window", "rollback_on_failed_verify", "verify"]
+                .map(|name| format!("certificate[{i}].{name}"))
+                .into_iter()
+                .find(|key| self.config.key_origins.contains_key(key))
+                .unwrap_or_else(|| format!("certificate[{i}].verify"));
+            self.report(
+                &key,
+                origin,
+                "there is no [[certificate.verify]] endpoint, so nothing is verified".into(),
+                "add a [[certificate.verify]] table with the address of the service that \
+                 serves this certificate, e.g. address = \"127.0.0.1:443\", or remove the key"
+                    .into(),
+            );
+        }
         let outputs = [
             ("chain", &r.chain),
             ("fullchain", &r.fullchain),

@@ -134,10 +134,10 @@ pub(super) const CERTIFICATE: &[Field<ManagedCertificate>] = &[
     field!(set = r#"{ signing = { cert = "/etc/certvakt/nhn/signing.pem" } }"#, set
         => |c, v| c.renewal.set = v),
     field!(verify = r#"[{ address = "127.0.0.1:443", sni = "apotek.example.dk" }]"#, verify
-        => |c, v| c.renewal.verify = v),
-    field!(verify_window = r#""2m""#, verify_window => |c, v| c.renewal.verify_window = v),
+        => |c, v| c.renewal.verify_mut().endpoints = v),
+    field!(verify_window = r#""2m""#, verify_window => |c, v| c.renewal.verify_mut().window = v),
     field!(rollback_on_failed_verify = "true", boolean
-        => |c, v| c.renewal.rollback_on_failed_verify = v),
+        => |c, v| c.renewal.verify_mut().rollback = v),
 ];
 
 /// `[[certificate.verify]]`

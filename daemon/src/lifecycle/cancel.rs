@@ -61,7 +61,7 @@ impl Engine {
             at: now,
             serial: run.old.as_ref().map(|o| o.serial.clone()),
         });
-        let prestaged = before.next_key.clone();
+        let prestaged = before.next_key.as_deref().cloned();
         // 1. The state saying "no run" is on disk before anything else changes.
         self.keep(id, record, before)?;
         // 2. The history: a failure to append is logged, never undoes the cancel.

@@ -111,7 +111,7 @@ impl Core {
         cert: &ManagedCertificate,
         record: &mut Record,
     ) -> Result<DeployCheck, EngineError> {
-        let Some(run) = record.run.as_ref() else {
+        let (Some(run), Some(verify)) = (record.run.as_ref(), cert.renewal.verify_deploy()) else {
             return Ok(DeployCheck::Served);
         };
         let Some(new) = run.new.as_ref() else {
@@ -125,19 +125,19 @@ impl Core {
             .ok_or_else(|| EngineError::Other("the run's new certificate cannot be read".into()))?;
         // All endpoints at once: a check takes one probe's time, however many there are.
         let mut probes = tokio::task::JoinSet::new();
-        for (i, endpoint) in cert.renewal.verify.iter().cloned().enumerate() {
+        for (i, endpoint) in verify.endpoints.iter().cloned().enumerate() {
             probes.spawn(
                 async move { (i, probe::served_certificate(&endpoint, PROBE_TIMEOUT).await) },
             );
         }
-        let mut served_by = vec![None; cert.renewal.verify.len()];
+        let mut served_by = vec![None; verify.endpoints.len()];
         while let Some(done) = probes.join_next().await {
             if let Ok((i, result)) = done {
                 served_by[i] = Some(result);
             }
         }
         let mut wrong = Vec::new();
-        for (endpoint, result) in cert.renewal.verify.iter().zip(served_by) {
+        for (endpoint, result) in verify.endpoints.iter().zip(served_by) {
             match result {
                 Some(Ok(der)) if der == expected => {}
                 Some(Ok(der)) => {
@@ -156,12 +156,12 @@ impl Core {
         }
         let now = crate::now_unix();
         if wrong.is_empty() {
-            log::info!(cert_id = cert.id.as_str(), endpoints = cert.renewal.verify.len(); "every endpoint serves the new certificate");
+            log::info!(cert_id = cert.id.as_str(), endpoints = verify.endpoints.len(); "every endpoint serves the new certificate");
             close_tasks(record, Phase::Registered, now);
             close_tasks(record, Phase::Installed, now);
             return Ok(DeployCheck::Served);
         }
-        let window = i64::try_from(cert.renewal.verify_window.as_secs()).unwrap_or(3_600);
+        let window = i64::try_from(verify.window.as_secs()).unwrap_or(3_600);
         let window_end = run.phase_at.saturating_add(window);
         if now < window_end {
             let every = (window / 10).clamp(1, PROBE_EVERY_MAX);
@@ -173,7 +173,7 @@ impl Core {
             endpoints: wrong,
             rolled_back: None,
         };
-        if cert.renewal.rollback_on_failed_verify {
+        if verify.rollback {
             let version = run.version;
             // Only the run's own version is rolled back: after a crash that came between the
             // rollback and the saved record, the previous version is live already.

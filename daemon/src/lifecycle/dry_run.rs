@@ -285,7 +285,7 @@ fn steps(cert: &ManagedCertificate, replaces: bool, phase: Option<Phase>) -> Vec
         (
             Phase::Verified,
             "verified",
-            match cert.renewal.verify.len() {
+            match cert.renewal.verify_deploy().map_or(0, |v| v.endpoints.len()) {
                 0 => "ask the plugin to verify that the authorities accept it".to_owned(),
                 n => format!(
                     "check that the {n} configured endpoint(s) serve the new certificate, then ask the plugin to verify that the authorities accept it"
@@ -363,17 +363,19 @@ fn hooks(cert: &ManagedCertificate) -> Vec<String> {
         hook.as_ref()
             .map(|argv| format!("{name}: {}", argv.join(" ")))
     })
-    .chain(cert.renewal.verify.iter().map(|endpoint| {
-        format!(
-            "verify: {} serves the new certificate within {}{}",
-            endpoint.describe(),
-            cert.renewal.verify_window,
-            if cert.renewal.rollback_on_failed_verify {
-                ", or the previous version is put back"
-            } else {
-                ""
-            }
-        )
+    .chain(cert.renewal.verify_deploy().into_iter().flat_map(|verify| {
+        verify.endpoints.iter().map(|endpoint| {
+            format!(
+                "verify: {} serves the new certificate within {}{}",
+                endpoint.describe(),
+                verify.window,
+                if verify.rollback {
+                    ", or the previous version is put back"
+                } else {
+                    ""
+                }
+            )
+        })
     }))
     .collect()
 }
@@ -449,12 +451,12 @@ mod tests {
             hooks(&cert),
             ["deploy_hook: /usr/bin/systemctl reload nginx"]
         );
-        cert.renewal.verify = vec![crate::config::VerifyEndpoint {
+        cert.renewal.verify_mut().endpoints = vec![crate::config::VerifyEndpoint {
             address: "127.0.0.1:443".into(),
             sni: Some("shop.example".into()),
             starttls: None,
         }];
-        cert.renewal.rollback_on_failed_verify = true;
+        cert.renewal.verify_mut().rollback = true;
         assert_eq!(
             hooks(&cert)[1],
             "verify: 127.0.0.1:443 (SNI shop.example) serves the new certificate within 2m, or the previous version is put back"

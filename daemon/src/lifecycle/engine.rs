@@ -695,7 +695,7 @@ impl Engine {
                         },
                         |r| r.notes.clone(),
                     ),
-                    next_key: record.next_key.clone().map(Box::new),
+                    next_key: record.next_key.clone(),
                 }
             })
             .collect();

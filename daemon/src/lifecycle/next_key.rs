@@ -45,9 +45,9 @@ impl Core {
                 return;
             }
         };
-        let (owned, known) = (cert.clone(), record.next_key.clone());
+        let (owned, known) = (cert.clone(), record.next_key.as_deref().cloned());
         match super::blocking(move || next_key_now(&owned, &path, known)).await {
-            Ok(Ok(Some(now))) => record.next_key = now,
+            Ok(Ok(Some(now))) => record.next_key = now.map(Box::new),
             Ok(Ok(None)) => {}
             Ok(Err(e)) | Err(e) => {
                 log::error!(cert_id = cert.id.as_str(); "cannot keep the pre-staged next key: {e}");

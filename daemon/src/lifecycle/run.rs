@@ -237,9 +237,9 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancelled>,
     /// The key made in advance for the next renewal (`key_policy = "prestage"`), as it is
-    /// shown and published: never the key itself.
+    /// shown and published: never the key itself. Boxed: most certificates have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_key: Option<NextKey>,
+    pub next_key: Option<Box<NextKey>>,
 }
 
 /// A pre-staged key's public facts.

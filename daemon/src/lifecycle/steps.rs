@@ -328,7 +328,7 @@ impl Core {
                     return Ok(Progress::Wait(None));
                 }
                 let verify_deploy = !registering
-                    && !cert.renewal.verify.is_empty()
+                    && cert.renewal.verify_deploy().is_some()
                     && record.run.as_ref().is_some_and(|r| !r.deploy_verified);
                 if verify_deploy {
                     match self.check_deploy(cert, record).await? {
