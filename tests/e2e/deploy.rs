@@ -323,6 +323,20 @@ fn a_service_serving_the_wrong_certificate_is_rolled_back_when_asked() -> Result
     })
     .with_context(|| daemon.log_text())?;
     assert_eq!(std::fs::read_to_string(&setup.cert)?, setup.own.cert_pem);
+    // What the restart says is still true: the previous version is back, and a person is
+    // asked to install again (the same task, not a second one).
+    let renewal = daemon.renewal("web")?.context("no renewal")?;
+    let error = renewal.last_error.unwrap_or_default();
+    assert!(
+        error.contains("put version 2 (the previous certificate) back"),
+        "{error}"
+    );
+    let rolled_back_tasks = daemon
+        .tasks()?
+        .iter()
+        .filter(|t| t.title.contains("was rolled back"))
+        .count();
+    assert_eq!(rolled_back_tasks, 1);
     let rollbacks = history(&daemon)?
         .iter()
         .filter(|e| e.outcome == Outcome::RolledBack)

@@ -175,12 +175,16 @@ impl Core {
         };
         if verify.rollback {
             let version = run.version;
+            let live = self.store.current(&cert.id)?;
             // Only the run's own version is rolled back: after a crash that came between the
-            // rollback and the saved record, the previous version is live already.
-            if version.is_some() && self.store.current(&cert.id)? == version {
+            // rollback and the saved record, the previous version is live already (and that
+            // is what the failure says).
+            failure.rolled_back = if version.is_some() && live == version {
                 let why = failure.to_string();
-                failure.rolled_back = Some(self.roll_back(cert, Some(run), Some(why)).await?);
-            }
+                Some(self.roll_back(cert, Some(run), Some(why)).await?)
+            } else {
+                live
+            };
             if let Some(run) = record.run.as_mut() {
                 run.set_phase(Phase::Registered, now);
             }
