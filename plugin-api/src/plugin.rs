@@ -40,8 +40,8 @@ pub struct About {
     pub settings: Vec<SettingDoc>,
     /// The key policies its authority works with; empty: every one. A plugin whose CA makes
     /// the keys lists only [`KeyPolicy::Rotate`]: a kept or pre-staged key would never be
-    /// used. `check-config` refuses a certificate configured with another, and so does a
-    /// renewal's first step. Added in 1.5.0.
+    /// used. `check-config` and a reload refuse a certificate configured with another, and
+    /// the daemon holds one back, as it does refused settings. Added in 1.5.0.
     pub key_policies: Vec<KeyPolicy>,
 }
 

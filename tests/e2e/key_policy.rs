@@ -121,9 +121,16 @@ fn check_config_refuses_a_key_policy_the_plugins_ca_cannot_honour() -> Result<()
         &dir.path().join("plugins"),
         &["certvakt-plugin-dk-fmk", "certvakt-plugin-manual"],
     )?;
+    // A trust set for the FMK endpoints' settings (nothing is called: the check stops first).
+    let trust = dir.path().join("fmk-test-ca.pem");
+    std::fs::write(&trust, TestCa::new(CaShape::Tls)?.root_pem())?;
+    let trust = trust.display();
     let body = |policy: &str| {
         format!(
-            r#"[[certificate]]
+            r#"[trust]
+fmk-test = ["{trust}"]
+
+[[certificate]]
 id = "fmk"
 cert = "/etc/pharmacy/fmk/system.pem"
 key = "/etc/pharmacy/fmk/system.key"
@@ -132,6 +139,16 @@ key_policy = "{policy}"
 
 [certificate.settings]
 cvr = "25450442"
+fmk_endpoint = "https://test1.fmk.netic.dk/fmk12/ws/MedicineCard"
+fmk_trust = "fmk-test"
+sts_endpoint = "https://sts.test.example/sts/services/NewSecurityTokenService"
+sts_trust = "fmk-test"
+pharmacy_name = "Hjørring Svane Apotek"
+pharmacy_address = ["Brogade 111", "9800 Hjørring"]
+pharmacy_ean = "5790000171248"
+apoteker_given_name = "Ane"
+apoteker_surname = "Jensen"
+apoteker_cpr = "2604276962"
 
 [[certificate]]
 id = "web"
@@ -166,5 +183,16 @@ sans = ["DNS:apotek-test.example"]
         // The manual plugin works with every policy.
         assert!(!err.contains("certificate[1].key_policy"), "{err}");
     }
+    // A daemon started with it anyway holds the certificate back and says why.
+    let daemon = Daemon::start(&bins, &config, &[])?;
+    let renewal = eventually(WAIT, "fmk held back", || {
+        let r = daemon.renewal("fmk").ok()??;
+        r.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not work with key_policy"))
+            .then_some(r)
+    })
+    .with_context(|| daemon.log_text())?;
+    assert!(renewal.phase.is_none(), "no run started: {renewal:?}");
     Ok(())
 }

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plugin_host::settings_check::SettingsAnswers;
 use crate::plugin_host::{HttpService, Registry};
 use crate::store::Store;
 
@@ -98,7 +99,7 @@ impl Engine {
                 metrics,
                 by_id: super::index_ids(&config),
                 plugins_used: super::plugins_used(&config, &plugins),
-                settings_answers: Arc::default(),
+                settings_answers: Arc::new(SettingsAnswers::for_engine()),
                 config,
                 http,
                 http01: None,
@@ -618,7 +619,7 @@ impl Engine {
         self.edit_core(|core| {
             core.by_id = super::index_ids(&config);
             core.plugins_used = super::plugins_used(&config, &core.plugins);
-            core.settings_answers = Arc::default();
+            core.settings_answers = Arc::new(SettingsAnswers::for_engine());
             core.config = config;
         });
         self.load_records(false, &unchanged);

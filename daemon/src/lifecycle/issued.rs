@@ -20,7 +20,7 @@ use super::{CertFacts, Core, EngineError, Phase, Requested, Run, import, read_pa
 use crate::bounded;
 use crate::config::{Config, KeyPolicy, ManagedCertificate, PRIMARY_ROLE};
 use crate::keys::{self, PrivateKey};
-use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _, settings_check};
+use crate::plugin_host::{LoadedPlugin, TrustFiles, TrustSource as _};
 use crate::store::{self, Store, VersionFiles};
 
 impl Core {
@@ -34,7 +34,6 @@ impl Core {
         current: Option<&CertFacts>,
         services: &Arc<CertServices>,
     ) -> Result<(), EngineError> {
-        self.check_key_policy(cert, plugin, services).await?;
         let roles = cert.roles();
         let mut csrs = std::collections::BTreeMap::new();
         for role in roles
@@ -89,30 +88,6 @@ impl Core {
             );
         }
         Ok(())
-    }
-
-    /// Refuses a key policy the plugin's authority does not work with (a CA that makes the
-    /// keys cannot take a kept or pre-staged one). A plugin that cannot say is not held to it.
-    async fn check_key_policy(
-        &self,
-        cert: &ManagedCertificate,
-        plugin: &LoadedPlugin,
-        services: &Arc<CertServices>,
-    ) -> Result<(), EngineError> {
-        if cert.renewal.key_policy == KeyPolicy::Rotate {
-            return Ok(());
-        }
-        let about = match plugin.describe(services.clone(), self.deadline).await {
-            Ok(about) => about,
-            Err(e) => {
-                log::warn!(cert_id = cert.id.as_str(); "cannot ask the plugin which key policies it works with: {e}");
-                return Ok(());
-            }
-        };
-        match settings_check::key_policy_refusal(cert, &about.key_policies) {
-            Some(why) => Err(EngineError::KeyPolicy(why)),
-            None => Ok(()),
-        }
     }
 
     /// [`accept_issued`] on the blocking pool; `run` is updated only when it succeeds.

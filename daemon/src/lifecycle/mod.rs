@@ -128,9 +128,6 @@ pub enum EngineError {
     Import(String),
     #[error("{0}")]
     Hook(#[from] hooks::HookError),
-    /// The certificate's `key_policy` is one its plugin does not work with.
-    #[error("{0}")]
-    KeyPolicy(String),
     /// The endpoints did not serve the installed certificate (the verified deploy).
     #[error("{0}")]
     Deploy(deploy_check::DeployFailure),

@@ -142,9 +142,9 @@ impl Core {
         done
     }
 
-    /// Asks the plugin whether it accepts the certificate's `[certificate.settings]`; a refusal
-    /// is logged (every problem) and becomes the reason the certificate is held back, until a
-    /// reload brings settings the plugin accepts. A check that cannot be made is logged and
+    /// Asks the plugin whether it accepts the certificate's `[certificate.settings]` and its
+    /// `key_policy`; a refusal is logged (every problem) and becomes the reason the certificate
+    /// is held back, until a reload brings a configuration the plugin accepts. A check that cannot be made is logged and
     /// does not hold the certificate back (the steps then say what is wrong).
     async fn check_settings(
         &self,
@@ -156,16 +156,24 @@ impl Core {
             BasicServices::new(plugin.name.clone(), cert.id.clone(), std::env::temp_dir())
                 .with_token(token.clone()),
         );
-        match self
-            .settings_answers
-            .validate(plugin, cert, services, self.deadline)
+        let answers = &self.settings_answers;
+        match answers
+            .validate(plugin, cert, services.clone(), self.deadline)
             .await
         {
-            Ok(found) => settings_check::refusal(cert, &found).map_or(Ok(()), Err),
+            Ok(found) => settings_check::refusal(cert, &found).map_or(Ok(()), Err)?,
             Err(e) => {
                 log::warn!(cert_id = cert.id.as_str(); "settings could not be checked: {e}");
-                Ok(())
             }
+        }
+        // A key policy the plugin's authority cannot honour (its CA makes the keys) holds the
+        // certificate back like refused settings.
+        match answers
+            .key_policy_refusal(plugin, cert, services, self.deadline)
+            .await
+        {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 
@@ -696,7 +704,7 @@ impl Core {
         let held = matches!(error, EngineError::Deploy(d) if d.rolled_back.is_some());
         let wait = match kind {
             Some(ErrorKind::Permanent | ErrorKind::Configuration | ErrorKind::NeedsPerson) => max,
-            _ if held || matches!(error, EngineError::KeyPolicy(_)) => max,
+            _ if held => max,
             _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
         };
         let now = crate::now_unix();

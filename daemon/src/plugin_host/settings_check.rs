@@ -28,7 +28,7 @@ use certvakt_plugin_api::ErrorKind;
 use certvakt_plugin_api::messages::{CertificateContext, SettingProblem};
 
 use super::{BasicServices, PluginCallError, Registry};
-use crate::config::{Config, ManagedCertificate, Problem};
+use crate::config::{Config, KeyPolicy, ManagedCertificate, Problem};
 use crate::metrics::Metrics;
 
 /// Loads the configuration at `path` and checks every managed certificate's plugin settings.
@@ -72,15 +72,15 @@ fn check_plugin_settings(config: &Config) -> Vec<Problem> {
         (euid != 0).then_some(euid),
         Arc::new(metrics),
     );
-    let (answers, policies) = runtime.block_on(async {
-        let answers = ask_plugins(config, &plugins, &BTreeSet::new(), CHECK_DEADLINE).await;
-        let policies = key_policy_problems(config, &plugins, CHECK_DEADLINE).await;
-        (answers, policies)
-    });
+    let answers = runtime.block_on(ask_plugins(
+        config,
+        &plugins,
+        &BTreeSet::new(),
+        CHECK_DEADLINE,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     let mut found = missing_plugins(config, &plugins);
     found.extend(problems(config, answers));
-    found.extend(policies);
     found
 }
 
@@ -147,56 +147,146 @@ fn missing_plugins(config: &Config, plugins: &Registry) -> Vec<Problem> {
         .collect()
 }
 
-/// The renewal engine's memory of plugins' answers to `validate_settings`, by plugin and
-/// settings text, for one configuration. The call is pure (the plugin API's contract: no
-/// host calls), so certificates of one plugin with the same settings share one answer: after
-/// a start or a reload, a thousand certificates written from one template ask once, not a
-/// thousand times. A call that fails is not kept; the next one asks again.
+/// What plugins answered about one configuration: `validate_settings` by plugin and settings
+/// text, and the key policies each plugin works with (`describe`). Both calls are pure (the
+/// plugin API's contract), so certificates of one plugin with the same settings share one
+/// answer: after a start or a reload, a thousand certificates written from one template ask
+/// once, not a thousand times, and those asking while an answer is on its way wait for it.
+///
+/// [`SettingsAnswers::for_engine`] forgets a failed call, so the next certificate asks again;
+/// [`SettingsAnswers::for_one_check`] keeps it for the rest of one check (a plugin that does
+/// not answer is not asked a thousand times, each with its deadline) and holds the calls to a
+/// number at once: each runs in a plugin process.
 #[derive(Debug, Default)]
 pub struct SettingsAnswers {
-    answers: std::sync::Mutex<HashMap<(String, String), Arc<Answer>>>,
+    settings: Asked<(String, String), Vec<SettingProblem>>,
+    policies: Asked<String, Vec<KeyPolicy>>,
+    keep_failures: bool,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
-/// One answer, given once; those waiting for it meanwhile share it.
-type Answer = tokio::sync::OnceCell<Vec<SettingProblem>>;
+/// Answers by key, each given once.
+#[derive(Debug)]
+struct Asked<K, V> {
+    cells: std::sync::Mutex<HashMap<K, Arc<Answer<V>>>>,
+}
+
+/// One answer; those waiting for it meanwhile share it.
+type Answer<V> = tokio::sync::OnceCell<Result<V, Arc<PluginCallError>>>;
+
+impl<K, V> Default for Asked<K, V> {
+    fn default() -> Self {
+        Asked {
+            cells: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Asked<K, V> {
+    /// The answer for `key`: given before, being given (this waits), or asked now with `ask`.
+    async fn get<F>(&self, key: K, keep_failures: bool, ask: F) -> Result<V, Arc<PluginCallError>>
+    where
+        F: std::future::Future<Output = Result<V, PluginCallError>>,
+    {
+        let lock = || {
+            self.cells
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let cell = lock().entry(key.clone()).or_default().clone();
+        let answer = cell
+            .get_or_init(|| async { ask.await.map_err(Arc::new) })
+            .await
+            .clone();
+        if answer.is_err() && !keep_failures {
+            let mut cells = lock();
+            if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                cells.remove(&key);
+            }
+        }
+        answer
+    }
+}
 
 impl SettingsAnswers {
-    /// `plugin`'s answer about `cert`'s settings: asked now, or the one given for the same
-    /// settings before (or being given: this waits for it).
+    /// The renewal engine's, for one configuration: a failed call is asked again.
+    pub fn for_engine() -> SettingsAnswers {
+        SettingsAnswers::default()
+    }
+
+    /// One check's (check-config, a reload): failures kept, at most as many calls at once as
+    /// `slots` allows.
+    pub fn for_one_check(slots: Arc<tokio::sync::Semaphore>) -> SettingsAnswers {
+        SettingsAnswers {
+            keep_failures: true,
+            slots: Some(slots),
+            ..SettingsAnswers::default()
+        }
+    }
+
+    /// `plugin`'s answer about `cert`'s settings.
     pub async fn validate(
         &self,
         plugin: &super::LoadedPlugin,
         cert: &ManagedCertificate,
         services: Arc<BasicServices>,
         deadline: Duration,
-    ) -> Result<Vec<SettingProblem>, PluginCallError> {
-        let cell = {
-            let mut answers = self
-                .answers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            answers
-                .entry((
-                    plugin.name.clone(),
-                    cert.renewal.settings.as_json().to_owned(),
-                ))
-                .or_default()
-                .clone()
+    ) -> Result<Vec<SettingProblem>, Arc<PluginCallError>> {
+        let key = (
+            plugin.name.clone(),
+            cert.renewal.settings.as_json().to_owned(),
+        );
+        let ask = async {
+            let _slot = self.slot().await;
+            plugin
+                .validate_settings(cert.renewal.settings.value(), services, deadline)
+                .await
         };
-        cell.get_or_try_init(|| {
-            plugin.validate_settings(cert.renewal.settings.value(), services, deadline)
-        })
-        .await
-        .cloned()
+        self.settings.get(key, self.keep_failures, ask).await
+    }
+
+    /// Why `cert`'s `key_policy` does not fit its plugin, when it does not: the plugin is
+    /// asked (`describe`) once per configuration. A plugin that cannot say holds nothing back.
+    pub async fn key_policy_refusal(
+        &self,
+        plugin: &super::LoadedPlugin,
+        cert: &ManagedCertificate,
+        services: Arc<BasicServices>,
+        deadline: Duration,
+    ) -> Option<String> {
+        if cert.renewal.key_policy == KeyPolicy::Rotate {
+            return None;
+        }
+        let ask = async {
+            let _slot = self.slot().await;
+            let about = plugin.describe(services, deadline).await?;
+            Ok(about.key_policies)
+        };
+        match self
+            .policies
+            .get(plugin.name.clone(), self.keep_failures, ask)
+            .await
+        {
+            Ok(allowed) => key_policy_refusal(cert, &allowed),
+            Err(e) => {
+                log::warn!(cert_id = cert.id.as_str(); "cannot ask the plugin which key policies it works with: {e}");
+                None
+            }
+        }
+    }
+
+    /// A slot for one call, when calls are limited.
+    async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.slots {
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        }
     }
 }
 
 /// Why `cert`'s key policy does not fit a plugin that works with `allowed` (empty: with every
 /// policy); `None` when it fits.
-pub fn key_policy_refusal(
-    cert: &ManagedCertificate,
-    allowed: &[crate::config::KeyPolicy],
-) -> Option<String> {
+fn key_policy_refusal(cert: &ManagedCertificate, allowed: &[KeyPolicy]) -> Option<String> {
     let policy = cert.renewal.key_policy;
     if allowed.is_empty() || allowed.contains(&policy) {
         return None;
@@ -215,57 +305,6 @@ pub fn key_policy_refusal(
     ))
 }
 
-/// Each managed certificate whose `key_policy` its plugin does not work with, at the line of
-/// `key_policy`. Each plugin is asked once (`describe`); one that cannot answer is skipped.
-async fn key_policy_problems(
-    config: &Config,
-    plugins: &Registry,
-    deadline: Duration,
-) -> Vec<Problem> {
-    let mut allowed: HashMap<&str, Option<Vec<crate::config::KeyPolicy>>> = HashMap::new();
-    let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
-    let mut problems = Vec::new();
-    for (i, cert) in config.certificates.iter().enumerate() {
-        if cert.renewal.key_policy == crate::config::KeyPolicy::Rotate {
-            continue;
-        }
-        let Some(plugin) = plugins.get(&cert.plugin) else {
-            continue;
-        };
-        if !allowed.contains_key(cert.plugin.as_str()) {
-            let services = Arc::new(BasicServices::new(
-                plugin.name.clone(),
-                cert.id.clone(),
-                scratch.clone(),
-            ));
-            let about = plugin.describe(services, deadline).await.ok();
-            allowed.insert(cert.plugin.as_str(), about.map(|a| a.key_policies));
-        }
-        let Some(Some(policies)) = allowed.get(cert.plugin.as_str()) else {
-            continue;
-        };
-        if let Some(why) = key_policy_refusal(cert, policies) {
-            let key = format!("certificate[{i}].key_policy");
-            problems.push(Problem {
-                file: cert.origin.file.clone(),
-                line: Some(
-                    config
-                        .key_origins
-                        .get(&key)
-                        .map_or(cert.origin.line, |o| o.line),
-                ),
-                key,
-                message: why,
-                hint: format!(
-                    "see `certvakt plugins` and the {} plugin's README",
-                    cert.plugin
-                ),
-            });
-        }
-    }
-    problems
-}
-
 /// At most this many settings are asked about at once.
 const CONCURRENT_CHECKS: usize = 8;
 
@@ -280,6 +319,8 @@ pub struct SettingsAnswer {
     pub index: usize,
     pub settings: Result<Vec<SettingProblem>, Arc<PluginCallError>>,
     pub first_issue: Vec<FirstIssueRefusal>,
+    /// Why its `key_policy` does not fit the plugin, when it does not.
+    pub key_policy: Option<String>,
 }
 
 /// A plugin's configuration error for a certificate's first CSR.
@@ -362,13 +403,9 @@ pub async fn ask_plugins(
     deadline: Duration,
 ) -> Vec<SettingsAnswer> {
     let scratch = std::env::temp_dir().join(format!("certvakt-check-{}", std::process::id()));
-    // `validate_settings` is pure (the plugin API's contract: no host calls), so certificates
-    // of one plugin with the same settings share one answer: a thousand certificates written
-    // from one template ask once.
-    type Asked = Arc<tokio::sync::OnceCell<Result<Vec<SettingProblem>, Arc<PluginCallError>>>>;
-    let mut asked: HashMap<(&str, &str), Asked> = HashMap::new();
     // Each call runs in a plugin process: a thousand certificates must not start a thousand.
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS));
+    let asked = Arc::new(SettingsAnswers::for_one_check(slots.clone()));
     let mut calls = tokio::task::JoinSet::new();
     for (i, cert) in config.certificates.iter().enumerate() {
         if known.contains(&cert.id) {
@@ -382,27 +419,16 @@ pub async fn ask_plugins(
             cert.id.clone(),
             scratch.clone(),
         ));
-        let answer_cell = asked
-            .entry((cert.plugin.as_str(), cert.renewal.settings.as_json()))
-            .or_default()
-            .clone();
+        let asked = asked.clone();
         let slots = slots.clone();
         let cert = cert.clone();
         calls.spawn(async move {
-            let answer = answer_cell
-                .get_or_init(|| async {
-                    let _slot = slots.acquire().await;
-                    plugin
-                        .validate_settings(
-                            cert.renewal.settings.value(),
-                            services.clone(),
-                            deadline,
-                        )
-                        .await
-                        .map_err(Arc::new)
-                })
-                .await
-                .clone();
+            let answer = asked
+                .validate(&plugin, &cert, services.clone(), deadline)
+                .await;
+            let key_policy = asked
+                .key_policy_refusal(&plugin, &cert, services.clone(), deadline)
+                .await;
             // Settings the plugin refuses are the problem to fix first; a first issue's CSR is
             // asked about only once they pass.
             let first_issue = match &answer {
@@ -416,6 +442,7 @@ pub async fn ask_plugins(
                 index: i,
                 settings: answer,
                 first_issue,
+                key_policy,
             }
         });
     }
@@ -437,6 +464,7 @@ pub fn problems(config: &Config, answers: Vec<SettingsAnswer>) -> Vec<Problem> {
         index: i,
         settings: answer,
         first_issue,
+        key_policy,
     } in answers
     {
         let Some(cert) = config.certificates.get(i) else {
@@ -488,6 +516,24 @@ pub fn problems(config: &Config, answers: Vec<SettingsAnswer>) -> Vec<Problem> {
                 ),
             }
         }));
+        if let Some(why) = key_policy {
+            let key = format!("certificate[{i}].key_policy");
+            problems.push(Problem {
+                file: cert.origin.file.clone(),
+                line: Some(
+                    config
+                        .key_origins
+                        .get(&key)
+                        .map_or(cert.origin.line, |o| o.line),
+                ),
+                key,
+                message: why,
+                hint: format!(
+                    "see `certvakt plugins` and the {} plugin's README",
+                    cert.plugin
+                ),
+            });
+        }
     }
     problems
 }
@@ -660,6 +706,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_answer_is_kept_for_one_check_and_asked_again_by_the_engine() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let fail = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err::<u32, _>(PluginCallError::Timeout {
+                plugin: "manual".into(),
+                method: "validate_settings".into(),
+                deadline: Duration::from_secs(10),
+            })
+        };
+        runtime().block_on(async {
+            let one_check: Asked<&str, u32> = Asked::default();
+            assert!(one_check.get("a", true, fail()).await.is_err());
+            assert!(one_check.get("a", true, fail()).await.is_err());
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+            let engine: Asked<&str, u32> = Asked::default();
+            assert!(engine.get("a", false, fail()).await.is_err());
+            assert!(engine.get("a", false, fail()).await.is_err());
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+            // An answer that came is kept either way.
+            assert_eq!(engine.get("b", false, async { Ok(7) }).await.ok(), Some(7));
+            assert_eq!(engine.get("b", false, fail()).await.ok(), Some(7));
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        });
+    }
+
+    #[test]
     fn the_engines_settings_answers_are_shared_by_the_same_settings() {
         let same = "ca_name = \"Web CA\"";
         let s = setup(&[
@@ -668,7 +741,7 @@ mod tests {
             ("c", "ca_name = \"\"", true),
         ]);
         let plugin = s.registry.get("manual").unwrap().clone();
-        let answers = SettingsAnswers::default();
+        let answers = SettingsAnswers::for_engine();
         let ask = |i: usize| {
             let cert = &s.config.certificates[i];
             let services = Arc::new(BasicServices::new(
