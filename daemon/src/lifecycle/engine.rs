@@ -236,14 +236,7 @@ impl Engine {
             return;
         };
         let mut inboxes = crate::watcher::Watcher::new();
-        // While steps are in flight a turn comes with every step that ends, and the view and
-        // the next wake are each a pass over every certificate: with a thousand certificates
-        // due together (a start, a reload adding them) that was most of the daemon's time.
-        // So during such a burst they are made again at most every `BURST_PASS`; when
-        // nothing is in flight, at every turn.
-        let mut published: Option<std::time::Instant> = None;
-        let mut burst = false;
-        let mut wake_known: Option<(std::time::Instant, Option<i64>)> = None;
+        let mut pace = Pace::default();
         // When the loop next wakes by itself, and whether the last turn was a scrape's `Ping`
         // alone: such a turn only says the engine answers; the rest waits for that wake.
         let mut deadline = tokio::time::Instant::now();
@@ -251,58 +244,7 @@ impl Engine {
         loop {
             self.core.metrics.observe_engine_turn(crate::now_unix());
             if !std::mem::take(&mut ping_only) {
-                // Inboxes are looked at when something may be there, not at every turn: with a
-                // thousand certificates every turn would be a thousand folder reads.
-                if self.inbox_watch_stale {
-                    self.watch_inboxes(&mut inboxes).await;
-                    self.inbox_watch_stale = false;
-                }
-                // Without a watch, every turn looks, as nothing else would notice a new file.
-                self.inbox_all |= inboxes.folders() == 0;
-                let settling = if self.inbox_all || !self.inbox_ids.is_empty() {
-                    self.take_inboxes().await
-                } else {
-                    None
-                };
-                let now = crate::now_unix();
-                self.start_steps(now);
-                let was_burst = burst;
-                burst = !self.in_flight.is_empty();
-                if was_burst && !burst {
-                    // A burst's passing allocations (a thousand steps) are free now.
-                    crate::allocator::give_back();
-                }
-                let fresh = |at: Option<std::time::Instant>| {
-                    burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
-                };
-                let publish_in = if fresh(published) {
-                    published.map(|at| BURST_PASS.saturating_sub(at.elapsed()))
-                } else {
-                    self.publish(now);
-                    published = Some(std::time::Instant::now());
-                    None
-                };
-                self.answer_deferred().await;
-                let wake = match wake_known {
-                    Some((at, wake)) if fresh(Some(at)) => wake,
-                    _ => {
-                        let wake = self.next_wake(now);
-                        wake_known = Some((std::time::Instant::now(), wake));
-                        wake
-                    }
-                };
-                let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
-                    Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
-                });
-                if let Some(soon) = publish_in {
-                    sleep = sleep.min(soon);
-                }
-                if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
-                    sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
-                }
-                if let Some(soon) = settling {
-                    sleep = sleep.min(soon);
-                }
+                let sleep = self.turn(&mut inboxes, &mut pace).await;
                 deadline = tokio::time::Instant::now() + sleep.max(Duration::from_millis(200));
             }
             if self
@@ -319,6 +261,63 @@ impl Engine {
                 return;
             }
         }
+    }
+
+    /// One turn: takes what the inboxes hold, starts the steps that are due, publishes the
+    /// view and answers deferred commands (paced by `pace` during a burst); returns how long
+    /// the loop may sleep before the next turn it must take by itself.
+    async fn turn(&mut self, inboxes: &mut crate::watcher::Watcher, pace: &mut Pace) -> Duration {
+        // Inboxes are looked at when something may be there, not at every turn: with a
+        // thousand certificates every turn would be a thousand folder reads.
+        if self.inbox_watch_stale {
+            self.watch_inboxes(inboxes).await;
+            self.inbox_watch_stale = false;
+        }
+        // Without a watch, every turn looks, as nothing else would notice a new file.
+        self.inbox_all |= inboxes.folders() == 0;
+        let settling = if self.inbox_all || !self.inbox_ids.is_empty() {
+            self.take_inboxes().await
+        } else {
+            None
+        };
+        let now = crate::now_unix();
+        self.start_steps(now);
+        let was_burst = pace.burst;
+        pace.burst = !self.in_flight.is_empty();
+        if was_burst && !pace.burst {
+            // A burst's passing allocations (a thousand steps) are free now.
+            crate::allocator::give_back();
+        }
+        let publish_in = if pace.fresh(pace.published) {
+            pace.published
+                .map(|at| BURST_PASS.saturating_sub(at.elapsed()))
+        } else {
+            self.publish(now);
+            pace.published = Some(std::time::Instant::now());
+            None
+        };
+        self.answer_deferred().await;
+        let wake = match pace.wake_known {
+            Some((at, wake)) if pace.fresh(Some(at)) => wake,
+            _ => {
+                let wake = self.next_wake(now);
+                pace.wake_known = Some((std::time::Instant::now(), wake));
+                wake
+            }
+        };
+        let mut sleep = wake.map_or(Duration::from_secs(3_600), |at| {
+            Duration::from_secs(u64::try_from(at - now).unwrap_or(0))
+        });
+        if let Some(soon) = publish_in {
+            sleep = sleep.min(soon);
+        }
+        if let Some(until) = self.deferred.iter().map(|d| d.until).min() {
+            sleep = sleep.min(until.saturating_duration_since(std::time::Instant::now()));
+        }
+        if let Some(soon) = settling {
+            sleep = sleep.min(soon);
+        }
+        sleep
     }
 
     /// Waits for the next event (a command, a step done, calls returned, an inbox change) or
@@ -774,6 +773,28 @@ impl Core {
         self.by_id
             .get(id)
             .and_then(|&i| self.config.certificates.get(i))
+    }
+}
+
+/// While steps are in flight a turn comes with every step that ends, and the view and the
+/// next wake are each a pass over every certificate: with a thousand certificates due
+/// together (a start, a reload adding them) that was most of the daemon's time. So during
+/// such a burst they are made again at most every `BURST_PASS`; when nothing is in flight, at
+/// every turn.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Steps were in flight at the last turn.
+    burst: bool,
+    /// When the view was last published.
+    published: Option<std::time::Instant>,
+    /// When the next wake was last worked out, and what it was.
+    wake_known: Option<(std::time::Instant, Option<i64>)>,
+}
+
+impl Pace {
+    /// Whether something made at `at` is still good: during a burst, for `BURST_PASS`.
+    fn fresh(&self, at: Option<std::time::Instant>) -> bool {
+        self.burst && at.is_some_and(|at| at.elapsed() < BURST_PASS)
     }
 }
 
