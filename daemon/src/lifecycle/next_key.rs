@@ -241,3 +241,65 @@ pub(super) fn give_back(store: &store::Store, id: &str, next: &NextKey) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Origin;
+
+    fn cert() -> ManagedCertificate {
+        let origin = Origin {
+            file: "/etc/certvakt/certvakt.toml".into(),
+            line: 1,
+        };
+        ManagedCertificate::new("web", "/etc/ssl/web.pem".into(), "manual", origin)
+    }
+
+    fn write_key(path: &Path, algorithm: KeyAlgorithm) -> NextKey {
+        let key = keys::generate(algorithm).unwrap();
+        std::fs::write(path, key.to_pkcs8_pem().as_bytes()).unwrap();
+        describe(&key, 0).unwrap()
+    }
+
+    #[test]
+    fn the_next_key_is_taken_by_one_rename_and_a_damaged_or_unfit_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (next, pending) = (
+            dir.path().join(store::NEXT_KEY_FILE),
+            dir.path().join("pending-key.pem"),
+        );
+
+        // Missing, half-written, a FIFO: not used, and the note says the hash does not fit.
+        let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
+        assert!(note.contains("no pre-staged key could be used"), "{note}");
+        assert!(note.contains("does not fit the new key"), "{note}");
+        let whole = keys::generate(KeyAlgorithm::EcP256).unwrap().to_pkcs8_pem();
+        std::fs::write(&next, &whole.as_bytes()[..whole.len() / 2]).unwrap();
+        let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
+        assert!(note.contains("cannot be read"), "{note}");
+        std::fs::remove_file(&next).unwrap();
+        nix::unistd::mkfifo(&next, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
+        assert!(note.contains("not a regular file"), "{note}");
+        std::fs::remove_file(&next).unwrap();
+        assert!(!pending.exists());
+
+        // Another type than the profile asks for: not used, and removed (it is in no
+        // certificate, and would not fit the next renewal either).
+        write_key(&next, KeyAlgorithm::EcP384);
+        let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
+        assert!(
+            note.contains("is ec-p384 but the plugin asks for ec-p256"),
+            "{note}"
+        );
+        assert!(!next.exists() && !pending.exists());
+
+        // The right one becomes the pending key, whole.
+        let facts = write_key(&next, KeyAlgorithm::EcP256);
+        let key = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap();
+        assert_eq!(describe(&key, 0).unwrap(), facts);
+        assert!(!next.exists());
+        let again = PrivateKey::from_bytes(&std::fs::read(&pending).unwrap()).unwrap();
+        assert_eq!(describe(&again, 0).unwrap(), facts);
+    }
+}
