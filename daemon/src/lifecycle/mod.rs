@@ -138,6 +138,57 @@ pub enum EngineError {
     Other(String),
 }
 
+impl EngineError {
+    /// The kind of error a plugin answered with, when one did.
+    fn plugin_kind(&self) -> Option<certvakt_plugin_api::ErrorKind> {
+        match self {
+            EngineError::Plugin(PluginCallError::Plugin { error, .. }) => Some(error.kind),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the step again by itself is no use until a person or a fix comes: a
+    /// permanent, configuration or person-needing answer of the plugin, and a deploy that was
+    /// rolled back (each try would swap the service's certificate twice). Such a step waits
+    /// `retry_max`, or its task.
+    fn waits_for_a_person(&self) -> bool {
+        use certvakt_plugin_api::ErrorKind as K;
+        matches!(
+            self.plugin_kind(),
+            Some(K::Permanent | K::Configuration | K::NeedsPerson)
+        ) || matches!(self, EngineError::Deploy(d) if d.rolled_back.is_some())
+    }
+
+    /// The step it is a failure of, when not the run's next one: a deploy check's is
+    /// `verified`, also after a rollback moved the run back to before its install.
+    fn step(&self) -> Option<&'static str> {
+        matches!(self, EngineError::Deploy(_)).then(|| next_step_name(Phase::Installed))
+    }
+
+    /// The task for a person this failure opens, when it needs one.
+    fn task(
+        &self,
+        cert: &crate::config::ManagedCertificate,
+        step: &str,
+    ) -> Option<certvakt_plugin_api::TaskSpec> {
+        match self {
+            EngineError::Deploy(failure) => Some(failure.task(cert)),
+            _ if self.plugin_kind() == Some(certvakt_plugin_api::ErrorKind::NeedsPerson) => {
+                Some(certvakt_plugin_api::TaskSpec {
+                    title: format!("{} needs a person before step {step}", cert.id),
+                    instructions: format!(
+                        "The {} plugin stopped at step {step} and says:\n\n    {self}\n\nDo what it asks, then mark this task done; certvakt tries the step again at once.",
+                        cert.plugin
+                    ),
+                    files: Vec::new(),
+                    completes_by: certvakt_plugin_api::Completion::Confirm,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What a command asks of the engine. Its `Debug` never shows imported bytes or passwords.
 pub enum Command {
     /// Nothing but a turn of the engine's loop, which the metrics record

@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
+use certvakt_plugin_api::TaskSpec;
 use certvakt_plugin_api::messages::{
     CertificateContext, CheckIssued, IssueOutcome, OrderContext, StepContext, StepOutcome,
 };
-use certvakt_plugin_api::{Completion, ErrorKind, TaskSpec};
 use serde_json::Value;
 
 use super::cert_services::{CertServices, KeyFiles, TaskIds};
@@ -28,7 +28,7 @@ use super::{
     next_step_name,
 };
 use crate::config::{KeyPolicy, ManagedCertificate};
-use crate::plugin_host::{BasicServices, LoadedPlugin, PluginCallError, settings_check};
+use crate::plugin_host::{BasicServices, LoadedPlugin, settings_check};
 
 /// How often to ask about a renewal window when the plugin does not say (and the longest
 /// wait it may ask for): the authority may move a window ahead of a mass revocation.
@@ -695,46 +695,25 @@ impl Core {
         let daemon = &self.config.daemon;
         let initial = daemon.retry_initial.as_secs().max(1);
         let max = daemon.retry_max.as_secs().max(initial);
-        let kind = match error {
-            EngineError::Plugin(PluginCallError::Plugin { error, .. }) => Some(error.kind),
-            _ => None,
-        };
-        // A deploy that was rolled back is installed again when its task is done, not by
-        // itself: each try would swap the service's certificate twice.
-        let held = matches!(error, EngineError::Deploy(d) if d.rolled_back.is_some());
-        let wait = match kind {
-            Some(ErrorKind::Permanent | ErrorKind::Configuration | ErrorKind::NeedsPerson) => max,
-            _ if held => max,
-            _ => crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id)),
+        let wait = if error.waits_for_a_person() {
+            max
+        } else {
+            crate::schedule::backoff(record.failures, initial, max, fnv(&cert.id))
         };
         let now = crate::now_unix();
         record.retry_at = Some(now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)));
         record.last_error = Some(error.to_string());
-        let (mut step, phase) = record
-            .run
-            .as_ref()
-            .map_or(("due", Phase::Due), |r| (next_step_name(r.phase), r.phase));
-        if matches!(error, EngineError::Deploy(_)) {
-            // Also after a rollback, which moved the run back to before its install.
-            step = next_step_name(Phase::Installed);
-        }
+        let (step, phase) = record.run.as_ref().map_or(("due", Phase::Due), |r| {
+            (
+                error.step().unwrap_or_else(|| next_step_name(r.phase)),
+                r.phase,
+            )
+        });
         log::error!(
             cert_id = cert.id.as_str(), plugin = cert.plugin.as_str(), step = step, failures = record.failures;
             "renewal step {step} failed (retry in {}): {error}", crate::human_time::format_span(wait)
         );
-        let task = match error {
-            EngineError::Deploy(failure) => Some(failure.task(cert)),
-            _ if kind == Some(ErrorKind::NeedsPerson) => Some(TaskSpec {
-                title: format!("{} needs a person before step {step}", cert.id),
-                instructions: format!(
-                    "The {} plugin stopped at step {step} and says:\n\n    {error}\n\nDo what it asks, then mark this task done; certvakt tries the step again at once.",
-                    cert.plugin
-                ),
-                files: Vec::new(),
-                completes_by: Completion::Confirm,
-            }),
-            _ => None,
-        };
+        let task = error.task(cert, step);
         if let Some(spec) = task {
             let files = Certificates::default();
             if let Err(e) = self.open_task(cert, record, phase, spec, None, files, now) {
