@@ -16,6 +16,8 @@
 //!   hash no longer fits.
 //! - A cancelled run gives the pre-staged key it took back: it is the next key again, and
 //!   the hash published for it stays true.
+//! - The next key is read without following a symbolic link: one planted in its place is
+//!   refused, never taken (a rename would move the link, not a key).
 //! - Another policy removes a next key left from `prestage`: it was never in a certificate.
 
 use std::path::Path;
@@ -77,7 +79,7 @@ fn next_key_now(
         }
         return Ok(known.is_some().then_some(None));
     }
-    match bounded::read(path, bounded::KEY_FILE_LIMIT) {
+    match bounded::read_no_follow(path, bounded::KEY_FILE_LIMIT) {
         Ok(bytes) => {
             let key = PrivateKey::from_bytes(&Zeroizing::new(bytes)).map_err(|e| {
                 EngineError::Other(format!(
@@ -169,7 +171,7 @@ pub(super) fn take(
             cert.id
         )
     };
-    let bytes = match bounded::read(&next, bounded::KEY_FILE_LIMIT) {
+    let bytes = match bounded::read_no_follow(&next, bounded::KEY_FILE_LIMIT) {
         Ok(bytes) => Zeroizing::new(bytes),
         Err(e) => {
             return Err(not_used(format!(
@@ -221,7 +223,7 @@ pub(super) fn give_back(store: &store::Store, id: &str, next: &NextKey) {
     if next_path.exists() {
         return;
     }
-    let same = bounded::read(&pending, bounded::KEY_FILE_LIMIT)
+    let same = bounded::read_no_follow(&pending, bounded::KEY_FILE_LIMIT)
         .ok()
         .and_then(|bytes| PrivateKey::from_bytes(&Zeroizing::new(bytes)).ok())
         .and_then(|key| describe(&key, next.made_at).ok())
@@ -269,7 +271,7 @@ mod tests {
             dir.path().join("pending-key.pem"),
         );
 
-        // Missing, half-written, a FIFO: not used, and the note says the hash does not fit.
+        // Missing, half-written, a FIFO, a symlink: not used, and the note says the hash does not fit.
         let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
         assert!(note.contains("no pre-staged key could be used"), "{note}");
         assert!(note.contains("does not fit the new key"), "{note}");
@@ -281,6 +283,13 @@ mod tests {
         nix::unistd::mkfifo(&next, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
         assert!(note.contains("not a regular file"), "{note}");
+        std::fs::remove_file(&next).unwrap();
+        // A symbolic link to a good key is refused, not followed.
+        let elsewhere = dir.path().join("elsewhere.pem");
+        write_key(&elsewhere, KeyAlgorithm::EcP256);
+        std::os::unix::fs::symlink(&elsewhere, &next).unwrap();
+        let note = take(&cert(), &pending, KeyAlgorithm::EcP256).unwrap_err();
+        assert!(note.contains("no pre-staged key could be used"), "{note}");
         std::fs::remove_file(&next).unwrap();
         assert!(!pending.exists());
 
